@@ -1,0 +1,161 @@
+"""The cluster model: what nosdn knows about a cluster, as frozen values with no I/O.
+
+Everything else in nosdn is a function of these types. Sources (the inventory file, the
+Kubernetes API) produce a `Cluster`; `nosdn.plan` turns it into `Route`s for a `Target`;
+backends report what they find as `InstalledRoute`s and apply a `Diff`. Addresses and prefixes
+are `ipaddress` objects, never strings, so two spellings of one address compare equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Literal, TypeAlias
+
+IPAddress: TypeAlias = IPv4Address | IPv6Address
+IPNetwork: TypeAlias = IPv4Network | IPv6Network
+Family: TypeAlias = Literal[4, 6]
+
+#: Route protocol number nosdn stamps on every kernel route and nexthop it writes
+#: (``/etc/iproute2/rt_protos.d/nosdn.conf`` names it so ``ip route`` prints ``proto nosdn``).
+DEFAULT_PROTOCOL = 157
+PROTOCOL_NAME = "nosdn"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One machine of the cluster: its name, its addresses (at most one per family) and the
+    pod subnets that live on it."""
+
+    name: str
+    ips: tuple[IPAddress, ...]
+    pod_cidrs: tuple[IPNetwork, ...] = ()
+    #: Cloud instance behind the node (AWS ``i-...``, GCE instance name), if known.
+    instance_id: str | None = None
+
+    def ip_for(self, family: int) -> IPAddress | None:
+        """The node's address of one IP family (4 or 6), or None."""
+        for ip in self.ips:
+            if ip.version == family:
+                return ip
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """A whole cluster as one value: its nodes plus the address plan they live in."""
+
+    nodes: tuple[Node, ...]
+    cluster_cidrs: tuple[IPNetwork, ...] = ()
+    node_cidr_mask_size_v4: int = 24
+    node_cidr_mask_size_v6: int = 64
+    service_cidrs: tuple[IPNetwork, ...] = ()
+    #: Names of the nodes that run kube-proxy and carry the service CIDRs (ECMP when several).
+    service_via: tuple[str, ...] = ()
+    #: Used to name and tag cloud routes; several clusters may share one VPC.
+    name: str = "kubernetes"
+
+    def node(self, name: str) -> Node | None:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        return None
+
+    def mask_size(self, family: int) -> int:
+        return self.node_cidr_mask_size_v4 if family == 4 else self.node_cidr_mask_size_v6
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Whose routing table a plan is for.
+
+    ``node``: one cluster node (gets every other node's pod subnets);
+    ``external``: any other machine that should reach pods (adds the service CIDRs);
+    ``router``: the network's router or cloud route table (every pod subnet).
+    """
+
+    kind: Literal["node", "external", "router"]
+    node: str | None = None
+
+    @staticmethod
+    def for_node(name: str) -> Target:
+        return Target("node", name)
+
+    def __str__(self) -> str:
+        return f"node/{self.node}" if self.kind == "node" else self.kind
+
+
+EXTERNAL = Target("external")
+ROUTER = Target("router")
+
+
+def route_sort_key(dst: IPNetwork) -> tuple[int, int, int]:
+    return (dst.version, int(dst.network_address), dst.prefixlen)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route nosdn wants: ``dst`` via one next hop, or several (ECMP), sorted.
+
+    ``node`` is the node the pod subnet belongs to, or None for service routes.
+    """
+
+    dst: IPNetwork
+    via: tuple[IPAddress, ...]
+    node: str | None = None
+
+    @property
+    def family(self) -> int:
+        return self.dst.version
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledRoute:
+    """A route a backend found (kernel table, cloud route table, ...).
+
+    ``owned`` says whether nosdn wrote it (our protocol number, our tag, our name). ``owner``
+    is a human label of who did (``nosdn``, ``static``, ``bird``, ``igw-0abc``); ``detail`` is
+    the backend's own one-line rendering, shown when reporting a conflict; ``ref`` is an
+    opaque handle a backend may need to change or delete it (route name, table id).
+    """
+
+    dst: IPNetwork
+    via: tuple[IPAddress, ...]
+    owned: bool
+    owner: str = PROTOCOL_NAME
+    detail: str = ""
+    ref: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    old: InstalledRoute
+    new: Route
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A prefix nosdn wants that someone else already routes: reported, never overwritten."""
+
+    wanted: Route
+    found: InstalledRoute
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """What a backend must do to make its routes equal the desired ones."""
+
+    add: tuple[Route, ...] = ()
+    change: tuple[Change, ...] = ()
+    remove: tuple[InstalledRoute, ...] = ()
+    keep: tuple[Route, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+
+    @property
+    def writes(self) -> int:
+        """How many writes applying this diff takes (0 means the backend is in sync)."""
+        return len(self.add) + len(self.change) + len(self.remove)
+
+    @property
+    def in_sync(self) -> bool:
+        return self.writes == 0

@@ -1,0 +1,133 @@
+"""Route planning: pure functions from a cluster to the routes a target needs, and the diff
+between those and what a backend found.
+
+Like a flannel backend, this is a plain ``node -> route`` function with no I/O; every backend
+and renderer consumes its output, so the kernel, the cloud and the rendered script can never
+disagree about which routes a cluster needs. ``diff`` is where ownership is enforced: a route
+someone else owns is a conflict, never something to change or remove.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from nosdn.model import (
+    Change,
+    Cluster,
+    Conflict,
+    Diff,
+    InstalledRoute,
+    IPAddress,
+    Route,
+    Target,
+    route_sort_key,
+)
+
+
+class UnknownNodeError(ValueError):
+    """The target names a node the cluster does not have."""
+
+
+def _pod_routes(cluster: Cluster, skip: str | None, families: set[int] | None) -> list[Route]:
+    routes: list[Route] = []
+    for node in cluster.nodes:
+        if node.name == skip:
+            continue
+        for cidr in node.pod_cidrs:
+            if families is not None and cidr.version not in families:
+                continue
+            gw = node.ip_for(cidr.version)
+            if gw is None:
+                continue  # refused by the checks; a route needs a next hop of its family
+            routes.append(Route(cidr, (gw,), node.name))
+    return routes
+
+
+def _service_routes(cluster: Cluster) -> list[Route]:
+    routes: list[Route] = []
+    for cidr in cluster.service_cidrs:
+        gws: list[IPAddress] = []
+        for name in cluster.service_via:
+            node = cluster.node(name)
+            gw = node.ip_for(cidr.version) if node else None
+            if gw is not None:
+                gws.append(gw)
+        if gws:
+            routes.append(Route(cidr, tuple(sorted(set(gws))), None))
+    return routes
+
+
+def desired_routes(cluster: Cluster, target: Target) -> list[Route]:
+    """Every route ``target`` needs, sorted by family then destination.
+
+    A node gets every other node's pod subnets via that node's address of the same family (only
+    for families it has an address in itself), never a route to its own subnets. An external
+    host also gets the service CIDRs via the ``serviceVia`` nodes (one ECMP route if several).
+    A router gets every pod subnet.
+    """
+    if target.kind == "node":
+        me = cluster.node(target.node or "")
+        if me is None:
+            raise UnknownNodeError(target.node)
+        routes = _pod_routes(cluster, me.name, {ip.version for ip in me.ips})
+    elif target.kind == "external":
+        routes = _pod_routes(cluster, None, None) + _service_routes(cluster)
+    else:
+        routes = _pod_routes(cluster, None, None)
+    routes.sort(key=lambda r: route_sort_key(r.dst))
+    return routes
+
+
+def diff(desired: Iterable[Route], actual: Iterable[InstalledRoute]) -> Diff:
+    """Compare the routes wanted with the routes found.
+
+    - wanted and owned with the same next hops: keep; owned with other next hops: change;
+    - wanted but owned by someone else: conflict (and nothing is written for that prefix);
+    - owned but no longer wanted: remove. Foreign routes that nobody wants are not our business.
+    Extra owned routes to one prefix (left by a crash, say) are removed.
+    """
+    owned: dict[object, list[InstalledRoute]] = {}
+    foreign: dict[object, InstalledRoute] = {}
+    for r in actual:
+        if r.owned:
+            owned.setdefault(r.dst, []).append(r)
+        else:
+            foreign.setdefault(r.dst, r)
+
+    add: list[Route] = []
+    change: list[Change] = []
+    keep: list[Route] = []
+    conflicts: list[Conflict] = []
+    remove: list[InstalledRoute] = []
+    wanted_dsts: set[object] = set()
+    for want in desired:
+        wanted_dsts.add(want.dst)
+        theirs = foreign.get(want.dst)
+        if theirs is not None:
+            conflicts.append(Conflict(want, theirs))
+        ours = owned.get(want.dst)
+        if not ours:
+            if theirs is None:
+                add.append(want)
+            continue
+        match = next((o for o in ours if tuple(sorted(o.via)) == want.via), None)
+        if match is not None:
+            keep.append(want)
+            remove.extend(o for o in ours if o is not match)
+        else:
+            change.append(Change(ours[0], want))
+            remove.extend(ours[1:])
+    for dst, ours in owned.items():
+        if dst not in wanted_dsts:
+            remove.extend(ours)
+    return Diff(tuple(add), tuple(change), tuple(remove), tuple(keep), tuple(conflicts))
+
+
+def apply_diff(actual: Iterable[InstalledRoute], d: Diff) -> list[InstalledRoute]:
+    """What a table holds after a backend applied ``d`` faithfully (used by the fake backend
+    and by property tests: ``apply_diff(actual, diff(desired, actual))`` owns ``desired``)."""
+    gone = {id(r) for r in d.remove} | {id(c.old) for c in d.change}
+    result = [r for r in actual if id(r) not in gone]
+    result.extend(InstalledRoute(r.dst, r.via, True) for r in d.add)
+    result.extend(InstalledRoute(c.new.dst, c.new.via, True) for c in d.change)
+    return result
