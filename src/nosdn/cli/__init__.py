@@ -28,7 +28,7 @@ app = typer.Typer(
 
 _inventory_cmds.register(app)
 
-for _mod in ("_kernel_cmds", "_lab_cmds"):
+for _mod in ("_render_cmds", "_kernel_cmds", "_lab_cmds"):
     try:
         __import__(f"nosdn.cli.{_mod}")
     except ModuleNotFoundError:  # pragma: no cover - during development only
@@ -39,4 +39,14 @@ for _mod in ("_kernel_cmds", "_lab_cmds"):
 
 
 def main() -> None:
-    app()
+    """Entry point: bad input anywhere becomes exit 2 with every problem listed."""
+    from nosdn.cli._common import EXIT_BAD_INPUT, err
+    from nosdn.problems import ProblemsError
+
+    try:
+        app()
+    except ProblemsError as e:
+        err.print(f"[bold red]{len(e.problems)} problem(s); nothing was changed[/]")
+        for p in e.problems:
+            err.print(f"  - {p}")
+        raise SystemExit(EXIT_BAD_INPUT) from None

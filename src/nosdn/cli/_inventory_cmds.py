@@ -1,0 +1,173 @@
+"""Commands that only read an inventory: check, allocate, routes. No root, no network."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nosdn.checks import check_cluster
+from nosdn.cli._common import (
+    EXIT_BAD_INPUT,
+    FileOpt,
+    Output,
+    OutputOpt,
+    dump,
+    err,
+    fail,
+    load,
+    out,
+)
+from nosdn.inventory import InventoryError, parse_inventory, read_yaml, write_allocation
+from nosdn.ipam import allocate
+from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
+from nosdn.plan import desired_routes
+
+
+def route_dict(r: Route) -> dict[str, Any]:
+    return {"dst": str(r.dst), "via": [str(v) for v in r.via], "node": r.node}
+
+
+def routes_table(routes: list[Route], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    t.add_column("destination")
+    t.add_column("via")
+    t.add_column("node")
+    for r in routes:
+        t.add_row(str(r.dst), ", ".join(str(v) for v in r.via), r.node or "(services)")
+    return t
+
+
+def pick_target(cluster: Cluster, node: str | None, external: bool, router: bool) -> Target:
+    if sum([node is not None, external, router]) != 1:
+        fail("choose exactly one of --node NAME, --external or --router")
+    if node is not None:
+        if cluster.node(node) is None:
+            fail(
+                f"--node {node}: no such node in the inventory "
+                f"(nodes: {', '.join(n.name for n in cluster.nodes[:10])}"
+                f"{', ...' if len(cluster.nodes) > 10 else ''})"
+            )
+        return Target.for_node(node)
+    return EXTERNAL if external else ROUTER
+
+
+def check(file: FileOpt, output: OutputOpt = Output.table) -> None:
+    """Check an inventory and report every problem at once (exit 2 if any).
+
+    Refuses what the kernel would wrongly accept: overlapping pod subnets, a pod subnet that
+    covers a node's address, pod and service ranges that overlap, duplicate names or addresses,
+    subnets outside the cluster CIDRs, and more. Each problem names the node, field and value.
+    """
+    try:
+        cluster, problems = parse_inventory(read_yaml(file), str(file))
+    except InventoryError as e:
+        problems, cluster = list(e.problems), Cluster(())
+    if not problems:
+        alloc = allocate(cluster)
+        problems = [*alloc.problems, *check_cluster(alloc.cluster)]
+        pending = len(alloc.assigned)
+    else:
+        pending = 0
+    if output is not Output.table:
+        dump(
+            {
+                "ok": not problems,
+                "nodes": len(cluster.nodes),
+                "unallocated": pending,
+                "problems": [p.as_dict() for p in problems],
+            },
+            output,
+        )
+    elif problems:
+        err.print(f"[bold red]{file}: {len(problems)} problem(s)[/]")
+        for p in problems:
+            err.print(f"  - {p}")
+    else:
+        note = f"; {pending} node(s) without podCIDRs (run nosdn allocate)" if pending else ""
+        out.print(f"[green]ok[/] {file}: {len(cluster.nodes)} nodes{note}")
+    if problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def allocate_cmd(
+    file: FileOpt,
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="Write the subnets into the file (keeps comments and order)."),
+    ] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Give every node without a pod subnet one per family from the cluster CIDRs.
+
+    Stable: existing subnets never move, new nodes get the lowest free ones. Without --write
+    it only shows what it would assign.
+    """
+    cluster, problems = parse_inventory(read_yaml(file), str(file))
+    if problems:
+        raise InventoryError(problems)
+    alloc = allocate(cluster)
+    problems = [*alloc.problems, *check_cluster(alloc.cluster)]
+    if problems:
+        raise InventoryError(problems)
+    data = {name: [str(c) for c in cidrs] for name, cidrs in alloc.assigned.items()}
+    if write and alloc.assigned:
+        write_allocation(file, alloc)
+    if output is not Output.table:
+        dump({"assigned": data, "written": write and bool(data)}, output)
+        return
+    if not data:
+        out.print("every node already has its pod subnets; nothing to do")
+        return
+    t = Table(
+        title=f"{'assigned' if write else 'would assign'} ({len(data)} nodes)", title_justify="left"
+    )
+    t.add_column("node")
+    t.add_column("podCIDRs")
+    for name, cidrs in data.items():
+        t.add_row(name, ", ".join(cidrs))
+    out.print(t)
+    if not write:
+        out.print("run again with --write to pin these in the file")
+
+
+def routes(
+    file: FileOpt,
+    node: Annotated[
+        str | None,
+        typer.Option(
+            "--node", help="Routes for this cluster node: every other node's pod subnets."
+        ),
+    ] = None,
+    external: Annotated[
+        bool,
+        typer.Option(
+            "--external",
+            help="Routes for a machine outside "
+            "the cluster: all pod subnets plus the service "
+            "CIDRs via the serviceVia nodes.",
+        ),
+    ] = False,
+    router: Annotated[
+        bool,
+        typer.Option(
+            "--router", help="The route table for the network's router or cloud: all pod subnets."
+        ),
+    ] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Print the routes one machine needs (no root: this only computes)."""
+    cluster = load(file)
+    target = pick_target(cluster, node, external, router)
+    rs = desired_routes(cluster, target)
+    if output is not Output.table:
+        dump({"target": str(target), "routes": [route_dict(r) for r in rs]}, output)
+    else:
+        out.print(routes_table(rs, f"routes for {target} ({len(rs)})"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+    app.command("allocate")(allocate_cmd)
+    app.command("routes")(routes)

@@ -1,0 +1,304 @@
+"""The inventory file: the post's "simple hash table" of nodes, as YAML.
+
+Field names follow Kubernetes (``podCIDRs``, ``clusterCIDRs``); plural lists accept the singular
+shorthand (``ip: 10.0.0.1``, ``podCIDR: ...``). Parsing never stops at the first bad value: it
+collects a `Problem` for each one, builds the model from what parsed, runs the checks on that,
+and raises once with everything. Loading uses libyaml (fast enough for 50,000 nodes); writing
+back (``allocate --write``) uses ruamel's round trip, which keeps comments and order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nosdn.checks import check_cluster
+from nosdn.ipam import Allocation, allocate
+from nosdn.model import Cluster, IPAddress, IPNetwork, Node
+from nosdn.problems import Problem, ProblemsError
+
+TOP_KEYS = {
+    "clusterName",
+    "clusterCIDRs",
+    "clusterCIDR",
+    "nodeCIDRMaskSize",
+    "nodeCIDRMaskSizeIPv4",
+    "nodeCIDRMaskSizeIPv6",
+    "serviceCIDRs",
+    "serviceCIDR",
+    "serviceVia",
+    "nodes",
+}
+NODE_KEYS = {"name", "ips", "ip", "podCIDRs", "podCIDR", "instanceId"}
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class InventoryError(ProblemsError):
+    """The inventory could not be used; ``problems`` lists every reason."""
+
+
+def _as_list(value: object) -> list[object]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def _plural(
+    raw: Mapping[str, Any], plural: str, singular: str, node: str | None, problems: list[Problem]
+) -> list[object]:
+    if plural in raw and singular in raw:
+        problems.append(
+            Problem(
+                node,
+                plural,
+                f"{raw[plural]!r} and {singular} {raw[singular]!r}",
+                "both the list and its singular shorthand are set",
+                f"keep only {plural}",
+            )
+        )
+    return _as_list(raw.get(plural, raw.get(singular)))
+
+
+def parse_address(
+    value: object, node: str | None, field: str, out: list[Problem]
+) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        out.append(
+            Problem(
+                node, field, str(value), "is not an IP address", "write e.g. 10.10.0.1 or fd00::1"
+            )
+        )
+        return None
+
+
+def parse_network(
+    value: object, node: str | None, field: str, out: list[Problem]
+) -> IPNetwork | None:
+    text = str(value).strip()
+    if "/" not in text:
+        out.append(
+            Problem(
+                node, field, text, "has no prefix length", f"write it as a CIDR, e.g. {text}/24"
+            )
+        )
+        return None
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError as e:
+        if "host bits set" in str(e):
+            fixed = ipaddress.ip_network(text, strict=False)
+            out.append(Problem(node, field, text, "has host bits set", f"did you mean {fixed}?"))
+        else:
+            out.append(
+                Problem(node, field, text, "is not a valid CIDR", "write e.g. 172.17.1.0/24")
+            )
+        return None
+
+
+def _parse_int(raw: Mapping[str, Any], key: str, default: int, out: list[Problem]) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        out.append(Problem(None, key, repr(value), "is not a whole number", "write e.g. 24"))
+        return default
+    return value
+
+
+def _parse_node(index: int, raw: object, out: list[Problem]) -> Node | None:
+    if not isinstance(raw, Mapping):
+        out.append(
+            Problem(None, f"nodes[{index}]", repr(raw), "is not a mapping", "write name: and ip:")
+        )
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        out.append(
+            Problem(
+                None, f"nodes[{index}].name", repr(name), "is missing", "give every node a name"
+            )
+        )
+        return None
+    for key in raw:
+        if key not in NODE_KEYS:
+            out.append(
+                Problem(
+                    name,
+                    str(key),
+                    repr(raw[key]),
+                    "is not a known node field",
+                    f"known fields: {', '.join(sorted(NODE_KEYS))}",
+                )
+            )
+    ips: list[IPAddress] = []
+    for value in _plural(raw, "ips", "ip", name, out):
+        ip = parse_address(value, name, "ips", out)
+        if ip is not None:
+            ips.append(ip)
+    cidrs: list[IPNetwork] = []
+    for value in _plural(raw, "podCIDRs", "podCIDR", name, out):
+        net = parse_network(value, name, "podCIDRs", out)
+        if net is not None:
+            cidrs.append(net)
+    instance = raw.get("instanceId")
+    return Node(name, tuple(ips), tuple(cidrs), str(instance) if instance is not None else None)
+
+
+def parse_inventory(data: object, source: str = "inventory") -> tuple[Cluster, list[Problem]]:
+    """Turn parsed YAML into a Cluster plus every problem met on the way (no checks yet)."""
+    problems: list[Problem] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        problems.append(
+            Problem(None, source, type(data).__name__, "is not a mapping", "see examples/")
+        )
+        return Cluster(()), problems
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(
+                Problem(
+                    None,
+                    str(key),
+                    repr(data[key]),
+                    "is not a known inventory field",
+                    f"known fields: {', '.join(sorted(TOP_KEYS))}",
+                )
+            )
+    cluster_cidrs = [
+        n
+        for v in _plural(data, "clusterCIDRs", "clusterCIDR", None, problems)
+        if (n := parse_network(v, None, "clusterCIDRs", problems)) is not None
+    ]
+    service_cidrs = [
+        n
+        for v in _plural(data, "serviceCIDRs", "serviceCIDR", None, problems)
+        if (n := parse_network(v, None, "serviceCIDRs", problems)) is not None
+    ]
+    v4_key = "nodeCIDRMaskSizeIPv4" if "nodeCIDRMaskSizeIPv4" in data else "nodeCIDRMaskSize"
+    mask4 = _parse_int(data, v4_key, 24, problems)
+    mask6 = _parse_int(data, "nodeCIDRMaskSizeIPv6", 64, problems)
+    via = [str(v) for v in _as_list(data.get("serviceVia"))]
+    raw_nodes = data.get("nodes")
+    if raw_nodes is None:
+        raw_nodes = []
+    if not isinstance(raw_nodes, Sequence) or isinstance(raw_nodes, str):
+        problems.append(Problem(None, "nodes", repr(raw_nodes), "is not a list", "see examples/"))
+        raw_nodes = []
+    nodes = [nd for i, raw in enumerate(raw_nodes) if (nd := _parse_node(i, raw, problems))]
+    name = data.get("clusterName", "kubernetes")
+    cluster = Cluster(
+        nodes=tuple(nodes),
+        cluster_cidrs=tuple(cluster_cidrs),
+        node_cidr_mask_size_v4=mask4,
+        node_cidr_mask_size_v6=mask6,
+        service_cidrs=tuple(service_cidrs),
+        service_via=tuple(via),
+        name=str(name),
+    )
+    return cluster, problems
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InventoryError(
+            [
+                Problem(
+                    None, "file", str(path), "does not exist", "pass -f FILE or set NOSDN_INVENTORY"
+                )
+            ]
+        ) from None
+    except OSError as e:
+        raise InventoryError([Problem(None, "file", str(path), e.strerror or str(e))]) from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise InventoryError(
+            [Problem(None, "file", str(path), f"is not valid YAML ({e})".replace("\n", " "))]
+        ) from None
+
+
+def load_cluster(path: Path, *, allocate_missing: bool = True, warn: bool = True) -> Cluster:
+    """Load, allocate subnets in memory for nodes without one, and check.
+
+    Raises `InventoryError` with every problem. Nodes allocated in memory are announced on
+    stderr: their subnet only stays put once written (``nosdn allocate --write``).
+    """
+    cluster, problems = parse_inventory(read_yaml(path), str(path))
+    if allocate_missing and not problems:
+        alloc = allocate(cluster)
+        problems.extend(alloc.problems)
+        if alloc.assigned and warn:
+            names = ", ".join(sorted(alloc.assigned)[:5])
+            more = "" if len(alloc.assigned) <= 5 else f" and {len(alloc.assigned) - 5} more"
+            print(
+                f"nosdn: {len(alloc.assigned)} node(s) have no podCIDRs ({names}{more}); "
+                f"allocated in memory — run `nosdn allocate -f {path} --write` to pin them",
+                file=sys.stderr,
+            )
+        cluster = alloc.cluster
+    problems.extend(check_cluster(cluster))
+    if problems:
+        raise InventoryError(problems)
+    return cluster
+
+
+def write_allocation(path: Path, alloc: Allocation) -> None:
+    """Write newly allocated pod subnets back into the inventory, keeping comments and order.
+
+    The file is replaced atomically (write to a temporary file, then rename).
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedSeq
+
+    text = path.read_text()
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    # keep the file's own list indentation (ruamel's default would re-indent every node)
+    m = re.search(r"^nodes:[^\n]*\n(?:\s*#[^\n]*\n)*( *)- ", text, re.MULTILINE)
+    offset = len(m.group(1)) if m else 2
+    rt.indent(mapping=2, sequence=offset + 2, offset=offset)
+    doc = rt.load(text)
+    by_name = {n.name: n for n in alloc.cluster.nodes}
+    for raw in doc.get("nodes") or []:
+        node = by_name.get(raw.get("name"))
+        if node is None or node.name not in alloc.assigned:
+            continue
+        seq = CommentedSeq([str(c) for c in node.pod_cidrs])
+        seq.fa.set_flow_style()
+        if "podCIDR" in raw:
+            if len(node.pod_cidrs) == 1:
+                raw["podCIDR"] = str(node.pod_cidrs[0])
+                continue
+            pos = list(raw.keys()).index("podCIDR")
+            del raw["podCIDR"]
+            raw.insert(pos, "podCIDRs", seq)
+        elif "podCIDRs" in raw:
+            raw["podCIDRs"] = seq
+        else:
+            keys = list(raw.keys())
+            after = next((k for k in ("ips", "ip") if k in keys), keys[-1])
+            raw.insert(keys.index(after) + 1, "podCIDRs", seq)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            rt.dump(doc, f)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
