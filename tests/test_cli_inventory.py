@@ -1,0 +1,75 @@
+"""The inventory commands as run by people: exit codes, JSON shape, no write on error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def nosdn(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nosdn", *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def test_routes_json_shape() -> None:
+    r = nosdn("routes", "-f", str(EXAMPLES / "two-nodes.yaml"), "--router", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {
+        "target": "router",
+        "routes": [
+            {"dst": "172.17.1.0/24", "via": ["10.10.0.1"], "node": "node1"},
+            {"dst": "172.17.2.0/24", "via": ["10.10.0.2"], "node": "node2"},
+        ],
+    }
+
+
+def test_file_from_environment() -> None:
+    import os
+
+    env = dict(os.environ, NOSDN_INVENTORY=str(EXAMPLES / "two-nodes.yaml"))
+    r = nosdn("routes", "--node", "node2", "-o", "yaml", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "172.17.1.0/24" in r.stdout
+    assert "node: node1" in r.stdout
+
+
+def test_bad_inventory_exit_2_lists_every_problem(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(
+        "nodes:\n- {name: a, ip: 10.0.0.1, podCIDR: 172.17.1.0/24}\n"
+        "- {name: b, ip: 10.0.0.1, podCIDR: 172.17.1.0/25}\n"
+    )
+    r = nosdn("check", "-f", str(f))
+    assert r.returncode == 2
+    assert "node b: ips 10.0.0.1" in r.stderr
+    assert "node b: podCIDRs 172.17.1.0/25: overlaps node a's podCIDRs" in r.stderr
+    j = nosdn("check", "-f", str(f), "-o", "json")
+    assert j.returncode == 2
+    assert len(json.loads(j.stdout)["problems"]) == 2
+    assert nosdn("routes", "-f", str(f), "--router").returncode == 2
+
+
+def test_allocate_write_changes_nothing_when_a_check_fails(tmp_path: Path) -> None:
+    f = tmp_path / "inv.yaml"
+    shutil.copy(EXAMPLES / "dual-stack.yaml", f)
+    f.write_text(f.read_text().replace("ips: [192.168.50.13", "ips: [192.168.50.12"))
+    before = f.read_text()
+    r = nosdn("allocate", "-f", str(f), "--write")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "192.168.50.12" in r.stderr
+    assert "node3" in r.stderr
+    assert f.read_text() == before
+
+
+def test_usage_errors_exit_2() -> None:
+    assert nosdn("routes", "-f", str(EXAMPLES / "two-nodes.yaml")).returncode == 2
+    r = nosdn("routes", "-f", str(EXAMPLES / "two-nodes.yaml"), "--node", "nope")
+    assert r.returncode == 2
+    assert "nope" in r.stderr
+    assert nosdn("check", "-f", "/nonexistent.yaml").returncode == 2

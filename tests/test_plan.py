@@ -1,0 +1,104 @@
+"""Route planning and diff: the pure heart that every backend and renderer shares."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nosdn.inventory import load_cluster
+from nosdn.model import EXTERNAL, ROUTER, InstalledRoute, Route, Target
+from nosdn.plan import apply_diff, desired_routes, diff
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_node_gets_every_other_subnet_never_its_own() -> None:
+    c = load_cluster(EXAMPLES / "two-nodes.yaml")
+    routes = desired_routes(c, Target.for_node("node1"))
+    assert [(str(r.dst), [str(v) for v in r.via], r.node) for r in routes] == [
+        ("172.17.2.0/24", ["10.10.0.2"], "node2")
+    ]
+
+
+def test_dual_stack_families_routed_via_same_family() -> None:
+    c = load_cluster(EXAMPLES / "dual-stack.yaml", warn=False)
+    for r in desired_routes(c, Target.for_node("node2")):
+        assert r.node != "node2"
+        assert all(v.version == r.dst.version for v in r.via)
+    assert len(desired_routes(c, Target.for_node("node2"))) == 4
+
+
+def test_external_gets_ecmp_service_route_and_router_does_not() -> None:
+    c = load_cluster(EXAMPLES / "dual-stack.yaml", warn=False)
+    ext = {str(r.dst): r for r in desired_routes(c, EXTERNAL)}
+    svc = ext["10.96.0.0/12"]
+    assert svc.node is None
+    assert [str(v) for v in svc.via] == ["192.168.50.11", "192.168.50.12"]
+    assert "10.96.0.0/12" not in {str(r.dst) for r in desired_routes(c, ROUTER)}
+    assert len(desired_routes(c, ROUTER)) == 6
+
+
+net4 = st.integers(min_value=0, max_value=63).map(
+    lambda i: ipaddress.ip_network(f"172.17.{i}.0/24")
+)
+gw = st.integers(min_value=1, max_value=5).map(lambda i: ipaddress.ip_address(f"10.0.0.{i}"))
+desired_st = st.dictionaries(net4, gw, max_size=20).map(
+    lambda d: [Route(k, (v,), "n") for k, v in d.items()]
+)
+actual_st = st.lists(st.tuples(net4, gw, st.booleans()), max_size=20).map(
+    lambda xs: [
+        InstalledRoute(n, (g,), owned, "nosdn" if owned else "static") for n, g, owned in xs
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(desired=desired_st, actual=actual_st)
+def test_applying_the_diff_gives_desired_and_spares_foreign(
+    desired: list[Route], actual: list[InstalledRoute]
+) -> None:
+    d = diff(desired, actual)
+    after = apply_diff(actual, d)
+    owned = {(r.dst, r.via) for r in after if r.owned}
+    foreign_dsts = {r.dst for r in actual if not r.owned}
+    want = {(r.dst, r.via) for r in desired if r.dst not in foreign_dsts}
+    # every wanted route without a foreign claimant is ours afterwards, and nothing else we own,
+    # except wanted routes that someone else also routes (conflict: ours is left as it was)
+    assert want <= owned
+    assert {dst for dst, _ in owned} <= {r.dst for r in desired}
+    # foreign routes are all still there, untouched
+    assert [r for r in after if not r.owned] == [r for r in actual if not r.owned]
+    # every conflict is a wanted prefix held by someone else
+    assert {c.wanted.dst for c in d.conflicts} == {r.dst for r in desired} & foreign_dsts
+    # a second diff against the result is a no-op
+    assert diff(desired, after).writes == 0
+
+
+def test_diff_kinds() -> None:
+    n = ipaddress.ip_network
+    a = ipaddress.ip_address
+    desired = [
+        Route(n("172.17.1.0/24"), (a("10.0.0.1"),), "n1"),
+        Route(n("172.17.2.0/24"), (a("10.0.0.2"),), "n2"),
+        Route(n("172.17.3.0/24"), (a("10.0.0.3"),), "n3"),
+        Route(n("172.17.4.0/24"), (a("10.0.0.4"),), "n4"),
+    ]
+    actual = [
+        InstalledRoute(n("172.17.1.0/24"), (a("10.0.0.1"),), True),
+        InstalledRoute(n("172.17.2.0/24"), (a("10.0.0.9"),), True),
+        InstalledRoute(n("172.17.4.0/24"), (a("10.0.0.4"),), False, "static"),
+        InstalledRoute(n("172.17.9.0/24"), (a("10.0.0.9"),), True),
+        InstalledRoute(n("192.168.0.0/24"), (a("10.0.0.9"),), False, "static"),
+    ]
+    d = diff(desired, actual)
+    assert [str(r.dst) for r in d.keep] == ["172.17.1.0/24"]
+    assert [str(c.new.dst) for c in d.change] == ["172.17.2.0/24"]
+    assert [str(r.dst) for r in d.add] == ["172.17.3.0/24"]
+    assert [str(r.dst) for r in d.remove] == ["172.17.9.0/24"]
+    assert [(str(c.wanted.dst), c.found.owner) for c in d.conflicts] == [
+        ("172.17.4.0/24", "static")
+    ]
+    assert d.writes == 3
