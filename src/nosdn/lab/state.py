@@ -1,0 +1,110 @@
+"""Where a lab keeps what it cannot recompute: pod addresses, CNI state, the inventory.
+
+Everything lives under one directory per lab (``/run/nosdn/lab/<name>/``, on tmpfs, so a
+reboot, which also drops the namespaces, drops it too; ``$NOSDN_LAB_DIR`` moves it):
+
+    state.json                      the spec (nodes, ipv6, pods) and each pod's addresses
+    inventory.yaml                  the cluster, as `nosdn apply -f` reads it
+    cni/<node>/10-nosdn.conflist    the conflist, byte for byte what the agent would write
+    cni/<node>/ipam/                host-local's dataDir (never the machine's /var/lib/cni)
+    cni/<node>/results/<pod>.json   each pod's cached ADD result (what DEL is given)
+
+``lab down`` removes the directory; it does not need it to find the namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nosdn.lab.netns import LabError
+from nosdn.lab.topology import LabSpec
+
+STATE_ROOT_ENV = "NOSDN_LAB_DIR"
+DEFAULT_STATE_ROOT = Path("/run/nosdn/lab")
+
+
+def state_root() -> Path:
+    return Path(os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT)
+
+
+@dataclass(frozen=True, slots=True)
+class LabPaths:
+    root: Path
+
+    @staticmethod
+    def for_lab(name: str, root: Path | None = None) -> LabPaths:
+        return LabPaths((root or state_root()) / name)
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def inventory(self) -> Path:
+        return self.root / "inventory.yaml"
+
+    def cni_dir(self, node: str) -> Path:
+        return self.root / "cni" / node
+
+    def conflist(self, node: str) -> Path:
+        return self.cni_dir(node) / "10-nosdn.conflist"
+
+    def ipam_dir(self, node: str) -> Path:
+        return self.cni_dir(node) / "ipam"
+
+    def result(self, node: str, pod: str) -> Path:
+        return self.cni_dir(node) / "results" / f"{pod}.json"
+
+
+@dataclass(slots=True)
+class LabState:
+    spec: LabSpec
+    #: ``node1/pod1`` -> the addresses CNI gave it
+    pods: dict[str, list[str]] = field(default_factory=dict)
+    #: how routes were last programmed: "" (not yet) or "nosdn apply"
+    routes: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec.as_dict(), "pods": self.pods, "routes": self.routes}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(paths: LabPaths, state: LabState) -> None:
+    write_atomic(paths.state_file, json.dumps(state.as_dict(), indent=2) + "\n")
+
+
+def load(paths: LabPaths) -> LabState:
+    name = paths.root.name
+    try:
+        data = json.loads(paths.state_file.read_text())
+        return LabState(
+            spec=LabSpec.from_dict(data["spec"]),
+            pods={str(k): [str(ip) for ip in v] for k, v in data.get("pods", {}).items()},
+            routes=str(data.get("routes", "")),
+        )
+    except FileNotFoundError:
+        raise LabError(
+            f"no lab named {name!r} (no {paths.state_file}) — start one with "
+            f"`nosdn lab up --name {name}`"
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise LabError(
+            f"{paths.state_file} is damaged ({e}) — remove the lab with "
+            f"`nosdn lab down --name {name}` and start again"
+        ) from None
