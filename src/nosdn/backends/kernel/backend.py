@@ -1,0 +1,724 @@
+"""The Linux kernel backend: reads one routing table, applies a diff with nexthop objects.
+
+Why nexthop objects: plain gateway routes are quadratic in the kernel when their gateways differ
+(every host-gw route lands in one hash bucket), and a node's address change would rewrite every
+route through it. With one nexthop object per peer gateway (and a nexthop group per ECMP set),
+bulk installs stay linear and an address change is ONE atomic ``nexthop replace``: when every
+route that uses a nexthop moves to the same new gateway, the nexthop itself is replaced and the
+routes are not touched. Kernels without nexthop objects (before 5.3) are detected at run time
+and get plain ``via`` routes instead; ``notes`` says so.
+
+Ownership is the protocol number: every route and nexthop written carries it, and only those
+are ever replaced or deleted. Additions use ``NLM_F_EXCL``, so a route someone else installs
+between our read and our write fails with EEXIST instead of being taken over; deletions name our
+protocol, which the kernel matches. A nexthop is only garbage-collected once no route in any
+table (ours or anyone's) refers to it, because deleting a nexthop deletes its routes.
+
+Every write is batched through :mod:`._netlink` and every error is matched to its route and
+node; when the kernel drops replies (ENOBUFS) the table is re-read to find what did not happen.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from nosdn.backends.base import ApplyResult, WriteError
+from nosdn.backends.kernel import _netlink as nl
+from nosdn.backends.kernel._protos import protocol_names
+from nosdn.model import (
+    DEFAULT_PROTOCOL,
+    Diff,
+    InstalledRoute,
+    IPAddress,
+    IPNetwork,
+    Route,
+)
+
+AF4 = socket.AF_INET
+AF6 = socket.AF_INET6
+MAIN_TABLE = 254
+
+#: Route types that share the unicast key space: a prefix routed by any of them is taken.
+_RELEVANT_TYPES = {
+    nl.RTN_UNICAST: "",
+    nl.RTN_BLACKHOLE: "blackhole ",
+    nl.RTN_UNREACHABLE: "unreachable ",
+    nl.RTN_PROHIBIT: "prohibit ",
+    nl.RTN_THROW: "throw ",
+}
+_TYPE_NAMES = {
+    nl.RTN_LOCAL: "local",
+    nl.RTN_BROADCAST: "broadcast",
+    nl.RTN_MULTICAST: "multicast",
+    nl.RTN_BLACKHOLE: "blackhole",
+    nl.RTN_UNREACHABLE: "unreachable",
+    nl.RTN_PROHIBIT: "prohibit",
+    nl.RTN_THROW: "throw",
+}
+_NO_NEXTHOPS = {errno.EOPNOTSUPP, errno.EINVAL, errno.EPROTONOSUPPORT}
+
+
+class NexthopsUnsupportedError(RuntimeError):
+    """``use_nexthops=True`` on a kernel without nexthop objects."""
+
+
+@dataclass(frozen=True, slots=True)
+class Adjacency:
+    """Whether a next hop sits on a directly connected network of this host (L2 adjacent).
+
+    When it does not, ``via`` is the gateway the kernel would use instead (or ``error`` says
+    why there is no way at all); a host route through it would silently take that detour.
+    """
+
+    gateway: IPAddress
+    on_link: bool
+    dev: str | None = None
+    via: IPAddress | None = None
+    error: str | None = None
+
+    @property
+    def reason(self) -> str | None:
+        if self.on_link:
+            return None
+        if self.error:
+            return self.error
+        dev = f" dev {self.dev}" if self.dev else ""
+        return f"not on a directly connected network; the kernel would route it via {self.via}{dev}"
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """What the last read found: enough to plan writes without reading again."""
+
+    links: dict[int, str]
+    nexthops: dict[int, nl.NexthopMsg]
+    #: How many routes of our table refer to each nexthop id directly (any protocol).
+    table_refs: Counter[int] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Write:
+    """Why a request was sent: which routes (dst, node, action) fail if it fails."""
+
+    action: str  # add | change | remove | nexthop
+    routes: list[tuple[IPNetwork, str | None, str]]
+    deps: tuple[int, ...] = ()  # request indexes (nexthop creations) this one needs
+    label: str = ""
+    nh_old: int = 0
+    nh_new: int = 0
+
+
+def _to_addr(b: bytes) -> IPAddress:
+    return IPv4Address(b) if len(b) == 4 else IPv6Address(b)
+
+
+def _to_net(family: int, dst: bytes, plen: int) -> IPNetwork:
+    if family == AF4:
+        return IPv4Network((dst or bytes(4), plen))
+    return IPv6Network((dst or bytes(16), plen))
+
+
+def _ignored(r: nl.RouteMsg) -> bool:
+    """Link-local and multicast destinations are never ours to route."""
+    d = r.dst
+    if not d:
+        return False
+    if r.family == AF4:
+        return (d[0] == 169 and d[1] == 254 and r.dst_len >= 16) or (
+            224 <= d[0] < 240 and r.dst_len >= 4
+        )
+    return (d[0] == 0xFE and d[1] & 0xC0 == 0x80 and r.dst_len >= 10) or (
+        d[0] == 0xFF and r.dst_len >= 8
+    )
+
+
+def parse_ref(ref: str) -> tuple[int, int]:
+    """(nexthop id, metric) from an InstalledRoute.ref written by this backend."""
+    nhid = metric = 0
+    for part in ref.split():
+        key, _, value = part.partition("=")
+        if key == "nhid":
+            nhid = int(value)
+        elif key == "metric":
+            metric = int(value)
+    return nhid, metric
+
+
+class KernelBackend:
+    """Routes of one kernel table (main by default) owned by one protocol number (157).
+
+    ``use_nexthops``: None detects nexthop-object support, False forces plain gateway routes.
+    ``netns``: a named network namespace to work in (tests, the lab); None is this one.
+    """
+
+    name = "kernel"
+
+    def __init__(
+        self,
+        table: int = MAIN_TABLE,
+        protocol: int = DEFAULT_PROTOCOL,
+        use_nexthops: bool | None = None,
+        netns: str | None = None,
+    ) -> None:
+        if not 0 < protocol < 256:
+            raise ValueError(f"protocol must be 1..255, not {protocol}")
+        if not 0 < table < 2**32 or table in (253, 255):
+            raise ValueError(f"table {table} cannot hold nosdn routes")
+        self.table = table
+        self.protocol = protocol
+        self.nl = nl.Netlink(netns)
+        self.notes: list[str] = []
+        self._names = protocol_names()
+        self._lookups: dict[bytes, nl.Lookup] = {}
+        self._snap: _Snapshot | None = None
+        try:
+            self._nh_first: list[nl.NexthopMsg] | None = self.nl.nexthops()
+            self.nexthops_supported = True
+        except nl.NetlinkError as e:
+            if e.errno not in _NO_NEXTHOPS:
+                raise
+            self._nh_first = None
+            self.nexthops_supported = False
+        if use_nexthops and not self.nexthops_supported:
+            raise NexthopsUnsupportedError(
+                "this kernel has no nexthop objects (needs Linux 5.3+); "
+                "use plain gateway routes instead"
+            )
+        self.use_nexthops = self.nexthops_supported if use_nexthops is None else use_nexthops
+        if not self.nexthops_supported:
+            self.notes.append(
+                "kernel has no nexthop objects (Linux < 5.3): using plain gateway routes, "
+                "which the kernel installs in quadratic time and changes route by route"
+            )
+
+    def close(self) -> None:
+        self.nl.close()
+
+    def __enter__(self) -> KernelBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reading ---------------------------------------------------------------------------
+    def protocol_name(self, number: int) -> str:
+        return self._names.get(number, str(number))
+
+    def _nexthop_table(self) -> dict[int, nl.NexthopMsg]:
+        if not self.nexthops_supported:
+            return {}
+        found = self._nh_first if self._nh_first is not None else self.nl.nexthops()
+        self._nh_first = None
+        return {nh.id: nh for nh in found}
+
+    def routes(self) -> list[InstalledRoute]:
+        """Every unicast-space route of the table (ours and others'), minus link-local and
+        multicast; local/broadcast routes live in the local table and are never read."""
+        links = self.nl.links()
+        nhs = self._nexthop_table()
+        snap = _Snapshot(links, nhs)
+        out: list[InstalledRoute] = []
+        addr_cache: dict[bytes, IPAddress] = {}
+        names = self._names
+        ours = self.protocol
+        for fam in (AF4, AF6):
+            for r in self.nl.routes(fam, self.table):
+                prefix = _RELEVANT_TYPES.get(r.type)
+                if prefix is None or _ignored(r):
+                    continue
+                if r.nh_id:
+                    snap.table_refs[r.nh_id] += 1
+                gws = self._gateways(r, nhs)
+                via: list[IPAddress] = []
+                for g in gws:
+                    a = addr_cache.get(g)
+                    if a is None:
+                        a = addr_cache[g] = _to_addr(g)
+                    via.append(a)
+                via.sort()
+                dst = _to_net(fam, r.dst, r.dst_len)
+                owner = names.get(r.protocol) or str(r.protocol)
+                detail = [prefix + str(dst)]
+                if r.nh_id:
+                    detail.append(f"nhid {r.nh_id}")
+                if len(via) == 1:
+                    detail.append(f"via {via[0]}")
+                elif via:
+                    detail.extend(f"nexthop via {v}" for v in via)
+                if r.oif:
+                    detail.append(f"dev {links.get(r.oif, r.oif)}")
+                detail.append(f"proto {owner}")
+                if r.priority:
+                    detail.append(f"metric {r.priority}")
+                out.append(
+                    InstalledRoute(
+                        dst,
+                        tuple(via),
+                        owned=r.protocol == ours and r.type == nl.RTN_UNICAST,
+                        owner=owner,
+                        detail=" ".join(detail),
+                        ref=f"nhid={r.nh_id} metric={r.priority}",
+                    )
+                )
+        self._snap = snap
+        return out
+
+    @staticmethod
+    def _gateways(r: nl.RouteMsg, nhs: dict[int, nl.NexthopMsg]) -> list[bytes]:
+        if r.nh_id:
+            nh = nhs.get(r.nh_id)
+            if nh is not None:
+                if nh.group:
+                    return [g for m in nh.group if (g := _nh_gateway(nhs.get(m)))]
+                if nh.gateway:
+                    return [nh.gateway]
+        if r.gateway:
+            return [r.gateway]
+        return [g for g, _ in r.multipath if g]
+
+    def nexthops(self) -> list[nl.NexthopMsg]:
+        """The nexthop objects carrying our protocol (empty without kernel support)."""
+        return [nh for nh in self._nexthop_table().values() if nh.protocol == self.protocol]
+
+    def local_addresses(self) -> list[IPAddress]:
+        """Every address configured on this host (both families, all interfaces)."""
+        return [_to_addr(a.address) for a in self.nl.addresses() if len(a.address) in (4, 16)]
+
+    def _lookup_many(self, gws: Iterable[bytes]) -> None:
+        missing = [g for g in dict.fromkeys(gws) if g not in self._lookups]
+        if missing:
+            for g, res in zip(missing, self.nl.lookup(missing), strict=True):
+                self._lookups[g] = res
+
+    def adjacency(self, gateways: Sequence[IPAddress]) -> dict[IPAddress, Adjacency]:
+        """For each gateway: is it on a directly connected network (a route lookup finds no
+        gateway), and if not, which gateway the kernel would use instead."""
+        self._lookup_many(g.packed for g in gateways)
+        links: dict[int, str] | None = None
+        out: dict[IPAddress, Adjacency] = {}
+        for gw in gateways:
+            res = self._lookups[gw.packed]
+            if res.oif and links is None:
+                links = self.nl.links()
+            dev = (links or {}).get(res.oif) if res.oif else None
+            if res.error:
+                out[gw] = Adjacency(gw, False, error=f"no route to it ({os.strerror(res.error)})")
+            elif res.type == nl.RTN_LOCAL:
+                out[gw] = Adjacency(gw, False, dev, error="it is an address of this host")
+            elif res.type != nl.RTN_UNICAST:
+                kind = _TYPE_NAMES.get(res.type, str(res.type))
+                out[gw] = Adjacency(gw, False, dev, error=f"the kernel has a {kind} route for it")
+            elif res.gateway:
+                out[gw] = Adjacency(gw, False, dev, via=_to_addr(res.gateway))
+            else:
+                out[gw] = Adjacency(gw, True, dev)
+        return out
+
+    def _oif(self, gw: bytes) -> tuple[int, str | None]:
+        """The interface a nexthop via ``gw`` must name, or why there is none."""
+        self._lookup_many([gw])
+        res = self._lookups[gw]
+        if res.error:
+            return 0, f"no route to next hop {_to_addr(gw)} ({os.strerror(res.error)})"
+        if res.type != nl.RTN_UNICAST or res.gateway:
+            return 0, f"next hop {_to_addr(gw)} is not on a directly connected network"
+        return res.oif, None
+
+    # --- writing ---------------------------------------------------------------------------
+    def apply(self, diff: Diff) -> ApplyResult:
+        """Make the table match ``diff``: adds, changes, removes; every error reported with
+        the node its route belongs to. Nexthops no longer used by any route are deleted."""
+        snap = self._snap
+        if snap is None:
+            self.routes()
+            snap = self._snap
+        assert snap is not None
+        self._snap = None  # what we read is stale once we write
+        result = ApplyResult()
+        if self.use_nexthops:
+            reqs, why, changes_after = self._plan_nexthops(diff, snap, result)
+        else:
+            reqs, why, changes_after = self._plan_plain(diff, result)
+        batch = self.nl.write(reqs) if reqs else nl.BatchResult()
+        failed = set(batch.errors)
+        for i, (code, text) in sorted(batch.errors.items()):
+            w = why[i]
+            if any(d in failed for d in w.deps):
+                continue  # its nexthop failed: already reported with the nexthop's error
+            if w.action == "remove" and code == errno.ESRCH:
+                failed.discard(i)  # already gone: the table is as we want it
+                continue
+            msg = f"{w.label}: {text}" if w.label else text
+            for dst, node, action in w.routes:
+                result.errors.append(WriteError(dst, node, action, msg))
+        result.writes += len(reqs) - len(failed)
+        if batch.lost:
+            self._verify(diff, result)
+        elif self.nexthops_supported:
+            self._collect_garbage(snap, changes_after, failed, bool(reqs), result)
+        return result
+
+    def _plan_plain(
+        self, diff: Diff, result: ApplyResult
+    ) -> tuple[list[nl.Request], list[_Write], list[tuple[int, int, int]]]:
+        reqs: list[nl.Request] = []
+        why: list[_Write] = []
+        self._lookup_many(gw.packed for r in _wanted(diff) for gw in r.via)
+        add_flags = nl.NLM_F_CREATE | nl.NLM_F_EXCL
+        for route, old in _wanted_with_old(diff):
+            gws = [(gw.packed, self._oif(gw.packed)[0]) for gw in route.via]
+            nhid, metric = parse_ref(old.ref) if old is not None else (0, 0)
+            payload = nl.route_msg(
+                route.dst.network_address.packed,
+                route.dst.prefixlen,
+                table=self.table,
+                protocol=self.protocol,
+                priority=metric,
+                gateways=gws,
+            )
+            flags = add_flags if old is None else nl.NLM_F_CREATE | nl.NLM_F_REPLACE
+            action = "add" if old is None else "change"
+            reqs.append(nl.Request(nl.RTM_NEWROUTE, flags, payload))
+            why.append(_Write(action, [(route.dst, route.node, action)], nh_old=nhid))
+        self._plan_removes(diff, reqs, why)
+        return reqs, why, [(i, w.nh_old, 0) for i, w in enumerate(why) if w.nh_old]
+
+    def _plan_removes(self, diff: Diff, reqs: list[nl.Request], why: list[_Write]) -> None:
+        for old in diff.remove:
+            nhid, metric = parse_ref(old.ref)
+            payload = nl.route_msg(
+                old.dst.network_address.packed,
+                old.dst.prefixlen,
+                table=self.table,
+                protocol=self.protocol,
+                priority=metric,
+            )
+            reqs.append(nl.Request(nl.RTM_DELROUTE, 0, payload))
+            why.append(_Write("remove", [(old.dst, None, "remove")], nh_old=nhid))
+
+    def _plan_nexthops(
+        self, diff: Diff, snap: _Snapshot, result: ApplyResult
+    ) -> tuple[list[nl.Request], list[_Write], list[tuple[int, int, int]]]:
+        """Requests in dependency order: nexthop replaces and creations, then routes, then
+        route deletions (nexthops are collected afterwards, once nothing refers to them).
+
+        Also returns, for every request that moves a route between nexthops, (request index,
+        old id, new id), so garbage collection can tell what is still referenced.
+        """
+        proto = self.protocol
+        owned = {i: nh for i, nh in snap.nexthops.items() if nh.protocol == proto}
+        by_gw: dict[bytes, int] = {}
+        by_group: dict[tuple[int, ...], int] = {}
+        for i in sorted(owned):
+            nh = owned[i]
+            if nh.group:
+                by_group.setdefault(tuple(sorted(nh.group)), i)
+            elif nh.gateway and not nh.blackhole:
+                by_gw.setdefault(nh.gateway, i)
+        next_id = max(snap.nexthops, default=0) + 1
+
+        reqs: list[nl.Request] = []
+        why: list[_Write] = []
+        moves: list[tuple[int, int, int]] = []
+        created: dict[int, int] = {}  # nexthop id -> index of the request creating it
+
+        wanted_gws = {gw.packed for r in _wanted(diff) for gw in r.via}
+        self._lookup_many(g for g in wanted_gws if g not in by_gw)
+
+        # 1. a node changed address: replace its nexthop in place when every route on it moves
+        #    to the same new gateway (one write instead of one per route)
+        for nhid, new_gw, routes in self._retargets(diff, owned, by_gw, snap):
+            oif, _err = self._oif(new_gw)
+            old_gw = owned[nhid].gateway
+            if old_gw is not None and by_gw.get(old_gw) == nhid:
+                del by_gw[old_gw]
+            by_gw[new_gw] = nhid
+            payload = nl.nexthop_msg(nhid, protocol=proto, gateway=new_gw, oif=oif)
+            reqs.append(nl.Request(nl.RTM_NEWNEXTHOP, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, payload))
+            why.append(
+                _Write("nexthop", routes, label=f"replace nexthop {nhid} via {_to_addr(new_gw)}")
+            )
+
+        def single(gw: IPAddress, route: Route, action: str) -> tuple[int, str | None]:
+            nonlocal next_id
+            b = gw.packed
+            i = by_gw.get(b)
+            if i is not None:
+                if i in created:
+                    why[created[i]].routes.append((route.dst, route.node, action))
+                return i, None
+            oif, err = self._oif(b)
+            if err:
+                return 0, err
+            i = by_gw[b] = next_id
+            next_id += 1
+            created[i] = len(reqs)
+            reqs.append(
+                nl.Request(
+                    nl.RTM_NEWNEXTHOP,
+                    nl.NLM_F_CREATE | nl.NLM_F_EXCL,
+                    nl.nexthop_msg(i, protocol=proto, gateway=b, oif=oif),
+                )
+            )
+            why.append(
+                _Write("nexthop", [(route.dst, route.node, action)], label=f"nexthop via {gw}")
+            )
+            return i, None
+
+        def nexthop_for(route: Route, action: str) -> tuple[int, str | None]:
+            nonlocal next_id
+            members: list[int] = []
+            for gw in route.via:
+                i, err = single(gw, route, action)
+                if err:
+                    return 0, err
+                members.append(i)
+            if len(members) == 1:
+                return members[0], None
+            key = tuple(sorted(set(members)))
+            g = by_group.get(key)
+            if g is not None:
+                if g in created:
+                    why[created[g]].routes.append((route.dst, route.node, action))
+                return g, None
+            g = by_group[key] = next_id
+            next_id += 1
+            created[g] = len(reqs)
+            reqs.append(
+                nl.Request(
+                    nl.RTM_NEWNEXTHOP,
+                    nl.NLM_F_CREATE | nl.NLM_F_EXCL,
+                    nl.nexthop_group_msg(g, protocol=proto, members=key),
+                )
+            )
+            label = "nexthop group via " + ",".join(map(str, route.via))
+            why.append(_Write("nexthop", [(route.dst, route.node, action)], label=label))
+            return g, None
+
+        # 2. routes to add or change, each pointing at its nexthop
+        route_reqs: list[tuple[nl.Request, _Write]] = []
+        for route, old in _wanted_with_old(diff):
+            action = "add" if old is None else "change"
+            old_nh, metric = parse_ref(old.ref) if old is not None else (0, 0)
+            want, err = nexthop_for(route, action)
+            if err:
+                result.errors.append(WriteError(route.dst, route.node, action, err))
+                continue
+            if old_nh == want:
+                continue  # its nexthop was replaced in place: already right
+            deps = tuple(created[i] for i in self._members(want, route, by_gw) if i in created)
+            flags = (
+                nl.NLM_F_CREATE | nl.NLM_F_EXCL
+                if old is None
+                else nl.NLM_F_CREATE | nl.NLM_F_REPLACE
+            )
+            payload = nl.route_msg(
+                route.dst.network_address.packed,
+                route.dst.prefixlen,
+                table=self.table,
+                protocol=proto,
+                priority=metric,
+                nh_id=want,
+            )
+            route_reqs.append(
+                (
+                    nl.Request(nl.RTM_NEWROUTE, flags, payload),
+                    _Write(action, [(route.dst, route.node, action)], deps, "", old_nh, want),
+                )
+            )
+        for req, w in route_reqs:
+            if w.nh_old or w.nh_new:
+                moves.append((len(reqs), w.nh_old, w.nh_new))
+            reqs.append(req)
+            why.append(w)
+        start = len(reqs)
+        self._plan_removes(diff, reqs, why)
+        moves.extend((i, why[i].nh_old, 0) for i in range(start, len(reqs)) if why[i].nh_old)
+        return reqs, why, moves
+
+    @staticmethod
+    def _members(want: int, route: Route, by_gw: dict[bytes, int]) -> list[int]:
+        ids = [by_gw[gw.packed] for gw in route.via if gw.packed in by_gw]
+        return [want, *ids]
+
+    def _retargets(
+        self,
+        diff: Diff,
+        owned: dict[int, nl.NexthopMsg],
+        by_gw: dict[bytes, int],
+        snap: _Snapshot,
+    ) -> list[tuple[int, bytes, list[tuple[IPNetwork, str | None, str]]]]:
+        """Nexthops to replace in place: single, ours, not in any group, and every route using
+        it (in any table, ours or not) is a change of ours to the same one new gateway that
+        has no nexthop yet."""
+        moving: dict[int, list[bytes]] = {}
+        routes: dict[int, list[tuple[IPNetwork, str | None, str]]] = {}
+        for ch in diff.change:
+            nhid, _m = parse_ref(ch.old.ref)
+            nh = owned.get(nhid)
+            if nh is None or nh.group or nh.gateway is None or len(ch.new.via) != 1:
+                continue
+            moving.setdefault(nhid, []).append(ch.new.via[0].packed)
+            routes.setdefault(nhid, []).append((ch.new.dst, ch.new.node, "change"))
+        if not moving:
+            return []
+        in_groups = {m for nh in snap.nexthops.values() for m in nh.group}
+        refs = self._all_refs()
+        out: list[tuple[int, bytes, list[tuple[IPNetwork, str | None, str]]]] = []
+        taken: set[bytes] = set()
+        for nhid, targets in moving.items():
+            new = targets[0]
+            if any(t != new for t in targets) or new in by_gw or new in taken:
+                continue
+            if nhid in in_groups or refs.get(nhid, 0) != len(targets):
+                continue
+            if self._oif(new)[1] is not None:
+                continue  # the normal path reports why
+            taken.add(new)
+            out.append((nhid, new, routes[nhid]))
+        return out
+
+    def _all_refs(self) -> Counter[int]:
+        """How many routes in every table refer to each nexthop id directly."""
+        refs: Counter[int] = Counter()
+        for fam in (AF4, AF6):
+            for r in self.nl.routes(fam, None):
+                if r.nh_id:
+                    refs[r.nh_id] += 1
+        return refs
+
+    def _collect_garbage(
+        self,
+        snap: _Snapshot,
+        moves: list[tuple[int, int, int]],
+        failed: set[int],
+        wrote: bool,
+        result: ApplyResult,
+    ) -> None:
+        """Delete our nexthops that no route refers to any more (groups before members).
+
+        The cheap estimate (our table as read, plus the moves that succeeded) finds the
+        candidates; only if there are any is every table read, after the writes, to make sure
+        no route anywhere still uses them: deleting a nexthop deletes its routes.
+        """
+        refs = Counter(snap.table_refs)
+        for i, old, new in moves:
+            if i in failed:
+                continue
+            if old:
+                refs[old] -= 1
+            if new:
+                refs[new] += 1
+        nexthops = self._nexthop_table() if wrote else snap.nexthops
+        owned = {i: nh for i, nh in nexthops.items() if nh.protocol == self.protocol}
+        if not self._unused(owned, nexthops, refs):
+            return
+        self._delete_unused(owned, nexthops, result)
+
+    def _delete_unused(
+        self,
+        owned: dict[int, nl.NexthopMsg],
+        nexthops: dict[int, nl.NexthopMsg],
+        result: ApplyResult,
+        keep_note: bool = False,
+    ) -> None:
+        refs = self._all_refs()
+        unused = self._unused(owned, nexthops, refs)
+        for i in sorted(set(owned) - unused):
+            if keep_note:
+                self.notes.append(f"nexthop {i} kept: a route (of another table?) still uses it")
+        order = sorted(unused, key=lambda i: (not owned[i].group, i))
+        if not order:
+            return
+        reqs = [nl.Request(nl.RTM_DELNEXTHOP, 0, nl.nexthop_del_msg(i)) for i in order]
+        batch = self.nl.write(reqs)
+        result.writes += len(reqs) - len(batch.errors)
+        for k, (code, text) in sorted(batch.errors.items()):
+            if code != errno.ENOENT:
+                self.notes.append(f"could not delete unused nexthop {order[k]}: {text}")
+
+    @staticmethod
+    def _unused(
+        owned: dict[int, nl.NexthopMsg], nexthops: dict[int, nl.NexthopMsg], refs: Counter[int]
+    ) -> set[int]:
+        used = {i for i, n in refs.items() if n > 0}
+        for i in list(used):
+            nh = nexthops.get(i)
+            if nh is not None:
+                used.update(nh.group)
+        return {i for i in owned if i not in used}
+
+    def _verify(self, diff: Diff, result: ApplyResult) -> None:
+        """Replies were lost (ENOBUFS): read the table back and report every write that did
+        not take effect, so nothing failed silently. The next pass converges."""
+        found: dict[IPNetwork, list[InstalledRoute]] = {}
+        for r in self.routes():
+            found.setdefault(r.dst, []).append(r)
+        reported = {(e.dst, e.action) for e in result.errors}
+        for route, old in _wanted_with_old(diff):
+            action = "add" if old is None else "change"
+            ok = any(r.owned and r.via == route.via for r in found.get(route.dst, []))
+            if not ok and (route.dst, action) not in reported:
+                msg = "the kernel dropped the reply (ENOBUFS) and the route is not in the table"
+                result.errors.append(WriteError(route.dst, route.node, action, msg))
+        for old in diff.remove:
+            if any(r.owned for r in found.get(old.dst, [])) and (old.dst, "remove") not in reported:
+                msg = "the kernel dropped the reply (ENOBUFS) and the route is still there"
+                result.errors.append(WriteError(old.dst, None, "remove", msg))
+
+    def flush(self) -> ApplyResult:
+        """Remove every route of our protocol from the table (both families), then every
+        nexthop of our protocol that no route in any table still uses."""
+        result = ApplyResult()
+        for _attempt in range(3):
+            reqs: list[nl.Request] = []
+            dsts: list[IPNetwork] = []
+            for fam in (AF4, AF6):
+                for r in self.nl.routes(fam, self.table, protocol=self.protocol):
+                    if r.type != nl.RTN_UNICAST:
+                        continue
+                    dst = _to_net(fam, r.dst, r.dst_len)
+                    payload = nl.route_msg(
+                        dst.network_address.packed,
+                        r.dst_len,
+                        table=self.table,
+                        protocol=self.protocol,
+                        priority=r.priority,
+                    )
+                    reqs.append(nl.Request(nl.RTM_DELROUTE, 0, payload))
+                    dsts.append(dst)
+            result.errors = []
+            if not reqs:
+                break
+            batch = self.nl.write(reqs)
+            result.writes += len(reqs) - len(batch.errors)
+            result.errors = [
+                WriteError(dsts[i], None, "remove", text)
+                for i, (code, text) in sorted(batch.errors.items())
+                if code != errno.ESRCH
+            ]
+        if self.nexthops_supported:
+            nexthops = self._nexthop_table()
+            owned = {i: nh for i, nh in nexthops.items() if nh.protocol == self.protocol}
+            if owned:
+                self._delete_unused(owned, nexthops, result, keep_note=True)
+        self._snap = None
+        return result
+
+
+def _nh_gateway(nh: nl.NexthopMsg | None) -> bytes | None:
+    return nh.gateway if nh is not None else None
+
+
+def _wanted(diff: Diff) -> list[Route]:
+    return [*diff.add, *(c.new for c in diff.change)]
+
+
+def _wanted_with_old(diff: Diff) -> list[tuple[Route, InstalledRoute | None]]:
+    return [*((r, None) for r in diff.add), *((c.new, c.old) for c in diff.change)]
