@@ -7,9 +7,9 @@ namespace (``--external`` in the external host) exactly as an operator would on 
 If the lab pings, the shipped parts work; the lab itself adds no routing of its own.
 
     switch ns:   br0 ── node1 ── node2 ── ... ── ext        (veths; a plain L2 segment)
-    node ns:     eth0 10.100.0.N/24  +  cni0 (CNI bridge, gateway of the node's pod subnet)
+    node ns:     eth0 10.10.0.N/24    +  cni0 (CNI bridge, gateway of the node's pod subnet)
     pod ns:      eth0 from host-local, default route via cni0
-    external:    eth0 10.100.0.254/24, routes to every pod subnet from `nosdn apply --external`
+    external:    eth0 10.10.0.254/24, routes to every pod subnet from `nosdn apply --external`
 
 Nothing is attached to this machine's own namespace, so no lab packet can leave the lab.
 `up` undoes itself when a step fails; `down` works from the lab's name alone.

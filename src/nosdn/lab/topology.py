@@ -23,8 +23,8 @@ DEFAULT_NAME = "nosdn-lab"
 MAX_NODES = 200
 MAX_PODS_PER_NODE = 50
 
-NODE_NET_V4 = IPv4Network("10.100.0.0/24")
-NODE_NET_V6 = IPv6Network("fd00:100::/64")
+NODE_NET_V4 = IPv4Network("10.10.0.0/24")
+NODE_NET_V6 = IPv6Network("fd00:10::/64")
 CLUSTER_CIDR_V4 = IPv4Network("10.244.0.0/16")
 CLUSTER_CIDR_V6 = IPv6Network("fd00:244::/56")
 NODE_MASK_V4 = 24

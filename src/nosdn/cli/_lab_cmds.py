@@ -1,0 +1,320 @@
+"""`nosdn lab`: try nosdn on one machine, with a cluster made of network namespaces.
+
+The commands only parse, call `nosdn.lab` and print; they print what the lab runs (``$ ip netns
+exec ... nosdn apply ...``) so the demo doubles as a tutorial on what nosdn does on a node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nosdn.cli._common import EXIT_BAD_INPUT, EXIT_FAILURE, Output, OutputOpt, dump
+from nosdn.inventory import InventoryError
+from nosdn.lab import (
+    DEFAULT_NAME,
+    CheckResult,
+    Lab,
+    LabError,
+    LabInputError,
+    LabSpec,
+    apply_routes,
+    check,
+    down,
+    open_lab,
+    up,
+)
+
+#: No emoji codes: rich would turn the ":a:" of fd00:244:0:a::2 into a picture.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+#: Above this many pods the matrix no longer fits a terminal; a per-source summary is shown.
+MATRIX_MAX_COLUMNS = 12
+
+lab_app = typer.Typer(
+    name="lab",
+    help=(
+        "A Kubernetes-shaped cluster made of network namespaces on this machine (root).\n\n"
+        "A switch (a Linux bridge in its own namespace), N nodes on it and one external host; "
+        "each node runs pods made by the real CNI plugins (bridge, host-local, loopback, "
+        "portmap) with the conflist `nosdn render --format cni` writes, and gets its routes "
+        "from `nosdn apply` run inside it. Nothing is attached to this machine's own network, "
+        "so no packet leaves the lab.\n\n"
+        "Quickest start:  sudo nosdn lab demo\n\n"
+        "Step by step:    sudo nosdn lab up --nodes 3 --ipv6\n"
+        "                 sudo ip netns exec nosdn-lab.node1 ip route   # look around\n"
+        "                 sudo nosdn lab check\n"
+        "                 sudo nosdn lab down"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+NameOpt = Annotated[
+    str,
+    typer.Option(
+        "--name",
+        envvar="NOSDN_LAB",
+        help="Lab name; prefixes every namespace (NAME.node1, NAME.node1.pod1, NAME.sw, NAME.ext) "
+        "so several labs can coexist. Also $NOSDN_LAB.",
+    ),
+]
+NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="How many nodes (1-200).")]
+Ipv6Opt = Annotated[
+    bool, typer.Option("--ipv6", help="Dual-stack: IPv6 addresses, pod subnets and routes too.")
+]
+PodsOpt = Annotated[int, typer.Option("--pods-per-node", help="Pods (CNI attachments) per node.")]
+
+
+def _help(*paragraphs: str) -> str:
+    return "\n\n".join(paragraphs)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print an error as plain text (it may hold command output with [brackets]) and exit."""
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _lab_errors() -> Iterator[None]:
+    try:
+        yield
+    except LabInputError as e:
+        fail(str(e), EXIT_BAD_INPUT)
+    except InventoryError as e:  # the lab wrote an inventory nosdn refuses: a bug, say so
+        fail(f"the lab's own inventory was refused: {e}", EXIT_FAILURE)
+    except LabError as e:
+        fail(str(e), EXIT_FAILURE)
+
+
+def _log(line: str) -> None:
+    out.print(line, markup=False)
+
+
+def _summary(lab: Lab) -> Table:
+    t = Table(title=f"lab {lab.name}", title_justify="left")
+    t.add_column("machine", no_wrap=True)
+    t.add_column("namespace", no_wrap=True)
+    t.add_column("addresses", no_wrap=True)
+    t.add_column("pod subnets", no_wrap=True)
+    pods = {p.label: p for p in lab.pods()}
+    for node in lab.topo.nodes:
+        t.add_row(
+            node.name,
+            node.netns,
+            "\n".join(str(ip) for ip in node.ips),
+            "\n".join(str(c) for c in node.pod_cidrs),
+        )
+        for pod in node.pods:
+            ep = pods[f"{node.name}/{pod}"]
+            t.add_row(f" └ {pod}", ep.netns, "\n".join(str(ip) for ip in ep.ips), "")
+    ext = lab.external()
+    t.add_row("external", ext.netns, "\n".join(str(ip) for ip in ext.ips), "")
+    return t
+
+
+def _hints(lab: Lab) -> None:
+    name_opt = "" if lab.name == DEFAULT_NAME else f" --name {lab.name}"
+    node1 = lab.topo.nodes[0]
+    out.print("look around:", markup=False)
+    out.print(f"  ip netns exec {node1.netns} ip route", markup=False)
+    out.print(f"  nosdn routes -f {lab.paths.inventory} --node {node1.name}", markup=False)
+    out.print(f"  cat {lab.paths.conflist(node1.name)}", markup=False)
+    out.print(f"then: nosdn lab check{name_opt}   and   nosdn lab down{name_opt}", markup=False)
+
+
+def _family_table(result: CheckResult, family: int) -> Table:
+    t = Table(title=f"IPv{family}: ping from row to column", title_justify="left", show_lines=False)
+    t.add_column("from ↓  to →", no_wrap=True)
+    for target in result.targets:
+        t.add_column(target.label.replace("/", "\n"), justify="center")
+    cells = {
+        (r.probe.src.label, r.probe.dst.label): r
+        for r in result.results
+        if r.probe.family == family
+    }
+    for src in result.sources:
+        row = []
+        for dst in result.targets:
+            r = cells.get((src.label, dst.label))
+            if r is None:
+                row.append("[dim]·[/]")
+            else:
+                row.append("[green]✓[/]" if r.ok else "[bold red]✗[/]")
+        t.add_row(src.label, *row)
+    return t
+
+
+def _print_check(result: CheckResult) -> None:
+    if len(result.targets) <= MATRIX_MAX_COLUMNS:
+        for family in result.families:
+            out.print(_family_table(result, family))
+    else:
+        for src in result.sources:
+            mine = [r for r in result.results if r.probe.src.label == src.label]
+            ok = sum(r.ok for r in mine)
+            colour = "green" if ok == len(mine) else "bold red"
+            out.print(f"{src.label}: [{colour}]{ok}/{len(mine)}[/] pods reachable")
+    for r in result.failed:
+        p = r.probe
+        out.print(
+            f"[bold red]✗[/] {p.src.label} → {p.dst.label} ({p.ip}): {r.detail}", highlight=False
+        )
+    n, bad = len(result.results), len(result.failed)
+    if bad:
+        out.print(f"[bold red]{bad} of {n} pings failed[/]")
+    else:
+        out.print(f"[green]all {n} pings answered[/]")
+
+
+@lab_app.command(
+    "up",
+    help=_help(
+        "Build a lab: switch, nodes, external host, pods (real CNI plugins), and routes.",
+        "Node addresses come from 10.10.0.0/24 (and fd00:10::/64 with --ipv6), pod subnets "
+        "from 10.244.0.0/16 (fd00:244::/56). The inventory, each node's CNI conflist and the "
+        "CNI state are kept in /run/nosdn/lab/NAME/.",
+    ),
+)
+def up_cmd(
+    *,
+    nodes: NodesOpt = 3,
+    ipv6: Ipv6Opt = False,
+    pods_per_node: PodsOpt = 2,
+    name: NameOpt = DEFAULT_NAME,
+    routes: Annotated[
+        bool,
+        typer.Option(
+            "--routes/--no-routes",
+            help="Run `nosdn apply` in every node and the external host once the pods exist. "
+            "With --no-routes, pods only reach pods of their own node until `nosdn lab apply`.",
+        ),
+    ] = True,
+    keep_on_error: Annotated[
+        bool, typer.Option("--keep-on-error", help="Leave a half-built lab to inspect.")
+    ] = False,
+) -> None:
+    with _lab_errors():
+        spec = LabSpec(name=name, nodes=nodes, ipv6=ipv6, pods_per_node=pods_per_node)
+        start = time.monotonic()
+        lab = up(spec, routes=routes, keep_on_error=keep_on_error, log=_log)
+        out.print(_summary(lab))
+        out.print(f"lab {lab.name} is up ({time.monotonic() - start:.1f} s)")
+        _hints(lab)
+
+
+@lab_app.command(
+    "apply",
+    help=_help(
+        "Program the routes: `nosdn apply -f INVENTORY --node NAME` inside every node's "
+        "namespace, `nosdn apply -f INVENTORY --external` inside the external host.",
+        "Safe to repeat: apply only writes what is missing or wrong, so this also restores a "
+        "route you deleted by hand.",
+    ),
+)
+def apply_cmd(name: NameOpt = DEFAULT_NAME) -> None:
+    with _lab_errors():
+        apply_routes(open_lab(name), log=_log)
+
+
+@lab_app.command(
+    "check",
+    help=_help(
+        "Ping every pod from every other pod, every node and the external host (each family).",
+        "Prints the matrix (or -o json|yaml) and exits 1 if any ping went unanswered.",
+    ),
+)
+def check_cmd(
+    name: NameOpt = DEFAULT_NAME,
+    output: OutputOpt = Output.table,
+    parallel: Annotated[
+        int, typer.Option("--parallel", min=1, max=64, help="Pings in flight at once.")
+    ] = 16,
+) -> None:
+    with _lab_errors():
+        result = check(open_lab(name), parallel=parallel)
+    if output is Output.table:
+        _print_check(result)
+    else:
+        dump(result.as_dict(), output)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@lab_app.command(
+    "down",
+    help=_help(
+        "Remove every namespace, process and state file of the lab.",
+        "Safe to repeat, and works after a crash: namespaces are found by their names, not "
+        "from the state file.",
+    ),
+)
+def down_cmd(name: NameOpt = DEFAULT_NAME) -> None:
+    with _lab_errors():
+        report = down(name)
+    if report.removed_anything:
+        out.print(
+            f"lab {name}: removed {len(report.namespaces)} namespace(s)"
+            + (f", killed {len(report.killed)} process(es)" if report.killed else "")
+            + (", state" if report.state_removed else "")
+        )
+    else:
+        out.print(f"lab {name}: nothing to remove")
+
+
+@lab_app.command(
+    "demo",
+    help=_help(
+        "Up, apply, check, down: nosdn end to end in a few seconds.",
+        "Builds a lab without routes, runs `nosdn apply` inside each node as an operator "
+        "would, pings every pod from everywhere, and removes the lab again (also when "
+        "something fails).",
+    ),
+)
+def demo_cmd(
+    *,
+    nodes: NodesOpt = 3,
+    ipv6: Ipv6Opt = False,
+    pods_per_node: PodsOpt = 2,
+    name: NameOpt = DEFAULT_NAME,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the lab up afterwards to explore it.")
+    ] = False,
+) -> None:
+    start = time.monotonic()
+    ok = False
+    with _lab_errors():
+        spec = LabSpec(name=name, nodes=nodes, ipv6=ipv6, pods_per_node=pods_per_node)
+        try:
+            out.print(f"[bold]1/4 up[/]: {nodes} nodes, {pods_per_node} pods each")
+            lab = up(spec, routes=False, log=_log)
+            out.print(_summary(lab))
+            out.print("[bold]2/4 apply[/]: nosdn apply inside every node and the external host")
+            apply_routes(lab, log=_log)
+            out.print("[bold]3/4 check[/]: ping every pod from every pod, node and the outside")
+            result = check(lab)
+            _print_check(result)
+            ok = result.ok
+        finally:
+            if keep:
+                out.print(f"lab {name} kept; remove it with: nosdn lab down --name {name}")
+            else:
+                out.print("[bold]4/4 down[/]")
+                report = down(name)
+                out.print(f"removed {len(report.namespaces)} namespaces")
+    out.print(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - start:.1f} s")
+    if not ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lab_app, name="lab")
