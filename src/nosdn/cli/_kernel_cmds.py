@@ -1,0 +1,469 @@
+"""Commands that read or write this host's kernel routing table: plan, apply, status, flush.
+
+They parse options, open the kernel backend, run one reconcile pass and print. Which node this
+host is comes from ``--node``/``--external`` or, by default, from its own addresses, so the
+same command line (and the same inventory) works unchanged on every node.
+
+Long listings are written straight to stdout rather than through rich: ``plan`` of 50,000 routes
+would otherwise spend longer printing than the kernel spends installing them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from nosdn.cli._common import (
+    EXIT_FAILURE,
+    FileOpt,
+    Output,
+    OutputOpt,
+    dump,
+    err,
+    fail,
+    load,
+    out,
+)
+from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Target
+from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
+
+if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn --help`
+    from nosdn.backends.kernel import KernelBackend
+
+RT_PROTOS_D = Path(os.environ.get("NOSDN_RT_PROTOS_D", "/etc/iproute2/rt_protos.d"))
+
+NodeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--node",
+        help="This host is this cluster node (default: found from this host's own addresses).",
+        show_default=False,
+    ),
+]
+ExternalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--external",
+        help="This host is not a node: route to every pod, and to the service CIDRs via the "
+        "serviceVia nodes (ECMP).",
+    ),
+]
+TableOpt = Annotated[
+    int, typer.Option("--table", help="Kernel routing table to manage (254 = main).")
+]
+ProtocolOpt = Annotated[
+    int,
+    typer.Option(
+        "--protocol",
+        help="Route protocol number that marks nosdn's routes and nexthops; "
+        "routes with any other number are never touched.",
+    ),
+]
+NetnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--netns",
+        help="Work in this named network namespace (like `ip -n`), not the current one.",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def _backend(table: int, protocol: int, netns: str | None) -> Iterator[KernelBackend]:
+    from nosdn.backends.kernel import KernelBackend
+
+    try:
+        backend = KernelBackend(table=table, protocol=protocol, netns=netns)
+    except ValueError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot open the kernel's routing table: {e}", EXIT_FAILURE)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def _target(cluster: Cluster, backend: KernelBackend, node: str | None, external: bool) -> Target:
+    if node is not None and external:
+        fail("--node and --external exclude each other: a host is either a node or not")
+    if external:
+        return EXTERNAL
+    if node is not None:
+        if cluster.node(node) is None:
+            fail(f"--node {node}: no such node in the inventory")
+        return Target.for_node(node)
+    addrs = backend.local_addresses()
+    names = nodes_with_addresses(cluster, addrs)
+    if len(names) == 1:
+        return Target.for_node(names[0])
+    seen = ", ".join(str(a) for a in addrs if not a.is_loopback and not a.is_link_local)
+    if not names:
+        fail(
+            f"this host is none of the inventory's nodes: none of its addresses "
+            f"({seen or 'none'}) is a node address. Pass --node NAME, or --external "
+            f"for a machine outside the cluster."
+        )
+    return fail(f"this host's addresses ({seen}) belong to several nodes: {', '.join(names)}")
+
+
+def _run(
+    *,
+    file: Path,
+    node: str | None,
+    external: bool,
+    table: int,
+    protocol: int,
+    netns: str | None,
+    dry_run: bool,
+    strict: bool = False,
+) -> tuple[PassResult, list[str], str]:
+    cluster = load(file)
+    with _backend(table, protocol, netns) as backend:
+        target = _target(cluster, backend, node, external)
+        try:
+            result = reconcile_once(
+                cluster,
+                target,
+                backend,
+                adjacency=backend.adjacency,
+                dry_run=dry_run,
+                strict=strict,
+            )
+        except OffLinkError as e:
+            for o in e.offlink:
+                err.print(f"  - node {o.node or '?'} ({o.gateway}): {o.reason}", markup=False)
+            fail(f"{e}; nothing was written (--strict)", EXIT_FAILURE)
+        mode = "nexthop objects" if backend.use_nexthops else "plain gateway routes"
+        return result, list(backend.notes), mode
+
+
+# --- rendering ---------------------------------------------------------------------------
+def _route(r: Route) -> dict[str, Any]:
+    return {"dst": str(r.dst), "via": [str(v) for v in r.via], "node": r.node}
+
+
+def _via(r: Route) -> str:
+    node = f" ({r.node})" if r.node else " (services)"
+    return f"{r.dst} via {', '.join(map(str, r.via))}{node}"
+
+
+def _report(
+    result: PassResult, notes: list[str], mode: str, table: int, protocol: int
+) -> dict[str, Any]:
+    d = result.diff
+    data: dict[str, Any] = {
+        "target": str(result.target),
+        "table": table,
+        "protocol": protocol,
+        "mode": mode,
+        "add": [_route(r) for r in d.add],
+        "change": [{**_route(c.new), "was": c.old.detail} for c in d.change],
+        "remove": [{"dst": str(r.dst), "was": r.detail} for r in d.remove],
+        "inSync": len(d.keep),
+        "conflicts": [
+            {
+                "dst": str(c.wanted.dst),
+                "wanted": _route(c.wanted),
+                "found": c.found.detail,
+                "owner": c.found.owner,
+            }
+            for c in d.conflicts
+        ],
+        "offlink": [
+            {
+                "node": o.node,
+                "gateway": str(o.gateway),
+                "reason": o.reason,
+                "kernelVia": str(o.kernel_via) if o.kernel_via else None,
+            }
+            for o in result.offlink
+        ],
+        "notes": notes,
+    }
+    if result.applied is not None:
+        data["writes"] = result.writes
+        data["errors"] = [
+            {"dst": str(e.dst), "node": e.node, "action": e.action, "message": e.message}
+            for e in result.errors
+        ]
+    return data
+
+
+def _print_problems(result: PassResult, notes: list[str]) -> None:
+    w = sys.stdout.write
+    for c in result.conflicts:
+        w(f"! conflict {c.wanted.dst}: owned by {c.found.owner}, left alone\n")
+        w(f"    wanted: {_via(c.wanted)}\n    found:  {c.found.detail}\n")
+    for o in result.offlink:
+        w(f"? off-link node {o.node or '?'} ({o.gateway}): {o.reason}; its routes are skipped\n")
+    for n in notes:
+        w(f"note: {n}\n")
+
+
+def _print_plan(result: PassResult, verb: str, full: bool) -> None:
+    d = result.diff
+    w = sys.stdout.write
+    if full:
+        for r in d.add:
+            w(f"+ {_via(r)}\n")
+        for c in d.change:
+            w(f"~ {_via(c.new)}\n    was: {c.old.detail}\n")
+        for old in d.remove:
+            w(f"- {old.detail}\n")
+    w(
+        f"{result.target}: {len(d.add)} to add, {len(d.change)} to change, "
+        f"{len(d.remove)} to remove, {len(d.keep)} in sync, {len(d.conflicts)} conflict(s)"
+        f"{verb}\n"
+    )
+
+
+# --- commands ----------------------------------------------------------------------------
+def plan(
+    *,
+    file: FileOpt,
+    node: NodeOpt = None,
+    external: ExternalOpt = False,
+    table: TableOpt = 254,
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
+    netns: NetnsOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show what `apply` would change in this host's kernel table (read-only, no root needed).
+
+    + add, ~ change (next hop is wrong), - remove (ours, no longer wanted). A route to the
+    same prefix owned by anyone else is a conflict: shown with both routes, never touched.
+    """
+    result, notes, mode = _run(
+        file=file,
+        node=node,
+        external=external,
+        table=table,
+        protocol=protocol,
+        netns=netns,
+        dry_run=True,
+    )
+    if output is not Output.table:
+        dump(_report(result, notes, mode, table, protocol), output)
+        return
+    _print_plan(result, "", full=True)
+    _print_problems(result, notes)
+
+
+def apply(
+    *,
+    file: FileOpt,
+    node: NodeOpt = None,
+    external: ExternalOpt = False,
+    table: TableOpt = 254,
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
+    netns: NetnsOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Compute and print the changes; write nothing.")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse (exit 1, nothing written) when a node is not on a directly connected "
+            "network, instead of skipping its routes.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="List every route added/changed/removed.")
+    ] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Make this host's kernel table hold exactly the routes it needs (root).
+
+    Adds what is missing, fixes wrong next hops, removes stale nosdn routes, using one kernel
+    nexthop object per peer node so a node's address change is a single replace. Routes owned
+    by others are never touched. Exit 1 if any write failed OR a conflict blocks a route, so
+    whoever runs it (or pages on it) sees the problem; exit 2 for bad input.
+    """
+    if not dry_run and protocol == DEFAULT_PROTOCOL:
+        _install_protocol_name()
+    result, notes, mode = _run(
+        file=file,
+        node=node,
+        external=external,
+        table=table,
+        protocol=protocol,
+        netns=netns,
+        dry_run=dry_run,
+        strict=strict,
+    )
+    if output is not Output.table:
+        dump(_report(result, notes, mode, table, protocol), output)
+    else:
+        verb = " (dry run: nothing written)" if dry_run else f"; {result.writes} write(s)"
+        _print_plan(result, verb, full=verbose or dry_run)
+        _print_problems(result, notes)
+        for e in result.errors:
+            who = f"node {e.node}" if e.node else "stale route"
+            sys.stdout.write(f"x failed to {e.action} {e.dst} ({who}): {e.message}\n")
+        if any("not permitted" in e.message for e in result.errors):
+            err.print("writing routes needs root (CAP_NET_ADMIN)", markup=False)
+    if result.errors or result.conflicts:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def status(
+    *,
+    file: FileOpt,
+    node: NodeOpt = None,
+    external: ExternalOpt = False,
+    table: TableOpt = 254,
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
+    netns: NetnsOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, off-link.
+
+    Exit 0 when every wanted route is installed as wanted, 1 otherwise (for monitoring).
+    """
+    result, notes, mode = _run(
+        file=file,
+        node=node,
+        external=external,
+        table=table,
+        protocol=protocol,
+        netns=netns,
+        dry_run=True,
+    )
+    rows = _status_rows(result)
+    healthy = all(r["state"] == "ok" for r in rows) and not result.offlink
+    if output is not Output.table:
+        dump(
+            {
+                "target": str(result.target),
+                "table": table,
+                "protocol": protocol,
+                "mode": mode,
+                "ok": healthy,
+                "routes": rows,
+                "offlink": _report(result, notes, mode, table, protocol)["offlink"],
+                "notes": notes,
+            },
+            output,
+        )
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"{result.target}: kernel table {table}, {mode}", title_justify="left")
+        for col in ("state", "destination", "wanted", "node", "found"):
+            t.add_column(col)
+        style = {"ok": "green", "conflict": "red", "off-link": "yellow"}
+        for r in rows:
+            t.add_row(
+                f"[{style.get(r['state'], 'red')}]{r['state']}[/]",
+                r["dst"],
+                ", ".join(r["via"]) if r["via"] else "",
+                r["node"] or "",
+                r["found"] or "",
+            )
+        out.print(t)
+        _print_problems(result, notes)
+    if not healthy:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _status_rows(result: PassResult) -> list[dict[str, Any]]:
+    d = result.diff
+    conflicts = {c.wanted.dst: c for c in d.conflicts}
+    changes = {c.new.dst: c for c in d.change}
+    adds = {r.dst for r in d.add}
+    offlink = {o.gateway: o for o in result.offlink}
+    skipped = {r.dst: r for r in result.skipped}
+    rows: list[dict[str, Any]] = []
+    for want in result.desired:
+        row: dict[str, Any] = {**_route(want), "found": None, "state": "ok"}
+        if want.dst in conflicts:
+            row["state"] = "conflict"
+            row["found"] = conflicts[want.dst].found.detail
+        elif want.dst in changes:
+            row["state"] = "wrong"
+            row["found"] = changes[want.dst].old.detail
+        elif want.dst in adds:
+            row["state"] = "missing"
+        if want.dst in skipped:  # an ECMP route that lost some of its next hops
+            row["offlinkVia"] = [str(g) for g in skipped[want.dst].via if g in offlink]
+        rows.append(row)
+    routed = {r.dst for r in result.desired}
+    for want in result.skipped:
+        if want.dst not in routed:
+            reasons = "; ".join(offlink[g].reason for g in want.via if g in offlink)
+            rows.append({**_route(want), "found": reasons, "state": "off-link"})
+    for r in d.remove:
+        rows.append(
+            {
+                "dst": str(r.dst),
+                "via": [str(v) for v in r.via],
+                "node": None,
+                "found": r.detail,
+                "state": "stale",
+            }
+        )
+    return rows
+
+
+def flush(
+    *,
+    table: TableOpt = 254,
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
+    netns: NetnsOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Remove every route and nexthop nosdn owns (its protocol number) from this host (root).
+
+    Routes of every other protocol stay. Pods on other nodes become unreachable from here until
+    the next `nosdn apply`. Nexthops still used by a route of another table are kept.
+    """
+    with _backend(table, protocol, netns) as backend:
+        res = backend.flush()
+        notes = list(backend.notes)
+    if output is not Output.table:
+        dump(
+            {
+                "writes": res.writes,
+                "errors": [{"dst": str(e.dst), "message": e.message} for e in res.errors],
+                "notes": notes,
+            },
+            output,
+        )
+    else:
+        sys.stdout.write(f"flushed: {res.writes} route(s) and nexthop(s) removed\n")
+        for e in res.errors:
+            sys.stdout.write(f"x failed to remove {e.dst}: {e.message}\n")
+        for n in notes:
+            sys.stdout.write(f"note: {n}\n")
+    if res.errors:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _install_protocol_name(directory: Path = RT_PROTOS_D) -> None:
+    """Name protocol 157 "nosdn" for iproute2 (``proto nosdn`` in ``ip route``), once, as root."""
+    target = directory / "nosdn.conf"
+    if os.geteuid() != 0 or target.exists():
+        return
+    text = resources.files("nosdn").joinpath("data/rt_protos.nosdn.conf").read_text()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    except OSError as e:  # a read-only /etc is no reason not to route
+        err.print(f"note: could not write {target} ({e}); ip route will show proto 157")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
+    app.command("apply")(apply)
+    app.command("status")(status)
+    app.command("flush")(flush)

@@ -1,0 +1,27 @@
+"""Reconciling: make a backend's routes equal the routes a cluster needs.
+
+``reconcile_once`` is one pass (plan, adjacency check, diff, apply); the long-running agent loop
+will call it repeatedly. Nothing here imports a particular backend.
+"""
+
+from nosdn.reconcile.once import (
+    AdjacencyCheck,
+    AdjacencyInfo,
+    OffLink,
+    OffLinkError,
+    PassResult,
+    drop_offlink,
+    nodes_with_addresses,
+    reconcile_once,
+)
+
+__all__ = [
+    "AdjacencyCheck",
+    "AdjacencyInfo",
+    "OffLink",
+    "OffLinkError",
+    "PassResult",
+    "drop_offlink",
+    "nodes_with_addresses",
+    "reconcile_once",
+]

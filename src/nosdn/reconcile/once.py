@@ -1,0 +1,155 @@
+"""One reconcile pass: cluster -> desired routes -> drop off-link next hops -> diff -> apply.
+
+This is the one shared place where I/O meets planning (flannel's lesson: backends are pure
+"node -> route" functions and one loop does the work). It knows no backend in particular: it
+takes anything with the ``Backend`` surface, and the L2-adjacency check comes in as a callable,
+so the kernel backend, cloud backends and the future agent loop all run through this function.
+
+Off-link next hops are dropped *before* diffing: a host route to a node that is not on a
+directly connected network would silently go through some gateway, which is never what the
+operator meant. They are reported (or, with ``strict``, refused before anything is written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nosdn.backends.base import ApplyResult, Backend, WriteError
+from nosdn.model import Cluster, Conflict, Diff, IPAddress, Route, Target
+from nosdn.plan import desired_routes, diff
+
+
+class AdjacencyInfo(Protocol):
+    """What an adjacency check says about one next hop (the kernel backend's ``Adjacency``)."""
+
+    @property
+    def on_link(self) -> bool: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def via(self) -> IPAddress | None: ...
+
+
+#: Given next hops, says for each whether it is on a directly connected network.
+AdjacencyCheck = Callable[[Sequence[IPAddress]], Mapping[IPAddress, AdjacencyInfo]]
+
+
+@dataclass(frozen=True, slots=True)
+class OffLink:
+    """A node whose address is not directly reachable from here: its routes are skipped."""
+
+    node: str | None
+    gateway: IPAddress
+    reason: str
+    #: The gateway the kernel would use to reach it instead, if any.
+    kernel_via: IPAddress | None = None
+
+
+class OffLinkError(RuntimeError):
+    """``strict`` and some next hops are off-link: nothing was written."""
+
+    def __init__(self, offlink: Sequence[OffLink]) -> None:
+        self.offlink = list(offlink)
+        names = ", ".join(f"{o.node or '?'} ({o.gateway})" for o in offlink)
+        super().__init__(f"{len(offlink)} next hop(s) not on a directly connected network: {names}")
+
+
+@dataclass(slots=True)
+class PassResult:
+    """Everything one pass found and did; ``applied`` is None for a dry run."""
+
+    target: Target
+    desired: list[Route]
+    diff: Diff
+    offlink: list[OffLink] = field(default_factory=list)
+    #: The wanted routes, as planned, that lost an off-link next hop (dropped or reduced).
+    skipped: list[Route] = field(default_factory=list)
+    applied: ApplyResult | None = None
+
+    @property
+    def conflicts(self) -> tuple[Conflict, ...]:
+        return self.diff.conflicts
+
+    @property
+    def errors(self) -> list[WriteError]:
+        return self.applied.errors if self.applied is not None else []
+
+    @property
+    def writes(self) -> int:
+        return self.applied.writes if self.applied is not None else 0
+
+    @property
+    def ok(self) -> bool:
+        """No write failed and nobody else owns a prefix we need."""
+        return not self.errors and not self.conflicts
+
+
+def drop_offlink(
+    routes: Sequence[Route], check: AdjacencyCheck
+) -> tuple[list[Route], list[OffLink], list[Route]]:
+    """Remove next hops that ``check`` says are off-link; a route left without any is dropped.
+
+    Returns the routes to keep, the off-link next hops (each reported once, with the node whose pod
+    route names it), and the routes as planned that lost a next hop.
+    """
+    gateways = sorted({gw for r in routes for gw in r.via})
+    if not gateways:
+        return list(routes), [], []
+    verdict = check(gateways)
+    bad = {gw for gw in gateways if not verdict[gw].on_link}
+    if not bad:
+        return list(routes), [], []
+    owner: dict[IPAddress, str] = {}
+    for r in routes:
+        if r.node is not None and len(r.via) == 1:
+            owner.setdefault(r.via[0], r.node)
+    kept: list[Route] = []
+    skipped: list[Route] = []
+    for r in routes:
+        via = tuple(gw for gw in r.via if gw not in bad)
+        if len(via) == len(r.via):
+            kept.append(r)
+            continue
+        skipped.append(r)
+        if via:
+            kept.append(Route(r.dst, via, r.node))
+    offlink = [
+        OffLink(owner.get(gw), gw, verdict[gw].reason or "off-link", verdict[gw].via)
+        for gw in sorted(bad)
+    ]
+    return kept, offlink, skipped
+
+
+def reconcile_once(
+    cluster: Cluster,
+    target: Target,
+    backend: Backend,
+    *,
+    adjacency: AdjacencyCheck | None = None,
+    dry_run: bool = False,
+    strict: bool = False,
+) -> PassResult:
+    """One pass. Raises ``OffLinkError`` (before reading or writing routes) when ``strict``
+    and a next hop is off-link; otherwise off-link next hops are skipped and reported."""
+    desired = desired_routes(cluster, target)
+    offlink: list[OffLink] = []
+    skipped: list[Route] = []
+    if adjacency is not None:
+        desired, offlink, skipped = drop_offlink(desired, adjacency)
+        if offlink and strict:
+            raise OffLinkError(offlink)
+    d = diff(desired, backend.routes())
+    result = PassResult(target, desired, d, offlink, skipped)
+    if not dry_run:
+        result.applied = backend.apply(d)
+    return result
+
+
+def nodes_with_addresses(cluster: Cluster, addresses: Sequence[IPAddress]) -> list[str]:
+    """The names of the cluster nodes that have one of ``addresses`` (this host's own)."""
+    mine = set(addresses)
+    return [n.name for n in cluster.nodes if any(ip in mine for ip in n.ips)]
