@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterable
+from ipaddress import IPv4Address
 
 from nosdn.model import Cluster, IPAddress, IPNetwork
 from nosdn.problems import Problem
@@ -27,7 +28,9 @@ _Owned = tuple[int, int, IPNetwork, str | None, str]  # start, end, net, node, f
 
 
 def _span(net: IPNetwork) -> tuple[int, int]:
-    return int(net.network_address), int(net.broadcast_address)
+    # not net.broadcast_address: a cached_property whose first use costs more than this
+    start = int(net.network_address)
+    return start, start + (1 << (net.max_prefixlen - net.prefixlen)) - 1
 
 
 def _check_names(cluster: Cluster) -> Iterable[Problem]:
@@ -181,15 +184,17 @@ def _overlaps(items: list[_Owned]) -> Iterable[Problem]:
             cur = item
 
 
-def _check_overlaps(cluster: Cluster) -> Iterable[Problem]:
-    pods: list[_Owned] = [
-        (*_span(c), c, n.name, "podCIDRs") for n in cluster.nodes for c in n.pod_cidrs
-    ]
-    yield from _overlaps(pods)
+def _pod_spans(cluster: Cluster) -> list[_Owned]:
+    return [(*_span(c), c, n.name, "podCIDRs") for n in cluster.nodes for c in n.pod_cidrs]
+
+
+def _check_overlaps(cluster: Cluster, pods: list[_Owned]) -> Iterable[Problem]:
+    yield from _overlaps(list(pods))
     yield from _overlaps([(*_span(c), c, None, "clusterCIDRs") for c in cluster.cluster_cidrs])
     yield from _overlaps([(*_span(c), c, None, "serviceCIDRs") for c in cluster.service_cidrs])
     # pod / cluster CIDRs against service CIDRs (few service CIDRs: a short loop each)
     for svc in cluster.service_cidrs:
+        s_lo, s_hi = _span(svc)
         for c in cluster.cluster_cidrs:
             if c.version == svc.version and c.overlaps(svc):
                 yield Problem(
@@ -199,8 +204,8 @@ def _check_overlaps(cluster: Cluster) -> Iterable[Problem]:
                     f"overlaps clusterCIDRs {c}",
                     "pods and services need disjoint ranges",
                 )
-        for _, _, c, node, _ in pods:
-            if c.version == svc.version and c.overlaps(svc):
+        for lo, hi, c, node, _ in pods:
+            if lo <= s_hi and s_lo <= hi and c.version == svc.version:
                 yield Problem(
                     node,
                     "podCIDRs",
@@ -210,52 +215,57 @@ def _check_overlaps(cluster: Cluster) -> Iterable[Problem]:
                 )
 
 
-def _check_inside_cluster(cluster: Cluster) -> Iterable[Problem]:
+def _check_inside_cluster(cluster: Cluster, pods: list[_Owned]) -> Iterable[Problem]:
     if not cluster.cluster_cidrs:
         return
-    for n in cluster.nodes:
-        for c in n.pod_cidrs:
+    spans = {
+        4: [_span(c) for c in cluster.cluster_cidrs if c.version == 4],
+        6: [_span(c) for c in cluster.cluster_cidrs if c.version == 6],
+    }
+    for lo, hi, c, node, _ in pods:
+        if not any(clo <= lo and hi <= chi for clo, chi in spans[c.version]):
             same = [cc for cc in cluster.cluster_cidrs if cc.version == c.version]
-            if not any(c.subnet_of(cc) for cc in same):  # type: ignore[arg-type]
-                inside = ", ".join(str(cc) for cc in same) or f"(no IPv{c.version} cluster CIDR)"
-                yield Problem(
-                    n.name,
-                    "podCIDRs",
-                    str(c),
-                    f"is outside clusterCIDRs {inside}",
-                    "pick a subnet inside the cluster CIDRs, or add a cluster CIDR",
-                )
+            inside = ", ".join(str(cc) for cc in same) or f"(no IPv{c.version} cluster CIDR)"
+            yield Problem(
+                node,
+                "podCIDRs",
+                str(c),
+                f"is outside clusterCIDRs {inside}",
+                "pick a subnet inside the cluster CIDRs, or add a cluster CIDR",
+            )
 
 
-def _check_node_addresses_in_ranges(cluster: Cluster) -> Iterable[Problem]:
+def _check_node_addresses_in_ranges(cluster: Cluster, pods: list[_Owned]) -> Iterable[Problem]:
     """No pod, cluster or service range may contain a node's address (by bisection)."""
-    addrs = sorted(((ip.version, int(ip)), n.name, ip) for n in cluster.nodes for ip in n.ips)
+    addrs = sorted(
+        ((4 if isinstance(ip, IPv4Address) else 6, int(ip)), n.name, ip)
+        for n in cluster.nodes
+        for ip in n.ips
+    )
     keys = [a[0] for a in addrs]
 
-    def hits(net: IPNetwork) -> Iterable[tuple[str, IPAddress]]:
-        lo, hi = _span(net)
-        i = bisect_left(keys, (net.version, lo))
-        while i < len(keys) and keys[i] <= (net.version, hi):
+    def hits(version: int, lo: int, hi: int) -> Iterable[tuple[str, IPAddress]]:
+        i = bisect_left(keys, (version, lo))
+        while i < len(keys) and keys[i] <= (version, hi):
             yield addrs[i][1], addrs[i][2]
             i += 1
 
-    for n in cluster.nodes:
-        for c in n.pod_cidrs:
-            for owner, ip in hits(c):
-                whose = "the node's own address" if owner == n.name else f"node {owner}'s address"
-                yield Problem(
-                    n.name,
-                    "podCIDRs",
-                    str(c),
-                    f"contains {whose} {ip}",
-                    "pod subnets must not cover node addresses; pick another subnet",
-                )
+    for lo, hi, c, name, _ in pods:
+        for owner, ip in hits(c.version, lo, hi):
+            whose = "the node's own address" if owner == name else f"node {owner}'s address"
+            yield Problem(
+                name,
+                "podCIDRs",
+                str(c),
+                f"contains {whose} {ip}",
+                "pod subnets must not cover node addresses; pick another subnet",
+            )
     for field, nets in (
         ("clusterCIDRs", cluster.cluster_cidrs),
         ("serviceCIDRs", cluster.service_cidrs),
     ):
         for c in nets:
-            for owner, ip in hits(c):
+            for owner, ip in hits(c.version, *_span(c)):
                 yield Problem(
                     None,
                     field,
@@ -300,14 +310,9 @@ def _check_service_via(cluster: Cluster) -> Iterable[Problem]:
 def check_cluster(cluster: Cluster) -> list[Problem]:
     """Run every check; return all problems (empty: the cluster is sound)."""
     problems: list[Problem] = []
-    for check in (
-        _check_names,
-        _check_addresses,
-        _check_prefixes,
-        _check_overlaps,
-        _check_inside_cluster,
-        _check_node_addresses_in_ranges,
-        _check_service_via,
-    ):
+    for check in (_check_names, _check_addresses, _check_prefixes, _check_service_via):
         problems.extend(check(cluster))
+    pods = _pod_spans(cluster)  # computed once: the range checks below share them
+    for range_check in (_check_overlaps, _check_inside_cluster, _check_node_addresses_in_ranges):
+        problems.extend(range_check(cluster, pods))
     return problems

@@ -32,13 +32,19 @@ class Node:
     pod_cidrs: tuple[IPNetwork, ...] = ()
     #: Cloud instance behind the node (AWS ``i-...``, GCE instance name), if known.
     instance_id: str | None = None
+    _ip4: IPAddress | None = field(init=False, repr=False, compare=False, default=None)
+    _ip6: IPAddress | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        # looked up for every route of every node: precomputed once (``.version`` is slow)
+        for ip in self.ips:
+            attr = "_ip4" if isinstance(ip, IPv4Address) else "_ip6"
+            if getattr(self, attr) is None:
+                object.__setattr__(self, attr, ip)
 
     def ip_for(self, family: int) -> IPAddress | None:
-        """The node's address of one IP family (4 or 6), or None."""
-        for ip in self.ips:
-            if ip.version == family:
-                return ip
-        return None
+        """The node's address of one IP family (4 or 6), or None (the first, if several)."""
+        return self._ip4 if family == 4 else self._ip6
 
 
 @dataclass(frozen=True, slots=True)
