@@ -278,6 +278,10 @@ def _apply_one(where: str, ns: str, args: list[str]) -> ApplyRun:
     return ApplyRun(where, ns, ("nosdn", *args), proc.returncode, output)
 
 
+def _tail(output: str, lines: int = 3) -> str:
+    return "\n  ".join(output.splitlines()[-lines:]) or "(no output)"
+
+
 def apply_routes(lab: Lab, *, log: Log = _quiet) -> list[ApplyRun]:
     """Run ``nosdn apply -f INVENTORY --node NAME`` in every node's namespace and
     ``nosdn apply -f INVENTORY --external`` in the external host; raise if any failed."""
@@ -296,7 +300,7 @@ def apply_routes(lab: Lab, *, log: Log = _quiet) -> list[ApplyRun]:
             "nosdn apply failed in "
             + ", ".join(f"{r.where} (exit {r.returncode})" for r in failed)
             + ":\n"
-            + "\n".join(f"[{r.where}] {r.output}" for r in failed)
+            + "\n".join(f"[{r.where}] {_tail(r.output)}" for r in failed)
         )
     lab.state.routes = "nosdn apply"
     save(lab.paths, lab.state)
