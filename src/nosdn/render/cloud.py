@@ -134,10 +134,11 @@ def render_aws(cluster: Cluster, options: RenderOptions) -> str:
         assert node is not None
         flag = "--destination-cidr-block" if r.family == 4 else "--destination-ipv6-cidr-block"
         out.append(f"# {r.node}: {r.dst} via {r.via[0]}")
-        out.append(
-            f'aws ec2 create-route --route-table-id "$ROUTE_TABLE_ID" {flag} {r.dst} '
-            f"--instance-id {ids[node.name]} >/dev/null || failed=$((failed + 1))"
-        )
+        out += [
+            'aws ec2 create-route --route-table-id "$ROUTE_TABLE_ID" \\',
+            f"    {flag} {r.dst} --instance-id {ids[node.name]} \\",
+            "    >/dev/null || failed=$((failed + 1))",
+        ]
     out += [
         "",
         f'[ "$failed" -eq 0 ] || echo "nosdn: $failed of {len(routes)} routes not created" >&2',

@@ -54,7 +54,7 @@ _HEADER = """\
 #     is left alone and reported on stderr as a conflict.
 # Safe to run again and again (cron, a systemd timer): a run with nothing to do writes nothing.
 #
-# Run as root:  sh @NAME@.sh [--external | --node NAME] [--dry-run]
+# Run as root:  sh THIS_FILE [--external | --node NAME] [--dry-run]
 #   --external   this host is not a cluster node               (or NOSDN_EXTERNAL=1)
 #   --node NAME  skip the detection: this host is node NAME    (or NOSDN_NODE=NAME)
 #   --dry-run    print the ip commands instead of running them (or NOSDN_DRY_RUN=1)

@@ -14,7 +14,7 @@ the machine, without the leading ``/``), so ``--out-dir /`` installs the systemd
 
 from __future__ import annotations
 
-from nosdn.model import PROTOCOL_NAME, Cluster
+from nosdn.model import DEFAULT_PROTOCOL, PROTOCOL_NAME, Cluster
 from nosdn.render._base import (
     RenderedFile,
     RenderError,
@@ -79,21 +79,26 @@ WantedBy=timers.target
 
 
 def _protos(protocol: int) -> str:
+    # The same file `nosdn apply` installs (nosdn/data/rt_protos.nosdn.conf).
     return (
-        "# nosdn's route protocol: `ip route` shows its routes as proto "
-        f"{PROTOCOL_NAME}\n{protocol}\t{PROTOCOL_NAME}\n"
+        "# nosdn: routes and nexthops written by nosdn carry this protocol number.\n"
+        f'# Installed as /{PROTOS_PATH} so that `ip route` prints "proto {PROTOCOL_NAME}".\n'
+        f"{protocol}\t{PROTOCOL_NAME}\n"
     )
 
 
 def systemd_files(cluster: Cluster, options: RenderOptions) -> list[RenderedFile]:
-    """The script, its oneshot service, its timer and the protocol's name for iproute2."""
+    """The script, its oneshot service, its timer and (for protocol 157) its iproute2 name."""
     interval = _check_interval(options.interval)
-    return [
+    files = [
         RenderedFile(SCRIPT_PATH, render_script(cluster, options), 0o755),
         RenderedFile(SERVICE_PATH, _service(cluster)),
         RenderedFile(TIMER_PATH, _timer(interval)),
-        RenderedFile(PROTOS_PATH, _protos(check_protocol(options.protocol))),
     ]
+    if check_protocol(options.protocol) == DEFAULT_PROTOCOL:
+        # Only nosdn's own number gets its name: another number may be named elsewhere.
+        files.append(RenderedFile(PROTOS_PATH, _protos(options.protocol)))
+    return files
 
 
 def _block(text: str, indent: str) -> str:

@@ -1,0 +1,130 @@
+"""``nosdn render``: the cluster's routes as files people use today (script, units, router
+and cloud configs). Parses, calls `nosdn.render`, prints or writes; no logic of its own."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import typer
+
+from nosdn.cli._common import EXIT_FAILURE, FileOpt, err, fail, load
+from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Target
+from nosdn.render import FORMATS, RenderedFile, RenderOptions, join_files, render_files
+
+_HELP = (
+    "Render the cluster's routes as a file you deploy: a script, systemd units, cloud-init, a "
+    "router config, cloud CLI commands or a node's CNI config.\n\n"
+    "Formats (--format):\n\n"
+    + "\n".join(f"- [bold]{name}[/]: {f.summary}" for name, f in FORMATS.items())
+    + "\n\n"
+    "Targets: the host formats (script, systemd, cloud-init) serve every node by default and "
+    "find the node at run time; --node NAME pins one node, --external a machine outside the "
+    "cluster (adds the service CIDRs). Router formats render the router's table (every pod "
+    "subnet) unless given --external or --node. Cloud formats take neither.\n\n"
+    "Several files (systemd) print one after another, each after a '# ==> PATH <==' line; "
+    "--out-dir DIR writes them instead, at those paths under DIR.\n\n"
+    "Examples:\n\n"
+    "  nosdn render -f examples/two-nodes.yaml --format script > nosdn-routes.sh\n\n"
+    "  nosdn render -f inv.yaml --format systemd --out-dir /   (installs the units)\n\n"
+    "  nosdn render -f inv.yaml --format bird --external > /etc/bird/nosdn.conf"
+)
+
+
+def _safe_path(out_dir: Path, rel: str) -> Path:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise ValueError(f"refusing to write {rel!r} outside {out_dir}")
+    return out_dir.joinpath(*p.parts)
+
+
+def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
+    """Write each file under ``out_dir`` (atomically: a reader never sees half a script)."""
+    written: list[Path] = []
+    for f in files:
+        path = _safe_path(out_dir, f.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(f.content)
+            os.chmod(tmp, f.mode)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(path)
+    return written
+
+
+def render_cmd(
+    *,
+    file: FileOpt,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-F",
+            help=f"What to render: {', '.join(FORMATS)} (see above).",
+            show_default=False,
+        ),
+    ],
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Render for this node only (cni: required)."),
+    ] = None,
+    external: Annotated[
+        bool,
+        typer.Option("--external", help="Render for a machine outside the cluster."),
+    ] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir",
+            help="Write the files under this directory instead of printing them.",
+            file_okay=False,
+        ),
+    ] = None,
+    protocol: Annotated[
+        int,
+        typer.Option(
+            "--protocol",
+            help="Route protocol number the script stamps on its routes (and FRR's tag).",
+        ),
+    ] = DEFAULT_PROTOCOL,
+    table: Annotated[
+        str, typer.Option("--table", help="Routing table the script manages.")
+    ] = "main",
+    interval: Annotated[
+        int,
+        typer.Option("--interval", help="Seconds between re-applies (systemd, cloud-init)."),
+    ] = 60,
+    mtu: Annotated[int, typer.Option("--mtu", help="Pod interface MTU (cni).")] = 1500,
+    bridge: Annotated[str, typer.Option("--bridge", help="Pod bridge name (cni).")] = "cni0",
+) -> None:
+    if node is not None and external:
+        fail("choose at most one of --node NAME and --external")
+    cluster = load(file)
+    target = Target.for_node(node) if node is not None else EXTERNAL if external else None
+    options = RenderOptions(
+        target=target, protocol=protocol, table=table, interval=interval, mtu=mtu, bridge=bridge
+    )
+    try:
+        files = render_files(cluster, fmt, options)
+    except ValueError as e:
+        fail(str(e))
+    if out_dir is None:
+        typer.echo(join_files(files), nl=False)
+        return
+    try:
+        written = write_files(out_dir, files)
+    except (OSError, ValueError) as e:
+        fail(f"--out-dir {out_dir}: {e}", EXIT_FAILURE)
+    for path in written:
+        err.print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render", help=_HELP)(render_cmd)
