@@ -52,6 +52,17 @@ def lab_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         assert lab_namespaces(name) == []
 
 
+def this_machines_network() -> str:
+    """Links, addresses and every route of the namespace the tests run in."""
+    show = [
+        ["link"],
+        ["addr"],
+        ["route", "show", "table", "all"],
+        ["-6", "route", "show", "table", "all"],
+    ]
+    return "".join(ns.run(["ip", "-o", *args]).stdout for args in show)
+
+
 def failed_pairs(result_json: dict[str, object]) -> set[tuple[str, str, int]]:
     rows = result_json["results"]
     assert isinstance(rows, list)
@@ -60,13 +71,23 @@ def failed_pairs(result_json: dict[str, object]) -> set[tuple[str, str, int]]:
 
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "dual-stack"])
 def test_three_nodes_ping_matrix_break_and_repair(lab_name: str, ipv6: bool) -> None:
+    host_before = this_machines_network()
     lab = up(LabSpec(name=lab_name, nodes=3, ipv6=ipv6, pods_per_node=2), routes=False)
     assert len(lab_namespaces(lab_name)) == 1 + 1 + 3 + 3 * 2  # switch, external, nodes, pods
+
+    # The pods run on exactly what `nosdn render --format cni --node NODE` prints.
+    for node in ("node1", "node3"):
+        rendered = nosdn(
+            "render", "-f", str(lab.paths.inventory), "--format", "cni", "--node", node
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        assert rendered.stdout == lab.paths.conflist(node).read_text()
 
     runs = apply_routes(lab)
     assert [r.where for r in runs] == ["node1", "node2", "node3", "external"]
     assert all(r.returncode == 0 for r in runs)
     assert runs[0].argv[:4] == ("nosdn", "apply", "-f", str(lab.paths.inventory))
+    assert this_machines_network() == host_before  # nothing of the lab in our own namespace
 
     result = check(lab)
     families = 2 if ipv6 else 1
