@@ -96,7 +96,7 @@ def drop_offlink(
     Returns the routes to keep, the off-link next hops (each reported once, with the node whose pod
     route names it), and the routes as planned that lost a next hop.
     """
-    gateways = sorted({gw for r in routes for gw in r.via})
+    gateways = list(dict.fromkeys(gw for r in routes for gw in r.via))
     if not gateways:
         return list(routes), [], []
     verdict = check(gateways)
@@ -119,9 +119,13 @@ def drop_offlink(
             kept.append(Route(r.dst, via, r.node))
     offlink = [
         OffLink(owner.get(gw), gw, verdict[gw].reason or "off-link", verdict[gw].via)
-        for gw in sorted(bad)
+        for gw in sorted(bad, key=_addr_key)
     ]
     return kept, offlink, skipped
+
+
+def _addr_key(a: IPAddress) -> tuple[int, int]:
+    return (a.version, int(a))
 
 
 def reconcile_once(

@@ -302,6 +302,17 @@ class Netlink:
                 a += (alen + 3) & ~3
         return -code, msg
 
+    def _drain(self) -> None:
+        """Discard whatever is queued (answers to requests we gave up on)."""
+        while True:
+            try:
+                self._recv(socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno != errno.ENOBUFS:
+                    raise
+
     def _dump(self, mtype: int, payload: bytes) -> Iterator[tuple[int, memoryview, int, int]]:
         """Yield (type, buffer, offset of payload, end) for every message of a dump.
 
@@ -316,7 +327,14 @@ class Netlink:
             intr = False
             done = False
             while not done:
-                buf = bytes(self._recv())
+                try:
+                    buf = bytes(self._recv())
+                except OSError as e:
+                    if e.errno != errno.ENOBUFS:
+                        raise
+                    intr = True  # part of the dump was dropped: read it all again
+                    self._drain()
+                    break
                 view = memoryview(buf)
                 off = 0
                 n = len(buf)
@@ -467,40 +485,63 @@ class Netlink:
     # --- lookups -------------------------------------------------------------------------
     def lookup(self, dsts: Sequence[bytes]) -> list[Lookup]:
         """``ip route get`` for many addresses (4 or 16 bytes each), batched; one result each,
-        in order."""
-        results = [Lookup() for _ in dsts]
+        in order. Batches are sized so the replies fit the receive buffer; if replies are
+        dropped anyway (ENOBUFS), the unanswered lookups are asked again in smaller batches."""
+        results: list[Lookup | None] = [None] * len(dsts)
         per_batch = max(1, min(self.rcvbuf // LOOKUP_REPLY_COST, 4096))
+        todo = list(range(len(dsts)))
         pack_hdr = _HDR.pack
         pack_rt = _RTMSG.pack
-        for start in range(0, len(dsts), per_batch):
-            chunk = dsts[start : start + per_batch]
-            base = self.seq + 1
-            parts: list[bytes] = []
-            for d in chunk:
-                self.seq += 1
-                fam = socket.AF_INET if len(d) == 4 else socket.AF_INET6
-                body = pack_rt(fam, len(d) * 8, 0, 0, 0, 0, 0, 0, 0) + rta(RTA_DST, d)
-                parts.append(pack_hdr(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, self.seq, 0))
-                parts.append(body)
-            self.sock.send(b"".join(parts))
-            pending = len(chunk)
-            while pending:
-                buf = self._recv()
-                off = 0
-                while off + 16 <= len(buf):
-                    length, t, flags, s, _pid = _HDR.unpack_from(buf, off)
-                    if length < 16:
-                        break
-                    i = s - base
-                    if 0 <= i < len(chunk):
-                        res = results[start + i]
-                        pending -= 1
-                        if t == NLMSG_ERROR:
-                            res.error = self._error(buf, off, flags, length)[0]
-                        elif t == RTM_NEWROUTE:
-                            _parse_lookup(buf, off + 16, off + length, res)
-                    off += (length + 3) & ~3
-        return results
+        while todo:
+            dropped = False
+            for start in range(0, len(todo), per_batch):
+                chunk = todo[start : start + per_batch]
+                base = self.seq + 1
+                parts: list[bytes] = []
+                for i in chunk:
+                    d = dsts[i]
+                    self.seq += 1
+                    fam = socket.AF_INET if len(d) == 4 else socket.AF_INET6
+                    body = pack_rt(fam, len(d) * 8, 0, 0, 0, 0, 0, 0, 0) + rta(RTA_DST, d)
+                    parts.append(pack_hdr(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, self.seq, 0))
+                    parts.append(body)
+                self.sock.send(b"".join(parts))
+                dropped |= self._collect_lookups(base, chunk, results)
+            todo = [i for i in todo if results[i] is None]
+            if todo and not dropped:
+                raise NetlinkError(errno.EIO, f"{len(todo)} route lookups got no answer")
+            per_batch = max(1, per_batch // 4)
+        return [r if r is not None else Lookup(errno.EIO) for r in results]
+
+    def _collect_lookups(self, base: int, chunk: list[int], results: list[Lookup | None]) -> bool:
+        """Read the answers to one batch of lookups; True if the kernel dropped some."""
+        pending = len(chunk)
+        draining = False
+        while pending:
+            try:
+                buf = self._recv(socket.MSG_DONTWAIT if draining else 0)
+            except BlockingIOError:
+                return True
+            except OSError as e:
+                if e.errno != errno.ENOBUFS:
+                    raise
+                draining = True
+                continue
+            off = 0
+            while off + 16 <= len(buf):
+                length, t, flags, s, _pid = _HDR.unpack_from(buf, off)
+                if length < 16:
+                    break
+                k = s - base
+                if 0 <= k < len(chunk) and results[chunk[k]] is None:
+                    res = results[chunk[k]] = Lookup()
+                    pending -= 1
+                    if t == NLMSG_ERROR:
+                        res.error = self._error(buf, off, flags, length)[0]
+                    elif t == RTM_NEWROUTE:
+                        _parse_lookup(buf, off + 16, off + length, res)
+                off += (length + 3) & ~3
+        return draining
 
     # --- batched writes --------------------------------------------------------------------
     def write(self, requests: Sequence[Request]) -> BatchResult:

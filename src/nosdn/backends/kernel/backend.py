@@ -359,6 +359,10 @@ class KernelBackend:
                 result.errors.append(WriteError(dst, node, action, msg))
         result.writes += len(reqs) - len(failed)
         if batch.lost:
+            self.notes.append(
+                "the kernel dropped some replies (ENOBUFS); the table was read back to find "
+                "every write that did not happen"
+            )
             self._verify(diff, result)
         elif self.nexthops_supported:
             self._collect_garbage(snap, changes_after, failed, bool(reqs), result)

@@ -1,0 +1,322 @@
+"""The kernel backend against a real kernel, inside throw-away network namespaces (root).
+
+Each test builds a "host" namespace: a bridge ``br0`` carrying 10.0.0.1/24 and fd00::1/64, the
+addresses of node n1. The peers' addresses are on that network (so they are L2-adjacent) unless
+a test says otherwise. The backend opens its netlink socket inside the namespace (``netns=``),
+so the machine's own routing table is never written; an autouse fixture checks that.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from ipaddress import ip_address, ip_network
+
+import pytest
+
+from conftest import ip, requires_root
+from nosdn.backends.kernel import KernelBackend
+from nosdn.model import EXTERNAL, Cluster, Node, Target
+from nosdn.plan import desired_routes, diff
+from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
+
+pytestmark = [pytest.mark.root, requires_root]
+
+N1 = Target.for_node("n1")
+
+
+def node(i: int, *, v4: str | None = None, v6: bool = True, extra: int = 0) -> Node:
+    ips = [ip_address(v4 or f"10.0.0.{i}")]
+    cidrs = [ip_network(f"172.17.{i}.0/24")]
+    if v6:
+        ips.append(ip_address(f"fd00::{i}"))
+        cidrs.append(ip_network(f"fd17:0:0:{i}::/64"))
+    if extra:
+        cidrs.append(ip_network(f"172.18.{i}.0/24"))
+    return Node(f"n{i}", tuple(ips), tuple(cidrs))
+
+
+def cluster(*nodes: Node, service_via: tuple[str, ...] = ()) -> Cluster:
+    return Cluster(
+        tuple(nodes),
+        service_cidrs=(ip_network("10.96.0.0/12"), ip_network("fd96::/108")),
+        service_via=service_via,
+    )
+
+
+def routes_of(ns: str, *args: str) -> list[str]:
+    """``ip route show ARGS`` of both families, first lines only (a prefix argument selects
+    its own family)."""
+    families = ["-4", "-6"]
+    for a in args:
+        try:
+            families = [f"-{ip_network(a, strict=False).version}"]
+        except ValueError:
+            continue
+    lines = [ln for f in families for ln in ip(ns, f, "route", "show", *args).splitlines()]
+    return [_numeric(ln) for ln in lines if ln.strip() and not ln.startswith(("\t", " "))]
+
+
+def ours(ns: str) -> list[str]:
+    return [ln for ln in routes_of(ns) if " proto 157" in ln]
+
+
+def _numeric(line: str) -> str:
+    """iproute2 names protocol 157 once nosdn.conf is installed in rt_protos.d: compare the
+    number either way."""
+    return line.strip().replace(" proto nosdn", " proto 157")
+
+
+def nexthops_of(ns: str) -> list[str]:
+    return [_numeric(ln) for ln in ip(ns, "nexthop", "show").splitlines() if ln.strip()]
+
+
+@pytest.fixture(autouse=True)
+def _default_namespace_untouched() -> Iterator[None]:
+    def ours() -> str:
+        r = subprocess.run(
+            ["ip", "route", "show", "proto", "157"], capture_output=True, text=True, check=False
+        )
+        n = subprocess.run(
+            ["ip", "nexthop", "show", "protocol", "157"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return r.stdout + n.stdout
+
+    before = ours()
+    yield
+    assert ours() == before, "a nosdn route or nexthop appeared in the default namespace"
+
+
+@pytest.fixture
+def host(netns: Callable[..., str]) -> str:
+    ns = netns("nosdn-kb")
+    ip(ns, "link", "add", "br0", "type", "bridge")
+    ip(ns, "link", "set", "br0", "up")
+    ip(ns, "addr", "add", "10.0.0.1/24", "dev", "br0")
+    ip(ns, "addr", "add", "fd00::1/64", "dev", "br0", "nodad")
+    return ns
+
+
+def run(ns: str, c: Cluster, target: Target = N1, **kw: object) -> PassResult:
+    with KernelBackend(netns=ns, **kw) as b:  # type: ignore[arg-type]
+        return reconcile_once(c, target, b, adjacency=b.adjacency)
+
+
+def test_install_both_families_then_second_apply_writes_nothing(host: str) -> None:
+    c = cluster(node(1), node(2), node(3))
+    first = run(host, c)
+    assert first.ok, first.errors
+    assert first.diff.writes == 4
+    table = ours(host)
+    assert "172.17.2.0/24 nhid 1 via 10.0.0.2 dev br0 proto 157" in table[0] or any(
+        ln.startswith("172.17.2.0/24 nhid") and "via 10.0.0.2" in ln for ln in table
+    )
+    assert any(ln.startswith("fd17:0:0:3::/64 nhid") and "via fd00::3" in ln for ln in table)
+    assert not any("172.17.1.0" in ln or "fd17:0:0:1::" in ln for ln in table), "own subnet"
+    assert len(nexthops_of(host)) == 4  # one per peer and family
+
+    second = run(host, c)
+    assert second.diff.writes == 0
+    assert second.writes == 0
+    assert len(second.diff.keep) == 4
+
+
+def test_static_route_is_a_conflict_and_survives_apply_and_flush(host: str) -> None:
+    ip(host, "route", "add", "172.17.2.0/24", "via", "10.0.0.9", "proto", "static")
+    c = cluster(node(1), node(2), node(3))
+    res = run(host, c)
+    assert [str(x.wanted.dst) for x in res.conflicts] == ["172.17.2.0/24"]
+    assert res.conflicts[0].found.owner == "static"
+    assert "via 10.0.0.9" in res.conflicts[0].found.detail
+    assert not res.ok
+    static = "172.17.2.0/24 via 10.0.0.9 dev br0 proto static"
+    assert static in routes_of(host)
+    with KernelBackend(netns=host) as b:
+        flushed = b.flush()
+    assert flushed.ok
+    assert static in routes_of(host)
+    assert ours(host) == []
+    assert nexthops_of(host) == []
+
+
+def test_stale_route_removed_and_its_nexthop_collected(host: str) -> None:
+    run(host, cluster(node(1), node(2), node(3)))
+    res = run(host, cluster(node(1), node(2)))
+    assert res.ok
+    assert {str(r.dst) for r in res.diff.remove} == {"172.17.3.0/24", "fd17:0:0:3::/64"}
+    table = " ".join(routes_of(host))
+    assert "172.17.3.0" not in table
+    assert "fd17:0:0:3::" not in table
+    assert "172.17.2.0/24" in table
+    assert not any("10.0.0.3" in nh or "fd00::3" in nh for nh in nexthops_of(host))
+    assert len(nexthops_of(host)) == 2
+
+
+def test_wrong_next_hop_corrected(host: str) -> None:
+    ip(host, "route", "add", "172.17.2.0/24", "via", "10.0.0.9", "proto", "157")
+    res = run(host, cluster(node(1, v6=False), node(2, v6=False)))
+    assert res.ok, res.errors
+    assert [str(ch.new.dst) for ch in res.diff.change] == ["172.17.2.0/24"]
+    (line,) = routes_of(host, "172.17.2.0/24")
+    assert "via 10.0.0.2" in line
+    assert "nhid" in line
+    assert "proto 157" in line
+
+
+def test_route_deleted_by_hand_is_restored(host: str) -> None:
+    c = cluster(node(1), node(2))
+    run(host, c)
+    ip(host, "route", "del", "172.17.2.0/24")
+    ip(host, "-6", "route", "del", "fd17:0:0:2::/64")
+    res = run(host, c)
+    assert res.writes == 2  # two routes; their nexthops were still there
+    assert {str(r.dst) for r in res.diff.add} == {"172.17.2.0/24", "fd17:0:0:2::/64"}
+    assert len(ours(host)) == 2
+
+
+def test_address_change_is_one_nexthop_replace(host: str) -> None:
+    before = cluster(node(1, v6=False), node(2, v6=False, extra=1), node(3, v6=False))
+    run(host, before)
+    (old_nh,) = [nh for nh in nexthops_of(host) if "via 10.0.0.2 " in nh]
+    monitor = subprocess.Popen(
+        ["ip", "-n", host, "monitor", "nexthop", "route"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(0.3)  # let it subscribe
+        after = cluster(
+            node(1, v6=False), node(2, v4="10.0.0.22", v6=False, extra=1), node(3, v6=False)
+        )
+        res = run(host, after)
+        time.sleep(0.3)
+    finally:
+        monitor.terminate()
+        events = [_numeric(e) for e in monitor.communicate(timeout=5)[0].splitlines()]
+    assert res.ok, res.errors
+    assert len(res.diff.change) == 2  # the diff sees two routes move ...
+    assert res.writes == 1  # ... and the backend makes one write
+    nh_events = [e for e in events if e.startswith(("id ", "Deleted id"))]
+    assert nh_events == [old_nh.replace("10.0.0.2 ", "10.0.0.22 ")], events
+    # the rest are the kernel's own notifications of the two routes following their nexthop
+    route_events = [e for e in events if e not in nh_events and not e.startswith(("\t", " "))]
+    assert not any(e.startswith("Deleted") for e in route_events), events
+    nhid = old_nh.split()[1]
+    assert all(f"nhid {nhid} via 10.0.0.22" in e for e in route_events), events
+    assert sorted(ln for ln in routes_of(host) if "10.0.0.22" in ln) == [
+        f"172.17.2.0/24 nhid {nhid} via 10.0.0.22 dev br0 proto 157",
+        f"172.18.2.0/24 nhid {nhid} via 10.0.0.22 dev br0 proto 157",
+    ]
+
+
+def test_offlink_node_reported_and_skipped(host: str) -> None:
+    ip(host, "route", "add", "default", "via", "10.0.0.254")
+    c = cluster(node(1, v6=False), node(2, v6=False), node(5, v4="10.9.0.5", v6=False))
+    res = run(host, c)
+    assert [(o.node, str(o.gateway)) for o in res.offlink] == [("n5", "10.9.0.5")]
+    assert str(res.offlink[0].kernel_via) == "10.0.0.254"
+    assert "10.0.0.254" in res.offlink[0].reason
+    assert [str(r.dst) for r in res.skipped] == ["172.17.5.0/24"]
+    table = " ".join(routes_of(host))
+    assert "172.17.5.0" not in table
+    assert "172.17.2.0/24" in table
+
+    with KernelBackend(netns=host) as b, pytest.raises(OffLinkError) as exc:
+        reconcile_once(c, N1, b, adjacency=b.adjacency, strict=True)
+    assert "n5 (10.9.0.5)" in str(exc.value)
+
+
+def test_strict_offlink_writes_nothing(host: str) -> None:
+    c = cluster(node(1, v6=False), node(2, v6=False), node(5, v4="10.9.0.5", v6=False))
+    with KernelBackend(netns=host) as b, pytest.raises(OffLinkError):
+        reconcile_once(c, N1, b, adjacency=b.adjacency, strict=True)
+    assert ours(host) == []
+
+
+def test_external_ecmp_service_route_is_a_nexthop_group(host: str) -> None:
+    ip(host, "addr", "flush", "dev", "br0")
+    ip(host, "addr", "add", "10.0.0.100/24", "dev", "br0")
+    ip(host, "addr", "add", "fd00::100/64", "dev", "br0", "nodad")
+    c = cluster(node(1), node(2), node(3), service_via=("n1", "n2"))
+    res = run(host, c, EXTERNAL)
+    assert res.ok, res.errors
+    (svc,) = [ln for ln in routes_of(host) if ln.startswith("10.96.0.0/12")]
+    gid = svc.split()[2]
+    group = ip(host, "nexthop", "show", "id", gid)
+    members = group.split()[3]  # "id G group A/B proto 157"
+    assert len(members.split("/")) == 2
+    (svc6,) = [ln for ln in routes_of(host) if ln.startswith("fd96::/108")]
+    assert "nhid" in svc6
+    assert len(ours(host)) == 8  # 3 nodes x 2 families + 2 services
+
+    # the service moves to n2+n3: a new group, the old one collected, pod routes untouched
+    c2 = cluster(node(1), node(2), node(3), service_via=("n2", "n3"))
+    res2 = run(host, c2, EXTERNAL)
+    assert res2.ok
+    assert len(res2.diff.change) == 2
+    assert ip(host, "nexthop", "show", "id", gid, check=False) == ""
+    assert run(host, c2, EXTERNAL).writes == 0
+
+
+def test_fallback_plain_gateway_routes(host: str) -> None:
+    c = cluster(node(1), node(2), node(3), service_via=("n2", "n3"))
+    with KernelBackend(netns=host, use_nexthops=False) as b:
+        res = reconcile_once(c, N1, b, adjacency=b.adjacency)
+        assert res.ok
+        assert res.writes == 4
+        assert reconcile_once(c, N1, b, adjacency=b.adjacency).writes == 0
+        moved = cluster(node(1), node(2, v4="10.0.0.22"), node(3))
+        res = reconcile_once(moved, N1, b, adjacency=b.adjacency)
+        assert res.ok
+        assert res.writes == 1
+    assert nexthops_of(host) == []
+    table = ours(host)
+    assert "172.17.2.0/24 via 10.0.0.22 dev br0 proto 157" in table
+    assert any(ln.startswith("fd17:0:0:3::/64 via fd00::3 dev br0 proto 157") for ln in table)
+    with KernelBackend(netns=host, use_nexthops=False) as b:
+        # an external host with an ECMP service route (multipath, both families)
+        res = reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency)
+        assert not res.errors
+        assert reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency).writes == 0
+    multipath = ip(host, "route", "show", "10.96.0.0/12")
+    assert "nexthop via 10.0.0.2" in multipath
+    assert "nexthop via 10.0.0.3" in multipath
+
+
+def test_nexthop_used_by_someone_elses_route_is_not_collected(host: str) -> None:
+    run(host, cluster(node(1, v6=False), node(2, v6=False), node(3, v6=False)))
+    (nh3,) = [nh.split()[1] for nh in nexthops_of(host) if "via 10.0.0.3 " in nh]
+    ip(host, "route", "add", "192.168.7.0/24", "nhid", nh3, "table", "100", "proto", "static")
+    res = run(host, cluster(node(1, v6=False), node(2, v6=False)))
+    assert res.ok
+    assert "172.17.3.0" not in " ".join(routes_of(host))
+    assert ip(host, "route", "show", "table", "100").startswith("192.168.7.0/24 nhid " + nh3)
+
+
+def test_finds_its_own_node_from_its_addresses(host: str) -> None:
+    c = cluster(node(1), node(2))
+    with KernelBackend(netns=host) as b:
+        addrs = b.local_addresses()
+    assert ip_address("10.0.0.1") in addrs
+    assert ip_address("fd00::1") in addrs
+    assert nodes_with_addresses(c, addrs) == ["n1"]
+
+
+def test_other_table_and_protocol_number(host: str) -> None:
+    c = cluster(node(1, v6=False), node(2, v6=False))
+    res = run(host, c, table=1000, protocol=200)
+    assert res.ok
+    assert res.writes == 2
+    assert [_numeric(x) for x in ip(host, "route", "show", "table", "1000").splitlines()] == [
+        "172.17.2.0/24 nhid 1 via 10.0.0.2 dev br0 proto 200"
+    ]
+    assert "172.17.2.0" not in " ".join(routes_of(host))  # main table untouched
+    # a backend with another protocol number sees those routes as someone else's
+    d = diff(desired_routes(c, N1), KernelBackend(netns=host, table=1000).routes())
+    assert len(d.conflicts) == 1
+    assert d.conflicts[0].found.owner == "200"
