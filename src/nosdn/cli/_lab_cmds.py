@@ -163,7 +163,7 @@ def _print_check(result: CheckResult) -> None:
             mine = [r for r in result.results if r.probe.src.label == src.label]
             ok = sum(r.ok for r in mine)
             colour = "green" if ok == len(mine) else "bold red"
-            out.print(f"{src.label}: [{colour}]{ok}/{len(mine)}[/] pods reachable")
+            out.print(f"{src.label}: [{colour}]{ok}/{len(mine)}[/] pings answered")
     for r in result.failed:
         p = r.probe
         out.print(
