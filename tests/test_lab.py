@@ -7,7 +7,6 @@ to this machine's own namespace (the lab never does that), so no packet leaves t
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -18,16 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import requires_root
 from nosdn.lab import Lab, LabError, LabSpec, apply_routes, check, down, open_lab, up
 from nosdn.lab import netns as ns
 from nosdn.lab.cni import CniError
 from nosdn.lab.topology import LabNames
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-]
+pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 
 
 def nosdn(*args: str) -> subprocess.CompletedProcess[str]:

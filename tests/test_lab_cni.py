@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
 
+from conftest import requires_root
 from nosdn.lab import netns
 from nosdn.lab.cni import Attachment, CniError, CniRunner, result_ips
 from nosdn.lab.lifecycle import _exec_conflist
 from nosdn.model import Cluster, Node
 from nosdn.render.cni import render_cni
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-]
+pytestmark = [pytest.mark.root, requires_root]
 
 
 def ip(*args: str) -> str:
@@ -29,20 +25,9 @@ def ip(*args: str) -> str:
 
 
 @pytest.fixture
-def host_and_pod() -> Iterator[tuple[str, str]]:
+def host_and_pod(netns: Callable[..., str]) -> tuple[str, str]:
     """A node namespace and a pod namespace, uniquely named, removed afterwards."""
-    tag = secrets.token_hex(3)
-    host, pod = f"nosdn-t{tag}.host", f"nosdn-t{tag}.pod"
-    made = []
-    try:
-        for ns in (host, pod):
-            netns.add(ns)
-            made.append(ns)
-        yield host, pod
-    finally:
-        for ns in made:
-            netns.kill_all(ns)
-            netns.delete(ns)
+    return netns("nosdn-t-host"), netns("nosdn-t-pod")
 
 
 def cluster() -> Cluster:
