@@ -241,12 +241,20 @@ def check_cmd(
     ] = 16,
 ) -> None:
     with _lab_errors():
-        result = check(open_lab(name), parallel=parallel)
+        lab = open_lab(name)
+        result = check(lab, parallel=parallel)
     if output is Output.table:
         _print_check(result)
     else:
         dump(result.as_dict(), output)
     if not result.ok:
+        if not lab.state.routes:
+            name_opt = "" if name == DEFAULT_NAME else f" --name {name}"
+            err.print(
+                "no routes were applied in this lab yet, so only pods on the same node can "
+                f"reach each other — run `nosdn lab apply{name_opt}`",
+                markup=False,
+            )
         raise typer.Exit(EXIT_FAILURE)
 
 
