@@ -37,7 +37,6 @@ from nosdn.lab.netns import LabError
 from nosdn.lab.ping import DEFAULT_PARALLEL, Endpoint, ProbeResult, probes, run_probes
 from nosdn.lab.state import LabPaths, LabState, load, save, write_atomic
 from nosdn.lab.topology import LabNames, LabSpec, Topology, build, check_name, node_prefixlen
-from nosdn.model import IPAddress
 from nosdn.render.cni import render_cni
 
 Log = Callable[[str], None]
@@ -83,13 +82,6 @@ class Lab:
 
     def external(self) -> Endpoint:
         return Endpoint("external", self.topo.external_ns, self.topo.external_ips, "external")
-
-    def namespaces(self) -> list[str]:
-        names = [self.topo.switch_ns, self.topo.external_ns]
-        for n in self.topo.nodes:
-            names.append(n.netns)
-            names.extend(self.topo.names.pod(n.name, p) for p in n.pods)
-        return names
 
 
 def open_lab(name: str, root: Path | None = None) -> Lab:
@@ -387,8 +379,3 @@ def down(name: str, *, root: Path | None = None) -> DownReport:
     if leftovers:
         raise LabError(f"lab {name}: could not remove {', '.join(leftovers)}")
     return DownReport(tuple(removed), tuple(killed), state_removed)
-
-
-def lab_ips(lab: Lab) -> dict[str, list[IPAddress]]:
-    """Every endpoint's addresses, for summaries."""
-    return {e.label: list(e.ips) for e in (*lab.nodes(), lab.external(), *lab.pods())}
