@@ -15,8 +15,8 @@ from rich.console import Console
 from nosdn.inventory import InventoryError, load_cluster
 from nosdn.model import Cluster
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
