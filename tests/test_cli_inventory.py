@@ -73,3 +73,11 @@ def test_usage_errors_exit_2() -> None:
     assert r.returncode == 2
     assert "nope" in r.stderr
     assert nosdn("check", "-f", "/nonexistent.yaml").returncode == 2
+
+
+def test_ipv6_addresses_print_as_written_in_tables() -> None:
+    # rich turns ":100:" into an emoji unless told not to; an operator must see the address
+    r = nosdn("routes", "-f", str(EXAMPLES / "dual-stack.yaml"), "--node", "node1")
+    assert r.returncode == 0, r.stderr
+    assert "fd00:244:0:1::/64" in r.stdout
+    assert "fd00:50::12" in r.stdout
