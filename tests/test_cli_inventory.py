@@ -75,9 +75,14 @@ def test_usage_errors_exit_2() -> None:
     assert nosdn("check", "-f", "/nonexistent.yaml").returncode == 2
 
 
-def test_ipv6_addresses_print_as_written_in_tables() -> None:
+def test_ipv6_addresses_print_as_written_in_tables(tmp_path: Path) -> None:
     # rich turns ":100:" into an emoji unless told not to; an operator must see the address
-    r = nosdn("routes", "-f", str(EXAMPLES / "dual-stack.yaml"), "--node", "node1")
+    f = tmp_path / "v6.yaml"
+    f.write_text(
+        "nodes:\n- {name: a, ip: 'fd00:100::1', podCIDR: 'fd00:244:0:a::/64'}\n"
+        "- {name: b, ip: 'fd00:100::2', podCIDR: 'fd00:244:0:b::/64'}\n"
+    )
+    r = nosdn("routes", "-f", str(f), "--node", "a")
     assert r.returncode == 0, r.stderr
-    assert "fd00:244:0:1::/64" in r.stdout
-    assert "fd00:50::12" in r.stdout
+    assert "fd00:244:0:b::/64" in r.stdout
+    assert "fd00:100::2" in r.stdout
