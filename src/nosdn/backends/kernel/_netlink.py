@@ -654,6 +654,16 @@ def _family(addr: bytes) -> int:
     return socket.AF_INET if len(addr) == 4 else socket.AF_INET6
 
 
+_ROUTE_NH = {
+    4: struct.Struct("=BBBBBBBBIHH4sHHI"),  # rtmsg, RTA_DST (v4), RTA_NH_ID
+    16: struct.Struct("=BBBBBBBBIHH16sHHI"),  # rtmsg, RTA_DST (v6), RTA_NH_ID
+}
+_NEXTHOP = {
+    4: struct.Struct("=BBBBIHHIHH4sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v4), NHA_OIF
+    16: struct.Struct("=BBBBIHHIHH16sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v6), NHA_OIF
+}
+
+
 def route_msg(
     dst: bytes,
     dst_len: int,
@@ -668,6 +678,11 @@ def route_msg(
     else one gateway (RTA_GATEWAY + RTA_OIF), else several (RTA_MULTIPATH). A delete with
     none of them matches on destination, table, protocol and metric only."""
     fam = _family(dst)
+    if nh_id and table < 256 and not priority:  # the bulk case, packed in one call
+        return _ROUTE_NH[len(dst)].pack(
+            fam, dst_len, 0, 0, table, protocol, 0, RTN_UNICAST, 0,
+            4 + len(dst), RTA_DST, dst, 8, RTA_NH_ID, nh_id,
+        )  # fmt: skip
     parts = [
         _RTMSG.pack(fam, dst_len, 0, 0, table if table < 256 else 0, protocol, 0, RTN_UNICAST, 0),
         rta(RTA_DST, dst),
@@ -694,6 +709,12 @@ def route_msg(
 
 def nexthop_msg(nh_id: int, *, protocol: int, gateway: bytes, oif: int) -> bytes:
     """The payload of an RTM_NEWNEXTHOP for ``id N via GATEWAY dev OIF proto P``."""
+    st = _NEXTHOP.get(len(gateway))
+    if st is not None:
+        return st.pack(
+            _family(gateway), 0, protocol, 0, 0,
+            8, NHA_ID, nh_id, 4 + len(gateway), NHA_GATEWAY, gateway, 8, NHA_OIF, oif,
+        )  # fmt: skip
     return (
         _NHMSG.pack(_family(gateway), 0, protocol, 0, 0)
         + rta_u32(NHA_ID, nh_id)

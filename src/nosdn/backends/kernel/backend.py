@@ -114,6 +114,23 @@ class _Write:
     nh_new: int = 0
 
 
+@dataclass(slots=True)
+class _Plan:
+    """The requests of one apply, why each is made, and what garbage collection must know."""
+
+    reqs: list[nl.Request] = field(default_factory=list)
+    why: list[_Write] = field(default_factory=list)
+    #: (request index, old nexthop id, new nexthop id) of every route write
+    moves: list[tuple[int, int, int]] = field(default_factory=list)
+    #: nexthop id -> index of the request creating it
+    created: dict[int, int] = field(default_factory=dict)
+    #: members of the groups created
+    groups: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+
+_REPLACE = nl.NLM_F_CREATE | nl.NLM_F_REPLACE
+
+
 def _to_addr(b: bytes) -> IPAddress:
     return IPv4Address(b) if len(b) == 4 else IPv6Address(b)
 
@@ -322,13 +339,15 @@ class KernelBackend:
 
     def _oif(self, gw: bytes) -> tuple[int, str | None]:
         """The interface a nexthop via ``gw`` must name, or why there is none."""
-        self._lookup_many([gw])
-        res = self._lookups[gw]
+        res = self._lookups.get(gw)
+        if res is None:
+            self._lookup_many([gw])
+            res = self._lookups[gw]
+        if res.gateway is None and res.type == nl.RTN_UNICAST and not res.error:
+            return res.oif, None
         if res.error:
             return 0, f"no route to next hop {_to_addr(gw)} ({os.strerror(res.error)})"
-        if res.type != nl.RTN_UNICAST or res.gateway:
-            return 0, f"next hop {_to_addr(gw)} is not on a directly connected network"
-        return res.oif, None
+        return 0, f"next hop {_to_addr(gw)} is not on a directly connected network"
 
     # --- writing ---------------------------------------------------------------------------
     def apply(self, diff: Diff) -> ApplyResult:
@@ -341,10 +360,10 @@ class KernelBackend:
         assert snap is not None
         self._snap = None  # what we read is stale once we write
         result = ApplyResult()
-        if self.use_nexthops:
-            reqs, why, changes_after = self._plan_nexthops(diff, snap, result)
-        else:
-            reqs, why, changes_after = self._plan_plain(diff, result)
+        plan = (
+            self._plan_nexthops(diff, snap, result) if self.use_nexthops else self._plan_plain(diff)
+        )
+        reqs, why = plan.reqs, plan.why
         batch = self.nl.write(reqs) if reqs else nl.BatchResult()
         failed = set(batch.errors)
         for i, (code, text) in sorted(batch.errors.items()):
@@ -365,14 +384,12 @@ class KernelBackend:
             )
             self._verify(diff, result)
         elif self.nexthops_supported:
-            self._collect_garbage(snap, changes_after, failed, bool(reqs), result)
+            self._collect_garbage(snap, plan, failed, result)
         return result
 
-    def _plan_plain(
-        self, diff: Diff, result: ApplyResult
-    ) -> tuple[list[nl.Request], list[_Write], list[tuple[int, int, int]]]:
-        reqs: list[nl.Request] = []
-        why: list[_Write] = []
+    def _plan_plain(self, diff: Diff) -> _Plan:
+        plan = _Plan()
+        reqs, why = plan.reqs, plan.why
         self._lookup_many(gw.packed for r in _wanted(diff) for gw in r.via)
         add_flags = nl.NLM_F_CREATE | nl.NLM_F_EXCL
         for route, old in _wanted_with_old(diff):
@@ -391,7 +408,8 @@ class KernelBackend:
             reqs.append(nl.Request(nl.RTM_NEWROUTE, flags, payload))
             why.append(_Write(action, [(route.dst, route.node, action)], nh_old=nhid))
         self._plan_removes(diff, reqs, why)
-        return reqs, why, [(i, w.nh_old, 0) for i, w in enumerate(why) if w.nh_old]
+        plan.moves = [(i, w.nh_old, 0) for i, w in enumerate(why) if w.nh_old]
+        return plan
 
     def _plan_removes(self, diff: Diff, reqs: list[nl.Request], why: list[_Write]) -> None:
         for old in diff.remove:
@@ -406,15 +424,9 @@ class KernelBackend:
             reqs.append(nl.Request(nl.RTM_DELROUTE, 0, payload))
             why.append(_Write("remove", [(old.dst, None, "remove")], nh_old=nhid))
 
-    def _plan_nexthops(
-        self, diff: Diff, snap: _Snapshot, result: ApplyResult
-    ) -> tuple[list[nl.Request], list[_Write], list[tuple[int, int, int]]]:
+    def _plan_nexthops(self, diff: Diff, snap: _Snapshot, result: ApplyResult) -> _Plan:
         """Requests in dependency order: nexthop replaces and creations, then routes, then
-        route deletions (nexthops are collected afterwards, once nothing refers to them).
-
-        Also returns, for every request that moves a route between nexthops, (request index,
-        old id, new id), so garbage collection can tell what is still referenced.
-        """
+        route deletions (nexthops are collected afterwards, once nothing refers to them)."""
         proto = self.protocol
         owned = {i: nh for i, nh in snap.nexthops.items() if nh.protocol == proto}
         by_gw: dict[bytes, int] = {}
@@ -427,13 +439,9 @@ class KernelBackend:
                 by_gw.setdefault(nh.gateway, i)
         next_id = max(snap.nexthops, default=0) + 1
 
-        reqs: list[nl.Request] = []
-        why: list[_Write] = []
-        moves: list[tuple[int, int, int]] = []
-        created: dict[int, int] = {}  # nexthop id -> index of the request creating it
-
-        wanted_gws = {gw.packed for r in _wanted(diff) for gw in r.via}
-        self._lookup_many(g for g in wanted_gws if g not in by_gw)
+        plan = _Plan()
+        reqs, why, created = plan.reqs, plan.why, plan.created
+        self._lookup_many(gw.packed for r in _wanted(diff) for gw in r.via)
 
         # 1. a node changed address: replace its nexthop in place when every route on it moves
         #    to the same new gateway (one write instead of one per route)
@@ -449,107 +457,104 @@ class KernelBackend:
                 _Write("nexthop", routes, label=f"replace nexthop {nhid} via {_to_addr(new_gw)}")
             )
 
-        def single(gw: IPAddress, route: Route, action: str) -> tuple[int, str | None]:
+        new_nh = nl.NLM_F_CREATE | nl.NLM_F_EXCL
+        nexthop_msg = nl.nexthop_msg
+
+        def single(gw: bytes, why_route: tuple[IPNetwork, str | None, str]) -> int | str:
+            """The nexthop id for one gateway (created if needed), or why there is none."""
             nonlocal next_id
-            b = gw.packed
-            i = by_gw.get(b)
+            i = by_gw.get(gw)
             if i is not None:
-                if i in created:
-                    why[created[i]].routes.append((route.dst, route.node, action))
-                return i, None
-            oif, err = self._oif(b)
+                k = created.get(i)
+                if k is not None:
+                    why[k].routes.append(why_route)
+                return i
+            oif, err = self._oif(gw)
             if err:
-                return 0, err
-            i = by_gw[b] = next_id
+                return err
+            i = by_gw[gw] = next_id
             next_id += 1
             created[i] = len(reqs)
             reqs.append(
                 nl.Request(
                     nl.RTM_NEWNEXTHOP,
-                    nl.NLM_F_CREATE | nl.NLM_F_EXCL,
-                    nl.nexthop_msg(i, protocol=proto, gateway=b, oif=oif),
+                    new_nh,
+                    nexthop_msg(i, protocol=proto, gateway=gw, oif=oif),
                 )
             )
-            why.append(
-                _Write("nexthop", [(route.dst, route.node, action)], label=f"nexthop via {gw}")
-            )
-            return i, None
+            why.append(_Write("nexthop", [why_route], label=f"nexthop via {_to_addr(gw)}"))
+            return i
 
-        def nexthop_for(route: Route, action: str) -> tuple[int, str | None]:
+        def group(route: Route, why_route: tuple[IPNetwork, str | None, str]) -> int | str:
             nonlocal next_id
             members: list[int] = []
             for gw in route.via:
-                i, err = single(gw, route, action)
-                if err:
-                    return 0, err
+                i = single(gw.packed, why_route)
+                if isinstance(i, str):
+                    return i
                 members.append(i)
-            if len(members) == 1:
-                return members[0], None
             key = tuple(sorted(set(members)))
             g = by_group.get(key)
             if g is not None:
-                if g in created:
-                    why[created[g]].routes.append((route.dst, route.node, action))
-                return g, None
+                k = created.get(g)
+                if k is not None:
+                    why[k].routes.append(why_route)
+                return g
             g = by_group[key] = next_id
             next_id += 1
             created[g] = len(reqs)
+            plan.groups[g] = key
             reqs.append(
                 nl.Request(
                     nl.RTM_NEWNEXTHOP,
-                    nl.NLM_F_CREATE | nl.NLM_F_EXCL,
+                    new_nh,
                     nl.nexthop_group_msg(g, protocol=proto, members=key),
                 )
             )
             label = "nexthop group via " + ",".join(map(str, route.via))
-            why.append(_Write("nexthop", [(route.dst, route.node, action)], label=label))
-            return g, None
+            why.append(_Write("nexthop", [why_route], label=label))
+            return g
 
         # 2. routes to add or change, each pointing at its nexthop
-        route_reqs: list[tuple[nl.Request, _Write]] = []
+        route_reqs: list[nl.Request] = []
+        route_why: list[_Write] = []
+        route_msg = nl.route_msg
+        table = self.table
         for route, old in _wanted_with_old(diff):
             action = "add" if old is None else "change"
             old_nh, metric = parse_ref(old.ref) if old is not None else (0, 0)
-            want, err = nexthop_for(route, action)
-            if err:
-                result.errors.append(WriteError(route.dst, route.node, action, err))
+            why_route = (route.dst, route.node, action)
+            via = route.via
+            want = single(via[0].packed, why_route) if len(via) == 1 else group(route, why_route)
+            if isinstance(want, str):
+                result.errors.append(WriteError(route.dst, route.node, action, want))
                 continue
             if old_nh == want:
                 continue  # its nexthop was replaced in place: already right
-            deps = tuple(created[i] for i in self._members(want, route, by_gw) if i in created)
-            flags = (
-                nl.NLM_F_CREATE | nl.NLM_F_EXCL
-                if old is None
-                else nl.NLM_F_CREATE | nl.NLM_F_REPLACE
-            )
-            payload = nl.route_msg(
+            k = created.get(want)
+            if len(via) == 1:
+                deps: tuple[int, ...] = () if k is None else (k,)
+            else:
+                members = [by_gw[gw.packed] for gw in via]
+                deps = tuple(created[i] for i in (want, *members) if i in created)
+            payload = route_msg(
                 route.dst.network_address.packed,
                 route.dst.prefixlen,
-                table=self.table,
+                table=table,
                 protocol=proto,
                 priority=metric,
                 nh_id=want,
             )
             route_reqs.append(
-                (
-                    nl.Request(nl.RTM_NEWROUTE, flags, payload),
-                    _Write(action, [(route.dst, route.node, action)], deps, "", old_nh, want),
-                )
+                nl.Request(nl.RTM_NEWROUTE, new_nh if old is None else _REPLACE, payload)
             )
-        for req, w in route_reqs:
-            if w.nh_old or w.nh_new:
-                moves.append((len(reqs), w.nh_old, w.nh_new))
-            reqs.append(req)
-            why.append(w)
+            route_why.append(_Write(action, [why_route], deps, "", old_nh, want))
         start = len(reqs)
+        reqs.extend(route_reqs)
+        why.extend(route_why)
         self._plan_removes(diff, reqs, why)
-        moves.extend((i, why[i].nh_old, 0) for i in range(start, len(reqs)) if why[i].nh_old)
-        return reqs, why, moves
-
-    @staticmethod
-    def _members(want: int, route: Route, by_gw: dict[bytes, int]) -> list[int]:
-        ids = [by_gw[gw.packed] for gw in route.via if gw.packed in by_gw]
-        return [want, *ids]
+        plan.moves = [(i, why[i].nh_old, why[i].nh_new) for i in range(start, len(reqs))]
+        return plan
 
     def _retargets(
         self,
@@ -598,32 +603,37 @@ class KernelBackend:
         return refs
 
     def _collect_garbage(
-        self,
-        snap: _Snapshot,
-        moves: list[tuple[int, int, int]],
-        failed: set[int],
-        wrote: bool,
-        result: ApplyResult,
+        self, snap: _Snapshot, plan: _Plan, failed: set[int], result: ApplyResult
     ) -> None:
         """Delete our nexthops that no route refers to any more (groups before members).
 
-        The cheap estimate (our table as read, plus the moves that succeeded) finds the
-        candidates; only if there are any is every table read, after the writes, to make sure
-        no route anywhere still uses them: deleting a nexthop deletes its routes.
+        The estimate from what we know (our table as read, the nexthops we created, the route
+        writes that succeeded) finds the candidates without reading anything; only if there
+        are any are the nexthops and every table read again, after the writes, to make sure no
+        route anywhere still uses them: deleting a nexthop deletes its routes.
         """
         refs = Counter(snap.table_refs)
-        for i, old, new in moves:
+        for i, old, new in plan.moves:
             if i in failed:
                 continue
             if old:
                 refs[old] -= 1
             if new:
                 refs[new] += 1
-        nexthops = self._nexthop_table() if wrote else snap.nexthops
-        owned = {i: nh for i, nh in nexthops.items() if nh.protocol == self.protocol}
-        if not self._unused(owned, nexthops, refs):
+        groups = {i: nh.group for i, nh in snap.nexthops.items() if nh.group}
+        groups.update({g: list(m) for g, m in plan.groups.items()})
+        owned = {i for i, nh in snap.nexthops.items() if nh.protocol == self.protocol}
+        owned.update(i for i, k in plan.created.items() if k not in failed)
+        used = {i for i, n in refs.items() if n > 0}
+        used.update(m for g in list(used) for m in groups.get(g, ()))
+        if owned <= used:
             return
-        self._delete_unused(owned, nexthops, result)
+        nexthops = self._nexthop_table()
+        self._delete_unused(
+            {i: nh for i, nh in nexthops.items() if nh.protocol == self.protocol},
+            nexthops,
+            result,
+        )
 
     def _delete_unused(
         self,
