@@ -183,8 +183,19 @@ PROTOS="$PROTO $(cat /etc/iproute2/rt_protos /etc/iproute2/rt_protos.d/*.conf \
 
 # One read of each table; awk computes the whole diff. Output, one line per prefix:
 #   ACTION DST WANTED-VIA NODE FOUND   (ACTION: keep add change remove conflict)
-cur4=$(ip -4 -o route show table "$TABLE") || die "cannot read routing table $TABLE"
-cur6=$(ip -6 -o route show table "$TABLE" 2>/dev/null) || {
+# rtshow IP-ARGS...: "ip IP-ARGS table $TABLE"; a table nothing was ever added to does not
+# exist yet in the kernel, and counts as empty
+rtshow() {
+    if r_out=$(ip "$@" table "$TABLE" 2>&1); then
+        [ -z "$r_out" ] || printf '%s\n' "$r_out"
+    else
+        case $r_out in *"does not exist"*) return 0 ;; esac
+        warn "ip $* table $TABLE: $r_out"
+        return 1
+    fi
+}
+cur4=$(rtshow -4 -o route show) || die "cannot read routing table $TABLE"
+cur6=$(rtshow -6 -o route show) || {
     warn "cannot read the IPv6 routing table $TABLE; treating it as empty"
     cur6=
 }
@@ -252,7 +263,7 @@ actions=$({
 fam() { case $1 in *:*) echo -6 ;; *) echo -4 ;; esac; }
 
 # show DST: the routes to exactly DST in our table, one per line
-show() { ip "$(fam "$1")" -o route show exact "$1" table "$TABLE"; }
+show() { rtshow "$(fam "$1")" -o route show exact "$1"; }
 
 # foreign_owner ROUTES: the protocol of the first route in ROUTES that is not ours (or nothing)
 foreign_owner() {
