@@ -1,0 +1,218 @@
+"""One pass over a cloud's route tables, shared by the AWS and GCE backends.
+
+A VPC route table is the cluster's router: it needs every pod subnet, pointing at the instance
+of the node the subnet lives on. The two clouds differ in how they list and write routes, not in
+what a pass must do, so the pass lives here once and each cloud supplies a `CloudProvider`:
+
+1. ``resolve`` maps each node to its instance. A node whose instance cannot be found is a
+   problem: its routes are neither added nor removed this pass (a transient lookup failure must
+   never delete a working route), and with ``strict`` nothing is written at all.
+2. ``tables`` reads every managed table once (one describe or list per table per pass; that
+   read is the whole cost of a pass that finds the tables in sync).
+3. Each table is diffed with `nosdn.plan.diff`, so ownership works as everywhere else: a route
+   nosdn does not own to a wanted prefix is a conflict, reported and never touched.
+4. Capacity is checked for every table *before the first write*: a plan that does not fit is
+   refused whole, naming the routes needed and the quota to ask for (the Kubernetes route
+   controller finds the 50-route limit halfway through).
+5. Only then are the instances behind new routes checked and prepared (source/destination
+   check off) and the tables written.
+
+``sync(provider, cluster)`` is the seam the long-running controller calls each pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nosdn.backends.base import ApplyResult, WriteError
+from nosdn.model import ROUTER, Cluster, Conflict, Diff, InstalledRoute, IPNetwork, Route
+from nosdn.plan import desired_routes, diff
+from nosdn.problems import Problem, ProblemsError
+
+
+class CloudError(RuntimeError):
+    """The cloud could not be read (no such table, no credentials, API down): nothing written."""
+
+
+class CloudTable(Protocol):
+    """One route table, as a `nosdn.backends.base.Backend`: ``routes()`` returns what the pass's
+    one read found (no API call), ``apply`` writes a diff computed from them."""
+
+    name: str
+    #: The table's id as the cloud names it (``rtb-...``, ``network/NAME``).
+    table_id: str
+    #: How many routes the table may hold (None: unknown, not checked).
+    capacity: int | None
+    #: How many routes count against ``capacity`` now (ours and everyone else's).
+    used: int
+    #: Where to raise the limit, for the refusal message.
+    quota_hint: str
+
+    def routes(self) -> list[InstalledRoute]: ...
+
+    def apply(self, diff: Diff) -> ApplyResult: ...
+
+
+class CloudProvider(Protocol):
+    """A cloud: finds instances and route tables and prepares instances to forward."""
+
+    name: str
+    #: API calls made so far, by operation (retries counted separately as ``retry:<op>``).
+    calls: Counter[str]
+
+    def resolve(self, cluster: Cluster) -> tuple[dict[str, str], list[Problem]]:
+        """Each node with pod subnets -> its instance; the problems of those not found."""
+        ...
+
+    def tables(self, cluster: Cluster, instances: dict[str, str]) -> list[CloudTable]:
+        """Read every managed table (raises `CloudError` when there is none)."""
+        ...
+
+    def check_targets(self, targets: dict[str, str]) -> tuple[list[Problem], list[str]]:
+        """Read-only check of the instances new routes will point at (node -> instance):
+        problems for those that cannot carry a route, notes for what looks wrong."""
+        ...
+
+    def prepare_targets(self, targets: dict[str, str]) -> list[str]:
+        """Make those instances able to forward pod traffic; notes on what was done."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """A table the plan would overfill."""
+
+    table: str
+    capacity: int
+    needed: int
+    quota_hint: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.table} would need {self.needed} routes but holds at most {self.capacity}: "
+            f"ask for a quota of at least {self.needed} ({self.quota_hint}), then pass "
+            f"--capacity {self.needed}; nothing was written"
+        )
+
+
+@dataclass(slots=True)
+class TablePass:
+    """What one pass found and did in one table; ``applied`` is None when nothing was written."""
+
+    table: CloudTable
+    diff: Diff
+    applied: ApplyResult | None = None
+
+    @property
+    def after(self) -> int:
+        """Routes the table holds once the diff is applied (a change is a replace in place)."""
+        return self.table.used + len(self.diff.add) - len(self.diff.remove)
+
+
+@dataclass(slots=True)
+class CloudPass:
+    """Everything one pass over a cloud found and did."""
+
+    cloud: str
+    desired: list[Route]
+    tables: list[TablePass]
+    #: Nodes whose routes were left as they are this pass, and why.
+    problems: list[Problem] = field(default_factory=list)
+    shortfalls: list[Shortfall] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: API calls this pass made, by operation.
+    calls: Counter[str] = field(default_factory=Counter)
+    dry_run: bool = True
+
+    @property
+    def conflicts(self) -> list[tuple[str, Conflict]]:
+        return [(t.table.table_id, c) for t in self.tables for c in t.diff.conflicts]
+
+    @property
+    def errors(self) -> list[tuple[str, WriteError]]:
+        return [(t.table.table_id, e) for t in self.tables if t.applied for e in t.applied.errors]
+
+    @property
+    def writes(self) -> int:
+        return sum(t.applied.writes for t in self.tables if t.applied)
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.shortfalls)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.errors or self.conflicts or self.shortfalls or self.problems)
+
+
+def _without(d: Diff, bad_nodes: set[str]) -> Diff:
+    """The diff minus the writes that would point a route at an unusable instance."""
+    if not bad_nodes:
+        return d
+    return Diff(
+        tuple(r for r in d.add if r.node not in bad_nodes),
+        tuple(c for c in d.change if c.new.node not in bad_nodes),
+        d.remove,
+        d.keep,
+        d.conflicts,
+    )
+
+
+def _targets(passes: list[TablePass], instances: dict[str, str]) -> dict[str, str]:
+    new: list[Route] = []
+    for t in passes:
+        new.extend(t.diff.add)
+        new.extend(c.new for c in t.diff.change)
+    return {r.node: instances[r.node] for r in new if r.node is not None and r.node in instances}
+
+
+def sync(
+    provider: CloudProvider, cluster: Cluster, *, dry_run: bool = False, strict: bool = False
+) -> CloudPass:
+    """One pass: make every managed table hold exactly the cluster's pod routes.
+
+    Raises `ProblemsError` (before any write) when ``strict`` and a node's instance cannot be
+    found or used, and `CloudError` when the tables cannot be read. A plan that does not fit a
+    table is returned with ``shortfalls`` set and nothing written.
+    """
+    start = Counter(provider.calls)
+    instances, problems = provider.resolve(cluster)
+    if problems and strict:
+        raise ProblemsError(problems)
+    skipped = {p.node for p in problems if p.node is not None}
+    planned = desired_routes(cluster, ROUTER)
+    frozen: set[IPNetwork] = {r.dst for r in planned if r.node in skipped}
+    desired = [r for r in planned if r.node not in skipped]
+    tables = provider.tables(cluster, instances)
+    passes: list[TablePass] = []
+    for table in tables:
+        actual = [r for r in table.routes() if not (r.owned and r.dst in frozen)]
+        passes.append(TablePass(table, diff(desired, actual)))
+    result = CloudPass(provider.name, desired, passes, list(problems), dry_run=dry_run)
+
+    targets = _targets(passes, instances)
+    if targets:
+        bad, notes = provider.check_targets(targets)
+        result.notes.extend(notes)
+        if bad:
+            if strict:
+                raise ProblemsError(problems + bad)
+            result.problems.extend(bad)
+            bad_nodes = {p.node for p in bad if p.node is not None}
+            for t in passes:
+                t.diff = _without(t.diff, bad_nodes)
+            targets = {n: i for n, i in targets.items() if n not in bad_nodes}
+
+    for t in passes:
+        cap = t.table.capacity
+        if cap is not None and t.diff.add and t.after > cap:
+            result.shortfalls.append(Shortfall(t.table.table_id, cap, t.after, t.table.quota_hint))
+    if not dry_run and not result.shortfalls:
+        if targets:
+            result.notes.extend(provider.prepare_targets(targets))
+        for t in passes:
+            t.applied = t.table.apply(t.diff) if not t.diff.in_sync else ApplyResult()
+    result.calls = Counter(provider.calls) - start
+    return result

@@ -1,0 +1,224 @@
+"""Test helpers for the AWS backend: a real ``moto_server`` on 127.0.0.1, a counting and
+throttling proxy in front of it, and a guard that fails a test that tries to reach any address
+off this machine.
+
+moto_server speaks the real EC2 query API (same XML, same error codes), so the backend runs its
+real boto3 client against it; the proxy sees every HTTP request the backend sends, which is how
+tests count API calls independently of the backend's own counters and inject throttling
+(``RequestLimitExceeded`` / HTTP 503) exactly the way EC2 sends it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """Start ``moto_server`` on 127.0.0.1 at a free port; yield its URL; stop it after."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    env = {**os.environ, **FAKE_ENV}
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def reset_moto(url: str) -> None:
+    req = urllib.request.Request(f"{url}/moto-api/reset", method="POST", data=b"")
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+_THROTTLE = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+    b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
+    b"</Error></Errors><RequestID>nosdn-test</RequestID></Response>"
+)
+_INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+    b"<Code>InternalError</Code><Message>An internal error has occurred</Message>"
+    b"</Error></Errors><RequestID>nosdn-test</RequestID></Response>"
+)
+
+
+class Ec2Proxy:
+    """An HTTP proxy to moto_server that counts EC2 actions and can fail the next requests.
+
+    ``fail(n, action=None)`` makes the next ``n`` requests (of that action, or any) answer as
+    a throttled EC2 (503 RequestLimitExceeded), alternating with 500 InternalError when
+    ``kinds`` says so. ``actions`` counts what reached moto; ``rejected`` what was refused.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.actions: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self._fail: list[tuple[str | None, bytes, int]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                action = urllib.parse.parse_qs(body.decode()).get("Action", ["?"])[0]
+                failure = proxy._take_failure(action)
+                if failure is not None:
+                    payload, status = failure
+                    proxy.rejected[action] += 1
+                    self._send(status, payload, "text/xml")
+                    return
+                proxy.actions[action] += 1
+                conn = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=60
+                )
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request("POST", self.path, body, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                self._send(resp.status, data, resp.getheader("Content-Type", "text/xml"))
+
+            def _send(self, status: int, data: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _take_failure(self, action: str) -> tuple[bytes, int] | None:
+        with self._lock:
+            for i, (want, payload, status) in enumerate(self._fail):
+                if want is None or want == action:
+                    del self._fail[i]
+                    return payload, status
+        return None
+
+    def fail(self, n: int, action: str | None = None, *, internal: bool = False) -> None:
+        with self._lock:
+            for i in range(n):
+                if internal and i % 2:
+                    self._fail.append((action, _INTERNAL, 500))
+                else:
+                    self._fail.append((action, _THROTTLE, 503))
+
+    @property
+    def pending_failures(self) -> int:
+        return len(self._fail)
+
+    def reset_counts(self) -> None:
+        self.actions.clear()
+        self.rejected.clear()
+
+    def writes(self) -> Counter[str]:
+        return Counter(
+            {a: n for a, n in self.actions.items() if not a.startswith("Describe") and n}
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+_LOCAL = ("localhost", "127.0.0.1", "::1", "", None)
+
+
+def _is_local(host: object) -> bool:
+    if host in _LOCAL:
+        return True
+    try:
+        return ipaddress.ip_address(str(host)).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Refuse (and record) every name lookup or connection to anything but this machine; the
+    test fails at teardown if anything tried."""
+    tried: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+
+    def getaddrinfo(host: Any, *args: Any, **kw: Any) -> Any:
+        if not _is_local(host):
+            tried.append(f"resolve {host}")
+            raise socket.gaierror(f"test guard: no lookups of {host}")
+        return real_getaddrinfo(host, *args, **kw)
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and not _is_local(address[0]):
+            tried.append(f"connect {address}")
+            raise OSError(f"test guard: no connections to {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    yield tried
+    assert not tried, f"something tried to leave this machine: {tried}"
