@@ -109,7 +109,7 @@ def test_batches_never_exceed_the_send_buffer(host: str) -> None:
         link.sndbuf = link.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
         gw = ip_address("10.0.0.2").packed
         reqs = [
-            nl.Request(
+            (
                 nl.RTM_NEWROUTE,
                 nl.NLM_F_CREATE | nl.NLM_F_EXCL,
                 nl.route_msg(
@@ -125,7 +125,7 @@ def test_batches_never_exceed_the_send_buffer(host: str) -> None:
         res = link.write(reqs)
     assert res.errors == {}
     assert not res.lost
-    assert res.batches >= sum(16 + len(r.payload) for r in reqs) // link.sndbuf
+    assert res.batches >= sum(16 + len(r[2]) for r in reqs) // link.sndbuf
     assert res.batches > 1
     assert count_ours(host) == 4000
 
@@ -134,7 +134,7 @@ def test_every_error_of_one_huge_batch_comes_back(host: str) -> None:
     """10,000 deletes of routes that do not exist: 10,000 errors, each matched by sequence."""
     with nl.Netlink(host) as link:
         reqs = [
-            nl.Request(
+            (
                 nl.RTM_DELROUTE,
                 0,
                 nl.route_msg(
