@@ -1,0 +1,162 @@
+"""`nosdn plan/apply/status/flush` as whole commands, run inside a namespace (root).
+
+The command runs under ``ip netns exec`` exactly as an operator would run it on a node: it finds
+which node it is from the namespace's own addresses. Exit codes are part of the contract:
+0 ok, 1 runtime failure (write errors, conflicts, drift for status), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import ip, requires_root
+
+pytestmark = [pytest.mark.root, requires_root]
+
+NOSDN = str(Path(sys.executable).with_name("nosdn"))
+
+INVENTORY = """\
+clusterCIDRs: [172.17.0.0/16, fd17::/48]
+serviceCIDRs: [10.96.0.0/12]
+serviceVia: [node2, node3]
+nodes:
+  - {name: node1, ips: [10.0.0.1, "fd00::1"], podCIDRs: [172.17.1.0/24, "fd17:0:0:1::/64"]}
+  - {name: node2, ips: [10.0.0.2, "fd00::2"], podCIDRs: [172.17.2.0/24, "fd17:0:0:2::/64"]}
+  - {name: node3, ips: [10.0.0.3, "fd00::3"], podCIDRs: [172.17.3.0/24, "fd17:0:0:3::/64"]}
+"""
+
+
+@pytest.fixture
+def host(netns: Callable[..., str]) -> str:
+    ns = netns("nosdn-kcli")
+    ip(ns, "link", "add", "br0", "type", "bridge")
+    ip(ns, "link", "set", "br0", "up")
+    ip(ns, "addr", "add", "10.0.0.1/24", "dev", "br0")
+    ip(ns, "addr", "add", "fd00::1/64", "dev", "br0", "nodad")
+    return ns
+
+
+@pytest.fixture
+def nosdn(host: str, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(INVENTORY)
+    env = {**os.environ, "NOSDN_RT_PROTOS_D": str(tmp_path / "rt_protos.d")}
+
+    def run(*args: str, file: Path = inv) -> subprocess.CompletedProcess[str]:
+        argv = ["ip", "netns", "exec", host, NOSDN, *args]
+        if args[0] != "flush":
+            argv += ["-f", str(file)]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+
+    return run
+
+
+def test_apply_finds_its_node_installs_and_names_the_protocol(
+    host: str, nosdn: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    plan = nosdn("plan", "-o", "json")
+    assert plan.returncode == 0, plan.stderr
+    report = json.loads(plan.stdout)
+    assert report["target"] == "node/node1"
+    assert len(report["add"]) == 4
+    assert ip(host, "route", "show", "proto", "157") == ""  # plan writes nothing
+
+    done = nosdn("apply")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 to add" in done.stdout
+    assert (tmp_path / "rt_protos.d" / "nosdn.conf").read_text().splitlines()[-1] == "157\tnosdn"
+    routes = ip(host, "route", "show") + ip(host, "-6", "route", "show")
+    assert "172.17.2.0/24 nhid" in routes
+    assert "fd17:0:0:3::/64 nhid" in routes
+
+    again = nosdn("apply", "-o", "json")
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["writes"] == 0
+
+    status = nosdn("status", "-o", "json")
+    assert status.returncode == 0
+    assert {r["state"] for r in json.loads(status.stdout)["routes"]} == {"ok"}
+
+
+def test_status_sees_drift_and_apply_repairs_it(
+    host: str, nosdn: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    assert nosdn("apply").returncode == 0
+    ip(host, "route", "del", "172.17.2.0/24")
+    status = nosdn("status", "-o", "json")
+    assert status.returncode == 1
+    states = {r["dst"]: r["state"] for r in json.loads(status.stdout)["routes"]}
+    assert states["172.17.2.0/24"] == "missing"
+    assert states["172.17.3.0/24"] == "ok"
+    assert nosdn("apply").returncode == 0
+    assert "172.17.2.0/24 nhid" in ip(host, "route", "show")
+
+
+def test_conflict_exits_1_shows_both_routes_and_touches_nothing(
+    host: str, nosdn: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    ip(host, "route", "add", "172.17.3.0/24", "via", "10.0.0.9", "proto", "static")
+    done = nosdn("apply")
+    assert done.returncode == 1
+    assert "conflict 172.17.3.0/24" in done.stdout
+    assert "wanted: 172.17.3.0/24 via 10.0.0.3 (node3)" in done.stdout
+    assert "found:  172.17.3.0/24 via 10.0.0.9 dev br0 proto static" in done.stdout
+    assert "172.17.3.0/24 via 10.0.0.9 dev br0 proto static" in ip(host, "route", "show")
+    assert "172.17.2.0/24 nhid" in ip(host, "route", "show")  # the rest was applied
+
+    flushed = nosdn("flush")
+    assert flushed.returncode == 0
+    table = ip(host, "route", "show")
+    assert "172.17.3.0/24 via 10.0.0.9 dev br0 proto static" in table
+    assert "nhid" not in table
+    assert ip(host, "nexthop", "show") == ""
+
+
+def test_host_that_is_no_node_is_bad_input(
+    host: str, nosdn: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    ip(host, "addr", "flush", "dev", "br0")
+    ip(host, "addr", "add", "10.0.0.50/24", "dev", "br0")
+    done = nosdn("apply")
+    assert done.returncode == 2
+    assert "10.0.0.50" in done.stderr
+    assert "--external" in done.stderr
+    assert ip(host, "route", "show", "proto", "157") == ""
+    # as an external host it gets every pod subnet and the ECMP service route
+    ext = nosdn("apply", "--external")
+    assert ext.returncode == 0, ext.stdout + ext.stderr
+    svc = ip(host, "route", "show", "10.96.0.0/12")
+    assert svc.startswith("10.96.0.0/12 nhid")
+    assert "nexthop via 10.0.0.2" in svc
+    assert "nexthop via 10.0.0.3" in svc
+
+
+def test_strict_refuses_offlink_and_writes_nothing(
+    host: str, nosdn: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    inv = tmp_path / "offlink.yaml"
+    inv.write_text(INVENTORY.replace("ips: [10.0.0.3,", "ips: [10.9.0.3,"))
+    strict = nosdn("apply", "--strict", file=inv)
+    assert strict.returncode == 1
+    assert "node3 (10.9.0.3)" in strict.stderr
+    assert ip(host, "route", "show", "proto", "157") == ""
+    lenient = nosdn("apply", file=inv)
+    assert lenient.returncode == 0
+    assert "off-link node node3 (10.9.0.3)" in lenient.stdout
+    assert "172.17.3.0" not in ip(host, "route", "show")
+
+
+def test_usage_errors_exit_2(nosdn: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    both = nosdn("plan", "--node", "node1", "--external")
+    assert both.returncode == 2
+    assert "exclude" in both.stderr
+    unknown = nosdn("plan", "--node", "node9")
+    assert unknown.returncode == 2
+    assert "node9" in unknown.stderr
