@@ -17,7 +17,8 @@ with nexthops; 50,000 under 2 s; no-op 10,000 under 0.3 s with zero writes; RSS 
 The kernel shares route hashing and its routing lock across namespaces: run this on a quiet
 machine (it warns when other namespaces exist).
 
-    sudo .venv/bin/python bench/apply.py [--sizes 1000,10000,50000] [--runs 3] [--skip-plain-above N]
+    sudo .venv/bin/python bench/apply.py [--sizes 1000,10000,50000] [--runs 3]
+                                         [--skip-plain-above N]
 """
 
 from __future__ import annotations
@@ -110,18 +111,20 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def timed_rss(argv: list[str]) -> Run:
-    """Like ``timed`` but reaps the child itself so its rusage (peak RSS) is known."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-    assert proc.stdout is not None and proc.stderr is not None
-    out = proc.stdout.read()
-    errs = proc.stderr.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[:6]}... exited {proc.returncode}: {errs.decode()[-800:]}")
-    return Run(seconds, usage.ru_maxrss / 1024, out.decode())
+    """Wall time and peak RSS of one process: output goes to files (no pipe to drain), and
+    the child is reaped with ``wait4`` so its own rusage is known."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errs:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=errs, env=ENV)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        errs.seek(0)
+        if proc.returncode != 0:
+            tail = errs.read().decode()[-800:]
+            raise RuntimeError(f"{argv[:6]}... exited {proc.returncode}: {tail}")
+        return Run(seconds, usage.ru_maxrss / 1024, out.read().decode())
 
 
 def median_of(runs: int, once: Callable[[], Run]) -> Run:
@@ -200,7 +203,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/apply.py needs root (network namespaces)", file=sys.stderr)
         return 2
-    others = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    others = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
     if others.strip():
         print(
             f"warning: {len(others.splitlines())} other namespace(s) exist; the kernel shares "
