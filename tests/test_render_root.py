@@ -101,7 +101,9 @@ def _up(ns: str, addrs: list[str]) -> None:
 def _switch(netns: Netns, hosts: dict[str, list[str]]) -> dict[str, str]:
     """Hosts on one bridge that lives in its own namespace: {host: namespace}."""
     sw = netns("nosdn-sw")
-    ip(sw, "link", "add", "br0", "type", "bridge")
+    # no multicast snooping: an MLD report lost while a port came up would hide a node from
+    # IPv6 neighbour discovery
+    ip(sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
     ip(sw, "link", "set", "br0", "up")
     out = {}
     for i, (name, addrs) in enumerate(hosts.items()):
@@ -265,6 +267,26 @@ def test_script_leaves_foreign_routes_and_removes_stale_ones(
     assert "0 added, 0 changed, 0 removed, 2 unchanged, 1 conflicts" in again.stdout
     assert seen == ""
     assert _table(ns) == before
+
+
+def test_script_reports_a_failed_write_and_applies_the_rest(netns: Netns, tmp_path: Path) -> None:
+    """An off-link next hop makes the kernel refuse that one route (in the middle of the batch):
+    the script names it with the kernel's reason, installs the others, and exits 1."""
+    base = _cluster()
+    far = Node("far", (ip_address("192.168.99.4"),), (ip_network("172.17.4.0/24"),))
+    cluster = Cluster((*base.nodes, far), name=base.name)
+    script = tmp_path / "nosdn-routes.sh"
+    script.write_text(render(cluster, "script"))
+    ns = _host(netns, ["10.10.0.1", "fd00:10::1"])
+    res = _run(ns, script)
+    assert res.returncode == 1
+    assert "failed to add 172.17.4.0/24 via 192.168.99.4 (pods of far): " in res.stderr
+    assert "3 added, 0 changed, 0 removed, 0 unchanged, 0 conflicts, 1 failed" in res.stdout
+    assert _ours(ns) == {
+        ("172.17.2.0/24", frozenset({"10.10.0.2"})),
+        ("172.17.3.0/24", frozenset({"10.10.0.3"})),
+        ("fd00:17:0:2::/64", frozenset({"fd00:10::2"})),
+    }
 
 
 def test_script_changes_nothing_where_it_cannot_tell_the_host(netns: Netns, tmp_path: Path) -> None:

@@ -312,7 +312,7 @@ while read -r act dst via who had; do
     case $act in
     keep) kept=$((kept + 1)) ;;
     conflict) conflict "$dst" "$via" "$who" "$had" "$(show "$dst" | first)" ;;
-    add | change)
+    change)
         # Check ownership right before writing: replace would take over a foreign route.
         cur=$(show "$dst") || {
             failed=$((failed + 1))
@@ -327,35 +327,69 @@ while read -r act dst via who had; do
         verb=replace
         [ -n "$cur" ] || verb=add
         if write "$verb" "$dst" "$via"; then
-            if [ "$act" = add ]; then
-                added=$((added + 1))
-                say "added $dst via $via ($(pods "$who"))"
-            else
-                changed=$((changed + 1))
-                say "changed $dst via $had -> $via ($(pods "$who"))"
-            fi
+            changed=$((changed + 1))
+            say "changed $dst via $had -> $via ($(pods "$who"))"
         else
             failed=$((failed + 1))
             warn "failed to $verb $dst via $via ($(pods "$who")); the next run will try again"
         fi
         ;;
-    remove)
-        # "proto N" in the delete request is matched by the kernel: only our route can go.
-        set -- ip "$(fam "$dst")" route del "$dst" proto "$PROTO" table "$TABLE"
-        if [ -n "$dry" ]; then
-            echo "$*"
-            removed=$((removed + 1))
-        elif "$@"; then
-            removed=$((removed + 1))
-            say "removed stale $dst via $had"
-        else
-            failed=$((failed + 1))
-            warn "failed to remove stale $dst via $had"
-        fi
-        ;;
     esac
 done <<EOF
 $actions
+EOF
+
+# Adds and deletes go to the kernel in one `ip -batch` (one process, not one per route, which
+# is what makes the post's loop slow). Neither can touch a foreign route: the kernel refuses to
+# add a prefix that exists (File exists: reported, a conflict on the next run), and a delete
+# names our protocol, which the kernel matches.
+plan=$(printf '%s\n' "$actions" | awk '$1 == "add" || $1 == "remove"')
+batch=$(printf '%s\n' "$plan" | awk -v proto="$PROTO" -v table="$TABLE" '
+    function hops(v,    n, a, i, s) {
+        n = split(v, a, ",")
+        if (n == 1) return "via " a[1]
+        for (i = 1; i <= n; i++) s = s (i > 1 ? " " : "") "nexthop via " a[i]
+        return s
+    }
+    $1 == "add" { print "route add " $2 " proto " proto " table " table " " hops($3) }
+    $1 == "remove" { print "route del " $2 " proto " proto " table " table }')
+errs=
+if [ -n "$batch" ]; then
+    if [ -n "$dry" ]; then
+        printf '%s\n' "$batch" | awk '{ print "ip " (index($3, ":") ? "-6 " : "-4 ") $0 }'
+    else
+        errs=$(printf '%s\n' "$batch" | ip -force -batch - 2>&1 >/dev/null)
+    fi
+fi
+# ip -batch prints each failure's message, then "Command failed -:LINE"
+report=$({
+    printf '%s\n' "$errs" | sed 's/^/E /'
+    printf '%s\n' "$plan" | sed 's/^/P /'
+} | awk '
+    $1 == "E" {
+        sub(/^E /, "")
+        if ($0 ~ /^Command failed -:[0-9]+/) { bad[substr($0, 18) + 0] = msg; msg = "" }
+        else if ($0 != "") msg = msg == "" ? $0 : msg "; " $0
+        next
+    }
+    $1 == "P" && NF > 2 {
+        i++
+        what = $5 == "-" ? "services" : "pods of " $5
+        if ($2 == "remove" && !(i in bad)) print "ok remove removed stale", $3, "via", $6
+        else if ($2 == "remove") print "fail remove failed to remove stale", $3 ":", bad[i]
+        else if (i in bad) print "fail add failed to add", $3, "via", $4, "(" what "):", bad[i]
+        else print "ok add added", $3, "via", $4, "(" what ")"
+    }')
+while read -r st act message; do
+    case $st/$act in
+    ok/add) added=$((added + 1)) ;;
+    ok/remove) removed=$((removed + 1)) ;;
+    fail/*) failed=$((failed + 1)) ;;
+    *) continue ;;
+    esac
+    if [ "$st" = ok ]; then say "$message"; else warn "$message; the next run will try again"; fi
+done <<EOF
+$report
 EOF
 
 label="node $node"
