@@ -1,0 +1,94 @@
+"""Everything `nosdn agent` can be told, as one frozen value checked before anything starts.
+
+The command line builds it; tests and embedders build it directly. Validation here names the
+option, the value and what to use, and runs before the first write (house rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nosdn.model import DEFAULT_PROTOCOL, IPNetwork
+from nosdn.render.cni import CONFLIST_PATH
+from nosdn.sources.nodes import AddressPolicy
+
+DEFAULT_METRICS_PORT = 9712
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    node_name: str
+    table: int = 254
+    protocol: int = DEFAULT_PROTOCOL
+    #: Full pass at least this often (seconds), whatever the events say.
+    resync: float = 30.0
+    #: A pass may remove at most this share of our routes before a relist confirms it.
+    max_delete_share: float = 0.5
+    addresses: AddressPolicy = field(default_factory=AddressPolicy)
+    cluster_cidrs: tuple[IPNetwork, ...] = ()
+    node_cidr_mask_v4: int = 24
+    node_cidr_mask_v6: int = 64
+    #: Where to write the CNI conflist; None: do not write one.
+    cni_conf: Path | None = Path(CONFLIST_PATH)
+    cni_bridge: str = "cni0"
+    #: MTU for pods; None: the MTU of the interface holding the node's address.
+    mtu: int | None = None
+    ip_forward: bool = True
+    #: Where /proc/sys/net is (the DaemonSet mounts the host's at /host/proc/sys/net).
+    proc_sys_net: Path = Path("/proc/sys/net")
+    masquerade: bool = True
+    no_masquerade_cidrs: tuple[IPNetwork, ...] = ()
+    set_condition: bool = True
+    events: bool = True
+    event_namespace: str = "default"
+    #: ``host:port`` for /metrics, /healthz, /readyz; port 0 picks one; None: no server.
+    metrics_address: str | None = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
+    watch_timeout: int = 300
+    allocate: bool = False
+    lease_namespace: str = "kube-system"
+    lease_name: str = "nosdn-ipam"
+    #: Do the kernel work (routes, netlink monitor) in this named network namespace.
+    netns: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.node_name:
+            raise ConfigError(
+                "--node-name is empty: pass the name of this node's Node object "
+                "(in a DaemonSet: env NODE_NAME from spec.nodeName)"
+            )
+        if not 0 < self.protocol < 256:
+            raise ConfigError(f"--protocol {self.protocol}: must be 1..255 (nosdn uses 157)")
+        if self.resync < 1:
+            raise ConfigError(f"--resync {self.resync}: use at least 1 second (default 30)")
+        if not 0 < self.max_delete_share <= 1:
+            raise ConfigError(
+                f"--max-delete-share {self.max_delete_share}: use a share in (0, 1], e.g. 0.5"
+            )
+        if self.watch_timeout < 1:
+            raise ConfigError(f"--watch-timeout {self.watch_timeout}: use at least 1 second")
+        if self.allocate and not self.cluster_cidrs:
+            raise ConfigError(
+                "--allocate-node-cidrs needs --cluster-cidr (the range to hand subnets out of), "
+                "e.g. --cluster-cidr 10.244.0.0/16"
+            )
+        if self.mtu is not None and not 68 <= self.mtu <= 65535:
+            raise ConfigError(f"--mtu {self.mtu}: use 68..65535 (1280+ with IPv6), e.g. 1500")
+        if self.metrics_address is not None:
+            _host, sep, port = self.metrics_address.rpartition(":")
+            if not sep or not port.isdigit() or int(port) > 65535:
+                raise ConfigError(
+                    f"--metrics-address {self.metrics_address!r}: use HOST:PORT, "
+                    f"e.g. 0.0.0.0:{DEFAULT_METRICS_PORT} (or --metrics-address '' to disable)"
+                )
+
+    @property
+    def metrics_host_port(self) -> tuple[str, int] | None:
+        if not self.metrics_address:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)

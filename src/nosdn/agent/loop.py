@@ -1,0 +1,459 @@
+"""The agent's loop: events nudge, every pass recomputes everything, resync catches the rest.
+
+Copied from what works elsewhere (the Kubernetes route controller, flannel's single loop):
+watch events and netlink notifications only *nudge*; nudges that arrive while a pass runs are
+coalesced into the next one; every pass rebuilds the whole desired state from the node cache
+and lets `reconcile_once` diff it against what the kernel holds now. There is no incremental
+bookkeeping to get wrong: a missed or duplicated event costs at most one pass. A full resync
+runs every ``resync`` seconds regardless, and a pass that failed is retried with backoff.
+
+Safety rules live here, in order of the damage they prevent:
+
+- nothing is written before the first complete list of nodes (no known state, no change);
+  nothing is flushed at start: the first pass diffs against what the last run left;
+- while the API is unreachable the cache keeps the last known nodes, so passes keep that state
+  (and repair it) but never change it;
+- when this node's own Node object is missing, or has no address, routes are left as they are;
+- a pass that would remove more than a share of our routes at once is held back until a fresh
+  list confirms it (`nosdn.agent.safety`);
+- on stop, nothing is removed.
+
+After the routes, the pass does this node's own chores: CNI conflist, IP forwarding, egress
+masquerade and the ``NetworkUnavailable`` condition, each only writing when something changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from nosdn.agent.cni import interface_mtu, interface_of, write_if_changed
+from nosdn.agent.condition import (
+    REASON_ERRORS,
+    REASON_NO_ADDRESS,
+    REASON_NO_CIDR,
+    REASON_UP,
+    ConditionSetter,
+    Wish,
+)
+from nosdn.agent.config import AgentConfig
+from nosdn.agent.egress import Egress, EgressError, render
+from nosdn.agent.events import EventRecorder
+from nosdn.agent.forwarding import ensure_forwarding
+from nosdn.agent.metrics import AgentMetrics
+from nosdn.agent.safety import DeletionGuard, GuardedBackend
+from nosdn.backends.base import Backend
+from nosdn.checks import check_cluster
+from nosdn.model import Cluster, IPAddress, IPNetwork, Node, Target
+from nosdn.reconcile import AdjacencyCheck, PassResult, reconcile_once
+from nosdn.render.cni import render_cni
+from nosdn.sources.cache import NodeCache, Snapshot
+
+log = logging.getLogger("nosdn.agent")
+
+#: Local addresses with the interface holding each (for the pods' MTU).
+LocalAddresses = Callable[[], Sequence[tuple[IPAddress, str]]]
+FALLBACK_MTU = 1500
+
+
+class Nudger:
+    """Coalesces wake-up reasons from any thread into the loop's next pass."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._reasons: set[str] = set()
+
+    def nudge(self, reason: str) -> None:
+        with self._cv:
+            self._reasons.add(reason)
+            self._cv.notify()
+
+    def wait(self, timeout: float) -> set[str]:
+        with self._cv:
+            if not self._reasons and timeout > 0:
+                self._cv.wait(timeout)
+            reasons, self._reasons = self._reasons, set()
+            return reasons
+
+
+@dataclass(slots=True)
+class ClusterView:
+    """The cluster built from one cache generation, with what had to be left out."""
+
+    generation: int
+    cluster: Cluster
+    me: Node | None
+    without_subnet: int
+    problems: list[str]
+    masquerade_exempt: tuple[IPNetwork, ...]
+
+
+@dataclass(slots=True)
+class Status:
+    """What the last passes found (for probes, metrics and tests)."""
+
+    passes: int = 0
+    last_pass: PassResult | None = None
+    last_ok: bool = False
+    last_error: str = ""
+    heartbeat: float = field(default_factory=time.monotonic)
+    skipped_reason: str = ""
+
+
+class Agent:
+    """One node's agent loop. Wire it with `nosdn.agent.run.build` (or by hand in tests)."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        cache: NodeCache,
+        backend: Backend,
+        *,
+        request_relist: Callable[[], None],
+        adjacency: AdjacencyCheck | None = None,
+        local_addresses: LocalAddresses | None = None,
+        forget_lookups: Callable[[], None] = lambda: None,
+        metrics: AgentMetrics | None = None,
+        events: EventRecorder | None = None,
+        condition: ConditionSetter | None = None,
+        egress: Egress | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.cache = cache
+        self.nudger = Nudger()
+        self.metrics = metrics or AgentMetrics()
+        self.guard = DeletionGuard(
+            cfg.max_delete_share, lambda: self.cache.snapshot().relists, request_relist
+        )
+        self.backend = GuardedBackend(backend, self.guard)
+        self.adjacency = adjacency
+        self.local_addresses = local_addresses
+        self.forget_lookups = forget_lookups
+        self.events = events
+        self.condition = condition
+        self.egress = egress
+        self.status = Status()
+        self._view: ClusterView | None = None
+        self._mtu: int | None = cfg.mtu
+        self._reported_problems: set[str] = set()
+        self._retry = 0
+        self._stop = threading.Event()
+        self._egress_key: tuple[int, bool] | None = None
+        self._egress_script: str | None = None
+        self._event_counts: dict[tuple[str, bool], int] = {}
+        self._last_refused = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def nudge(self, reason: str) -> None:
+        self.nudger.nudge(reason)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.nudger.nudge("stop")
+
+    def run(self) -> None:
+        """Run passes until `stop`. Leaves every route in place when it returns."""
+        next_resync = time.monotonic()
+        retry_at: float | None = None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            deadline = next_resync if retry_at is None else min(next_resync, retry_at)
+            reasons = self.nudger.wait(max(0.0, deadline - now))
+            if self._stop.is_set():
+                break
+            now = time.monotonic()
+            self.status.heartbeat = now
+            full = now >= next_resync
+            if full:
+                reasons.add("resync")
+                next_resync = now + self.cfg.resync
+            if retry_at is not None and now >= retry_at:
+                reasons.add("retry")
+                retry_at = None
+            if not reasons:
+                continue
+            ok = self.run_pass(reasons, full=full)
+            if ok:
+                self._retry = 0
+                retry_at = None
+            else:
+                delay = min(self.cfg.resync, 0.5 * 2 ** min(self._retry, 10))
+                self._retry += 1
+                retry_at = time.monotonic() + delay
+        log.info("agent stopped; routes are left in place")
+
+    # --- building the cluster -------------------------------------------------------------
+    def view(self, snap: Snapshot) -> ClusterView:
+        """The cluster of one cache generation: usable nodes, checked (cached per generation)."""
+        v = self._view
+        if v is not None and v.generation == snap.generation:
+            return v
+        cfg = self.cfg
+        problems: list[str] = []
+        nodes: list[Node] = []
+        me: Node | None = None
+        without = 0
+        for info in snap.nodes:
+            if info.name == cfg.node_name:
+                me = info.node
+                problems.extend(info.problems)
+                nodes.append(info.node)
+                continue
+            if info.problems:
+                problems.extend(info.problems)
+            if not info.has_subnet:
+                without += 1
+                continue
+            if not info.node.ips:
+                continue
+            nodes.append(info.node)
+        cluster = Cluster(
+            tuple(nodes),
+            cluster_cidrs=cfg.cluster_cidrs,
+            node_cidr_mask_size_v4=cfg.node_cidr_mask_v4,
+            node_cidr_mask_size_v6=cfg.node_cidr_mask_v6,
+        )
+        bad: set[str] = set()
+        for p in check_cluster(cluster):
+            problems.append(str(p))
+            if p.node is not None and p.node != cfg.node_name:
+                bad.add(p.node)
+        if bad:
+            cluster = Cluster(
+                tuple(n for n in cluster.nodes if n.name not in bad),
+                cluster_cidrs=cluster.cluster_cidrs,
+                node_cidr_mask_size_v4=cluster.node_cidr_mask_size_v4,
+                node_cidr_mask_size_v6=cluster.node_cidr_mask_size_v6,
+            )
+        exempt = cfg.cluster_cidrs or tuple(c for n in cluster.nodes for c in n.pod_cidrs)
+        v = ClusterView(
+            snap.generation,
+            cluster,
+            me,
+            without,
+            problems,
+            tuple(exempt) + cfg.no_masquerade_cidrs,
+        )
+        self._view = v
+        new = set(problems) - self._reported_problems
+        for text in sorted(new)[:20]:
+            log.warning("skipped: %s", text)
+        if len(new) > 20:
+            log.warning("... and %d more node problems", len(new) - 20)
+        self._reported_problems = set(problems)
+        return v
+
+    # --- one pass -------------------------------------------------------------------------
+    def run_pass(self, reasons: set[str], *, full: bool = False) -> bool:
+        """One pass; returns False when it should be retried soon."""
+        m = self.metrics
+        trigger = "resync" if full else sorted(reasons)[0] if reasons else "manual"
+        snap = self.cache.snapshot()
+        self._update_source_metrics(snap)
+        if not snap.synced:
+            self.status.skipped_reason = "waiting for the first list of nodes"
+            return True
+        t0 = time.perf_counter()
+        if full or reasons & {"netlink-link", "netlink-addr", "netlink-connected"}:
+            self.forget_lookups()  # next hops may have moved on or off link
+            if full:
+                self._mtu = self.cfg.mtu
+        v = self.view(snap)
+        me = v.me
+        m.nodes.set(len(snap.nodes))
+        m.nodes_without_subnet.set(v.without_subnet)
+        m.node_problems.set(len(v.problems))
+        if me is None:
+            self.status.skipped_reason = f"node {self.cfg.node_name} is not in the API (yet)"
+            log.warning("%s: routes left as they are", self.status.skipped_reason)
+            return True
+        if not me.ips:
+            self.status.skipped_reason = f"node {me.name} has no usable address"
+            self._want(Wish(True, REASON_NO_ADDRESS, self.status.skipped_reason))
+            log.warning("%s: routes left as they are", self.status.skipped_reason)
+            return True
+        self.status.skipped_reason = ""
+        m.pass_counter(trigger).inc()
+        try:
+            result = reconcile_once(
+                v.cluster, Target.for_node(me.name), self.backend, adjacency=self.adjacency
+            )
+        except OSError as e:
+            m.errors.labels("kernel").inc()
+            self.status.last_error = f"kernel: {e}"
+            self.status.last_ok = False
+            log.error("reading or writing the kernel's routes failed: %s", e)
+            return False
+        self.status.passes += 1
+        self.status.last_pass = result
+        ok = self._account(result)
+        self._node_chores(v, me, full)
+        m.reconcile_duration.observe(time.perf_counter() - t0)
+        return ok
+
+    def _account(self, result: PassResult) -> bool:
+        m = self.metrics
+        d = result.diff
+        failed = {e.dst for e in result.errors if e.action != "remove"}
+        m.routes_desired.set(len(result.desired))
+        m.routes_programmed.set(len(result.desired) - len(d.conflicts) - len(failed))
+        m.route_conflicts.set(len(d.conflicts))
+        m.offlink_nodes.set(len(result.offlink))
+        m.route_writes.inc(result.writes)
+        m.deletions_held.set(self.guard.state.held)
+        refused = self.guard.state.refused_total
+        if refused > self._last_refused:
+            m.deletions_refused.inc(refused - self._last_refused)
+            self._last_refused = refused
+        if result.writes:
+            log.info(
+                "routes: %d added, %d changed, %d removed, %d in sync",
+                len(d.add),
+                len(d.change),
+                len(d.remove) if not self.guard.state.held else 0,
+                len(d.keep),
+                extra={
+                    "add": len(d.add),
+                    "change": len(d.change),
+                    "remove": len(d.remove),
+                    "keep": len(d.keep),
+                    "writes": result.writes,
+                },
+            )
+        for e in result.errors:
+            m.errors.labels("route").inc()
+            who = f"node {e.node}" if e.node else "stale route"
+            log.error("failed to %s %s (%s): %s", e.action, e.dst, who, e.message)
+        if self.events is not None:
+            for c in d.conflicts:
+                self.events.record(
+                    "Warning",
+                    "RouteConflict",
+                    f"route to {c.wanted.dst} (pods of node {c.wanted.node}) is owned by "
+                    f"{c.found.owner}: {c.found.detail}; left alone",
+                )
+            for o in result.offlink:
+                self.events.record(
+                    "Warning",
+                    "NodeOffLink",
+                    f"node {o.node or '?'} ({o.gateway}): {o.reason}; its pod routes are skipped",
+                )
+            if self.guard.state.held:
+                self.events.record(
+                    "Warning",
+                    "RouteDeletionsRefused",
+                    f"refused to remove {self.guard.state.held} routes at once: the node list "
+                    "shrank suddenly; waiting for a fresh list to confirm",
+                )
+        ok = not result.errors
+        self.status.last_ok = ok
+        if ok:
+            self.status.last_error = ""
+            m.last_success.set_to_current_time()
+        else:
+            self.status.last_error = f"{len(result.errors)} route write(s) failed"
+        return ok
+
+    def _want(self, wish: Wish) -> None:
+        if self.condition is not None and self.cfg.set_condition:
+            self.condition.want(wish)
+
+    def _node_chores(self, v: ClusterView, me: Node, full: bool) -> None:
+        cfg = self.cfg
+        result = self.status.last_pass
+        if not me.pod_cidrs:
+            self._want(Wish(True, REASON_NO_CIDR, f"node {me.name} has no spec.podCIDRs yet"))
+        elif result is not None and result.errors:
+            e = result.errors[0]
+            self._want(
+                Wish(
+                    True,
+                    REASON_ERRORS,
+                    f"{len(result.errors)} route(s) failed, e.g. {e.dst}: {e.message}",
+                )
+            )
+        else:
+            n = len(result.desired) if result else 0
+            self._want(Wish(False, REASON_UP, f"nosdn programmed routes to {n} pod subnet(s)"))
+        if not me.pod_cidrs:
+            return
+        if cfg.cni_conf is not None:
+            try:
+                text = render_cni(v.cluster, me.name, mtu=self._pod_mtu(me), bridge=cfg.cni_bridge)
+                if write_if_changed(cfg.cni_conf, text):
+                    self.metrics.cni_writes.inc()
+                    log.info("wrote %s", cfg.cni_conf, extra={"path": str(cfg.cni_conf)})
+            except (OSError, ValueError) as e:
+                self.metrics.errors.labels("cni").inc()
+                log.error("cannot write the CNI config %s: %s", cfg.cni_conf, e)
+        if cfg.ip_forward and (full or self.status.passes == 1):
+            ensure_forwarding((c.version for c in me.pod_cidrs), cfg.proc_sys_net)
+        if self.egress is not None:
+            key = (v.generation, cfg.masquerade)
+            if key != self._egress_key:
+                self._egress_script = render(me.pod_cidrs, v.masquerade_exempt)
+                self._egress_key = key
+            try:
+                if self.egress.sync(self._egress_script, verify=full):
+                    self.metrics.egress_writes.inc()
+                    log.info("egress masquerade rules written (nftables table inet nosdn)")
+            except EgressError as e:
+                self.metrics.errors.labels("egress").inc()
+                self._egress_key = None
+                log.error("%s", e)
+
+    def _pod_mtu(self, me: Node) -> int:
+        if self._mtu is not None:
+            return self._mtu
+        mtu = FALLBACK_MTU
+        if self.local_addresses is not None:
+            dev = interface_of(me.ips, self.local_addresses())
+            if dev is not None:
+                try:
+                    mtu = interface_mtu(dev)
+                except OSError as e:
+                    log.warning("cannot read the MTU of %s (%s); using %d", dev, e, mtu)
+        self._mtu = mtu
+        return mtu
+
+    def _update_source_metrics(self, snap: Snapshot) -> None:
+        m = self.metrics
+        m.api_connected.set(1 if snap.connected else 0)
+        m.relists.set(snap.relists)
+
+    def refresh_event_metrics(self) -> None:
+        """Copy the cache's event counters into the metrics (called before each scrape, so
+        the watch thread pays nothing per event for them)."""
+        counts: dict[tuple[str, bool], int] = {}
+        for etype, seen in list(self.cache.events.items()):
+            ignored = self.cache.ignored.get(etype, 0)
+            counts[(etype, False)] = ignored
+            counts[(etype, True)] = max(0, seen - ignored)
+        for (etype, rel), total in counts.items():
+            prev = self._event_counts.get((etype, rel), 0)
+            if total > prev:
+                self.metrics.count_events(etype, rel, total - prev)
+                self._event_counts[(etype, rel)] = total
+
+    # --- probes ---------------------------------------------------------------------------
+    def healthz(self) -> tuple[bool, str]:
+        age = time.monotonic() - self.status.heartbeat
+        limit = 3 * self.cfg.resync + 10
+        if age > limit:
+            return False, f"loop stuck: no pass for {age:.0f} s"
+        return True, "ok"
+
+    def readyz(self) -> tuple[bool, str]:
+        snap = self.cache.snapshot()
+        if not snap.synced:
+            return False, "waiting for the first list of nodes"
+        if self.status.skipped_reason:
+            return False, self.status.skipped_reason
+        if self.status.last_pass is None:
+            return False, "no pass yet"
+        if not self.status.last_ok:
+            return False, self.status.last_error or "last pass failed"
+        return True, "ok"

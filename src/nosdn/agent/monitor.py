@@ -1,0 +1,171 @@
+"""Watching the kernel: repair within a second what someone else (or a link flap) broke.
+
+A periodic resync alone leaves a window of up to its period in which pods are unreachable after
+``ip route del`` or a link going down (the kernel drops gateway routes and nexthops of a down
+link and does not restore them when it comes back). flannel's host-gw waits 10 s there
+(flannel #1070). The monitor subscribes to rtnetlink notifications and nudges the loop when:
+
+- a route or nexthop of our protocol is added, changed or deleted (someone touched ours; our
+  own writes echo back too, which costs one no-op pass);
+- a route of the ``kernel`` protocol changes (connected networks come and go with links and
+  addresses, and decide which next hops are on-link);
+- a link or an address is added, removed or changes state.
+
+Notifications are only parsed down to the few header bytes that decide this; the pass that
+follows re-reads everything. A receive-buffer overflow (ENOBUFS: a burst too big to queue) is
+not an error: events were lost, so the loop is nudged and re-reads everything anyway.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("nosdn.agent.monitor")
+
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
+RTNLGRP_LINK = 1
+RTNLGRP_IPV4_IFADDR = 5
+RTNLGRP_IPV4_ROUTE = 7
+RTNLGRP_IPV6_IFADDR = 9
+RTNLGRP_IPV6_ROUTE = 11
+RTNLGRP_NEXTHOP = 32
+GROUPS = (
+    RTNLGRP_LINK,
+    RTNLGRP_IPV4_IFADDR,
+    RTNLGRP_IPV4_ROUTE,
+    RTNLGRP_IPV6_IFADDR,
+    RTNLGRP_IPV6_ROUTE,
+    RTNLGRP_NEXTHOP,
+)
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+RTM_NEWADDR, RTM_DELADDR = 20, 21
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+RTM_NEWNEXTHOP, RTM_DELNEXTHOP = 104, 105
+RTPROT_KERNEL = 2
+RTA_TABLE = 15
+_HDR = struct.Struct("=IHHII")
+_CLONE_NEWNET = 0x40000000
+
+
+def _open(netns: str | None) -> socket.socket:
+    if netns is None:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    path = netns if "/" in netns else f"/run/netns/{netns}"
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(target, _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+        try:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        finally:
+            libc.setns(home, _CLONE_NEWNET)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def classify(buf: bytes, protocol: int, table: int) -> str | None:
+    """The nudge reason for one datagram of notifications, or None if none matters."""
+    off = 0
+    reason: str | None = None
+    n = len(buf)
+    while off + 16 <= n:
+        length, mtype, _flags, _seq, _pid = _HDR.unpack_from(buf, off)
+        if length < 16:
+            break
+        body = off + 16
+        if mtype in (RTM_NEWROUTE, RTM_DELROUTE) and length >= 28:
+            rt_table = buf[body + 4]
+            proto = buf[body + 5]
+            if rt_table == 252:  # RT_TABLE_COMPAT: the real id is in RTA_TABLE
+                rt_table = _table_attr(buf, body + 12, off + length) or rt_table
+            if rt_table == table and proto == protocol:
+                return "netlink-route"
+            if proto == RTPROT_KERNEL and rt_table == table:
+                reason = reason or "netlink-connected"
+        elif mtype in (RTM_NEWNEXTHOP, RTM_DELNEXTHOP) and length >= 24:
+            if buf[body + 2] == protocol:
+                return "netlink-nexthop"
+        elif mtype in (RTM_NEWLINK, RTM_DELLINK):
+            reason = "netlink-link"
+        elif mtype in (RTM_NEWADDR, RTM_DELADDR):
+            reason = reason or "netlink-addr"
+        off += (length + 3) & ~3
+    return reason
+
+
+def _table_attr(buf: bytes, a: int, end: int) -> int | None:
+    while a + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", buf, a)
+        if alen < 4:
+            break
+        if atype == RTA_TABLE and alen >= 8:
+            return int(struct.unpack_from("=I", buf, a + 4)[0])
+        a += (alen + 3) & ~3
+    return None
+
+
+class NetlinkMonitor:
+    """Calls ``nudge(reason)`` for kernel changes that may need a pass (daemon thread)."""
+
+    def __init__(
+        self,
+        nudge: Callable[[str], None],
+        *,
+        protocol: int,
+        table: int,
+        netns: str | None = None,
+    ) -> None:
+        self.nudge = nudge
+        self.protocol = protocol
+        self.table = table
+        self.sock = _open(netns)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind((0, 0))
+        for group in GROUPS:
+            try:
+                self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+            except OSError as e:  # RTNLGRP_NEXTHOP needs Linux 5.3
+                log.info("netlink group %d not available: %s", group, e)
+        self.sock.settimeout(0.5)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.run, name="nosdn-netlink", daemon=True)
+        self.overflows = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+    def run(self) -> None:
+        buf = bytearray(1 << 16)
+        while not self._stop.is_set():
+            try:
+                n = self.sock.recv_into(buf)
+            except TimeoutError:
+                continue
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self.overflows += 1
+                    self.nudge("netlink-overflow")
+                    continue
+                if self._stop.is_set():
+                    return
+                log.error("netlink monitor failed: %s; relying on the periodic resync", e)
+                return
+            reason = classify(bytes(buf[:n]), self.protocol, self.table)
+            if reason is not None:
+                self.nudge(reason)

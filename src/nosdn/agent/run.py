@@ -1,0 +1,170 @@
+"""Wiring: build every part of the agent from its config, run until SIGTERM, leave routes.
+
+Threads, each small and with one job: the node watch (reflector), the netlink monitor, the
+HTTP server, the condition and event writers, the allocator's elector; the loop itself runs in
+the calling thread. Stopping (SIGTERM/SIGINT) ends the loop after its current pass and stops
+the rest; no route, nexthop, CNI file or nftables rule is removed on the way out, so pods keep
+working while the agent is restarted or upgraded.
+"""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import logging
+import shutil
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from nosdn.agent.condition import ConditionSetter
+from nosdn.agent.config import AgentConfig
+from nosdn.agent.egress import Egress
+from nosdn.agent.events import EventRecorder
+from nosdn.agent.loop import Agent
+from nosdn.agent.metrics import AgentMetrics
+from nosdn.agent.monitor import NetlinkMonitor
+from nosdn.agent.server import HealthServer
+from nosdn.backends.kernel import KernelBackend
+from nosdn.model import IPAddress
+from nosdn.sources.cache import NodeCache
+from nosdn.sources.kubernetes import KubeApi, KubeSettings
+from nosdn.sources.reflector import Reflector
+
+log = logging.getLogger("nosdn.agent")
+
+
+def _local_addresses(backend: KernelBackend) -> Callable[[], list[tuple[IPAddress, str]]]:
+    def read() -> list[tuple[IPAddress, str]]:
+        links = backend.nl.links()
+        return [
+            (ipaddress.ip_address(a.address), links.get(a.ifindex, ""))
+            for a in backend.nl.addresses()
+            if len(a.address) in (4, 16)
+        ]
+
+    return read
+
+
+def _forget_lookups(backend: KernelBackend) -> Callable[[], None]:
+    """The kernel backend caches next-hop lookups for its lifetime (right for one command);
+    a long-running agent must drop them when links or addresses change."""
+
+    def forget() -> None:
+        method = getattr(backend, "forget_lookups", None)
+        if callable(method):
+            method()
+        else:
+            backend._lookups.clear()
+
+    return forget
+
+
+class Running:
+    """A built agent and its helpers (``stop()`` from any thread or a signal)."""
+
+    def __init__(self, cfg: AgentConfig, api: KubeApi) -> None:
+        self.cfg = cfg
+        self.api = api
+        self.cache = NodeCache(cfg.addresses, self_name=cfg.node_name)
+        self.reflector = Reflector(api, self.cache, watch_timeout=cfg.watch_timeout)
+        self.backend = KernelBackend(table=cfg.table, protocol=cfg.protocol, netns=cfg.netns)
+        self.metrics = AgentMetrics()
+
+        def uid() -> str | None:
+            obj = self.cache.self_object
+            meta = (obj or {}).get("metadata") or {}
+            return meta.get("uid")
+
+        self.events = EventRecorder(
+            api if cfg.events else None, cfg.node_name, namespace=cfg.event_namespace, uid=uid
+        )
+        self.condition = ConditionSetter(
+            api if cfg.set_condition else None, cfg.node_name, lambda: self.cache.self_object
+        )
+        egress: Egress | None = Egress(enabled=cfg.masquerade)
+        if not cfg.masquerade and shutil.which("nft") is None:
+            egress = None  # nothing to turn off
+        self.agent = Agent(
+            cfg,
+            self.cache,
+            self.backend,
+            request_relist=self.reflector.request_relist,
+            adjacency=self.backend.adjacency,
+            local_addresses=_local_addresses(self.backend),
+            forget_lookups=_forget_lookups(self.backend),
+            metrics=self.metrics,
+            events=self.events,
+            condition=self.condition,
+            egress=egress,
+        )
+        self.cache.set_listener(self.agent.nudge)
+        self.monitor = NetlinkMonitor(
+            self.agent.nudge, protocol=cfg.protocol, table=cfg.table, netns=cfg.netns
+        )
+        self.server: HealthServer | None = None
+        hp = cfg.metrics_host_port
+        if hp is not None:
+
+            def render() -> bytes:
+                self.agent.refresh_event_metrics()
+                return self.metrics.render()
+
+            self.server = HealthServer(hp[0], hp[1], render, self.agent.healthz, self.agent.readyz)
+        self.allocator: Callable[[], None] | None = None
+        if cfg.allocate:
+            from nosdn.agent.allocator import start_allocator
+
+            self.allocator = start_allocator(cfg, api, self.cache, self.metrics)
+
+    def run(self) -> None:
+        log.info(
+            "nosdn agent for node %s: API %s, table %d, protocol %d, resync %gs",
+            self.cfg.node_name,
+            self.api.server,
+            self.cfg.table,
+            self.cfg.protocol,
+            self.cfg.resync,
+            extra={"node": self.cfg.node_name},
+        )
+        if self.server is not None:
+            self.server.start()
+            log.info("serving /metrics /healthz /readyz on port %d", self.server.port)
+        self.events.start()
+        self.condition.start()
+        self.monitor.start()
+        self.reflector.start()
+        try:
+            self.agent.run()
+        finally:
+            self.shutdown()
+
+    def stop(self) -> None:
+        self.agent.stop()
+
+    def shutdown(self) -> None:
+        if self.allocator is not None:
+            self.allocator()
+        self.reflector.stop()
+        self.monitor.stop()
+        self.condition.stop()
+        if self.server is not None:
+            self.server.stop()
+        self.backend.close()
+        self.api.close()
+
+
+def run_agent(cfg: AgentConfig, settings: KubeSettings) -> None:
+    """Run the agent in this thread until SIGTERM or SIGINT."""
+    gc.enable()  # the CLI turns it off for one-shot commands; a daemon needs it
+    running = Running(cfg, KubeApi(settings))
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping (routes stay)", signal.Signals(signum).name)
+        running.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    running.run()

@@ -1,0 +1,177 @@
+"""The last known state of the cluster's nodes, shared by the watch thread and the agent loop.
+
+Why a cache of fingerprints: in a big cluster Node objects change every few seconds for reasons
+routing does not care about (conditions, heartbeats, images). Each event is reduced to its
+`fingerprint` and compared with the stored one; only a difference builds a new `NodeInfo`,
+bumps ``generation`` and nudges the loop. An unchanged fingerprint costs a dict lookup and a
+tuple comparison, and causes no kernel work at all.
+
+A relist replaces the whole content (nodes missing from the list are gone) and counts
+``relists``; the deletion guard uses that count to know the list was read again. While the API
+is away the content simply stays: the loop keeps serving the last known state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nosdn.sources.nodes import (
+    AddressPolicy,
+    Fingerprint,
+    NodeInfo,
+    fingerprint,
+    node_info,
+    node_name,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A consistent view of the cache: ``nodes`` sorted by name."""
+
+    generation: int
+    nodes: tuple[NodeInfo, ...]
+    #: True once the first list succeeded (before that nothing is known, nothing may change).
+    synced: bool
+    #: How many complete lists have been applied since start.
+    relists: int
+    #: Whether the watch is currently connected.
+    connected: bool
+
+    def node(self, name: str) -> NodeInfo | None:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        return None
+
+
+class NodeCache:
+    """Node name -> `NodeInfo`, fed by lists and watch events, read as `Snapshot`s.
+
+    ``on_change(reason)`` is called (outside the lock) whenever the routing-relevant content
+    changed, or the connection state did.
+    """
+
+    def __init__(
+        self,
+        policy: AddressPolicy | None = None,
+        on_change: Callable[[str], None] | None = None,
+        self_name: str | None = None,
+    ) -> None:
+        self.policy = policy or AddressPolicy()
+        self._on_change = on_change
+        self.self_name = self_name
+        self._lock = threading.Lock()
+        self._fps: dict[str, Fingerprint] = {}
+        self._infos: dict[str, NodeInfo] = {}
+        self._generation = 0
+        self._relists = 0
+        self._synced = False
+        self._connected = False
+        self._snap: Snapshot | None = None
+        #: The latest raw object of this node (its conditions are read from it).
+        self.self_object: Mapping[str, Any] | None = None
+        #: Events seen, by type, and (``ignored``) how many changed nothing routing uses.
+        self.events: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
+
+    def set_listener(self, on_change: Callable[[str], None]) -> None:
+        self._on_change = on_change
+
+    # --- writers (the watch thread) -------------------------------------------------------
+    def _store(self, name: str, fp: Fingerprint) -> None:
+        self._fps[name] = fp
+        self._infos[name] = node_info(fp, name, self.policy)
+
+    def replace(self, objects: Iterable[Mapping[str, Any]]) -> bool:
+        """Apply a complete list; returns whether anything routing uses changed."""
+        changed = False
+        with self._lock:
+            seen: set[str] = set()
+            for obj in objects:
+                name = node_name(obj)
+                if not name:
+                    continue
+                seen.add(name)
+                if name == self.self_name:
+                    self.self_object = obj
+                fp = fingerprint(obj)
+                if self._fps.get(name) != fp:
+                    self._store(name, fp)
+                    changed = True
+            for name in [n for n in self._fps if n not in seen]:
+                del self._fps[name]
+                del self._infos[name]
+                changed = True
+            if changed:
+                self._generation += 1
+            self._relists += 1
+            first = not self._synced
+            self._synced = True
+            self._snap = None
+        if self._on_change is not None:
+            self._on_change("list" if changed or first else "relist")
+        return changed
+
+    def apply(self, etype: str, obj: Mapping[str, Any]) -> bool:
+        """Apply one watch event (ADDED, MODIFIED, DELETED); returns whether routing input
+        changed. The common case, a status-only MODIFIED, returns False after one lookup."""
+        name = node_name(obj)
+        self.events[etype] += 1
+        if not name:
+            return False
+        if name == self.self_name:
+            self.self_object = obj if etype != "DELETED" else None
+        if etype == "DELETED":
+            with self._lock:
+                if name not in self._fps:
+                    self.ignored[etype] += 1
+                    return False
+                del self._fps[name]
+                del self._infos[name]
+                self._generation += 1
+                self._snap = None
+        else:
+            fp = fingerprint(obj)
+            if self._fps.get(name) == fp:  # read without the lock: only this thread writes
+                self.ignored[etype] += 1
+                return False
+            with self._lock:
+                self._store(name, fp)
+                self._generation += 1
+                self._snap = None
+        if self._on_change is not None:
+            self._on_change("node")
+        return True
+
+    def set_connected(self, connected: bool) -> None:
+        with self._lock:
+            if connected == self._connected:
+                return
+            self._connected = connected
+            self._snap = None
+        if self._on_change is not None:
+            self._on_change("connected" if connected else "disconnected")
+
+    # --- readers (the loop) ---------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            snap = self._snap
+            if snap is None:
+                nodes = tuple(self._infos[n] for n in sorted(self._infos))
+                snap = self._snap = Snapshot(
+                    self._generation, nodes, self._synced, self._relists, self._connected
+                )
+            return snap
+
+    def infos(self) -> list[NodeInfo]:
+        with self._lock:
+            return list(self._infos.values())

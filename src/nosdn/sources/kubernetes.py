@@ -1,0 +1,263 @@
+"""The Kubernetes API, through the official client: the one module of nosdn that imports it.
+
+The client library is used for what it is good at (kubeconfig and in-cluster configuration,
+TLS, token refresh, request building) and bypassed for what it is slow at: every call asks for
+the raw response (``_preload_content=False``) and parses JSON with the standard library, because
+turning a 5,000-node list into generated model objects takes seconds and a watch event into one
+takes far longer than the whole routing decision. Lists are paged (``limit``/``continue``).
+
+Errors leave this module only as `nosdn.sources.errors` exceptions. The methods cover exactly
+what the agent needs: list/watch Nodes, patch a Node and its status, create Events, and the
+read/create/update of a Lease for leader election (an update carries the resourceVersion it
+read, so a real API server refuses it with 409 if someone else wrote in between).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from nosdn.sources.errors import (
+    ApiError,
+    ApiUnavailableError,
+    ConflictError,
+    NotFoundError,
+    WatchExpiredError,
+)
+
+T = TypeVar("T")
+USER_AGENT = "nosdn-agent"
+LIST_PAGE = 500
+MERGE_PATCH = "application/merge-patch+json"
+#: Seconds a watch read may wait beyond the server's own timeoutSeconds before we end it.
+WATCH_GRACE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class KubeSettings:
+    """How to reach the API server.
+
+    ``server`` alone: a plain URL with no credentials (``kubectl proxy``, the emulator);
+    ``kubeconfig`` (or ``$KUBECONFIG``): that file (``context`` picks one); neither: the
+    in-cluster service account, as a DaemonSet pod has it.
+    """
+
+    server: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+
+def _configuration(s: KubeSettings) -> k8s.Configuration:
+    cfg = k8s.Configuration()
+    kubeconfig = s.kubeconfig or os.environ.get("KUBECONFIG")
+    if kubeconfig:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=s.context, client_configuration=cfg
+        )
+    elif s.server is None:
+        try:
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException as e:
+            raise ApiError(
+                f"no Kubernetes API configured ({e}) — run inside a pod with a service "
+                "account, or pass --kubeconfig FILE or --kube-server URL"
+            ) from None
+    if s.server is not None:
+        cfg.host = s.server.rstrip("/")
+    return cfg
+
+
+def _message(e: ApiException) -> str:
+    try:
+        body = json.loads(e.body or b"{}")
+        text = str(body.get("message") or e.reason)
+    except (ValueError, AttributeError):
+        text = str(e.reason)
+    return f"HTTP {e.status}: {text}"
+
+
+def _translate(e: BaseException, what: str) -> ApiError:
+    if isinstance(e, ApiException):
+        status = int(e.status or 0)
+        msg = f"{what}: {_message(e)}"
+        if status == 410:
+            return WatchExpiredError(msg)
+        if status == 409:
+            return ConflictError(msg)
+        if status == 404:
+            return NotFoundError(msg)
+        if status == 0 or status >= 500 or status == 429:
+            return ApiUnavailableError(msg, status)
+        return ApiError(msg, status)
+    if isinstance(e, ValueError):  # a body the client refused, or a reply that is not JSON
+        return ApiError(f"{what}: {e}")
+    return ApiUnavailableError(f"{what}: {type(e).__name__}: {e}")
+
+
+_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
+
+
+class _WatchStream:
+    """Newline-delimited JSON events read straight from the HTTP response.
+
+    A read that times out after the server's own watch timeout ends the stream normally
+    (the caller resumes); a broken connection raises `ApiUnavailableError`.
+    """
+
+    def __init__(self, resp: urllib3.BaseHTTPResponse) -> None:
+        self.resp = resp
+        self.closed = False
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        loads = json.loads
+        buf = b""
+        try:
+            for chunk in self.resp.stream(1 << 16, decode_content=True):
+                if b"\n" not in chunk:
+                    buf += chunk
+                    continue
+                lines = (buf + chunk).split(b"\n")
+                buf = lines.pop()
+                for line in lines:
+                    if line.strip():
+                        yield loads(line)
+        except urllib3.exceptions.ReadTimeoutError:
+            return
+        except _ERRORS as e:
+            if self.closed:
+                return
+            raise _translate(e, "watch nodes") from None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        shutdown = getattr(self.resp, "shutdown", None)
+        try:
+            if shutdown is not None:
+                shutdown()  # wakes a read blocked in another thread
+            self.resp.release_conn()
+        except _ERRORS:
+            pass
+
+
+class KubeApi:
+    """The agent's Kubernetes API client (thread-safe: one connection pool, shared)."""
+
+    def __init__(self, settings: KubeSettings | None = None) -> None:
+        self.settings = settings or KubeSettings()
+        cfg = _configuration(self.settings)
+        self.server = cfg.host
+        self.api_client = k8s.ApiClient(cfg)
+        self.api_client.user_agent = USER_AGENT
+        self.core = k8s.CoreV1Api(self.api_client)
+        self.coordination = k8s.CoordinationV1Api(self.api_client)
+        self._timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+
+    def close(self) -> None:
+        self.api_client.close()  # type: ignore[no-untyped-call]
+
+    def _call(self, what: str, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        try:
+            resp = fn(*a, _preload_content=False, _request_timeout=self._timeout, **kw)
+            data = resp.data
+        except _ERRORS as e:
+            raise _translate(e, what) from None
+        return json.loads(data) if data else None
+
+    # --- nodes ----------------------------------------------------------------------------
+    def list_nodes(self) -> tuple[list[Mapping[str, Any]], str]:
+        items: list[Mapping[str, Any]] = []
+        cont: str | None = None
+        while True:
+            kw: dict[str, Any] = {"limit": LIST_PAGE}
+            if cont:
+                kw["_continue"] = cont
+            data = self._call("list nodes", self.core.list_node, **kw) or {}
+            items.extend(data.get("items") or ())
+            meta = data.get("metadata") or {}
+            cont = meta.get("continue")
+            if not cont:
+                return items, str(meta.get("resourceVersion") or "")
+
+    def watch_nodes(self, resource_version: str, timeout_seconds: int) -> _WatchStream:
+        kw: dict[str, Any] = {
+            "watch": True,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout_seconds,
+        }
+        if resource_version:
+            kw["resource_version"] = resource_version
+        try:
+            resp: Any = self.core.list_node(
+                _preload_content=False,
+                _request_timeout=(self.settings.connect_timeout, timeout_seconds + WATCH_GRACE),
+                **kw,
+            )
+        except _ERRORS as e:
+            raise _translate(e, "watch nodes") from None
+        return _WatchStream(resp)
+
+    def get_node(self, name: str) -> Mapping[str, Any]:
+        return self._call(f"get node {name}", self.core.read_node, name)  # type: ignore[no-any-return]
+
+    def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:
+        """Strategic merge patch of a Node (the allocator sets spec.podCIDRs with it)."""
+        self._call(f"patch node {name}", self.core.patch_node, name, dict(patch))
+
+    def patch_node_status(self, name: str, patch: Mapping[str, Any]) -> None:
+        """Strategic merge patch of a Node's status (conditions merge by type)."""
+        self._call(f"patch node {name} status", self.core.patch_node_status, name, dict(patch))
+
+    # --- events ---------------------------------------------------------------------------
+    def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
+        self._call("create event", self.core.create_namespaced_event, namespace, dict(event))
+
+    # --- leases ---------------------------------------------------------------------------
+    def get_lease(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        try:
+            got = self._call(
+                f"get lease {namespace}/{name}",
+                self.coordination.read_namespaced_lease,
+                name,
+                namespace,
+            )
+        except NotFoundError:
+            return None
+        return got  # type: ignore[no-any-return]
+
+    def create_lease(self, namespace: str, lease: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self._call(  # type: ignore[no-any-return]
+            f"create lease {namespace}",
+            self.coordination.create_namespaced_lease,
+            namespace,
+            dict(lease),
+        )
+
+    def update_lease(
+        self, namespace: str, name: str, lease: Mapping[str, Any], resource_version: str
+    ) -> Mapping[str, Any]:
+        """Write the Lease only if it is still at ``resource_version`` (409 otherwise)."""
+        body = dict(lease)
+        meta = dict(body.get("metadata") or {})
+        if resource_version:
+            meta["resourceVersion"] = resource_version
+        body["metadata"] = meta
+        return self._call(  # type: ignore[no-any-return]
+            f"update lease {namespace}/{name}",
+            self.coordination.patch_namespaced_lease,
+            name,
+            namespace,
+            body,
+            _content_type=MERGE_PATCH,
+        )

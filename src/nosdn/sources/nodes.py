@@ -1,0 +1,136 @@
+"""A Kubernetes Node object (plain JSON) as nosdn sees it: a name, one address per family and
+the pod subnets.
+
+Only three fields of a Node matter to routing: ``metadata.name``, ``spec.podCIDRs`` (or the
+older single ``spec.podCIDR``) and ``status.addresses``. Everything else in a Node changes all
+the time (conditions, images, heartbeats), so `fingerprint` reduces an object to those fields
+as cheap tuples of strings: the cache compares fingerprints and parses addresses only when one
+differs, which keeps the cost of a status-only event to a few dict lookups.
+
+Which address is "the node's" is a policy: by address type in a configured order (default
+InternalIP, then ExternalIP), optionally only inside given networks (multi-homed nodes whose
+first InternalIP is not on the pod-routing network).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nosdn.addr import parse_ip, parse_net
+from nosdn.model import IPAddress, IPNetwork, Node
+
+DEFAULT_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
+
+#: (pod CIDR strings, ((address type, address), ...)) - what routing depends on, unparsed.
+Fingerprint = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPolicy:
+    """How to pick a node's address from ``status.addresses``."""
+
+    types: tuple[str, ...] = DEFAULT_ADDRESS_TYPES
+    #: If given, an address must lie inside one of these (per family: a family with no
+    #: network here is not restricted).
+    cidrs: tuple[IPNetwork, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.types:
+            raise ValueError(
+                "address types: give at least one, e.g. InternalIP,ExternalIP "
+                "(the Node status.addresses types to use, in order)"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One Node as nosdn uses it. ``node.pod_cidrs`` is empty when it has no subnet yet;
+    ``problems`` lists values that could not be used (each names the field and value)."""
+
+    name: str
+    node: Node
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def has_subnet(self) -> bool:
+        return bool(self.node.pod_cidrs)
+
+
+def fingerprint(obj: Mapping[str, Any]) -> Fingerprint:
+    """The routing-relevant fields of a Node object, as plain tuples (no parsing)."""
+    spec = obj.get("spec") or {}
+    cidrs = spec.get("podCIDRs")
+    if not cidrs:
+        one = spec.get("podCIDR")
+        cidrs = (one,) if one else ()
+    status = obj.get("status") or {}
+    addrs = status.get("addresses") or ()
+    return (
+        tuple(str(c) for c in cidrs),
+        tuple((str(a.get("type", "")), str(a.get("address", ""))) for a in addrs),
+    )
+
+
+def node_name(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("name") or "")
+
+
+def _inside(ip: IPAddress, cidrs: Sequence[IPNetwork]) -> bool:
+    same = [c for c in cidrs if c.version == ip.version]
+    return not same or any(ip in c for c in same)
+
+
+def choose_addresses(
+    name: str, addresses: Sequence[tuple[str, str]], policy: AddressPolicy
+) -> tuple[tuple[IPAddress, ...], list[str]]:
+    """At most one address per family, by type order then list order."""
+    rank = {t: i for i, t in enumerate(policy.types)}
+    best: dict[int, tuple[int, int, IPAddress]] = {}
+    problems: list[str] = []
+    for pos, (atype, text) in enumerate(addresses):
+        r = rank.get(atype)
+        if r is None:
+            continue
+        try:
+            ip = parse_ip(text)
+        except ValueError:
+            problems.append(
+                f"node {name}: status.addresses {atype} {text!r} is not an IP address; ignored"
+            )
+            continue
+        if not _inside(ip, policy.cidrs):
+            continue
+        cur = best.get(ip.version)
+        if cur is None or (r, pos) < cur[:2]:
+            best[ip.version] = (r, pos, ip)
+    return tuple(best[f][2] for f in sorted(best)), problems
+
+
+def node_info(fp: Fingerprint, name: str, policy: AddressPolicy) -> NodeInfo:
+    """Build a `NodeInfo` from a fingerprint. A pod CIDR that does not parse makes the node
+    unusable for routing (no subnets) and is reported; bad addresses are skipped."""
+    cidr_texts, addresses = fp
+    ips, problems = choose_addresses(name, addresses, policy)
+    cidrs: list[IPNetwork] = []
+    for text in cidr_texts:
+        try:
+            cidrs.append(parse_net(text))
+        except ValueError as e:
+            problems.append(
+                f"node {name}: spec.podCIDRs {text!r} is not a network ({e}); "
+                "its pod subnet is ignored until it is fixed"
+            )
+            cidrs = []
+            break
+    if cidrs and not ips:
+        types = ", ".join(policy.types)
+        where = f" inside {', '.join(map(str, policy.cidrs))}" if policy.cidrs else ""
+        problems.append(
+            f"node {name}: status.addresses has no address of type {types}{where}; "
+            "no route can point at it"
+        )
+    cidrs.sort(key=lambda c: c.version)
+    return NodeInfo(name, Node(name, ips, tuple(cidrs)), tuple(problems))

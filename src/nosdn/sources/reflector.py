@@ -1,0 +1,184 @@
+"""List, then watch, forever: the Node cache kept equal to the API server, with backoff.
+
+The shape is client-go's reflector, reduced to what nosdn needs:
+
+- start with a complete list (paged), replace the cache with it, then watch from the list's
+  resourceVersion; a watch that ends normally (the server's timeout) resumes from the last
+  resourceVersion seen (events and BOOKMARKs both advance it);
+- 410 Gone (the resourceVersion is too old) relists at once;
+- any other failure (refused, reset, timeout, 5xx) marks the cache disconnected and retries
+  with exponential backoff and jitter, and the retry relists, because events may have been
+  missed; the cache keeps the last known state meanwhile, so the agent keeps its routes;
+- ``request_relist()`` makes the next read a fresh list (the deletion guard's confirmation),
+  interrupting a quiet watch.
+
+The API is a small protocol (`NodeApi`), implemented for real by `nosdn.sources.kubernetes` and
+by fakes in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+from nosdn.sources.cache import NodeCache
+from nosdn.sources.errors import ApiError, WatchExpiredError
+
+log = logging.getLogger("nosdn.sources.reflector")
+
+
+class WatchStream(Protocol):
+    """An open watch: iterate for raw events (``{"type": ..., "object": {...}}``)."""
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]: ...
+
+    def close(self) -> None:
+        """Stop the stream from another thread (the iteration ends or raises)."""
+
+
+class NodeApi(Protocol):
+    def list_nodes(self) -> tuple[list[Mapping[str, Any]], str]:
+        """Every Node object, and the list's resourceVersion."""
+
+    def watch_nodes(self, resource_version: str, timeout_seconds: int) -> WatchStream:
+        """Watch Nodes from ``resource_version``; raises `WatchExpiredError` on 410."""
+
+
+class Backoff:
+    """Exponential backoff with full jitter, reset after a success."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+
+    def next(self) -> float:
+        cap = min(self.maximum, self.initial * (2**self.failures))
+        self.failures += 1
+        return random.uniform(cap / 2, cap)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Reflector:
+    """Runs the list + watch loop in a daemon thread, feeding ``cache``."""
+
+    def __init__(
+        self,
+        api: NodeApi,
+        cache: NodeCache,
+        *,
+        watch_timeout: int = 300,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.api = api
+        self.cache = cache
+        self.watch_timeout = watch_timeout
+        self.backoff = backoff or Backoff()
+        self._stop = threading.Event()
+        self._relist = threading.Event()
+        self._stream: WatchStream | None = None
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+        self.last_error = ""
+        self.watch_restarts = 0
+
+    # --- control --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="nosdn-reflector", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._interrupt()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def request_relist(self) -> None:
+        """Make the next read a complete list (interrupts a watch that is waiting)."""
+        self._relist.set()
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # closing a stream that is breaking anyway
+                log.debug("closing the watch failed", exc_info=True)
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        need_list = True
+        rv = ""
+        while not self._stop.is_set():
+            try:
+                if need_list or self._relist.is_set():
+                    self._relist.clear()
+                    items, rv = self.api.list_nodes()
+                    self.cache.replace(items)
+                    self.cache.set_connected(True)
+                    self.backoff.reset()
+                    need_list = False
+                rv = self._watch(rv)
+                self.watch_restarts += 1
+            except WatchExpiredError:
+                log.info("watch expired (410 Gone): listing nodes again")
+                need_list = True
+            except ApiError as e:
+                need_list = True
+                self._failed(str(e))
+            except Exception as e:  # never let the source thread die: log and retry
+                need_list = True
+                log.exception("unexpected error in the node watch")
+                self._failed(f"{type(e).__name__}: {e}")
+
+    def _failed(self, message: str) -> None:
+        if self._stop.is_set():
+            return
+        self.errors += 1
+        self.last_error = message
+        self.cache.set_connected(False)
+        delay = self.backoff.next()
+        log.warning(
+            "Kubernetes API: %s; keeping the last known nodes, retrying in %.1f s",
+            message,
+            delay,
+            extra={"error": message, "retry_in": round(delay, 3)},
+        )
+        self._stop.wait(delay)
+
+    def _watch(self, rv: str) -> str:
+        stream = self.api.watch_nodes(rv, self.watch_timeout)
+        self._stream = stream
+        try:
+            if self._stop.is_set() or self._relist.is_set():
+                return rv
+            return self._consume(stream, rv)
+        except ApiError:
+            if self._relist.is_set() or self._stop.is_set():
+                return rv  # we closed it ourselves
+            raise
+        finally:
+            self._stream = None
+            stream.close()
+
+    def _consume(self, stream: WatchStream, rv: str) -> str:
+        apply = self.cache.apply
+        for event in stream:
+            etype = event.get("type")
+            obj = event.get("object") or {}
+            if etype == "ERROR":
+                code = obj.get("code")
+                if code == 410:
+                    raise WatchExpiredError()
+                raise ApiError(f"watch error: {obj.get('message', obj)}", int(code or 0))
+            meta = obj.get("metadata") or {}
+            rv = meta.get("resourceVersion") or rv
+            if etype != "BOOKMARK":
+                apply(str(etype), obj)
+        return rv

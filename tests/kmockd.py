@@ -1,0 +1,70 @@
+"""Run the `kmock` Kubernetes emulator as a server process (tests and bench/agent.py start it).
+
+    python tests/kmockd.py --host 0.0.0.0 --port 18080 [--seed objects.json]
+
+kmock is a library with no server command of its own; this starts its `KubernetesEmulator`
+on a TCP port, declares the resources the agent uses (so listing them before any object
+exists answers an empty list, not 404), optionally creates seed objects through its own HTTP
+API (so they are stored exactly as if a client had created them), prints ``ready PORT`` and
+serves until killed. It runs as its own process so a test can stop the API (SIGSTOP, SIGKILL)
+while the agent keeps running, and inside a network namespace when the agent needs to reach it
+over a veth.
+
+What kmock does differently from a real API server (and how the agent copes, see
+`nosdn.sources.reflector`): no resourceVersion (lists say ``"..."``), watches ignore
+resourceVersion and replay every existing object as ADDED before live events, never time out,
+never send BOOKMARK or 410; PATCH is a plain recursive dict merge (a strategic-merge patch of
+``status.conditions`` replaces the whole list); no PUT; no field or label selectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import kmock
+
+RESOURCES = {
+    "v1/nodes": ("Node", False),
+    "v1/events": ("Event", True),
+    "coordination.k8s.io/v1/leases": ("Lease", True),
+}
+
+
+def _path(obj: dict[str, Any]) -> str:
+    api = obj.get("apiVersion", "v1")
+    kind = obj.get("kind", "")
+    plural = {"Node": "nodes", "Event": "events", "Lease": "leases"}[kind]
+    ns = (obj.get("metadata") or {}).get("namespace")
+    prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
+    return f"{prefix}/namespaces/{ns}/{plural}" if ns else f"{prefix}/{plural}"
+
+
+async def serve(host: str, port: int, seed: list[dict[str, Any]]) -> None:
+    async with kmock.KubernetesEmulator() as k, kmock.Server(k, host=host, port=port) as srv:
+        for res, (kind, namespaced) in RESOURCES.items():
+            k.resources[res] = kmock.ResourceInfo(kind=kind, namespaced=namespaced)
+        for obj in seed:
+            resp = await srv.client.post(_path(obj), json=obj)
+            if resp.status >= 300:
+                sys.exit(f"seeding {obj.get('metadata')}: HTTP {resp.status} {await resp.text()}")
+        print(f"ready {srv.port}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--seed", type=Path)
+    a = p.parse_args()
+    seed = json.loads(a.seed.read_text()) if a.seed else []
+    asyncio.run(serve(a.host, a.port, seed))
+
+
+if __name__ == "__main__":
+    main()
