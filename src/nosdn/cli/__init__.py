@@ -30,7 +30,7 @@ app = typer.Typer(
 
 _inventory_cmds.register(app)
 
-for _mod in ("_render_cmds", "_kernel_cmds", "_lab_cmds", "_agent_cmds"):
+for _mod in ("_render_cmds", "_kernel_cmds", "_lab_cmds", "_agent_cmds", "_debug_cmds"):
     try:
         __import__(f"nosdn.cli.{_mod}")
     except ModuleNotFoundError:  # pragma: no cover - during development only

@@ -1,0 +1,147 @@
+"""`nosdn doctor`, `nosdn trace IP` and `nosdn graph`: the commands for whoever is paged.
+
+They parse, call `nosdn.diagnose` (or `nosdn.render.graph`) and print: one line per check with
+what it saw and the command that fixes it, or a path read top to bottom. Output is plain text
+through rich `Text` objects (never markup: addresses and rules contain brackets and colons).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from nosdn.cli._common import EXIT_FAILURE, Output, OutputOpt, dump, fail, load, out
+from nosdn.model import DEFAULT_PROTOCOL, Cluster
+
+OptionalFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "-f",
+        "--file",
+        envvar="NOSDN_INVENTORY",
+        help="Inventory YAML. Without it only the host's own settings are checked.",
+        show_default=False,
+    ),
+]
+NodeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--node",
+        help="This host is this cluster node (default: found from this host's addresses).",
+        show_default=False,
+    ),
+]
+ExternalOpt = Annotated[
+    bool, typer.Option("--external", help="This host is not a node (routes only, no pods).")
+]
+TableOpt = Annotated[int, typer.Option("--table", help="Kernel routing table nosdn manages.")]
+ProtocolOpt = Annotated[
+    int, typer.Option("--protocol", help="Route protocol number that marks nosdn's routes.")
+]
+
+
+class MasqueradeMode(StrEnum):
+    auto = "auto"
+    yes = "yes"
+    no = "no"
+
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def _load_optional(path: Path | None) -> Cluster | None:
+    return load(path) if path is not None else None
+
+
+def doctor(
+    *,
+    file: OptionalFileOpt = None,
+    node: NodeOpt = None,
+    external: ExternalOpt = False,
+    table: TableOpt = 254,
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
+    cni_conf: Annotated[
+        Path,
+        typer.Option("--cni-conf", help="The CNI conflist this node's pods are made with."),
+    ] = Path("/etc/cni/net.d/10-nosdn.conflist"),
+    masquerade: Annotated[
+        MasqueradeMode,
+        typer.Option(
+            "--masquerade",
+            help="Is pod egress masqueraded here? auto: check it if a nosdn nftables table "
+            "exists (the agent's); yes: it must be; no: do not check.",
+        ),
+    ] = MasqueradeMode.auto,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Show the details under every check.")
+    ] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Check this host for everything that silently breaks pod traffic (read-only).
+
+    One line per check: ok / warn / fail / skip, what it saw, and the exact command that fixes
+    it. Checks: IP forwarding, rp_filter, the firewall's FORWARD path, nosdn's routes (missing,
+    wrong, stale), conflicts, off-link nodes, next-hop neighbours, MTU, the CNI conflist, the
+    pod bridge, masquerading and kernel nexthop support. Exit 1 if any check fails.
+    """
+    from nosdn.diagnose import TargetError, gather, healthy, run_checks
+
+    cluster = _load_optional(file)
+    try:
+        facts = gather(
+            cluster,
+            inventory=file,
+            node=node,
+            external=external,
+            table=table,
+            protocol=protocol,
+            cni_conf=cni_conf,
+            masquerade=masquerade.value,
+        )
+    except TargetError as e:
+        fail(str(e))
+    results = run_checks(facts)
+    ok = healthy(results)
+    if output is not Output.table:
+        dump(
+            {
+                "target": str(facts.target) if facts.target is not None else None,
+                "ok": ok,
+                "checks": [r.as_dict() for r in results],
+            },
+            output,
+        )
+    else:
+        width = max(len(r.id) for r in results)
+        for r in results:
+            line = Text()
+            line.append(f"{r.status:<4}", style=_STYLE[r.status])
+            line.append(f"  {r.id:<{width}}  {r.saw}")
+            out.print(line)
+            if r.fix and r.status in ("fail", "warn"):
+                out.print(Text(f"      {'':<{width}}fix: {r.fix}", style="cyan"))
+            if r.details and (verbose or r.status == "fail"):
+                shown = r.details if verbose else r.details[:10]
+                for d in shown:
+                    out.print(Text(f"      {'':<{width}}- {d}"))
+                if len(r.details) > len(shown):
+                    out.print(
+                        Text(f"      {'':<{width}}  ... {len(r.details) - len(shown)} more (-v)")
+                    )
+        counts = {s: sum(r.status == s for r in results) for s in ("ok", "warn", "fail", "skip")}
+        summary = Text(f"{facts.target or 'this host'}: ")
+        summary.append(
+            ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+            style="bold red" if not ok else "green",
+        )
+        out.print(summary)
+    if not ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
