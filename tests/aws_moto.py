@@ -1,6 +1,5 @@
-"""Test helpers for the AWS backend: a real ``moto_server`` on 127.0.0.1, a counting and
-throttling proxy in front of it, and a guard that fails a test that tries to reach any address
-off this machine.
+"""Test helpers for the AWS backend: a real ``moto_server`` on 127.0.0.1, and a counting and
+throttling proxy in front of it (the no-internet guard is in tests/no_internet.py).
 
 moto_server speaks the real EC2 query API (same XML, same error codes), so the backend runs its
 real boto3 client against it; the proxy sees every HTTP request the backend sends, which is how
@@ -11,7 +10,6 @@ tests count API calls independently of the backend's own counters and inject thr
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import os
 import socket
 import subprocess
@@ -26,8 +24,6 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -184,41 +180,3 @@ class Ec2Proxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-_LOCAL = ("localhost", "127.0.0.1", "::1", "", None)
-
-
-def _is_local(host: object) -> bool:
-    if host in _LOCAL:
-        return True
-    try:
-        return ipaddress.ip_address(str(host)).is_loopback
-    except ValueError:
-        return False
-
-
-@pytest.fixture
-def no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Refuse (and record) every name lookup or connection to anything but this machine; the
-    test fails at teardown if anything tried."""
-    tried: list[str] = []
-    real_getaddrinfo = socket.getaddrinfo
-    real_connect = socket.socket.connect
-
-    def getaddrinfo(host: Any, *args: Any, **kw: Any) -> Any:
-        if not _is_local(host):
-            tried.append(f"resolve {host}")
-            raise socket.gaierror(f"test guard: no lookups of {host}")
-        return real_getaddrinfo(host, *args, **kw)
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        if isinstance(address, tuple) and not _is_local(address[0]):
-            tried.append(f"connect {address}")
-            raise OSError(f"test guard: no connections to {address}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    yield tried
-    assert not tried, f"something tried to leave this machine: {tried}"

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from aws_moto import FAKE_ENV, Ec2Proxy, moto_server, no_internet, reset_moto
+from aws_moto import FAKE_ENV, Ec2Proxy, moto_server, reset_moto
+from no_internet import no_internet
 from nosdn.backends.aws import (
     CLUSTER_TAG,
     OWNER_TAG,

@@ -43,10 +43,17 @@ class CloudTable(Protocol):
     name: str
     #: The table's id as the cloud names it (``rtb-...``, ``network/NAME``).
     table_id: str
-    #: How many routes the table may hold (None: unknown, not checked).
-    capacity: int | None
-    #: How many routes count against ``capacity`` now (ours and everyone else's).
-    used: int
+
+    @property
+    def capacity(self) -> int | None:
+        """How many routes the table may hold (None: unknown, not checked)."""
+        ...
+
+    @property
+    def used(self) -> int:
+        """How many routes count against ``capacity`` now (ours and everyone else's)."""
+        ...
+
     #: Where to raise the limit, for the refusal message.
     quota_hint: str
 
@@ -206,8 +213,10 @@ def sync(
             targets = {n: i for n, i in targets.items() if n not in bad_nodes}
 
     for t in passes:
+        if not t.diff.add:
+            continue  # capacity is only read when needed (GCE reads its quota from the API)
         cap = t.table.capacity
-        if cap is not None and t.diff.add and t.after > cap:
+        if cap is not None and t.after > cap:
             result.shortfalls.append(Shortfall(t.table.table_id, cap, t.after, t.table.quota_hint))
     if not dry_run and not result.shortfalls:
         if targets:
