@@ -48,8 +48,9 @@ _HEADER = """\
 #     ("ip route add POD_SUBNET via NODE_IP"), never a route to its own pod subnets;
 #   - on an external host (--external): every pod subnet, plus the service CIDRs via the
 #     kube-proxy nodes (one ECMP route when there are several);
-#   - every route it writes carries protocol @PROTO@ ("proto @PROTO@" in `ip route`), in table
-#     @TABLE@; it changes or deletes only those, and deletes the ones no longer wanted;
+#   - every route it writes carries protocol @PROTO@ (`ip route` shows "proto @PROTO@", or the
+#     name rt_protos gives it), in table @TABLE@; it changes or deletes only those routes, and
+#     deletes the ones no longer wanted (a node that left, a subnet that moved);
 #   - a wanted subnet that something else already routes (proto static, boot, bird, dhcp, ...)
 #     is left alone and reported on stderr as a conflict.
 # Safe to run again and again (cron, a systemd timer): a run with nothing to do writes nothing.
