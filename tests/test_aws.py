@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from aws_moto import FAKE_ENV, Ec2Proxy, moto_server, reset_moto
+from cloud_cli import run as _run
 from no_internet import no_internet
 from nosdn.backends.aws import (
     CLUSTER_TAG,
@@ -413,3 +414,88 @@ def _want(node: Node) -> Any:
 )
 def test_instance_ids_and_provider_ids(value: str, want: str | None) -> None:
     assert instance_of(value) == want
+
+
+# --- the command line -------------------------------------------------------------------
+def _inventory(tmp_path: Any, nodes: list[Node], extra: str = "") -> str:
+    lines = [f"clusterName: {CLUSTER}", "clusterCIDRs: [10.244.0.0/16]", "nodes:"]
+    for n in nodes:
+        lines += [
+            f"  - name: {n.name}",
+            f"    ip: {n.ips[0]}",
+            f"    podCIDR: {n.pod_cidrs[0]}",
+            f"    instanceId: {n.instance_id}",
+        ]
+    path = tmp_path / "inventory.yaml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return str(path)
+
+
+def test_cli_plan_lists_each_create_per_table_and_writes_nothing(
+    world: World, tmp_path: Any
+) -> None:
+    inv = _inventory(tmp_path, _nodes(world))
+    res = _run("plan", "-f", inv, "--cloud", "aws", "--aws-endpoint", world.proxy.url)
+    assert res.exit_code == 0, res.output
+    for table in (world.table_a, world.table_b):
+        line = f"+ create  {table}  10.244.2.0/24 -> {world.instances['node2']} (node node2)"
+        assert line in res.output
+        assert f"aws {table}: 3 to create, 0 to replace, 0 to delete" in res.output
+    assert world.proxy.writes() == {}
+
+
+def test_cli_apply_then_noop_in_json(world: World, tmp_path: Any) -> None:
+    import json
+
+    inv = _inventory(tmp_path, _nodes(world))
+    args = ("apply", "-f", inv, "--cloud", "aws", "--aws-endpoint", world.proxy.url)
+    first = _run(*args)
+    assert first.exit_code == 0, first.output
+    assert world.proxy.actions["CreateRoute"] == 6
+    world.proxy.reset_counts()
+    again = _run(*args, "-o", "json")
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.output)
+    assert data["apiCalls"] == {"DescribeRouteTables": 1}
+    assert [t["inSync"] for t in data["tables"]] == [3, 3]
+    assert world.proxy.writes() == {}
+
+
+def test_cli_apply_over_capacity_exits_1_and_writes_nothing(world: World, tmp_path: Any) -> None:
+    inv = _inventory(tmp_path, _nodes(world))
+    res = _run(
+        "apply", "-f", inv, "--cloud", "aws", "--aws-endpoint", world.proxy.url, "--capacity", "4"
+    )
+    assert res.exit_code == 1
+    assert f"x refused: {world.table_a} would need 5 routes but holds at most 4" in res.output
+    assert world.proxy.writes() == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--cloud", "aws", "--node", "node1"), "--node is for this host's kernel table"),
+        (("--aws-region", "us-east-1"), "--aws-region needs --cloud"),
+        (("--cloud", "aws", "--route-table", "main"), "--route-table main: not a route table"),
+        (("--cloud", "aws", "--gce-zone", "z"), "--gce-zone is for --cloud gce"),
+    ],
+)
+def test_cli_refuses_options_of_the_other_mode(
+    world: World, tmp_path: Any, args: tuple[str, ...], message: str
+) -> None:
+    inv = _inventory(tmp_path, _nodes(world, 1))
+    res = _run("apply", "-f", inv, "--aws-endpoint", world.proxy.url, *args)
+    assert res.exit_code == 2
+    assert message in res.output
+    assert world.proxy.actions == {}
+
+
+def test_cli_apply_bad_instance_exits_2_before_any_write(world: World, tmp_path: Any) -> None:
+    nodes = _nodes(world, 2)
+    nodes[1] = Node(nodes[1].name, nodes[1].ips, nodes[1].pod_cidrs, "i-0123456789abcdef0")
+    inv = _inventory(tmp_path, nodes)
+    res = _run("apply", "-f", inv, "--cloud", "aws", "--aws-endpoint", world.proxy.url)
+    assert res.exit_code == 2
+    assert "node node2: instanceId i-0123456789abcdef0" in res.output
+    assert "nothing was written" in res.output
+    assert world.proxy.writes() == {}

@@ -300,3 +300,26 @@ def test_the_guard_refuses_the_real_endpoint(no_internet: list[str]) -> None:
         socket.create_connection(("compute.googleapis.com", 443), timeout=1)
     assert no_internet == ["resolve compute.googleapis.com"]
     no_internet.clear()  # seen and expected: the guard's teardown check would fail otherwise
+
+
+def test_cli_plan_and_apply(world: World, tmp_path: Any) -> None:
+    from cloud_cli import run
+
+    nodes = _three(world)
+    lines = ["clusterName: demo", "clusterCIDRs: [10.244.0.0/16]", "nodes:"]
+    for n in nodes:
+        lines += [f"  - name: {n.name}", f"    ip: {n.ips[0]}", f"    podCIDR: {n.pod_cidrs[0]}"]
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("\n".join(lines) + "\n")
+    args = ["-f", str(inv), "--cloud", "gce", "--gce-project", PROJECT, "--gce-zone", ZONE]
+    args += ["--gce-endpoint", world.fake.url]
+    plan = run("plan", *args)
+    assert plan.exit_code == 0, plan.output
+    assert "+ create  network/default  10.244.1.0/24 -> projects/proj/zones/" in plan.output
+    assert world.fake.writes() == {}
+    applied = run("apply", *args)
+    assert applied.exit_code == 0, applied.output
+    assert world.fake.writes() == {"insert": 3}
+    again = run("apply", *args)
+    assert "0 to create, 0 to replace, 0 to delete, 3 in sync" in again.output
+    assert "api calls: routes.list 3" in again.output

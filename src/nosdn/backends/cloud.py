@@ -125,6 +125,8 @@ class CloudPass:
     cloud: str
     desired: list[Route]
     tables: list[TablePass]
+    #: node -> the instance its routes point at (as the cloud names it).
+    instances: dict[str, str] = field(default_factory=dict)
     #: Nodes whose routes were left as they are this pass, and why.
     problems: list[Problem] = field(default_factory=list)
     shortfalls: list[Shortfall] = field(default_factory=list)
@@ -197,7 +199,7 @@ def sync(
     for table in tables:
         actual = [r for r in table.routes() if not (r.owned and r.dst in frozen)]
         passes.append(TablePass(table, diff(desired, actual)))
-    result = CloudPass(provider.name, desired, passes, list(problems), dry_run=dry_run)
+    result = CloudPass(provider.name, desired, passes, instances, list(problems), dry_run=dry_run)
 
     targets = _targets(passes, instances)
     if targets:

@@ -1,0 +1,399 @@
+"""``--cloud aws|gce`` for ``nosdn plan`` and ``nosdn apply``: the VPC route table as the target.
+
+The kernel commands own ``plan``/``apply``; this module adds the cloud options to them without
+touching their bodies: `cloud_command(fn)` returns ``fn`` with the cloud options appended to its
+signature, and runs a cloud pass instead when ``--cloud`` is given. Options that only mean
+something for one of the two (``--node`` for the kernel, ``--aws-region`` for the cloud) are
+refused in the other mode rather than ignored.
+
+`build_provider` is also what ``nosdn controller --cloud`` uses to build its provider; the
+controller then calls `nosdn.backends.cloud.sync` once per pass.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from nosdn.cli._common import EXIT_BAD_INPUT, EXIT_FAILURE, Output, dump, err, fail, load
+
+if TYPE_CHECKING:
+    from nosdn.backends.cloud import CloudPass, CloudProvider
+
+PANEL = "Cloud route table (--cloud)"
+_RTB = re.compile(r"^rtb-[0-9a-f]{8,17}$")
+
+
+class Cloud(StrEnum):
+    aws = "aws"
+    gce = "gce"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudOptions:
+    """Everything needed to reach one cloud's route tables."""
+
+    cloud: Cloud
+    route_tables: tuple[str, ...] = ()
+    capacity: int | None = None
+    aws_region: str | None = None
+    aws_endpoint: str | None = None
+    gce_project: str | None = None
+    gce_network: str = "default"
+    gce_zone: str | None = None
+    gce_endpoint: str | None = None
+
+
+def build_provider(opts: CloudOptions) -> CloudProvider:
+    """The provider for ``opts``; raises `ValueError` naming the option that is wrong, and
+    `nosdn.backends.cloud.CloudError` when the cloud's client cannot be set up."""
+    if opts.capacity is not None and opts.capacity < 1:
+        raise ValueError(f"--capacity {opts.capacity}: must be at least 1")
+    if opts.cloud is Cloud.aws:
+        for flag, value in (
+            ("--gce-project", opts.gce_project),
+            ("--gce-zone", opts.gce_zone),
+            ("--gce-endpoint", opts.gce_endpoint),
+        ):
+            if value:
+                raise ValueError(f"{flag} is for --cloud gce, not aws")
+        for rtb in opts.route_tables:
+            if not _RTB.match(rtb):
+                raise ValueError(f"--route-table {rtb}: not a route table id (rtb-...)")
+        from nosdn.backends.aws import DEFAULT_CAPACITY, AwsConfig, AwsRoutes
+
+        return AwsRoutes(
+            AwsConfig(
+                region=opts.aws_region,
+                endpoint_url=opts.aws_endpoint,
+                route_tables=opts.route_tables,
+                capacity=opts.capacity or DEFAULT_CAPACITY,
+            )
+        )
+    for flag, value in (
+        ("--aws-region", opts.aws_region),
+        ("--aws-endpoint", opts.aws_endpoint),
+        ("--route-table", ",".join(opts.route_tables)),
+    ):
+        if value:
+            raise ValueError(f"{flag} is for --cloud aws, not gce")
+    if not opts.gce_project:
+        raise ValueError(
+            "--cloud gce needs the project: pass --gce-project or set GOOGLE_CLOUD_PROJECT"
+        )
+    from nosdn.backends.gce import GceConfig, GceRoutes
+
+    return GceRoutes(
+        GceConfig(
+            project=opts.gce_project,
+            network=opts.gce_network,
+            zone=opts.gce_zone,
+            endpoint=opts.gce_endpoint,
+            capacity=opts.capacity,
+        )
+    )
+
+
+# --- the options ---------------------------------------------------------------------------
+CloudOpt = Annotated[
+    Cloud | None,
+    typer.Option(
+        "--cloud",
+        help="Program the cloud's VPC route table (every pod subnet -> its node's instance) "
+        "instead of this host's kernel table.",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+RouteTableOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--route-table",
+        help="AWS: manage this route table (repeat for several). Default: every table tagged "
+        "kubernetes.io/cluster/<clusterName>.",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+CapacityOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--capacity",
+        help="Routes a table may hold (AWS default 50, the default quota; GCE default: the "
+        "project's ROUTES quota). A plan that does not fit is refused before any write.",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+AwsRegionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--aws-region",
+        help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the AWS config).",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+AwsEndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--aws-endpoint",
+        help="EC2 endpoint URL (default: AWS_ENDPOINT_URL, else AWS's). Credentials come from "
+        "the usual AWS environment.",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+GceProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gce-project",
+        envvar=["GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"],
+        help="GCE project (also $GOOGLE_CLOUD_PROJECT).",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+GceNetworkOpt = Annotated[
+    str, typer.Option("--gce-network", help="GCE VPC network.", rich_help_panel=PANEL)
+]
+GceZoneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gce-zone",
+        help="Zone of instances named without one (instanceId NAME, or none: the node's name).",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+GceEndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gce-endpoint",
+        envvar="NOSDN_GCE_ENDPOINT",
+        help="Compute API endpoint (every request, operation polling included, goes there). "
+        "An http:// endpoint gets no credentials.",
+        rich_help_panel=PANEL,
+        show_default=False,
+    ),
+]
+
+_CLOUD_PARAMS: dict[str, tuple[Any, Any]] = {
+    "cloud": (CloudOpt, None),
+    "route_table": (RouteTableOpt, None),
+    "capacity": (CapacityOpt, None),
+    "aws_region": (AwsRegionOpt, None),
+    "aws_endpoint": (AwsEndpointOpt, None),
+    "gce_project": (GceProjectOpt, None),
+    "gce_network": (GceNetworkOpt, "default"),
+    "gce_zone": (GceZoneOpt, None),
+    "gce_endpoint": (GceEndpointOpt, None),
+}
+#: Kernel options that mean nothing for a cloud route table.
+_KERNEL_ONLY = ("node", "external", "table", "protocol", "netns")
+
+
+def cloud_command(fn: Callable[..., None], *, always_dry_run: bool) -> Callable[..., None]:
+    """``fn`` (the kernel ``plan`` or ``apply``) with the cloud options added.
+
+    Without ``--cloud`` it runs ``fn`` unchanged; with it, one cloud pass (a dry run when
+    ``always_dry_run`` or ``--dry-run``).
+    """
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+    ]
+    taken = {p.name for p in params}
+    for name, (annotation, default) in _CLOUD_PARAMS.items():
+        if name not in taken:
+            params.append(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+                )
+            )
+    defaults = {p.name: p.default for p in sig.parameters.values()}
+
+    def command(**kw: Any) -> None:
+        cloud_kw = {k: kw.pop(k) for k in _CLOUD_PARAMS}
+        if cloud_kw["cloud"] is None:
+            stray = [k for k, (_, d) in _CLOUD_PARAMS.items() if k != "cloud" and cloud_kw[k] != d]
+            if stray:
+                fail(f"--{stray[0].replace('_', '-')} needs --cloud aws|gce")
+            fn(**kw)
+            return
+        for k in _KERNEL_ONLY:
+            if k in kw and kw[k] != defaults.get(k):
+                fail(f"--{k} is for this host's kernel table; it does not apply with --cloud")
+        opts = CloudOptions(
+            cloud=cloud_kw["cloud"],
+            route_tables=tuple(cloud_kw["route_table"] or ()),
+            capacity=cloud_kw["capacity"],
+            aws_region=cloud_kw["aws_region"],
+            aws_endpoint=cloud_kw["aws_endpoint"],
+            gce_project=cloud_kw["gce_project"],
+            gce_network=cloud_kw["gce_network"],
+            gce_zone=cloud_kw["gce_zone"],
+            gce_endpoint=cloud_kw["gce_endpoint"],
+        )
+        run_cloud(
+            opts,
+            file=kw["file"],
+            output=kw.get("output", Output.table),
+            dry_run=always_dry_run or bool(kw.get("dry_run", False)),
+            verbose=bool(kw.get("verbose", False)) or always_dry_run,
+        )
+
+    command.__name__ = fn.__name__
+    command.__qualname__ = fn.__qualname__
+    command.__doc__ = (fn.__doc__ or "").rstrip() + (
+        "\n\nWith --cloud aws|gce: the same for the cloud's VPC route table(s) instead "
+        "(every pod subnet routed to its node's instance; routes of others are never touched)."
+    )
+    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+# --- running and printing ------------------------------------------------------------------
+def run_cloud(
+    opts: CloudOptions, *, file: Path, output: Output, dry_run: bool, verbose: bool
+) -> CloudPass:
+    """Load, check, run one pass, print; exit 1 on write errors, conflicts or a refusal, 2 on
+    bad input (nothing written)."""
+    from nosdn.backends.cloud import CloudError, sync
+    from nosdn.problems import ProblemsError
+
+    cluster = load(file)
+    try:
+        provider = build_provider(opts)
+    except ValueError as e:
+        fail(str(e))
+    except CloudError as e:
+        fail(str(e))
+    try:
+        result = sync(provider, cluster, dry_run=dry_run, strict=not dry_run)
+    except ProblemsError as e:
+        err.print(f"[bold red]{len(e.problems)} problem(s); nothing was written[/]")
+        for p in e.problems:
+            err.print(f"  - {p}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except CloudError as e:
+        fail(f"{e}; nothing was written", EXIT_FAILURE)
+    if output is not Output.table:
+        dump(report(result), output)
+    else:
+        print_pass(result, full=verbose)
+    if result.errors or result.conflicts or result.shortfalls:
+        raise typer.Exit(EXIT_FAILURE)
+    if result.problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return result
+
+
+def _instance(result: CloudPass, node: str | None) -> str:
+    return result.instances.get(node or "", "?")
+
+
+def report(result: CloudPass) -> dict[str, Any]:
+    """The pass as plain data (for ``-o json|yaml``)."""
+    tables = []
+    for t in result.tables:
+        d = t.diff
+        row: dict[str, Any] = {
+            "table": t.table.table_id,
+            "create": [
+                {"dst": str(r.dst), "node": r.node, "instance": _instance(result, r.node)}
+                for r in d.add
+            ],
+            "replace": [
+                {
+                    "dst": str(c.new.dst),
+                    "node": c.new.node,
+                    "instance": _instance(result, c.new.node),
+                    "was": c.old.detail,
+                }
+                for c in d.change
+            ],
+            "delete": [{"dst": str(r.dst), "was": r.detail} for r in d.remove],
+            "inSync": len(d.keep),
+            "conflicts": [
+                {
+                    "dst": str(c.wanted.dst),
+                    "node": c.wanted.node,
+                    "owner": c.found.owner,
+                    "found": c.found.detail,
+                }
+                for c in d.conflicts
+            ],
+        }
+        if d.add:  # capacity is known (GCE reads its quota only when adding)
+            row["capacity"] = t.table.capacity
+            row["routesAfter"] = t.after
+        if t.applied is not None:
+            row["writes"] = t.applied.writes
+            row["errors"] = [
+                {"dst": str(e.dst), "node": e.node, "action": e.action, "message": e.message}
+                for e in t.applied.errors
+            ]
+        tables.append(row)
+    return {
+        "cloud": result.cloud,
+        "dryRun": result.dry_run,
+        "tables": tables,
+        "refused": [str(s) for s in result.shortfalls],
+        "problems": [p.as_dict() for p in result.problems],
+        "notes": result.notes,
+        "apiCalls": dict(sorted(result.calls.items())),
+    }
+
+
+def print_pass(result: CloudPass, *, full: bool) -> None:
+    w = sys.stdout.write
+    for t in result.tables:
+        d = t.diff
+        if full:
+            for r in d.add:
+                w(f"+ create  {t.table.table_id}  {r.dst} -> {_instance(result, r.node)}")
+                w(f" (node {r.node})\n")
+            for c in d.change:
+                w(f"~ replace {t.table.table_id}  {c.new.dst} -> ")
+                w(f"{_instance(result, c.new.node)} (node {c.new.node})\n")
+                w(f"    was: {c.old.detail}\n")
+            for old in d.remove:
+                w(f"- delete  {t.table.table_id}  {old.detail}\n")
+        fits = f"; {t.after} of {t.table.capacity} routes after" if d.add else ""
+        done = ""
+        if t.applied is not None:
+            done = f"; {t.applied.writes} write(s)"
+        elif result.dry_run:
+            done = " (dry run: nothing written)"
+        w(
+            f"{result.cloud} {t.table.table_id}: {len(d.add)} to create, {len(d.change)} to "
+            f"replace, {len(d.remove)} to delete, {len(d.keep)} in sync, "
+            f"{len(d.conflicts)} conflict(s){fits}{done}\n"
+        )
+    for table, k in result.conflicts:
+        w(f"! conflict {table} {k.wanted.dst}: routed by {k.found.owner}, left alone\n")
+        w(f"    wanted: {k.wanted.dst} -> {_instance(result, k.wanted.node)} ")
+        w(f"(node {k.wanted.node})\n    found:  {k.found.detail}\n")
+    for s in result.shortfalls:
+        w(f"x refused: {s}\n")
+    for table, e in result.errors:
+        who = f"node {e.node}" if e.node else "stale route"
+        w(f"x failed to {e.action} {e.dst} in {table} ({who}): {e.message}\n")
+    for p in result.problems:
+        w(f"? {p} (its routes are left as they are)\n")
+    for n in result.notes:
+        w(f"note: {n}\n")
+    calls = ", ".join(f"{k} {v}" for k, v in sorted(result.calls.items()))
+    w(f"api calls: {calls or 'none'}\n")
