@@ -146,21 +146,17 @@ class Emulator:
     def url(self) -> str:
         return f"http://{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{self.port}"
 
-    def start(self, seed: Sequence[Mapping[str, Any]] | None = None) -> Emulator:
+    def start(
+        self, seed: Sequence[Mapping[str, Any]] | None = None, *, max_node_lists: int | None = None
+    ) -> Emulator:
         if seed is not None:
             self.seed = list(seed)
         seed_file = self.workdir / f"seed-{self.port}.json"
         seed_file.write_text(json.dumps(self.seed))
-        argv = [
-            sys.executable,
-            str(KMOCKD),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--seed",
-            str(seed_file),
-        ]
+        argv = [sys.executable, str(KMOCKD), "--host", self.host, "--port", str(self.port)]
+        argv += ["--seed", str(seed_file)]
+        if max_node_lists is not None:
+            argv += ["--max-node-lists", str(max_node_lists)]
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         with open(self.workdir / "kmock.log", "a") as errors:

@@ -8,7 +8,8 @@ exists answers an empty list, not 404), optionally creates seed objects through 
 API (so they are stored exactly as if a client had created them), prints ``ready PORT`` and
 serves until killed. It runs as its own process so a test can stop the API (SIGSTOP, SIGKILL)
 while the agent keeps running, and inside a network namespace when the agent needs to reach it
-over a veth.
+over a veth. ``--max-node-lists N`` makes node lists fail (503) after N of them: the one fault
+the deletion-guard test needs (a list that cannot be confirmed).
 
 What kmock does differently from a real API server (and how the agent copes, see
 `nosdn.sources.reflector`): no resourceVersion (lists say ``"..."``), watches ignore
@@ -35,6 +36,20 @@ RESOURCES = {
 }
 
 
+class Emulator(kmock.KubernetesEmulator):
+    """The emulator, plus one fault to inject: fail node lists after ``max_lists`` of them."""
+
+    max_lists: int | None = None
+    lists = 0
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        if request.resource is not None and request.resource.plural == "nodes":
+            type(self).lists += 1
+            if self.max_lists is not None and type(self).lists > self.max_lists:
+                raise kmock.KubernetesError(503, "ServiceUnavailable", "injected: lists fail")
+        return await super()._serve_list(request)
+
+
 def _path(obj: dict[str, Any]) -> str:
     api = obj.get("apiVersion", "v1")
     kind = obj.get("kind", "")
@@ -44,8 +59,9 @@ def _path(obj: dict[str, Any]) -> str:
     return f"{prefix}/namespaces/{ns}/{plural}" if ns else f"{prefix}/{plural}"
 
 
-async def serve(host: str, port: int, seed: list[dict[str, Any]]) -> None:
-    async with kmock.KubernetesEmulator() as k, kmock.Server(k, host=host, port=port) as srv:
+async def serve(host: str, port: int, seed: list[dict[str, Any]], max_lists: int | None) -> None:
+    Emulator.max_lists = max_lists
+    async with Emulator() as k, kmock.Server(k, host=host, port=port) as srv:
         for res, (kind, namespaced) in RESOURCES.items():
             k.resources[res] = kmock.ResourceInfo(kind=kind, namespaced=namespaced)
         for obj in seed:
@@ -61,9 +77,10 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--seed", type=Path)
+    p.add_argument("--max-node-lists", type=int, help="answer 503 to node lists after N")
     a = p.parse_args()
     seed = json.loads(a.seed.read_text()) if a.seed else []
-    asyncio.run(serve(a.host, a.port, seed))
+    asyncio.run(serve(a.host, a.port, seed, a.max_node_lists))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,16 @@ def _nets(values: list[str] | None, option: str) -> tuple[IPNetwork, ...]:
     return tuple(out)
 
 
-BoolValue: dict[str, Any] = {"is_flag": False, "show_default": True}
+BoolValue: dict[str, Any] = {"metavar": "true|false", "show_default": True}
+
+
+def _bool(value: str, option: str) -> bool:
+    v = value.strip().lower()
+    if v in ("true", "yes", "on", "1"):
+        return True
+    if v in ("false", "no", "off", "0"):
+        return False
+    return fail(f"{option} {value!r}: use true or false (e.g. {option}=false)")
 
 
 def agent(
@@ -119,14 +128,14 @@ def agent(
             show_default=False,
         ),
     ] = None,
-    ip_forward: Annotated[bool, typer.Option("--ip-forward", **BoolValue)] = True,
+    ip_forward: Annotated[str, typer.Option("--ip-forward", **BoolValue)] = "true",
     proc_sys_net: Annotated[str, typer.Option("--proc-sys-net")] = "/proc/sys/net",
     masquerade: Annotated[
-        bool,
+        str,
         typer.Option(
             "--masquerade", help="Masquerade pod traffic leaving the cluster.", **BoolValue
         ),
-    ] = True,
+    ] = "true",
     no_masquerade_cidr: Annotated[
         list[str] | None,
         typer.Option(
@@ -136,10 +145,10 @@ def agent(
         ),
     ] = None,
     condition: Annotated[
-        bool,
+        str,
         typer.Option("--set-condition", help="Set NetworkUnavailable on this Node.", **BoolValue),
-    ] = True,
-    events: Annotated[bool, typer.Option("--events", **BoolValue)] = True,
+    ] = "true",
+    events: Annotated[str, typer.Option("--events", **BoolValue)] = "true",
     event_namespace: Annotated[str, typer.Option("--event-namespace")] = "default",
     metrics_address: Annotated[
         str,
@@ -177,12 +186,12 @@ def agent(
             cni_conf=Path(cni_conf) if cni_conf else None,
             cni_bridge=cni_bridge,
             mtu=mtu,
-            ip_forward=ip_forward,
+            ip_forward=_bool(ip_forward, "--ip-forward"),
             proc_sys_net=Path(proc_sys_net),
-            masquerade=masquerade,
+            masquerade=_bool(masquerade, "--masquerade"),
             no_masquerade_cidrs=_nets(no_masquerade_cidr, "--no-masquerade-cidr"),
-            set_condition=condition,
-            events=events,
+            set_condition=_bool(condition, "--set-condition"),
+            events=_bool(events, "--events"),
             event_namespace=event_namespace,
             metrics_address=metrics_address or None,
             watch_timeout=watch_timeout,
@@ -219,7 +228,7 @@ def manifests(
         typer.Option("--allocate-node-cidrs", help="Include the allocator (Lease, nodes patch)."),
     ] = False,
     namespace: Annotated[str, typer.Option("--namespace")] = "kube-system",
-    masquerade: Annotated[bool, typer.Option("--masquerade", **BoolValue)] = True,
+    masquerade: Annotated[str, typer.Option("--masquerade", **BoolValue)] = "true",
 ) -> None:
     """Print the objects that deploy the agent (ServiceAccount, RBAC, DaemonSet) as YAML:
     `nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`."""
@@ -232,7 +241,7 @@ def manifests(
             namespace=namespace,
             cluster_cidrs=_nets(cluster_cidr, "--cluster-cidr"),
             allocate=allocate,
-            masquerade=masquerade,
+            masquerade=_bool(masquerade, "--masquerade"),
         )
     except ValueError as e:
         fail(str(e))
