@@ -13,7 +13,7 @@ import json
 import shlex
 from typing import Any
 
-from nosdn.diagnose.facts import Facts, bridge_plugin, conflist_json, pod_bridge
+from nosdn.diagnose.facts import Facts, bridge_plugin, conflist_json, pod_bridge, probe_address
 from nosdn.diagnose.result import CheckResult, fail, ok, skip, warn
 from nosdn.model import IPNetwork
 from nosdn.render.cni import cni_config
@@ -183,24 +183,28 @@ def check_bridge(facts: Facts) -> list[CheckResult]:
         return [
             warn(check, f"{name} does not exist yet: the bridge plugin makes it for the first pod")
         ]
+    nets = _pod_nets(facts)
+    gateways = [a for a in link.addresses if any(a.ip in n for n in nets)]
+    missing = [n for n in nets if not any(a.ip in n for a in gateways)]
+    # IPv6 addresses go with the link when it goes down (unless keep_addr_on_down): bringing
+    # it back up does not restore the gateway, the next pod's ADD would.
+    readd = [f"ip addr replace {probe_address(n)}/{n.prefixlen} dev {name}" for n in missing]
     if not link.up:
         return [
             fail(
                 check,
                 f"{name} is down: pods on this node reach nothing and nothing reaches them",
-                f"ip link set {name} up",
+                " && ".join([f"ip link set {name} up", *readd]),
                 ("bringing it up restores its connected routes; nosdn's routes are unaffected",),
             )
         ]
-    nets = _pod_nets(facts)
-    gateways = [a for a in link.addresses if any(a.ip in n for n in nets)]
-    missing = [str(n) for n in nets if not any(a.ip in n for a in gateways)]
     if missing:
         return [
-            warn(
+            fail(
                 check,
-                f"{name} is up but has no address in {', '.join(missing)}: pods of that "
-                "subnet have no gateway (the bridge plugin adds it with the next pod)",
+                f"{name} is up but has no address in {', '.join(map(str, missing))}: pods of "
+                "that subnet have no gateway (the bridge plugin would add it with the next pod)",
+                " && ".join(readd),
             )
         ]
     state = "with pods attached" if link.carrier else "no pods attached yet"

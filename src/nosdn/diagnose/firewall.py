@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network, summarize_address_range
 from typing import Any, Literal
 
 from nosdn.diagnose.facts import Chain, Firewall, Match, Rule
@@ -33,32 +33,48 @@ def _net(text: str, plen: int | None = None) -> IPNetwork:
     return ip_network(f"{text}/{plen}" if plen is not None else text, strict=False)
 
 
-def _prefixes(right: Any) -> tuple[IPNetwork, ...] | None:
-    """The networks of a match's right-hand side, or None if it is not a plain address set."""
+Sets = Mapping[str, list[Any]]
+
+
+def _prefixes(right: Any, sets: Sets) -> tuple[IPNetwork, ...] | None:
+    """The networks of a match's right-hand side (an address, a prefix, a range, an anonymous
+    or named set of those), or None if it is anything else."""
     if isinstance(right, str):
+        if right.startswith("@"):
+            elems = sets.get(right[1:])
+            return _prefixes({"set": elems}, sets) if elems is not None else None
         try:
             return (_net(right),)
         except ValueError:
             return None
-    if isinstance(right, dict):
-        if "prefix" in right:
-            p = right["prefix"]
-            try:
-                return (_net(str(p["addr"]), int(p["len"])),)
-            except (KeyError, ValueError, TypeError):
+    if not isinstance(right, dict):
+        return None
+    if "prefix" in right:
+        p = right["prefix"]
+        try:
+            return (_net(str(p["addr"]), int(p["len"])),)
+        except (KeyError, ValueError, TypeError):
+            return None
+    if "range" in right:
+        try:
+            lo, hi = (ip_address(str(a)) for a in right["range"])
+            return tuple(summarize_address_range(lo, hi))
+        except (ValueError, TypeError):
+            return None
+    if "elem" in right and isinstance(right["elem"], dict):
+        return _prefixes(right["elem"].get("val"), sets)
+    if "set" in right and isinstance(right["set"], list):
+        out: list[IPNetwork] = []
+        for item in right["set"]:
+            nets = _prefixes(item, sets)
+            if nets is None:
                 return None
-        if "set" in right and isinstance(right["set"], list):
-            out: list[IPNetwork] = []
-            for item in right["set"]:
-                nets = _prefixes(item)
-                if nets is None:
-                    return None
-                out.extend(nets)
-            return tuple(out)
+            out.extend(nets)
+        return tuple(out)
     return None
 
 
-def _nft_rule(expr: list[Any]) -> Rule:
+def _nft_rule(expr: list[Any], sets: Sets) -> Rule:
     matches: list[Match] = []
     other = False
     verdict: str | None = None
@@ -73,7 +89,7 @@ def _nft_rule(expr: list[Any]) -> Rule:
             left = value.get("left")
             payload = left.get("payload") if isinstance(left, dict) else None
             op = value.get("op")
-            nets = _prefixes(value.get("right"))
+            nets = _prefixes(value.get("right"), sets)
             if (
                 isinstance(payload, dict)
                 and payload.get("protocol") in ("ip", "ip6")
@@ -120,9 +136,15 @@ def parse_nft_json(data: Mapping[str, Any]) -> Firewall:
     chains: dict[tuple[str, str, str], dict[str, Any]] = {}
     rules: dict[tuple[str, str, str], list[Rule]] = {}
     tables: list[tuple[str, str]] = []
-    for item in data.get("nftables", []):
-        if not isinstance(item, dict):
-            continue
+    sets: dict[tuple[str, str], dict[str, list[Any]]] = {}
+    items = [i for i in data.get("nftables", []) if isinstance(i, dict)]
+    for item in items:
+        if "set" in item and isinstance(item["set"], dict):
+            st = item["set"]
+            elems = st.get("elem", [])
+            table_sets = sets.setdefault((str(st.get("family")), str(st.get("table"))), {})
+            table_sets[str(st.get("name"))] = elems if isinstance(elems, list) else [elems]
+    for item in items:
         if "table" in item:
             t = item["table"]
             tables.append((str(t.get("family")), str(t.get("name"))))
@@ -132,7 +154,8 @@ def parse_nft_json(data: Mapping[str, Any]) -> Firewall:
         elif "rule" in item:
             r = item["rule"]
             key = (str(r.get("family")), str(r.get("table")), str(r.get("chain")))
-            rules.setdefault(key, []).append(_nft_rule(list(r.get("expr", []))))
+            named = sets.get((key[0], key[1]), {})
+            rules.setdefault(key, []).append(_nft_rule(list(r.get("expr", [])), named))
     out = [
         Chain(
             "nftables",
