@@ -147,7 +147,7 @@ class _WatchStream:
             if shutdown is not None:
                 shutdown()  # wakes a read blocked in another thread
             self.resp.release_conn()
-        except _ERRORS:
+        except (*_ERRORS, RuntimeError):  # already released: the stream had ended
             pass
 
 

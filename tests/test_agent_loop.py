@@ -1,0 +1,333 @@
+"""The agent's loop and its parts, without root: the fake backend stands in for the kernel, the
+cache is fed by hand. What is checked here is the agent's judgement (when to write, when to
+refuse, what to report); `test_agent_kernel` checks the same agent against a real kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from collections.abc import Mapping
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_env import node_object
+from nosdn.agent.allocator import Allocator
+from nosdn.agent.condition import ConditionSetter, Wish
+from nosdn.agent.config import AgentConfig, ConfigError
+from nosdn.agent.egress import render
+from nosdn.agent.events import EventRecorder
+from nosdn.agent.logs import JsonFormatter
+from nosdn.agent.loop import Agent, Nudger
+from nosdn.agent.monitor import classify
+from nosdn.backends.fake import FakeBackend
+from nosdn.model import InstalledRoute
+from nosdn.sources.cache import NodeCache
+
+
+def owned(*ids: int) -> list[InstalledRoute]:
+    return [InstalledRoute(ip_network(f"10.244.{i}.0/24"), (_ip(i),), True) for i in ids]
+
+
+def _ip(i: int) -> Any:
+    from ipaddress import ip_address
+
+    return ip_address(f"10.10.0.{i}")
+
+
+def nodes(*ids: int) -> list[dict[str, Any]]:
+    return [node_object(f"node{i}", [f"10.10.0.{i}"], [f"10.244.{i}.0/24"]) for i in ids]
+
+
+class Wishes:
+    def __init__(self) -> None:
+        self.wishes: list[Wish] = []
+
+    def want(self, w: Wish) -> None:
+        self.wishes.append(w)
+
+
+def make(
+    table: list[InstalledRoute] | None = None, tmp: Path | None = None, **cfg: Any
+) -> tuple[Agent, NodeCache, FakeBackend, list[str]]:
+    cache = NodeCache(self_name="node1")
+    backend = FakeBackend(table or [])
+    relists: list[str] = []
+    config = AgentConfig(
+        node_name="node1",
+        cni_conf=(tmp / "10-nosdn.conflist") if tmp else None,
+        ip_forward=False,
+        metrics_address=None,
+        mtu=1450,
+        **cfg,
+    )
+    agent = Agent(config, cache, backend, request_relist=lambda: relists.append("relist"))
+    return agent, cache, backend, relists
+
+
+def dsts(backend: FakeBackend) -> set[str]:
+    return {str(r.dst) for r in backend.table if r.owned}
+
+
+def test_nothing_is_written_before_the_first_list() -> None:
+    agent, cache, backend, _ = make(owned(7))
+    agent.run_pass({"netlink-route"})
+    assert backend.total_writes == 0
+    cache.replace(nodes(1, 2))
+    agent.run_pass({"list"})
+    # 1 of 1 routes stale: held until a second list confirms (the guard works at start too)
+    assert dsts(backend) == {"10.244.2.0/24", "10.244.7.0/24"}
+    cache.replace(nodes(1, 2))
+    agent.run_pass({"list"})
+    assert dsts(backend) == {"10.244.2.0/24"}
+
+
+def test_routes_stay_when_this_node_is_missing_or_has_no_address() -> None:
+    agent, cache, backend, _ = make(owned(2, 3))
+    cache.replace(nodes(2, 3, 4))  # no node1
+    agent.run_pass({"list"})
+    assert backend.total_writes == 0
+    assert "node1 is not in the API" in agent.status.skipped_reason
+    wishes = Wishes()
+    agent.condition = wishes  # type: ignore[assignment]
+    cache.replace([node_object("node1", [], ["10.244.1.0/24"]), *nodes(2, 3, 4)])
+    agent.run_pass({"list"})
+    assert backend.total_writes == 0
+    assert (wishes.wishes[-1].status, wishes.wishes[-1].reason) == ("True", "NosdnNoNodeAddress")
+    assert agent.readyz()[0] is False
+
+
+def test_mass_deletion_is_refused_until_a_relist_confirms_it() -> None:
+    agent, cache, backend, relists = make(owned(2, 3, 4, 5))
+    cache.replace(nodes(1, 2, 3, 4, 5))
+    agent.run_pass({"list"})
+    assert backend.total_writes == 0
+    cache.replace(nodes(1))  # 4 of 4 routes would go
+    agent.run_pass({"node"})
+    assert dsts(backend) == {"10.244.2.0/24", "10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24"}
+    assert relists == ["relist"]
+    assert agent.guard.state.held == 4
+    agent.run_pass({"resync"}, full=True)  # no new list yet: still refused, no second request
+    assert len(dsts(backend)) == 4
+    assert relists == ["relist"]
+    cache.replace(nodes(1))  # the fresh list says the same
+    agent.run_pass({"list"})
+    assert dsts(backend) == set()
+    assert agent.guard.state.held == 0
+    assert agent.metrics.deletions_refused._value.get() == 8  # type: ignore[attr-defined]
+
+
+def test_small_shrinks_and_additions_go_through_at_once() -> None:
+    agent, cache, backend, relists = make(owned(2, 3, 4, 5))
+    cache.replace([*nodes(1, 2, 3, 4), *nodes(6)])  # 1 of 4 removed, 1 added
+    agent.run_pass({"list"})
+    assert dsts(backend) == {"10.244.2.0/24", "10.244.3.0/24", "10.244.4.0/24", "10.244.6.0/24"}
+    assert relists == []
+
+
+def test_shrink_refusal_still_applies_adds_and_changes() -> None:
+    agent, cache, backend, _ = make(owned(2, 3, 4))
+    moved = node_object("node2", ["10.10.0.22"], ["10.244.2.0/24"])
+    cache.replace([*nodes(1), moved, *nodes(9)])
+    agent.run_pass({"list"})
+    via = {str(r.dst): str(r.via[0]) for r in backend.table}
+    assert via["10.244.2.0/24"] == "10.10.0.22"
+    assert "10.244.9.0/24" in via
+    assert {"10.244.3.0/24", "10.244.4.0/24"} <= set(via)  # held
+
+
+def test_invalid_nodes_are_skipped_not_fatal() -> None:
+    agent, cache, backend, _ = make()
+    overlap = node_object("node3", ["10.10.0.3"], ["10.244.2.0/23"])
+    cache.replace([*nodes(1, 2, 4), overlap])
+    agent.run_pass({"list"})
+    assert "10.244.4.0/24" in dsts(backend)
+    assert agent.metrics.node_problems._value.get() >= 1  # type: ignore[attr-defined]
+    assert len(dsts(backend)) == 2
+
+
+def test_conflicts_are_reported_as_events_once() -> None:
+    foreign = InstalledRoute(
+        ip_network("10.244.2.0/24"),
+        (_ip(9),),
+        False,
+        "static",
+        "10.244.2.0/24 via 10.10.0.9 proto static",
+    )
+    agent, cache, backend, _ = make([foreign])
+    posted: list[Mapping[str, Any]] = []
+
+    class Api:
+        def create_event(self, ns: str, event: Mapping[str, Any]) -> None:
+            posted.append(event)
+
+    rec = EventRecorder(Api(), "node1")
+    agent.events = rec
+    cache.replace(nodes(1, 2))
+    agent.run_pass({"list"})
+    agent.run_pass({"resync"}, full=True)
+    assert backend.table == [foreign]  # never touched
+    assert agent.metrics.route_conflicts._value.get() == 1  # type: ignore[attr-defined]
+    queued = [rec._queue.get_nowait() for _ in range(rec._queue.qsize())]
+    assert [e["reason"] for e in queued] == ["RouteConflict"]
+    assert queued[0]["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "node1"}
+    assert "owned by static" in queued[0]["message"]
+
+
+def test_condition_follows_what_the_pass_could_do() -> None:
+    agent, cache, backend, _ = make()
+    wishes = Wishes()
+    agent.condition = wishes  # type: ignore[assignment]
+    backend.fail = {ip_network("10.244.2.0/24")}
+    cache.replace([node_object("node1", ["10.10.0.1"]), *nodes(2)])
+    agent.run_pass({"list"})
+    assert wishes.wishes[-1].reason == "NosdnNoPodCIDR"
+    cache.replace(nodes(1, 2))
+    assert agent.run_pass({"list"}) is False  # asks for a retry
+    assert (wishes.wishes[-1].status, wishes.wishes[-1].reason) == ("True", "NosdnRouteErrors")
+    backend.fail = set()
+    assert agent.run_pass({"retry"}) is True
+    assert (wishes.wishes[-1].status, wishes.wishes[-1].reason) == ("False", "NosdnIsUp")
+
+
+def test_cni_conflist_is_written_only_when_it_changes(tmp_path: Path) -> None:
+    agent, cache, _, _ = make(tmp=tmp_path)
+    cache.replace(nodes(1, 2))
+    agent.run_pass({"list"})
+    path = tmp_path / "10-nosdn.conflist"
+    conf = json.loads(path.read_text())
+    assert conf["plugins"][0]["mtu"] == 1450
+    assert conf["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    inode = path.stat().st_ino
+    agent.run_pass({"resync"}, full=True)
+    assert path.stat().st_ino == inode
+    path.write_text("{}")
+    agent.run_pass({"resync"}, full=True)
+    assert json.loads(path.read_text()) == conf
+    assert agent.metrics.cni_writes._value.get() == 2  # type: ignore[attr-defined]
+    assert [p.name for p in tmp_path.iterdir()] == ["10-nosdn.conflist"]  # no temp files left
+
+
+def test_nudges_coalesce() -> None:
+    n = Nudger()
+    for why in ("node", "node", "netlink-route"):
+        n.nudge(why)
+    assert n.wait(1) == {"node", "netlink-route"}
+    assert n.wait(0) == set()
+
+
+def _msg(mtype: int, body: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), mtype, 0, 0, 0) + body
+
+
+def test_netlink_classification() -> None:
+    route = lambda proto, table=254: struct.pack("=BBBBBBBBI", 2, 24, 0, 0, table, proto, 0, 1, 0)  # noqa: E731
+    assert classify(_msg(25, route(157)), 157, 254) == "netlink-route"
+    assert classify(_msg(24, route(4)), 157, 254) is None  # someone's static route
+    assert classify(_msg(24, route(157, 100)), 157, 254) is None  # another table
+    assert classify(_msg(24, route(2)), 157, 254) == "netlink-connected"
+    assert (
+        classify(_msg(105, struct.pack("=BBBBI", 2, 0, 157, 0, 0)), 157, 254) == "netlink-nexthop"
+    )
+    assert classify(_msg(16, b"\0" * 16), 157, 254) == "netlink-link"
+    both = _msg(16, b"\0" * 16) + _msg(25, route(157))
+    assert classify(both, 157, 254) == "netlink-route"
+
+
+def test_egress_rules() -> None:
+    text = render([ip_network("10.244.1.0/24")], [ip_network("10.244.0.0/16")])
+    assert text.startswith("table inet nosdn\ndelete table inet nosdn\n")
+    assert "ip saddr @pods4 ip daddr != @cluster4 masquerade" in text
+    assert "ip6" not in text
+    dual = render([ip_network("10.244.1.0/24"), ip_network("fd00::/64")], [])
+    assert "ip6 saddr @pods6 ip6 daddr != @cluster6 masquerade" in dual
+    assert "elements = {  }" not in dual
+
+
+class StatusApi:
+    def __init__(self) -> None:
+        self.patches: list[Mapping[str, Any]] = []
+
+    def patch_node_status(self, name: str, patch: Mapping[str, Any]) -> None:
+        self.patches.append(patch)
+
+
+def test_condition_is_patched_only_when_status_or_reason_differ() -> None:
+    api = StatusApi()
+    live: dict[str, Any] = {
+        "status": {
+            "conditions": [{"type": "NetworkUnavailable", "status": "False", "reason": "NosdnIsUp"}]
+        }
+    }
+    setter = ConditionSetter(api, "node1", lambda: live)
+    setter._wish = Wish(False, "NosdnIsUp", "new message")
+    assert setter._needed() is None
+    setter._wish = Wish(True, "NosdnRouteErrors", "x")
+    w = setter._needed()
+    assert w is not None
+    assert w.status == "True"
+
+
+def test_allocator_gives_stable_lowest_free_subnets_once() -> None:
+    cfg = AgentConfig(
+        node_name="node1",
+        cluster_cidrs=(ip_network("10.244.0.0/16"),),
+        allocate=True,
+        metrics_address=None,
+    )
+    cache = NodeCache()
+    bad = node_object("bad", ["10.10.0.9"], ["nonsense"])
+    cache.replace(
+        [*nodes(1), node_object("new1", ["10.10.0.5"]), node_object("new2", ["10.10.0.6"]), bad]
+    )
+
+    class Api:
+        def __init__(self) -> None:
+            self.patches: dict[str, Any] = {}
+
+        def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:
+            self.patches[name] = patch
+
+    api = Api()
+    alloc = Allocator(cfg, api, cache)
+    got = alloc.once()
+    assert {k: [str(c) for c in v] for k, v in got.items()} == {
+        "new1": ["10.244.0.0/24"],
+        "new2": ["10.244.2.0/24"],
+    }
+    assert api.patches["new1"] == {
+        "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}
+    }
+    assert "bad" not in api.patches
+    assert alloc.once() == {}  # pending until the watch shows them: nothing given twice
+
+
+def test_config_refuses_bad_values_with_the_option_named() -> None:
+    with pytest.raises(ConfigError, match="--allocate-node-cidrs needs --cluster-cidr"):
+        AgentConfig(node_name="n", allocate=True)
+    with pytest.raises(ConfigError, match="--node-name is empty"):
+        AgentConfig(node_name="")
+    with pytest.raises(ConfigError, match="--max-delete-share 0"):
+        AgentConfig(node_name="n", max_delete_share=0)
+    with pytest.raises(ConfigError, match="--metrics-address"):
+        AgentConfig(node_name="n", metrics_address="nope")
+
+
+def test_json_logs_carry_extra_fields() -> None:
+    rec = logging.makeLogRecord(
+        {
+            "msg": "routes: %d added",
+            "args": (3,),
+            "levelname": "INFO",
+            "name": "nosdn.agent",
+            "add": 3,
+        }
+    )
+    out = json.loads(JsonFormatter().format(rec))
+    assert out["msg"] == "routes: 3 added"
+    assert out["add"] == 3
+    assert out["level"] == "info"
