@@ -30,6 +30,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.kernel import _netlink as nl
+from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
 from nosdn.model import (
     DEFAULT_PROTOCOL,
@@ -102,40 +103,6 @@ class _Snapshot:
     table_refs: Counter[int] = field(default_factory=Counter)
 
 
-@dataclass(slots=True)
-class _Write:
-    """Why a request was sent: which routes (dst, node, action) fail if it fails."""
-
-    action: str  # add | change | remove | nexthop
-    routes: list[tuple[IPNetwork, str | None, str]]
-    deps: tuple[int, ...] = ()  # request indexes (nexthop creations) this one needs
-    label: str = ""
-    nh_old: int = 0
-    nh_new: int = 0
-    #: for a nexthop creation: its gateway (the label is only formatted if it fails)
-    gateway: bytes = b""
-
-    def describe(self) -> str:
-        return f"nexthop via {_to_addr(self.gateway)}" if self.gateway else self.label
-
-
-@dataclass(slots=True)
-class _Plan:
-    """The requests of one apply, why each is made, and what garbage collection must know."""
-
-    reqs: list[nl.Request] = field(default_factory=list)
-    why: list[_Write] = field(default_factory=list)
-    #: (request index, old nexthop id, new nexthop id) of every route write
-    moves: list[tuple[int, int, int]] = field(default_factory=list)
-    #: nexthop id -> index of the request creating it
-    created: dict[int, int] = field(default_factory=dict)
-    #: members of the groups created
-    groups: dict[int, tuple[int, ...]] = field(default_factory=dict)
-
-
-_REPLACE = nl.NLM_F_CREATE | nl.NLM_F_REPLACE
-
-
 def _to_addr(b: bytes) -> IPAddress:
     return IPv4Address(b) if len(b) == 4 else IPv6Address(b)
 
@@ -158,18 +125,6 @@ def _ignored(r: nl.RouteMsg) -> bool:
     return (d[0] == 0xFE and d[1] & 0xC0 == 0x80 and r.dst_len >= 10) or (
         d[0] == 0xFF and r.dst_len >= 8
     )
-
-
-def parse_ref(ref: str) -> tuple[int, int]:
-    """(nexthop id, metric) from an InstalledRoute.ref written by this backend."""
-    nhid = metric = 0
-    for part in ref.split():
-        key, _, value = part.partition("=")
-        if key == "nhid":
-            nhid = int(value)
-        elif key == "metric":
-            metric = int(value)
-    return nhid, metric
 
 
 class KernelBackend:
@@ -366,18 +321,6 @@ class KernelBackend:
                 out[gw] = Adjacency(gw, True, dev)
         return out
 
-    def _oif(self, gw: bytes) -> tuple[int, str | None]:
-        """The interface a nexthop via ``gw`` must name, or why there is none."""
-        res = self._lookups.get(gw)
-        if res is None:
-            self._lookup_many([gw])
-            res = self._lookups[gw]
-        if res.gateway is None and res.type == nl.RTN_UNICAST and not res.error:
-            return res.oif, None
-        if res.error:
-            return 0, f"no route to next hop {_to_addr(gw)} ({os.strerror(res.error)})"
-        return 0, f"next hop {_to_addr(gw)} is not on a directly connected network"
-
     # --- writing ---------------------------------------------------------------------------
     def apply(self, diff: Diff) -> ApplyResult:
         """Make the table match ``diff``: adds, changes, removes; every error reported with
@@ -388,25 +331,21 @@ class KernelBackend:
             snap = self._snap
         assert snap is not None
         self._snap = None  # what we read is stale once we write
-        result = ApplyResult()
-        plan = (
-            self._plan_nexthops(diff, snap, result) if self.use_nexthops else self._plan_plain(diff)
-        )
-        reqs, why = plan.reqs, plan.why
-        batch = self.nl.write(reqs) if reqs else nl.BatchResult()
-        failed = set(batch.errors)
-        for i, (code, text) in sorted(batch.errors.items()):
-            w = why[i]
-            if any(d in failed for d in w.deps):
-                continue  # its nexthop failed: already reported with the nexthop's error
-            if w.action == "remove" and code == errno.ESRCH:
-                failed.discard(i)  # already gone: the table is as we want it
-                continue
-            label = w.describe()
-            msg = f"{label}: {text}" if label else text
-            for dst, node, action in w.routes:
-                result.errors.append(WriteError(dst, node, action, msg))
-        result.writes += len(reqs) - len(failed)
+        self._lookup_many(gw.packed for r in _wanted(diff) for gw in r.via)
+        if self.use_nexthops:
+            plan = plan_nexthops(
+                diff,
+                self._lookups,
+                snap.nexthops,
+                self._all_refs,
+                table=self.table,
+                protocol=self.protocol,
+            )
+        else:
+            plan = plan_plain(diff, self._lookups, table=self.table, protocol=self.protocol)
+        batch = self.nl.write(plan.reqs) if plan.reqs else nl.BatchResult()
+        errors, failed = plan.explain(batch.errors)
+        result = ApplyResult(len(plan.reqs) - len(failed), [*plan.errors, *errors])
         if batch.lost:
             self.notes.append(
                 "the kernel dropped some replies (ENOBUFS); the table was read back to find "
@@ -416,250 +355,6 @@ class KernelBackend:
         elif self.nexthops_supported:
             self._collect_garbage(snap, plan, failed, result)
         return result
-
-    def _plan_plain(self, diff: Diff) -> _Plan:
-        plan = _Plan()
-        reqs, why = plan.reqs, plan.why
-        self._lookup_many(gw.packed for r in _wanted(diff) for gw in r.via)
-        add_flags = nl.NLM_F_CREATE | nl.NLM_F_EXCL
-        for route, old in _wanted_with_old(diff):
-            gws = [(gw.packed, self._oif(gw.packed)[0]) for gw in route.via]
-            nhid, metric = parse_ref(old.ref) if old is not None else (0, 0)
-            payload = nl.route_msg(
-                route.dst.network_address.packed,
-                route.dst.prefixlen,
-                table=self.table,
-                protocol=self.protocol,
-                priority=metric,
-                gateways=gws,
-            )
-            flags = add_flags if old is None else nl.NLM_F_CREATE | nl.NLM_F_REPLACE
-            action = "add" if old is None else "change"
-            reqs.append((nl.RTM_NEWROUTE, flags, payload))
-            why.append(_Write(action, [(route.dst, route.node, action)], nh_old=nhid))
-        self._plan_removes(diff, reqs, why)
-        plan.moves = [(i, w.nh_old, 0) for i, w in enumerate(why) if w.nh_old]
-        return plan
-
-    def _plan_removes(self, diff: Diff, reqs: list[nl.Request], why: list[_Write]) -> None:
-        for old in diff.remove:
-            nhid, metric = parse_ref(old.ref)
-            payload = nl.route_msg(
-                old.dst.network_address.packed,
-                old.dst.prefixlen,
-                table=self.table,
-                protocol=self.protocol,
-                priority=metric,
-            )
-            reqs.append((nl.RTM_DELROUTE, 0, payload))
-            why.append(_Write("remove", [(old.dst, None, "remove")], nh_old=nhid))
-
-    def _plan_nexthops(self, diff: Diff, snap: _Snapshot, result: ApplyResult) -> _Plan:
-        """Requests in dependency order: nexthop replaces and creations, then routes, then
-        route deletions (nexthops are collected afterwards, once nothing refers to them)."""
-        proto = self.protocol
-        owned = {i: nh for i, nh in snap.nexthops.items() if nh.protocol == proto}
-        by_gw: dict[bytes, int] = {}
-        by_group: dict[tuple[int, ...], int] = {}
-        for i in sorted(owned):
-            nh = owned[i]
-            if nh.group:
-                by_group.setdefault(tuple(sorted(nh.group)), i)
-            elif nh.gateway and not nh.blackhole:
-                by_gw.setdefault(nh.gateway, i)
-        next_id = max(snap.nexthops, default=0) + 1
-
-        plan = _Plan()
-        reqs, why, created = plan.reqs, plan.why, plan.created
-        self._lookup_many(gw.packed for r in _wanted(diff) for gw in r.via)
-
-        # 1. a node changed address: replace its nexthop in place when every route on it moves
-        #    to the same new gateway (one write instead of one per route)
-        for nhid, new_gw, routes in self._retargets(diff, owned, by_gw, snap):
-            oif, _err = self._oif(new_gw)
-            old_gw = owned[nhid].gateway
-            if old_gw is not None and by_gw.get(old_gw) == nhid:
-                del by_gw[old_gw]
-            by_gw[new_gw] = nhid
-            payload = nl.nexthop_msg(nhid, protocol=proto, gateway=new_gw, oif=oif)
-            reqs.append((nl.RTM_NEWNEXTHOP, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, payload))
-            why.append(
-                _Write("nexthop", routes, label=f"replace nexthop {nhid} via {_to_addr(new_gw)}")
-            )
-
-        new_nh = nl.NLM_F_CREATE | nl.NLM_F_EXCL
-        nexthop_msg = nl.nexthop_msg
-
-        def single(gw: bytes, why_route: tuple[IPNetwork, str | None, str]) -> int | str:
-            """The nexthop id for one gateway (created if needed), or why there is none."""
-            nonlocal next_id
-            i = by_gw.get(gw)
-            if i is not None:
-                k = created.get(i)
-                if k is not None:
-                    why[k].routes.append(why_route)
-                return i
-            oif, err = self._oif(gw)
-            if err:
-                return err
-            i = by_gw[gw] = next_id
-            next_id += 1
-            created[i] = len(reqs)
-            reqs.append(
-                (
-                    nl.RTM_NEWNEXTHOP,
-                    new_nh,
-                    nexthop_msg(i, protocol=proto, gateway=gw, oif=oif),
-                )
-            )
-            why.append(_Write("nexthop", [why_route], gateway=gw))
-            return i
-
-        def group(route: Route, why_route: tuple[IPNetwork, str | None, str]) -> int | str:
-            nonlocal next_id
-            members: list[int] = []
-            for gw in route.via:
-                i = single(gw.packed, why_route)
-                if isinstance(i, str):
-                    return i
-                members.append(i)
-            key = tuple(sorted(set(members)))
-            g = by_group.get(key)
-            if g is not None:
-                k = created.get(g)
-                if k is not None:
-                    why[k].routes.append(why_route)
-                return g
-            g = by_group[key] = next_id
-            next_id += 1
-            created[g] = len(reqs)
-            plan.groups[g] = key
-            reqs.append(
-                (
-                    nl.RTM_NEWNEXTHOP,
-                    new_nh,
-                    nl.nexthop_group_msg(g, protocol=proto, members=key),
-                )
-            )
-            label = "nexthop group via " + ",".join(map(str, route.via))
-            why.append(_Write("nexthop", [why_route], label=label))
-            return g
-
-        # 2. routes to add or change, each pointing at its nexthop. The single-gateway case is
-        #    written out inline: it runs once per route, 50,000 times for a large cluster.
-        route_reqs: list[nl.Request] = []
-        route_why: list[_Write] = []
-        route_msg = nl.route_msg
-        table = self.table
-        lookups = self._lookups
-        unicast = nl.RTN_UNICAST
-        rtm_new = nl.RTM_NEWROUTE
-        rtm_newnh = nl.RTM_NEWNEXTHOP
-        for route, old in _wanted_with_old(diff):
-            action = "add" if old is None else "change"
-            old_nh, metric = parse_ref(old.ref) if old is not None else (0, 0)
-            why_route = (route.dst, route.node, action)
-            via = route.via
-            want: int | str
-            if len(via) == 1:
-                gw = via[0].packed
-                got = by_gw.get(gw)
-                if got is None:
-                    res = lookups.get(gw)
-                    if (
-                        res is not None
-                        and res.gateway is None
-                        and res.type == unicast
-                        and not res.error
-                    ):
-                        got = by_gw[gw] = next_id
-                        next_id += 1
-                        created[got] = len(reqs)
-                        reqs.append(
-                            (
-                                rtm_newnh,
-                                new_nh,
-                                nexthop_msg(got, protocol=proto, gateway=gw, oif=res.oif),
-                            )
-                        )
-                        why.append(_Write("nexthop", [why_route], gateway=gw))
-                        deps: tuple[int, ...] = (created[got],)
-                        want = got
-                    else:
-                        want = single(gw, why_route)  # looks it up, or says why not
-                        deps = (created[want],) if isinstance(want, int) else ()
-                else:
-                    want = got
-                    k = created.get(got)
-                    if k is not None:
-                        why[k].routes.append(why_route)
-                        deps = (k,)
-                    else:
-                        deps = ()
-            else:
-                want = group(route, why_route)
-                if isinstance(want, int):
-                    members = [by_gw[gw.packed] for gw in via]
-                    deps = tuple(created[i] for i in (want, *members) if i in created)
-            if isinstance(want, str):
-                result.errors.append(WriteError(route.dst, route.node, action, want))
-                continue
-            if old_nh == want:
-                continue  # its nexthop was replaced in place: already right
-            dst = route.dst
-            payload = route_msg(
-                dst.network_address.packed,
-                dst.prefixlen,
-                table=table,
-                protocol=proto,
-                priority=metric,
-                nh_id=want,
-            )
-            route_reqs.append((rtm_new, new_nh if old is None else _REPLACE, payload))
-            route_why.append(_Write(action, [why_route], deps, "", old_nh, want))
-        start = len(reqs)
-        reqs.extend(route_reqs)
-        why.extend(route_why)
-        self._plan_removes(diff, reqs, why)
-        plan.moves = [(i, why[i].nh_old, why[i].nh_new) for i in range(start, len(reqs))]
-        return plan
-
-    def _retargets(
-        self,
-        diff: Diff,
-        owned: dict[int, nl.NexthopMsg],
-        by_gw: dict[bytes, int],
-        snap: _Snapshot,
-    ) -> list[tuple[int, bytes, list[tuple[IPNetwork, str | None, str]]]]:
-        """Nexthops to replace in place: single, ours, not in any group, and every route using
-        it (in any table, ours or not) is a change of ours to the same one new gateway that
-        has no nexthop yet."""
-        moving: dict[int, list[bytes]] = {}
-        routes: dict[int, list[tuple[IPNetwork, str | None, str]]] = {}
-        for ch in diff.change:
-            nhid, _m = parse_ref(ch.old.ref)
-            nh = owned.get(nhid)
-            if nh is None or nh.group or nh.gateway is None or len(ch.new.via) != 1:
-                continue
-            moving.setdefault(nhid, []).append(ch.new.via[0].packed)
-            routes.setdefault(nhid, []).append((ch.new.dst, ch.new.node, "change"))
-        if not moving:
-            return []
-        in_groups = {m for nh in snap.nexthops.values() for m in nh.group}
-        refs = self._all_refs()
-        out: list[tuple[int, bytes, list[tuple[IPNetwork, str | None, str]]]] = []
-        taken: set[bytes] = set()
-        for nhid, targets in moving.items():
-            new = targets[0]
-            if any(t != new for t in targets) or new in by_gw or new in taken:
-                continue
-            if nhid in in_groups or refs.get(nhid, 0) != len(targets):
-                continue
-            if self._oif(new)[1] is not None:
-                continue  # the normal path reports why
-            taken.add(new)
-            out.append((nhid, new, routes[nhid]))
-        return out
 
     def _all_refs(self) -> Counter[int]:
         """How many routes in every table refer to each nexthop id directly."""
@@ -671,7 +366,7 @@ class KernelBackend:
         return refs
 
     def _collect_garbage(
-        self, snap: _Snapshot, plan: _Plan, failed: set[int], result: ApplyResult
+        self, snap: _Snapshot, plan: Plan, failed: set[int], result: ApplyResult
     ) -> None:
         """Delete our nexthops that no route refers to any more (groups before members).
 
