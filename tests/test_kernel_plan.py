@@ -1,0 +1,175 @@
+"""Planning netlink requests from a diff (pure: no root, no kernel).
+
+The kernel tests show the outcome; these pin the decisions: when a nexthop is replaced in place,
+when it must not be, and how every failed request is traced back to its route and node.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter
+from ipaddress import ip_address, ip_network
+
+from nosdn.backends.kernel import _netlink as nl
+from nosdn.backends.kernel._plan import parse_ref, plan_nexthops, plan_plain
+from nosdn.model import Change, Diff, InstalledRoute, Route
+
+ON_LINK = nl.Lookup(0, nl.RTN_UNICAST, 3)
+
+
+def lookups(*gws: str) -> dict[bytes, nl.Lookup]:
+    return {ip_address(g).packed: ON_LINK for g in gws}
+
+
+def nexthop(i: int, gw: str, protocol: int = 157) -> nl.NexthopMsg:
+    return nl.NexthopMsg(i, 2, protocol, ip_address(gw).packed, 3)
+
+
+def installed(dst: str, gw: str, nhid: int) -> InstalledRoute:
+    return InstalledRoute(ip_network(dst), (ip_address(gw),), True, ref=f"nhid={nhid} metric=0")
+
+
+def route(dst: str, *gws: str, node: str = "n2") -> Route:
+    return Route(ip_network(dst), tuple(ip_address(g) for g in gws), node)
+
+
+def kinds(plan_reqs: list[nl.Request]) -> list[tuple[int, int]]:
+    return [(t, f) for t, f, _ in plan_reqs]
+
+
+NEW = nl.NLM_F_CREATE | nl.NLM_F_EXCL
+REPLACE = nl.NLM_F_CREATE | nl.NLM_F_REPLACE
+
+
+def test_address_change_replaces_the_nexthop_and_leaves_the_routes() -> None:
+    old_a = installed("172.17.2.0/24", "10.0.0.2", 7)
+    old_b = installed("172.18.2.0/24", "10.0.0.2", 7)
+    diff = Diff(
+        change=(
+            Change(old_a, route("172.17.2.0/24", "10.0.0.22")),
+            Change(old_b, route("172.18.2.0/24", "10.0.0.22")),
+        )
+    )
+    plan = plan_nexthops(
+        diff,
+        lookups("10.0.0.22"),
+        {7: nexthop(7, "10.0.0.2")},
+        lambda: Counter({7: 2}),
+        table=254,
+        protocol=157,
+    )
+    assert kinds(plan.reqs) == [(nl.RTM_NEWNEXTHOP, REPLACE)]
+    assert ip_address("10.0.0.22").packed in plan.reqs[0][2]
+
+
+def test_no_replace_when_another_route_still_uses_the_nexthop() -> None:
+    """A route in another table (or someone else's) uses nexthop 7: replacing it would move
+    that route too. A new nexthop is made and only our route is repointed."""
+    old = installed("172.17.2.0/24", "10.0.0.2", 7)
+    diff = Diff(change=(Change(old, route("172.17.2.0/24", "10.0.0.22")),))
+    plan = plan_nexthops(
+        diff,
+        lookups("10.0.0.22"),
+        {7: nexthop(7, "10.0.0.2")},
+        lambda: Counter({7: 2}),
+        table=254,
+        protocol=157,
+    )
+    assert kinds(plan.reqs) == [(nl.RTM_NEWNEXTHOP, NEW), (nl.RTM_NEWROUTE, REPLACE)]
+    assert plan.moves == [(1, 7, 8)]
+
+
+def test_foreign_nexthops_are_never_reused_or_replaced() -> None:
+    old = installed("172.17.2.0/24", "10.0.0.2", 7)
+    diff = Diff(change=(Change(old, route("172.17.2.0/24", "10.0.0.22")),))
+    plan = plan_nexthops(
+        diff,
+        lookups("10.0.0.22", "10.0.0.3"),
+        {7: nexthop(7, "10.0.0.2", protocol=4), 9: nexthop(9, "10.0.0.22", protocol=4)},
+        lambda: Counter({7: 1}),
+        table=254,
+        protocol=157,
+    )
+    assert kinds(plan.reqs) == [(nl.RTM_NEWNEXTHOP, NEW), (nl.RTM_NEWROUTE, REPLACE)]
+    assert plan.created == {10: 0}  # a fresh id above every existing one, ours or not
+
+
+def test_ecmp_route_gets_one_group_and_reuses_member_nexthops() -> None:
+    diff = Diff(
+        add=(
+            route("10.96.0.0/12", "10.0.0.2", "10.0.0.3", node=None),
+            route("172.17.2.0/24", "10.0.0.2"),
+        )
+    )
+    plan = plan_nexthops(
+        diff,
+        lookups("10.0.0.2", "10.0.0.3"),
+        {},
+        Counter,
+        table=254,
+        protocol=157,
+    )
+    assert kinds(plan.reqs) == [
+        (nl.RTM_NEWNEXTHOP, NEW),  # 10.0.0.2
+        (nl.RTM_NEWNEXTHOP, NEW),  # 10.0.0.3
+        (nl.RTM_NEWNEXTHOP, NEW),  # group 1/2
+        (nl.RTM_NEWROUTE, NEW),
+        (nl.RTM_NEWROUTE, NEW),  # the pod route shares nexthop 1
+    ]
+    assert plan.groups == {3: (1, 2)}
+    assert plan.moves == [(3, 0, 3), (4, 0, 1)]
+
+
+def test_every_failure_is_traced_to_its_route_and_node() -> None:
+    diff = Diff(
+        add=(
+            route("172.17.2.0/24", "10.0.0.2", node="n2"),
+            route("172.18.2.0/24", "10.0.0.2", node="n2"),
+            route("172.17.3.0/24", "10.0.0.3", node="n3"),
+            route("172.17.4.0/24", "10.9.0.4", node="n4"),  # no route to its next hop
+        ),
+        remove=(
+            installed("172.17.8.0/24", "10.0.0.8", 4),
+            installed("172.17.9.0/24", "10.0.0.9", 5),
+        ),
+    )
+    lk = lookups("10.0.0.2", "10.0.0.3")
+    lk[ip_address("10.9.0.4").packed] = nl.Lookup(errno.ENETUNREACH)
+    plan = plan_nexthops(diff, lk, {}, Counter, table=254, protocol=157)
+    # requests: nh(10.0.0.2), nh(10.0.0.3), route x3, del x2
+    assert [e.node for e in plan.errors] == ["n4"]
+    assert "no route to next hop 10.9.0.4" in plan.errors[0].message
+    errors, failed = plan.explain(
+        {
+            0: (errno.EINVAL, "Nexthop has invalid gateway"),  # n2's nexthop
+            2: (errno.ENOENT, "Nexthop id does not exist"),  # its route: not reported twice
+            4: (errno.EEXIST, "File exists"),  # n3's route
+            5: (errno.ESRCH, "No such process"),  # already gone: not a failure
+            6: (errno.EPERM, "Operation not permitted"),
+        }
+    )
+    assert [(str(e.dst), e.node, e.action) for e in errors] == [
+        ("172.17.2.0/24", "n2", "add"),
+        ("172.18.2.0/24", "n2", "add"),
+        ("172.17.3.0/24", "n3", "add"),
+        ("172.17.9.0/24", None, "remove"),
+    ]
+    assert errors[0].message == "nexthop 1 via 10.0.0.2: Nexthop has invalid gateway"
+    assert failed == {0, 2, 4, 6}
+
+
+def test_plain_mode_writes_gateway_routes_with_the_old_metric() -> None:
+    old = InstalledRoute(
+        ip_network("fd17:0:0:2::/64"), (ip_address("fd00::9"),), True, ref="nhid=0 metric=1024"
+    )
+    diff = Diff(change=(Change(old, route("fd17:0:0:2::/64", "fd00::2")),))
+    plan = plan_plain(diff, lookups("fd00::2"), table=254, protocol=157)
+    ((t, flags, payload),) = plan.reqs
+    assert (t, flags) == (nl.RTM_NEWROUTE, REPLACE)
+    assert ip_address("fd00::2").packed in payload
+    assert nl.rta_u32(nl.RTA_PRIORITY, 1024) in payload  # replaces our route, not another
+
+
+def test_parse_ref() -> None:
+    assert parse_ref("nhid=12 metric=1024") == (12, 1024)
+    assert parse_ref("") == (0, 0)
