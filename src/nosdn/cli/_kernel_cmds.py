@@ -30,7 +30,6 @@ from nosdn.cli._common import (
     err,
     fail,
     load,
-    out,
 )
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Target
 from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
@@ -360,6 +359,7 @@ def status(
             output,
         )
     else:
+        from rich.console import Console
         from rich.table import Table
 
         t = Table(title=f"{result.target}: kernel table {table}, {mode}", title_justify="left")
@@ -374,7 +374,8 @@ def status(
                 r["node"] or "",
                 r["found"] or "",
             )
-        out.print(t)
+        # no emoji codes: rich would draw a picture for the ":a:" of fd17:0:0:a::/64
+        Console(highlight=False, soft_wrap=True, emoji=False).print(t)
         _print_problems(result, notes)
     if not healthy:
         raise typer.Exit(EXIT_FAILURE)
