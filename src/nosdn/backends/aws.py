@@ -78,6 +78,9 @@ class AwsConfig:
     #: Manage these tables; empty: every table tagged ``kubernetes.io/cluster/<cluster name>``.
     route_tables: tuple[str, ...] = ()
     capacity: int = DEFAULT_CAPACITY
+    #: botocore retry mode: ``standard`` (backoff with jitter) or ``adaptive`` (that, plus a
+    #: client-side rate limit that slows down when EC2 throttles: for big initial syncs).
+    retry_mode: str = "standard"
     max_attempts: int = 10
     page_size: int = 100
     connect_timeout: float = 5.0
@@ -234,6 +237,7 @@ class AwsRoutes:
         self._fresh = False
         self._cluster_name = ""
         self._target_info: dict[str, dict[str, Any]] = {}
+        self._known: dict[str, dict[str, Any]] = {}
         events = self.client.meta.events
         events.register("before-call.ec2", self._on_call)
         events.register("before-send.ec2", self._on_send)
@@ -246,7 +250,7 @@ class AwsRoutes:
         if not session.region_name:
             raise CloudError("no AWS region: pass --aws-region or set AWS_REGION")
         cfg = Config(
-            retries={"mode": "standard", "max_attempts": self.config.max_attempts},
+            retries={"mode": self.config.retry_mode, "max_attempts": self.config.max_attempts},
             connect_timeout=self.config.connect_timeout,
             read_timeout=self.config.read_timeout,
             user_agent_appid="nosdn",
@@ -434,8 +438,14 @@ class AwsRoutes:
     def _ours(
         self, tables: list[dict[str, Any]], cluster: Cluster, node_of: dict[str, Node]
     ) -> set[str]:
-        """Instances that are not current nodes but that routes in the cluster CIDRs point at:
-        looked up (one call) to tell this cluster's old or gone instances from others'."""
+        """Instances that are not current nodes but that routes in the cluster CIDRs point at,
+        told apart (one lookup) into this cluster's old or gone instances and others'.
+
+        The same call also fetches the nodes' instances that no route points at yet (those a
+        new route will point at, whose source/destination check must be off), so a pass that
+        replaces an instance makes one ``DescribeInstances``, not two.
+        """
+        targeted = {raw.get("InstanceId") for t in tables for raw in t.get("Routes", [])}
         unknown = {
             raw["InstanceId"]
             for t in tables
@@ -446,13 +456,14 @@ class AwsRoutes:
             and (dst := _dst(raw)) is not None
             and _in(dst, cluster.cluster_cidrs)
         }
+        self._known = {}
         if not unknown:
             return set()
-        info = self._instances_by_id(unknown)
+        self._known = self._instances_by_id(unknown | (set(node_of) - targeted))
         tag = CLUSTER_TAG.format(cluster.name)
         ours: set[str] = set()
         for iid in unknown:
-            inst = info.get(iid)
+            inst = self._known.get(iid)
             if inst is None or inst.get("State", {}).get("Name") in _GONE:
                 ours.add(iid)
                 continue
@@ -462,7 +473,8 @@ class AwsRoutes:
         return ours
 
     def check_targets(self, targets: dict[str, str]) -> tuple[list[Problem], list[str]]:
-        info = self._instances_by_id(targets.values())
+        missing = set(targets.values()) - set(self._known)
+        info = {**self._known, **(self._instances_by_id(missing) if missing else {})}
         self._target_info = info
         problems: list[Problem] = []
         notes: list[str] = []
