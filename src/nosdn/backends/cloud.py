@@ -17,13 +17,17 @@ what a pass must do, so the pass lives here once and each cloud supplies a `Clou
 5. Only then are the instances behind new routes checked and prepared (source/destination
    check off) and the tables written.
 
-``sync(provider, cluster)`` is the seam the long-running controller calls each pass.
+``sync(provider, cluster)`` is the seam the long-running controller calls each pass, with the
+provider that ``build_provider(CloudOptions(...))`` makes from the options the CLI also takes
+(the cloud SDKs are imported only there, when a provider is built).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from nosdn.backends.base import ApplyResult, WriteError
@@ -227,3 +231,77 @@ def sync(
             t.applied = t.table.apply(t.diff) if not t.diff.in_sync else ApplyResult()
     result.calls = Counter(provider.calls) - start
     return result
+
+
+# --- building a provider from options (the CLI's and the controller's) ---------------------
+_RTB = re.compile(r"^rtb-[0-9a-f]{8,17}$")
+
+
+class Cloud(StrEnum):
+    aws = "aws"
+    gce = "gce"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudOptions:
+    """Everything needed to reach one cloud's route tables."""
+
+    cloud: Cloud
+    route_tables: tuple[str, ...] = ()
+    capacity: int | None = None
+    aws_region: str | None = None
+    aws_endpoint: str | None = None
+    gce_project: str | None = None
+    gce_network: str = "default"
+    gce_zone: str | None = None
+    gce_endpoint: str | None = None
+
+
+def build_provider(opts: CloudOptions) -> CloudProvider:
+    """The provider for ``opts``; raises `ValueError` naming the option that is wrong, and
+    `nosdn.backends.cloud.CloudError` when the cloud's client cannot be set up."""
+    if opts.capacity is not None and opts.capacity < 1:
+        raise ValueError(f"--capacity {opts.capacity}: must be at least 1")
+    if opts.cloud is Cloud.aws:
+        for flag, value in (
+            ("--gce-project", opts.gce_project),
+            ("--gce-zone", opts.gce_zone),
+            ("--gce-endpoint", opts.gce_endpoint),
+        ):
+            if value:
+                raise ValueError(f"{flag} is for --cloud gce, not aws")
+        for rtb in opts.route_tables:
+            if not _RTB.match(rtb):
+                raise ValueError(f"--route-table {rtb}: not a route table id (rtb-...)")
+        from nosdn.backends.aws import DEFAULT_CAPACITY, AwsConfig, AwsRoutes
+
+        return AwsRoutes(
+            AwsConfig(
+                region=opts.aws_region,
+                endpoint_url=opts.aws_endpoint,
+                route_tables=opts.route_tables,
+                capacity=opts.capacity or DEFAULT_CAPACITY,
+            )
+        )
+    for flag, value in (
+        ("--aws-region", opts.aws_region),
+        ("--aws-endpoint", opts.aws_endpoint),
+        ("--route-table", ",".join(opts.route_tables)),
+    ):
+        if value:
+            raise ValueError(f"{flag} is for --cloud aws, not gce")
+    if not opts.gce_project:
+        raise ValueError(
+            "--cloud gce needs the project: pass --gce-project or set GOOGLE_CLOUD_PROJECT"
+        )
+    from nosdn.backends.gce import GceConfig, GceRoutes
+
+    return GceRoutes(
+        GceConfig(
+            project=opts.gce_project,
+            network=opts.gce_network,
+            zone=opts.gce_zone,
+            endpoint=opts.gce_endpoint,
+            capacity=opts.capacity,
+        )
+    )

@@ -6,101 +6,28 @@ signature, and runs a cloud pass instead when ``--cloud`` is given. Options that
 something for one of the two (``--node`` for the kernel, ``--aws-region`` for the cloud) are
 refused in the other mode rather than ignored.
 
-`build_provider` is also what ``nosdn controller --cloud`` uses to build its provider; the
-controller then calls `nosdn.backends.cloud.sync` once per pass.
+The provider is built by `nosdn.backends.cloud.build_provider`, which ``nosdn controller
+--cloud`` uses too before calling `nosdn.backends.cloud.sync` once per pass.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 import sys
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from nosdn.backends.cloud import Cloud, CloudOptions, build_provider
 from nosdn.cli._common import EXIT_BAD_INPUT, EXIT_FAILURE, Output, dump, err, fail, load
 
 if TYPE_CHECKING:
-    from nosdn.backends.cloud import CloudPass, CloudProvider
+    from nosdn.backends.cloud import CloudPass
 
 PANEL = "Cloud route table (--cloud)"
-_RTB = re.compile(r"^rtb-[0-9a-f]{8,17}$")
-
-
-class Cloud(StrEnum):
-    aws = "aws"
-    gce = "gce"
-
-
-@dataclass(frozen=True, slots=True)
-class CloudOptions:
-    """Everything needed to reach one cloud's route tables."""
-
-    cloud: Cloud
-    route_tables: tuple[str, ...] = ()
-    capacity: int | None = None
-    aws_region: str | None = None
-    aws_endpoint: str | None = None
-    gce_project: str | None = None
-    gce_network: str = "default"
-    gce_zone: str | None = None
-    gce_endpoint: str | None = None
-
-
-def build_provider(opts: CloudOptions) -> CloudProvider:
-    """The provider for ``opts``; raises `ValueError` naming the option that is wrong, and
-    `nosdn.backends.cloud.CloudError` when the cloud's client cannot be set up."""
-    if opts.capacity is not None and opts.capacity < 1:
-        raise ValueError(f"--capacity {opts.capacity}: must be at least 1")
-    if opts.cloud is Cloud.aws:
-        for flag, value in (
-            ("--gce-project", opts.gce_project),
-            ("--gce-zone", opts.gce_zone),
-            ("--gce-endpoint", opts.gce_endpoint),
-        ):
-            if value:
-                raise ValueError(f"{flag} is for --cloud gce, not aws")
-        for rtb in opts.route_tables:
-            if not _RTB.match(rtb):
-                raise ValueError(f"--route-table {rtb}: not a route table id (rtb-...)")
-        from nosdn.backends.aws import DEFAULT_CAPACITY, AwsConfig, AwsRoutes
-
-        return AwsRoutes(
-            AwsConfig(
-                region=opts.aws_region,
-                endpoint_url=opts.aws_endpoint,
-                route_tables=opts.route_tables,
-                capacity=opts.capacity or DEFAULT_CAPACITY,
-            )
-        )
-    for flag, value in (
-        ("--aws-region", opts.aws_region),
-        ("--aws-endpoint", opts.aws_endpoint),
-        ("--route-table", ",".join(opts.route_tables)),
-    ):
-        if value:
-            raise ValueError(f"{flag} is for --cloud aws, not gce")
-    if not opts.gce_project:
-        raise ValueError(
-            "--cloud gce needs the project: pass --gce-project or set GOOGLE_CLOUD_PROJECT"
-        )
-    from nosdn.backends.gce import GceConfig, GceRoutes
-
-    return GceRoutes(
-        GceConfig(
-            project=opts.gce_project,
-            network=opts.gce_network,
-            zone=opts.gce_zone,
-            endpoint=opts.gce_endpoint,
-            capacity=opts.capacity,
-        )
-    )
 
 
 # --- the options ---------------------------------------------------------------------------
