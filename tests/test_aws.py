@@ -499,3 +499,23 @@ def test_cli_apply_bad_instance_exits_2_before_any_write(world: World, tmp_path:
     assert "node node2: instanceId i-0123456789abcdef0" in res.output
     assert "nothing was written" in res.output
     assert world.proxy.writes() == {}
+
+
+def test_ipv6_pod_subnets(world: World) -> None:
+    v6 = ipaddress.ip_network("fd00:244::/56")
+    iid, ip = world.launch()
+    node = Node(
+        "node1",
+        (ipaddress.ip_address(ip), ipaddress.ip_address("fd00:10::4")),
+        (ipaddress.ip_network("10.244.1.0/24"), ipaddress.ip_network("fd00:244:0:1::/64")),
+        iid,
+    )
+    cluster = Cluster((node,), (POD_CIDR, v6), name=CLUSTER)
+    provider = world.provider()
+    assert sync(provider, cluster).ok
+    assert world.routes(world.table_a)["fd00:244:0:1::/64"] == iid
+    world.proxy.reset_counts()
+    assert sync(provider, cluster).writes == 0
+    assert world.proxy.writes() == {}
+    assert sync(provider, Cluster((), (POD_CIDR, v6), name=CLUSTER)).ok
+    assert "fd00:244:0:1::/64" not in world.routes(world.table_a)

@@ -190,6 +190,12 @@ def test_foreign_routes_survive_every_pass_and_collisions_are_reported(world: Wo
         },
         # our name prefix but not our description: made by hand, not ours
         "demo-by-hand": {"destRange": "10.244.9.0/24", "nextHopIp": "10.128.0.99"},
+        # our description but not our name prefix: not ours either
+        "copied-demo-node5": {
+            "destRange": "10.244.5.0/24",
+            "nextHopIp": "10.128.0.98",
+            "description": "nosdn: pods of node node5 in cluster demo",
+        },
     }
     for name, body in foreign.items():
         world.fake.add_route(PROJECT, {"name": name, "network": net, **body})
@@ -323,3 +329,28 @@ def test_cli_plan_and_apply(world: World, tmp_path: Any) -> None:
     again = run("apply", *args)
     assert "0 to create, 0 to replace, 0 to delete, 3 in sync" in again.output
     assert "api calls: routes.list 3" in again.output
+
+
+@pytest.mark.parametrize(
+    ("instance_id", "want"),
+    [
+        (None, "projects/proj/zones/us-central1-a/instances/node1"),
+        ("vm-1", "projects/proj/zones/us-central1-a/instances/vm-1"),
+        ("europe-west1-b/vm-1", "projects/proj/zones/europe-west1-b/instances/vm-1"),
+        ("gce://other/europe-west1-b/vm-1", "projects/other/zones/europe-west1-b/instances/vm-1"),
+        (
+            "https://www.googleapis.com/compute/v1/projects/p2/zones/z1/instances/vm-2",
+            "projects/p2/zones/z1/instances/vm-2",
+        ),
+        ("Not_A_Name", None),
+    ],
+)
+def test_instance_references(world: World, instance_id: str | None, want: str | None) -> None:
+    node = Node("node1", (ipaddress.ip_address("10.128.0.2"),), (), instance_id)
+    got = world.provider().instance_path(node)
+    if want is None:
+        assert not isinstance(got, str)
+        assert got.field == "instanceId"
+        assert "not a GCE instance name" in got.message
+    else:
+        assert got == want
