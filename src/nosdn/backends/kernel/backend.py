@@ -291,6 +291,10 @@ class KernelBackend:
         """Every address configured on this host (both families, all interfaces)."""
         return [_to_addr(a.address) for a in self.nl.addresses() if len(a.address) in (4, 16)]
 
+    def forget_lookups(self) -> None:
+        """Drop the cached next-hop lookups (``adjacency`` refreshes them anyway)."""
+        self._lookups = {}
+
     def _lookup_many(self, gws: Iterable[bytes]) -> None:
         missing = [g for g in dict.fromkeys(gws) if g not in self._lookups]
         if missing:
@@ -299,7 +303,12 @@ class KernelBackend:
 
     def adjacency(self, gateways: Sequence[IPAddress]) -> dict[IPAddress, Adjacency]:
         """For each gateway: is it on a directly connected network (a route lookup finds no
-        gateway), and if not, which gateway the kernel would use instead."""
+        gateway), and if not, which gateway the kernel would use instead.
+
+        Always asks the kernel afresh; ``apply`` then reuses these answers (the interface of
+        each new nexthop), so one reconcile pass looks every next hop up exactly once.
+        """
+        self._lookups = {}
         self._lookup_many(g.packed for g in gateways)
         links: dict[int, str] | None = None
         out: dict[IPAddress, Adjacency] = {}
