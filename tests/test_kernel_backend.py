@@ -320,3 +320,21 @@ def test_other_table_and_protocol_number(host: str) -> None:
     d = diff(desired_routes(c, N1), KernelBackend(netns=host, table=1000).routes())
     assert len(d.conflicts) == 1
     assert d.conflicts[0].found.owner == "200"
+
+
+def test_one_backend_many_passes_sees_a_node_go_off_link(host: str) -> None:
+    """A long-running user (the agent) keeps one backend: each pass must look next hops up
+    again, or a node that left the link would keep its (now wrong) route."""
+    c = cluster(node(1, v6=False), node(2, v6=False), node(3, v6=False))
+    with KernelBackend(netns=host) as b:
+        first = reconcile_once(c, N1, b, adjacency=b.adjacency)
+        assert first.ok
+        assert first.offlink == []
+        # the host renumbers to 10.0.0.1/31: n2 and n3 are no longer on its network
+        ip(host, "addr", "del", "10.0.0.1/24", "dev", "br0")
+        ip(host, "addr", "add", "10.0.0.1/31", "dev", "br0")
+        second = reconcile_once(c, N1, b, adjacency=b.adjacency)
+    assert sorted(o.node or "" for o in second.offlink) == ["n2", "n3"]
+    assert {str(r.dst) for r in second.diff.remove} == {"172.17.2.0/24", "172.17.3.0/24"}
+    assert ours(host) == []
+    assert nexthops_of(host) == []
