@@ -519,3 +519,22 @@ def test_ipv6_pod_subnets(world: World) -> None:
     assert world.proxy.writes() == {}
     assert sync(provider, Cluster((), (POD_CIDR, v6), name=CLUSTER)).ok
     assert "fd00:244:0:1::/64" not in world.routes(world.table_a)
+
+
+def test_cli_conflict_is_shown_by_plan_and_fails_apply(world: World, tmp_path: Any) -> None:
+    peer = world.ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    pcx = world.ec2.create_vpc_peering_connection(VpcId=world.vpc, PeerVpcId=peer)[
+        "VpcPeeringConnection"
+    ]["VpcPeeringConnectionId"]
+    world.ec2.create_route(
+        RouteTableId=world.table_b, DestinationCidrBlock="10.244.1.0/24", VpcPeeringConnectionId=pcx
+    )
+    inv = _inventory(tmp_path, _nodes(world, 2))
+    args = ("-f", inv, "--cloud", "aws", "--aws-endpoint", world.proxy.url)
+    plan = _run("plan", *args)
+    assert plan.exit_code == 0, plan.output
+    assert f"! conflict {world.table_b} 10.244.1.0/24: routed by {pcx}, left alone" in plan.output
+    applied = _run("apply", *args)
+    assert applied.exit_code == 1
+    assert world.routes(world.table_b)["10.244.1.0/24"] == pcx
+    assert world.routes(world.table_a)["10.244.1.0/24"] == world.instances["node1"]

@@ -178,6 +178,7 @@ def cloud_command(fn: Callable[..., None], *, always_dry_run: bool) -> Callable[
             output=kw.get("output", Output.table),
             dry_run=always_dry_run or bool(kw.get("dry_run", False)),
             verbose=bool(kw.get("verbose", False)) or always_dry_run,
+            show_only=always_dry_run,
         )
 
     command.__name__ = fn.__name__
@@ -193,10 +194,17 @@ def cloud_command(fn: Callable[..., None], *, always_dry_run: bool) -> Callable[
 
 # --- running and printing ------------------------------------------------------------------
 def run_cloud(
-    opts: CloudOptions, *, file: Path, output: Output, dry_run: bool, verbose: bool
+    opts: CloudOptions,
+    *,
+    file: Path,
+    output: Output,
+    dry_run: bool,
+    verbose: bool,
+    show_only: bool = False,
 ) -> CloudPass:
-    """Load, check, run one pass, print; exit 1 on write errors, conflicts or a refusal, 2 on
-    bad input (nothing written)."""
+    """Load, check, run one pass, print. Exit 2 on bad input (nothing written); else, like the
+    kernel commands, ``plan`` (``show_only``) exits 0 and ``apply`` exits 1 on write errors,
+    conflicts or a refusal."""
     from nosdn.backends.cloud import CloudError, sync
     from nosdn.problems import ProblemsError
 
@@ -220,10 +228,10 @@ def run_cloud(
         dump(report(result), output)
     else:
         print_pass(result, full=verbose)
-    if result.errors or result.conflicts or result.shortfalls:
-        raise typer.Exit(EXIT_FAILURE)
     if result.problems:
         raise typer.Exit(EXIT_BAD_INPUT)
+    if not show_only and (result.errors or result.conflicts or result.shortfalls):
+        raise typer.Exit(EXIT_FAILURE)
     return result
 
 
