@@ -51,7 +51,10 @@ lab_app = typer.Typer(
         "Step by step:    sudo nosdn lab up --nodes 3 --ipv6\n"
         "                 sudo ip netns exec nosdn-lab.node1 ip route   # look around\n"
         "                 sudo nosdn lab check\n"
-        "                 sudo nosdn lab down"
+        "                 sudo nosdn lab down\n\n"
+        "With a router:   sudo nosdn lab up --nodes 4 --segments 2 --router bird\n"
+        "                 (two L2 segments; BIRD 2 in NAME.rt carries the pod subnets of the "
+        "other segment's nodes)"
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -71,6 +74,23 @@ Ipv6Opt = Annotated[
     bool, typer.Option("--ipv6", help="Dual-stack: IPv6 addresses, pod subnets and routes too.")
 ]
 PodsOpt = Annotated[int, typer.Option("--pods-per-node", help="Pods (CNI attachments) per node.")]
+SegmentsOpt = Annotated[
+    int,
+    typer.Option(
+        "--segments",
+        help="L2 segments to split the nodes over (10.10.0.0/24, 10.10.1.0/24, ...); more "
+        "than one needs --router. Host routes then cover same-segment peers only.",
+    ),
+]
+RouterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--router",
+        help="Join the segments with a router namespace running bird (BIRD 2) or frr, "
+        "configured with what `nosdn render --format bird|frr` prints.",
+        show_default=False,
+    ),
+]
 
 
 def _help(*paragraphs: str) -> str:
@@ -107,9 +127,10 @@ def _summary(lab: Lab) -> Table:
     t.add_column("addresses", no_wrap=True)
     t.add_column("pod subnets", no_wrap=True)
     pods = {p.label: p for p in lab.pods()}
+    segments = len(lab.topo.segments) > 1
     for node in lab.topo.nodes:
         t.add_row(
-            node.name,
+            f"{node.name} (segment {node.segment})" if segments else node.name,
             node.netns,
             "\n".join(str(ip) for ip in node.ips),
             "\n".join(str(c) for c in node.pod_cidrs),
@@ -119,6 +140,9 @@ def _summary(lab: Lab) -> Table:
             t.add_row(f" └ {pod}", ep.netns, "\n".join(str(ip) for ip in ep.ips), "")
     ext = lab.external()
     t.add_row("external", ext.netns, "\n".join(str(ip) for ip in ext.ips), "")
+    router = lab.topo.router
+    if router is not None:
+        t.add_row(f"router ({router.daemon})", router.netns, "\n".join(map(str, router.ips)), "")
     return t
 
 
@@ -129,6 +153,26 @@ def _hints(lab: Lab) -> None:
     out.print(f"  ip netns exec {node1.netns} ip route", markup=False)
     out.print(f"  nosdn routes -f {lab.paths.inventory} --node {node1.name}", markup=False)
     out.print(f"  cat {lab.paths.conflist(node1.name)}", markup=False)
+    last = lab.topo.nodes[-1]
+    far = lab.state.pods.get(f"{last.name}/{last.pods[0]}", [""])[0]
+    inv = lab.paths.inventory
+    conf = lab.paths.conflist(node1.name)
+    out.print(
+        f"  ip netns exec {node1.netns} nosdn doctor -f {inv} --cni-conf {conf}", markup=False
+    )
+    if far:
+        out.print(
+            f"  ip netns exec {node1.netns} nosdn trace {far} -f {inv} --cni-conf {conf}",
+            markup=False,
+        )
+    graph = " ".join(
+        [f"--segment {seg.nets[0]}" for seg in lab.topo.segments if len(lab.topo.segments) > 1]
+        + [f"--router {lab.topo.router.router_id}" if lab.topo.router else ""]
+    ).strip()
+    out.print(
+        f"  nosdn graph -f {inv} {graph} --format svg > lab.svg".replace("  --", " --"),
+        markup=False,
+    )
     out.print(f"then: nosdn lab check{name_opt}   and   nosdn lab down{name_opt}", markup=False)
 
 
@@ -180,6 +224,10 @@ def _print_check(result: CheckResult) -> None:
     "up",
     help=_help(
         "Build a lab: switch, nodes, external host, pods (real CNI plugins), and routes.",
+        "With --segments 2 --router bird|frr the nodes are split over two switches joined by "
+        "a router namespace whose daemon runs the config `nosdn render --format bird|frr` "
+        "prints; nodes keep host routes to same-segment peers only and reach the rest through "
+        "their default route to the router.",
         "Node addresses come from 10.10.0.0/24 (and fd00:10::/64 with --ipv6), pod subnets "
         "from 10.244.0.0/16 (fd00:244::/56). The inventory, each node's CNI conflist and the "
         "CNI state are kept in /run/nosdn/lab/NAME/.",
@@ -190,6 +238,8 @@ def up_cmd(
     nodes: NodesOpt = 3,
     ipv6: Ipv6Opt = False,
     pods_per_node: PodsOpt = 2,
+    segments: SegmentsOpt = 1,
+    router: RouterOpt = None,
     name: NameOpt = DEFAULT_NAME,
     routes: Annotated[
         bool,
@@ -204,7 +254,14 @@ def up_cmd(
     ] = False,
 ) -> None:
     with _lab_errors():
-        spec = LabSpec(name=name, nodes=nodes, ipv6=ipv6, pods_per_node=pods_per_node)
+        spec = LabSpec(
+            name=name,
+            nodes=nodes,
+            ipv6=ipv6,
+            pods_per_node=pods_per_node,
+            segments=segments,
+            router=router,
+        )
         start = time.monotonic()
         lab = up(spec, routes=routes, keep_on_error=keep_on_error, log=_log)
         out.print(_summary(lab))
@@ -293,6 +350,8 @@ def demo_cmd(
     nodes: NodesOpt = 3,
     ipv6: Ipv6Opt = False,
     pods_per_node: PodsOpt = 2,
+    segments: SegmentsOpt = 1,
+    router: RouterOpt = None,
     name: NameOpt = DEFAULT_NAME,
     keep: Annotated[
         bool, typer.Option("--keep", help="Leave the lab up afterwards to explore it.")
@@ -301,7 +360,14 @@ def demo_cmd(
     start = time.monotonic()
     ok = False
     with _lab_errors():
-        spec = LabSpec(name=name, nodes=nodes, ipv6=ipv6, pods_per_node=pods_per_node)
+        spec = LabSpec(
+            name=name,
+            nodes=nodes,
+            ipv6=ipv6,
+            pods_per_node=pods_per_node,
+            segments=segments,
+            router=router,
+        )
         try:
             out.print(f"[bold]1/4 up[/]: {nodes} nodes, {pods_per_node} pods each")
             lab = up(spec, routes=False, log=_log)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -32,11 +33,13 @@ import yaml
 
 from nosdn.inventory import load_cluster
 from nosdn.lab import netns
+from nosdn.lab import router as lab_router
 from nosdn.lab.cni import Attachment, CniRunner, cni_path_from_env, find_plugin, result_ips
 from nosdn.lab.netns import LabError
 from nosdn.lab.ping import DEFAULT_PARALLEL, Endpoint, ProbeResult, probes, run_probes
 from nosdn.lab.state import LabPaths, LabState, load, save, write_atomic
-from nosdn.lab.topology import LabNames, LabSpec, Topology, build, check_name, node_prefixlen
+from nosdn.lab.topology import LabNames, LabSpec, Topology, build, check_name
+from nosdn.model import IPAddress
 from nosdn.render.cni import render_cni
 
 Log = Callable[[str], None]
@@ -94,7 +97,9 @@ def open_lab(name: str, root: Path | None = None) -> Lab:
 # --- up ------------------------------------------------------------------------------------
 
 
-def preflight(names: LabNames, paths: LabPaths, cni_path: Sequence[str]) -> None:
+def preflight(
+    names: LabNames, paths: LabPaths, cni_path: Sequence[str], router: str | None = None
+) -> None:
     """Refuse to start, with what to do, before anything is made."""
     if os.geteuid() != 0:
         raise LabError(
@@ -109,6 +114,8 @@ def preflight(names: LabNames, paths: LabPaths, cni_path: Sequence[str]) -> None
         )
     for plugin in CNI_PLUGINS:
         find_plugin(plugin, cni_path)
+    if router is not None:
+        lab_router.preflight(router)
     existing = [ns for ns in netns.list_netns() if names.owns(ns)]
     if existing or paths.root.exists():
         what = (
@@ -121,40 +128,63 @@ def preflight(names: LabNames, paths: LabPaths, cni_path: Sequence[str]) -> None
 
 
 def _make_fabric(topo: Topology) -> None:
-    """Namespaces, the switch, and every node's and the external host's link and addresses."""
-    names = [topo.switch_ns, topo.external_ns, *(n.netns for n in topo.nodes)]
+    """Namespaces, the switches, every node's, the external host's and the router's links and
+    addresses, and (with a router) everyone's default route through it."""
+    router = topo.router
+    switches = [seg.switch_ns for seg in topo.segments]
+    names = [*switches, topo.external_ns, *(n.netns for n in topo.nodes)]
+    if router is not None:
+        names.append(router.netns)
     for ns in names:
         netns.add(ns)
-    # The switch is a plain L2 segment: no addresses, no IPv6 chatter of its own.
-    netns.sysctl(
-        topo.switch_ns,
-        {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
-    )
+    for switch in switches:
+        # A switch is a plain L2 segment: no addresses, no IPv6 chatter of its own.
+        netns.sysctl(
+            switch,
+            {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
+        )
     no_dad = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
     netns.sysctl(topo.external_ns, no_dad)
+    forwarding = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1", **no_dad}
     for node in topo.nodes:
         # A node routes for its pods; DAD off so addresses are usable at once (lab only).
-        netns.sysctl(
-            node.netns,
-            {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1", **no_dad},
-        )
-    sw = [
-        "link set lo up",
-        f"link add {SWITCH_BRIDGE} type bridge mcast_snooping 0",
-        f"link set {SWITCH_BRIDGE} up",
+        netns.sysctl(node.netns, forwarding)
+    if router is not None:
+        netns.sysctl(router.netns, forwarding)
+    # (port on the switch, peer namespace, peer interface, segment, addresses)
+    ports: list[tuple[str, str, str, int, tuple[IPAddress, ...]]] = [
+        (n.port, n.netns, "eth0", n.segment, n.ips) for n in topo.nodes
     ]
-    ports = [(n.port, n.netns) for n in topo.nodes] + [("ext", topo.external_ns)]
-    for port, peer_ns in ports:
-        sw.append(f"link add {port} mtu {LAB_MTU} type veth peer name eth0 netns {peer_ns}")
-        sw.append(f"link set {port} master {SWITCH_BRIDGE} up")
-    netns.batch(topo.switch_ns, sw)
-    hosts = [(n.netns, n.ips) for n in topo.nodes] + [(topo.external_ns, topo.external_ips)]
-    for ns, ips in hosts:
-        cmds = ["link set lo up", "link set eth0 up"]
+    ports.append(("ext", topo.external_ns, "eth0", 1, topo.external_ips))
+    if router is not None:
+        ports += [(port, router.netns, dev, seg, ips) for dev, port, seg, ips in router.ports]
+    for seg in topo.segments:
+        sw = [
+            "link set lo up",
+            f"link add {SWITCH_BRIDGE} type bridge mcast_snooping 0",
+            f"link set {SWITCH_BRIDGE} up",
+        ]
+        for port, peer_ns, dev, segment, _ips in ports:
+            if segment == seg.index:
+                sw.append(
+                    f"link add {port} mtu {LAB_MTU} type veth peer name {dev} netns {peer_ns}"
+                )
+                sw.append(f"link set {port} master {SWITCH_BRIDGE} up")
+        netns.batch(seg.switch_ns, sw)
+    cmds: dict[str, list[str]] = {}
+    for _port, peer_ns, dev, segment, ips in ports:
+        seg = topo.segment(segment)
+        mine = cmds.setdefault(peer_ns, ["link set lo up"])
+        mine.append(f"link set {dev} up")
         for ip in ips:
             nodad = " nodad" if ip.version == 6 else ""
-            cmds.append(f"addr add {ip}/{node_prefixlen(ip.version)} dev eth0{nodad}")
-        netns.batch(ns, cmds)
+            mine.append(f"addr add {ip}/{seg.prefixlen(ip.version)} dev {dev}{nodad}")
+        if router is not None and peer_ns != router.netns:
+            # the segment's router is everyone's default gateway, as DHCP would say
+            for gw in seg.gateways:
+                mine.append(f"route add {'::/0' if gw.version == 6 else 'default'} via {gw}")
+    for ns, batch in cmds.items():
+        netns.batch(ns, batch)
 
 
 def _write_inventory(topo: Topology, paths: LabPaths) -> None:
@@ -229,16 +259,24 @@ def up(
     topo = build(spec)
     paths = LabPaths.for_lab(spec.name, root)
     cni = tuple(cni_path) if cni_path is not None else cni_path_from_env()
-    preflight(topo.names, paths, cni)
+    preflight(topo.names, paths, cni, spec.router)
     state = LabState(spec)
     lab = Lab(topo, paths, state)
     try:
         paths.root.mkdir(parents=True)
         save(paths, state)
-        log(
-            f"switch {topo.switch_ns}, {len(topo.nodes)} node(s), external host "
-            f"{topo.external_ns} ({'IPv4 + IPv6' if spec.ipv6 else 'IPv4'})"
-        )
+        fams = "IPv4 + IPv6" if spec.ipv6 else "IPv4"
+        if topo.router is None:
+            log(
+                f"switch {topo.switch_ns}, {len(topo.nodes)} node(s), external host "
+                f"{topo.external_ns} ({fams})"
+            )
+        else:
+            log(
+                f"{len(topo.segments)} segments ({', '.join(s.switch_ns for s in topo.segments)})"
+                f" joined by router {topo.router.netns} ({topo.router.daemon}), "
+                f"{len(topo.nodes)} node(s), external host {topo.external_ns} ({fams})"
+            )
         _make_fabric(topo)
         _write_inventory(topo, paths)
         log(f"inventory {paths.inventory}")
@@ -276,7 +314,8 @@ def _tail(output: str, lines: int = 3) -> str:
 
 def apply_routes(lab: Lab, *, log: Log = _quiet) -> list[ApplyRun]:
     """Run ``nosdn apply -f INVENTORY --node NAME`` in every node's namespace and
-    ``nosdn apply -f INVENTORY --external`` in the external host; raise if any failed."""
+    ``nosdn apply -f INVENTORY --external`` in the external host; raise if any failed. With a
+    router, also start (or reload) its daemon with the config ``nosdn render`` prints."""
     inv = str(lab.paths.inventory)
     jobs = [(n.name, n.netns, ["apply", "-f", inv, "--node", n.name]) for n in lab.topo.nodes]
     jobs.append(("external", lab.topo.external_ns, ["apply", "-f", inv, "--external"]))
@@ -294,6 +333,8 @@ def apply_routes(lab: Lab, *, log: Log = _quiet) -> list[ApplyRun]:
             + ":\n"
             + "\n".join(f"[{r.where}] {_tail(r.output)}" for r in failed)
         )
+    if lab.topo.router is not None:
+        lab_router.program(lab.topo, lab.paths, log)
     lab.state.routes = "nosdn apply"
     save(lab.paths, lab.state)
     return runs
@@ -359,7 +400,9 @@ class DownReport:
 
 def _teardown_order(names: Iterable[str]) -> list[str]:
     # Pods before nodes before the switch: each veth then goes away with its own namespace.
-    return sorted(names, key=lambda ns: (-ns.count("."), ns.endswith(".sw"), ns))
+    return sorted(
+        names, key=lambda ns: (-ns.count("."), re.search(r"\.sw\d*$", ns) is not None, ns)
+    )
 
 
 def down(name: str, *, root: Path | None = None) -> DownReport:
@@ -369,6 +412,7 @@ def down(name: str, *, root: Path | None = None) -> DownReport:
     paths = LabPaths.for_lab(name, root)
     owned = _teardown_order(ns for ns in netns.list_netns() if names.owns(ns))
     killed: list[int] = []
+    killed.extend(lab_router.stop_all(name, paths, names.router))
     for ns in owned:
         killed.extend(netns.kill_all(ns))
     removed = [ns for ns in owned if netns.delete(ns)]

@@ -8,6 +8,8 @@ reboot, which also drops the namespaces, drops it too; ``$NOSDN_LAB_DIR`` moves 
     cni/<node>/10-nosdn.conflist    the conflist, byte for byte what the agent would write
     cni/<node>/ipam/                host-local's dataDir (never the machine's /var/lib/cni)
     cni/<node>/results/<pod>.json   each pod's cached ADD result (what DEL is given)
+    router/                         the router's config (as `nosdn render` prints it), and
+                                    BIRD's control socket, pid file and log
 
 ``lab down`` removes the directory; it does not need it to find the namespaces.
 """
@@ -59,6 +61,10 @@ class LabPaths:
 
     def result(self, node: str, pod: str) -> Path:
         return self.cni_dir(node) / "results" / f"{pod}.json"
+
+    @property
+    def router_dir(self) -> Path:
+        return self.root / "router"
 
 
 @dataclass(slots=True)

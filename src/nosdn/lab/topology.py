@@ -1,6 +1,7 @@
 """The shape of a lab, computed before anything is made: names, addresses and pod subnets.
 
-A lab is a pure function of four values (name, node count, IPv6 or not, pods per node), so
+A lab is a pure function of a few values (name, node count, IPv6 or not, pods per node, how
+many L2 segments and which router joins them), so
 ``lab check`` and ``lab down`` can recompute everything from the state file and even from the
 lab's name alone after a crash. Every namespace name starts with ``<lab>.`` and follows one of a
 few fixed patterns (`LabNames.owns`), which is how ``lab down`` finds what is its own without
@@ -8,6 +9,11 @@ ever touching a namespace someone else made.
 
 Addresses live in private ranges that exist only inside the lab (the switch namespace is not
 connected to anything else), so several labs can reuse them side by side.
+
+With ``segments`` > 1 the nodes are split, in order, over that many L2 segments (segment k is
+10.10.(k-1).0/24 and fd00:10:0:(k-1)::/64, each its own switch namespace), and a router
+namespace (``<lab>.rt``, address .253 / ::fd on every segment) joins them. Host numbers stay the
+node numbers (node3 on segment 2 is 10.10.1.3), so an address still says which node it is.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from nosdn.model import Cluster, IPAddress, IPNetwork, Node
 DEFAULT_NAME = "nosdn-lab"
 MAX_NODES = 200
 MAX_PODS_PER_NODE = 50
+MAX_SEGMENTS = 8
+ROUTERS = ("bird", "frr")
 
 NODE_NET_V4 = IPv4Network("10.10.0.0/24")
 NODE_NET_V6 = IPv6Network("fd00:10::/64")
@@ -31,6 +39,8 @@ NODE_MASK_V4 = 24
 NODE_MASK_V6 = 64
 #: Host number of the external host on the node network (nodes are 1..MAX_NODES).
 EXTERNAL_HOST = 254
+#: Host number of the router on every segment.
+ROUTER_HOST = 253
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
@@ -51,7 +61,8 @@ def check_name(name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class LabNames:
     """How one lab names its namespaces (``<lab>.sw``, ``<lab>.node1``, ``<lab>.node1.pod1``,
-    ``<lab>.ext``). Interfaces need no prefix: each lives in a namespace of its own lab."""
+    ``<lab>.ext``; with segments ``<lab>.sw2``... and the router ``<lab>.rt``). Interfaces need
+    no prefix: each lives in a namespace of its own lab."""
 
     lab: str
 
@@ -67,6 +78,14 @@ class LabNames:
     def external(self) -> str:
         return f"{self.lab}.ext"
 
+    @property
+    def router(self) -> str:
+        return f"{self.lab}.rt"
+
+    def segment_switch(self, segment: int) -> str:
+        """Segment 1's switch keeps the single-segment lab's name."""
+        return self.switch if segment == 1 else f"{self.lab}.sw{segment}"
+
     def node(self, node: str) -> str:
         return f"{self.lab}.{node}"
 
@@ -78,7 +97,10 @@ class LabNames:
         if not netns.startswith(self.prefix):
             return False
         rest = netns[len(self.prefix) :]
-        return rest in {"sw", "ext"} or re.fullmatch(r"node\d+(\.pod\d+)?", rest) is not None
+        return (
+            rest in {"sw", "ext", "rt"}
+            or re.fullmatch(r"sw[2-9]|node\d+(\.pod\d+)?", rest) is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +111,39 @@ class LabNode:
     ips: tuple[IPAddress, ...]
     pod_cidrs: tuple[IPNetwork, ...]
     pods: tuple[str, ...]  # pod1 ...
+    segment: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One L2 segment: its switch namespace and networks, and the router's addresses on it
+    (the segment's default gateway; none in a single-segment lab)."""
+
+    index: int
+    switch_ns: str
+    nets: tuple[IPv4Network | IPv6Network, ...]
+    gateways: tuple[IPAddress, ...] = ()
+
+    def prefixlen(self, family: int) -> int:
+        return next(n.prefixlen for n in self.nets if n.version == family)
+
+
+@dataclass(frozen=True, slots=True)
+class LabRouter:
+    """The router namespace and the routing daemon in it (bird or frr)."""
+
+    daemon: str
+    netns: str
+    #: (interface in the router namespace, its port name on the switch, segment, addresses)
+    ports: tuple[tuple[str, str, int, tuple[IPAddress, ...]], ...]
+
+    @property
+    def ips(self) -> tuple[IPAddress, ...]:
+        return tuple(ip for *_, ips in self.ports for ip in ips)
+
+    @property
+    def router_id(self) -> str:
+        return str(next(ip for ip in self.ips if ip.version == 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +154,8 @@ class LabSpec:
     nodes: int = 3
     ipv6: bool = False
     pods_per_node: int = 2
+    segments: int = 1
+    router: str | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -111,6 +168,29 @@ class LabSpec:
                 f"--pods-per-node {self.pods_per_node}: use 1 to {MAX_PODS_PER_NODE} "
                 "(the ping matrix grows with the square of the pod count)"
             )
+        if not 1 <= self.segments <= MAX_SEGMENTS:
+            raise LabInputError(
+                f"--segments {self.segments}: use 1 to {MAX_SEGMENTS} L2 segments — e.g. 2"
+            )
+        if self.segments > self.nodes:
+            raise LabInputError(
+                f"--segments {self.segments} with --nodes {self.nodes}: every segment needs a "
+                f"node — use at least --nodes {self.segments}"
+            )
+        if self.router is not None and self.router not in ROUTERS:
+            raise LabInputError(
+                f"--router {self.router}: choose one of {', '.join(ROUTERS)} "
+                "(BIRD 2 from Debian's bird2, or FRR)"
+            )
+        if self.segments > 1 and self.router is None:
+            raise LabInputError(
+                f"--segments {self.segments}: nodes on different segments are off-link for "
+                "host routes and need a router between them — add --router bird"
+            )
+        if self.segments == 1 and self.router is not None:
+            raise LabInputError(
+                f"--router {self.router} joins L2 segments: use it with --segments 2 (or more)"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -118,15 +198,20 @@ class LabSpec:
             "nodes": self.nodes,
             "ipv6": self.ipv6,
             "pods_per_node": self.pods_per_node,
+            "segments": self.segments,
+            "router": self.router,
         }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> LabSpec:
+        router = data.get("router")
         return LabSpec(
             name=str(data["name"]),
             nodes=int(data["nodes"]),
             ipv6=bool(data["ipv6"]),
             pods_per_node=int(data["pods_per_node"]),
+            segments=int(data.get("segments", 1)),
+            router=str(router) if router is not None else None,
         )
 
 
@@ -146,6 +231,8 @@ class Topology:
     nodes: tuple[LabNode, ...]
     external_ips: tuple[IPAddress, ...]
     families: tuple[int, ...]
+    segments: tuple[Segment, ...] = ()
+    router: LabRouter | None = None
 
     @property
     def name(self) -> str:
@@ -158,6 +245,9 @@ class Topology:
     @property
     def external_ns(self) -> str:
         return self.names.external
+
+    def segment(self, index: int) -> Segment:
+        return self.segments[index - 1]
 
     def node(self, name: str) -> LabNode:
         for n in self.nodes:
@@ -200,21 +290,47 @@ def node_prefixlen(family: int) -> int:
     return NODE_NET_V4.prefixlen if family == 4 else NODE_NET_V6.prefixlen
 
 
+def segment_nets(index: int) -> tuple[IPv4Network, IPv6Network]:
+    """Segment k's networks: 10.10.(k-1).0/24 and fd00:10:0:(k-1)::/64."""
+    v4 = IPv4Network((int(NODE_NET_V4.network_address) + ((index - 1) << 8), 24))
+    v6 = IPv6Network((int(NODE_NET_V6.network_address) + ((index - 1) << 64), 64))
+    return v4, v6
+
+
+def segment_of(spec: LabSpec, number: int) -> int:
+    """Which segment node ``number`` (1-based) is on: the nodes split in order, evenly."""
+    return 1 + (number - 1) * spec.segments // spec.nodes
+
+
 def build(spec: LabSpec) -> Topology:
     """Every name and address of the lab described by ``spec`` (pure)."""
     names = LabNames(spec.name)
     families = (4, 6) if spec.ipv6 else (4,)
+    segments: list[Segment] = []
+    ports: list[tuple[str, str, int, tuple[IPAddress, ...]]] = []
+    for k in range(1, spec.segments + 1):
+        v4, v6 = segment_nets(k)
+        nets: tuple[IPv4Network | IPv6Network, ...] = (v4, v6) if spec.ipv6 else (v4,)
+        gateways: tuple[IPAddress, ...] = ()
+        if spec.router is not None:
+            gateways = tuple(_host(n, ROUTER_HOST) for n in nets)
+            ports.append((f"eth{k}", "rt", k, gateways))
+        segments.append(Segment(k, names.segment_switch(k), nets, gateways))
     nodes: list[LabNode] = []
     for i in range(1, spec.nodes + 1):
         name = f"node{i}"
-        ips: list[IPAddress] = [_host(NODE_NET_V4, i)]
+        seg = segments[segment_of(spec, i) - 1]
+        ips: list[IPAddress] = [_host(seg.nets[0], i)]
         cidrs: list[IPNetwork] = [_subnet(CLUSTER_CIDR_V4, NODE_MASK_V4, i)]
         if spec.ipv6:
-            ips.append(_host(NODE_NET_V6, i))
+            ips.append(_host(seg.nets[1], i))
             cidrs.append(_subnet(CLUSTER_CIDR_V6, NODE_MASK_V6, i))
         pods = tuple(f"pod{j}" for j in range(1, spec.pods_per_node + 1))
-        nodes.append(LabNode(name, names.node(name), name, tuple(ips), tuple(cidrs), pods))
+        nodes.append(
+            LabNode(name, names.node(name), name, tuple(ips), tuple(cidrs), pods, seg.index)
+        )
     ext: list[IPAddress] = [_host(NODE_NET_V4, EXTERNAL_HOST)]
     if spec.ipv6:
         ext.append(_host(NODE_NET_V6, EXTERNAL_HOST))
-    return Topology(spec, names, tuple(nodes), tuple(ext), families)
+    router = LabRouter(spec.router, names.router, tuple(ports)) if spec.router else None
+    return Topology(spec, names, tuple(nodes), tuple(ext), families, tuple(segments), router)
