@@ -143,5 +143,67 @@ def doctor(
         raise typer.Exit(EXIT_FAILURE)
 
 
+def trace(
+    ip: Annotated[str, typer.Argument(help="A pod, service or node address.", show_default=False)],
+    *,
+    file: OptionalFileOpt = None,
+    node: NodeOpt = None,
+    external: ExternalOpt = False,
+    table: TableOpt = 254,
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
+    cni_conf: Annotated[
+        Path,
+        typer.Option("--cni-conf", help="This node's CNI conflist (names the pod bridge)."),
+    ] = Path("/etc/cni/net.d/10-nosdn.conflist"),
+    output: OutputOpt = Output.table,
+) -> None:
+    """Where a packet to IP goes from this host, and whether nosdn wants it so (read-only).
+
+    Whose address it is (pod subnet and node, service, node), the kernel's own route lookup
+    and the route that gave it, the next hop and its ARP/NDP state, what nosdn wants, and the
+    path top to bottom. Exit 1 when the path is not what nosdn wants.
+    """
+    from ipaddress import ip_address
+
+    from nosdn.diagnose import TargetError, gather
+    from nosdn.diagnose.trace import explain
+
+    try:
+        addr = ip_address(ip)
+    except ValueError:
+        fail(f"{ip!r} is not an IP address — give one like 10.244.2.5 or fd00:244:0:2::5")
+    cluster = _load_optional(file)
+    try:
+        facts = gather(
+            cluster,
+            inventory=file,
+            node=node,
+            external=external,
+            table=table,
+            protocol=protocol,
+            cni_conf=cni_conf,
+            addresses=[addr],
+            firewall=False,
+        )
+    except TargetError as e:
+        fail(str(e))
+    result = explain(facts, addr)
+    if output is not Output.table:
+        dump({"from": str(facts.target) if facts.target else None, **result.as_dict()}, output)
+    else:
+        out.print(Text(f"trace {addr} from {facts.target or 'this host'}", style="bold"))
+        for step in result.steps:
+            line = Text(f"  {step.label:<9} ")
+            line.append(step.text, style=_STYLE[step.status] if step.status == "fail" else "")
+            out.print(line)
+        out.print(Text(f"  {'path':<9} {' '.join(result.path)}"))
+        verdict = Text(f"{result.status}", style=_STYLE[result.status])
+        verdict.append(f": {result.verdict}")
+        out.print(verdict)
+    if result.status == "fail":
+        raise typer.Exit(EXIT_FAILURE)
+
+
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
+    app.command("trace")(trace)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Literal, TypeAlias
 
-from nosdn.model import DEFAULT_PROTOCOL, Cluster, IPAddress, IPNetwork, Target
+from nosdn.model import DEFAULT_PROTOCOL, Cluster, InstalledRoute, IPAddress, IPNetwork, Target
 from nosdn.reconcile import PassResult
 
 Masquerade: TypeAlias = Literal["auto", "yes", "no"]
@@ -160,6 +160,8 @@ class Facts:
     #: one dry-run reconcile pass: desired routes, the diff against the table, off-link nodes
     routes: PassResult | None = None
     routes_error: str | None = None
+    #: every route of the table as the backend read it (ours and others'), for trace
+    installed: tuple[InstalledRoute, ...] = ()
     nexthops_supported: bool | None = None
     firewall: Firewall = field(default_factory=Firewall)
     cni: CniFile | None = None

@@ -21,6 +21,7 @@ from ipaddress import ip_address, ip_interface
 from pathlib import Path
 from typing import Any
 
+from nosdn.backends.base import ApplyResult
 from nosdn.diagnose.facts import (
     CniFile,
     Facts,
@@ -32,7 +33,7 @@ from nosdn.diagnose.facts import (
     probe_address,
 )
 from nosdn.diagnose.firewall import parse_iptables_save, parse_nft_json
-from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, IPAddress, Target
+from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Diff, InstalledRoute, IPAddress, Target
 from nosdn.reconcile import nodes_with_addresses, reconcile_once
 from nosdn.render.cni import CONFLIST_PATH
 
@@ -228,6 +229,21 @@ def lookups(backend: Any, addresses: Iterable[IPAddress]) -> dict[IPAddress, Rou
     return out
 
 
+class _Read:
+    """The table as read once: `reconcile_once` diffs against it, trace searches it."""
+
+    name = "kernel (read)"
+
+    def __init__(self, routes: list[InstalledRoute]) -> None:
+        self._routes = routes
+
+    def routes(self) -> list[InstalledRoute]:
+        return self._routes
+
+    def apply(self, diff: Diff) -> ApplyResult:  # pragma: no cover - dry runs never apply
+        raise RuntimeError("doctor and trace never write")
+
+
 def gather(
     cluster: Cluster | None,
     *,
@@ -238,8 +254,11 @@ def gather(
     protocol: int = DEFAULT_PROTOCOL,
     cni_conf: Path = Path(CONFLIST_PATH),
     masquerade: Masquerade = "auto",
+    addresses: Sequence[IPAddress] = (),
+    firewall: bool = True,
 ) -> Facts:
-    """Read everything the checks need from this host. Raises `TargetError` only."""
+    """Read everything the checks need from this host (plus route lookups for ``addresses``,
+    which trace asks about). Raises `TargetError` only."""
     from nosdn.backends.kernel import KernelBackend
 
     links, _ = read_links()
@@ -249,6 +268,7 @@ def gather(
     routes_error: str | None = None
     nexthops: bool | None = None
     looked: dict[IPAddress, RouteLookup] = {}
+    installed: list[InstalledRoute] = []
     try:
         backend = KernelBackend(table=table, protocol=protocol)
     except (OSError, ValueError) as e:
@@ -257,19 +277,20 @@ def gather(
     if backend is not None:
         with backend:
             nexthops = backend.nexthops_supported
-            if cluster is not None:
-                target = resolve_target(cluster, backend.local_addresses(), node, external)
-                try:
+            addrs = list(addresses)
+            try:
+                installed = backend.routes()
+                if cluster is not None:
+                    target = resolve_target(cluster, backend.local_addresses(), node, external)
                     routes = reconcile_once(
-                        cluster, target, backend, adjacency=backend.adjacency, dry_run=True
+                        cluster, target, _Read(installed), adjacency=backend.adjacency, dry_run=True
                     )
-                except OSError as e:
-                    routes_error = str(e)
-                if routes is not None:
                     wanted = [*routes.desired, *routes.skipped]
-                    addrs = [gw for r in wanted for gw in r.via]
+                    addrs += [gw for r in wanted for gw in r.via]
                     addrs += [probe_address(r.dst) for r in wanted]
-                    looked = lookups(backend, addrs)
+                looked = lookups(backend, addrs)
+            except OSError as e:
+                routes_error = str(e)
     return Facts(
         cluster=cluster,
         target=target,
@@ -282,8 +303,9 @@ def gather(
         lookups=looked,
         routes=routes,
         routes_error=routes_error,
+        installed=tuple(installed),
         nexthops_supported=nexthops,
-        firewall=read_firewall(),
+        firewall=read_firewall() if firewall else Firewall(),
         cni=read_cni(cni_conf) if target is None or target.kind == "node" else None,
         masquerade=masquerade,
     )

@@ -1,0 +1,315 @@
+"""`nosdn trace IP`: where a packet to one address goes from this host, and whether that is
+what nosdn wants — told top to bottom, the way a person follows it by hand.
+
+1. whose address it is: a pod subnet of some node (this one or another), a service CIDR, a
+   node's own address, or nothing of the cluster's;
+2. the kernel's own answer (a route lookup, as ``ip route get``), and the route of the table
+   that gave it (longest prefix: ``proto nosdn``, the bridge's connected route, a default...);
+3. the next hop and its neighbour (ARP/NDP) state: a route that looks right still goes
+   nowhere when its next hop does not answer;
+4. what nosdn wants for it (the same dry-run pass ``nosdn plan`` shows), and the verdict.
+
+Like the doctor checks, `explain` is a pure function of `Facts`; only `gather` reads the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nosdn.diagnose.facts import Facts, Neighbour, RouteLookup, pod_bridge
+from nosdn.diagnose.result import Status
+from nosdn.model import Cluster, InstalledRoute, IPAddress, Node, Route
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of the trace: ``label`` (address, kernel, route, next hop, nosdn), the text."""
+
+    label: str
+    text: str
+    status: Status | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.label, "text": self.text, "status": self.status}
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    ip: IPAddress
+    kind: str  # local-pod, pod, offlink-pod, service, node, unallocated, outside
+    node: str | None  # the node the address belongs to
+    steps: tuple[Step, ...]
+    path: tuple[str, ...]
+    status: Status
+    verdict: str
+    lookup: RouteLookup | None = None
+    route: InstalledRoute | None = None
+    neighbour: Neighbour | None = None
+    wanted: Route | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        look = self.lookup
+        return {
+            "ip": str(self.ip),
+            "kind": self.kind,
+            "node": self.node,
+            "status": self.status,
+            "verdict": self.verdict,
+            "kernel": None
+            if look is None
+            else {
+                "error": look.error,
+                "type": look.kind,
+                "dev": look.dev,
+                "gateway": str(look.gateway) if look.gateway else None,
+                "src": str(look.src) if look.src else None,
+            },
+            "route": self.route.detail if self.route is not None else None,
+            "routeOwner": self.route.owner if self.route is not None else None,
+            "neighbour": None
+            if self.neighbour is None
+            else {
+                "ip": str(self.neighbour.ip),
+                "dev": self.neighbour.dev,
+                "state": self.neighbour.state,
+                "lladdr": self.neighbour.lladdr,
+            },
+            "wanted": None
+            if self.wanted is None
+            else {"dst": str(self.wanted.dst), "via": [str(v) for v in self.wanted.via]},
+            "steps": [s.as_dict() for s in self.steps],
+            "path": list(self.path),
+        }
+
+
+def _owner(cluster: Cluster | None, ip: IPAddress) -> tuple[str, Node | None, str]:
+    """(kind, node, description) of whose address ``ip`` is."""
+    if cluster is None:
+        return "outside", None, f"{ip}: no inventory given (-f), so whose address it is is unknown"
+    for n in cluster.nodes:
+        for c in n.pod_cidrs:
+            if ip in c:
+                addr = n.ip_for(ip.version) or ", ".join(map(str, n.ips))
+                return "pod", n, f"{ip} is in pod subnet {c} of {n.name} ({addr})"
+    for n in cluster.nodes:
+        if ip in n.ips:
+            return "node", n, f"{ip} is the address of node {n.name}"
+    for c in cluster.service_cidrs:
+        if ip in c:
+            return "service", None, f"{ip} is in service CIDR {c}"
+    for c in cluster.cluster_cidrs:
+        if ip in c:
+            return (
+                "unallocated",
+                None,
+                f"{ip} is in cluster CIDR {c}, but in no node's pod subnet (not allocated)",
+            )
+    return "outside", None, f"{ip} is in no pod subnet or service CIDR of cluster {cluster.name}"
+
+
+def _longest(installed: tuple[InstalledRoute, ...], ip: IPAddress) -> InstalledRoute | None:
+    best: InstalledRoute | None = None
+    for r in installed:
+        if (
+            r.dst.version == ip.version
+            and ip in r.dst
+            and (best is None or r.dst.prefixlen > best.dst.prefixlen)
+        ):
+            best = r
+    return best
+
+
+def _name_of(cluster: Cluster | None, ip: IPAddress | None) -> str | None:
+    if cluster is None or ip is None:
+        return None
+    for n in cluster.nodes:
+        if ip in n.ips:
+            return n.name
+    return None
+
+
+def _neighbour(facts: Facts, ip: IPAddress, dev: str | None) -> Neighbour | None:
+    for n in facts.neighbours:
+        if n.ip == ip and (dev is None or n.dev == dev):
+            return n
+    return None
+
+
+def explain(facts: Facts, ip: IPAddress) -> Trace:
+    cluster = facts.cluster
+    kind, node, owner_text = _owner(cluster, ip)
+    me = facts.node_name
+    if kind == "pod" and node is not None and node.name == me:
+        kind = "local-pod"
+    here = str(facts.target) if facts.target is not None else "this host"
+    steps: list[Step] = [Step("address", owner_text)]
+
+    look = facts.lookups.get(ip)
+    route = _longest(facts.installed, ip)
+    steps.append(Step("kernel", look.describe() if look is not None else "no lookup made"))
+    if route is not None:
+        steps.append(Step("route", f"{route.detail} (table {facts.table})"))
+    else:
+        steps.append(Step("route", f"no route in table {facts.table} covers {ip}"))
+
+    neigh: Neighbour | None = None
+    if look is not None and look.routed and look.kind == "unicast":
+        hop = look.gateway or ip
+        neigh = _neighbour(facts, hop, look.dev)
+        who = _name_of(cluster, hop)
+        label = f"{hop}{f' ({who})' if who else ''} on {look.dev}"
+        if neigh is None:
+            steps.append(Step("next hop", f"{label}: no neighbour entry yet (nothing sent lately)"))
+        else:
+            mac = f" {neigh.lladdr}" if neigh.lladdr else ""
+            bad = neigh.state in ("FAILED", "INCOMPLETE")
+            steps.append(Step("next hop", f"{label}: {neigh.state}{mac}", "fail" if bad else "ok"))
+
+    wanted = _wanted(facts, ip)
+    seen = _Seen(facts, ip, kind, node, look, route, wanted, neigh)
+    status, verdict, nosdn_text = _verdict(seen)
+    steps.append(Step("nosdn", f"wants {nosdn_text}" if nosdn_text[0].isdigit() else nosdn_text))
+    path = _path(seen, here)
+    if kind == "pod" and _offlink(facts, node, ip.version) is not None:
+        kind = "offlink-pod"
+    return Trace(
+        ip,
+        kind,
+        node.name if node is not None else None,
+        tuple(steps),
+        tuple(path),
+        status,
+        verdict,
+        look,
+        route,
+        neigh,
+        wanted,
+    )
+
+
+def _wanted(facts: Facts, ip: IPAddress) -> Route | None:
+    if facts.routes is None:
+        return None
+    for r in (*facts.routes.desired, *facts.routes.skipped):
+        if ip in r.dst:
+            return r
+    return None
+
+
+def _offlink(facts: Facts, node: Node | None, family: int) -> str | None:
+    """Why ``node``'s address of ``family`` is off-link from here (None if it is not)."""
+    if facts.routes is None or node is None:
+        return None
+    gw = node.ip_for(family)
+    for o in facts.routes.offlink:
+        if o.gateway == gw:
+            return o.reason
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """Everything found about one address, handed to the verdict and the path."""
+
+    facts: Facts
+    ip: IPAddress
+    kind: str
+    node: Node | None
+    look: RouteLookup | None
+    route: InstalledRoute | None
+    wanted: Route | None
+    neigh: Neighbour | None
+
+
+def _verdict(seen: _Seen) -> tuple[Status, str, str]:
+    """(status, verdict, what nosdn wants) for the address."""
+    facts, kind, node, look, route = seen.facts, seen.kind, seen.node, seen.look, seen.route
+    wanted, neigh = seen.wanted, seen.neigh
+    unrouted = look is None or not look.routed
+    dead = neigh is not None and neigh.state in ("FAILED", "INCOMPLETE")
+    why = look.error if look is not None and look.error else "no route"
+    if kind == "local-pod":
+        bridge = pod_bridge(facts)
+        want = f"a pod of this node: delivered on the pod bridge {bridge}, no nosdn route"
+        if unrouted:
+            return "fail", f"unreachable from here ({why}): is {bridge} up?", want
+        assert look is not None
+        if look.dev != bridge or look.gateway is not None:
+            return (
+                "fail",
+                f"the kernel sends it {look.describe()} instead of onto {bridge}",
+                want,
+            )
+        if dead:
+            return "fail", f"the pod does not answer ARP/NDP on {bridge}: is it running?", want
+        return "ok", f"delivered locally on {bridge}", want
+    if kind in ("pod", "service") and wanted is not None:
+        via = ", ".join(map(str, wanted.via))
+        offlink = _offlink(facts, node, seen.ip.version)
+        if offlink is not None:
+            want = (
+                f"no host route: {node.name if node else '?'} ({via}) is off-link ({offlink}); "
+                "its pods are left to the router"
+            )
+            if unrouted:
+                return "fail", f"unreachable: nothing routes it ({why})", want
+            assert look is not None
+            gw = f"via {look.gateway}" if look.gateway else f"on {look.dev}"
+            return "ok", f"left to the router: the kernel sends it {gw}", want
+        want = f"{wanted.dst} via {via} ({'services' if wanted.node is None else wanted.node})"
+        if route is not None and route.dst == wanted.dst and not route.owned:
+            return (
+                "fail",
+                f"conflict: {route.owner} routes {wanted.dst} ({route.detail}); nosdn leaves it",
+                want,
+            )
+        if route is None or route.dst != wanted.dst or not route.owned:
+            found = "nothing" if unrouted else (look.describe() if look else "?")
+            return "fail", f"nosdn's route is missing: the kernel uses {found}", want
+        if tuple(sorted(route.via)) != wanted.via:
+            return "fail", f"nosdn's route is wrong: it has {route.detail}", want
+        if unrouted:
+            return "fail", f"the route is there but the kernel cannot use it ({why})", want
+        if dead:
+            return "fail", "the route is right but its next hop does not answer ARP/NDP", want
+        return "ok", f"routed as nosdn wants, via {via}", want
+    if kind == "pod":  # a pod subnet this target has no route for (another family, ...)
+        return "warn", "nosdn wants no route for it from here", "no route wanted from here"
+    if kind == "service":
+        want = "a service address: kube-proxy on this node translates it, no route needed"
+        return "ok", want, want
+    if kind == "node":
+        if unrouted:
+            return "fail", f"node unreachable from here ({why})", "nothing (a node address)"
+        return "ok", "a node address, reached by the host's own routes", "nothing (a node address)"
+    if kind == "unallocated":
+        return "warn", "no node has this subnet: nothing answers there", "nothing"
+    if unrouted:
+        return "ok", f"not a cluster address, and unreachable from here ({why})", "nothing"
+    return "ok", "not a cluster address: nosdn has no say in it", "nothing"
+
+
+def _path(seen: _Seen, here: str) -> list[str]:
+    facts, ip, kind, node, look = seen.facts, seen.ip, seen.kind, seen.node, seen.look
+    me = facts.node_name or here
+    if look is None or not look.routed:
+        return [me, f"✗ {ip} ({look.error if look and look.error else 'no route'})"]
+    hops = [me]
+    if look.kind == "local":
+        return [me, f"{ip} (this host)"]
+    if look.gateway is not None:
+        who = _name_of(facts.cluster, look.gateway)
+        role = who or ("router" if kind in ("offlink-pod", "pod") else "gateway")
+        hops.append(f"─{look.dev}→ {look.gateway} ({role})")
+        if kind == "pod" and node is not None and who != node.name:
+            hops.append(f"─→ {node.name} ({node.ip_for(ip.version)})")
+    if kind in ("pod", "local-pod") and node is not None:
+        dev = look.dev if kind == "local-pod" else "pod bridge"
+        hops.append(f"─{dev}→ pod {ip}")
+    elif look.gateway is None:
+        hops.append(f"─{look.dev}→ {ip}")
+    else:
+        hops.append(f"─→ {ip}")
+    return hops
