@@ -7,6 +7,7 @@ through rich `Text` objects (never markup: addresses and rules contain brackets 
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -204,6 +205,77 @@ def trace(
         raise typer.Exit(EXIT_FAILURE)
 
 
+def graph(
+    *,
+    file: Annotated[
+        Path,
+        typer.Option(
+            "-f", "--file", envvar="NOSDN_INVENTORY", help="Inventory YAML.", show_default=False
+        ),
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-F", help="svg or png (drawn by Graphviz), dot or mermaid."),
+    ] = "svg",
+    segment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--segment",
+            help="An L2 network the nodes sit on (repeat for each); nodes are grouped by it. "
+            "Default: all nodes on one segment.",
+            show_default=False,
+        ),
+    ] = None,
+    router: Annotated[
+        str | None,
+        typer.Option(
+            "--router",
+            help="The router's addresses, comma-separated: it joins every segment it has an "
+            "address in and carries every pod subnet.",
+            show_default=False,
+        ),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write to this file instead of stdout.", show_default=False),
+    ] = None,
+) -> None:
+    """Draw the cluster: segments, nodes, addresses, pod subnets, the router, and which routes
+    go where (host routes per segment, the router's table, service routes).
+
+    Examples:  nosdn graph -f inv.yaml > cluster.svg
+               nosdn graph -f inv.yaml --format mermaid
+               nosdn graph -f inv.yaml --segment 10.10.0.0/24 --segment 10.10.1.0/24
+               --router 10.10.0.253,10.10.1.253 --format png --out cluster.png
+    """
+    from nosdn.addr import parse_ip, parse_net
+    from nosdn.render.graph import FORMATS, GraphError, picture, render_graph
+
+    if fmt not in FORMATS:
+        fail(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    try:
+        nets = [parse_net(s) for s in segment or []]
+    except ValueError as e:
+        fail(f"--segment: {e} — give a network such as 10.10.0.0/24")
+    try:
+        ips = [parse_ip(s.strip()) for s in router.split(",")] if router else []
+    except ValueError as e:
+        fail(f"--router: {e} — give the router's addresses, e.g. 10.10.0.253,10.10.1.253")
+    cluster = load(file)
+    try:
+        data = render_graph(picture(cluster, nets, ips), fmt)
+    except GraphError as e:
+        fail(str(e), EXIT_FAILURE)
+    if out_file is not None:
+        out_file.write_bytes(data)
+        return
+    if fmt == "png" and sys.stdout.isatty():
+        fail("a PNG is binary: write it with --out FILE or redirect stdout")
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
     app.command("trace")(trace)
+    app.command("graph")(graph)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -165,14 +166,11 @@ def _hints(lab: Lab) -> None:
             f"  ip netns exec {node1.netns} nosdn trace {far} -f {inv} --cni-conf {conf}",
             markup=False,
         )
-    graph = " ".join(
-        [f"--segment {seg.nets[0]}" for seg in lab.topo.segments if len(lab.topo.segments) > 1]
-        + [f"--router {lab.topo.router.router_id}" if lab.topo.router else ""]
-    ).strip()
-    out.print(
-        f"  nosdn graph -f {inv} {graph} --format svg > lab.svg".replace("  --", " --"),
-        markup=False,
-    )
+    router = lab.topo.router
+    graph = [f"--segment {seg.nets[0]}" for seg in lab.topo.segments if router is not None]
+    if router is not None:
+        graph.append(f"--router {','.join(map(str, router.ips))}")
+    out.print(f"  nosdn graph -f {' '.join([str(inv), *graph])} > lab.svg", markup=False)
     out.print(f"then: nosdn lab check{name_opt}   and   nosdn lab down{name_opt}", markup=False)
 
 
@@ -296,10 +294,27 @@ def check_cmd(
     parallel: Annotated[
         int, typer.Option("--parallel", min=1, max=64, help="Pings in flight at once.")
     ] = 16,
+    matrix_png: Annotated[
+        Path | None,
+        typer.Option(
+            "--matrix-png",
+            help="Also draw the matrix as an image (PNG; SVG if FILE ends in .svg), with Graphviz.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     with _lab_errors():
         lab = open_lab(name)
         result = check(lab, parallel=parallel)
+    if matrix_png is not None:
+        from nosdn.lab.matrix import write_matrix
+        from nosdn.render.graph import GraphError
+
+        try:
+            write_matrix(result, matrix_png)
+        except (GraphError, OSError) as e:
+            fail(f"--matrix-png {matrix_png}: {e}", EXIT_FAILURE)
+        err.print(f"wrote {matrix_png}", markup=False)
     if output is Output.table:
         _print_check(result)
     else:
