@@ -71,7 +71,13 @@ def check_forward_policy(facts: Facts) -> list[CheckResult]:
             out.append(skip(check, "not needed: this host is not a node, it forwards no pods"))
             continue
         if facts.firewall.error is not None:
-            out.append(warn(check, f"could not read the firewall: {facts.firewall.error}"))
+            out.append(
+                warn(
+                    check,
+                    f"could not read the firewall: {facts.firewall.error}",
+                    "run the doctor as root (sudo nosdn doctor ...)",
+                )
+            )
             continue
         chains = list(base_chains(facts.firewall, "forward", family))
         mine = _mine(facts, family)
@@ -165,7 +171,13 @@ def check_masquerade(facts: Facts) -> list[CheckResult]:
             out.append(skip(check, "not expected (--masquerade no)"))
             continue
         if facts.firewall.error is not None:
-            out.append(warn(check, f"could not read nftables: {facts.firewall.error}"))
+            out.append(
+                warn(
+                    check,
+                    f"could not read nftables: {facts.firewall.error}",
+                    "run the doctor as root (sudo nosdn doctor ...)",
+                )
+            )
             continue
         if facts.masquerade == "auto" and not tables:
             out.append(

@@ -62,7 +62,8 @@ def _run_json(argv: Sequence[str]) -> tuple[Any, str | None]:
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, str(e)
     if proc.returncode != 0:
-        return None, (proc.stderr or proc.stdout).strip() or f"exit code {proc.returncode}"
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return None, lines[0] if lines else f"exit code {proc.returncode}"
     try:
         return json.loads(proc.stdout or "null"), None
     except ValueError as e:
