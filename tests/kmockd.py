@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,26 +36,34 @@ RESOURCES = {
 
 
 class Emulator(kmock.KubernetesEmulator):
-    """The emulator, plus one fault to inject: fail node lists after ``max_lists`` of them."""
+    """The emulator, plus list paging and one fault to inject.
+
+    Paging: kmock ignores ``limit``/``continue`` and sends every object in one response; a real
+    API server pages (the agent asks for 500 at a time), which decides the agent's peak memory
+    on a big cluster. So node lists here honour ``limit`` with an offset as ``continue`` token
+    (the one liberty taken; kmock's other gaps are left as they are).
+    Fault: ``max_lists`` fails node lists (503) after that many complete lists.
+    """
 
     max_lists: int | None = None
     lists = 0
 
     async def _serve_list(self, request: kmock.Request) -> Any:
-        if request.resource is not None and request.resource.plural == "nodes":
+        nodes = request.resource is not None and request.resource.plural == "nodes"
+        params = request.params or {}
+        offset = int(params.get("continue") or 0)
+        if nodes and offset == 0:
             type(self).lists += 1
             if self.max_lists is not None and type(self).lists > self.max_lists:
                 raise kmock.KubernetesError(503, "ServiceUnavailable", "injected: lists fail")
-        return await super()._serve_list(request)
-
-
-def _path(obj: dict[str, Any]) -> str:
-    api = obj.get("apiVersion", "v1")
-    kind = obj.get("kind", "")
-    plural = {"Node": "nodes", "Event": "events", "Lease": "leases"}[kind]
-    ns = (obj.get("metadata") or {}).get("namespace")
-    prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
-    return f"{prefix}/namespaces/{ns}/{plural}" if ns else f"{prefix}/{plural}"
+        result = await super()._serve_list(request)
+        limit = int(params.get("limit") or 0)
+        if nodes and limit > 0:
+            items = result["items"]
+            result["items"] = items[offset : offset + limit]
+            if offset + limit < len(items):
+                result["metadata"]["continue"] = str(offset + limit)
+        return result
 
 
 async def serve(host: str, port: int, seed: list[dict[str, Any]], max_lists: int | None) -> None:
@@ -64,10 +71,13 @@ async def serve(host: str, port: int, seed: list[dict[str, Any]], max_lists: int
     async with Emulator() as k, kmock.Server(k, host=host, port=port) as srv:
         for res, (kind, namespaced) in RESOURCES.items():
             k.resources[res] = kmock.ResourceInfo(kind=kind, namespaced=namespaced)
+        # Stored directly (kmock's own ``objects`` API): creating them over HTTP costs O(n)
+        # per request in kmock, minutes for 5,000 nodes. No watcher exists yet to miss events.
         for obj in seed:
-            resp = await srv.client.post(_path(obj), json=obj)
-            if resp.status >= 300:
-                sys.exit(f"seeding {obj.get('metadata')}: HTTP {resp.status} {await resp.text()}")
+            meta = obj.get("metadata") or {}
+            api = obj.get("apiVersion", "v1")
+            plural = {"Node": "nodes", "Event": "events", "Lease": "leases"}[obj["kind"]]
+            k.objects[f"{api}/{plural}", meta.get("namespace"), meta["name"]] = obj
         print(f"ready {srv.port}", flush=True)
         await asyncio.Event().wait()
 

@@ -224,6 +224,10 @@ def test_repairs_within_a_second(env: NodeEnv) -> None:
     ip(env.ns, "nexthop", "del", "id", str(nhid))  # takes its routes with it
     t = time.monotonic()
     wait_until(lambda: env.routes() == want, 1.0, 0.01, "nexthop deleted by hand restored")
+    nhid = next(r["nhid"] for r in ip_json(env.ns, "route", "show", "proto", "157"))
+    ip(env.ns, "nexthop", "replace", "id", str(nhid), "via", "10.10.0.9", "dev", "eth0")
+    t = time.monotonic()  # one of ours taken over (proto unspec) and pointed elsewhere
+    wait_until(lambda: env.routes() == want, 1.0, 0.01, "nexthop replaced by hand repaired")
     ip(env.ns, "link", "set", "eth0", "down")
     wait_until(lambda: env.routes() == {}, 2, 0.01, "the kernel drops routes of a down link")
     ip(env.ns, "link", "set", "eth0", "up")

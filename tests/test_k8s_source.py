@@ -319,3 +319,49 @@ def test_losing_the_update_race_is_not_leading() -> None:
 
 def test_expired_watch_error_is_its_own_type() -> None:
     assert WatchExpiredError().status == 410
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"kind":"NodeList","apiVersion":"v1","metadata":{"resourceVersion":"42","continue":"c"},'
+        '"items":[{"metadata":{"name":"a","labels":{"items":"x"}}},{"metadata":{"name":"b"}}]}',
+        '{"metadata": {"resourceVersion": "42", "continue": "c"}, "items": [ {"metadata":'
+        ' {"name": "a", "labels": {"items": "x"}}} ,\n {"metadata": {"name": "b"}} ] }',
+        '{"items":[{"metadata":{"name":"a","labels":{"items":"x"}}},{"metadata":{"name":"b"}}],'
+        '"metadata":{"resourceVersion":"42","continue":"c"}}',
+    ],
+)
+def test_list_pages_are_decoded_one_item_at_a_time(text: str) -> None:
+    from nosdn.sources.kubernetes import split_list
+
+    items, meta = split_list(text.encode())
+    assert meta == {"resourceVersion": "42", "continue": "c"}
+    assert [i["metadata"]["name"] for i in items] == ["a", "b"]
+
+
+def test_a_list_that_breaks_half_way_changes_nothing() -> None:
+    cache = NodeCache()
+    cache.replace([node_object("a", ["10.0.0.1"], ["10.244.1.0/24"])])
+
+    def broken() -> Iterator[dict[str, Any]]:
+        yield node_object("b", ["10.0.0.2"], ["10.244.2.0/24"])
+        raise ApiUnavailableError("page 2 failed")
+
+    with pytest.raises(ApiUnavailableError):
+        cache.replace(broken())
+    snap = cache.snapshot()
+    assert [n.name for n in snap.nodes] == ["a"]
+    assert snap.relists == 1
+
+
+def test_lists_are_paged(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nosdn.sources.kubernetes as kube
+
+    for i in (2, 3):
+        emulator.create_node(node_object(f"n{i}", [f"10.0.0.{i}"], [f"10.244.{i}.0/24"]))
+    monkeypatch.setattr(kube, "LIST_PAGE", 1)
+    api = KubeApi(KubeSettings(server=emulator.url))
+    items, _ = api.list_nodes()
+    assert sorted(i["metadata"]["name"] for i in items) == ["n1", "n2", "n3"]
+    api.close()

@@ -24,6 +24,7 @@ masquerade and the ``NetworkUnavailable`` condition, each only writing when some
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -154,8 +155,13 @@ class Agent:
         self._stop.set()
         self.nudger.nudge("stop")
 
-    def run(self) -> None:
-        """Run passes until `stop`. Leaves every route in place when it returns."""
+    def run(self, *, freeze_gc: bool = False) -> None:
+        """Run passes until `stop`. Leaves every route in place when it returns.
+
+        ``freeze_gc``: after the first pass, move everything alive (the Kubernetes client's
+        modules, the node cache) out of the cyclic collector's reach (`gc.freeze`): a full
+        collection over them cost the daemon pauses of a hundred milliseconds and more."""
+        frozen = not freeze_gc
         next_resync = time.monotonic()
         retry_at: float | None = None
         while not self._stop.is_set():
@@ -176,6 +182,10 @@ class Agent:
             if not reasons:
                 continue
             ok = self.run_pass(reasons, full=full)
+            if not frozen and self.status.passes:
+                gc.collect()
+                gc.freeze()
+                frozen = True
             if ok:
                 self._retry = 0
                 retry_at = None

@@ -5,11 +5,16 @@ A periodic resync alone leaves a window of up to its period in which pods are un
 link and does not restore them when it comes back). flannel's host-gw waits 10 s there
 (flannel #1070). The monitor subscribes to rtnetlink notifications and nudges the loop when:
 
-- a route or nexthop of our protocol is added, changed or deleted (someone touched ours; our
-  own writes echo back too, which costs one no-op pass);
+- a route of our protocol is deleted from our table, or a nexthop of our protocol is deleted;
+- a nexthop is added or replaced with another protocol (``ip nexthop replace id N ...``
+  without ``proto`` takes one of ours over: its routes now go elsewhere);
 - a route of the ``kernel`` protocol changes (connected networks come and go with links and
   addresses, and decide which next hops are on-link);
 - a link or an address is added, removed or changes state.
+
+Additions and replacements *with our protocol* are ignored: they are the echo of our own
+writes, and reacting to them would cost a second, empty pass after every change. Someone
+writing routes with nosdn's own protocol number is caught by the periodic resync.
 
 Notifications are only parsed down to the few header bytes that decide this; the pass that
 follows re-reads everything. A receive-buffer overflow (ENOBUFS: a burst too big to queue) is
@@ -89,12 +94,14 @@ def classify(buf: bytes, protocol: int, table: int) -> str | None:
             proto = buf[body + 5]
             if rt_table == 252:  # RT_TABLE_COMPAT: the real id is in RTA_TABLE
                 rt_table = _table_attr(buf, body + 12, off + length) or rt_table
-            if rt_table == table and proto == protocol:
-                return "netlink-route"
-            if proto == RTPROT_KERNEL and rt_table == table:
-                reason = reason or "netlink-connected"
+            if rt_table == table:
+                if proto == protocol and mtype == RTM_DELROUTE:
+                    return "netlink-route"
+                if proto == RTPROT_KERNEL:
+                    reason = reason or "netlink-connected"
         elif mtype in (RTM_NEWNEXTHOP, RTM_DELNEXTHOP) and length >= 24:
-            if buf[body + 2] == protocol:
+            ours = buf[body + 2] == protocol
+            if ours == (mtype == RTM_DELNEXTHOP):
                 return "netlink-nexthop"
         elif mtype in (RTM_NEWLINK, RTM_DELLINK):
             reason = "netlink-link"

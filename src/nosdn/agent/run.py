@@ -136,7 +136,7 @@ class Running:
         self.monitor.start()
         self.reflector.start()
         try:
-            self.agent.run()
+            self.agent.run(freeze_gc=True)
         finally:
             self.shutdown()
 

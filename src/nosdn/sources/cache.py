@@ -88,22 +88,26 @@ class NodeCache:
         self._infos[name] = node_info(fp, name, self.policy)
 
     def replace(self, objects: Iterable[Mapping[str, Any]]) -> bool:
-        """Apply a complete list; returns whether anything routing uses changed."""
+        """Apply a complete list; returns whether anything routing uses changed.
+
+        ``objects`` may be decoded lazily (and fail half-way, raising): it is read to the end
+        before anything in the cache changes, so a broken list leaves the cache as it was."""
+        fps: dict[str, Fingerprint] = {}
+        self_obj: Mapping[str, Any] | None = None
+        for obj in objects:
+            name = node_name(obj)
+            if not name:
+                continue
+            if name == self.self_name:
+                self_obj = obj
+            fps[name] = fingerprint(obj)
         changed = False
         with self._lock:
-            seen: set[str] = set()
-            for obj in objects:
-                name = node_name(obj)
-                if not name:
-                    continue
-                seen.add(name)
-                if name == self.self_name:
-                    self.self_object = obj
-                fp = fingerprint(obj)
+            for name, fp in fps.items():
                 if self._fps.get(name) != fp:
                     self._store(name, fp)
                     changed = True
-            for name in [n for n in self._fps if n not in seen]:
+            for name in [n for n in self._fps if n not in fps]:
                 del self._fps[name]
                 del self._infos[name]
                 changed = True
@@ -113,6 +117,7 @@ class NodeCache:
             first = not self._synced
             self._synced = True
             self._snap = None
+            self.self_object = self_obj
         if self._on_change is not None:
             self._on_change("list" if changed or first else "relist")
         return changed

@@ -107,6 +107,50 @@ def _translate(e: BaseException, what: str) -> ApiError:
 _ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
 
 
+_DECODER = json.JSONDecoder()
+_WS = " \t\r\n"
+
+
+def split_list(data: bytes) -> tuple[Iterator[Mapping[str, Any]], Mapping[str, Any]]:
+    """A list response as (lazily decoded items, list metadata).
+
+    The items array is decoded one element at a time (``raw_decode``), so no more than one
+    Node exists as Python objects at once; anything not shaped like ``{..., "metadata": {...},
+    "items": [...]}`` with the metadata first is decoded whole, the ordinary way.
+    """
+    text = data.decode()
+    m = text.find('"metadata":')
+    i = text.find('"items":')
+    if m < 0 or i < 0 or m > i:
+        whole = json.loads(text)
+        return iter(whole.get("items") or ()), whole.get("metadata") or {}
+    pos = m + len('"metadata":')
+    while text[pos] in _WS:
+        pos += 1
+    meta, _ = _DECODER.raw_decode(text, pos)
+    pos = i + len('"items":')
+    while text[pos] in _WS:
+        pos += 1
+    if text[pos] != "[":  # "items": null
+        return iter(()), meta
+
+    def items(pos: int) -> Iterator[Mapping[str, Any]]:
+        pos += 1
+        while True:
+            while text[pos] in _WS:
+                pos += 1
+            if text[pos] == "]":
+                return
+            obj, pos = _DECODER.raw_decode(text, pos)
+            yield obj
+            while text[pos] in _WS:
+                pos += 1
+            if text[pos] == ",":
+                pos += 1
+
+    return items(pos), meta
+
+
 class _WatchStream:
     """Newline-delimited JSON events read straight from the HTTP response.
 
@@ -167,28 +211,39 @@ class KubeApi:
     def close(self) -> None:
         self.api_client.close()  # type: ignore[no-untyped-call]
 
-    def _call(self, what: str, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+    def _raw(self, what: str, fn: Callable[..., Any], *a: Any, **kw: Any) -> bytes:
         try:
             resp = fn(*a, _preload_content=False, _request_timeout=self._timeout, **kw)
-            data = resp.data
+            return bytes(resp.data or b"")
         except _ERRORS as e:
             raise _translate(e, what) from None
+
+    def _call(self, what: str, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        data = self._raw(what, fn, *a, **kw)
         return json.loads(data) if data else None
 
     # --- nodes ----------------------------------------------------------------------------
-    def list_nodes(self) -> tuple[list[Mapping[str, Any]], str]:
-        items: list[Mapping[str, Any]] = []
-        cont: str | None = None
-        while True:
-            kw: dict[str, Any] = {"limit": LIST_PAGE}
-            if cont:
-                kw["_continue"] = cont
-            data = self._call("list nodes", self.core.list_node, **kw) or {}
-            items.extend(data.get("items") or ())
-            meta = data.get("metadata") or {}
+    def list_nodes(self) -> tuple[Iterator[Mapping[str, Any]], str]:
+        """Every Node, page by page (``limit``/``continue``), and the list's resourceVersion.
+
+        Items are decoded one at a time from each page and handed out lazily, so the peak
+        memory is one page of text plus one Node, not the whole list as Python objects (an
+        emulator that ignores ``limit`` sends everything as one page)."""
+        first = self._raw("list nodes", self.core.list_node, limit=LIST_PAGE)
+        items, meta = split_list(first)
+        del first
+
+        def pages() -> Iterator[Mapping[str, Any]]:
+            nonlocal items
             cont = meta.get("continue")
-            if not cont:
-                return items, str(meta.get("resourceVersion") or "")
+            yield from items
+            while cont:
+                data = self._raw("list nodes", self.core.list_node, limit=LIST_PAGE, _continue=cont)
+                items, page_meta = split_list(data)
+                cont = page_meta.get("continue")
+                yield from items
+
+        return pages(), str(meta.get("resourceVersion") or "")
 
     def watch_nodes(self, resource_version: str, timeout_seconds: int) -> _WatchStream:
         kw: dict[str, Any] = {

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from nosdn.sources.cache import NodeCache
@@ -40,8 +40,8 @@ class WatchStream(Protocol):
 
 
 class NodeApi(Protocol):
-    def list_nodes(self) -> tuple[list[Mapping[str, Any]], str]:
-        """Every Node object, and the list's resourceVersion."""
+    def list_nodes(self) -> tuple[Iterable[Mapping[str, Any]], str]:
+        """Every Node object (possibly decoded lazily), and the list's resourceVersion."""
 
     def watch_nodes(self, resource_version: str, timeout_seconds: int) -> WatchStream:
         """Watch Nodes from ``resource_version``; raises `WatchExpiredError` on 410."""
