@@ -468,7 +468,9 @@ def _install_protocol_name(directory: Path = RT_PROTOS_D) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
-    app.command("apply")(apply)
+    from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce (the VPC route table)
+
+    app.command("plan")(cloud_command(plan, always_dry_run=True))
+    app.command("apply")(cloud_command(apply, always_dry_run=False))
     app.command("status")(status)
     app.command("flush")(flush)
