@@ -81,6 +81,25 @@ def reset_moto(url: str) -> None:
     urllib.request.urlopen(req, timeout=10).read()
 
 
+def _page(xml: bytes, start: int, size: int) -> bytes:
+    """One page of a DescribeRouteTables answer, with EC2's ``nextToken`` when more follow."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    ns = root.tag.split("}")[0] + "}" if root.tag.startswith("{") else ""
+    ET.register_namespace("", ns.strip("{}"))
+    tables = root.find(f"{ns}routeTableSet")
+    assert tables is not None
+    items = list(tables)
+    for item in items:
+        tables.remove(item)
+    for item in items[start : start + size]:
+        tables.append(item)
+    if start + size < len(items):
+        ET.SubElement(root, f"{ns}nextToken").text = str(start + size)
+    return bytes(ET.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
 _THROTTLE = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
     b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
@@ -105,6 +124,8 @@ class Ec2Proxy:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.actions: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        #: Serve DescribeRouteTables in pages of this many tables (moto itself never pages it).
+        self.route_table_page = 0
         self._fail: list[tuple[str | None, bytes, int]] = []
         self._lock = threading.Lock()
         proxy = self
@@ -133,6 +154,13 @@ class Ec2Proxy:
                 resp = conn.getresponse()
                 data = resp.read()
                 conn.close()
+                if (
+                    action == "DescribeRouteTables"
+                    and proxy.route_table_page
+                    and resp.status == 200
+                ):
+                    token = urllib.parse.parse_qs(body.decode()).get("NextToken", ["0"])[0]
+                    data = _page(data, int(token), proxy.route_table_page)
                 self._send(resp.status, data, resp.getheader("Content-Type", "text/xml"))
 
             def _send(self, status: int, data: bytes, ctype: str) -> None:

@@ -173,6 +173,18 @@ def test_second_pass_makes_one_describe_and_no_write(world: World) -> None:
     assert all(len(t.diff.keep) == 3 for t in again.tables)
 
 
+def test_every_page_of_route_tables_is_read(world: World) -> None:
+    world.proxy.route_table_page = 1  # one table per page: two pages
+    cluster = world.cluster(*_nodes(world))
+    provider = world.provider()
+    result = sync(provider, cluster)
+    assert sorted(t.table.table_id for t in result.tables) == sorted([world.table_a, world.table_b])
+    assert "10.244.3.0/24" in world.routes(world.table_b)
+    world.proxy.reset_counts()
+    assert sync(provider, cluster).writes == 0
+    assert dict(world.proxy.actions) == {"DescribeRouteTables": 2}
+
+
 def test_instance_replaced_is_one_replace_per_table(world: World) -> None:
     nodes = _nodes(world)
     provider = world.provider()
