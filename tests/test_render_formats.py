@@ -29,9 +29,9 @@ from typer.testing import CliRunner
 from nosdn.cli import app
 from nosdn.inventory import load_cluster
 from nosdn.model import EXTERNAL, Cluster, Node, Route, Target
+from nosdn.names import GCE_NAME_MAX, gce_route_name
 from nosdn.plan import desired_routes
 from nosdn.render import FORMATS, RenderError, RenderOptions, render, render_files
-from nosdn.render.cloud import GCE_NAME_MAX, gce_route_name
 from nosdn.render.routers import bird_config
 
 GOLDEN = Path(__file__).parent / "golden" / "render"

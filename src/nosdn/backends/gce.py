@@ -27,7 +27,6 @@ way it does:
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 import time
@@ -39,10 +38,9 @@ from typing import Any
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.cloud import CloudError, CloudTable
 from nosdn.model import Cluster, Diff, InstalledRoute, IPNetwork, Node
+from nosdn.names import GCE_NAME, gce_route_name
 from nosdn.problems import Problem
 
-GCE_NAME_MAX = 63
-_GCE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 _DESCRIPTION = re.compile(r"^nosdn: pods of node (?P<node>.*) in cluster (?P<cluster>.*)$")
 _INSTANCE_PATH = re.compile(r"(?:^|/)projects/([^/]+)/zones/([^/]+)/instances/([^/]+)$")
 _PROVIDER_ID = re.compile(r"^gce://([^/]+)/([^/]+)/([^/]+)$")
@@ -52,18 +50,8 @@ QUOTA_HINT = "GCE quota 'ROUTES' of the project (IAM & Admin > Quotas)"
 
 
 def route_name(cluster: str, node: str, dst: str) -> str:
-    """``{cluster}-{node}-{dst}`` as a GCE resource name: lowercase, every other character a
-    ``-``, starting with a letter, at most 63 characters (a long one keeps its start and ends in
-    a hash of the whole, so it stays unique and stable). Same as the gcloud renderer's."""
-    raw = f"{cluster}-{node}-{dst}"
-    name = re.sub(r"[^a-z0-9]", "-", raw.lower())
-    if not name[:1].isalpha():
-        name = "nosdn-" + name
-    if len(name) > GCE_NAME_MAX or not name[-1].isalnum():
-        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
-        name = f"{name[: GCE_NAME_MAX - 9].rstrip('-')}-{digest}"
-    assert _GCE_NAME.match(name), name
-    return name
+    """The route's GCE name: the same rule as the gcloud renderer's (`nosdn.names`)."""
+    return gce_route_name(cluster, node, dst)
 
 
 def name_prefix(cluster: str) -> str:
@@ -243,7 +231,7 @@ class GceRoutes:
             zone, name = value.split("/")
         else:
             name = value or node.name
-        if not _GCE_NAME.match(name):
+        if not GCE_NAME.match(name):
             return Problem(
                 node.name,
                 "instanceId",

@@ -14,11 +14,11 @@ GCE route names are derived from cluster, node and subnet (`gce_route_name`): va
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 
 from nosdn.model import ROUTER, Cluster, Node, Route
+from nosdn.names import gce_route_name
 from nosdn.plan import desired_routes
 from nosdn.render._base import (
     RenderedFile,
@@ -29,24 +29,7 @@ from nosdn.render._base import (
     generated_by,
 )
 
-GCE_NAME_MAX = 63
-_GCE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 _AWS_INSTANCE = re.compile(r"^i-[0-9a-f]{8,17}$")
-
-
-def gce_route_name(cluster: str, node: str, dst: str) -> str:
-    """``{cluster}-{node}-{dst}`` as a GCE resource name: lowercase, every other character a
-    ``-``, starting with a letter, at most 63 characters (a long one keeps its start and ends in
-    a hash of the whole, so it stays unique and stable)."""
-    raw = f"{cluster}-{node}-{dst}"
-    name = re.sub(r"[^a-z0-9]", "-", raw.lower())
-    if not name[:1].isalpha():
-        name = "nosdn-" + name
-    if len(name) > GCE_NAME_MAX or not name[-1].isalnum():
-        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
-        name = f"{name[: GCE_NAME_MAX - 9].rstrip('-')}-{digest}"
-    assert _GCE_NAME.match(name), name
-    return name
 
 
 def _routes(cluster: Cluster, options: RenderOptions, fmt: str) -> list[Route]:

@@ -1,0 +1,29 @@
+"""Names nosdn gives things outside the kernel, shared by renderers and backends.
+
+A GCE route created by ``nosdn render --format gcloud`` and one created by the GCE backend must
+carry the same name, or the backend would see the rendered routes as someone else's. So the
+rule lives here, below both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+GCE_NAME_MAX = 63
+GCE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def gce_route_name(cluster: str, node: str, dst: str) -> str:
+    """``{cluster}-{node}-{dst}`` as a GCE resource name: lowercase, every other character a
+    ``-``, starting with a letter, at most 63 characters (a long one keeps its start and ends in
+    a hash of the whole, so it stays unique and stable)."""
+    raw = f"{cluster}-{node}-{dst}"
+    name = re.sub(r"[^a-z0-9]", "-", raw.lower())
+    if not name[:1].isalpha():
+        name = "nosdn-" + name
+    if len(name) > GCE_NAME_MAX or not name[-1].isalnum():
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[: GCE_NAME_MAX - 9].rstrip('-')}-{digest}"
+    assert GCE_NAME.match(name), name
+    return name
