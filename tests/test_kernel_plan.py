@@ -10,6 +10,8 @@ import errno
 from collections import Counter
 from ipaddress import ip_address, ip_network
 
+import pytest
+
 from nosdn.backends.kernel import _netlink as nl
 from nosdn.backends.kernel._plan import parse_ref, plan_nexthops, plan_plain
 from nosdn.model import Change, Diff, InstalledRoute, Route
@@ -173,3 +175,12 @@ def test_plain_mode_writes_gateway_routes_with_the_old_metric() -> None:
 def test_parse_ref() -> None:
     assert parse_ref("nhid=12 metric=1024") == (12, 1024)
     assert parse_ref("") == (0, 0)
+
+
+def test_reserved_protocol_numbers_are_refused() -> None:
+    # claiming 4 (static) or 12 (bird) would make nosdn delete their routes as stale
+    from nosdn.backends.kernel import KernelBackend
+
+    for number, owner in ((4, "static"), (12, "bird"), (2, "kernel")):
+        with pytest.raises(ValueError, match=owner):
+            KernelBackend(protocol=number)

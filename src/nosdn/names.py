@@ -1,4 +1,4 @@
-"""Names nosdn gives things outside the kernel, shared by renderers and backends.
+"""Names nosdn gives things, and names it must not take, shared by renderers and backends.
 
 A GCE route created by ``nosdn render --format gcloud`` and one created by the GCE backend must
 carry the same name, or the backend would see the rendered routes as someone else's. So the
@@ -27,3 +27,32 @@ def gce_route_name(cluster: str, node: str, dst: str) -> str:
         name = f"{name[: GCE_NAME_MAX - 9].rstrip('-')}-{digest}"
     assert GCE_NAME.match(name), name
     return name
+
+
+#: Protocol numbers the kernel or well-known routing daemons use: claiming one would make nosdn
+#: treat (and delete) their routes as its own. From iproute2's rt_protos and the kernel's uapi.
+RESERVED_PROTOCOLS: dict[int, str] = {
+    0: "unspec",
+    1: "redirect",
+    2: "kernel",
+    3: "boot",
+    4: "static",
+    8: "gated",
+    9: "ra",
+    10: "mrt",
+    11: "zebra",
+    12: "bird",
+    13: "dnrouted",
+    14: "xorp",
+    15: "ntk",
+    16: "dhcp",
+    17: "mrouted",
+    18: "keepalived",
+    42: "babel",
+    99: "openr",
+    186: "bgp",
+    187: "isis",
+    188: "ospf",
+    189: "rip",
+    192: "eigrp",
+}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from nosdn import __version__
 from nosdn.model import DEFAULT_PROTOCOL, PROTOCOL_NAME, Cluster, IPAddress, Route, Target
+from nosdn.names import RESERVED_PROTOCOLS
 
 
 class RenderError(ValueError):
@@ -44,34 +45,6 @@ class RenderedFile:
     content: str
     mode: int = 0o644
 
-
-#: Protocol numbers the kernel or well-known routing daemons use: claiming one would make nosdn
-#: treat (and delete) their routes as its own. From iproute2's rt_protos and the kernel's uapi.
-RESERVED_PROTOCOLS: dict[int, str] = {
-    0: "unspec",
-    1: "redirect",
-    2: "kernel",
-    3: "boot",
-    4: "static",
-    8: "gated",
-    9: "ra",
-    10: "mrt",
-    11: "zebra",
-    12: "bird",
-    13: "dnrouted",
-    14: "xorp",
-    15: "ntk",
-    16: "dhcp",
-    17: "mrouted",
-    18: "keepalived",
-    42: "babel",
-    99: "openr",
-    186: "bgp",
-    187: "isis",
-    188: "ospf",
-    189: "rip",
-    192: "eigrp",
-}
 
 _TABLE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -10,31 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from nosdn.model import DEFAULT_PROTOCOL, PROTOCOL_NAME
+from nosdn.names import RESERVED_PROTOCOLS
 
-_BUILTIN = {
-    0: "unspec",
-    1: "redirect",
-    2: "kernel",
-    3: "boot",
-    4: "static",
-    8: "gated",
-    9: "ra",
-    10: "mrt",
-    11: "zebra",
-    12: "bird",
-    13: "dnrouted",
-    14: "xorp",
-    15: "ntk",
-    16: "dhcp",
-    18: "keepalived",
-    42: "babel",
-    99: "openr",
-    186: "bgp",
-    187: "isis",
-    188: "ospf",
-    189: "rip",
-    192: "eigrp",
-}
+_BUILTIN = RESERVED_PROTOCOLS
 
 _DIRS = (Path("/usr/share/iproute2"), Path("/etc/iproute2"))
 

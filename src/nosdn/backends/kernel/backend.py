@@ -40,6 +40,7 @@ from nosdn.model import (
     IPNetwork,
     Route,
 )
+from nosdn.names import RESERVED_PROTOCOLS
 
 AF4 = socket.AF_INET
 AF6 = socket.AF_INET6
@@ -144,7 +145,12 @@ class KernelBackend:
         netns: str | None = None,
     ) -> None:
         if not 0 < protocol < 256:
-            raise ValueError(f"protocol must be 1..255, not {protocol}")
+            raise ValueError(f"--protocol {protocol}: must be 1..255 (nosdn's default is 157)")
+        if protocol in RESERVED_PROTOCOLS:
+            raise ValueError(
+                f"--protocol {protocol} is {RESERVED_PROTOCOLS[protocol]!r}'s: nosdn would take "
+                "(and delete) its routes as its own; pick an unused number such as 157"
+            )
         if not 0 < table < 2**32 or table in (253, 255):
             raise ValueError(f"table {table} cannot hold nosdn routes")
         self.table = table
