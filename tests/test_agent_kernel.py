@@ -322,3 +322,40 @@ def test_egress_masquerade_reaches_outside(netns: Callable[..., str], tmp_path: 
         for ag in agents:
             ag.stop(signal.SIGKILL)
         emu.kill()
+
+
+def test_allocator_gives_subnets_and_offlink_nodes_are_reported(env: NodeEnv) -> None:
+    env.emu.kill()
+    seed = [
+        node_object(ME, ["10.10.0.1"]),  # no pod subnet yet
+        node_object("node2", ["10.10.0.2"], ["10.244.2.0/24"]),
+        node_object("node3", ["10.10.0.3"]),
+        node_object("far", ["192.168.5.9"], ["10.244.9.0/24"]),  # not on any link of ours
+    ]
+    env.emu.start(seed)
+    a = env.agent("--allocate-node-cidrs", "--cluster-cidr", "10.244.0.0/16")
+    env.ready(a)
+
+    def cidrs() -> dict[str, list[str]]:
+        return {n["metadata"]["name"]: n["spec"].get("podCIDRs", []) for n in env.emu.nodes()}
+
+    got = wait_until(lambda: all(cidrs().values()) and cidrs(), 10, what="subnets allocated")
+    assert got["node2"] == ["10.244.2.0/24"]  # never moved
+    assert len({c for v in got.values() for c in v}) == 4
+    assert all(c[0].startswith("10.244.") and c[0].endswith("/24") for c in got.values())
+    assert set(env.routes()) == {got["node2"][0], got["node3"][0]}  # `far` is skipped
+    wait_until(lambda: a.cni.exists(), 5, what="conflist once node1 has a subnet")
+    assert f'"subnet": "{got[ME][0]}"' in a.cni.read_text()
+    lease = env.emu.call(
+        "GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/nosdn-ipam"
+    )
+    assert lease["spec"]["holderIdentity"].startswith(f"{ME}_")
+    assert a.metric("nosdn_allocator_leader") == 1
+    reasons = wait_until(
+        lambda: {e["reason"] for e in env.emu.events()} >= {"NodeOffLink"} and env.emu.events(),
+        5,
+        what="NodeOffLink event",
+    )
+    far = next(e for e in reasons if e["reason"] == "NodeOffLink")
+    assert "node far (192.168.5.9)" in far["message"]
+    assert a.metric("nosdn_offlink_nodes") == 1
