@@ -345,7 +345,7 @@ def test_allocator_gives_subnets_and_offlink_nodes_are_reported(env: NodeEnv) ->
     assert all(c[0].startswith("10.244.") and c[0].endswith("/24") for c in got.values())
     want = {got["node2"][0], got["node3"][0]}  # `far` is skipped
     wait_until(lambda: set(env.routes()) == want, 5, what="routes to allocated subnets")
-    wait_until(lambda: a.cni.exists(), 5, what="conflist once node1 has a subnet")
+    wait_until(a.cni.exists, 5, what="conflist once node1 has a subnet")
     assert f'"subnet": "{got[ME][0]}"' in a.cni.read_text()
     lease = env.emu.call(
         "GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/nosdn-ipam"
