@@ -9,6 +9,12 @@ tuple comparison, and causes no kernel work at all.
 A relist replaces the whole content (nodes missing from the list are gone) and counts
 ``relists``; the deletion guard uses that count to know the list was read again. While the API
 is away the content simply stays: the loop keeps serving the last known state.
+
+A controller that writes one condition on every Node (the cloud route controller sets
+``NetworkUnavailable``) must know each node's current value to avoid writing it again, yet a
+condition change is no routing change. With ``condition=TYPE`` the cache keeps that condition's
+(status, reason) per node beside the fingerprints, read from every event, without touching the
+generation or nudging anyone.
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ from nosdn.sources.nodes import (
     node_info,
     node_name,
 )
+
+
+def condition_of(obj: Mapping[str, Any], ctype: str) -> tuple[str, str] | None:
+    """(status, reason) of the Node condition ``ctype``, if the object has one."""
+    for c in (obj.get("status") or {}).get("conditions") or ():
+        if c.get("type") == ctype:
+            return str(c.get("status", "")), str(c.get("reason", ""))
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +75,12 @@ class NodeCache:
         policy: AddressPolicy | None = None,
         on_change: Callable[[str], None] | None = None,
         self_name: str | None = None,
+        condition: str | None = None,
     ) -> None:
         self.policy = policy or AddressPolicy()
+        self.condition_type = condition
+        #: node -> (status, reason) of its ``condition`` (only when one was asked for).
+        self.conditions: dict[str, tuple[str, str]] = {}
         self._on_change = on_change
         self.self_name = self_name
         self._lock = threading.Lock()
@@ -94,6 +112,8 @@ class NodeCache:
         before anything in the cache changes, so a broken list leaves the cache as it was."""
         fps: dict[str, Fingerprint] = {}
         self_obj: Mapping[str, Any] | None = None
+        conds: dict[str, tuple[str, str]] = {}
+        ctype = self.condition_type
         for obj in objects:
             name = node_name(obj)
             if not name:
@@ -101,6 +121,8 @@ class NodeCache:
             if name == self.self_name:
                 self_obj = obj
             fps[name] = fingerprint(obj)
+            if ctype is not None and (c := condition_of(obj, ctype)) is not None:
+                conds[name] = c
         changed = False
         with self._lock:
             for name, fp in fps.items():
@@ -118,6 +140,8 @@ class NodeCache:
             self._synced = True
             self._snap = None
             self.self_object = self_obj
+            if ctype is not None:
+                self.conditions = conds
         if self._on_change is not None:
             self._on_change("list" if changed or first else "relist")
         return changed
@@ -131,6 +155,12 @@ class NodeCache:
             return False
         if name == self.self_name:
             self.self_object = obj if etype != "DELETED" else None
+        if self.condition_type is not None:
+            c = condition_of(obj, self.condition_type) if etype != "DELETED" else None
+            if c is None:
+                self.conditions.pop(name, None)
+            else:
+                self.conditions[name] = c
         if etype == "DELETED":
             with self._lock:
                 if name not in self._fps:
@@ -176,6 +206,10 @@ class NodeCache:
                     self._generation, nodes, self._synced, self._relists, self._connected
                 )
             return snap
+
+    def condition(self, name: str) -> tuple[str, str] | None:
+        """(status, reason) of node ``name``'s tracked condition, if it has one."""
+        return self.conditions.get(name)
 
     def infos(self) -> list[NodeInfo]:
         with self._lock:

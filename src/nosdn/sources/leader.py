@@ -12,7 +12,10 @@ It follows client-go's leaderelection, whose rules exist for good reasons:
   candidates racing for an expired Lease cannot both win (409 Conflict for the loser);
 - a leader that cannot renew within ``renew_deadline`` stops leading *before* its Lease can
   expire for the others (``renew_deadline < lease_duration``);
-- on a clean stop the leader releases the Lease (empty holder) so the next one need not wait.
+- on a clean stop the leader releases the Lease (empty holder) so the next one need not wait;
+- a leader that writes somewhere else (the cloud route controller) asks `holds` right before
+  writing: leading *and* renewed less than ``renew_deadline`` ago by its own clock, so a renewal
+  stuck in a slow request cannot leave it writing beside its successor.
 
 The `kmock` emulator has no resourceVersion: there the compare-and-swap is not enforced, and
 two candidates writing in the same instant could both believe they won. Tests of this module
@@ -78,6 +81,8 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self.leading = False
+        #: When the last successful acquire or renew *started* (this process's clock).
+        self.renewed_at = float("-inf")
 
     # --- one step -------------------------------------------------------------------------
     def _spec(self, transitions: int, acquired: str | None) -> dict[str, Any]:
@@ -92,6 +97,7 @@ class LeaderElector:
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt; True if we hold the Lease afterwards."""
+        started = self.clock()
         try:
             lease = self.api.get_lease(self.namespace, self.name)
             if lease is None:
@@ -102,6 +108,7 @@ class LeaderElector:
                     "spec": self._spec(0, None),
                 }
                 self._observe(self.api.create_lease(self.namespace, body))
+                self.renewed_at = started
                 return True
             spec = dict(lease.get("spec") or {})
             self._observe(lease)
@@ -116,12 +123,17 @@ class LeaderElector:
                 self.namespace, self.name, {"spec": new}, str(meta.get("resourceVersion") or "")
             )
             self._observe(updated)
+            self.renewed_at = started
             return True
         except ConflictError:
             return False
         except ApiError as e:
             log.info("lease %s/%s: %s", self.namespace, self.name, e)
             return False
+
+    def holds(self) -> bool:
+        """Whether this candidate leads and renewed recently enough to act as leader now."""
+        return self.leading and self.clock() - self.renewed_at < self.renew_deadline
 
     def _duration(self, spec: Mapping[str, Any]) -> float:
         try:

@@ -1,11 +1,13 @@
 """A Kubernetes Node object (plain JSON) as nosdn sees it: a name, one address per family and
 the pod subnets.
 
-Only three fields of a Node matter to routing: ``metadata.name``, ``spec.podCIDRs`` (or the
-older single ``spec.podCIDR``) and ``status.addresses``. Everything else in a Node changes all
-the time (conditions, images, heartbeats), so `fingerprint` reduces an object to those fields
-as cheap tuples of strings: the cache compares fingerprints and parses addresses only when one
-differs, which keeps the cost of a status-only event to a few dict lookups.
+Only a few fields of a Node matter to routing: ``metadata.name``, ``spec.podCIDRs`` (or the
+older single ``spec.podCIDR``), ``status.addresses`` and, for cloud route tables,
+``spec.providerID`` (the instance a route points at: ``aws:///ZONE/i-...``,
+``gce://PROJECT/ZONE/NAME``). Everything else in a Node changes all the time (conditions,
+images, heartbeats), so `fingerprint` reduces an object to those fields as cheap tuples of
+strings: the cache compares fingerprints and parses addresses only when one differs, which
+keeps the cost of a status-only event to a few dict lookups.
 
 Which address is "the node's" is a policy: by address type in a configured order (default
 InternalIP, then ExternalIP), optionally only inside given networks (multi-homed nodes whose
@@ -23,8 +25,9 @@ from nosdn.model import IPAddress, IPNetwork, Node
 
 DEFAULT_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
 
-#: (pod CIDR strings, ((address type, address), ...)) - what routing depends on, unparsed.
-Fingerprint = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
+#: (pod CIDR strings, ((address type, address), ...), providerID) - what routing depends on,
+#: unparsed.
+Fingerprint = tuple[tuple[str, ...], tuple[tuple[str, str], ...], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ def fingerprint(obj: Mapping[str, Any]) -> Fingerprint:
     return (
         tuple(str(c) for c in cidrs),
         tuple((str(a.get("type", "")), str(a.get("address", ""))) for a in addrs),
+        str(spec.get("providerID") or ""),
     )
 
 
@@ -111,8 +115,9 @@ def choose_addresses(
 
 def node_info(fp: Fingerprint, name: str, policy: AddressPolicy) -> NodeInfo:
     """Build a `NodeInfo` from a fingerprint. A pod CIDR that does not parse makes the node
-    unusable for routing (no subnets) and is reported; bad addresses are skipped."""
-    cidr_texts, addresses = fp
+    unusable for routing (no subnets) and is reported; bad addresses are skipped. The
+    providerID, if any, becomes the node's ``instance_id`` (the cloud backends read both forms)."""
+    cidr_texts, addresses, provider_id = fp
     ips, problems = choose_addresses(name, addresses, policy)
     cidrs: list[IPNetwork] = []
     for text in cidr_texts:
@@ -133,4 +138,4 @@ def node_info(fp: Fingerprint, name: str, policy: AddressPolicy) -> NodeInfo:
             "no route can point at it"
         )
     cidrs.sort(key=lambda c: c.version)
-    return NodeInfo(name, Node(name, ips, tuple(cidrs)), tuple(problems))
+    return NodeInfo(name, Node(name, ips, tuple(cidrs), provider_id or None), tuple(problems))
