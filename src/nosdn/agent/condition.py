@@ -9,17 +9,21 @@ routes are programmed, and ``True`` with a reason (``NosdnNoPodCIDR``, ``NosdnRo
 The patch goes out from a background thread (the loop never waits for the API) and only when
 status or reason differ from the node's current condition: a message change alone (route
 counts) is not worth a write. On failure it is retried with backoff; the newest wish wins.
+`NodeConditions` does this for many nodes from one thread (the cloud route controller, which
+sets ``RouteCreated`` on every node whose routes exist); `ConditionSetter` is its one-node form.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nosdn.agent.events import now_rfc3339
+from nosdn.sources.cache import condition_of
 from nosdn.sources.errors import ApiError
 from nosdn.sources.reflector import Backoff
 
@@ -49,12 +53,7 @@ class Wish:
 
 def current(obj: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """(status, reason) of the node's NetworkUnavailable condition, if it has one."""
-    if not obj:
-        return None
-    for c in (obj.get("status") or {}).get("conditions") or ():
-        if c.get("type") == CONDITION:
-            return str(c.get("status", "")), str(c.get("reason", ""))
-    return None
+    return condition_of(obj, CONDITION) if obj else None
 
 
 def patch_for(w: Wish) -> dict[str, Any]:
@@ -75,18 +74,30 @@ def patch_for(w: Wish) -> dict[str, Any]:
     }
 
 
-class ConditionSetter:
+class NodeConditions:
+    """The condition of many nodes (the cloud controller sets it on every node), written from
+    one background thread: ``want(node, wish)`` records the newest wish, the thread patches the
+    nodes whose live (status, reason), as ``observed(node)`` reports it, differs.
+
+    A patch just written is not written again while the watch has not echoed it back yet
+    (``echo_wait`` seconds); a failed patch is retried with backoff.
+    """
+
     def __init__(
         self,
         api: StatusApi | None,
-        node: str,
-        observed: Callable[[], Mapping[str, Any] | None],
+        observed: Callable[[str], tuple[str, str] | None],
+        *,
+        echo_wait: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api = api
-        self.node = node
         self.observed = observed
-        self._wish: Wish | None = None
-        self._written: tuple[str, str] | None = None
+        self.echo_wait = echo_wait
+        self.clock = clock
+        self._wishes: dict[str, Wish] = {}
+        #: node -> ((status, reason) written, when)
+        self._written: dict[str, tuple[tuple[str, str], float]] = {}
         self._cv = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -104,61 +115,137 @@ class ConditionSetter:
             self._stop = True
             self._cv.notify_all()
 
-    def want(self, wish: Wish) -> None:
+    def want(self, node: str, wish: Wish) -> None:
         with self._cv:
-            if wish != self._wish:
-                self._wish = wish
+            if wish != self._wishes.get(node):
+                self._wishes[node] = wish
                 self._cv.notify_all()
 
+    def forget(self, keep: Callable[[str], bool]) -> None:
+        """Drop the wishes of nodes ``keep`` rejects (deleted nodes)."""
+        with self._cv:
+            for node in [n for n in self._wishes if not keep(n)]:
+                del self._wishes[node]
+                self._written.pop(node, None)
+
     def poke(self) -> None:
-        """Re-check the node's live condition (someone may have changed it)."""
+        """Re-check the nodes' live conditions (someone may have changed them)."""
         with self._cv:
             self._cv.notify_all()
 
-    def _needed(self) -> Wish | None:
-        w = self._wish
+    def wished(self, node: str) -> Wish | None:
+        return self._wishes.get(node)
+
+    def needed(self, node: str) -> Wish | None:
+        """The wish to write for ``node`` now, or None (in place, or waiting for the echo)."""
+        w = self._wishes.get(node)
         if w is None:
             return None
         want = (w.status, w.reason)
-        live = current(self.observed())
-        if live == want:
-            self._written = want
+        if self.observed(node) == want:
+            self._written[node] = (want, float("-inf"))
             return None
-        if live is None and self._written == want:
+        written = self._written.get(node)
+        if (
+            written is not None
+            and written[0] == want
+            and self.clock() - written[1] < self.echo_wait
+        ):
             return None  # written, not yet seen back from the watch
         return w
+
+    def _pending(self) -> list[tuple[str, Wish]]:
+        out: list[tuple[str, Wish]] = []
+        for node in list(self._wishes):
+            w = self.needed(node)
+            if w is not None:
+                out.append((node, w))
+        return out
 
     def _run(self) -> None:
         assert self.api is not None
         backoff = Backoff(1.0, 60.0)
         while True:
             with self._cv:
-                while not self._stop and self._needed() is None:
-                    self._cv.wait(timeout=30)
+                pending = self._pending()
+                while not self._stop and not pending:
+                    self._cv.wait(timeout=min(30.0, self.echo_wait))
+                    pending = self._pending()
                 if self._stop:
                     return
-                w = self._needed()
-            if w is None:
-                continue
-            try:
-                self.api.patch_node_status(self.node, patch_for(w))
-            except ApiError as e:
-                self.failures += 1
+            failed = False
+            for node, w in pending:
+                if self._stop:
+                    return
+                try:
+                    self.api.patch_node_status(node, patch_for(w))
+                except ApiError as e:
+                    self.failures += 1
+                    failed = True
+                    log.warning("cannot set %s on node %s: %s", CONDITION, node, e)
+                    break
+                self.writes += 1
+                self._written[node] = ((w.status, w.reason), self.clock())
+                log.info(
+                    "node %s: %s=%s (%s)",
+                    node,
+                    CONDITION,
+                    w.status,
+                    w.reason,
+                    extra={
+                        "node": node,
+                        "condition": CONDITION,
+                        "status": w.status,
+                        "reason": w.reason,
+                    },
+                )
+            if failed:
                 delay = backoff.next()
-                log.warning("cannot set %s on node %s: %s", CONDITION, self.node, e)
                 with self._cv:
                     self._cv.wait(timeout=delay)
-                continue
-            backoff.reset()
-            self.writes += 1
-            self._written = (w.status, w.reason)
-            log.info(
-                "node %s: %s=%s (%s)",
-                self.node,
-                CONDITION,
-                w.status,
-                w.reason,
-                extra={"condition": CONDITION, "status": w.status, "reason": w.reason},
-            )
-            with self._cv:  # let the watch echo the change back before comparing again
-                self._cv.wait(timeout=1.0)
+            else:
+                backoff.reset()
+
+
+class ConditionSetter:
+    """The condition of one node: the agent's own."""
+
+    def __init__(
+        self,
+        api: StatusApi | None,
+        node: str,
+        observed: Callable[[], Mapping[str, Any] | None],
+    ) -> None:
+        self.node = node
+        self.conditions = NodeConditions(api, lambda _name: current(observed()), echo_wait=1.0)
+
+    def start(self) -> None:
+        self.conditions.start()
+
+    def stop(self) -> None:
+        self.conditions.stop()
+
+    def want(self, wish: Wish) -> None:
+        self.conditions.want(self.node, wish)
+
+    def poke(self) -> None:
+        self.conditions.poke()
+
+    @property
+    def writes(self) -> int:
+        return self.conditions.writes
+
+    @property
+    def failures(self) -> int:
+        return self.conditions.failures
+
+    @property
+    def _wish(self) -> Wish | None:
+        return self.conditions.wished(self.node)
+
+    @_wish.setter
+    def _wish(self, wish: Wish) -> None:
+        self.conditions.want(self.node, wish)
+
+    def _needed(self) -> Wish | None:
+        return self.conditions.needed(self.node)

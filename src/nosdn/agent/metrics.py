@@ -5,9 +5,15 @@ process (tests, embedding) and ``/metrics`` shows exactly nosdn's series plus th
 collector. Names follow Prometheus conventions: ``nosdn_`` prefix, ``_total`` counters,
 ``_seconds`` durations. Per-event counters use pre-bound label children so a watch event costs
 one increment, not a label lookup.
+
+`RouteMetrics` holds the series every nosdn daemon shares (routes, passes, writes, node
+events, deletion guard, API connection): the agent (`AgentMetrics`) and the cloud route
+controller add their own to it, so one dashboard reads both.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,12 +31,18 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class AgentMetrics:
+class RouteMetrics:
+    """The series shared by the node agent and the cloud route controller."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
         ProcessCollector(registry=r)
+        self._copied: dict[tuple[str, bool], int] = {}
         self.routes_desired = Gauge(
-            "nosdn_routes_desired", "Routes this node should have (after off-link ones)", registry=r
+            "nosdn_routes_desired",
+            "Routes that should exist (agent: this node's, after off-link ones; controller: "
+            "every pod subnet, per managed table)",
+            registry=r,
         )
         self.routes_programmed = Gauge(
             "nosdn_routes_programmed", "Desired routes installed as wanted", registry=r
@@ -38,11 +50,6 @@ class AgentMetrics:
         self.route_conflicts = Gauge(
             "nosdn_route_conflicts",
             "Wanted prefixes routed by someone else (left alone, reported)",
-            registry=r,
-        )
-        self.offlink_nodes = Gauge(
-            "nosdn_offlink_nodes",
-            "Nodes whose address is not on a directly connected network (routes skipped)",
             registry=r,
         )
         self.nodes = Gauge("nosdn_nodes", "Nodes known from the API", registry=r)
@@ -65,7 +72,9 @@ class AgentMetrics:
         )
         self._passes = passes
         self.route_writes = Counter(
-            "nosdn_route_writes_total", "Kernel route/nexthop writes made", registry=r
+            "nosdn_route_writes_total",
+            "Route writes made (kernel routes and nexthops, or cloud routes)",
+            registry=r,
         )
         self.errors = Counter("nosdn_errors_total", "Failures, by kind", ["kind"], registry=r)
         events = Counter(
@@ -94,6 +103,39 @@ class AgentMetrics:
             "When a pass last ended with every route programmed",
             registry=r,
         )
+
+    def pass_counter(self, trigger: str) -> Counter:
+        return self._passes.labels(trigger)
+
+    def count_events(self, etype: str, relevant: bool, n: int) -> None:
+        if n:
+            self._events.labels(etype, "true" if relevant else "false").inc(n)
+
+    def copy_event_counts(self, seen: Mapping[str, int], ignored: Mapping[str, int]) -> None:
+        """Bring ``nosdn_node_events_total`` up to a node cache's own counters (``events`` and
+        ``ignored``), called before each scrape so the watch thread pays nothing per event."""
+        done = self._copied
+        for etype, total in list(seen.items()):
+            skipped = ignored.get(etype, 0)
+            for relevant, n in ((False, skipped), (True, max(0, total - skipped))):
+                prev = done.get((etype, relevant), 0)
+                if n > prev:
+                    self.count_events(etype, relevant, n - prev)
+                    done[(etype, relevant)] = n
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class AgentMetrics(RouteMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.offlink_nodes = Gauge(
+            "nosdn_offlink_nodes",
+            "Nodes whose address is not on a directly connected network (routes skipped)",
+            registry=r,
+        )
         self.cni_writes = Counter(
             "nosdn_cni_config_writes_total", "Times the CNI conflist was (re)written", registry=r
         )
@@ -108,13 +150,3 @@ class AgentMetrics:
             "Pod CIDRs set on nodes by the allocator",
             registry=r,
         )
-
-    def pass_counter(self, trigger: str) -> Counter:
-        return self._passes.labels(trigger)
-
-    def count_events(self, etype: str, relevant: bool, n: int) -> None:
-        if n:
-            self._events.labels(etype, "true" if relevant else "false").inc(n)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
