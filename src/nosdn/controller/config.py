@@ -1,0 +1,88 @@
+"""Everything `nosdn controller` can be told, as one frozen value checked before anything starts.
+
+The command line builds it; tests build it directly. As with the agent's config, every refusal
+names the option, the value and what to use, and comes before the first API call. The cloud
+half is the same `CloudOptions` that ``nosdn plan/apply --cloud`` take, so one flag means one
+thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nosdn.agent.config import ConfigError
+from nosdn.backends.cloud import CloudOptions
+from nosdn.model import IPNetwork
+from nosdn.sources.nodes import AddressPolicy
+
+#: Beside the agent's 9712: both may run in the host network of one node.
+DEFAULT_METRICS_PORT = 9713
+DEFAULT_LEASE = "nosdn-controller"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    cloud: CloudOptions
+    #: The pod ranges: routes inside them that point at the cluster's instances are ours.
+    cluster_cidrs: tuple[IPNetwork, ...]
+    #: Names the cluster in the cloud: the AWS table tag ``kubernetes.io/cluster/<name>``,
+    #: the GCE route names and descriptions.
+    cluster_name: str = "kubernetes"
+    node_cidr_mask_v4: int = 24
+    node_cidr_mask_v6: int = 64
+    addresses: AddressPolicy = field(default_factory=AddressPolicy)
+    #: Full pass at least this often (seconds): one describe per table each time.
+    resync: float = 30.0
+    max_delete_share: float = 0.5
+    watch_timeout: int = 300
+    #: Compute and report every pass, write nothing (no routes, no conditions).
+    dry_run: bool = False
+    lease_namespace: str = "kube-system"
+    lease_name: str = DEFAULT_LEASE
+    #: This replica's name in the Lease (default: host name plus a random suffix).
+    identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    set_condition: bool = True
+    events: bool = True
+    #: Namespace of Events about Nodes (cluster-scoped); those about the Lease go to its own.
+    event_namespace: str = "default"
+    metrics_address: str | None = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
+
+    def __post_init__(self) -> None:
+        if not self.cluster_cidrs:
+            raise ConfigError(
+                "--cluster-cidr is required: the pod range(s) of the cluster, e.g. "
+                "--cluster-cidr 10.244.0.0/16 (only routes inside it are ever changed or removed)"
+            )
+        if not self.cluster_name.strip():
+            raise ConfigError("--cluster-name is empty: name the cluster, e.g. --cluster-name prod")
+        if self.resync < 1:
+            raise ConfigError(f"--resync {self.resync}: use at least 1 second (default 30)")
+        if not 0 < self.max_delete_share <= 1:
+            raise ConfigError(
+                f"--max-delete-share {self.max_delete_share}: use a share in (0, 1], e.g. 0.5"
+            )
+        if self.watch_timeout < 1:
+            raise ConfigError(f"--watch-timeout {self.watch_timeout}: use at least 1 second")
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ConfigError(
+                "leader election needs --lease-retry-period < --lease-renew-deadline < "
+                f"--lease-duration (got {self.retry_period:g}, {self.renew_deadline:g}, "
+                f"{self.lease_duration:g}), e.g. 2, 10, 15"
+            )
+        if self.metrics_address is not None:
+            _host, sep, port = self.metrics_address.rpartition(":")
+            if not sep or not port.isdigit() or int(port) > 65535:
+                raise ConfigError(
+                    f"--metrics-address {self.metrics_address!r}: use HOST:PORT, "
+                    f"e.g. 0.0.0.0:{DEFAULT_METRICS_PORT} (or --metrics-address '' to disable)"
+                )
+
+    @property
+    def metrics_host_port(self) -> tuple[str, int] | None:
+        if not self.metrics_address:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)

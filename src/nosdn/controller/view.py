@@ -1,0 +1,145 @@
+"""From the node cache to the cluster one pass routes, and from a pass to each node's condition.
+
+Two pure functions, kept apart from the loop so their judgement is tested without any API:
+
+`cluster_view` builds the `Cluster` of one cache generation. Nodes without ``spec.podCIDRs`` are
+not the controller's business yet (as for the Kubernetes route controller); nodes with a subnet
+but no usable address, or that the checks refuse (a subnet outside the cluster CIDRs, overlapping
+another), are left out with the reason, and get ``NetworkUnavailable=True`` saying so. Each node
+keeps its ``spec.providerID`` as ``instance_id``: that is how the backends find its instance.
+
+`verdicts` reads one `CloudPass` and says, per node, whether its routes exist: every pod subnet
+of the node is in every managed table, either already (``diff.keep``) or written this pass
+without error. Otherwise the first reason that applies: no instance, the plan did not fit a
+table, someone else's route to the subnet, a failed write. A node whose state this pass cannot
+tell (a dry run) gets no verdict, and its condition is left as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nosdn.agent.condition import REASON_ERRORS, REASON_NO_ADDRESS, Wish
+from nosdn.backends.cloud import CloudPass
+from nosdn.checks import check_cluster
+from nosdn.model import Cluster, IPNetwork, Node
+from nosdn.sources.cache import Snapshot
+
+#: The Kubernetes route controller's reason, which tools and people already look for.
+REASON_CREATED = "RouteCreated"
+REASON_NO_INSTANCE = "NosdnNoInstance"
+REASON_TABLE_FULL = "NosdnRouteTableFull"
+REASON_CONFLICT = "NosdnRouteConflict"
+REASON_INVALID = "NosdnInvalidNode"
+
+
+@dataclass(slots=True)
+class ClusterView:
+    generation: int
+    cluster: Cluster
+    #: Nodes with a subnet that cannot be routed, and why (their condition says so).
+    unusable: dict[str, Wish] = field(default_factory=dict)
+    without_subnet: int = 0
+    problems: list[str] = field(default_factory=list)
+    names: frozenset[str] = frozenset()
+
+
+def cluster_view(
+    snap: Snapshot,
+    *,
+    name: str,
+    cluster_cidrs: tuple[IPNetwork, ...],
+    mask_v4: int = 24,
+    mask_v6: int = 64,
+) -> ClusterView:
+    nodes: list[Node] = []
+    unusable: dict[str, Wish] = {}
+    problems: list[str] = []
+    without = 0
+    for info in snap.nodes:
+        problems.extend(info.problems)
+        if not info.has_subnet:
+            without += 1
+            continue
+        if not info.node.ips:
+            text = info.problems[-1] if info.problems else f"node {info.name} has no address"
+            unusable[info.name] = Wish(True, REASON_NO_ADDRESS, text)
+            continue
+        nodes.append(info.node)
+
+    def make(keep: list[Node]) -> Cluster:
+        return Cluster(
+            tuple(keep),
+            cluster_cidrs=cluster_cidrs,
+            node_cidr_mask_size_v4=mask_v4,
+            node_cidr_mask_size_v6=mask_v6,
+            name=name,
+        )
+
+    cluster = make(nodes)
+    bad: dict[str, str] = {}
+    for p in check_cluster(cluster):
+        problems.append(str(p))
+        if p.node is not None:
+            bad.setdefault(p.node, str(p))
+    if bad:
+        cluster = make([n for n in nodes if n.name not in bad])
+        for node, text in bad.items():
+            unusable[node] = Wish(True, REASON_INVALID, text)
+    return ClusterView(
+        snap.generation,
+        cluster,
+        unusable,
+        without,
+        problems,
+        frozenset(i.name for i in snap.nodes),
+    )
+
+
+def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
+    """node -> its condition after ``result`` (nodes whose state is unknown are left out)."""
+    out: dict[str, Wish] = {}
+    problem = {p.node: str(p) for p in result.problems if p.node is not None}
+    conflict: dict[IPNetwork, str] = {}
+    for table, c in result.conflicts:
+        conflict.setdefault(
+            c.wanted.dst,
+            f"route to {c.wanted.dst} in {table} is {c.found.owner}'s: {c.found.detail}",
+        )
+    failed: dict[IPNetwork, str] = {}
+    for table, e in result.errors:
+        failed.setdefault(e.dst, f"{e.action} {e.dst} in {table}: {e.message}")
+    exists: list[set[IPNetwork]] = []
+    for t in result.tables:
+        have = {r.dst for r in t.diff.keep}
+        if t.applied is not None:
+            have |= {r.dst for r in t.diff.add} | {c.new.dst for c in t.diff.change}
+            have -= {e.dst for e in t.applied.errors}
+        exists.append(have)
+    full = "; ".join(str(s) for s in result.shortfalls)
+    n_tables = len(result.tables)
+    for node in cluster.nodes:
+        if not node.pod_cidrs:
+            continue
+        if node.name in problem:
+            out[node.name] = Wish(True, REASON_NO_INSTANCE, problem[node.name])
+            continue
+        cidrs = node.pod_cidrs
+        if all(c in have for have in exists for c in cidrs) and exists:
+            where = result.instances.get(node.name, "its instance")
+            out[node.name] = Wish(
+                False,
+                REASON_CREATED,
+                f"nosdn routes {', '.join(map(str, cidrs))} to {where} in {n_tables} table(s)",
+            )
+            continue
+        clash = next((d for d in cidrs if d in conflict), None)
+        broken = next((d for d in cidrs if d in failed), None)
+        if clash is not None:
+            out[node.name] = Wish(True, REASON_CONFLICT, conflict[clash] + "; left alone")
+        elif full:
+            out[node.name] = Wish(True, REASON_TABLE_FULL, full)
+        elif broken is not None:
+            out[node.name] = Wish(True, REASON_ERRORS, failed[broken])
+        # else: not written (dry run, or no table): unknown, no verdict
+    return out
