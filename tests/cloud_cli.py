@@ -6,7 +6,7 @@ from typing import Any
 
 
 def run(*args: str) -> Any:
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from nosdn.cli import app
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from nosdn.cli import app
 from nosdn.inventory import load_cluster

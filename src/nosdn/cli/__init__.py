@@ -1,48 +1,193 @@
 """The `nosdn` command line: parses, calls, prints. No logic of its own lives here.
 
-Each command group is a small module with a ``register(app)`` function; ``_common`` holds the
-options they share (``-f/--file``, ``-o/--output``) and the one way inventories are loaded and
-checked, so every command refuses a bad inventory the same way (exit 2, nothing written).
-Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
+Why lazy: every ``nosdn`` run is a fresh process, and on a small cluster starting up costs more
+than the work (``nosdn routes`` of two nodes is mostly imports). So the top-level group knows
+its commands only from the table below (name -> module, attribute, one line of help): ``nosdn
+--help`` lists them without importing any, and ``nosdn NAME`` imports only NAME's module.
+A command module may import heavy things at its top (rich tables, the lab), since it is only
+imported to run its command; what is only needed on some paths (the kernel backend, the cloud
+SDKs) stays imported inside the function that needs it.
+
+``_common`` holds the options commands share (``-f/--file``, ``-o/--output``) and the one way
+inventories are loaded and checked, so every command refuses a bad inventory the same way
+(exit 2, nothing written). Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
+from typing import Any, NamedTuple
 
-import typer
+import click
 
-from nosdn.cli import _inventory_cmds
 
-app = typer.Typer(
-    name="nosdn",
-    help=(
-        "Kubernetes pod networking with plain IP routes: no overlay, no SDN.\n\n"
-        "Each node gets a pod subnet; nosdn tells the network where each subnet lives, as "
-        "host routes on every node, in a cloud route table, or in a router's config.\n\n"
-        "Start with:  nosdn check -f examples/two-nodes.yaml  then  nosdn routes --node node1"
+class Entry(NamedTuple):
+    module: str
+    #: The module's `click.Command` (or, for ``legacy``, the typer command's name).
+    attr: str
+    #: One line for ``nosdn --help`` (the command's own help says the rest).
+    help: str
+    #: A typer module with ``register(app)``; see `_legacy_command`.
+    legacy: bool = False
+
+
+COMMANDS: dict[str, Entry] = {
+    "check": Entry(
+        "_inventory_cmds",
+        "check",
+        "Check an inventory and report every problem at once (exit 2 if any).",
     ),
+    "allocate": Entry(
+        "_inventory_cmds",
+        "allocate_cmd",
+        "Give every node without a pod subnet one per family from the cluster CIDRs.",
+    ),
+    "routes": Entry(
+        "_inventory_cmds",
+        "routes",
+        "Print the routes one machine needs (no root: this only computes).",
+    ),
+    "render": Entry(
+        "_render_cmds",
+        "render_cmd",
+        "Render the cluster's routes as a file you deploy: a script, systemd units, "
+        "cloud-init, a router config, cloud CLI commands or a node's CNI config.",
+    ),
+    "plan": Entry(
+        "_kernel_cmds",
+        "plan",
+        "Show what `apply` would change in this host's kernel table (read-only, no root needed).",
+    ),
+    "apply": Entry(
+        "_kernel_cmds",
+        "apply",
+        "Make this host's kernel table hold exactly the routes it needs (root).",
+    ),
+    "status": Entry(
+        "_kernel_cmds",
+        "status",
+        "Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, off-link.",
+    ),
+    "flush": Entry(
+        "_kernel_cmds",
+        "flush",
+        "Remove every route and nexthop nosdn owns (its protocol number) from this host (root).",
+    ),
+    "agent": Entry(
+        "_agent_cmds",
+        "agent",
+        "Run the node agent: keep this node's routes, CNI config and egress rules equal to the "
+        "cluster's Node objects, repair what others break, never flush. Runs until SIGTERM.",
+        legacy=True,
+    ),
+    "manifests": Entry(
+        "_agent_cmds",
+        "manifests",
+        "Print the objects that deploy the agent (ServiceAccount, RBAC, DaemonSet) as YAML: "
+        "`nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`.",
+        legacy=True,
+    ),
+    "doctor": Entry(
+        "_debug_cmds",
+        "doctor",
+        "Check this host for everything that silently breaks pod traffic (read-only).",
+    ),
+    "trace": Entry(
+        "_debug_cmds",
+        "trace",
+        "Where a packet to IP goes from this host, and whether nosdn wants it so (read-only).",
+    ),
+    "graph": Entry(
+        "_debug_cmds",
+        "graph",
+        "Draw the cluster: segments, nodes, addresses, pod subnets, the router, and which "
+        "routes go where (host routes per segment, the router's table, service routes).",
+    ),
+    "lab": Entry(
+        "_lab_cmds",
+        "lab_group",
+        "A Kubernetes-shaped cluster made of network namespaces on this machine (root).",
+    ),
+}
+
+HELP = """Kubernetes pod networking with plain IP routes: no overlay, no SDN.
+
+Each node gets a pod subnet; nosdn tells the network where each subnet lives, as host routes on
+every node, in a cloud route table, or in a router's config.
+
+\b
+Start with:  nosdn check -f examples/two-nodes.yaml
+then         nosdn routes -f examples/two-nodes.yaml --node node1
+"""
+
+
+class _TyperCommand(click.Command):
+    """A typer command run as a subcommand: typer (0.29) carries its own copy of click, so its
+    commands cannot join a click group; this hands them their arguments untouched, ``--help``
+    included, and lets them parse, print help and exit as they always did."""
+
+    def __init__(self, name: str, target: Any, help: str) -> None:
+        super().__init__(name, help=help, add_help_option=False)
+        self.target = target
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.args = list(args)
+        return ctx.args
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return self.target.main(args=ctx.args, prog_name=ctx.command_path, standalone_mode=True)
+
+
+def _legacy_command(module: Any, name: str, help: str) -> click.Command:
+    # TODO(lead): nosdn.cli._agent_cmds (agent, manifests) is the last typer user. Convert it
+    # to click like the other modules (a `_common.Command` per command, listed in COMMANDS),
+    # then delete this function, `_TyperCommand`, `Entry.legacy` and the typer dependency.
+    import typer
+    import typer.main
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich")
+    module.register(app)
+    built: Any = typer.main.get_command(app)
+    target = built.commands[name] if hasattr(built, "commands") else built
+    return _TyperCommand(name, target, help)
+
+
+class LazyGroup(click.Group):
+    """The top-level group: commands come from `COMMANDS`, each module imported on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        name = f"nosdn.cli.{entry.module}"
+        __import__(name)  # not importlib.import_module: -X importtime would not list it
+        module = sys.modules[name]
+        if entry.legacy:
+            return _legacy_command(module, entry.attr, entry.help)
+        cmd = getattr(module, entry.attr)
+        if not isinstance(cmd, click.Command):  # pragma: no cover - a wrong table entry
+            raise TypeError(f"nosdn.cli.{entry.module}.{entry.attr} is not a click command")
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, entry.help) for name, entry in COMMANDS.items()])
+
+
+app = LazyGroup(
+    "nosdn",
+    help=HELP,
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    context_settings={"show_default": True, "max_content_width": 100},
 )
-
-_inventory_cmds.register(app)
-
-for _mod in ("_render_cmds", "_kernel_cmds", "_lab_cmds", "_agent_cmds", "_debug_cmds"):
-    try:
-        __import__(f"nosdn.cli.{_mod}")
-    except ModuleNotFoundError:  # pragma: no cover - during development only
-        continue
-    import sys
-
-    sys.modules[f"nosdn.cli.{_mod}"].register(app)
 
 
 def main() -> None:
     """Entry point: bad input anywhere becomes exit 2 with every problem listed."""
-    from nosdn.cli._common import EXIT_BAD_INPUT, err
     from nosdn.problems import ProblemsError
 
     # One-shot commands build a few hundred thousand small objects and exit: the cyclic GC
@@ -52,6 +197,8 @@ def main() -> None:
     try:
         app()
     except ProblemsError as e:
+        from nosdn.cli._common import EXIT_BAD_INPUT, err
+
         err.print(f"[bold red]{len(e.problems)} problem(s); nothing was changed[/]")
         for p in e.problems:
             err.print(f"  - {p}")

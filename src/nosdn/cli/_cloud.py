@@ -1,10 +1,12 @@
 """``--cloud aws|gce`` for ``nosdn plan`` and ``nosdn apply``: the VPC route table as the target.
 
 The kernel commands own ``plan``/``apply``; this module adds the cloud options to them without
-touching their bodies: `cloud_command(fn)` returns ``fn`` with the cloud options appended to its
-signature, and runs a cloud pass instead when ``--cloud`` is given. Options that only mean
-something for one of the two (``--node`` for the kernel, ``--aws-region`` for the cloud) are
-refused in the other mode rather than ignored.
+touching their bodies: `cloud_command(cmd)` returns a copy of the click command ``cmd`` with
+the cloud options appended (listed in their own help section), which runs a cloud pass instead
+when ``--cloud`` is given. Options that only mean something for one of the two (``--node`` for
+the kernel, ``--aws-region`` for the cloud) are refused in the other mode rather than ignored,
+when given on the command line: a cloud option set by the environment ($GOOGLE_CLOUD_PROJECT,
+which shells on GCE have) is no reason to refuse a kernel ``plan``.
 
 The provider is built by `nosdn.backends.cloud.build_provider`, which ``nosdn controller
 --cloud`` uses too before calling `nosdn.backends.cloud.sync` once per pass.
@@ -14,15 +16,24 @@ from __future__ import annotations
 
 import inspect
 import sys
-import typing
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
+from click.core import ParameterSource
 
 from nosdn.backends.cloud import Cloud, CloudOptions, build_provider
-from nosdn.cli._common import EXIT_BAD_INPUT, EXIT_FAILURE, Output, dump, err, fail, load
+from nosdn.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    Command,
+    Option,
+    Output,
+    dump,
+    err,
+    fail,
+    load,
+)
 
 if TYPE_CHECKING:
     from nosdn.backends.cloud import CloudPass
@@ -31,139 +42,109 @@ PANEL = "Cloud route table (--cloud)"
 
 
 # --- the options ---------------------------------------------------------------------------
-CloudOpt = Annotated[
-    Cloud | None,
-    typer.Option(
-        "--cloud",
-        help="Program the cloud's VPC route table (every pod subnet -> its node's instance) "
-        "instead of this host's kernel table.",
-        rich_help_panel=PANEL,
-        show_default=False,
-    ),
-]
-RouteTableOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--route-table",
-        help="AWS: manage this route table (repeat for several). Default: every table tagged "
-        "kubernetes.io/cluster/<clusterName>.",
-        rich_help_panel=PANEL,
-        show_default=False,
-    ),
-]
-CapacityOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--capacity",
-        help="Routes a table may hold (AWS default 50, the default quota; GCE default: the "
-        "project's ROUTES quota). A plan that does not fit is refused before any write.",
-        rich_help_panel=PANEL,
-        show_default=False,
-    ),
-]
-AwsRegionOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--aws-region",
-        help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the AWS config).",
-        rich_help_panel=PANEL,
-        show_default=False,
-    ),
-]
-AwsEndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--aws-endpoint",
-        help="EC2 endpoint URL (default: AWS_ENDPOINT_URL, else AWS's). Credentials come from "
-        "the usual AWS environment.",
-        rich_help_panel=PANEL,
-        show_default=False,
-    ),
-]
-GceProjectOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--gce-project",
-        envvar=["GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"],
-        help="GCE project (also $GOOGLE_CLOUD_PROJECT).",
-        rich_help_panel=PANEL,
-        show_default=False,
-    ),
-]
-GceNetworkOpt = Annotated[
-    str, typer.Option("--gce-network", help="GCE VPC network.", rich_help_panel=PANEL)
-]
-GceZoneOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--gce-zone",
-        help="Zone of instances named without one (instanceId NAME, or none: the node's name).",
-        rich_help_panel=PANEL,
-        show_default=False,
-    ),
-]
-GceEndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--gce-endpoint",
-        envvar="NOSDN_GCE_ENDPOINT",
-        help="Compute API endpoint (every request, operation polling included, goes there). "
-        "An http:// endpoint gets no credentials.",
-        rich_help_panel=PANEL,
-        show_default=False,
-    ),
-]
+def _to_cloud(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Cloud | None:
+    return Cloud(value) if value is not None else None
 
-_CLOUD_PARAMS: dict[str, tuple[Any, Any]] = {
-    "cloud": (CloudOpt, None),
-    "route_table": (RouteTableOpt, None),
-    "capacity": (CapacityOpt, None),
-    "aws_region": (AwsRegionOpt, None),
-    "aws_endpoint": (AwsEndpointOpt, None),
-    "gce_project": (GceProjectOpt, None),
-    "gce_network": (GceNetworkOpt, "default"),
-    "gce_zone": (GceZoneOpt, None),
-    "gce_endpoint": (GceEndpointOpt, None),
+
+def _cloud_params() -> list[click.Parameter]:
+    def opt(decl: str, **kwargs: Any) -> Option:
+        kwargs.setdefault("show_envvar", "envvar" in kwargs)
+        return Option([decl], panel=PANEL, **kwargs)
+
+    return [
+        opt(
+            "--cloud",
+            type=click.Choice([c.value for c in Cloud]),
+            callback=_to_cloud,
+            help="Program the cloud's VPC route table (every pod subnet -> its node's instance) "
+            "instead of this host's kernel table.",
+        ),
+        opt(
+            "--route-table",
+            multiple=True,
+            help="AWS: manage this route table (repeat for several). Default: every table "
+            "tagged kubernetes.io/cluster/<clusterName>.",
+        ),
+        opt(
+            "--capacity",
+            type=int,
+            help="Routes a table may hold (AWS default 50, the default quota; GCE default: the "
+            "project's ROUTES quota). A plan that does not fit is refused before any write.",
+        ),
+        opt(
+            "--aws-region",
+            help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the AWS config).",
+        ),
+        opt(
+            "--aws-endpoint",
+            help="EC2 endpoint URL (default: AWS_ENDPOINT_URL, else AWS's). Credentials come "
+            "from the usual AWS environment.",
+        ),
+        opt(
+            "--gce-project",
+            envvar=["GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"],
+            help="GCE project (also $GOOGLE_CLOUD_PROJECT).",
+        ),
+        opt("--gce-network", default="default", help="GCE VPC network."),
+        opt(
+            "--gce-zone",
+            help="Zone of instances named without one (instanceId NAME, or none: the node's name).",
+        ),
+        opt(
+            "--gce-endpoint",
+            envvar="NOSDN_GCE_ENDPOINT",
+            help="Compute API endpoint (every request, operation polling included, goes there). "
+            "An http:// endpoint gets no credentials.",
+        ),
+    ]
+
+
+#: The cloud options and their defaults.
+_CLOUD_DEFAULTS: dict[str, Any] = {
+    "cloud": None,
+    "route_table": (),
+    "capacity": None,
+    "aws_region": None,
+    "aws_endpoint": None,
+    "gce_project": None,
+    "gce_network": "default",
+    "gce_zone": None,
+    "gce_endpoint": None,
 }
 #: Kernel options that mean nothing for a cloud route table.
 _KERNEL_ONLY = ("node", "external", "table", "protocol", "netns")
 
 
-def cloud_command(fn: Callable[..., None], *, always_dry_run: bool) -> Callable[..., None]:
-    """``fn`` (the kernel ``plan`` or ``apply``) with the cloud options added.
+def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
+    """``cmd`` (the kernel ``plan`` or ``apply``) with the cloud options added.
 
-    Without ``--cloud`` it runs ``fn`` unchanged; with it, one cloud pass (a dry run when
-    ``always_dry_run`` or ``--dry-run``).
+    Without ``--cloud`` it runs ``cmd``'s callback unchanged; with it, one cloud pass (a dry
+    run when ``always_dry_run`` or ``--dry-run``).
     """
-    sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn, include_extras=True)
-    params = [
-        p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
-    ]
-    taken = {p.name for p in params}
-    for name, (annotation, default) in _CLOUD_PARAMS.items():
-        if name not in taken:
-            params.append(
-                inspect.Parameter(
-                    name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
-                )
-            )
-    defaults = {p.name: p.default for p in sig.parameters.values()}
+    kernel = cmd.callback
+    assert kernel is not None
 
-    def command(**kw: Any) -> None:
-        cloud_kw = {k: kw.pop(k) for k in _CLOUD_PARAMS}
+    def callback(**kw: Any) -> None:
+        ctx = click.get_current_context()
+        cloud_kw = {k: kw.pop(k) for k in _CLOUD_DEFAULTS}
         if cloud_kw["cloud"] is None:
-            stray = [k for k, (_, d) in _CLOUD_PARAMS.items() if k != "cloud" and cloud_kw[k] != d]
+            stray = [
+                k
+                for k, d in _CLOUD_DEFAULTS.items()
+                if k != "cloud"
+                and cloud_kw[k] != d
+                and ctx.get_parameter_source(k) is not ParameterSource.ENVIRONMENT
+            ]
             if stray:
                 fail(f"--{stray[0].replace('_', '-')} needs --cloud aws|gce")
-            fn(**kw)
+            kernel(**kw)
             return
         for k in _KERNEL_ONLY:
-            if k in kw and kw[k] != defaults.get(k):
+            if k in kw and ctx.get_parameter_source(k) is ParameterSource.COMMANDLINE:
                 fail(f"--{k} is for this host's kernel table; it does not apply with --cloud")
         opts = CloudOptions(
             cloud=cloud_kw["cloud"],
-            route_tables=tuple(cloud_kw["route_table"] or ()),
+            route_tables=tuple(cloud_kw["route_table"]),
             capacity=cloud_kw["capacity"],
             aws_region=cloud_kw["aws_region"],
             aws_endpoint=cloud_kw["aws_endpoint"],
@@ -181,15 +162,16 @@ def cloud_command(fn: Callable[..., None], *, always_dry_run: bool) -> Callable[
             show_only=always_dry_run,
         )
 
-    command.__name__ = fn.__name__
-    command.__qualname__ = fn.__qualname__
-    command.__doc__ = (fn.__doc__ or "").rstrip() + (
-        "\n\nWith --cloud aws|gce: the same for the cloud's VPC route table(s) instead "
-        "(every pod subnet routed to its node's instance; routes of others are never touched)."
+    return Command(
+        cmd.name,
+        callback=callback,
+        params=[*cmd.params, *_cloud_params()],
+        help=inspect.cleandoc(cmd.help or "")
+        + "\n\nWith --cloud aws|gce: the same for the cloud's VPC route table(s) instead "
+        "(every pod subnet routed to its node's instance; routes of others are never touched).",
+        short_help=cmd.short_help,
+        context_settings=cmd.context_settings,
     )
-    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    return command
 
 
 # --- running and printing ------------------------------------------------------------------
@@ -221,7 +203,7 @@ def run_cloud(
         err.print(f"[bold red]{len(e.problems)} problem(s); nothing was written[/]")
         for p in e.problems:
             err.print(f"  - {p}", markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise SystemExit(EXIT_BAD_INPUT) from None
     except CloudError as e:
         fail(f"{e}; nothing was written", EXIT_FAILURE)
     if output is not Output.table:
@@ -229,9 +211,9 @@ def run_cloud(
     else:
         print_pass(result, full=verbose)
     if result.problems:
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise SystemExit(EXIT_BAD_INPUT)
     if not show_only and (result.errors or result.conflicts or result.shortfalls):
-        raise typer.Exit(EXIT_FAILURE)
+        raise SystemExit(EXIT_FAILURE)
     return result
 
 

@@ -8,48 +8,46 @@ through rich `Text` objects (never markup: addresses and rules contain brackets 
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Literal
 
-import typer
+import click
 from rich.text import Text
 
-from nosdn.cli._common import EXIT_FAILURE, Output, OutputOpt, dump, fail, load, out
+from nosdn.cli._common import (
+    EXIT_FAILURE,
+    Output,
+    OutputOpt,
+    argument,
+    command,
+    dump,
+    fail,
+    file_option,
+    load,
+    option,
+    out,
+)
 from nosdn.model import DEFAULT_PROTOCOL, Cluster
 
-OptionalFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "-f",
-        "--file",
-        envvar="NOSDN_INVENTORY",
-        help="Inventory YAML. Without it only the host's own settings are checked.",
-        show_default=False,
-    ),
-]
-NodeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--node",
-        help="This host is this cluster node (default: found from this host's addresses).",
-        show_default=False,
-    ),
-]
-ExternalOpt = Annotated[
-    bool, typer.Option("--external", help="This host is not a node (routes only, no pods).")
-]
-TableOpt = Annotated[int, typer.Option("--table", help="Kernel routing table nosdn manages.")]
-ProtocolOpt = Annotated[
-    int, typer.Option("--protocol", help="Route protocol number that marks nosdn's routes.")
-]
-
-
-class MasqueradeMode(StrEnum):
-    auto = "auto"
-    yes = "yes"
-    no = "no"
-
+OptionalFileOpt = file_option(
+    "Inventory YAML. Without it only the host's own settings are checked.", required=False
+)
+NodeOpt = option(
+    "--node",
+    help="This host is this cluster node (default: found from this host's addresses).",
+)
+ExternalOpt = option(
+    "--external", is_flag=True, help="This host is not a node (routes only, no pods)."
+)
+TableOpt = option("--table", type=int, default=254, help="Kernel routing table nosdn manages.")
+ProtocolOpt = option(
+    "--protocol",
+    type=int,
+    default=DEFAULT_PROTOCOL,
+    help="Route protocol number that marks nosdn's routes.",
+)
+PathType = click.Path(path_type=Path)
+DEFAULT_CNI_CONF = Path("/etc/cni/net.d/10-nosdn.conflist")
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
@@ -58,29 +56,38 @@ def _load_optional(path: Path | None) -> Cluster | None:
     return load(path) if path is not None else None
 
 
+@command("doctor")
+@OptionalFileOpt
+@NodeOpt
+@ExternalOpt
+@TableOpt
+@ProtocolOpt
+@option(
+    "--cni-conf",
+    type=PathType,
+    default=DEFAULT_CNI_CONF,
+    help="The CNI conflist this node's pods are made with.",
+)
+@option(
+    "--masquerade",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    help="Is pod egress masqueraded here? auto: check it if a nosdn nftables table "
+    "exists (the agent's); yes: it must be; no: do not check.",
+)
+@option("-v", "--verbose", is_flag=True, help="Show the details under every check.")
+@OutputOpt
 def doctor(
     *,
-    file: OptionalFileOpt = None,
-    node: NodeOpt = None,
-    external: ExternalOpt = False,
-    table: TableOpt = 254,
-    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
-    cni_conf: Annotated[
-        Path,
-        typer.Option("--cni-conf", help="The CNI conflist this node's pods are made with."),
-    ] = Path("/etc/cni/net.d/10-nosdn.conflist"),
-    masquerade: Annotated[
-        MasqueradeMode,
-        typer.Option(
-            "--masquerade",
-            help="Is pod egress masqueraded here? auto: check it if a nosdn nftables table "
-            "exists (the agent's); yes: it must be; no: do not check.",
-        ),
-    ] = MasqueradeMode.auto,
-    verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="Show the details under every check.")
-    ] = False,
-    output: OutputOpt = Output.table,
+    file: Path | None,
+    node: str | None,
+    external: bool,
+    table: int,
+    protocol: int,
+    cni_conf: Path,
+    masquerade: Literal["auto", "yes", "no"],
+    verbose: bool,
+    output: Output,
 ) -> None:
     """Check this host for everything that silently breaks pod traffic (read-only).
 
@@ -101,7 +108,7 @@ def doctor(
             table=table,
             protocol=protocol,
             cni_conf=cni_conf,
-            masquerade=masquerade.value,
+            masquerade=masquerade,
         )
     except TargetError as e:
         fail(str(e))
@@ -141,22 +148,33 @@ def doctor(
         )
         out.print(summary)
     if not ok:
-        raise typer.Exit(EXIT_FAILURE)
+        raise SystemExit(EXIT_FAILURE)
 
 
+@command("trace")
+@argument("ip", doc="A pod, service or node address.")
+@OptionalFileOpt
+@NodeOpt
+@ExternalOpt
+@TableOpt
+@ProtocolOpt
+@option(
+    "--cni-conf",
+    type=PathType,
+    default=DEFAULT_CNI_CONF,
+    help="This node's CNI conflist (names the pod bridge).",
+)
+@OutputOpt
 def trace(
-    ip: Annotated[str, typer.Argument(help="A pod, service or node address.", show_default=False)],
+    ip: str,
     *,
-    file: OptionalFileOpt = None,
-    node: NodeOpt = None,
-    external: ExternalOpt = False,
-    table: TableOpt = 254,
-    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
-    cni_conf: Annotated[
-        Path,
-        typer.Option("--cni-conf", help="This node's CNI conflist (names the pod bridge)."),
-    ] = Path("/etc/cni/net.d/10-nosdn.conflist"),
-    output: OutputOpt = Output.table,
+    file: Path | None,
+    node: str | None,
+    external: bool,
+    table: int,
+    protocol: int,
+    cni_conf: Path,
+    output: Output,
 ) -> None:
     """Where a packet to IP goes from this host, and whether nosdn wants it so (read-only).
 
@@ -202,51 +220,49 @@ def trace(
         verdict.append(f": {result.verdict}")
         out.print(verdict)
     if result.status == "fail":
-        raise typer.Exit(EXIT_FAILURE)
+        raise SystemExit(EXIT_FAILURE)
 
 
+@command("graph")
+@option(
+    "-f", "--file", type=PathType, required=True, envvar="NOSDN_INVENTORY", help="Inventory YAML."
+)
+@option(
+    "--format",
+    "-F",
+    "fmt",
+    default="svg",
+    help="svg or png (drawn by Graphviz), dot or mermaid.",
+)
+@option(
+    "--segment",
+    multiple=True,
+    help="An L2 network the nodes sit on (repeat for each); nodes are grouped by it. "
+    "Default: all nodes on one segment.",
+)
+@option(
+    "--router",
+    help="The router's addresses, comma-separated: it joins every segment it has an "
+    "address in and carries every pod subnet.",
+)
+@option("--out", "out_file", type=PathType, help="Write to this file instead of stdout.")
 def graph(
     *,
-    file: Annotated[
-        Path,
-        typer.Option(
-            "-f", "--file", envvar="NOSDN_INVENTORY", help="Inventory YAML.", show_default=False
-        ),
-    ],
-    fmt: Annotated[
-        str,
-        typer.Option("--format", "-F", help="svg or png (drawn by Graphviz), dot or mermaid."),
-    ] = "svg",
-    segment: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--segment",
-            help="An L2 network the nodes sit on (repeat for each); nodes are grouped by it. "
-            "Default: all nodes on one segment.",
-            show_default=False,
-        ),
-    ] = None,
-    router: Annotated[
-        str | None,
-        typer.Option(
-            "--router",
-            help="The router's addresses, comma-separated: it joins every segment it has an "
-            "address in and carries every pod subnet.",
-            show_default=False,
-        ),
-    ] = None,
-    out_file: Annotated[
-        Path | None,
-        typer.Option("--out", help="Write to this file instead of stdout.", show_default=False),
-    ] = None,
+    file: Path,
+    fmt: str,
+    segment: tuple[str, ...],
+    router: str | None,
+    out_file: Path | None,
 ) -> None:
     """Draw the cluster: segments, nodes, addresses, pod subnets, the router, and which routes
     go where (host routes per segment, the router's table, service routes).
 
-    Examples:  nosdn graph -f inv.yaml > cluster.svg
-               nosdn graph -f inv.yaml --format mermaid
-               nosdn graph -f inv.yaml --segment 10.10.0.0/24 --segment 10.10.1.0/24
-               --router 10.10.0.253,10.10.1.253 --format png --out cluster.png
+    \b
+    Examples:
+      nosdn graph -f inv.yaml > cluster.svg
+      nosdn graph -f inv.yaml --format mermaid
+      nosdn graph -f inv.yaml --segment 10.10.0.0/24 --segment 10.10.1.0/24 \\
+          --router 10.10.0.253,10.10.1.253 --format png --out cluster.png
     """
     from nosdn.addr import parse_ip, parse_net
     from nosdn.render.graph import FORMATS, GraphError, picture, render_graph
@@ -254,7 +270,7 @@ def graph(
     if fmt not in FORMATS:
         fail(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     try:
-        nets = [parse_net(s) for s in segment or []]
+        nets = [parse_net(s) for s in segment]
     except ValueError as e:
         fail(f"--segment: {e} — give a network such as 10.10.0.0/24")
     try:
@@ -273,9 +289,3 @@ def graph(
         fail("a PNG is binary: write it with --out FILE or redirect stdout")
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
-
-
-def register(app: typer.Typer) -> None:
-    app.command("doctor")(doctor)
-    app.command("trace")(trace)
-    app.command("graph")(graph)

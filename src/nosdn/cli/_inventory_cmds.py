@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
-
-import typer
-from rich.table import Table
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nosdn.addr import ip_str, net_str
 from nosdn.checks import check_cluster
@@ -16,16 +14,21 @@ from nosdn.cli._common import (
     FileOpt,
     Output,
     OutputOpt,
+    command,
     dump,
     err,
     fail,
     load,
+    option,
     out,
 )
 from nosdn.inventory import InventoryError, parse_inventory, read_yaml, write_allocation
 from nosdn.ipam import allocate
 from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
 from nosdn.plan import desired_routes
+
+if TYPE_CHECKING:  # rich tables are built for table output only
+    from rich.table import Table
 
 
 def route_dict(r: Route) -> dict[str, Any]:
@@ -45,6 +48,8 @@ def routes_json(target: str, routes: list[Route]) -> str:
 
 
 def routes_table(routes: list[Route], title: str) -> Table:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left")
     t.add_column("destination")
     t.add_column("via")
@@ -68,7 +73,10 @@ def pick_target(cluster: Cluster, node: str | None, external: bool, router: bool
     return EXTERNAL if external else ROUTER
 
 
-def check(file: FileOpt, output: OutputOpt = Output.table) -> None:
+@command("check")
+@FileOpt
+@OutputOpt
+def check(file: Path, output: Output) -> None:
     """Check an inventory and report every problem at once (exit 2 if any).
 
     Refuses what the kernel would wrongly accept: overlapping pod subnets, a pod subnet that
@@ -103,17 +111,14 @@ def check(file: FileOpt, output: OutputOpt = Output.table) -> None:
         note = f"; {pending} node(s) without podCIDRs (run nosdn allocate)" if pending else ""
         out.print(f"[green]ok[/] {file}: {len(cluster.nodes)} nodes{note}")
     if problems:
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise SystemExit(EXIT_BAD_INPUT)
 
 
-def allocate_cmd(
-    file: FileOpt,
-    write: Annotated[
-        bool,
-        typer.Option("--write", help="Write the subnets into the file (keeps comments and order)."),
-    ] = False,
-    output: OutputOpt = Output.table,
-) -> None:
+@command("allocate")
+@FileOpt
+@option("--write", is_flag=True, help="Write the subnets into the file (keeps comments and order).")
+@OutputOpt
+def allocate_cmd(file: Path, write: bool, output: Output) -> None:
     """Give every node without a pod subnet one per family from the cluster CIDRs.
 
     Stable: existing subnets never move, new nodes get the lowest free ones. Without --write
@@ -135,6 +140,8 @@ def allocate_cmd(
     if not data:
         out.print("every node already has its pod subnets; nothing to do")
         return
+    from rich.table import Table
+
     t = Table(
         title=f"{'assigned' if write else 'would assign'} ({len(data)} nodes)", title_justify="left"
     )
@@ -147,31 +154,22 @@ def allocate_cmd(
         out.print("run again with --write to pin these in the file")
 
 
-def routes(
-    file: FileOpt,
-    node: Annotated[
-        str | None,
-        typer.Option(
-            "--node", help="Routes for this cluster node: every other node's pod subnets."
-        ),
-    ] = None,
-    external: Annotated[
-        bool,
-        typer.Option(
-            "--external",
-            help="Routes for a machine outside "
-            "the cluster: all pod subnets plus the service "
-            "CIDRs via the serviceVia nodes.",
-        ),
-    ] = False,
-    router: Annotated[
-        bool,
-        typer.Option(
-            "--router", help="The route table for the network's router or cloud: all pod subnets."
-        ),
-    ] = False,
-    output: OutputOpt = Output.table,
-) -> None:
+@command("routes")
+@FileOpt
+@option("--node", help="Routes for this cluster node: every other node's pod subnets.")
+@option(
+    "--external",
+    is_flag=True,
+    help="Routes for a machine outside the cluster: all pod subnets plus the service CIDRs via "
+    "the serviceVia nodes.",
+)
+@option(
+    "--router",
+    is_flag=True,
+    help="The route table for the network's router or cloud: all pod subnets.",
+)
+@OutputOpt
+def routes(file: Path, node: str | None, external: bool, router: bool, output: Output) -> None:
     """Print the routes one machine needs (no root: this only computes)."""
     cluster = load(file)
     target = pick_target(cluster, node, external, router)
@@ -182,9 +180,3 @@ def routes(
         dump({"target": str(target), "routes": [route_dict(r) for r in rs]}, output)
     else:
         out.print(routes_table(rs, f"routes for {target} ({len(rs)})"))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("check")(check)
-    app.command("allocate")(allocate_cmd)
-    app.command("routes")(routes)

@@ -17,19 +17,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-
+from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce (the VPC route table)
 from nosdn.cli._common import (
     EXIT_FAILURE,
     FileOpt,
     Output,
     OutputOpt,
+    command,
     dump,
     err,
     fail,
     load,
+    option,
 )
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Target
 from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
@@ -39,41 +40,30 @@ if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn
 
 RT_PROTOS_D = Path(os.environ.get("NOSDN_RT_PROTOS_D", "/etc/iproute2/rt_protos.d"))
 
-NodeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--node",
-        help="This host is this cluster node (default: found from this host's own addresses).",
-        show_default=False,
-    ),
-]
-ExternalOpt = Annotated[
-    bool,
-    typer.Option(
-        "--external",
-        help="This host is not a node: route to every pod, and to the service CIDRs via the "
-        "serviceVia nodes (ECMP).",
-    ),
-]
-TableOpt = Annotated[
-    int, typer.Option("--table", help="Kernel routing table to manage (254 = main).")
-]
-ProtocolOpt = Annotated[
-    int,
-    typer.Option(
-        "--protocol",
-        help="Route protocol number that marks nosdn's routes and nexthops; "
-        "routes with any other number are never touched.",
-    ),
-]
-NetnsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--netns",
-        help="Work in this named network namespace (like `ip -n`), not the current one.",
-        show_default=False,
-    ),
-]
+NodeOpt = option(
+    "--node",
+    help="This host is this cluster node (default: found from this host's own addresses).",
+)
+ExternalOpt = option(
+    "--external",
+    is_flag=True,
+    help="This host is not a node: route to every pod, and to the service CIDRs via the "
+    "serviceVia nodes (ECMP).",
+)
+TableOpt = option(
+    "--table", type=int, default=254, help="Kernel routing table to manage (254 = main)."
+)
+ProtocolOpt = option(
+    "--protocol",
+    type=int,
+    default=DEFAULT_PROTOCOL,
+    help="Route protocol number that marks nosdn's routes and nexthops; "
+    "routes with any other number are never touched.",
+)
+NetnsOpt = option(
+    "--netns",
+    help="Work in this named network namespace (like `ip -n`), not the current one.",
+)
 
 
 @contextmanager
@@ -230,15 +220,23 @@ def _print_plan(result: PassResult, verb: str, full: bool) -> None:
 
 
 # --- commands ----------------------------------------------------------------------------
-def plan(
+@command("plan")
+@FileOpt
+@NodeOpt
+@ExternalOpt
+@TableOpt
+@ProtocolOpt
+@NetnsOpt
+@OutputOpt
+def _plan(
     *,
-    file: FileOpt,
-    node: NodeOpt = None,
-    external: ExternalOpt = False,
-    table: TableOpt = 254,
-    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
-    netns: NetnsOpt = None,
-    output: OutputOpt = Output.table,
+    file: Path,
+    node: str | None,
+    external: bool,
+    table: int,
+    protocol: int,
+    netns: str | None,
+    output: Output,
 ) -> None:
     """Show what `apply` would change in this host's kernel table (read-only, no root needed).
 
@@ -261,29 +259,34 @@ def plan(
     _print_problems(result, notes)
 
 
-def apply(
+@command("apply")
+@FileOpt
+@NodeOpt
+@ExternalOpt
+@TableOpt
+@ProtocolOpt
+@NetnsOpt
+@option("--dry-run", is_flag=True, help="Compute and print the changes; write nothing.")
+@option(
+    "--strict",
+    is_flag=True,
+    help="Refuse (exit 1, nothing written) when a node is not on a directly connected "
+    "network, instead of skipping its routes.",
+)
+@option("-v", "--verbose", is_flag=True, help="List every route added/changed/removed.")
+@OutputOpt
+def _apply(
     *,
-    file: FileOpt,
-    node: NodeOpt = None,
-    external: ExternalOpt = False,
-    table: TableOpt = 254,
-    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
-    netns: NetnsOpt = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Compute and print the changes; write nothing.")
-    ] = False,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict",
-            help="Refuse (exit 1, nothing written) when a node is not on a directly connected "
-            "network, instead of skipping its routes.",
-        ),
-    ] = False,
-    verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="List every route added/changed/removed.")
-    ] = False,
-    output: OutputOpt = Output.table,
+    file: Path,
+    node: str | None,
+    external: bool,
+    table: int,
+    protocol: int,
+    netns: str | None,
+    dry_run: bool,
+    strict: bool,
+    verbose: bool,
+    output: Output,
 ) -> None:
     """Make this host's kernel table hold exactly the routes it needs (root).
 
@@ -316,18 +319,26 @@ def apply(
         if any("not permitted" in e.message for e in result.errors):
             err.print("writing routes needs root (CAP_NET_ADMIN)", markup=False)
     if result.errors or result.conflicts:
-        raise typer.Exit(EXIT_FAILURE)
+        raise SystemExit(EXIT_FAILURE)
 
 
+@command("status")
+@FileOpt
+@NodeOpt
+@ExternalOpt
+@TableOpt
+@ProtocolOpt
+@NetnsOpt
+@OutputOpt
 def status(
     *,
-    file: FileOpt,
-    node: NodeOpt = None,
-    external: ExternalOpt = False,
-    table: TableOpt = 254,
-    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
-    netns: NetnsOpt = None,
-    output: OutputOpt = Output.table,
+    file: Path,
+    node: str | None,
+    external: bool,
+    table: int,
+    protocol: int,
+    netns: str | None,
+    output: Output,
 ) -> None:
     """Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, off-link.
 
@@ -378,7 +389,7 @@ def status(
         Console(highlight=False, soft_wrap=True, emoji=False).print(t)
         _print_problems(result, notes)
     if not healthy:
-        raise typer.Exit(EXIT_FAILURE)
+        raise SystemExit(EXIT_FAILURE)
 
 
 def _status_rows(result: PassResult) -> list[dict[str, Any]]:
@@ -420,13 +431,12 @@ def _status_rows(result: PassResult) -> list[dict[str, Any]]:
     return rows
 
 
-def flush(
-    *,
-    table: TableOpt = 254,
-    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
-    netns: NetnsOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
+@command("flush")
+@TableOpt
+@ProtocolOpt
+@NetnsOpt
+@OutputOpt
+def flush(*, table: int, protocol: int, netns: str | None, output: Output) -> None:
     """Remove every route and nexthop nosdn owns (its protocol number) from this host (root).
 
     Routes of every other protocol stay. Pods on other nodes become unreachable from here until
@@ -451,7 +461,7 @@ def flush(
         for n in notes:
             sys.stdout.write(f"note: {n}\n")
     if res.errors:
-        raise typer.Exit(EXIT_FAILURE)
+        raise SystemExit(EXIT_FAILURE)
 
 
 def _install_protocol_name(directory: Path = RT_PROTOS_D) -> None:
@@ -467,10 +477,5 @@ def _install_protocol_name(directory: Path = RT_PROTOS_D) -> None:
         err.print(f"note: could not write {target} ({e}); ip route will show proto 157")
 
 
-def register(app: typer.Typer) -> None:
-    from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce (the VPC route table)
-
-    app.command("plan")(cloud_command(plan, always_dry_run=True))
-    app.command("apply")(cloud_command(apply, always_dry_run=False))
-    app.command("status")(status)
-    app.command("flush")(flush)
+plan = cloud_command(_plan, always_dry_run=True)
+apply = cloud_command(_apply, always_dry_run=False)

@@ -10,13 +10,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import NoReturn
 
-import typer
+import click
 from rich.console import Console
 from rich.table import Table
 
-from nosdn.cli._common import EXIT_BAD_INPUT, EXIT_FAILURE, Output, OutputOpt, dump
+from nosdn.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    Group,
+    Output,
+    OutputOpt,
+    dump,
+    option,
+)
 from nosdn.inventory import InventoryError
 from nosdn.lab import (
     DEFAULT_NAME,
@@ -39,59 +47,56 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 #: Above this many pods the matrix no longer fits a terminal; a per-source summary is shown.
 MATRIX_MAX_COLUMNS = 12
 
-lab_app = typer.Typer(
-    name="lab",
-    help=(
-        "A Kubernetes-shaped cluster made of network namespaces on this machine (root).\n\n"
-        "A switch (a Linux bridge in its own namespace), N nodes on it and one external host; "
-        "each node runs pods made by the real CNI plugins (bridge, host-local, loopback, "
-        "portmap) with the conflist `nosdn render --format cni` writes, and gets its routes "
-        "from `nosdn apply` run inside it. Nothing is attached to this machine's own network, "
-        "so no packet leaves the lab.\n\n"
-        "Quickest start:  sudo nosdn lab demo\n\n"
-        "Step by step:    sudo nosdn lab up --nodes 3 --ipv6\n"
-        "                 sudo ip netns exec nosdn-lab.node1 ip route   # look around\n"
-        "                 sudo nosdn lab check\n"
-        "                 sudo nosdn lab down\n\n"
-        "With a router:   sudo nosdn lab up --nodes 4 --segments 2 --router bird\n"
-        "                 (two L2 segments; BIRD 2 in NAME.rt carries the pod subnets of the "
-        "other segment's nodes)"
-    ),
+lab_group = Group(
+    "lab",
+    help="""A Kubernetes-shaped cluster made of network namespaces on this machine (root).
+
+A switch (a Linux bridge in its own namespace), N nodes on it and one external host; each node
+runs pods made by the real CNI plugins (bridge, host-local, loopback, portmap) with the conflist
+`nosdn render --format cni` writes, and gets its routes from `nosdn apply` run inside it.
+Nothing is attached to this machine's own network, so no packet leaves the lab.
+
+\b
+Quickest start:  sudo nosdn lab demo
+
+\b
+Step by step:    sudo nosdn lab up --nodes 3 --ipv6
+                 sudo ip netns exec nosdn-lab.node1 ip route   # look around
+                 sudo nosdn lab check
+                 sudo nosdn lab down
+
+\b
+With a router:   sudo nosdn lab up --nodes 4 --segments 2 --router bird
+                 (two L2 segments; BIRD 2 in NAME.rt carries the pod subnets
+                 of the other segment's nodes)
+""",
     no_args_is_help=True,
-    rich_markup_mode="rich",
 )
 
-NameOpt = Annotated[
-    str,
-    typer.Option(
-        "--name",
-        envvar="NOSDN_LAB",
-        help="Lab name; prefixes every namespace (NAME.node1, NAME.node1.pod1, NAME.sw, NAME.ext) "
-        "so several labs can coexist. Also $NOSDN_LAB.",
-    ),
-]
-NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="How many nodes (1-200).")]
-Ipv6Opt = Annotated[
-    bool, typer.Option("--ipv6", help="Dual-stack: IPv6 addresses, pod subnets and routes too.")
-]
-PodsOpt = Annotated[int, typer.Option("--pods-per-node", help="Pods (CNI attachments) per node.")]
-SegmentsOpt = Annotated[
-    int,
-    typer.Option(
-        "--segments",
-        help="L2 segments to split the nodes over (10.10.0.0/24, 10.10.1.0/24, ...); more "
-        "than one needs --router. Host routes then cover same-segment peers only.",
-    ),
-]
-RouterOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--router",
-        help="Join the segments with a router namespace running bird (BIRD 2) or frr, "
-        "configured with what `nosdn render --format bird|frr` prints.",
-        show_default=False,
-    ),
-]
+NameOpt = option(
+    "--name",
+    envvar="NOSDN_LAB",
+    default=DEFAULT_NAME,
+    help="Lab name; prefixes every namespace (NAME.node1, NAME.node1.pod1, NAME.sw, NAME.ext) "
+    "so several labs can coexist. Also $NOSDN_LAB.",
+)
+NodesOpt = option("--nodes", "-n", type=int, default=3, help="How many nodes (1-200).")
+Ipv6Opt = option(
+    "--ipv6", is_flag=True, help="Dual-stack: IPv6 addresses, pod subnets and routes too."
+)
+PodsOpt = option("--pods-per-node", type=int, default=2, help="Pods (CNI attachments) per node.")
+SegmentsOpt = option(
+    "--segments",
+    type=int,
+    default=1,
+    help="L2 segments to split the nodes over (10.10.0.0/24, 10.10.1.0/24, ...); more "
+    "than one needs --router. Host routes then cover same-segment peers only.",
+)
+RouterOpt = option(
+    "--router",
+    help="Join the segments with a router namespace running bird (BIRD 2) or frr, "
+    "configured with what `nosdn render --format bird|frr` prints.",
+)
 
 
 def _help(*paragraphs: str) -> str:
@@ -102,7 +107,7 @@ def fail(message: str, code: int) -> NoReturn:
     """Print an error as plain text (it may hold command output with [brackets]) and exit."""
     err.print("[bold red]error:[/] ", end="")
     err.print(message, markup=False)
-    raise typer.Exit(code)
+    raise SystemExit(code)
 
 
 @contextmanager
@@ -218,7 +223,7 @@ def _print_check(result: CheckResult) -> None:
         out.print(f"[green]all {n} pings answered[/]")
 
 
-@lab_app.command(
+@lab_group.command(
     "up",
     help=_help(
         "Build a lab: switch, nodes, external host, pods (real CNI plugins), and routes.",
@@ -231,25 +236,29 @@ def _print_check(result: CheckResult) -> None:
         "CNI state are kept in /run/nosdn/lab/NAME/.",
     ),
 )
+@NodesOpt
+@Ipv6Opt
+@PodsOpt
+@SegmentsOpt
+@RouterOpt
+@NameOpt
+@option(
+    "--routes/--no-routes",
+    default=True,
+    help="Run `nosdn apply` in every node and the external host once the pods exist. "
+    "With --no-routes, pods only reach pods of their own node until `nosdn lab apply`.",
+)
+@option("--keep-on-error", is_flag=True, help="Leave a half-built lab to inspect.")
 def up_cmd(
     *,
-    nodes: NodesOpt = 3,
-    ipv6: Ipv6Opt = False,
-    pods_per_node: PodsOpt = 2,
-    segments: SegmentsOpt = 1,
-    router: RouterOpt = None,
-    name: NameOpt = DEFAULT_NAME,
-    routes: Annotated[
-        bool,
-        typer.Option(
-            "--routes/--no-routes",
-            help="Run `nosdn apply` in every node and the external host once the pods exist. "
-            "With --no-routes, pods only reach pods of their own node until `nosdn lab apply`.",
-        ),
-    ] = True,
-    keep_on_error: Annotated[
-        bool, typer.Option("--keep-on-error", help="Leave a half-built lab to inspect.")
-    ] = False,
+    nodes: int,
+    ipv6: bool,
+    pods_per_node: int,
+    segments: int,
+    router: str | None,
+    name: str,
+    routes: bool,
+    keep_on_error: bool,
 ) -> None:
     with _lab_errors():
         spec = LabSpec(
@@ -267,7 +276,7 @@ def up_cmd(
         _hints(lab)
 
 
-@lab_app.command(
+@lab_group.command(
     "apply",
     help=_help(
         "Program the routes: `nosdn apply -f INVENTORY --node NAME` inside every node's "
@@ -276,33 +285,28 @@ def up_cmd(
         "route you deleted by hand.",
     ),
 )
-def apply_cmd(name: NameOpt = DEFAULT_NAME) -> None:
+@NameOpt
+def apply_cmd(name: str) -> None:
     with _lab_errors():
         apply_routes(open_lab(name), log=_log)
 
 
-@lab_app.command(
+@lab_group.command(
     "check",
     help=_help(
         "Ping every pod from every other pod, every node and the external host (each family).",
         "Prints the matrix (or -o json|yaml) and exits 1 if any ping went unanswered.",
     ),
 )
-def check_cmd(
-    name: NameOpt = DEFAULT_NAME,
-    output: OutputOpt = Output.table,
-    parallel: Annotated[
-        int, typer.Option("--parallel", min=1, max=64, help="Pings in flight at once.")
-    ] = 16,
-    matrix_png: Annotated[
-        Path | None,
-        typer.Option(
-            "--matrix-png",
-            help="Also draw the matrix as an image (PNG; SVG if FILE ends in .svg), with Graphviz.",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
+@NameOpt
+@OutputOpt
+@option("--parallel", type=click.IntRange(1, 64), default=16, help="Pings in flight at once.")
+@option(
+    "--matrix-png",
+    type=click.Path(path_type=Path),
+    help="Also draw the matrix as an image (PNG; SVG if FILE ends in .svg), with Graphviz.",
+)
+def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None) -> None:
     with _lab_errors():
         lab = open_lab(name)
         result = check(lab, parallel=parallel)
@@ -327,10 +331,10 @@ def check_cmd(
                 f"reach each other — run `nosdn lab apply{name_opt}`",
                 markup=False,
             )
-        raise typer.Exit(EXIT_FAILURE)
+        raise SystemExit(EXIT_FAILURE)
 
 
-@lab_app.command(
+@lab_group.command(
     "down",
     help=_help(
         "Remove every namespace, process and state file of the lab.",
@@ -338,7 +342,8 @@ def check_cmd(
         "from the state file.",
     ),
 )
-def down_cmd(name: NameOpt = DEFAULT_NAME) -> None:
+@NameOpt
+def down_cmd(name: str) -> None:
     with _lab_errors():
         report = down(name)
     if report.removed_anything:
@@ -351,7 +356,7 @@ def down_cmd(name: NameOpt = DEFAULT_NAME) -> None:
         out.print(f"lab {name}: nothing to remove")
 
 
-@lab_app.command(
+@lab_group.command(
     "demo",
     help=_help(
         "Up, apply, check, down: nosdn end to end in a few seconds.",
@@ -360,17 +365,22 @@ def down_cmd(name: NameOpt = DEFAULT_NAME) -> None:
         "something fails).",
     ),
 )
+@NodesOpt
+@Ipv6Opt
+@PodsOpt
+@SegmentsOpt
+@RouterOpt
+@NameOpt
+@option("--keep", is_flag=True, help="Leave the lab up afterwards to explore it.")
 def demo_cmd(
     *,
-    nodes: NodesOpt = 3,
-    ipv6: Ipv6Opt = False,
-    pods_per_node: PodsOpt = 2,
-    segments: SegmentsOpt = 1,
-    router: RouterOpt = None,
-    name: NameOpt = DEFAULT_NAME,
-    keep: Annotated[
-        bool, typer.Option("--keep", help="Leave the lab up afterwards to explore it.")
-    ] = False,
+    nodes: int,
+    ipv6: bool,
+    pods_per_node: int,
+    segments: int,
+    router: str | None,
+    name: str,
+    keep: bool,
 ) -> None:
     start = time.monotonic()
     ok = False
@@ -402,8 +412,4 @@ def demo_cmd(
                 out.print(f"removed {len(report.namespaces)} namespaces")
     out.print(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - start:.1f} s")
     if not ok:
-        raise typer.Exit(EXIT_FAILURE)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(lab_app, name="lab")
+        raise SystemExit(EXIT_FAILURE)

@@ -6,31 +6,30 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Annotated
 
-import typer
+import click
 
-from nosdn.cli._common import EXIT_FAILURE, FileOpt, err, fail, load
+from nosdn.cli._common import EXIT_FAILURE, FileOpt, command, err, fail, load, option
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Target
 from nosdn.render import FORMATS, RenderedFile, RenderOptions, join_files, render_files
 
-_HELP = (
-    "Render the cluster's routes as a file you deploy: a script, systemd units, cloud-init, a "
-    "router config, cloud CLI commands or a node's CNI config.\n\n"
-    "Formats (--format):\n\n"
-    + "\n".join(f"- [bold]{name}[/]: {f.summary}" for name, f in FORMATS.items())
-    + "\n\n"
-    "Targets: the host formats (script, systemd, cloud-init) serve every node by default and "
-    "find the node at run time; --node NAME pins one node, --external a machine outside the "
-    "cluster (adds the service CIDRs). Router formats render the router's table (every pod "
-    "subnet) unless given --external or --node. Cloud formats take neither.\n\n"
-    "Several files (systemd) print one after another, each after a '# ==> PATH <==' line; "
-    "--out-dir DIR writes them instead, at those paths under DIR.\n\n"
-    "Examples:\n\n"
-    "  nosdn render -f examples/two-nodes.yaml --format script > nosdn-routes.sh\n\n"
-    "  nosdn render -f inv.yaml --format systemd --out-dir /   (installs the units)\n\n"
-    "  nosdn render -f inv.yaml --format bird --external > /etc/bird/nosdn.conf"
-)
+_HELP = """Render the cluster's routes as a file you deploy: a script, systemd units, cloud-init, a
+router config, cloud CLI commands or a node's CNI config.
+
+Targets: the host formats (script, systemd, cloud-init) serve every node by default and find
+the node at run time; --node NAME pins one node, --external a machine outside the cluster
+(adds the service CIDRs). Router formats render the router's table (every pod subnet) unless
+given --external or --node. Cloud formats take neither.
+
+Several files (systemd) print one after another, each after a '# ==> PATH <==' line;
+--out-dir DIR writes them instead, at those paths under DIR.
+
+\b
+Examples:
+  nosdn render -f examples/two-nodes.yaml --format script > nosdn-routes.sh
+  nosdn render -f inv.yaml --format systemd --out-dir /   (installs the units)
+  nosdn render -f inv.yaml --format bird --external > /etc/bird/nosdn.conf
+"""
 
 
 def _safe_path(out_dir: Path, rel: str) -> Path:
@@ -59,50 +58,50 @@ def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
     return written
 
 
+@command(
+    "render",
+    help=_HELP,
+    lists={"Formats (--format)": [(name, f.summary) for name, f in FORMATS.items()]},
+)
+@FileOpt
+@option(
+    "--format",
+    "-F",
+    "fmt",
+    required=True,
+    help=f"What to render: {', '.join(FORMATS)} (see above).",
+)
+@option("--node", help="Render for this node only (cni: required).")
+@option("--external", is_flag=True, help="Render for a machine outside the cluster.")
+@option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the files under this directory instead of printing them.",
+)
+@option(
+    "--protocol",
+    type=int,
+    default=DEFAULT_PROTOCOL,
+    help="Route protocol number the script stamps on its routes (and FRR's tag).",
+)
+@option("--table", default="main", help="Routing table the script manages.")
+@option(
+    "--interval", type=int, default=60, help="Seconds between re-applies (systemd, cloud-init)."
+)
+@option("--mtu", type=int, default=1500, help="Pod interface MTU (cni).")
+@option("--bridge", default="cni0", help="Pod bridge name (cni).")
 def render_cmd(
     *,
-    file: FileOpt,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            "-F",
-            help=f"What to render: {', '.join(FORMATS)} (see above).",
-            show_default=False,
-        ),
-    ],
-    node: Annotated[
-        str | None,
-        typer.Option("--node", help="Render for this node only (cni: required)."),
-    ] = None,
-    external: Annotated[
-        bool,
-        typer.Option("--external", help="Render for a machine outside the cluster."),
-    ] = False,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--out-dir",
-            help="Write the files under this directory instead of printing them.",
-            file_okay=False,
-        ),
-    ] = None,
-    protocol: Annotated[
-        int,
-        typer.Option(
-            "--protocol",
-            help="Route protocol number the script stamps on its routes (and FRR's tag).",
-        ),
-    ] = DEFAULT_PROTOCOL,
-    table: Annotated[
-        str, typer.Option("--table", help="Routing table the script manages.")
-    ] = "main",
-    interval: Annotated[
-        int,
-        typer.Option("--interval", help="Seconds between re-applies (systemd, cloud-init)."),
-    ] = 60,
-    mtu: Annotated[int, typer.Option("--mtu", help="Pod interface MTU (cni).")] = 1500,
-    bridge: Annotated[str, typer.Option("--bridge", help="Pod bridge name (cni).")] = "cni0",
+    file: Path,
+    fmt: str,
+    node: str | None,
+    external: bool,
+    out_dir: Path | None,
+    protocol: int,
+    table: str,
+    interval: int,
+    mtu: int,
+    bridge: str,
 ) -> None:
     if node is not None and external:
         fail("choose at most one of --node NAME and --external")
@@ -116,7 +115,7 @@ def render_cmd(
     except ValueError as e:
         fail(str(e))
     if out_dir is None:
-        typer.echo(join_files(files), nl=False)
+        click.echo(join_files(files), nl=False)
         return
     try:
         written = write_files(out_dir, files)
@@ -124,7 +123,3 @@ def render_cmd(
         fail(f"--out-dir {out_dir}: {e}", EXIT_FAILURE)
     for path in written:
         err.print(f"wrote {path}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("render", help=_HELP)(render_cmd)
