@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from nosdn.backends.cloud import Cloud, CloudOptions, build_provider
 from nosdn.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -35,15 +34,23 @@ from nosdn.cli._common import (
     load,
 )
 
-if TYPE_CHECKING:
-    from nosdn.backends.cloud import CloudPass
+if TYPE_CHECKING:  # imported when --cloud is given: a kernel plan/apply does without
+    from nosdn.backends.cloud import Cloud, CloudOptions, CloudPass
 
 PANEL = "Cloud route table (--cloud)"
 
 
 # --- the options ---------------------------------------------------------------------------
+#: The values of `nosdn.backends.cloud.Cloud` (a test keeps them equal).
+CLOUDS = ("aws", "gce")
+
+
 def _to_cloud(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Cloud | None:
-    return Cloud(value) if value is not None else None
+    if value is None:
+        return None
+    from nosdn.backends.cloud import Cloud
+
+    return Cloud(value)
 
 
 def _cloud_params() -> list[click.Parameter]:
@@ -54,7 +61,7 @@ def _cloud_params() -> list[click.Parameter]:
     return [
         opt(
             "--cloud",
-            type=click.Choice([c.value for c in Cloud]),
+            type=click.Choice(CLOUDS),
             callback=_to_cloud,
             help="Program the cloud's VPC route table (every pod subnet -> its node's instance) "
             "instead of this host's kernel table.",
@@ -142,6 +149,8 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
         for k in _KERNEL_ONLY:
             if k in kw and ctx.get_parameter_source(k) is ParameterSource.COMMANDLINE:
                 fail(f"--{k} is for this host's kernel table; it does not apply with --cloud")
+        from nosdn.backends.cloud import CloudOptions
+
         opts = CloudOptions(
             cloud=cloud_kw["cloud"],
             route_tables=tuple(cloud_kw["route_table"]),
@@ -187,7 +196,7 @@ def run_cloud(
     """Load, check, run one pass, print. Exit 2 on bad input (nothing written); else, like the
     kernel commands, ``plan`` (``show_only``) exits 0 and ``apply`` exits 1 on write errors,
     conflicts or a refusal."""
-    from nosdn.backends.cloud import CloudError, sync
+    from nosdn.backends.cloud import CloudError, build_provider, sync
     from nosdn.problems import ProblemsError
 
     cluster = load(file)

@@ -15,7 +15,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -469,6 +468,8 @@ def _install_protocol_name(directory: Path = RT_PROTOS_D) -> None:
     target = directory / "nosdn.conf"
     if os.geteuid() != 0 or target.exists():
         return
+    from importlib import resources
+
     text = resources.files("nosdn").joinpath("data/rt_protos.nosdn.conf").read_text()
     try:
         directory.mkdir(parents=True, exist_ok=True)
