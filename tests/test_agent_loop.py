@@ -23,7 +23,7 @@ from nosdn.agent.egress import render
 from nosdn.agent.events import EventRecorder
 from nosdn.agent.logs import JsonFormatter
 from nosdn.agent.loop import Agent, Nudger
-from nosdn.agent.monitor import classify
+from nosdn.agent.monitor import classify, invalidates_lookups
 from nosdn.backends.fake import FakeBackend
 from nosdn.model import InstalledRoute
 from nosdn.sources.cache import NodeCache
@@ -236,6 +236,23 @@ def test_netlink_classification() -> None:
     assert classify(_msg(16, b"\0" * 16), 157, 254) == "netlink-link"
     both = _msg(16, b"\0" * 16) + _msg(25, route(157))
     assert classify(both, 157, 254) == "netlink-route"
+
+
+def test_netlink_events_that_invalidate_lookups() -> None:
+    route = lambda proto, table=254: struct.pack("=BBBBBBBBI", 2, 24, 0, 0, table, proto, 0, 1, 0)  # noqa: E731
+    nh = lambda proto: struct.pack("=BBBBI", 2, 0, proto, 0, 0)  # noqa: E731
+    # the echo of our own writes changes no lookup
+    assert not invalidates_lookups(_msg(24, route(157)), 157, 254)
+    assert not invalidates_lookups(_msg(25, route(157)), 157, 254)
+    assert not invalidates_lookups(_msg(104, nh(157)), 157, 254)
+    # anything else may
+    assert invalidates_lookups(_msg(24, route(4)), 157, 254)  # someone's static route
+    assert invalidates_lookups(_msg(24, route(157, 100)), 157, 254)  # another table
+    assert invalidates_lookups(_msg(24, route(2)), 157, 254)  # a connected network
+    assert invalidates_lookups(_msg(104, nh(4)), 157, 254)
+    assert invalidates_lookups(_msg(16, b"\0" * 16), 157, 254)  # link
+    assert invalidates_lookups(_msg(20, b"\0" * 8), 157, 254)  # address
+    assert invalidates_lookups(_msg(24, route(157)) + _msg(21, b"\0" * 8), 157, 254)
 
 
 def test_egress_rules() -> None:

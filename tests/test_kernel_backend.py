@@ -322,6 +322,23 @@ def test_other_table_and_protocol_number(host: str) -> None:
     assert d.conflicts[0].found.owner == "200"
 
 
+def test_reused_lookups_stand_until_forgotten(host: str) -> None:
+    """The agent reuses next-hop lookups between passes; its monitor calls forget_lookups on
+    link, address and route changes. Until then the answer stands, after it is fresh."""
+    gw = ip_address("10.0.0.2")
+    with KernelBackend(netns=host) as b:
+        assert b.adjacency([gw], reuse=True)[gw].on_link
+        ip(host, "addr", "del", "10.0.0.1/24", "dev", "br0")
+        ip(host, "addr", "add", "10.0.0.1/31", "dev", "br0")
+        assert b.adjacency([gw], reuse=True)[gw].on_link  # not asked again
+        assert not b.adjacency([gw])[gw].on_link  # without reuse: always asked
+        ip(host, "addr", "del", "10.0.0.1/31", "dev", "br0")
+        ip(host, "addr", "add", "10.0.0.1/24", "dev", "br0")
+        assert not b.adjacency([gw], reuse=True)[gw].on_link
+        b.forget_lookups()
+        assert b.adjacency([gw], reuse=True)[gw].on_link
+
+
 def test_one_backend_many_passes_sees_a_node_go_off_link(host: str) -> None:
     """A long-running user (the agent) keeps one backend: each pass must look next hops up
     again, or a node that left the link would keep its (now wrong) route."""

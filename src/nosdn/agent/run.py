@@ -16,6 +16,7 @@ import shutil
 import signal
 import threading
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 
 from nosdn.agent.condition import ConditionSetter
@@ -45,20 +46,6 @@ def _local_addresses(backend: KernelBackend) -> Callable[[], list[tuple[IPAddres
         ]
 
     return read
-
-
-def _forget_lookups(backend: KernelBackend) -> Callable[[], None]:
-    """The kernel backend caches next-hop lookups for its lifetime (right for one command);
-    a long-running agent must drop them when links or addresses change."""
-
-    def forget() -> None:
-        method = getattr(backend, "forget_lookups", None)
-        if callable(method):
-            method()
-        else:
-            backend._lookups.clear()
-
-    return forget
 
 
 class Running:
@@ -91,9 +78,9 @@ class Running:
             self.cache,
             self.backend,
             request_relist=self.reflector.request_relist,
-            adjacency=self.backend.adjacency,
+            adjacency=partial(self.backend.adjacency, reuse=True),
             local_addresses=_local_addresses(self.backend),
-            forget_lookups=_forget_lookups(self.backend),
+            forget_lookups=self.backend.forget_lookups,
             metrics=self.metrics,
             events=self.events,
             condition=self.condition,
@@ -101,7 +88,11 @@ class Running:
         )
         self.cache.set_listener(self.agent.nudge)
         self.monitor = NetlinkMonitor(
-            self.agent.nudge, protocol=cfg.protocol, table=cfg.table, netns=cfg.netns
+            self.agent.nudge,
+            protocol=cfg.protocol,
+            table=cfg.table,
+            netns=cfg.netns,
+            invalidate=self.backend.forget_lookups,
         )
         self.server: HealthServer | None = None
         hp = cfg.metrics_host_port

@@ -159,6 +159,8 @@ class KernelBackend:
         self.notes: list[str] = []
         self._names = protocol_names()
         self._lookups: dict[bytes, nl.Lookup] = {}
+        self._verdicts: dict[IPAddress, Adjacency] = {}
+        self._stale = False
         self._snap: _Snapshot | None = None
         try:
             self._nh_first: list[nl.NexthopMsg] | None = self.nl.nexthops()
@@ -298,8 +300,16 @@ class KernelBackend:
         return [_to_addr(a.address) for a in self.nl.addresses() if len(a.address) in (4, 16)]
 
     def forget_lookups(self) -> None:
-        """Drop the cached next-hop lookups (``adjacency`` refreshes them anyway)."""
+        """Mark the next-hop lookups stale: the next ``adjacency(..., reuse=True)`` asks the
+        kernel again. Cheap and safe from another thread (the agent's netlink monitor calls it
+        on every link, address or foreign route change): it only sets a flag, so a pass that
+        is running keeps the answers it started with."""
+        self._stale = True
+
+    def _forget_now(self) -> None:
+        self._stale = False
         self._lookups = {}
+        self._verdicts = {}
 
     def _lookup_many(self, gws: Iterable[bytes]) -> None:
         missing = [g for g in dict.fromkeys(gws) if g not in self._lookups]
@@ -307,34 +317,45 @@ class KernelBackend:
             for g, res in zip(missing, self.nl.lookup(missing), strict=True):
                 self._lookups[g] = res
 
-    def adjacency(self, gateways: Sequence[IPAddress]) -> dict[IPAddress, Adjacency]:
+    def adjacency(
+        self, gateways: Sequence[IPAddress], *, reuse: bool = False
+    ) -> dict[IPAddress, Adjacency]:
         """For each gateway: is it on a directly connected network (a route lookup finds no
         gateway), and if not, which gateway the kernel would use instead.
 
-        Always asks the kernel afresh; ``apply`` then reuses these answers (the interface of
-        each new nexthop), so one reconcile pass looks every next hop up exactly once.
+        Asks the kernel afresh, unless ``reuse``: then the answers of earlier calls stand until
+        `forget_lookups` (a long-running caller that watches the kernel for link, address and
+        route changes, like the agent, saves one lookup per peer and pass). ``apply`` reuses
+        these answers (the interface of each new nexthop), so one pass looks every next hop up
+        at most once.
         """
-        self._lookups = {}
-        self._lookup_many(g.packed for g in gateways)
-        links: dict[int, str] | None = None
-        out: dict[IPAddress, Adjacency] = {}
-        for gw in gateways:
-            res = self._lookups[gw.packed]
-            if res.oif and links is None:
-                links = self.nl.links()
-            dev = (links or {}).get(res.oif) if res.oif else None
-            if res.error:
-                out[gw] = Adjacency(gw, False, error=f"no route to it ({os.strerror(res.error)})")
-            elif res.type == nl.RTN_LOCAL:
-                out[gw] = Adjacency(gw, False, dev, error="it is an address of this host")
-            elif res.type != nl.RTN_UNICAST:
-                kind = _TYPE_NAMES.get(res.type, str(res.type))
-                out[gw] = Adjacency(gw, False, dev, error=f"the kernel has a {kind} route for it")
-            elif res.gateway:
-                out[gw] = Adjacency(gw, False, dev, via=_to_addr(res.gateway))
-            else:
-                out[gw] = Adjacency(gw, True, dev)
-        return out
+        if not reuse or self._stale:
+            self._forget_now()
+        verdicts = self._verdicts
+        missing = [gw for gw in gateways if gw not in verdicts]
+        if missing:
+            self._lookup_many(g.packed for g in missing)
+            links: dict[int, str] | None = None
+            for gw in missing:
+                res = self._lookups[gw.packed]
+                if res.oif and links is None:
+                    links = self.nl.links()
+                verdicts[gw] = self._verdict(gw, res, links)
+        return {gw: verdicts[gw] for gw in gateways}
+
+    @staticmethod
+    def _verdict(gw: IPAddress, res: nl.Lookup, links: dict[int, str] | None) -> Adjacency:
+        dev = (links or {}).get(res.oif) if res.oif else None
+        if res.error:
+            return Adjacency(gw, False, error=f"no route to it ({os.strerror(res.error)})")
+        if res.type == nl.RTN_LOCAL:
+            return Adjacency(gw, False, dev, error="it is an address of this host")
+        if res.type != nl.RTN_UNICAST:
+            kind = _TYPE_NAMES.get(res.type, str(res.type))
+            return Adjacency(gw, False, dev, error=f"the kernel has a {kind} route for it")
+        if res.gateway:
+            return Adjacency(gw, False, dev, via=_to_addr(res.gateway))
+        return Adjacency(gw, True, dev)
 
     # --- writing ---------------------------------------------------------------------------
     def apply(self, diff: Diff) -> ApplyResult:
@@ -346,6 +367,8 @@ class KernelBackend:
             snap = self._snap
         assert snap is not None
         self._snap = None  # what we read is stale once we write
+        if self._stale:
+            self._forget_now()
         self._lookup_many(gw.packed for r in _wanted(diff) for gw in r.via)
         if self.use_nexthops:
             plan = plan_nexthops(

@@ -1,0 +1,170 @@
+"""Benchmark: one agent pass, in process, against a real kernel table in a fresh namespace (root).
+
+Why it exists: a node change reaches the kernel only through one full pass (events only nudge;
+every pass recomputes the whole desired state and diffs it against the kernel), so the pass
+itself is the floor of the agent's change latency. This times the real `Agent.run_pass` with a
+real `KernelBackend` and a `NodeCache` fed by hand (no API server, no process start), and each
+stage of the pass on its own, at several cluster sizes:
+
+- install: the first pass on an empty table;
+- no-op resync: a full pass that finds everything in place (lookups dropped, as on resync);
+- change: one node changes address (cache event -> pass -> nexthop replaced), p50 and max;
+- stages of a no-op pass: check_cluster, desired_routes, adjacency, routes(), diff, apply.
+
+    sudo .venv/bin/python bench/pass.py [--sizes 5000,10000] [--changes 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from agent_env import node_object
+from nosdn.agent.config import AgentConfig
+from nosdn.agent.loop import Agent
+from nosdn.backends.kernel import KernelBackend
+from nosdn.checks import check_cluster
+from nosdn.model import Target
+from nosdn.plan import desired_routes, diff
+from nosdn.sources.cache import NodeCache
+
+
+def ip_of(i: int) -> str:
+    return f"10.20.{(i + 1) >> 8}.{(i + 1) & 255}"
+
+
+def cidr_of(i: int) -> str:
+    return f"10.{64 + (i >> 8)}.{i & 255}.0/24"
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def timed(fn: Callable[[], Any], runs: int = 5) -> float:
+    """Median seconds of ``runs`` calls."""
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def ms(s: float) -> str:
+    return f"{s * 1000:8.1f} ms"
+
+
+def bench(n: int, changes: int) -> None:
+    ns = f"nosdn-pass-{secrets.token_hex(3)}"
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+        sh("ip", "-n", ns, "link", "set", "peer0", "up")
+        sh("ip", "-n", ns, "addr", "add", "10.20.0.1/16", "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        cache = NodeCache(self_name="node-0")
+        cache.replace(node_object(f"node-{i}", [ip_of(i)], [cidr_of(i)]) for i in range(n))
+        backend = KernelBackend(netns=ns)
+        cfg = AgentConfig(
+            node_name="node-0",
+            cni_conf=None,
+            ip_forward=False,
+            metrics_address=None,
+            mtu=1500,
+            events=False,
+            set_condition=False,
+        )
+        agent = Agent(
+            cfg,
+            cache,
+            backend,
+            request_relist=lambda: None,
+            adjacency=partial(backend.adjacency, reuse=True),
+            forget_lookups=backend.forget_lookups,
+        )
+        t = time.perf_counter()
+        assert agent.run_pass({"list"}, full=True)
+        install = time.perf_counter() - t
+        last = agent.status.last_pass
+        assert last is not None
+        assert len(last.desired) == n - 1
+
+        noop = timed(lambda: agent.run_pass({"resync"}, full=True))
+        assert agent.status.last_pass is not None
+        assert agent.status.last_pass.writes == 0
+
+        lat = []
+        for k in range(changes):
+            i = 1 + (k * 37) % (n - 1)
+            new = f"10.20.{200 + k // 250}.{k % 250 + 1}"
+            cache.apply("MODIFIED", node_object(f"node-{i}", [new], [cidr_of(i)]))
+            t = time.perf_counter()
+            agent.run_pass({"node"})
+            lat.append(time.perf_counter() - t)
+            assert agent.status.last_pass is not None
+            assert agent.status.last_pass.writes >= 1
+
+        # the stages of a pass, each on its own
+        v = agent.view(cache.snapshot())
+        cluster = v.cluster
+        target = Target.for_node("node-0")
+        want = desired_routes(cluster, target)
+        gws = list(dict.fromkeys(gw for r in want for gw in r.via))
+        found = backend.routes()
+
+        def adjacency() -> None:
+            backend.forget_lookups()
+            backend.adjacency(gws)
+
+        def noop_apply() -> None:
+            backend.routes()
+            backend.apply(diff(want, found))
+
+        stages = [
+            ("check_cluster", timed(lambda: check_cluster(cluster))),
+            ("desired_routes", timed(lambda: desired_routes(cluster, target))),
+            ("adjacency (fresh lookups)", timed(adjacency)),
+            ("adjacency (reused)", timed(lambda: backend.adjacency(gws, reuse=True))),
+            ("routes()", timed(backend.routes)),
+            ("diff", timed(lambda: diff(want, found))),
+            ("routes() + no-op apply", timed(noop_apply)),
+        ]
+        backend.close()
+        print(f"\n{n:,} nodes ({n - 1:,} routes), namespace {ns}")
+        print(f"  {'first pass (install)':32}{ms(install)}")
+        print(f"  {'no-op resync pass (median of 5)':32}{ms(noop)}")
+        print(f"  {'change pass p50':32}{ms(statistics.median(lat))}")
+        print(f"  {'change pass max':32}{ms(max(lat))}   ({changes} changes)")
+        for name, s in stages:
+            print(f"    {name:30}{ms(s)}")
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="5000,10000")
+    p.add_argument("--changes", type=int, default=30)
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/pass.py makes a network namespace: run it as root")
+    gc.freeze()  # as the agent does after its first pass
+    for n in (int(s) for s in args.sizes.split(",")):
+        bench(n, args.changes)
+
+
+if __name__ == "__main__":
+    main()
