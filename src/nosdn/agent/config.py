@@ -14,6 +14,10 @@ from nosdn.render.cni import CONFLIST_PATH
 from nosdn.sources.nodes import AddressPolicy
 
 DEFAULT_METRICS_PORT = 9712
+#: The cloud route controller's (`nosdn.controller`): beside the agent's, as both may run in
+#: the host network of one node; here so the manifests and the controller agree.
+CONTROLLER_METRICS_PORT = 9713
+CONTROLLER_LEASE = "nosdn-controller"
 
 
 class ConfigError(ValueError):

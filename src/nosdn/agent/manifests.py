@@ -1,4 +1,5 @@
-"""The Kubernetes objects that deploy the agent: what `nosdn manifests` prints.
+"""The Kubernetes objects that deploy the agent (and, with ``--controller``, the cloud route
+controller): what `nosdn manifests` prints.
 
 Generated rather than kept as static YAML so that the image, the cluster CIDR and allocation
 change the objects consistently (the allocator needs two more permissions and its flags), and
@@ -21,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nosdn.agent.config import DEFAULT_METRICS_PORT
+from nosdn.agent.config import CONTROLLER_LEASE, CONTROLLER_METRICS_PORT, DEFAULT_METRICS_PORT
+from nosdn.backends.cloud import Cloud, CloudOptions
 from nosdn.model import IPNetwork
 
 APP = "nosdn-agent"
@@ -213,3 +215,219 @@ def daemonset(
             },
         },
     }
+
+
+# --- the cloud route controller ---------------------------------------------------------------
+CONTROLLER_APP = "nosdn-controller"
+
+
+def _controller_args(
+    cloud: CloudOptions,
+    *,
+    namespace: str,
+    cluster_cidrs: Sequence[IPNetwork],
+    cluster_name: str,
+    lease_name: str,
+    metrics_port: int,
+) -> list[str]:
+    args = [
+        "controller",
+        f"--cloud={cloud.cloud.value}",
+        f"--cluster-name={cluster_name}",
+        *(f"--cluster-cidr={c}" for c in cluster_cidrs),
+        "--log-format=json",
+        f"--metrics-address=0.0.0.0:{metrics_port}",
+        f"--lease-namespace={namespace}",
+        f"--lease-name={lease_name}",
+    ]
+    args += [f"--route-table={t}" for t in cloud.route_tables]
+    for flag, value in (
+        ("--capacity", cloud.capacity),
+        ("--aws-region", cloud.aws_region),
+        ("--gce-project", cloud.gce_project),
+        ("--gce-zone", cloud.gce_zone),
+    ):
+        if value is not None:
+            args.append(f"{flag}={value}")
+    if cloud.cloud is Cloud.gce and cloud.gce_network != "default":
+        args.append(f"--gce-network={cloud.gce_network}")
+    return args
+
+
+def controller_manifests(
+    cloud: CloudOptions,
+    *,
+    image: str = DEFAULT_IMAGE,
+    namespace: str = "kube-system",
+    cluster_cidrs: Sequence[IPNetwork] = (),
+    cluster_name: str = "kubernetes",
+    lease_name: str = CONTROLLER_LEASE,
+    metrics_port: int = CONTROLLER_METRICS_PORT,
+    replicas: int = 2,
+) -> list[dict[str, Any]]:
+    """ServiceAccount, ClusterRole(+Binding), Lease Role(+Binding) and the Deployment of the
+    cloud route controller (`nosdn controller --cloud aws|gce`).
+
+    Least privilege: read and watch Nodes, patch their status (``NetworkUnavailable``), create
+    Events; in its own namespace, create the Lease and get/patch it by name (the elector writes
+    the Lease with PATCH carrying the resourceVersion it read, so ``update`` is not needed). The
+    cloud side is the cloud's business: an IAM role (IRSA or the instance profile) allowing
+    ``ec2:DescribeRouteTables``, ``DescribeInstances``, ``CreateRoute``, ``ReplaceRoute``,
+    ``DeleteRoute``, ``ModifyInstanceAttribute``, ``CreateTags``; on GCE a service account
+    with ``compute.routes.*``, ``compute.instances.get`` and ``compute.projects.get``.
+
+    The Deployment runs two replicas (one leads, one waits warm) on different nodes if it can,
+    in the host network (it is what makes the pod network work, and the cloud's instance
+    credentials are reached from there), tolerating the taints a node has before its network
+    is up; it needs no capability and runs as a non-root user with a read-only root.
+    """
+    if not cluster_cidrs:
+        raise ValueError(
+            "--controller needs --cluster-cidr (the pod range whose routes the controller "
+            "owns), e.g. --cluster-cidr 10.244.0.0/16"
+        )
+    if replicas < 1:
+        raise ValueError(f"--replicas {replicas}: use at least 1 (2: one leads, one waits)")
+    labels = {"app.kubernetes.io/name": CONTROLLER_APP, "app.kubernetes.io/part-of": "nosdn"}
+    meta = {"name": CONTROLLER_APP, "namespace": namespace, "labels": labels}
+    cluster_meta = {"name": CONTROLLER_APP, "labels": labels}
+    subject = [{"kind": "ServiceAccount", "name": CONTROLLER_APP, "namespace": namespace}]
+    lease_meta = {"name": f"{CONTROLLER_APP}-lease", "namespace": namespace, "labels": labels}
+    rbac = "rbac.authorization.k8s.io"
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRole",
+            "metadata": cluster_meta,
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+            ],
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": cluster_meta,
+            "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": CONTROLLER_APP},
+            "subjects": subject,
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "Role",
+            "metadata": lease_meta,
+            "rules": [
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "resourceNames": [lease_name],
+                    "verbs": ["get", "patch"],
+                },
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "verbs": ["create"],
+                },
+            ],
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "RoleBinding",
+            "metadata": lease_meta,
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": f"{CONTROLLER_APP}-lease"},
+            "subjects": subject,
+        },
+    ]
+    args = _controller_args(
+        cloud,
+        namespace=namespace,
+        cluster_cidrs=cluster_cidrs,
+        cluster_name=cluster_name,
+        lease_name=lease_name,
+        metrics_port=metrics_port,
+    )
+    probe = {"port": metrics_port, "host": "127.0.0.1"}
+    container: dict[str, Any] = {
+        "name": "controller",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {
+            "requests": {"cpu": "20m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "ports": [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}],
+        "livenessProbe": {
+            "httpGet": {**probe, "path": "/healthz"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "readinessProbe": {"httpGet": {**probe, "path": "/readyz"}, "periodSeconds": 5},
+    }
+    tolerations = [
+        {"key": key, "operator": "Exists", "effect": "NoSchedule"}
+        for key in (
+            "node-role.kubernetes.io/control-plane",
+            "node.kubernetes.io/network-unavailable",
+            "node.kubernetes.io/not-ready",
+            "node.cloudprovider.kubernetes.io/uninitialized",
+        )
+    ]
+    objects.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": CONTROLLER_APP}},
+                # host network: two replicas on one node would share the metrics port
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+                },
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": CONTROLLER_APP,
+                        "hostNetwork": True,
+                        "dnsPolicy": "ClusterFirstWithHostNet",
+                        "priorityClassName": "system-cluster-critical",
+                        "tolerations": tolerations,
+                        "affinity": {
+                            "podAntiAffinity": {
+                                "preferredDuringSchedulingIgnoredDuringExecution": [
+                                    {
+                                        "weight": 100,
+                                        "podAffinityTerm": {
+                                            "topologyKey": "kubernetes.io/hostname",
+                                            "labelSelector": {
+                                                "matchLabels": {
+                                                    "app.kubernetes.io/name": CONTROLLER_APP
+                                                }
+                                            },
+                                        },
+                                    }
+                                ]
+                            }
+                        },
+                        "terminationGracePeriodSeconds": 30,
+                        "containers": [container],
+                    },
+                },
+            },
+        }
+    )
+    return objects

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nosdn.agent.config import ConfigError
+from nosdn.agent.config import CONTROLLER_LEASE, CONTROLLER_METRICS_PORT, ConfigError
 from nosdn.backends.cloud import CloudOptions
 from nosdn.model import IPNetwork
 from nosdn.sources.nodes import AddressPolicy
 
-#: Beside the agent's 9712: both may run in the host network of one node.
-DEFAULT_METRICS_PORT = 9713
-DEFAULT_LEASE = "nosdn-controller"
+DEFAULT_METRICS_PORT = CONTROLLER_METRICS_PORT
+DEFAULT_LEASE = CONTROLLER_LEASE
 
 
 @dataclass(frozen=True, slots=True)
