@@ -3,6 +3,10 @@ json`` (what log collectors index without a parser).
 
 Messages are written for people ("failed to add 10.244.3.0/24 (node node3): ..."); the values
 that matter for searching ride along as ``extra={...}`` fields and appear as JSON keys.
+
+``--log-level debug`` is nosdn's own debug output: the libraries below (botocore, urllib3, the
+Kubernetes and Google clients) stay at INFO at most, since their debug output prints request
+headers, signatures and session tokens.
 """
 
 from __future__ import annotations
@@ -42,4 +46,6 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    ours = logging.getLevelName(level.upper())
+    root.setLevel(max(ours, logging.INFO))
+    logging.getLogger("nosdn").setLevel(ours)

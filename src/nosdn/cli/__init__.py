@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import click
 
 
 class Entry(NamedTuple):
     module: str
-    #: The module's `click.Command` (or, for ``legacy``, the typer command's name).
+    #: The module's `click.Command`.
     attr: str
     #: One line for ``nosdn --help`` (the command's own help says the rest).
     help: str
-    #: A typer module with ``register(app)``; see `_legacy_command`.
-    legacy: bool = False
 
 
 COMMANDS: dict[str, Entry] = {
@@ -79,14 +77,20 @@ COMMANDS: dict[str, Entry] = {
         "agent",
         "Run the node agent: keep this node's routes, CNI config and egress rules equal to the "
         "cluster's Node objects, repair what others break, never flush. Runs until SIGTERM.",
-        legacy=True,
+    ),
+    "controller": Entry(
+        "_controller_cmds",
+        "controller",
+        "Run the cloud route controller: keep the VPC route table(s) holding every node's pod "
+        "subnet routed to its instance, from the cluster's Node objects (spec.podCIDRs, "
+        "spec.providerID), and set NetworkUnavailable=False (RouteCreated) on the nodes whose "
+        "routes exist. One replica leads (a Lease); the others wait warm. Runs until SIGTERM.",
     ),
     "manifests": Entry(
         "_agent_cmds",
         "manifests",
         "Print the objects that deploy the agent (ServiceAccount, RBAC, DaemonSet) as YAML: "
         "`nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`.",
-        legacy=True,
     ),
     "doctor": Entry(
         "_debug_cmds",
@@ -122,37 +126,6 @@ then         nosdn routes -f examples/two-nodes.yaml --node node1
 """
 
 
-class _TyperCommand(click.Command):
-    """A typer command run as a subcommand: typer (0.29) carries its own copy of click, so its
-    commands cannot join a click group; this hands them their arguments untouched, ``--help``
-    included, and lets them parse, print help and exit as they always did."""
-
-    def __init__(self, name: str, target: Any, help: str) -> None:
-        super().__init__(name, help=help, add_help_option=False)
-        self.target = target
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.args = list(args)
-        return ctx.args
-
-    def invoke(self, ctx: click.Context) -> Any:
-        return self.target.main(args=ctx.args, prog_name=ctx.command_path, standalone_mode=True)
-
-
-def _legacy_command(module: Any, name: str, help: str) -> click.Command:
-    # TODO(lead): nosdn.cli._agent_cmds (agent, manifests) is the last typer user. Convert it
-    # to click like the other modules (a `_common.Command` per command, listed in COMMANDS),
-    # then delete this function, `_TyperCommand`, `Entry.legacy` and the typer dependency.
-    import typer
-    import typer.main
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich")
-    module.register(app)
-    built: Any = typer.main.get_command(app)
-    target = built.commands[name] if hasattr(built, "commands") else built
-    return _TyperCommand(name, target, help)
-
-
 class LazyGroup(click.Group):
     """The top-level group: commands come from `COMMANDS`, each module imported on use."""
 
@@ -165,10 +138,7 @@ class LazyGroup(click.Group):
             return None
         name = f"nosdn.cli.{entry.module}"
         __import__(name)  # not importlib.import_module: -X importtime would not list it
-        module = sys.modules[name]
-        if entry.legacy:
-            return _legacy_command(module, entry.attr, entry.help)
-        cmd = getattr(module, entry.attr)
+        cmd = getattr(sys.modules[name], entry.attr)
         if not isinstance(cmd, click.Command):  # pragma: no cover - a wrong table entry
             raise TypeError(f"nosdn.cli.{entry.module}.{entry.attr} is not a click command")
         return cmd

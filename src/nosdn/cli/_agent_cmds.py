@@ -1,29 +1,40 @@
-"""`nosdn agent` (the node daemon) and `nosdn manifests` (the objects that deploy it).
+"""`nosdn agent` (the node daemon) and `nosdn manifests` (the objects that deploy it, or with
+``--controller`` the cloud route controller).
 
-Options are parsed and checked here, all before anything starts; the agent itself lives in
-`nosdn.agent`. Boolean switches take a value (``--masquerade=false``) because that is how they
-are written in a DaemonSet's args.
+Options are parsed and checked here, all before anything starts; the daemons live in
+`nosdn.agent` and `nosdn.controller`. Boolean switches take a value (``--masquerade=false``)
+because that is how they are written in a DaemonSet's args. The options both daemons take
+(the API connection, node addresses, cluster CIDRs, resync, logging, probes, events) are
+defined once here and used by ``nosdn controller`` (`nosdn.cli._controller_cmds`) too.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
-import typer
-import yaml
+import click
 
-from nosdn.cli._common import EXIT_FAILURE, fail
+from nosdn.cli._common import EXIT_FAILURE, command, fail, option
 from nosdn.model import DEFAULT_PROTOCOL, IPNetwork
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _nets(values: list[str] | None, option: str) -> tuple[IPNetwork, ...]:
+BOOL: dict[str, Any] = {"type": click.BOOL, "metavar": "true|false"}
+API = "Kubernetes API"
+ROUTING = "Nodes and routes"
+SERVING = "Logs, probes, events"
+
+
+def nets(values: Sequence[str], option: str) -> tuple[IPNetwork, ...]:
+    """Networks from repeated and/or comma-separated values; exit 2 naming a bad one."""
     from nosdn.addr import parse_net
 
     out: list[IPNetwork] = []
-    for text in values or []:
+    for text in values:
         for raw in text.split(","):
             part = raw.strip()
             if not part:
@@ -35,129 +46,176 @@ def _nets(values: list[str] | None, option: str) -> tuple[IPNetwork, ...]:
     return tuple(out)
 
 
-BoolValue: dict[str, Any] = {"metavar": "true|false", "show_default": True}
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
 
 
-def _bool(value: str, option: str) -> bool:
-    v = value.strip().lower()
-    if v in ("true", "yes", "on", "1"):
-        return True
-    if v in ("false", "no", "off", "0"):
-        return False
-    return fail(f"{option} {value!r}: use true or false (e.g. {option}=false)")
+#: How to reach the API server (both daemons).
+api_options = _stack(
+    option(
+        "--kubeconfig",
+        help="Kubeconfig file (default: $KUBECONFIG, else the in-cluster service account).",
+        panel=API,
+    ),
+    option("--kube-server", help="API server URL (overrides the kubeconfig's).", panel=API),
+    option("--context", help="Kubeconfig context.", panel=API),
+    option("--watch-timeout", type=int, default=300, help="Seconds per watch request.", panel=API),
+)
+#: Which nodes and addresses, which ranges, how often (both daemons).
+routing_options = _stack(
+    option(
+        "--cluster-cidr",
+        multiple=True,
+        help="Pod address range(s) of the cluster (repeatable).",
+        panel=ROUTING,
+    ),
+    option(
+        "--node-address-types",
+        "address_types",
+        default="InternalIP,ExternalIP",
+        help="Node address types to route to, in order.",
+        panel=ROUTING,
+    ),
+    option(
+        "--node-address-cidr",
+        "address_cidr",
+        multiple=True,
+        help="Only use node addresses inside this network (repeatable; multi-homed nodes).",
+        panel=ROUTING,
+    ),
+    option("--node-cidr-mask-size", "mask_v4", type=int, default=24, panel=ROUTING),
+    option("--node-cidr-mask-size-ipv6", "mask_v6", type=int, default=64, panel=ROUTING),
+    option("--resync", type=float, default=30.0, help="Full pass every N seconds.", panel=ROUTING),
+    option(
+        "--max-delete-share",
+        type=float,
+        default=0.5,
+        help="Refuse to remove more than this share of routes at once until a fresh node list "
+        "confirms it.",
+        panel=ROUTING,
+    ),
+)
 
 
+def serving_options(metrics_port: int) -> Callable[[F], F]:
+    """Logs, /metrics and probes, the NetworkUnavailable condition, Events (both daemons)."""
+    return _stack(
+        option(
+            "--metrics-address",
+            default=f"0.0.0.0:{metrics_port}",
+            help="HOST:PORT for /metrics /healthz /readyz ('' off).",
+            panel=SERVING,
+        ),
+        option(
+            "--set-condition",
+            "condition",
+            default=True,
+            help="Set NetworkUnavailable on Nodes.",
+            panel=SERVING,
+            **BOOL,
+        ),
+        option("--events", default=True, help="Post Kubernetes Events.", panel=SERVING, **BOOL),
+        option(
+            "--event-namespace",
+            default="default",
+            help="Namespace of Events about Nodes.",
+            panel=SERVING,
+        ),
+        option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            help="text for people, json for log collectors.",
+            panel=SERVING,
+        ),
+        option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+            default="info",
+            panel=SERVING,
+        ),
+    )
+
+
+def address_policy(types: str, cidrs: Sequence[str]) -> Any:
+    from nosdn.sources.nodes import AddressPolicy
+
+    try:
+        return AddressPolicy(
+            tuple(t.strip() for t in types.split(",") if t.strip()),
+            nets(cidrs, "--node-address-cidr"),
+        )
+    except ValueError as e:
+        fail(f"--node-address-types: {e}")
+
+
+# --- nosdn agent -----------------------------------------------------------------------------
+@command("agent")
+@option(
+    "--node-name",
+    envvar="NODE_NAME",
+    default="",
+    show_default=False,
+    help="This node's Node object name (DaemonSet: env NODE_NAME from spec.nodeName).",
+)
+@api_options
+@routing_options
+@option(
+    "--allocate-node-cidrs",
+    "allocate",
+    is_flag=True,
+    help="Elect one agent (Lease) to set spec.podCIDRs on nodes that lack it.",
+    panel=ROUTING,
+)
+@option("--lease-namespace", default="kube-system", panel=ROUTING)
+@option("--lease-name", default="nosdn-ipam", panel=ROUTING)
+@option("--table", type=int, default=254, help="Kernel routing table (254 = main).")
+@option("--protocol", type=int, default=DEFAULT_PROTOCOL, help="Protocol number of our routes.")
+@option("--cni-conf", default="/etc/cni/net.d/10-nosdn.conflist", help="Conflist ('' none).")
+@option("--cni-bridge", default="cni0")
+@option("--mtu", type=int, help="Pod MTU (default: MTU of the node address's interface).")
+@option("--ip-forward", default=True, **BOOL)
+@option("--proc-sys-net", default="/proc/sys/net")
+@option("--masquerade", default=True, help="Masquerade pod traffic leaving the cluster.", **BOOL)
+@option("--no-masquerade-cidr", multiple=True, help="Never masquerade to these (repeatable).")
+@serving_options(9712)
 def agent(
     *,
-    node_name: Annotated[
-        str,
-        typer.Option(
-            "--node-name",
-            envvar="NODE_NAME",
-            help="This node's Node object name (DaemonSet: env NODE_NAME from spec.nodeName).",
-            show_default=False,
-        ),
-    ] = "",
-    kubeconfig: Annotated[
-        str | None,
-        typer.Option(
-            "--kubeconfig",
-            help="Kubeconfig file (default: in-cluster account).",
-            show_default=False,
-        ),
-    ] = None,
-    kube_server: Annotated[
-        str | None,
-        typer.Option(
-            "--kube-server", help="API server URL (overrides the kubeconfig's).", show_default=False
-        ),
-    ] = None,
-    context: Annotated[str | None, typer.Option("--context", show_default=False)] = None,
-    address_types: Annotated[
-        str,
-        typer.Option("--node-address-types", help="Node address types to route to, in order."),
-    ] = "InternalIP,ExternalIP",
-    address_cidr: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--node-address-cidr",
-            help="Only use node addresses inside this network (repeatable; multi-homed nodes).",
-            show_default=False,
-        ),
-    ] = None,
-    cluster_cidr: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--cluster-cidr",
-            help="Pod address range(s) of the cluster (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    allocate: Annotated[
-        bool,
-        typer.Option(
-            "--allocate-node-cidrs",
-            help="Elect one agent (Lease) to set spec.podCIDRs on nodes that lack it.",
-        ),
-    ] = False,
-    mask_v4: Annotated[int, typer.Option("--node-cidr-mask-size")] = 24,
-    mask_v6: Annotated[int, typer.Option("--node-cidr-mask-size-ipv6")] = 64,
-    lease_namespace: Annotated[str, typer.Option("--lease-namespace")] = "kube-system",
-    lease_name: Annotated[str, typer.Option("--lease-name")] = "nosdn-ipam",
-    resync: Annotated[float, typer.Option("--resync", help="Full pass every N seconds.")] = 30.0,
-    watch_timeout: Annotated[
-        int, typer.Option("--watch-timeout", help="Seconds per watch request.")
-    ] = 300,
-    max_delete_share: Annotated[
-        float,
-        typer.Option(
-            "--max-delete-share",
-            help="Refuse to remove more than this share of routes at once until a fresh node "
-            "list confirms it.",
-        ),
-    ] = 0.5,
-    cni_conf: Annotated[
-        str, typer.Option("--cni-conf", help="Conflist to write ('' to write none).")
-    ] = "/etc/cni/net.d/10-nosdn.conflist",
-    cni_bridge: Annotated[str, typer.Option("--cni-bridge")] = "cni0",
-    mtu: Annotated[
-        int | None,
-        typer.Option(
-            "--mtu",
-            help="Pod MTU (default: MTU of the node address's interface).",
-            show_default=False,
-        ),
-    ] = None,
-    ip_forward: Annotated[str, typer.Option("--ip-forward", **BoolValue)] = "true",
-    proc_sys_net: Annotated[str, typer.Option("--proc-sys-net")] = "/proc/sys/net",
-    masquerade: Annotated[
-        str,
-        typer.Option(
-            "--masquerade", help="Masquerade pod traffic leaving the cluster.", **BoolValue
-        ),
-    ] = "true",
-    no_masquerade_cidr: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--no-masquerade-cidr",
-            help="Never masquerade to these (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    condition: Annotated[
-        str,
-        typer.Option("--set-condition", help="Set NetworkUnavailable on this Node.", **BoolValue),
-    ] = "true",
-    events: Annotated[str, typer.Option("--events", **BoolValue)] = "true",
-    event_namespace: Annotated[str, typer.Option("--event-namespace")] = "default",
-    metrics_address: Annotated[
-        str,
-        typer.Option("--metrics-address", help="HOST:PORT for /metrics /healthz /readyz ('' off)."),
-    ] = "0.0.0.0:9712",
-    table: Annotated[int, typer.Option("--table")] = 254,
-    protocol: Annotated[int, typer.Option("--protocol")] = DEFAULT_PROTOCOL,
-    log_format: Annotated[str, typer.Option("--log-format", help="text or json.")] = "text",
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    node_name: str,
+    kubeconfig: str | None,
+    kube_server: str | None,
+    context: str | None,
+    watch_timeout: int,
+    cluster_cidr: tuple[str, ...],
+    address_types: str,
+    address_cidr: tuple[str, ...],
+    mask_v4: int,
+    mask_v6: int,
+    resync: float,
+    max_delete_share: float,
+    allocate: bool,
+    lease_namespace: str,
+    lease_name: str,
+    table: int,
+    protocol: int,
+    cni_conf: str,
+    cni_bridge: str,
+    mtu: int | None,
+    ip_forward: bool,
+    proc_sys_net: str,
+    masquerade: bool,
+    no_masquerade_cidr: tuple[str, ...],
+    metrics_address: str,
+    condition: bool,
+    events: bool,
+    event_namespace: str,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Run the node agent: keep this node's routes, CNI config and egress rules equal to the
     cluster's Node objects, repair what others break, never flush. Runs until SIGTERM."""
@@ -165,13 +223,7 @@ def agent(
     from nosdn.agent.logs import setup_logging
     from nosdn.sources.errors import ApiError
     from nosdn.sources.kubernetes import KubeSettings
-    from nosdn.sources.nodes import AddressPolicy
 
-    if log_format not in ("text", "json"):
-        fail(f"--log-format {log_format!r}: use text or json")
-    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        fail(f"--log-level {log_level!r}: use debug, info, warning or error")
-    types = tuple(t.strip() for t in address_types.split(",") if t.strip())
     try:
         cfg = AgentConfig(
             node_name=node_name,
@@ -179,19 +231,19 @@ def agent(
             protocol=protocol,
             resync=resync,
             max_delete_share=max_delete_share,
-            addresses=AddressPolicy(types, _nets(address_cidr, "--node-address-cidr")),
-            cluster_cidrs=_nets(cluster_cidr, "--cluster-cidr"),
+            addresses=address_policy(address_types, address_cidr),
+            cluster_cidrs=nets(cluster_cidr, "--cluster-cidr"),
             node_cidr_mask_v4=mask_v4,
             node_cidr_mask_v6=mask_v6,
             cni_conf=Path(cni_conf) if cni_conf else None,
             cni_bridge=cni_bridge,
             mtu=mtu,
-            ip_forward=_bool(ip_forward, "--ip-forward"),
+            ip_forward=ip_forward,
             proc_sys_net=Path(proc_sys_net),
-            masquerade=_bool(masquerade, "--masquerade"),
-            no_masquerade_cidrs=_nets(no_masquerade_cidr, "--no-masquerade-cidr"),
-            set_condition=_bool(condition, "--set-condition"),
-            events=_bool(events, "--events"),
+            masquerade=masquerade,
+            no_masquerade_cidrs=nets(no_masquerade_cidr, "--no-masquerade-cidr"),
+            set_condition=condition,
+            events=events,
             event_namespace=event_namespace,
             metrics_address=metrics_address or None,
             watch_timeout=watch_timeout,
@@ -212,42 +264,141 @@ def agent(
         fail(str(e), EXIT_FAILURE)
 
 
+# --- nosdn manifests -------------------------------------------------------------------------
+CONTROLLER = "The cloud route controller (--controller)"
+
+
+@command("manifests")
+@option("--image", default="", show_default=False, help="Container image of nosdn.")
+@option(
+    "--cluster-cidr",
+    multiple=True,
+    help="Pod range(s): exempt from masquerade; the controller's routes live in them (repeatable).",
+)
+@option(
+    "--allocate-node-cidrs",
+    "allocate",
+    is_flag=True,
+    help="Include the allocator (Lease, nodes patch).",
+)
+@option("--namespace", default="kube-system")
+@option("--masquerade", default=True, **BOOL)
+@option(
+    "--controller",
+    is_flag=True,
+    help="Print the cloud route controller's Deployment and RBAC instead of the agent's.",
+    panel=CONTROLLER,
+)
+@option(
+    "--cloud", type=click.Choice(["aws", "gce"]), help="The controller's cloud.", panel=CONTROLLER
+)
+@option(
+    "--cluster-name",
+    default="kubernetes",
+    help="Tag/name of the cluster in the cloud.",
+    panel=CONTROLLER,
+)
+@option("--replicas", type=int, default=2, help="Controller replicas.", panel=CONTROLLER)
+@option("--route-table", multiple=True, help="AWS: manage these tables.", panel=CONTROLLER)
+@option("--capacity", type=int, help="Routes a table may hold.", panel=CONTROLLER)
+@option("--aws-region", help="AWS region.", panel=CONTROLLER)
+@option("--gce-project", help="GCE project.", panel=CONTROLLER)
+@option("--gce-network", default="default", help="GCE VPC network.", panel=CONTROLLER)
+@option("--gce-zone", help="Zone of instances named without one.", panel=CONTROLLER)
 def manifests(
     *,
-    image: Annotated[str, typer.Option("--image", help="Container image of nosdn.")] = "",
-    cluster_cidr: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--cluster-cidr",
-            help="Pod range(s): exempt from masquerade (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    allocate: Annotated[
-        bool,
-        typer.Option("--allocate-node-cidrs", help="Include the allocator (Lease, nodes patch)."),
-    ] = False,
-    namespace: Annotated[str, typer.Option("--namespace")] = "kube-system",
-    masquerade: Annotated[str, typer.Option("--masquerade", **BoolValue)] = "true",
+    image: str,
+    cluster_cidr: tuple[str, ...],
+    allocate: bool,
+    namespace: str,
+    masquerade: bool,
+    controller: bool,
+    cloud: str | None,
+    cluster_name: str,
+    replicas: int,
+    route_table: tuple[str, ...],
+    capacity: int | None,
+    aws_region: str | None,
+    gce_project: str | None,
+    gce_network: str,
+    gce_zone: str | None,
 ) -> None:
     """Print the objects that deploy the agent (ServiceAccount, RBAC, DaemonSet) as YAML:
-    `nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`."""
-    from nosdn.agent.manifests import DEFAULT_IMAGE
-    from nosdn.agent.manifests import manifests as build
+    `nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`.
 
+    With --controller --cloud aws|gce: the cloud route controller's instead (ServiceAccount,
+    RBAC, Lease Role, a Deployment of --replicas, one of which leads)."""
+    import yaml
+
+    from nosdn.agent.manifests import DEFAULT_IMAGE
+    from nosdn.agent.manifests import manifests as agent_objects
+
+    ctx = click.get_current_context()
+    controller_only = [
+        p.name
+        for p in ctx.command.params
+        if getattr(p, "panel", None) == CONTROLLER
+        and p.name not in ("controller", "cloud")
+        and ctx.get_parameter_source(p.name or "") is click.core.ParameterSource.COMMANDLINE
+    ]
     try:
-        docs = build(
-            image=image or DEFAULT_IMAGE,
-            namespace=namespace,
-            cluster_cidrs=_nets(cluster_cidr, "--cluster-cidr"),
-            allocate=allocate,
-            masquerade=_bool(masquerade, "--masquerade"),
-        )
+        if controller:
+            if cloud is None:
+                fail("--controller needs --cloud aws|gce")
+            if allocate:
+                fail("--allocate-node-cidrs is for the agent, not with --controller")
+            docs = _controller_objects(
+                cloud,
+                image=image or DEFAULT_IMAGE,
+                namespace=namespace,
+                cluster_cidrs=nets(cluster_cidr, "--cluster-cidr"),
+                cluster_name=cluster_name,
+                replicas=replicas,
+                route_tables=route_table,
+                capacity=capacity,
+                aws_region=aws_region,
+                gce_project=gce_project,
+                gce_network=gce_network,
+                gce_zone=gce_zone,
+            )
+        else:
+            if cloud is not None or controller_only:
+                first = "cloud" if cloud is not None else controller_only[0]
+                fail(f"--{first.replace('_', '-')} needs --controller")
+            docs = agent_objects(
+                image=image or DEFAULT_IMAGE,
+                namespace=namespace,
+                cluster_cidrs=nets(cluster_cidr, "--cluster-cidr"),
+                allocate=allocate,
+                masquerade=masquerade,
+            )
     except ValueError as e:
         fail(str(e))
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False))
 
 
-def register(app: typer.Typer) -> None:
-    app.command("agent")(agent)
-    app.command("manifests")(manifests)
+def _controller_objects(cloud: str, **kw: Any) -> list[dict[str, Any]]:
+    """The controller's objects; refuses cloud options the other cloud's controller would
+    refuse at start (`nosdn.backends.cloud.build_provider` checks the rest when it runs)."""
+    from nosdn.agent.manifests import controller_manifests
+    from nosdn.backends.cloud import Cloud, CloudOptions
+
+    opts = CloudOptions(
+        Cloud(cloud),
+        route_tables=tuple(kw.pop("route_tables")),
+        capacity=kw.pop("capacity"),
+        aws_region=kw.pop("aws_region"),
+        gce_project=kw.pop("gce_project"),
+        gce_network=kw.pop("gce_network"),
+        gce_zone=kw.pop("gce_zone"),
+    )
+    other = {
+        Cloud.aws: (("--gce-project", opts.gce_project), ("--gce-zone", opts.gce_zone)),
+        Cloud.gce: (("--aws-region", opts.aws_region), ("--route-table", opts.route_tables)),
+    }[opts.cloud]
+    for flag, value in other:
+        if value:
+            fail(f"{flag} is not for --cloud {cloud}")
+    if opts.cloud is Cloud.gce and not opts.gce_project:
+        fail("--cloud gce needs --gce-project (the project whose network holds the routes)")
+    return controller_manifests(opts, **kw)

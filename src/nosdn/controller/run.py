@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import socket
 import threading
@@ -39,9 +40,10 @@ COMPONENT = "nosdn-controller"
 
 
 def default_identity() -> str:
-    """The host (in a pod: the pod's name) plus a random suffix: a restarted replica is a new
-    candidate, never mistaken for its previous life."""
-    return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    """The pod's name ($POD_NAME; in the host network the host name is the node's) or the host
+    name, plus a random suffix: a restarted replica is a new candidate, never mistaken for its
+    previous life."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 def lease_settings(settings: KubeSettings, cfg: ControllerConfig) -> KubeSettings:
@@ -179,10 +181,13 @@ class Running:
         self.lease_api.close()
 
 
-def run_controller(cfg: ControllerConfig, settings: KubeSettings) -> None:
-    """Run one replica in this thread until SIGTERM or SIGINT."""
+def run_controller(
+    cfg: ControllerConfig, settings: KubeSettings, provider: CloudProvider | None = None
+) -> None:
+    """Run one replica in this thread until SIGTERM or SIGINT (``provider``: default, the one
+    ``cfg.cloud`` describes)."""
     gc.enable()  # the CLI turns it off for one-shot commands; a daemon needs it
-    running = Running(cfg, KubeApi(settings), KubeApi(lease_settings(settings, cfg)))
+    running = Running(cfg, KubeApi(settings), KubeApi(lease_settings(settings, cfg)), provider)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping (routes stay)", signal.Signals(signum).name)
