@@ -17,6 +17,10 @@ machine.
 from __future__ import annotations
 
 import ipaddress
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -390,3 +394,84 @@ def test_gce_routes_named_for_the_cluster_and_route_created(
         assert fake.violations == []
     finally:
         fake.close()
+
+
+# --- as deployed: `nosdn controller` processes ---------------------------------------------------
+class Process:
+    """`nosdn controller --cloud aws` as its own process (what the Deployment runs)."""
+
+    def __init__(self, name: str, api_url: str, proxy: Ec2Proxy, workdir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log = workdir / f"{name}.log"
+        self.argv = [
+            sys.executable, "-m", "nosdn", "controller",
+            "--cloud", "aws", "--aws-region", "us-east-1", "--aws-endpoint", proxy.url,
+            "--kube-server", api_url,
+            "--cluster-cidr", str(POD_CIDR), "--cluster-name", CLUSTER,
+            "--identity", name,
+            "--lease-duration", "3", "--lease-renew-deadline", "2", "--lease-retry-period", "0.5",
+            "--resync", "1", "--watch-timeout", "5",
+            "--metrics-address", f"127.0.0.1:{self.port}",
+            "--log-level", "debug",
+        ]  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        with open(self.log, "ab") as errors:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=subprocess.DEVNULL, stderr=errors, env={**os.environ, **FAKE_ENV}
+            )
+        return self
+
+    def ready(self) -> tuple[int, str]:
+        try:
+            status, body = http_request(None, self.port, "GET", "/readyz", timeout=2)
+        except OSError as e:
+            return 0, str(e)
+        return status, body.decode()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+
+def test_processes_take_over_after_a_kill_and_release_the_lease_on_sigterm(
+    aws: Aws, emulator: Emulator, tmp_path: Path
+) -> None:
+    for i in (1, 2):
+        emulator.create_node(aws.node(i))
+    pa, pb = aws.proxy(), aws.proxy()
+    a = Process("ctl-a", emulator.url, pa, tmp_path).start()
+    b = Process("ctl-b", emulator.url, pb, tmp_path)
+    try:
+        wait_until(lambda: converged(aws, 1, 2), 30, what=f"ctl-a converges ({a.log})")
+        assert holder(emulator) == "ctl-a"
+        b.start()
+        wait_until(lambda: b.ready() == (200, "standby (cache synced)\n"), 30, what="ctl-b waits")
+        assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+        killed = time.monotonic()
+        writes_a = sum(pa.writes().values())
+        emulator.create_node(aws.node(3))
+        wait_until(lambda: holder(emulator) == "ctl-b", 10, what="ctl-b takes the lease")
+        took = time.monotonic() - killed
+        wait_until(lambda: converged(aws, 1, 2, 3), 10, what="ctl-b converges")
+        assert took < TIMING["lease_duration"] + 2 * TIMING["retry_period"] + 1
+        assert sum(pa.writes().values()) == writes_a
+        assert pb.writes()["CreateRoute"] == 2
+        assert b.stop(signal.SIGTERM) == 0
+        assert holder(emulator) == ""  # released: the next replica need not wait
+        assert converged(aws, 1, 2, 3)  # stopping removes nothing
+    finally:
+        a.stop(signal.SIGKILL)
+        b.stop(signal.SIGKILL)
