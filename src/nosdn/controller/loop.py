@@ -173,12 +173,12 @@ class Controller:
         m.relists.set(snap.relists)
         if not snap.synced:
             return self._skip("waiting for the first list of nodes")
-        v = self.view(snap)
         m.nodes.set(len(snap.nodes))
+        if not self.may_write():  # a follower only keeps its cache: no view, no cloud
+            return self._skip("standby: another replica holds the lease")
+        v = self.view(snap)
         m.nodes_without_subnet.set(v.without_subnet)
         m.node_problems.set(len(v.unusable))
-        if not self.may_write():
-            return self._skip("standby: another replica holds the lease")
         if not snap.connected:
             return self._skip("the Kubernetes API is unreachable: no cloud writes until it is back")
         self.status.skipped_reason = ""
