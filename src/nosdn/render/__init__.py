@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nosdn.model import Cluster, Target
+from nosdn.names import gce_route_name
 from nosdn.render._base import RenderedFile, RenderError, RenderOptions
-from nosdn.render.cloud import aws_files, gce_route_name, gcloud_files
+from nosdn.render.cloud import aws_files, gcloud_files
 from nosdn.render.routers import bird_config, bird_files, cisco_files, frr_files, junos_files
 from nosdn.render.script import script_files
 from nosdn.render.units import cloud_init_files, systemd_files
