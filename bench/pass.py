@@ -17,8 +17,10 @@ stage of the pass on its own, at several cluster sizes:
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import os
+import pstats
 import secrets
 import statistics
 import subprocess
@@ -37,6 +39,7 @@ from nosdn.backends.kernel import KernelBackend
 from nosdn.checks import check_cluster
 from nosdn.model import Target
 from nosdn.plan import desired_routes, diff
+from nosdn.reconcile import drop_offlink
 from nosdn.sources.cache import NodeCache
 
 
@@ -66,7 +69,13 @@ def ms(s: float) -> str:
     return f"{s * 1000:8.1f} ms"
 
 
-def bench(n: int, changes: int) -> None:
+def view_again(agent: Agent, cache: NodeCache) -> None:
+    """The cluster view of the current generation, built again (as after a node change)."""
+    agent._view = None
+    agent.view(cache.snapshot())
+
+
+def bench(n: int, changes: int, profile: bool) -> None:
     ns = f"nosdn-pass-{secrets.token_hex(3)}"
     sh("ip", "netns", "add", ns)
     try:
@@ -98,6 +107,8 @@ def bench(n: int, changes: int) -> None:
         t = time.perf_counter()
         assert agent.run_pass({"list"}, full=True)
         install = time.perf_counter() - t
+        gc.collect()
+        gc.freeze()  # as the agent does after its first pass
         last = agent.status.last_pass
         assert last is not None
         assert len(last.desired) == n - 1
@@ -106,13 +117,18 @@ def bench(n: int, changes: int) -> None:
         assert agent.status.last_pass is not None
         assert agent.status.last_pass.writes == 0
 
+        prof = cProfile.Profile() if profile else None
         lat = []
         for k in range(changes):
             i = 1 + (k * 37) % (n - 1)
             new = f"10.20.{200 + k // 250}.{k % 250 + 1}"
             cache.apply("MODIFIED", node_object(f"node-{i}", [new], [cidr_of(i)]))
             t = time.perf_counter()
+            if prof is not None:
+                prof.enable()
             agent.run_pass({"node"})
+            if prof is not None:
+                prof.disable()
             lat.append(time.perf_counter() - t)
             assert agent.status.last_pass is not None
             assert agent.status.last_pass.writes >= 1
@@ -124,6 +140,7 @@ def bench(n: int, changes: int) -> None:
         want = desired_routes(cluster, target)
         gws = list(dict.fromkeys(gw for r in want for gw in r.via))
         found = backend.routes()
+        reused = partial(backend.adjacency, reuse=True)
 
         def adjacency() -> None:
             backend.forget_lookups()
@@ -134,10 +151,13 @@ def bench(n: int, changes: int) -> None:
             backend.apply(diff(want, found))
 
         stages = [
+            ("view (cluster + checks)", timed(lambda: view_again(agent, cache))),
             ("check_cluster", timed(lambda: check_cluster(cluster))),
             ("desired_routes", timed(lambda: desired_routes(cluster, target))),
             ("adjacency (fresh lookups)", timed(adjacency)),
             ("adjacency (reused)", timed(lambda: backend.adjacency(gws, reuse=True))),
+            ("drop_offlink (reused)", timed(lambda: drop_offlink(want, reused))),
+            ("nexthop refs, all tables", timed(backend.nl.count_nexthop_refs)),
             ("routes()", timed(backend.routes)),
             ("diff", timed(lambda: diff(want, found))),
             ("routes() + no-op apply", timed(noop_apply)),
@@ -150,6 +170,8 @@ def bench(n: int, changes: int) -> None:
         print(f"  {'change pass max':32}{ms(max(lat))}   ({changes} changes)")
         for name, s in stages:
             print(f"    {name:30}{ms(s)}")
+        if prof is not None:
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
@@ -158,12 +180,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="5000,10000")
     p.add_argument("--changes", type=int, default=30)
+    p.add_argument("--profile", action="store_true", help="cProfile the change passes")
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/pass.py makes a network namespace: run it as root")
-    gc.freeze()  # as the agent does after its first pass
     for n in (int(s) for s in args.sizes.split(",")):
-        bench(n, args.changes)
+        bench(n, args.changes, args.profile)
 
 
 if __name__ == "__main__":

@@ -322,6 +322,35 @@ def test_other_table_and_protocol_number(host: str) -> None:
     assert d.conflicts[0].found.owner == "200"
 
 
+@pytest.mark.parametrize("compat", ["0", "1"])
+def test_one_backend_reads_what_changed_behind_an_unchanged_route(host: str, compat: str) -> None:
+    """routes() keeps what it built from each route message; a nexthop replaced under a route
+    (with nexthop_compat_mode=0 the route message stays byte for byte the same), or a member
+    of a route's group, must still show in the next read."""
+    subprocess.run(
+        ["ip", "netns", "exec", host, "sysctl", "-qw", f"net.ipv4.nexthop_compat_mode={compat}"],
+        check=True,
+    )
+    c = cluster(node(1, v6=False), node(2, v6=False), node(3, v6=False), service_via=("n2", "n3"))
+    with KernelBackend(netns=host) as b:
+        assert reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency).ok
+        first = {str(r.dst): r for r in b.routes()}
+        again = {str(r.dst): r for r in b.routes()}
+        assert again == first
+        assert again["172.17.3.0/24"] is first["172.17.3.0/24"]  # not decoded again
+        (nh2,) = [nh.split()[1] for nh in nexthops_of(host) if "via 10.0.0.2 " in nh]
+        # someone moves n2's nexthop, with our protocol (the agent ignores that echo)
+        ip(host, "nexthop", "replace", "id", nh2, "via", "10.0.0.9", "dev", "br0", "proto", "157")
+        after = {str(r.dst): r for r in b.routes()}
+        assert after["172.17.2.0/24"].via == (ip_address("10.0.0.9"),)
+        assert after["10.96.0.0/12"].via == (ip_address("10.0.0.3"), ip_address("10.0.0.9"))
+        assert after["172.17.3.0/24"] is first["172.17.3.0/24"]
+        res = reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency)
+        assert res.ok
+        assert {str(ch.new.dst) for ch in res.diff.change} == {"172.17.2.0/24", "10.96.0.0/12"}
+        assert reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency).writes == 0
+
+
 def test_reused_lookups_stand_until_forgotten(host: str) -> None:
     """The agent reuses next-hop lookups between passes; its monitor calls forget_lookups on
     link, address and route changes. Until then the answer stands, after it is fresh."""

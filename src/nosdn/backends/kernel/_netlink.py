@@ -30,6 +30,7 @@ import errno
 import os
 import socket
 import struct
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -316,7 +317,7 @@ class Netlink:
                 if e.errno != errno.ENOBUFS:
                     raise
 
-    def _dump(self, mtype: int, payload: bytes) -> Iterator[tuple[int, memoryview, int, int]]:
+    def _dump(self, mtype: int, payload: bytes) -> Iterator[tuple[int, bytes, int, int]]:
         """Yield (type, buffer, offset of payload, end) for every message of a dump.
 
         Retries the whole dump when the kernel flags it as interrupted by a concurrent change.
@@ -326,7 +327,7 @@ class Netlink:
             seq = self.seq
             msg = _HDR.pack(16 + len(payload), mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
             self.sock.send(msg + payload)
-            out: list[tuple[int, memoryview, int, int]] = []
+            out: list[tuple[int, bytes, int, int]] = []
             intr = False
             done = False
             while not done:
@@ -338,7 +339,6 @@ class Netlink:
                     intr = True  # part of the dump was dropped: read it all again
                     self._drain()
                     break
-                view = memoryview(buf)
                 off = 0
                 n = len(buf)
                 while off + 16 <= n:
@@ -354,57 +354,43 @@ class Netlink:
                         done = True
                         break
                     if t == NLMSG_ERROR:
-                        code, text = self._error(view, off, flags, length)
+                        code, text = self._error(memoryview(buf), off, flags, length)
                         raise NetlinkError(code, text or os.strerror(code))
-                    out.append((t, view, off + 16, off + length))
+                    out.append((t, buf, off + 16, off + length))
                     off += (length + 3) & ~3
             if not intr:
                 yield from out
                 return
         raise NetlinkError(errno.EINTR, "dump kept being interrupted by concurrent changes")
 
+    def _payloads(self, mtype: int, req: bytes, want: int) -> list[bytes]:
+        return [buf[off:end] for t, buf, off, end in self._dump(mtype, req) if t == want]
+
     # --- dumps -----------------------------------------------------------------------------
-    def routes(self, family: int, table: int | None = None, protocol: int = 0) -> list[RouteMsg]:
-        """Every route of ``family`` (optionally one table / protocol; filtered by the kernel
-        when it supports strict checking, and here in any case). Cached clones are skipped."""
+    def route_payloads(
+        self, family: int, table: int | None = None, protocol: int = 0
+    ) -> list[bytes]:
+        """The raw messages (rtmsg and attributes, no netlink header) of a route dump, filtered
+        by the kernel when it supports strict checking (else NOT filtered: see `parse_route`).
+
+        For callers that cache what they build from each message: an unchanged route is an
+        equal byte string from one dump to the next."""
         if self.strict:
             req = _RTMSG.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
             if table is not None:
                 req += rta_u32(RTA_TABLE, table)
         else:
             req = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+        return self._payloads(RTM_GETROUTE, req, RTM_NEWROUTE)
+
+    def routes(self, family: int, table: int | None = None, protocol: int = 0) -> list[RouteMsg]:
+        """Every route of ``family`` (optionally one table / protocol; filtered by the kernel
+        when it supports strict checking, and here in any case). Cached clones are skipped."""
         out: list[RouteMsg] = []
-        unpack_rt = _RTMSG.unpack_from
-        unpack_rta = _RTA.unpack_from
-        unpack_u32 = _U32.unpack_from
-        for t, buf, off, end in self._dump(RTM_GETROUTE, req):
-            if t != RTM_NEWROUTE:
+        for p in self.route_payloads(family, table, protocol):
+            r = parse_route(p)
+            if r is None:
                 continue
-            fam, dlen, _s, _tos, tbl, proto, scope, rtype, rflags = unpack_rt(buf, off)
-            if rflags & RTM_F_CLONED:
-                continue
-            r = RouteMsg(fam, b"", dlen, tbl, proto, scope, rtype, rflags)
-            a = off + 12
-            while a + 4 <= end:
-                alen, atype = unpack_rta(buf, a)
-                if alen < 4:
-                    break
-                atype &= 0x3FFF
-                if atype == RTA_DST:
-                    r.dst = bytes(buf[a + 4 : a + alen])
-                elif atype == RTA_TABLE:
-                    r.table = unpack_u32(buf, a + 4)[0]
-                elif atype == RTA_GATEWAY:
-                    r.gateway = bytes(buf[a + 4 : a + alen])
-                elif atype == RTA_OIF:
-                    r.oif = unpack_u32(buf, a + 4)[0]
-                elif atype == RTA_PRIORITY:
-                    r.priority = unpack_u32(buf, a + 4)[0]
-                elif atype == RTA_NH_ID:
-                    r.nh_id = unpack_u32(buf, a + 4)[0]
-                elif atype == RTA_MULTIPATH:
-                    r.multipath = _parse_multipath(buf, a + 4, a + alen)
-                a += (alen + 3) & ~3
             if table is not None and r.table != table:
                 continue
             if protocol and r.protocol != protocol:
@@ -412,37 +398,42 @@ class Netlink:
             out.append(r)
         return out
 
+    def count_nexthop_refs(self) -> Counter[int]:
+        """How many routes of every table and family refer to each nexthop id directly.
+
+        Only the nexthop attribute is looked for (no route is decoded): this reads every
+        route of the host, so it must stay cheap."""
+        refs: Counter[int] = Counter()
+        unpack_rta = _RTA.unpack_from
+        unpack_u32 = _U32.unpack_from
+        for family in (socket.AF_INET, socket.AF_INET6):
+            req = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+            for t, buf, off, end in self._dump(RTM_GETROUTE, req):
+                if t != RTM_NEWROUTE:
+                    continue
+                (rflags,) = unpack_u32(buf, off + 8)
+                if rflags & RTM_F_CLONED:
+                    continue
+                a = off + 12
+                while a + 4 <= end:
+                    alen, atype = unpack_rta(buf, a)
+                    if alen < 4:
+                        break
+                    if atype & 0x3FFF == RTA_NH_ID:
+                        refs[unpack_u32(buf, a + 4)[0]] += 1
+                        break
+                    a += (alen + 3) & ~3
+        return refs
+
+    def nexthop_payloads(self) -> list[bytes]:
+        """The raw messages of a nexthop dump (see `route_payloads`). Raises NetlinkError
+        (EOPNOTSUPP/EINVAL) on kernels without nexthop objects (before 5.3)."""
+        return self._payloads(RTM_GETNEXTHOP, _NHMSG.pack(0, 0, 0, 0, 0), RTM_NEWNEXTHOP)
+
     def nexthops(self) -> list[NexthopMsg]:
         """Every nexthop object. Raises NetlinkError (EOPNOTSUPP/EINVAL) on kernels without
         nexthop objects (before 5.3)."""
-        out: list[NexthopMsg] = []
-        for t, buf, off, end in self._dump(RTM_GETNEXTHOP, _NHMSG.pack(0, 0, 0, 0, 0)):
-            if t != RTM_NEWNEXTHOP:
-                continue
-            fam, _scope, proto, _r, _f = _NHMSG.unpack_from(buf, off)
-            nh = NexthopMsg(0, fam, proto)
-            a = off + 8
-            while a + 4 <= end:
-                alen, atype = _RTA.unpack_from(buf, a)
-                if alen < 4:
-                    break
-                atype &= 0x3FFF
-                if atype == NHA_ID:
-                    nh.id = _U32.unpack_from(buf, a + 4)[0]
-                elif atype == NHA_GATEWAY:
-                    nh.gateway = bytes(buf[a + 4 : a + alen])
-                elif atype == NHA_OIF:
-                    nh.oif = _U32.unpack_from(buf, a + 4)[0]
-                elif atype == NHA_BLACKHOLE:
-                    nh.blackhole = True
-                elif atype == NHA_GROUP:
-                    g = a + 4
-                    while g + 8 <= a + alen:
-                        nh.group.append(_NHGRP.unpack_from(buf, g)[0])
-                        g += 8
-                a += (alen + 3) & ~3
-            out.append(nh)
-        return out
+        return [parse_nexthop(p) for p in self.nexthop_payloads()]
 
     def addresses(self) -> list[AddrMsg]:
         """Every address on every interface (IPv4 and IPv6)."""
@@ -635,7 +626,68 @@ class Netlink:
                 off += (length + 3) & ~3
 
 
-def _parse_multipath(buf: memoryview, off: int, end: int) -> list[tuple[bytes | None, int]]:
+def parse_route(p: bytes) -> RouteMsg | None:
+    """One route message (see `Netlink.route_payloads`); None for a cached clone."""
+    fam, dlen, _s, _tos, tbl, proto, scope, rtype, rflags = _RTMSG.unpack_from(p, 0)
+    if rflags & RTM_F_CLONED:
+        return None
+    r = RouteMsg(fam, b"", dlen, tbl, proto, scope, rtype, rflags)
+    unpack_rta = _RTA.unpack_from
+    unpack_u32 = _U32.unpack_from
+    a = 12
+    end = len(p)
+    while a + 4 <= end:
+        alen, atype = unpack_rta(p, a)
+        if alen < 4:
+            break
+        atype &= 0x3FFF
+        if atype == RTA_DST:
+            r.dst = p[a + 4 : a + alen]
+        elif atype == RTA_TABLE:
+            r.table = unpack_u32(p, a + 4)[0]
+        elif atype == RTA_GATEWAY:
+            r.gateway = p[a + 4 : a + alen]
+        elif atype == RTA_OIF:
+            r.oif = unpack_u32(p, a + 4)[0]
+        elif atype == RTA_PRIORITY:
+            r.priority = unpack_u32(p, a + 4)[0]
+        elif atype == RTA_NH_ID:
+            r.nh_id = unpack_u32(p, a + 4)[0]
+        elif atype == RTA_MULTIPATH:
+            r.multipath = _parse_multipath(p, a + 4, a + alen)
+        a += (alen + 3) & ~3
+    return r
+
+
+def parse_nexthop(p: bytes) -> NexthopMsg:
+    """One nexthop message (see `Netlink.nexthop_payloads`)."""
+    fam, _scope, proto, _r, _f = _NHMSG.unpack_from(p, 0)
+    nh = NexthopMsg(0, fam, proto)
+    a = 8
+    end = len(p)
+    while a + 4 <= end:
+        alen, atype = _RTA.unpack_from(p, a)
+        if alen < 4:
+            break
+        atype &= 0x3FFF
+        if atype == NHA_ID:
+            nh.id = _U32.unpack_from(p, a + 4)[0]
+        elif atype == NHA_GATEWAY:
+            nh.gateway = p[a + 4 : a + alen]
+        elif atype == NHA_OIF:
+            nh.oif = _U32.unpack_from(p, a + 4)[0]
+        elif atype == NHA_BLACKHOLE:
+            nh.blackhole = True
+        elif atype == NHA_GROUP:
+            g = a + 4
+            while g + 8 <= a + alen:
+                nh.group.append(_NHGRP.unpack_from(p, g)[0])
+                g += 8
+        a += (alen + 3) & ~3
+    return nh
+
+
+def _parse_multipath(buf: bytes | memoryview, off: int, end: int) -> list[tuple[bytes | None, int]]:
     hops: list[tuple[bytes | None, int]] = []
     while off + 8 <= end:
         hlen, _fl, _hops, ifindex = _RTNH.unpack_from(buf, off)
@@ -655,7 +707,7 @@ def _parse_multipath(buf: memoryview, off: int, end: int) -> list[tuple[bytes | 
     return hops
 
 
-def _parse_lookup(buf: memoryview, off: int, end: int) -> Lookup:
+def _parse_lookup(buf: bytes | memoryview, off: int, end: int) -> Lookup:
     res = Lookup(0, buf[off + 7])
     a = off + 12
     unpack = _RTA.unpack_from

@@ -104,6 +104,15 @@ class _Snapshot:
     table_refs: Counter[int] = field(default_factory=Counter)
 
 
+#: What `KernelBackend.routes` keeps per route message: (the route, or None if it is not one
+#: to report; its nexthop id; the nexthop object it was read through, which must still be the
+#: current one for the entry to be reused).
+_Entry = tuple[InstalledRoute | None, int, "nl.NexthopMsg | None"]
+#: The nexthop of an entry that is decoded again at every read (a group: its members may
+#: change while the route message stays the same).
+_UNCACHED = nl.NexthopMsg(0, 0, 0)
+
+
 def _to_addr(b: bytes) -> IPAddress:
     return IPv4Address(b) if len(b) == 4 else IPv6Address(b)
 
@@ -160,10 +169,13 @@ class KernelBackend:
         self._names = protocol_names()
         self._lookups: dict[bytes, nl.Lookup] = {}
         self._verdicts: dict[IPAddress, Adjacency] = {}
+        self._memo: dict[bytes, _Entry] = {}
+        self._memo_links: dict[int, str] = {}
+        self._nh_memo: dict[bytes, nl.NexthopMsg] = {}
         self._stale = False
         self._snap: _Snapshot | None = None
         try:
-            self._nh_first: list[nl.NexthopMsg] | None = self.nl.nexthops()
+            self._nh_first: list[bytes] | None = self.nl.nexthop_payloads()
             self.nexthops_supported = True
         except nl.NetlinkError as e:
             if e.errno not in _NO_NEXTHOPS:
@@ -196,87 +208,123 @@ class KernelBackend:
         return self._names.get(number, str(number))
 
     def _nexthop_table(self) -> dict[int, nl.NexthopMsg]:
+        """Every nexthop object by id; an unchanged nexthop is the same object as last time
+        (the route cache below relies on that)."""
         if not self.nexthops_supported:
             return {}
-        found = self._nh_first if self._nh_first is not None else self.nl.nexthops()
+        found = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
         self._nh_first = None
-        return {nh.id: nh for nh in found}
+        memo = self._nh_memo
+        fresh: dict[bytes, nl.NexthopMsg] = {}
+        table: dict[int, nl.NexthopMsg] = {}
+        for p in found:
+            nh = memo.get(p)
+            if nh is None:
+                nh = nl.parse_nexthop(p)
+            fresh[p] = table[nh.id] = nh
+        self._nh_memo = fresh
+        return table
 
     def routes(self) -> list[InstalledRoute]:
         """Every unicast-space route of the table (ours and others'), minus link-local and
         multicast; local/broadcast routes live in the local table and are never read.
 
-        This is the hot path of a no-op pass (one call per route at 50,000 routes): text is
-        built with ``inet_ntop`` rather than ``str(ipaddress)``, which is ten times slower.
+        The whole table is read every time. What is built from each route message is kept
+        until the next read: a message that comes back byte for byte (and whose nexthop is the
+        same) gives the same `InstalledRoute` without decoding anything, so a long-running
+        caller (the agent: one read per pass) pays for the routes that changed only.
         """
         links = self.nl.links()
+        if links != self._memo_links:
+            self._memo = {}  # ``detail`` names devices
+            self._memo_links = links
         nhs = self._nexthop_table()
-        snap = _Snapshot(links, nhs)
+        memo = self._memo
+        fresh: dict[bytes, _Entry] = {}
         out: list[InstalledRoute] = []
-        append = out.append
-        addr_cache: dict[bytes, tuple[IPAddress, str]] = {}
-        names = self._names
-        ours = self.protocol
-        unicast = nl.RTN_UNICAST
-        refs = snap.table_refs
-        ntop = socket.inet_ntop
+        nh_ids: list[int] = []
+        addrs: dict[bytes, tuple[IPAddress, str]] = {}
         for fam in (AF4, AF6):
-            for r in self.nl.routes(fam, self.table):
-                prefix = _RELEVANT_TYPES.get(r.type)
-                if prefix is None or _ignored(r):
-                    continue
-                nh_id = r.nh_id
-                if nh_id:
-                    refs[nh_id] += 1
-                    nh = nhs.get(nh_id)
-                    if nh is not None and nh.gateway and not nh.group:
-                        gws = [nh.gateway]
-                    else:
-                        gws = self._gateways(r, nhs)
-                elif r.gateway:
-                    gws = [r.gateway]
-                else:
-                    gws = self._gateways(r, nhs)
-                via: list[IPAddress] = []
-                texts: list[str] = []
-                for g in gws:
-                    hit = addr_cache.get(g)
-                    if hit is None:
-                        hit = addr_cache[g] = (_to_addr(g), ntop(AF4 if len(g) == 4 else AF6, g))
-                    via.append(hit[0])
-                    texts.append(hit[1])
-                if len(via) > 1:
-                    pairs = sorted(zip(via, texts, strict=True), key=lambda p: p[0])
-                    via = [p[0] for p in pairs]
-                    texts = [p[1] for p in pairs]
-                raw_dst = r.dst or bytes(4 if fam == AF4 else 16)
-                plen = r.dst_len
-                dst = IPv4Network((raw_dst, plen)) if fam == AF4 else IPv6Network((raw_dst, plen))
-                owner = names.get(r.protocol) or str(r.protocol)
-                detail = f"{prefix}{ntop(fam, raw_dst)}/{plen}"
-                if nh_id:
-                    detail += f" nhid {nh_id}"
-                if len(texts) == 1:
-                    detail += f" via {texts[0]}"
-                elif texts:
-                    detail += "".join(f" nexthop via {t}" for t in texts)
-                if r.oif:
-                    detail += f" dev {links.get(r.oif, r.oif)}"
-                detail += f" proto {owner}"
-                if r.priority:
-                    detail += f" metric {r.priority}"
-                append(
-                    InstalledRoute(
-                        dst,
-                        tuple(via),
-                        owned=r.protocol == ours and r.type == unicast,
-                        owner=owner,
-                        detail=detail,
-                        ref=f"nhid={nh_id} metric={r.priority}",
-                    )
-                )
-        self._snap = snap
+            for p in self.nl.route_payloads(fam, self.table):
+                e = memo.get(p)
+                if e is None or (e[2] is not None and nhs.get(e[1]) is not e[2]):
+                    e = self._decode(p, nhs, links, addrs)
+                fresh[p] = e
+                route = e[0]
+                if route is not None:
+                    out.append(route)
+                    if e[1]:
+                        nh_ids.append(e[1])
+        self._memo = fresh
+        self._snap = _Snapshot(links, nhs, Counter(nh_ids))
         return out
+
+    def _decode(
+        self,
+        p: bytes,
+        nhs: dict[int, nl.NexthopMsg],
+        links: dict[int, str],
+        addrs: dict[bytes, tuple[IPAddress, str]],
+    ) -> _Entry:
+        """The cache entry for one route message: (the route, or None if it is not one to
+        report; its nexthop id; the nexthop it was read through)."""
+        r = nl.parse_route(p)
+        if r is None or r.table != self.table:
+            return (None, 0, None)
+        prefix = _RELEVANT_TYPES.get(r.type)
+        if prefix is None or _ignored(r):
+            return (None, 0, None)
+        fam = r.family
+        ntop = socket.inet_ntop
+        nh_id = r.nh_id
+        nh = nhs.get(nh_id) if nh_id else None
+        if nh is not None and nh.gateway and not nh.group:
+            gws = [nh.gateway]
+        elif nh_id:
+            gws = self._gateways(r, nhs)
+        elif r.gateway:
+            gws = [r.gateway]
+        else:
+            gws = self._gateways(r, nhs)
+        via: list[IPAddress] = []
+        texts: list[str] = []
+        for g in gws:
+            hit = addrs.get(g)
+            if hit is None:
+                hit = addrs[g] = (_to_addr(g), ntop(AF4 if len(g) == 4 else AF6, g))
+            via.append(hit[0])
+            texts.append(hit[1])
+        if len(via) > 1:
+            pairs = sorted(zip(via, texts, strict=True), key=lambda q: q[0])
+            via = [q[0] for q in pairs]
+            texts = [q[1] for q in pairs]
+        raw_dst = r.dst or bytes(4 if fam == AF4 else 16)
+        plen = r.dst_len
+        dst = IPv4Network((raw_dst, plen)) if fam == AF4 else IPv6Network((raw_dst, plen))
+        owner = self._names.get(r.protocol) or str(r.protocol)
+        detail = f"{prefix}{ntop(fam, raw_dst)}/{plen}"
+        if nh_id:
+            detail += f" nhid {nh_id}"
+        if len(texts) == 1:
+            detail += f" via {texts[0]}"
+        elif texts:
+            detail += "".join(f" nexthop via {t}" for t in texts)
+        if r.oif:
+            detail += f" dev {links.get(r.oif, r.oif)}"
+        detail += f" proto {owner}"
+        if r.priority:
+            detail += f" metric {r.priority}"
+        route = InstalledRoute(
+            dst,
+            tuple(via),
+            owned=r.protocol == self.protocol and r.type == nl.RTN_UNICAST,
+            owner=owner,
+            detail=detail,
+            ref=f"nhid={nh_id} metric={r.priority}",
+        )
+        if nh_id and (nh is None or nh.group):
+            return (route, nh_id, _UNCACHED)  # group members may change under the same message
+        return (route, nh_id, nh)
 
     @staticmethod
     def _gateways(r: nl.RouteMsg, nhs: dict[int, nl.NexthopMsg]) -> list[bytes]:
@@ -396,12 +444,7 @@ class KernelBackend:
 
     def _all_refs(self) -> Counter[int]:
         """How many routes in every table refer to each nexthop id directly."""
-        refs: Counter[int] = Counter()
-        for fam in (AF4, AF6):
-            for r in self.nl.routes(fam, None):
-                if r.nh_id:
-                    refs[r.nh_id] += 1
-        return refs
+        return self.nl.count_nexthop_refs()
 
     def _collect_garbage(
         self, snap: _Snapshot, plan: Plan, failed: set[int], result: ApplyResult
