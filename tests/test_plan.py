@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nosdn.inventory import load_cluster
-from nosdn.model import EXTERNAL, ROUTER, InstalledRoute, Route, Target
+from nosdn.model import EXTERNAL, ROUTER, Change, Conflict, Diff, InstalledRoute, Route, Target
 from nosdn.plan import apply_diff, desired_routes, diff
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -102,3 +102,87 @@ def test_diff_kinds() -> None:
         ("172.17.4.0/24", "static")
     ]
     assert d.writes == 3
+
+
+def _reference_diff(desired: list[Route], actual: list[InstalledRoute]) -> Diff:
+    """The diff as first written (keyed by the ipaddress objects themselves): the fast one
+    must give exactly the same result, order included."""
+    owned: dict[object, list[InstalledRoute]] = {}
+    foreign: dict[object, InstalledRoute] = {}
+    for r in actual:
+        if r.owned:
+            owned.setdefault(r.dst, []).append(r)
+        else:
+            foreign.setdefault(r.dst, r)
+    add: list[Route] = []
+    change: list[Change] = []
+    keep: list[Route] = []
+    conflicts: list[Conflict] = []
+    remove: list[InstalledRoute] = []
+    wanted: set[object] = set()
+    for want in desired:
+        wanted.add(want.dst)
+        theirs = foreign.get(want.dst)
+        if theirs is not None:
+            conflicts.append(Conflict(want, theirs))
+        ours = owned.get(want.dst)
+        if not ours:
+            if theirs is None:
+                add.append(want)
+            continue
+        match = next((o for o in ours if tuple(sorted(o.via)) == want.via), None)
+        if match is not None:
+            keep.append(want)
+            remove.extend(o for o in ours if o is not match)
+        else:
+            change.append(Change(ours[0], want))
+            remove.extend(ours[1:])
+    for dst, ours in owned.items():
+        if dst not in wanted:
+            remove.extend(ours)
+    return Diff(tuple(add), tuple(change), tuple(remove), tuple(keep), tuple(conflicts))
+
+
+# both families, with prefixes equal as (integer, length) but not as prefixes (0.0.0.0/0 and
+# ::/0, 0.0.0.0/8 and ::/8), ECMP next hops in any order, the same prefix wanted twice
+any_net = st.sampled_from(
+    [
+        ipaddress.ip_network(x)
+        for x in (
+            "0.0.0.0/0",
+            "::/0",
+            "10.0.0.0/8",
+            "0.0.0.0/8",
+            "::/8",
+            "10.0.0.0/16",
+            "172.17.1.0/24",
+            "172.17.2.0/24",
+            "fd00::/64",
+        )
+    ]
+)
+any_via = st.lists(gw, min_size=1, max_size=3, unique=True).map(tuple)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    desired=st.lists(
+        st.tuples(any_net, any_via, st.booleans()).map(
+            lambda t: Route(t[0], tuple(sorted(t[1])) if t[2] else t[1], "n")
+        ),
+        max_size=8,
+    ),
+    actual=st.lists(
+        st.tuples(any_net, any_via, st.booleans()).map(
+            lambda t: InstalledRoute(t[0], t[1], t[2], "nosdn" if t[2] else "static")
+        ),
+        max_size=10,
+    ),
+)
+def test_diff_equals_the_reference_diff(desired: list[Route], actual: list[InstalledRoute]) -> None:
+    got = diff(desired, actual)
+    want = _reference_diff(desired, actual)
+    assert got == want
+    # the very same objects, not just equal ones (apply_diff and backends use identity)
+    assert all(a is b for a, b in zip(got.remove, want.remove, strict=True))
+    assert all(a.old is b.old for a, b in zip(got.change, want.change, strict=True))

@@ -18,6 +18,7 @@ from nosdn.model import (
     Diff,
     InstalledRoute,
     IPAddress,
+    IPNetwork,
     Route,
     Target,
     route_sort_key,
@@ -78,6 +79,12 @@ def desired_routes(cluster: Cluster, target: Target) -> list[Route]:
     return routes
 
 
+def _key(dst: IPNetwork) -> tuple[int, int, int]:
+    """A prefix as a plain tuple: equal exactly when the prefixes are equal, and hashed and
+    compared in C (an ``ipaddress`` network hashes and compares in Python, ~0.2 µs each)."""
+    return (int(dst.network_address), dst.prefixlen, dst.version)
+
+
 def diff(desired: Iterable[Route], actual: Iterable[InstalledRoute]) -> Diff:
     """Compare the routes wanted with the routes found.
 
@@ -85,40 +92,58 @@ def diff(desired: Iterable[Route], actual: Iterable[InstalledRoute]) -> Diff:
     - wanted but owned by someone else: conflict (and nothing is written for that prefix);
     - owned but no longer wanted: remove. Foreign routes that nobody wants are not our business.
     Extra owned routes to one prefix (left by a crash, say) are removed.
+
+    Every pass of the agent runs this over the whole table, so each route costs one key and a
+    few dict operations on it.
     """
-    owned: dict[object, list[InstalledRoute]] = {}
-    foreign: dict[object, InstalledRoute] = {}
+    owned: dict[tuple[int, int, int], list[InstalledRoute]] = {}
+    foreign: dict[tuple[int, int, int], InstalledRoute] = {}
     for r in actual:
+        k = _key(r.dst)
         if r.owned:
-            owned.setdefault(r.dst, []).append(r)
-        else:
-            foreign.setdefault(r.dst, r)
+            same = owned.get(k)
+            if same is None:
+                owned[k] = [r]
+            else:
+                same.append(r)
+        elif k not in foreign:
+            foreign[k] = r
 
     add: list[Route] = []
     change: list[Change] = []
     keep: list[Route] = []
     conflicts: list[Conflict] = []
     remove: list[InstalledRoute] = []
-    wanted_dsts: set[object] = set()
+    wanted: set[tuple[int, int, int]] = set()
     for want in desired:
-        wanted_dsts.add(want.dst)
-        theirs = foreign.get(want.dst)
+        k = _key(want.dst)
+        wanted.add(k)
+        theirs = foreign.get(k) if foreign else None
         if theirs is not None:
             conflicts.append(Conflict(want, theirs))
-        ours = owned.get(want.dst)
+        ours = owned.get(k)
         if not ours:
             if theirs is None:
                 add.append(want)
             continue
-        match = next((o for o in ours if tuple(sorted(o.via)) == want.via), None)
+        via = want.via
+        if len(ours) == 1:  # the usual case, without a generator
+            o = ours[0]
+            matches = o.via == via if len(o.via) == 1 else tuple(sorted(o.via)) == via
+            if matches:
+                keep.append(want)
+            else:
+                change.append(Change(o, want))
+            continue
+        match = next((o for o in ours if tuple(sorted(o.via)) == via), None)
         if match is not None:
             keep.append(want)
             remove.extend(o for o in ours if o is not match)
         else:
             change.append(Change(ours[0], want))
             remove.extend(ours[1:])
-    for dst, ours in owned.items():
-        if dst not in wanted_dsts:
+    for k, ours in owned.items():
+        if k not in wanted:
             remove.extend(ours)
     return Diff(tuple(add), tuple(change), tuple(remove), tuple(keep), tuple(conflicts))
 
