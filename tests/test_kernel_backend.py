@@ -351,21 +351,47 @@ def test_one_backend_reads_what_changed_behind_an_unchanged_route(host: str, com
         assert reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency).writes == 0
 
 
-def test_reused_lookups_stand_until_forgotten(host: str) -> None:
-    """The agent reuses next-hop lookups between passes; its monitor calls forget_lookups on
-    link, address and route changes. Until then the answer stands, after it is fresh."""
+def test_watched_backend_reuses_lookups_until_told(host: str) -> None:
+    """The agent's backend is watched: its monitor calls forget_lookups on link, address and
+    route changes. Until then a lookup's answer stands; after it, it is asked again."""
     gw = ip_address("10.0.0.2")
-    with KernelBackend(netns=host) as b:
-        assert b.adjacency([gw], reuse=True)[gw].on_link
-        ip(host, "addr", "del", "10.0.0.1/24", "dev", "br0")
-        ip(host, "addr", "add", "10.0.0.1/31", "dev", "br0")
-        assert b.adjacency([gw], reuse=True)[gw].on_link  # not asked again
-        assert not b.adjacency([gw])[gw].on_link  # without reuse: always asked
-        ip(host, "addr", "del", "10.0.0.1/31", "dev", "br0")
-        ip(host, "addr", "add", "10.0.0.1/24", "dev", "br0")
-        assert not b.adjacency([gw], reuse=True)[gw].on_link
+
+    def renumber(old: str, new: str) -> None:
+        ip(host, "addr", "del", old, "dev", "br0")
+        ip(host, "addr", "add", new, "dev", "br0")
+
+    with KernelBackend(netns=host, watched=True) as b, KernelBackend(netns=host) as fresh:
+        assert b.adjacency([gw])[gw].on_link
+        renumber("10.0.0.1/24", "10.0.0.1/31")
+        assert b.adjacency([gw])[gw].on_link  # not asked again
+        assert not fresh.adjacency([gw])[gw].on_link  # unwatched: asked every time
         b.forget_lookups()
-        assert b.adjacency([gw], reuse=True)[gw].on_link
+        assert not b.adjacency([gw])[gw].on_link
+        renumber("10.0.0.1/31", "10.0.0.1/24")
+        assert fresh.adjacency([gw])[gw].on_link
+
+
+def test_watched_backend_counts_other_tables_until_told(host: str) -> None:
+    """A node's address change replaces its nexthop in place only when no other route uses
+    it. A watched backend counts other tables' routes once, and again after forget_lookups."""
+    c = cluster(node(1, v6=False), node(2, v6=False), node(3, v6=False))
+    n3_moved = cluster(node(1, v6=False), node(2, v6=False), node(3, v4="10.0.0.33", v6=False))
+    moved = cluster(
+        node(1, v6=False), node(2, v4="10.0.0.22", v6=False), node(3, v4="10.0.0.33", v6=False)
+    )
+    with KernelBackend(netns=host, watched=True) as b:
+        assert reconcile_once(c, N1, b, adjacency=b.adjacency).ok
+        (nh2,) = [nh.split()[1] for nh in nexthops_of(host) if "via 10.0.0.2 " in nh]
+        # n3 moves: its nexthop is replaced in place, after counting every table's routes
+        assert reconcile_once(n3_moved, N1, b, adjacency=b.adjacency).writes == 1
+        ip(host, "route", "add", "192.168.7.0/24", "nhid", nh2, "table", "100", "proto", "static")
+        b.forget_lookups()  # what the monitor does on that route event
+        res = reconcile_once(moved, N1, b, adjacency=b.adjacency)
+        assert res.ok
+    # n2's nexthop was not replaced in place (table 100 uses it): a new one carries n2's route
+    assert ip(host, "route", "show", "table", "100").startswith(f"192.168.7.0/24 nhid {nh2} ")
+    assert "via 10.0.0.2 " in " ".join(ln for ln in nexthops_of(host) if f"id {nh2} " in ln)
+    assert any(ln.startswith("172.17.2.0/24") and "via 10.0.0.22" in ln for ln in ours(host))
 
 
 def test_one_backend_many_passes_sees_a_node_go_off_link(host: str) -> None:

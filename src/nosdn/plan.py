@@ -18,7 +18,6 @@ from nosdn.model import (
     Diff,
     InstalledRoute,
     IPAddress,
-    IPNetwork,
     Route,
     Target,
     route_sort_key,
@@ -79,10 +78,10 @@ def desired_routes(cluster: Cluster, target: Target) -> list[Route]:
     return routes
 
 
-def _key(dst: IPNetwork) -> tuple[int, int, int]:
-    """A prefix as a plain tuple: equal exactly when the prefixes are equal, and hashed and
-    compared in C (an ``ipaddress`` network hashes and compares in Python, ~0.2 µs each)."""
-    return (int(dst.network_address), dst.prefixlen, dst.version)
+#: A prefix as a plain tuple (address as an int, length, family): equal exactly when the
+#: prefixes are equal, and hashed and compared in C (an ``ipaddress`` network hashes and
+#: compares in Python, ~0.2 µs each, and the diff looks every route up several times).
+_Key = tuple[int, int, int]
 
 
 def diff(desired: Iterable[Route], actual: Iterable[InstalledRoute]) -> Diff:
@@ -96,10 +95,12 @@ def diff(desired: Iterable[Route], actual: Iterable[InstalledRoute]) -> Diff:
     Every pass of the agent runs this over the whole table, so each route costs one key and a
     few dict operations on it.
     """
-    owned: dict[tuple[int, int, int], list[InstalledRoute]] = {}
-    foreign: dict[tuple[int, int, int], InstalledRoute] = {}
+    owned: dict[_Key, list[InstalledRoute]] = {}
+    foreign: dict[_Key, InstalledRoute] = {}
+    k: _Key
     for r in actual:
-        k = _key(r.dst)
+        d = r.dst
+        k = (int(d.network_address), d.prefixlen, d.version)
         if r.owned:
             same = owned.get(k)
             if same is None:
@@ -114,9 +115,10 @@ def diff(desired: Iterable[Route], actual: Iterable[InstalledRoute]) -> Diff:
     keep: list[Route] = []
     conflicts: list[Conflict] = []
     remove: list[InstalledRoute] = []
-    wanted: set[tuple[int, int, int]] = set()
+    wanted: set[_Key] = set()
     for want in desired:
-        k = _key(want.dst)
+        d = want.dst
+        k = (int(d.network_address), d.prefixlen, d.version)
         wanted.add(k)
         theirs = foreign.get(k) if foreign else None
         if theirs is not None:

@@ -16,7 +16,6 @@ import shutil
 import signal
 import threading
 from collections.abc import Callable
-from functools import partial
 from types import FrameType
 
 from nosdn.agent.condition import ConditionSetter
@@ -56,7 +55,10 @@ class Running:
         self.api = api
         self.cache = NodeCache(cfg.addresses, self_name=cfg.node_name)
         self.reflector = Reflector(api, self.cache, watch_timeout=cfg.watch_timeout)
-        self.backend = KernelBackend(table=cfg.table, protocol=cfg.protocol, netns=cfg.netns)
+        # watched: the netlink monitor below calls forget_lookups on every change that matters
+        self.backend = KernelBackend(
+            table=cfg.table, protocol=cfg.protocol, netns=cfg.netns, watched=True
+        )
         self.metrics = AgentMetrics()
 
         def uid() -> str | None:
@@ -78,7 +80,7 @@ class Running:
             self.cache,
             self.backend,
             request_relist=self.reflector.request_relist,
-            adjacency=partial(self.backend.adjacency, reuse=True),
+            adjacency=self.backend.adjacency,
             local_addresses=_local_addresses(self.backend),
             forget_lookups=self.backend.forget_lookups,
             metrics=self.metrics,

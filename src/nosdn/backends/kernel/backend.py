@@ -100,7 +100,7 @@ class _Snapshot:
 
     links: dict[int, str]
     nexthops: dict[int, nl.NexthopMsg]
-    #: How many routes of our table refer to each nexthop id directly (any protocol).
+    #: How many routes of our table refer to each nexthop id directly (any protocol, any type).
     table_refs: Counter[int] = field(default_factory=Counter)
 
 
@@ -142,6 +142,11 @@ class KernelBackend:
 
     ``use_nexthops``: None detects nexthop-object support, False forces plain gateway routes.
     ``netns``: a named network namespace to work in (tests, the lab); None is this one.
+    ``watched``: the caller watches the kernel's notifications and calls `forget_lookups` on
+    every link or address change and every route or nexthop change that is not the echo of
+    its own writes (the agent's netlink monitor does). The backend then keeps, from one pass to
+    the next, what only such changes can alter: the next-hop lookups behind `adjacency`, and
+    how many routes of other tables use our nexthops. Unwatched, both are read every time.
     """
 
     name = "kernel"
@@ -152,6 +157,7 @@ class KernelBackend:
         protocol: int = DEFAULT_PROTOCOL,
         use_nexthops: bool | None = None,
         netns: str | None = None,
+        watched: bool = False,
     ) -> None:
         if not 0 < protocol < 256:
             raise ValueError(f"--protocol {protocol}: must be 1..255 (nosdn's default is 157)")
@@ -164,6 +170,7 @@ class KernelBackend:
             raise ValueError(f"table {table} cannot hold nosdn routes")
         self.table = table
         self.protocol = protocol
+        self.watched = watched
         self.nl = nl.Netlink(netns)
         self.notes: list[str] = []
         self._names = protocol_names()
@@ -172,6 +179,8 @@ class KernelBackend:
         self._memo: dict[bytes, _Entry] = {}
         self._memo_links: dict[int, str] = {}
         self._nh_memo: dict[bytes, nl.NexthopMsg] = {}
+        #: routes of other tables that use each nexthop id (kept only when ``watched``)
+        self._other_refs: Counter[int] | None = None
         self._stale = False
         self._snap: _Snapshot | None = None
         try:
@@ -250,11 +259,11 @@ class KernelBackend:
                 if e is None or (e[2] is not None and nhs.get(e[1]) is not e[2]):
                     e = self._decode(p, nhs, links, addrs)
                 fresh[p] = e
-                route = e[0]
+                route, nh_id, _nh = e
                 if route is not None:
                     out.append(route)
-                    if e[1]:
-                        nh_ids.append(e[1])
+                if nh_id:
+                    nh_ids.append(nh_id)
         self._memo = fresh
         self._snap = _Snapshot(links, nhs, Counter(nh_ids))
         return out
@@ -273,7 +282,7 @@ class KernelBackend:
             return (None, 0, None)
         prefix = _RELEVANT_TYPES.get(r.type)
         if prefix is None or _ignored(r):
-            return (None, 0, None)
+            return (None, r.nh_id, None)  # not reported, but its nexthop is in use
         fam = r.family
         ntop = socket.inet_ntop
         nh_id = r.nh_id
@@ -348,16 +357,17 @@ class KernelBackend:
         return [_to_addr(a.address) for a in self.nl.addresses() if len(a.address) in (4, 16)]
 
     def forget_lookups(self) -> None:
-        """Mark the next-hop lookups stale: the next ``adjacency(..., reuse=True)`` asks the
-        kernel again. Cheap and safe from another thread (the agent's netlink monitor calls it
-        on every link, address or foreign route change): it only sets a flag, so a pass that
-        is running keeps the answers it started with."""
+        """Forget what was learned about the kernel beyond our own routes (next-hop lookups,
+        other tables' use of our nexthops): the next pass asks again. Cheap and safe from
+        another thread (a monitor): it only sets a flag, so a pass that is running keeps the
+        answers it started with."""
         self._stale = True
 
     def _forget_now(self) -> None:
         self._stale = False
         self._lookups = {}
         self._verdicts = {}
+        self._other_refs = None
 
     def _lookup_many(self, gws: Iterable[bytes]) -> None:
         missing = [g for g in dict.fromkeys(gws) if g not in self._lookups]
@@ -365,19 +375,16 @@ class KernelBackend:
             for g, res in zip(missing, self.nl.lookup(missing), strict=True):
                 self._lookups[g] = res
 
-    def adjacency(
-        self, gateways: Sequence[IPAddress], *, reuse: bool = False
-    ) -> dict[IPAddress, Adjacency]:
+    def adjacency(self, gateways: Sequence[IPAddress]) -> dict[IPAddress, Adjacency]:
         """For each gateway: is it on a directly connected network (a route lookup finds no
         gateway), and if not, which gateway the kernel would use instead.
 
-        Asks the kernel afresh, unless ``reuse``: then the answers of earlier calls stand until
-        `forget_lookups` (a long-running caller that watches the kernel for link, address and
-        route changes, like the agent, saves one lookup per peer and pass). ``apply`` reuses
-        these answers (the interface of each new nexthop), so one pass looks every next hop up
-        at most once.
+        Asks the kernel afresh, unless the backend is ``watched``: then the answers of earlier
+        calls stand until `forget_lookups` (at 5,000 peers, one lookup each cost a sixth of a
+        pass). ``apply`` reuses these answers (the interface of each new nexthop), so one pass
+        looks every next hop up at most once.
         """
-        if not reuse or self._stale:
+        if not self.watched or self._stale:
             self._forget_now()
         verdicts = self._verdicts
         missing = [gw for gw in gateways if gw not in verdicts]
@@ -423,7 +430,7 @@ class KernelBackend:
                 diff,
                 self._lookups,
                 snap.nexthops,
-                self._all_refs,
+                lambda: self._refs_before_writes(snap),
                 table=self.table,
                 protocol=self.protocol,
             )
@@ -445,6 +452,17 @@ class KernelBackend:
     def _all_refs(self) -> Counter[int]:
         """How many routes in every table refer to each nexthop id directly."""
         return self.nl.count_nexthop_refs()
+
+    def _refs_before_writes(self, snap: _Snapshot) -> Counter[int]:
+        """`_all_refs` as it stands before this apply's writes: our table from the read the
+        diff came from, other tables from the last full count when ``watched`` (a route
+        change in another table calls `forget_lookups`), else counted now."""
+        if self._other_refs is not None:
+            return snap.table_refs + self._other_refs
+        refs = self._all_refs()
+        if self.watched:
+            self._other_refs = refs - snap.table_refs
+        return refs
 
     def _collect_garbage(
         self, snap: _Snapshot, plan: Plan, failed: set[int], result: ApplyResult
