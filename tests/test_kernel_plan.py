@@ -56,7 +56,7 @@ def test_address_change_replaces_the_nexthop_and_leaves_the_routes() -> None:
         diff,
         lookups("10.0.0.22"),
         {7: nexthop(7, "10.0.0.2")},
-        lambda: Counter({7: 2}),
+        lambda _ids: Counter({7: 2}),
         table=254,
         protocol=157,
     )
@@ -73,7 +73,7 @@ def test_no_replace_when_another_route_still_uses_the_nexthop() -> None:
         diff,
         lookups("10.0.0.22"),
         {7: nexthop(7, "10.0.0.2")},
-        lambda: Counter({7: 2}),
+        lambda _ids: Counter({7: 2}),
         table=254,
         protocol=157,
     )
@@ -88,7 +88,7 @@ def test_foreign_nexthops_are_never_reused_or_replaced() -> None:
         diff,
         lookups("10.0.0.22", "10.0.0.3"),
         {7: nexthop(7, "10.0.0.2", protocol=4), 9: nexthop(9, "10.0.0.22", protocol=4)},
-        lambda: Counter({7: 1}),
+        lambda _ids: Counter({7: 1}),
         table=254,
         protocol=157,
     )
@@ -107,7 +107,7 @@ def test_ecmp_route_gets_one_group_and_reuses_member_nexthops() -> None:
         diff,
         lookups("10.0.0.2", "10.0.0.3"),
         {},
-        Counter,
+        lambda _ids: {},
         table=254,
         protocol=157,
     )
@@ -137,7 +137,7 @@ def test_every_failure_is_traced_to_its_route_and_node() -> None:
     )
     lk = lookups("10.0.0.2", "10.0.0.3")
     lk[ip_address("10.9.0.4").packed] = nl.Lookup(errno.ENETUNREACH)
-    plan = plan_nexthops(diff, lk, {}, Counter, table=254, protocol=157)
+    plan = plan_nexthops(diff, lk, {}, lambda _ids: {}, table=254, protocol=157)
     # requests: nh(10.0.0.2), nh(10.0.0.3), route x3, del x2
     assert [e.node for e in plan.errors] == ["n4"]
     assert "no route to next hop 10.9.0.4" in plan.errors[0].message
@@ -184,3 +184,20 @@ def test_reserved_protocol_numbers_are_refused() -> None:
     for number, owner in ((4, "static"), (12, "bird"), (2, "kernel")):
         with pytest.raises(ValueError, match=owner):
             KernelBackend(protocol=number)
+
+
+def test_new_route_reuses_our_lowest_nexthop_for_its_gateway() -> None:
+    """Only nexthops of the gateways the diff wants are indexed; among several of ours for one
+    gateway the lowest id is taken, never someone else's."""
+    diff = Diff(add=(route("172.17.2.0/24", "10.0.0.2"),))
+    nexthops = {
+        3: nexthop(3, "10.0.0.2", protocol=4),
+        9: nexthop(9, "10.0.0.2"),
+        4: nexthop(4, "10.0.0.2"),
+        5: nexthop(5, "10.0.0.5"),
+    }
+    plan = plan_nexthops(
+        diff, lookups("10.0.0.2"), nexthops, lambda _ids: {}, table=254, protocol=157
+    )
+    assert kinds(plan.reqs) == [(nl.RTM_NEWROUTE, NEW)]
+    assert plan.moves == [(0, 0, 4)]

@@ -440,31 +440,36 @@ class Netlink:
             out.append(r)
         return out
 
-    def count_nexthop_refs(self) -> Counter[int]:
-        """How many routes of every table and family refer to each nexthop id directly.
+    def count_nexthop_refs(self, exclude_table: int | None = None) -> Counter[int]:
+        """How many routes (of every table but ``exclude_table``, both families) refer to
+        each nexthop id directly.
 
-        Only the nexthop attribute is looked for (no route is decoded): this reads every
-        route of the host, so it must stay cheap."""
+        Only the table and nexthop attributes are looked at (no route is decoded): this
+        reads every route of the host, so it must stay cheap."""
         refs: Counter[int] = Counter()
         unpack_rta = _RTA.unpack_from
         unpack_u32 = _U32.unpack_from
         for family in (socket.AF_INET, socket.AF_INET6):
             req = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-            for t, buf, off, end in self._dump(RTM_GETROUTE, req):
-                if t != RTM_NEWROUTE:
+            for p in self._payloads(RTM_GETROUTE, req, RTM_NEWROUTE):
+                if unpack_u32(p, 8)[0] & RTM_F_CLONED:
                     continue
-                (rflags,) = unpack_u32(buf, off + 8)
-                if rflags & RTM_F_CLONED:
-                    continue
-                a = off + 12
+                table = p[4]
+                nh_id = 0
+                a = 12
+                end = len(p)
                 while a + 4 <= end:
-                    alen, atype = unpack_rta(buf, a)
+                    alen, atype = unpack_rta(p, a)
                     if alen < 4:
                         break
-                    if atype & 0x3FFF == RTA_NH_ID:
-                        refs[unpack_u32(buf, a + 4)[0]] += 1
-                        break
+                    atype &= 0x3FFF
+                    if atype == RTA_TABLE:
+                        table = unpack_u32(p, a + 4)[0]
+                    elif atype == RTA_NH_ID:
+                        nh_id = unpack_u32(p, a + 4)[0]
                     a += (alen + 3) & ~3
+                if nh_id and table != exclude_table:
+                    refs[nh_id] += 1
         return refs
 
     def nexthop_payloads(self) -> list[bytes]:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from ipaddress import IPv4Address, IPv6Address
 
 from nosdn.backends.base import WriteError
@@ -210,7 +209,7 @@ def plan_nexthops(
     diff: Diff,
     lookups: Mapping[bytes, nl.Lookup],
     nexthops: Mapping[int, nl.NexthopMsg],
-    all_refs: Callable[[], Counter[int]],
+    count_refs: Callable[[Collection[int]], Mapping[int, int]],
     *,
     table: int,
     protocol: int,
@@ -218,30 +217,35 @@ def plan_nexthops(
     """Requests in dependency order: nexthop replaces and creations, then routes, then route
     deletions (unused nexthops are collected after the writes, once nothing refers to them).
 
-    ``lookups`` must hold a route lookup for every gateway the diff wants; ``all_refs`` counts
-    the routes of every table that use each nexthop id (read only if an in-place replace is
-    possible).
+    ``lookups`` must hold a route lookup for every gateway the diff wants; ``count_refs``
+    says how many routes of every table use each of some nexthop ids (asked only if an
+    in-place replace is possible).
     """
     plan = Plan(diff)
-    owned = {i: nh for i, nh in nexthops.items() if nh.protocol == protocol}
-    by_gw: dict[bytes, int] = {}
-    by_group: dict[tuple[int, ...], int] = {}
-    for i in sorted(owned):
-        nh = owned[i]
-        if nh.group:
-            by_group.setdefault(tuple(sorted(nh.group)), i)
-        elif nh.gateway and not nh.blackhole:
-            by_gw.setdefault(nh.gateway, i)
+    wanted_gws: set[bytes] = set()
+    ecmp = False
+    for route, _old in plan.wanted:
+        if len(route.via) == 1:
+            wanted_gws.add(route.via[0].packed)
+        else:
+            ecmp = True
+            wanted_gws.update(gw.packed for gw in route.via)
+    by_gw, by_group = _reusable(nexthops, protocol, wanted_gws, ecmp)
     next_id = max(nexthops, default=0) + 1
     created = plan.created
 
     # 1. a node changed address: replace its nexthop in place when every route on it moves to
     #    the same new gateway (one write instead of one per route)
     for nhid, new_gw, ws in _retargets(
-        plan, owned=owned, by_gw=by_gw, lookups=lookups, nexthops=nexthops, all_refs=all_refs
+        plan,
+        protocol=protocol,
+        by_gw=by_gw,
+        lookups=lookups,
+        nexthops=nexthops,
+        count_refs=count_refs,
     ):
         oif, _err = oif_for(lookups, new_gw)
-        old_gw = owned[nhid].gateway
+        old_gw = nexthops[nhid].gateway
         if old_gw is not None and by_gw.get(old_gw) == nhid:
             del by_gw[old_gw]
         by_gw[new_gw] = nhid
@@ -376,14 +380,40 @@ def plan_nexthops(
     return plan
 
 
+def _reusable(
+    nexthops: Mapping[int, nl.NexthopMsg], protocol: int, gateways: set[bytes], groups: bool
+) -> tuple[dict[bytes, int], dict[tuple[int, ...], int]]:
+    """Our nexthops a new route may point at: by gateway (only the ``gateways`` the diff
+    wants: a pass that changes one route need not index 5,000 nexthops) and, if ``groups``,
+    by sorted members. The lowest id wins when there are several."""
+    by_gw: dict[bytes, int] = {}
+    by_group: dict[tuple[int, ...], int] = {}
+    if not gateways:
+        return by_gw, by_group
+    for i, nh in nexthops.items():
+        if nh.protocol != protocol:
+            continue
+        if nh.group:
+            if groups:
+                key = tuple(sorted(nh.group))
+                g = by_group.get(key)
+                if g is None or i < g:
+                    by_group[key] = i
+        elif nh.gateway in gateways and not nh.blackhole:
+            j = by_gw.get(nh.gateway)
+            if j is None or i < j:
+                by_gw[nh.gateway] = i
+    return by_gw, by_group
+
+
 def _retargets(
     plan: Plan,
     *,
-    owned: Mapping[int, nl.NexthopMsg],
+    protocol: int,
     by_gw: Mapping[bytes, int],
     lookups: Mapping[bytes, nl.Lookup],
     nexthops: Mapping[int, nl.NexthopMsg],
-    all_refs: Callable[[], Counter[int]],
+    count_refs: Callable[[Collection[int]], Mapping[int, int]],
 ) -> list[tuple[int, bytes, list[int]]]:
     """Nexthops to replace in place: single, ours, not in any group, and every route using it
     (in any table, ours or not) is a change of ours to the same one new gateway, which has no
@@ -394,15 +424,15 @@ def _retargets(
         if old is None or len(route.via) != 1:
             continue
         nhid, _m = parse_ref(old.ref)
-        nh = owned.get(nhid)
-        if nh is None or nh.group or nh.gateway is None:
+        nh = nexthops.get(nhid)
+        if nh is None or nh.protocol != protocol or nh.group or nh.gateway is None:
             continue
         moving.setdefault(nhid, []).append(route.via[0].packed)
         routes.setdefault(nhid, []).append(w)
     if not moving:
         return []
     in_groups = {m for nh in nexthops.values() for m in nh.group}
-    refs = all_refs()
+    refs = count_refs(moving.keys())
     out: list[tuple[int, bytes, list[int]]] = []
     taken: set[bytes] = set()
     for nhid, targets in moving.items():
