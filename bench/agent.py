@@ -340,6 +340,8 @@ def run(args: argparse.Namespace) -> None:
         pid = agent.proc.pid
 
         # --- 2. change -> kernel -------------------------------------------------------
+        pass_s0 = metric(ns, "nosdn_reconcile_duration_seconds_sum")
+        passes0 = metric(ns, "nosdn_reconcile_duration_seconds_count")
         lat: list[float] = []
         rtt: list[float] = []
         for k in range(args.changes):
@@ -364,6 +366,8 @@ def run(args: argparse.Namespace) -> None:
                 sys.exit(f"change {k}: node-{i} -> {new} never reached the kernel")
             lat.append(watch.gateways[packed] - t)
             time.sleep(0.02)
+        passes = metric(ns, "nosdn_reconcile_duration_seconds_count") - passes0
+        pass_mean = (metric(ns, "nosdn_reconcile_duration_seconds_sum") - pass_s0) / max(1, passes)
         lat.sort()
         p50 = statistics.median(lat)
         p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
@@ -493,6 +497,10 @@ def run(args: argparse.Namespace) -> None:
         print(
             "emulator PATCH round trip (inside the change figures): "
             f"p50 {ms(statistics.median(rtt))}"
+        )
+        print(
+            f"the agent's own passes during the changes: {passes:.0f}, "
+            f"{ms(pass_mean)} each on average (nosdn_reconcile_duration_seconds)"
         )
         print(f"kernel writes caused by the status-only events: {writes:.0f}")
         print(

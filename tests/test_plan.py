@@ -9,8 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nosdn.inventory import load_cluster
-from nosdn.model import EXTERNAL, ROUTER, Change, Conflict, Diff, InstalledRoute, Route, Target
-from nosdn.plan import apply_diff, desired_routes, diff
+from nosdn.model import (
+    EXTERNAL,
+    ROUTER,
+    Change,
+    Conflict,
+    Diff,
+    InstalledRoute,
+    Route,
+    Target,
+    route_sort_key,
+)
+from nosdn.plan import _sort_key, apply_diff, desired_routes, diff
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -186,3 +196,11 @@ def test_diff_equals_the_reference_diff(desired: list[Route], actual: list[Insta
     # the very same objects, not just equal ones (apply_diff and backends use identity)
     assert all(a is b for a, b in zip(got.remove, want.remove, strict=True))
     assert all(a.old is b.old for a, b in zip(got.change, want.change, strict=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(any_net, max_size=12))
+def test_desired_routes_sort_like_route_sort_key(nets: list[ipaddress.IPv4Network]) -> None:
+    """desired_routes sorts by one packed int; the order must be route_sort_key's."""
+    routes = [Route(n, (ipaddress.ip_address("10.0.0.9"),), f"n{i}") for i, n in enumerate(nets)]
+    assert sorted(routes, key=_sort_key) == sorted(routes, key=lambda r: route_sort_key(r.dst))

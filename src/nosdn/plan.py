@@ -20,7 +20,6 @@ from nosdn.model import (
     IPAddress,
     Route,
     Target,
-    route_sort_key,
 )
 
 
@@ -57,6 +56,13 @@ def _service_routes(cluster: Cluster) -> list[Route]:
     return routes
 
 
+def _sort_key(r: Route) -> int:
+    """`route_sort_key` (family, address, length) packed into one int: ints sort faster than
+    tuples, and an agent pass sorts every route."""
+    d = r.dst
+    return (d.version << 136) | (int(d.network_address) << 8) | d.prefixlen
+
+
 def desired_routes(cluster: Cluster, target: Target) -> list[Route]:
     """Every route ``target`` needs, sorted by family then destination.
 
@@ -74,7 +80,7 @@ def desired_routes(cluster: Cluster, target: Target) -> list[Route]:
         routes = _pod_routes(cluster, None, None) + _service_routes(cluster)
     else:
         routes = _pod_routes(cluster, None, None)
-    routes.sort(key=lambda r: route_sort_key(r.dst))
+    routes.sort(key=_sort_key)
     return routes
 
 

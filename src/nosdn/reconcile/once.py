@@ -96,11 +96,21 @@ def drop_offlink(
     Returns the routes to keep, the off-link next hops (each reported once, with the node whose pod
     route names it), and the routes as planned that lost a next hop.
     """
-    gateways = list(dict.fromkeys(gw for r in routes for gw in r.via))
-    if not gateways:
+    unique: dict[IPAddress, None] = {}
+    for r in routes:
+        via = r.via
+        if len(via) == 1:
+            unique[via[0]] = None
+        else:
+            unique.update(dict.fromkeys(via))
+    if not unique:
         return list(routes), [], []
+    gateways = list(unique)
     verdict = check(gateways)
-    bad = {gw for gw in gateways if not verdict[gw].on_link}
+    if len(verdict) == len(gateways):  # one verdict each: read them without hashing again
+        bad = {gw for gw, v in verdict.items() if not v.on_link}
+    else:
+        bad = {gw for gw in gateways if not verdict[gw].on_link}
     if not bad:
         return list(routes), [], []
     owner: dict[IPAddress, str] = {}

@@ -387,7 +387,15 @@ class KernelBackend:
         if not self.watched or self._stale:
             self._forget_now()
         verdicts = self._verdicts
-        missing = [gw for gw in gateways if gw not in verdicts]
+        known = verdicts.get
+        out: dict[IPAddress, Adjacency] = {}
+        missing: list[IPAddress] = []
+        for gw in gateways:  # one hash per gateway and dict: they are hashed in Python
+            v = known(gw)
+            if v is None:
+                missing.append(gw)
+            else:
+                out[gw] = v
         if missing:
             self._lookup_many(g.packed for g in missing)
             links: dict[int, str] | None = None
@@ -395,8 +403,8 @@ class KernelBackend:
                 res = self._lookups[gw.packed]
                 if res.oif and links is None:
                     links = self.nl.links()
-                verdicts[gw] = self._verdict(gw, res, links)
-        return {gw: verdicts[gw] for gw in gateways}
+                out[gw] = verdicts[gw] = self._verdict(gw, res, links)
+        return out
 
     @staticmethod
     def _verdict(gw: IPAddress, res: nl.Lookup, links: dict[int, str] | None) -> Adjacency:
