@@ -24,6 +24,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from yaml import YAMLError
 
 from nosdn.sources.errors import (
     ApiError,
@@ -61,9 +62,14 @@ def _configuration(s: KubeSettings) -> k8s.Configuration:
     cfg = k8s.Configuration()
     kubeconfig = s.kubeconfig or os.environ.get("KUBECONFIG")
     if kubeconfig:
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, context=s.context, client_configuration=cfg
-        )
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=s.context, client_configuration=cfg
+            )
+        except (k8s_config.ConfigException, OSError, ValueError, TypeError, YAMLError) as e:
+            # a missing file, an unknown context, a file that is no kubeconfig
+            text = " ".join(str(e).split())
+            raise ApiError(f"kubeconfig {kubeconfig}: {text}") from None
     elif s.server is None:
         try:
             k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
@@ -101,6 +107,8 @@ def _translate(e: BaseException, what: str) -> ApiError:
         return ApiError(msg, status)
     if isinstance(e, ValueError):  # a body the client refused, or a reply that is not JSON
         return ApiError(f"{what}: {e}")
+    if isinstance(e, urllib3.exceptions.MaxRetryError) and e.reason is not None:
+        e = e.reason  # what went wrong, not the retry wrapper around it
     return ApiUnavailableError(f"{what}: {type(e).__name__}: {e}")
 
 
