@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ip, requires_root
 from nosdn.backends.kernel import KernelBackend
+from nosdn.backends.kernel import _netlink as nl
 from nosdn.model import EXTERNAL, Cluster, Node, Target
 from nosdn.plan import desired_routes, diff
 from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
@@ -349,6 +350,45 @@ def test_one_backend_reads_what_changed_behind_an_unchanged_route(host: str, com
         assert res.ok
         assert {str(ch.new.dst) for ch in res.diff.change} == {"172.17.2.0/24", "10.96.0.0/12"}
         assert reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency).writes == 0
+
+
+@pytest.mark.parametrize("compat", ["0", "1"])
+def test_common_route_layouts_decode_like_any_route(host: str, compat: str) -> None:
+    """The layouts read by the thousand are decoded in one unpack; what comes out must equal
+    the attribute walk, for our nexthop routes, plain gateway routes and everything else."""
+    subprocess.run(
+        ["ip", "netns", "exec", host, "sysctl", "-qw", f"net.ipv4.nexthop_compat_mode={compat}"],
+        check=True,
+    )
+    run(host, cluster(node(1), node(2), node(3)))
+    with KernelBackend(netns=host, use_nexthops=False, table=100) as b:
+        assert reconcile_once(cluster(node(1), node(4)), N1, b, adjacency=b.adjacency).ok
+    ip(host, "route", "add", "192.168.9.0/24", "via", "10.0.0.9", "proto", "static")
+    ip(host, "route", "add", "192.168.8.0/24", "via", "10.0.0.9", "metric", "7")
+    ip(host, "route", "add", "blackhole", "192.168.7.0/24")
+    with nl.Netlink(host) as n:
+        payloads = [p for fam in (2, 10) for p in n.route_payloads(fam, None)]
+    common = [(p, nl._parse_common(p)) for p in payloads]
+    assert sum(1 for _, r in common if r is not None) == 4  # 2 via nexthops, 2 plain
+    for p, r in common:
+        if r is not None:
+            assert r == nl._parse_any(p)
+
+
+def test_lookup_answers_decode_every_field(host: str) -> None:
+    """The usual answer (an on-link IPv4 address) is decoded in one unpack: every field must
+    be what the attribute walk gives, and other answers must still be walked."""
+    ip(host, "route", "add", "10.9.0.0/16", "via", "10.0.0.254")
+    with nl.Netlink(host) as n:
+        br0 = next(i for i, name in n.links().items() if name == "br0")
+        on, off, local, v6 = n.lookup(
+            [ip_address(a).packed for a in ("10.0.0.2", "10.9.0.5", "10.0.0.1", "fd00::2")]
+        )
+    mine = ip_address("10.0.0.1").packed
+    assert on == nl.Lookup(0, nl.RTN_UNICAST, br0, None, mine)
+    assert off == nl.Lookup(0, nl.RTN_UNICAST, br0, ip_address("10.0.0.254").packed, mine)
+    assert (local.type, local.gateway) == (nl.RTN_LOCAL, None)
+    assert (v6.type, v6.oif, v6.gateway) == (nl.RTN_UNICAST, br0, None)
 
 
 def test_watched_backend_reuses_lookups_until_told(host: str) -> None:

@@ -134,6 +134,7 @@ WANT_SNDBUF = 4 << 20
 WANT_RCVBUF = 32 << 20
 
 _CLONE_NEWNET = 0x40000000
+AF_INET = socket.AF_INET
 
 
 class NetlinkError(OSError):
@@ -167,7 +168,7 @@ class RouteMsg:
     gateway: bytes | None = None
     nh_id: int = 0
     #: ECMP next hops of a plain multipath route: (gateway, ifindex) each.
-    multipath: list[tuple[bytes | None, int]] = field(default_factory=list)
+    multipath: Sequence[tuple[bytes | None, int]] = ()
 
 
 @dataclass(slots=True)
@@ -595,7 +596,15 @@ class Netlink:
                 if 0 <= k < n_chunk and results[chunk[k]] is None:
                     pending -= 1
                     if t == RTM_NEWROUTE:
-                        results[chunk[k]] = _parse_lookup(buf, off + 16, off + length)
+                        res = None
+                        if length == _ON_LINK_V4_SIZE:  # the usual answer, in one unpack
+                            v = _ON_LINK_V4.unpack_from(buf, off + 16)
+                            heads = v[9:11] + v[12:14] + v[15:17] + v[18:20] + v[21:23] + v[24:]
+                            if v[0] == AF_INET and heads == _ON_LINK_V4_HEADS:
+                                res = Lookup(0, v[7], v[17], None, v[20])
+                        if res is None:
+                            res = _parse_lookup(buf, off + 16, off + length)
+                        results[chunk[k]] = res
                     else:
                         code = self._error(buf, off, flags, length)[0] if t == NLMSG_ERROR else 0
                         results[chunk[k]] = Lookup(code or errno.EIO)
@@ -673,8 +682,53 @@ class Netlink:
                 off += (length + 3) & ~3
 
 
+#: The IPv4 route messages read by the thousand, as the kernel lays them out (rtmsg, then
+#: length, type and value of each attribute), each decoded by one ``unpack``.
+_V4_NEXTHOP = struct.Struct("=BBBBBBBBI HHI HH4s HHI HH4s HHI")  # table dst nhid gateway oif
+_V4_NEXTHOP_ONLY = struct.Struct("=BBBBBBBBI HHI HH4s HHI")  # table dst nhid (compat mode 0)
+_V4_GATEWAY = struct.Struct("=BBBBBBBBI HHI HH4s HH4s HHI")  # table dst gateway oif
+_COMMON = {
+    st.size: (st, tuple(x for t in types for x in (8, t)))  # every attribute is 8 bytes long
+    for st, types in (
+        (_V4_NEXTHOP, (RTA_TABLE, RTA_DST, RTA_NH_ID, RTA_GATEWAY, RTA_OIF)),
+        (_V4_NEXTHOP_ONLY, (RTA_TABLE, RTA_DST, RTA_NH_ID)),
+        (_V4_GATEWAY, (RTA_TABLE, RTA_DST, RTA_GATEWAY, RTA_OIF)),
+    )
+}
+
+
+def _parse_common(p: bytes) -> RouteMsg | None:
+    """A route message of one of the `_COMMON` layouts, in one ``unpack``; None if it is not
+    one of them (`parse_route` then walks its attributes)."""
+    layout = _COMMON.get(len(p))
+    if layout is None or p[0] != socket.AF_INET:
+        return None
+    st, heads = layout
+    v = st.unpack_from(p)
+    if v[8] & RTM_F_CLONED:
+        return None
+    n = len(v)
+    if n == 24:
+        if (v[9], v[10], v[12], v[13], v[15], v[16], v[18], v[19], v[21], v[22]) == heads:
+            return RouteMsg(
+                AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, v[23], v[20], v[17]
+            )
+    elif n == 18:
+        if (v[9], v[10], v[12], v[13], v[15], v[16]) == heads:
+            return RouteMsg(AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, 0, None, v[17])
+    elif (v[9], v[10], v[12], v[13], v[15], v[16], v[18], v[19]) == heads:
+        return RouteMsg(AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, v[20], v[17])
+    return None
+
+
 def parse_route(p: bytes) -> RouteMsg | None:
     """One route message (see `Netlink.route_payloads`); None for a cached clone."""
+    common = _parse_common(p)
+    return common if common is not None else _parse_any(p)
+
+
+def _parse_any(p: bytes) -> RouteMsg | None:
+    """`parse_route` for any layout: walks the attributes."""
     fam, dlen, _s, _tos, tbl, proto, scope, rtype, rflags = _RTMSG.unpack_from(p, 0)
     if rflags & RTM_F_CLONED:
         return None
@@ -752,6 +806,15 @@ def _parse_multipath(buf: bytes | memoryview, off: int, end: int) -> list[tuple[
         hops.append((gw, ifindex))
         off += (hlen + 3) & ~3
     return hops
+
+
+#: The kernel's answer to a lookup of a directly connected IPv4 address, as Linux lays it
+#: out: rtmsg, RTA_TABLE, RTA_DST, RTA_OIF, RTA_PREFSRC, RTA_UID, then RTA_CACHEINFO (36 bytes)
+#: and no RTA_GATEWAY. Decoded in one unpack; any other answer walks its attributes.
+_ON_LINK_V4 = struct.Struct("=BBBBBBBBI HHI HH4s HHI HH4s HHI HH")
+_ON_LINK_V4_SIZE = 16 + _ON_LINK_V4.size + 32
+_ON_LINK_HEADS = ((8, RTA_TABLE), (8, RTA_DST), (8, RTA_OIF), (8, RTA_PREFSRC), (8, 25), (36, 12))
+_ON_LINK_V4_HEADS = tuple(x for head in _ON_LINK_HEADS for x in head)
 
 
 def _parse_lookup(buf: bytes | memoryview, off: int, end: int) -> Lookup:

@@ -176,6 +176,8 @@ class KernelBackend:
         self._names = protocol_names()
         self._lookups: dict[bytes, nl.Lookup] = {}
         self._verdicts: dict[IPAddress, Adjacency] = {}
+        #: the gateway objects adjacency() was asked about, by packed address
+        self._gw_objects: dict[bytes, IPAddress] = {}
         self._memo: dict[bytes, _Entry] = {}
         self._memo_links: dict[int, str] = {}
         self._nh_memo: dict[bytes, nl.NexthopMsg] = {}
@@ -300,7 +302,9 @@ class KernelBackend:
         for g in gws:
             hit = addrs.get(g)
             if hit is None:
-                hit = addrs[g] = (_to_addr(g), ntop(AF4 if len(g) == 4 else AF6, g))
+                # the objects adjacency() was given: diff then compares them by identity
+                a = self._gw_objects.get(g) or _to_addr(g)
+                hit = addrs[g] = (a, ntop(AF4 if len(g) == 4 else AF6, g))
             via.append(hit[0])
             texts.append(hit[1])
         if len(via) > 1:
@@ -311,25 +315,22 @@ class KernelBackend:
         plen = r.dst_len
         dst = IPv4Network((raw_dst, plen)) if fam == AF4 else IPv6Network((raw_dst, plen))
         owner = self._names.get(r.protocol) or str(r.protocol)
-        detail = f"{prefix}{ntop(fam, raw_dst)}/{plen}"
-        if nh_id:
-            detail += f" nhid {nh_id}"
+        # one f-string: this runs once per route of a table read for the first time
+        nhid_text = f" nhid {nh_id}" if nh_id else ""
         if len(texts) == 1:
-            detail += f" via {texts[0]}"
-        elif texts:
-            detail += "".join(f" nexthop via {t}" for t in texts)
-        if r.oif:
-            detail += f" dev {links.get(r.oif, r.oif)}"
-        detail += f" proto {owner}"
-        if r.priority:
-            detail += f" metric {r.priority}"
+            via_text = f" via {texts[0]}"
+        else:
+            via_text = "".join(f" nexthop via {t}" for t in texts)
+        dev_text = f" dev {links.get(r.oif, r.oif)}" if r.oif else ""
+        metric_text = f" metric {r.priority}" if r.priority else ""
         route = InstalledRoute(
             dst,
             tuple(via),
-            owned=r.protocol == self.protocol and r.type == nl.RTN_UNICAST,
-            owner=owner,
-            detail=detail,
-            ref=f"nhid={nh_id} metric={r.priority}",
+            r.protocol == self.protocol and r.type == nl.RTN_UNICAST,
+            owner,
+            f"{prefix}{ntop(fam, raw_dst)}/{plen}{nhid_text}{via_text}{dev_text} proto {owner}"
+            f"{metric_text}",
+            f"nhid={nh_id} metric={r.priority}",
         )
         if nh_id and (nh is None or nh.group):
             return (route, nh_id, _UNCACHED)  # group members may change under the same message
@@ -367,6 +368,7 @@ class KernelBackend:
         self._stale = False
         self._lookups = {}
         self._verdicts = {}
+        self._gw_objects = {}
         self._other_refs = None
 
     def _lookup_many(self, gws: Iterable[bytes]) -> None:
@@ -397,10 +399,12 @@ class KernelBackend:
             else:
                 out[gw] = v
         if missing:
-            self._lookup_many(g.packed for g in missing)
+            packed = [g.packed for g in missing]
+            self._lookup_many(packed)
             links: dict[int, str] | None = None
-            for gw in missing:
-                res = self._lookups[gw.packed]
+            for gw, pk in zip(missing, packed, strict=True):
+                self._gw_objects[pk] = gw
+                res = self._lookups[pk]
                 if res.oif and links is None:
                     links = self.nl.links()
                 out[gw] = verdicts[gw] = self._verdict(gw, res, links)
