@@ -5,89 +5,53 @@ Options are parsed and checked here, all before anything starts; the daemons liv
 `nosdn.agent` and `nosdn.controller`. Boolean switches take a value (``--masquerade=false``)
 because that is how they are written in a DaemonSet's args. The options both daemons take
 (the API connection, node addresses, cluster CIDRs, resync, logging, probes, events) are
-defined once here and used by ``nosdn controller`` (`nosdn.cli._controller_cmds`) too.
+defined once here and used by ``nosdn controller`` (`nosdn.cli._controller_cmds`) too; those
+that every reader of Node objects takes (the API connection, node addresses, cluster CIDRs)
+live in `nosdn.cli._common`, where the one-shot commands (status, doctor, ...) find them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from nosdn.cli._common import EXIT_FAILURE, command, fail, option
-from nosdn.model import DEFAULT_PROTOCOL, IPNetwork
+from nosdn.cli._common import (
+    API_PANEL,
+    EXIT_FAILURE,
+    address_policy,
+    cluster_cidr_option,
+    command,
+    fail,
+    kube_api_options,
+    nets,
+    node_address_options,
+    option,
+    stack,
+)
+from nosdn.model import DEFAULT_PROTOCOL
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 BOOL: dict[str, Any] = {"type": click.BOOL, "metavar": "true|false"}
-API = "Kubernetes API"
+API = API_PANEL
 ROUTING = "Nodes and routes"
 SERVING = "Logs, probes, events"
 
 
-def nets(values: Sequence[str], option: str) -> tuple[IPNetwork, ...]:
-    """Networks from repeated and/or comma-separated values; exit 2 naming a bad one."""
-    from nosdn.addr import parse_net
-
-    out: list[IPNetwork] = []
-    for text in values:
-        for raw in text.split(","):
-            part = raw.strip()
-            if not part:
-                continue
-            try:
-                out.append(parse_net(part))
-            except ValueError as e:
-                fail(f"{option} {part!r}: not a network ({e}) — e.g. 10.244.0.0/16")
-    return tuple(out)
-
-
-def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    def apply(f: F) -> F:
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-
-    return apply
-
-
-#: How to reach the API server (both daemons).
-api_options = _stack(
-    option(
-        "--kubeconfig",
-        help="Kubeconfig file (default: $KUBECONFIG, else the in-cluster service account).",
-        panel=API,
-    ),
-    option("--kube-server", help="API server URL (overrides the kubeconfig's).", panel=API),
-    option("--context", help="Kubeconfig context.", panel=API),
+#: How to reach the API server (both daemons; the first three are every API reader's).
+api_options = stack(
+    kube_api_options(API),
     option("--watch-timeout", type=int, default=300, help="Seconds per watch request.", panel=API),
 )
 #: Which nodes and addresses, which ranges, how often (both daemons).
-routing_options = _stack(
-    option(
-        "--cluster-cidr",
-        multiple=True,
-        help="Pod address range(s) of the cluster (repeatable).",
-        panel=ROUTING,
-    ),
-    option(
-        "--node-address-types",
-        "address_types",
-        default="InternalIP,ExternalIP",
-        help="Node address types to route to, in order.",
-        panel=ROUTING,
-    ),
-    option(
-        "--node-address-cidr",
-        "address_cidr",
-        multiple=True,
-        help="Only use node addresses inside this network (repeatable; multi-homed nodes).",
-        panel=ROUTING,
-    ),
+routing_options = stack(
+    cluster_cidr_option(ROUTING),
+    node_address_options(ROUTING),
     option("--node-cidr-mask-size", "mask_v4", type=int, default=24, panel=ROUTING),
     option("--node-cidr-mask-size-ipv6", "mask_v6", type=int, default=64, panel=ROUTING),
     option("--resync", type=float, default=30.0, help="Full pass every N seconds.", panel=ROUTING),
@@ -104,7 +68,7 @@ routing_options = _stack(
 
 def serving_options(metrics_port: int) -> Callable[[F], F]:
     """Logs, /metrics and probes, the NetworkUnavailable condition, Events (both daemons)."""
-    return _stack(
+    return stack(
         option(
             "--metrics-address",
             default=f"0.0.0.0:{metrics_port}",
@@ -140,18 +104,6 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
             panel=SERVING,
         ),
     )
-
-
-def address_policy(types: str, cidrs: Sequence[str]) -> Any:
-    from nosdn.sources.nodes import AddressPolicy
-
-    try:
-        return AddressPolicy(
-            tuple(t.strip() for t in types.split(",") if t.strip()),
-            nets(cidrs, "--node-address-cidr"),
-        )
-    except ValueError as e:
-        fail(f"--node-address-types: {e}")
 
 
 # --- nosdn agent -----------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,13 +24,15 @@ from click.core import ParameterSource
 from nosdn.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    ClusterSource,
     Command,
     Option,
     Output,
     dump,
     err,
     fail,
-    load,
+    load_source,
+    pop_source,
 )
 
 if TYPE_CHECKING:  # imported when --cloud is given: a kernel plan/apply does without
@@ -164,7 +165,7 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
         )
         run_cloud(
             opts,
-            file=kw["file"],
+            source=pop_source(kw),
             output=kw.get("output", Output.table),
             dry_run=always_dry_run or bool(kw.get("dry_run", False)),
             verbose=bool(kw.get("verbose", False)) or always_dry_run,
@@ -187,7 +188,7 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
 def run_cloud(
     opts: CloudOptions,
     *,
-    file: Path,
+    source: ClusterSource,
     output: Output,
     dry_run: bool,
     verbose: bool,
@@ -199,7 +200,7 @@ def run_cloud(
     from nosdn.backends.cloud import CloudError, build_provider, sync
     from nosdn.problems import ProblemsError
 
-    cluster = load(file)
+    cluster = load_source(source)
     try:
         provider = build_provider(opts)
     except ValueError as e:

@@ -1,4 +1,14 @@
-"""What every command shares: the inventory option, output formats, and loading with checks.
+"""What every command shares: where nodes come from, output formats, and loading with checks.
+
+Nodes come from an inventory file (``-f``) or, for the commands that read a live cluster
+(status, plan, apply, doctor, trace, routes, graph), from the Kubernetes API with the options
+``nosdn agent`` and ``nosdn controller`` take, defined here once so a flag means the same thing
+in all of them (`kube_api_options`, `node_address_options`, `cluster_cidr_option`).
+`source_options` adds them to a command and hands it one `ClusterSource`; `load_source` turns
+that into a checked `Cluster`, refusing bad Node objects the way a bad inventory is refused
+(exit 2, every problem named). Which source wins is decided before anything is read (see
+`SOURCE_HELP`); only the API path imports the Kubernetes client, so ``nosdn routes -f`` stays
+as light as it was.
 
 Also the two click classes every command is built from (`Command`, `Group`): help that keeps
 arguments documented, options grouped in titled sections (``panel=``) and subcommands listed
@@ -10,21 +20,28 @@ and importing it costs more than computing a small cluster's routes.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from nosdn.inventory import InventoryError, load_cluster
-from nosdn.model import Cluster
+from nosdn.model import Cluster, IPNetwork
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from nosdn.sources.listing import NodeList
+    from nosdn.sources.nodes import AddressPolicy
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -184,6 +201,96 @@ OutputOpt = option(
 )
 
 
+# --- nodes from the Kubernetes API: the daemons' options, also the one-shot commands' ---------
+API_PANEL = "Kubernetes API"
+#: `nosdn.sources.nodes.DEFAULT_ADDRESS_TYPES`, as the option's text (a test keeps them equal).
+DEFAULT_ADDRESS_TYPES = "InternalIP,ExternalIP"
+
+
+def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several decorators as one, applied as if written top to bottom."""
+
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def kube_api_options(panel: str = API_PANEL) -> Callable[[F], F]:
+    """How to reach the API server: ``--kubeconfig``, ``--kube-server``, ``--context``."""
+    return stack(
+        option(
+            "--kubeconfig",
+            help="Kubeconfig file (default: $KUBECONFIG, else the in-cluster service account).",
+            panel=panel,
+        ),
+        option("--kube-server", help="API server URL (overrides the kubeconfig's).", panel=panel),
+        option("--context", help="Kubeconfig context.", panel=panel),
+    )
+
+
+def node_address_options(panel: str = API_PANEL) -> Callable[[F], F]:
+    """Which of a Node's ``status.addresses`` is the one routes point at."""
+    return stack(
+        option(
+            "--node-address-types",
+            "address_types",
+            default=DEFAULT_ADDRESS_TYPES,
+            help="Node address types to route to, in order.",
+            panel=panel,
+        ),
+        option(
+            "--node-address-cidr",
+            "address_cidr",
+            multiple=True,
+            help="Only use node addresses inside this network (repeatable; multi-homed nodes).",
+            panel=panel,
+        ),
+    )
+
+
+def cluster_cidr_option(panel: str = API_PANEL) -> Callable[[F], F]:
+    return option(
+        "--cluster-cidr",
+        multiple=True,
+        help="Pod address range(s) of the cluster (repeatable).",
+        panel=panel,
+    )
+
+
+def nets(values: Sequence[str], option: str) -> tuple[IPNetwork, ...]:
+    """Networks from repeated and/or comma-separated values; exit 2 naming a bad one."""
+    from nosdn.addr import parse_net
+
+    out: list[IPNetwork] = []
+    for text in values:
+        for raw in text.split(","):
+            part = raw.strip()
+            if not part:
+                continue
+            try:
+                out.append(parse_net(part))
+            except ValueError as e:
+                fail(f"{option} {part!r}: not a network ({e}) — e.g. 10.244.0.0/16")
+    return tuple(out)
+
+
+def address_policy(types: str, cidrs: Sequence[str]) -> AddressPolicy:
+    """The `AddressPolicy` of ``--node-address-types`` and ``--node-address-cidr``; exit 2 if
+    it cannot be one."""
+    from nosdn.sources.nodes import AddressPolicy
+
+    try:
+        return AddressPolicy(
+            tuple(t.strip() for t in types.split(",") if t.strip()),
+            nets(cidrs, "--node-address-cidr"),
+        )
+    except ValueError as e:
+        fail(f"--node-address-types: {e}")
+
+
 # --- exits and loading -----------------------------------------------------------------------
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}")
@@ -225,3 +332,240 @@ def dump(data: Any, output: Output) -> None:
         import yaml
 
         sys.stdout.write(yaml.dump(data, sort_keys=False, Dumper=yaml.CSafeDumper))
+
+
+# --- where a command's nodes come from -------------------------------------------------------
+SOURCE_PANEL = "Nodes from the Kubernetes API (without -f)"
+SOURCE_FILE_HELP = (
+    "Inventory YAML. Without it: the cluster's Node objects, read from the Kubernetes API "
+    "(--kubeconfig, --kube-server, else $KUBECONFIG, else in a pod its service account). On "
+    "the command line -f and --kubeconfig/--kube-server exclude each other; each beats the "
+    "other's environment variable."
+)
+#: Where a pod's service account token is (the in-cluster configuration reads it).
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSource:
+    """Where one command's nodes come from: ``kind`` "file" (``file``), "kube" (the rest), or
+    None (nothing given; only commands that can do without nodes get one)."""
+
+    kind: Literal["file", "kube"] | None
+    file: Path | None = None
+    kubeconfig: str | None = None
+    kube_server: str | None = None
+    context: str | None = None
+    cluster_cidrs: tuple[str, ...] = ()
+    address_types: str = DEFAULT_ADDRESS_TYPES
+    address_cidrs: tuple[str, ...] = ()
+
+    @property
+    def what(self) -> str:
+        """The nodes' source, as a message names it ("no such node in ...")."""
+        return "the inventory" if self.kind == "file" else "the cluster's Node objects"
+
+    def argv(self) -> list[str]:
+        """The options that name this source again, for a command line to paste (what came
+        from the environment stays there)."""
+        if self.kind == "file":
+            return ["-f", str(self.file)]
+        out: list[str] = []
+        for flag, value in (
+            ("--kubeconfig", self.kubeconfig),
+            ("--kube-server", self.kube_server),
+            ("--context", self.context),
+        ):
+            if value is not None:
+                out += [flag, value]
+        for cidr in self.cluster_cidrs:
+            out += ["--cluster-cidr", cidr]
+        if self.address_types != DEFAULT_ADDRESS_TYPES:
+            out += ["--node-address-types", self.address_types]
+        for cidr in self.address_cidrs:
+            out += ["--node-address-cidr", cidr]
+        return out
+
+
+def in_cluster() -> bool:
+    """Running in a pod with a service account (what the in-cluster configuration needs)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and SERVICE_ACCOUNT_TOKEN.exists()
+
+
+def resolve_source(
+    *,
+    file: Path | None,
+    kubeconfig: str | None,
+    kube_server: str | None,
+    context: str | None,
+    cluster_cidr: tuple[str, ...],
+    address_types: str,
+    address_cidr: tuple[str, ...],
+    required: bool,
+) -> ClusterSource:
+    """Decide where nodes come from, before anything is read (exit 2 on a contradiction)."""
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+    api = [
+        f"--{name.replace('_', '-')}"
+        for name, value in (
+            ("kubeconfig", kubeconfig),
+            ("kube_server", kube_server),
+            ("context", context),
+        )
+        if value is not None
+    ]
+    node = [
+        flag
+        for name, flag in (
+            ("cluster_cidr", "--cluster-cidr"),
+            ("address_types", "--node-address-types"),
+            ("address_cidr", "--node-address-cidr"),
+        )
+        if given(name)
+    ]
+    kind: Literal["file", "kube"] | None = None
+    if file is not None and (given("file") or not api):
+        if api:
+            fail(f"-f {file} and {api[0]} both say where the nodes come from: give one of them")
+        if node:
+            how = "-f" if given("file") else "$NOSDN_INVENTORY"
+            fail(
+                f"{node[0]} is for nodes read from the Kubernetes API, and the inventory "
+                f"({how} {file}) says that itself (clusterCIDRs, ips)"
+            )
+        kind = "file"
+    elif api or node or os.environ.get("KUBECONFIG") or in_cluster():
+        kind = "kube"
+        file = None
+    elif required:
+        fail(
+            "no nodes to work from: give the inventory with -f FILE (or $NOSDN_INVENTORY), or "
+            "read the cluster's Node objects with --kubeconfig FILE or --kube-server URL "
+            "(or $KUBECONFIG)"
+        )
+    return ClusterSource(
+        kind,
+        file,
+        kubeconfig,
+        kube_server,
+        context,
+        cluster_cidr,
+        address_types,
+        address_cidr,
+    )
+
+
+#: The keywords `source_options` adds to a command, collapsed into ``source`` by `pop_source`.
+SOURCE_KEYS = (
+    "file",
+    "kubeconfig",
+    "kube_server",
+    "context",
+    "cluster_cidr",
+    "address_types",
+    "address_cidr",
+)
+
+
+def pop_source(kw: dict[str, Any], *, required: bool = True) -> ClusterSource:
+    """Take the `source_options` keywords out of a command's ``kw`` and decide the source."""
+    raw = {k: kw.pop(k) for k in SOURCE_KEYS}
+    return resolve_source(**raw, required=required)
+
+
+def source_options(
+    *, required: bool = True, file_help: str = SOURCE_FILE_HELP
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-f/--file`` and the Kubernetes API options, handed to the command as one
+    ``source: ClusterSource`` keyword (decided by `resolve_source` when it runs).
+
+    Without ``required``, a command given neither gets ``ClusterSource(None)`` (doctor and
+    trace then look at the host alone)."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)  # keeps the options already attached (click keeps them on f)
+        def run(*args: Any, **kw: Any) -> Any:
+            source = pop_source(kw, required=required)
+            return f(*args, source=source, **kw)
+
+        return stack(
+            file_option(file_help, required=False),
+            kube_api_options(SOURCE_PANEL),
+            cluster_cidr_option(SOURCE_PANEL),
+            node_address_options(SOURCE_PANEL),
+        )(run)
+
+    return decorate
+
+
+class SourceError(Exception):
+    """The Kubernetes API could not be read; the message says which and why."""
+
+
+def read_api(source: ClusterSource) -> tuple[NodeList, str]:
+    """One list of the cluster's Nodes, built and checked (`nosdn.sources.listing`), and the
+    server it came from. Raises `SourceError`; exits 2 on a bad option value."""
+    from nosdn.sources.errors import ApiError
+    from nosdn.sources.kubernetes import KubeApi, KubeSettings
+    from nosdn.sources.listing import list_cluster
+
+    policy = address_policy(source.address_types, source.address_cidrs)
+    cidrs = nets(source.cluster_cidrs, "--cluster-cidr")
+    settings = KubeSettings(
+        server=source.kube_server, kubeconfig=source.kubeconfig, context=source.context
+    )
+    try:
+        api = KubeApi(settings)
+    except ApiError as e:
+        raise SourceError(f"{e} (or give the inventory with -f FILE)") from None
+    try:
+        return list_cluster(api, policy=policy, cluster_cidrs=cidrs), api.server
+    except ApiError as e:
+        raise SourceError(
+            f"cannot read the Nodes from the Kubernetes API at {api.server}: {e}"
+        ) from None
+    finally:
+        api.close()
+
+
+def report_nodes(listing: NodeList, origin: str) -> Cluster:
+    """Say what a Node list left out (stderr), refuse it like a bad inventory (exit 2) if any
+    Node cannot be routed or the checks find a problem, else return its cluster."""
+    for note in listing.notes:
+        err.print(f"nosdn: {note}", markup=False)
+    if listing.without_subnet:
+        names = listing.without_subnet
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        err.print(
+            f"nosdn: {len(names)} node(s) have no spec.podCIDRs yet ({shown}): skipped, no "
+            "routes go to them",
+            markup=False,
+        )
+    if listing.problems:
+        err.print(
+            f"[bold red]Nodes from {origin}: {len(listing.problems)} problem(s); "
+            "nothing was changed[/]"
+        )
+        for p in listing.problems:
+            err.print(f"  - {p}", markup=False)
+        raise SystemExit(EXIT_BAD_INPUT)
+    return listing.cluster
+
+
+def load_source(source: ClusterSource) -> Cluster:
+    """The checked cluster of ``source``: the inventory (`load`) or one list of the Nodes.
+    Exit 2 on bad input, 1 when the API cannot be read."""
+    if source.kind == "file":
+        assert source.file is not None
+        return load(source.file)
+    if source.kind is None:  # pragma: no cover - commands that need nodes require a source
+        fail("no nodes to work from: give -f FILE or --kubeconfig FILE / --kube-server URL")
+    try:
+        listing, origin = read_api(source)
+    except SourceError as e:
+        fail(str(e), EXIT_FAILURE)
+    return report_nodes(listing, origin)

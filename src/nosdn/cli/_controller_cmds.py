@@ -3,7 +3,8 @@
 Options are parsed and checked here, before anything starts; the controller lives in
 `nosdn.controller`. It takes the cloud options of ``nosdn plan/apply --cloud``
 (`nosdn.cli._cloud`) and the Kubernetes, node and logging options of ``nosdn agent``
-(`nosdn.cli._agent_cmds`), so one flag means the same thing in all three.
+(`nosdn.cli._agent_cmds`, which takes the API and node options from `nosdn.cli._common`), so
+one flag means the same thing everywhere.
 """
 
 from __future__ import annotations
@@ -11,16 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from nosdn.agent.config import CONTROLLER_LEASE, CONTROLLER_METRICS_PORT
-from nosdn.cli._agent_cmds import (
-    ROUTING,
-    address_policy,
-    api_options,
-    nets,
-    routing_options,
-    serving_options,
-)
+from nosdn.cli._agent_cmds import ROUTING, api_options, routing_options, serving_options
 from nosdn.cli._cloud import _cloud_params
-from nosdn.cli._common import EXIT_FAILURE, command, fail, option
+from nosdn.cli._common import EXIT_FAILURE, address_policy, command, fail, nets, option
 
 LEASE = "Leader election (one replica writes)"
 

@@ -3,34 +3,51 @@
 They parse, call `nosdn.diagnose` (or `nosdn.render.graph`) and print: one line per check with
 what it saw and the command that fixes it, or a path read top to bottom. Output is plain text
 through rich `Text` objects (never markup: addresses and rules contain brackets and colons).
+
+The cluster comes from the inventory or from the cluster's Node objects
+(`nosdn.cli._common.source_options`): on a cluster run by ``nosdn agent`` there is no
+inventory, and the person who is paged should not have to write one. Doctor read from the API
+adds a ``nodes`` line (how many Nodes, which have no pod subnet yet); when the API cannot be
+read, that line fails and the host's own checks still run, because a host whose pod network is
+broken is also one that may not reach the API, and what doctor can still see is what helps.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import click
 from rich.text import Text
 
 from nosdn.cli._common import (
     EXIT_FAILURE,
+    SOURCE_FILE_HELP,
+    ClusterSource,
     Output,
     OutputOpt,
+    SourceError,
     argument,
     command,
     dump,
     fail,
-    file_option,
-    load,
+    load_source,
     option,
     out,
+    read_api,
+    report_nodes,
+    source_options,
 )
 from nosdn.model import DEFAULT_PROTOCOL, Cluster
 
-OptionalFileOpt = file_option(
-    "Inventory YAML. Without it only the host's own settings are checked.", required=False
+if TYPE_CHECKING:
+    from nosdn.diagnose import CheckResult
+    from nosdn.sources.listing import NodeList
+
+OptionalSourceOpts = source_options(
+    required=False,
+    file_help=SOURCE_FILE_HELP + " With neither, only the host's own settings are checked.",
 )
 NodeOpt = option(
     "--node",
@@ -52,12 +69,58 @@ DEFAULT_CNI_CONF = Path("/etc/cni/net.d/10-nosdn.conflist")
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
-def _load_optional(path: Path | None) -> Cluster | None:
-    return load(path) if path is not None else None
+def _load_optional(source: ClusterSource) -> Cluster | None:
+    return load_source(source) if source.kind is not None else None
+
+
+def _nodes_line(listing: NodeList | None, origin: str, error: str | None) -> CheckResult:
+    """Doctor's first line when the nodes come from the Kubernetes API."""
+    from nosdn.diagnose import result as r
+
+    if listing is None:
+        return r.fail(
+            "nodes",
+            error or "the Kubernetes API could not be read",
+            "check the API server and the kubeconfig (kubectl get nodes), or give the "
+            "inventory with -f FILE; the host's own checks follow",
+        )
+    n = len(listing.cluster.nodes)
+    without = listing.without_subnet
+    if without:
+        return r.warn(
+            "nodes",
+            f"{len(without)} of {listing.listed} Nodes from {origin} have no spec.podCIDRs "
+            "yet: nothing routes to their pods",
+            "give them pod subnets: kube-controller-manager --allocate-node-cidrs, or "
+            "nosdn agent --allocate-node-cidrs --cluster-cidr CIDR",
+            tuple(without),
+        )
+    return r.ok("nodes", f"{n} Nodes from {origin}, each with its pod subnets")
+
+
+def _fixes_for(source: ClusterSource, results: list[CheckResult]) -> list[CheckResult]:
+    """Fix commands that name the source the nodes came from.
+
+    The checks write ``nosdn apply -f INVENTORY ...`` when they know no inventory path; with
+    the nodes read from the API the same command takes the API options instead (apply and
+    render read them too). Stopgap: `nosdn.diagnose` should be handed the source's options."""
+    if source.kind != "kube":
+        return results
+    import shlex
+    from dataclasses import replace
+
+    args = shlex.join(source.argv())
+    again = f" {args}" if args else ""
+    return [
+        replace(r, fix=r.fix.replace(" -f INVENTORY", again))
+        if r.fix and " -f INVENTORY" in r.fix
+        else r
+        for r in results
+    ]
 
 
 @command("doctor")
-@OptionalFileOpt
+@OptionalSourceOpts
 @NodeOpt
 @ExternalOpt
 @TableOpt
@@ -79,7 +142,7 @@ def _load_optional(path: Path | None) -> Cluster | None:
 @OutputOpt
 def doctor(
     *,
-    file: Path | None,
+    source: ClusterSource,
     node: str | None,
     external: bool,
     table: int,
@@ -98,11 +161,22 @@ def doctor(
     """
     from nosdn.diagnose import TargetError, gather, healthy, run_checks
 
-    cluster = _load_optional(file)
+    first: list[CheckResult] = []
+    cluster: Cluster | None = None
+    if source.kind == "kube":
+        try:
+            listing, origin = read_api(source)
+        except SourceError as e:
+            first.append(_nodes_line(None, "", str(e)))
+        else:
+            cluster = report_nodes(listing, origin)
+            first.append(_nodes_line(listing, origin, None))
+    else:
+        cluster = _load_optional(source)
     try:
         facts = gather(
             cluster,
-            inventory=file,
+            inventory=source.file,
             node=node,
             external=external,
             table=table,
@@ -112,7 +186,7 @@ def doctor(
         )
     except TargetError as e:
         fail(str(e))
-    results = run_checks(facts)
+    results = [*first, *_fixes_for(source, run_checks(facts))]
     ok = healthy(results)
     if output is not Output.table:
         dump(
@@ -153,7 +227,7 @@ def doctor(
 
 @command("trace")
 @argument("ip", doc="A pod, service or node address.")
-@OptionalFileOpt
+@OptionalSourceOpts
 @NodeOpt
 @ExternalOpt
 @TableOpt
@@ -168,7 +242,7 @@ def doctor(
 def trace(
     ip: str,
     *,
-    file: Path | None,
+    source: ClusterSource,
     node: str | None,
     external: bool,
     table: int,
@@ -191,11 +265,11 @@ def trace(
         addr = ip_address(ip)
     except ValueError:
         fail(f"{ip!r} is not an IP address — give one like 10.244.2.5 or fd00:244:0:2::5")
-    cluster = _load_optional(file)
+    cluster = _load_optional(source)
     try:
         facts = gather(
             cluster,
-            inventory=file,
+            inventory=source.file,
             node=node,
             external=external,
             table=table,
@@ -224,9 +298,7 @@ def trace(
 
 
 @command("graph")
-@option(
-    "-f", "--file", type=PathType, required=True, envvar="NOSDN_INVENTORY", help="Inventory YAML."
-)
+@source_options()
 @option(
     "--format",
     "-F",
@@ -248,7 +320,7 @@ def trace(
 @option("--out", "out_file", type=PathType, help="Write to this file instead of stdout.")
 def graph(
     *,
-    file: Path,
+    source: ClusterSource,
     fmt: str,
     segment: tuple[str, ...],
     router: str | None,
@@ -277,7 +349,7 @@ def graph(
         ips = [parse_ip(s.strip()) for s in router.split(",")] if router else []
     except ValueError as e:
         fail(f"--router: {e} — give the router's addresses, e.g. 10.10.0.253,10.10.1.253")
-    cluster = load(file)
+    cluster = load_source(source)
     try:
         data = render_graph(picture(cluster, nets, ips), fmt)
     except GraphError as e:

@@ -1,4 +1,5 @@
-"""Commands that only read an inventory: check, allocate, routes. No root, no network."""
+"""Commands that only compute: check, allocate (an inventory), routes (an inventory or the
+cluster's Node objects, see `nosdn.cli._common.source_options`). No root."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from nosdn.addr import ip_str, net_str
 from nosdn.checks import check_cluster
 from nosdn.cli._common import (
     EXIT_BAD_INPUT,
+    ClusterSource,
     FileOpt,
     Output,
     OutputOpt,
@@ -18,9 +20,10 @@ from nosdn.cli._common import (
     dump,
     err,
     fail,
-    load,
+    load_source,
     option,
     out,
+    source_options,
 )
 from nosdn.inventory import InventoryError, parse_inventory, read_yaml, write_allocation
 from nosdn.ipam import allocate
@@ -59,13 +62,15 @@ def routes_table(routes: list[Route], title: str) -> Table:
     return t
 
 
-def pick_target(cluster: Cluster, node: str | None, external: bool, router: bool) -> Target:
+def pick_target(
+    cluster: Cluster, node: str | None, external: bool, router: bool, where: str = "the inventory"
+) -> Target:
     if sum([node is not None, external, router]) != 1:
         fail("choose exactly one of --node NAME, --external or --router")
     if node is not None:
         if cluster.node(node) is None:
             fail(
-                f"--node {node}: no such node in the inventory "
+                f"--node {node}: no such node in {where} "
                 f"(nodes: {', '.join(n.name for n in cluster.nodes[:10])}"
                 f"{', ...' if len(cluster.nodes) > 10 else ''})"
             )
@@ -155,7 +160,7 @@ def allocate_cmd(file: Path, write: bool, output: Output) -> None:
 
 
 @command("routes")
-@FileOpt
+@source_options()
 @option("--node", help="Routes for this cluster node: every other node's pod subnets.")
 @option(
     "--external",
@@ -169,10 +174,14 @@ def allocate_cmd(file: Path, write: bool, output: Output) -> None:
     help="The route table for the network's router or cloud: all pod subnets.",
 )
 @OutputOpt
-def routes(file: Path, node: str | None, external: bool, router: bool, output: Output) -> None:
+def routes(
+    source: ClusterSource, node: str | None, external: bool, router: bool, output: Output
+) -> None:
     """Print the routes one machine needs (no root: this only computes)."""
-    cluster = load(file)
-    target = pick_target(cluster, node, external, router)
+    if sum([node is not None, external, router]) != 1:  # before reading any node
+        fail("choose exactly one of --node NAME, --external or --router")
+    cluster = load_source(source)
+    target = pick_target(cluster, node, external, router, source.what)
     rs = desired_routes(cluster, target)
     if output is Output.json:
         sys.stdout.write(routes_json(str(target), rs))

@@ -4,6 +4,13 @@ They parse options, open the kernel backend, run one reconcile pass and print. W
 host is comes from ``--node``/``--external`` or, by default, from its own addresses, so the
 same command line (and the same inventory) works unchanged on every node.
 
+The nodes come from the inventory or from one list of the cluster's Node objects
+(`nosdn.cli._common.source_options`). ``apply`` takes the API too, not only ``plan`` and
+``status``: on a cluster run by ``nosdn agent`` it is how a person restores a node's routes by
+hand while its agent is down, and what doctor's fix says. It computes what the agent computes
+(same Node objects, same checks, same protocol number), so with the agent's node-address
+options the two write the same routes and never fight.
+
 Long listings are written straight to stdout rather than through rich: ``plan`` of 50,000 routes
 would otherwise spend longer printing than the kernel spends installing them.
 """
@@ -21,15 +28,16 @@ from typing import TYPE_CHECKING, Any
 from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce (the VPC route table)
 from nosdn.cli._common import (
     EXIT_FAILURE,
-    FileOpt,
+    ClusterSource,
     Output,
     OutputOpt,
     command,
     dump,
     err,
     fail,
-    load,
+    load_source,
     option,
+    source_options,
 )
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Target
 from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
@@ -81,14 +89,14 @@ def _backend(table: int, protocol: int, netns: str | None) -> Iterator[KernelBac
         backend.close()
 
 
-def _target(cluster: Cluster, backend: KernelBackend, node: str | None, external: bool) -> Target:
-    if node is not None and external:
-        fail("--node and --external exclude each other: a host is either a node or not")
+def _target(
+    cluster: Cluster, backend: KernelBackend, node: str | None, external: bool, where: str
+) -> Target:
     if external:
         return EXTERNAL
     if node is not None:
         if cluster.node(node) is None:
-            fail(f"--node {node}: no such node in the inventory")
+            fail(f"--node {node}: no such node in {where}")
         return Target.for_node(node)
     addrs = backend.local_addresses()
     names = nodes_with_addresses(cluster, addrs)
@@ -97,7 +105,7 @@ def _target(cluster: Cluster, backend: KernelBackend, node: str | None, external
     seen = ", ".join(str(a) for a in addrs if not a.is_loopback and not a.is_link_local)
     if not names:
         fail(
-            f"this host is none of the inventory's nodes: none of its addresses "
+            f"this host is none of the nodes in {where}: none of its addresses "
             f"({seen or 'none'}) is a node address. Pass --node NAME, or --external "
             f"for a machine outside the cluster."
         )
@@ -106,7 +114,7 @@ def _target(cluster: Cluster, backend: KernelBackend, node: str | None, external
 
 def _run(
     *,
-    file: Path,
+    source: ClusterSource,
     node: str | None,
     external: bool,
     table: int,
@@ -118,9 +126,11 @@ def _run(
     # a one-shot command that allocates ~10 objects per route and frees nothing until exit:
     # the cyclic collector would only rescan them, over and over (20% of a 10,000-route pass)
     gc.disable()
-    cluster = load(file)
+    if node is not None and external:  # before reading any node
+        fail("--node and --external exclude each other: a host is either a node or not")
+    cluster = load_source(source)
     with _backend(table, protocol, netns) as backend:
-        target = _target(cluster, backend, node, external)
+        target = _target(cluster, backend, node, external, source.what)
         try:
             result = reconcile_once(
                 cluster,
@@ -220,7 +230,7 @@ def _print_plan(result: PassResult, verb: str, full: bool) -> None:
 
 # --- commands ----------------------------------------------------------------------------
 @command("plan")
-@FileOpt
+@source_options()
 @NodeOpt
 @ExternalOpt
 @TableOpt
@@ -229,7 +239,7 @@ def _print_plan(result: PassResult, verb: str, full: bool) -> None:
 @OutputOpt
 def _plan(
     *,
-    file: Path,
+    source: ClusterSource,
     node: str | None,
     external: bool,
     table: int,
@@ -243,7 +253,7 @@ def _plan(
     same prefix owned by anyone else is a conflict: shown with both routes, never touched.
     """
     result, notes, mode = _run(
-        file=file,
+        source=source,
         node=node,
         external=external,
         table=table,
@@ -259,7 +269,7 @@ def _plan(
 
 
 @command("apply")
-@FileOpt
+@source_options()
 @NodeOpt
 @ExternalOpt
 @TableOpt
@@ -276,7 +286,7 @@ def _plan(
 @OutputOpt
 def _apply(
     *,
-    file: Path,
+    source: ClusterSource,
     node: str | None,
     external: bool,
     table: int,
@@ -297,7 +307,7 @@ def _apply(
     if not dry_run and protocol == DEFAULT_PROTOCOL:
         _install_protocol_name()
     result, notes, mode = _run(
-        file=file,
+        source=source,
         node=node,
         external=external,
         table=table,
@@ -322,7 +332,7 @@ def _apply(
 
 
 @command("status")
-@FileOpt
+@source_options()
 @NodeOpt
 @ExternalOpt
 @TableOpt
@@ -331,7 +341,7 @@ def _apply(
 @OutputOpt
 def status(
     *,
-    file: Path,
+    source: ClusterSource,
     node: str | None,
     external: bool,
     table: int,
@@ -344,7 +354,7 @@ def status(
     Exit 0 when every wanted route is installed as wanted, 1 otherwise (for monitoring).
     """
     result, notes, mode = _run(
-        file=file,
+        source=source,
         node=node,
         external=external,
         table=table,

@@ -1,5 +1,9 @@
 """``nosdn render``: the cluster's routes as files people use today (script, units, router
-and cloud configs). Parses, calls `nosdn.render`, prints or writes; no logic of its own."""
+and cloud configs). Parses, calls `nosdn.render`, prints or writes; no logic of its own.
+
+The cluster is the inventory's or the Node objects' (`nosdn.cli._common.source_options`): a
+network team renders its router's config from the live cluster, and doctor's fix for a node's
+CNI conflist is a render command that must work where there is no inventory."""
 
 from __future__ import annotations
 
@@ -9,7 +13,16 @@ from pathlib import Path, PurePosixPath
 
 import click
 
-from nosdn.cli._common import EXIT_FAILURE, FileOpt, command, err, fail, load, option
+from nosdn.cli._common import (
+    EXIT_FAILURE,
+    ClusterSource,
+    command,
+    err,
+    fail,
+    load_source,
+    option,
+    source_options,
+)
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Target
 from nosdn.render import FORMATS, RenderedFile, RenderOptions, join_files, render_files
 
@@ -63,7 +76,7 @@ def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
     help=_HELP,
     lists={"Formats (--format)": [(name, f.summary) for name, f in FORMATS.items()]},
 )
-@FileOpt
+@source_options()
 @option(
     "--format",
     "-F",
@@ -92,7 +105,7 @@ def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
 @option("--bridge", default="cni0", help="Pod bridge name (cni).")
 def render_cmd(
     *,
-    file: Path,
+    source: ClusterSource,
     fmt: str,
     node: str | None,
     external: bool,
@@ -105,7 +118,7 @@ def render_cmd(
 ) -> None:
     if node is not None and external:
         fail("choose at most one of --node NAME and --external")
-    cluster = load(file)
+    cluster = load_source(source)
     target = Target.for_node(node) if node is not None else EXTERNAL if external else None
     options = RenderOptions(
         target=target, protocol=protocol, table=table, interval=interval, mtu=mtu, bridge=bridge
