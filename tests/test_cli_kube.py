@@ -298,6 +298,13 @@ def test_graph_and_plan_options_read_the_api(api: Callable[..., Emulator]) -> No
             assert flag in shown.stdout, (cmd, flag)
 
 
+def test_cloud_tables_are_refused_from_the_api_before_any_read() -> None:
+    res = nosdn("plan", "--cloud", "aws", "--kube-server", f"http://127.0.0.1:{free_port()}")
+    assert res.exit_code == 2
+    assert "--cloud needs the inventory (-f FILE, with its clusterName)" in res.stderr
+    assert "nosdn controller --cloud aws --cluster-name NAME" in res.stderr
+
+
 # --- the shared option definitions ------------------------------------------------------------
 
 

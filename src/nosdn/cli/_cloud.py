@@ -8,6 +8,9 @@ the kernel, ``--aws-region`` for the cloud) are refused in the other mode rather
 when given on the command line: a cloud option set by the environment ($GOOGLE_CLOUD_PROJECT,
 which shells on GCE have) is no reason to refuse a kernel ``plan``.
 
+The nodes come from the inventory only: a cloud route table is found and named by the
+cluster's name, which Node objects do not carry; ``nosdn controller`` takes it as an option.
+
 The provider is built by `nosdn.backends.cloud.build_provider`, which ``nosdn controller
 --cloud`` uses too before calling `nosdn.backends.cloud.sync` once per pass.
 """
@@ -150,6 +153,15 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
         for k in _KERNEL_ONLY:
             if k in kw and ctx.get_parameter_source(k) is ParameterSource.COMMANDLINE:
                 fail(f"--{k} is for this host's kernel table; it does not apply with --cloud")
+        source = pop_source(kw)
+        if source.kind != "file":
+            # The Node objects carry no cluster name, and the name is what finds (AWS tags)
+            # and names (GCE) the routes: a guessed one could claim another cluster's table.
+            fail(
+                "--cloud needs the inventory (-f FILE, with its clusterName); for the cluster's "
+                "Node objects, the cloud route table is `nosdn controller --cloud "
+                f"{cloud_kw['cloud']} --cluster-name NAME`'s (--dry-run shows what it would do)"
+            )
         from nosdn.backends.cloud import CloudOptions
 
         opts = CloudOptions(
@@ -165,7 +177,7 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
         )
         run_cloud(
             opts,
-            source=pop_source(kw),
+            source=source,
             output=kw.get("output", Output.table),
             dry_run=always_dry_run or bool(kw.get("dry_run", False)),
             verbose=bool(kw.get("verbose", False)) or always_dry_run,
