@@ -391,6 +391,39 @@ def test_lookup_answers_decode_every_field(host: str) -> None:
     assert (v6.type, v6.oif, v6.gateway) == (nl.RTN_UNICAST, br0, None)
 
 
+@pytest.mark.parametrize("compat", ["0", "1"])
+def test_read_diff_is_the_diff_of_the_routes_read(host: str, compat: str) -> None:
+    """read_diff skips building routes that are exactly as wanted: the result must be the
+    diff of every route read, whatever the table holds (kept, changed, stale, doubled and
+    foreign routes, ECMP groups) and whatever is wanted (changes, ECMP, a prefix twice)."""
+    subprocess.run(
+        ["ip", "netns", "exec", host, "sysctl", "-qw", f"net.ipv4.nexthop_compat_mode={compat}"],
+        check=True,
+    )
+    c = cluster(*(node(i) for i in range(1, 7)), service_via=("n2", "n3"))
+    run(host, c, EXTERNAL)
+    # a second route of ours to n4's prefix (another metric), a foreign one to n5's
+    ip(host, "route", "add", "172.17.4.0/24", "via", "10.0.0.4", "metric", "9", "proto", "157")
+    ip(host, "route", "add", "172.17.5.0/24", "via", "10.0.0.5", "metric", "9", "proto", "4")
+    moved = cluster(
+        node(1), node(2, v4="10.0.0.22"), node(3), node(4), node(5), service_via=("n3", "n4")
+    )
+    with KernelBackend(netns=host) as b:
+        want = desired_routes(moved, EXTERNAL)
+        want.append(want[0])  # the same prefix wanted twice
+        for desired in (want, desired_routes(c, EXTERNAL), []):
+            got, owned = b.read_diff(desired)
+            found = b.routes()
+            assert got == diff(desired, found)
+            assert owned == sum(1 for r in found if r.owned)
+        assert len(got.remove) == owned  # nothing wanted: all ours goes
+        got, _ = b.read_diff(desired_routes(moved, EXTERNAL))
+        assert {str(ch.new.dst) for ch in got.change} >= {"172.17.2.0/24", "10.96.0.0/12"}
+        removed = [str(r.dst) for r in got.remove]
+        assert removed == ["172.17.4.0/24", "172.17.6.0/24", "fd17:0:0:6::/64"]  # 4: the extra
+        assert [str(k.wanted.dst) for k in got.conflicts] == ["172.17.5.0/24"]
+
+
 def test_watched_backend_reuses_lookups_until_told(host: str) -> None:
     """The agent's backend is watched: its monitor calls forget_lookups on link, address and
     route changes. Until then a lookup's answer stands; after it, it is asked again."""

@@ -17,11 +17,13 @@ The guard wraps any `Backend`, so `reconcile_once` stays unaware of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from nosdn.backends.base import ApplyResult, Backend
-from nosdn.model import Diff, InstalledRoute
+from nosdn.model import Diff, InstalledRoute, Route
+from nosdn.plan import diff
+from nosdn.reconcile import ReadsDiff
 
 log = logging.getLogger("nosdn.agent.safety")
 
@@ -104,6 +106,14 @@ class GuardedBackend:
         found = self.inner.routes()
         self._owned = sum(1 for r in found if r.owned)
         return found
+
+    def read_diff(self, desired: Sequence[Route]) -> tuple[Diff, int]:
+        inner = self.inner
+        if isinstance(inner, ReadsDiff):
+            d, self._owned = inner.read_diff(desired)
+        else:
+            d = diff(desired, self.routes())
+        return d, self._owned
 
     def apply(self, diff: Diff) -> ApplyResult:
         return self.inner.apply(self.guard.check(diff, self._owned))

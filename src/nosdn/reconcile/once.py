@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from nosdn.backends.base import ApplyResult, Backend, WriteError
 from nosdn.model import Cluster, Conflict, Diff, IPAddress, Route, Target
@@ -36,6 +36,16 @@ class AdjacencyInfo(Protocol):
 
 #: Given next hops, says for each whether it is on a directly connected network.
 AdjacencyCheck = Callable[[Sequence[IPAddress]], Mapping[IPAddress, AdjacencyInfo]]
+
+
+@runtime_checkable
+class ReadsDiff(Protocol):
+    """A backend that reads its table and diffs it in one go: ``read_diff(desired)`` returns
+    exactly ``plan.diff(desired, routes())``, read now, and how many routes of its own the
+    table holds, but may skip building objects for routes that are already as wanted (the
+    kernel backend; the agent runs a whole pass per node change)."""
+
+    def read_diff(self, desired: Sequence[Route]) -> tuple[Diff, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +166,10 @@ def reconcile_once(
         desired, offlink, skipped = drop_offlink(desired, adjacency)
         if offlink and strict:
             raise OffLinkError(offlink)
-    d = diff(desired, backend.routes())
+    if isinstance(backend, ReadsDiff):
+        d, _owned = backend.read_diff(desired)
+    else:
+        d = diff(desired, backend.routes())
     result = PassResult(target, desired, d, offlink, skipped)
     if not dry_run:
         result.applied = backend.apply(d)
