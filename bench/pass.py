@@ -158,6 +158,7 @@ def bench(n: int, changes: int, profile: bool) -> None:
             ("nexthop refs, all tables", timed(backend.nl.count_nexthop_refs)),
             ("routes()", timed(backend.routes)),
             ("diff", timed(lambda: diff(want, found))),
+            ("read_diff", timed(lambda: backend.read_diff(want))),
             ("routes() + no-op apply", timed(noop_apply)),
         ]
         backend.close()

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from itertools import compress
 
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.kernel import _netlink as nl
@@ -286,15 +287,19 @@ class KernelBackend:
             else:
                 index[k] = (i, w.via[0].packed)
         found, links = self._read()
-        seen: dict[tuple[bytes, int], int] = {}
-        for f in found:
-            fk = f.key
-            if fk is not None and fk in index:
-                seen[fk] = seen.get(fk, 0) + 1
-        kept: set[int] = set()
+        keys = [f.key for f in found if f.key is not None]
+        shared: set[tuple[bytes, int]] = set()
+        if len(set(keys)) != len(keys):  # some prefix has several routes: never a plain keep
+            seen: set[tuple[bytes, int]] = set()
+            for k in keys:
+                if k in seen:
+                    shared.add(k)
+                seen.add(k)
+        kept = [False] * len(desired)
         actual: list[InstalledRoute] = []
         owned = 0
         addrs: dict[bytes, tuple[IPAddress, str]] = {}
+        get = index.get
         for f in found:
             fk = f.key
             if fk is None:
@@ -302,16 +307,22 @@ class KernelBackend:
             if f.owned:
                 owned += 1
                 if f.gw is not None:
-                    hit = index.get(fk)
-                    if hit is not None and hit[1] == f.gw and seen[fk] == 1:
-                        kept.add(hit[0])
+                    hit = get(fk)
+                    if hit is not None and hit[1] == f.gw and fk not in shared:
+                        kept[hit[0]] = True
                         continue
             actual.append(self._route(f, links, addrs))
-        if not kept:
+        slow = [i for i, k in enumerate(kept) if not k]
+        if len(slow) == len(desired):
             return diff(desired, actual), owned
-        rest = diff([w for i, w in enumerate(desired) if i not in kept], actual)
-        slow_keeps = {id(w) for w in rest.keep}
-        keep = tuple(w for i, w in enumerate(desired) if i in kept or id(w) in slow_keeps)
+        rest = diff([desired[i] for i in slow], actual)
+        if rest.keep:  # back to their places in desired (one route may be wanted twice)
+            at: dict[int, list[int]] = {}
+            for i in reversed(slow):
+                at.setdefault(id(desired[i]), []).append(i)
+            for w in rest.keep:
+                kept[at[id(w)].pop()] = True
+        keep = tuple(compress(desired, kept))
         return Diff(rest.add, rest.change, rest.remove, keep, rest.conflicts), owned
 
     def _read(self) -> tuple[list[_Found], dict[int, str]]:
