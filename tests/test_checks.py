@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 import pytest
 
-from nosdn.checks import check_cluster
+from nosdn.checks import _every_problem, _plainly_sound, check_cluster
 from nosdn.inventory import parse_inventory
 from nosdn.ipam import allocate
+from nosdn.model import Cluster, Node
 from nosdn.problems import Problem
 
 
@@ -216,3 +220,60 @@ def test_overlap_sweep_finds_nested_subnets_far_apart_in_order() -> None:
     # against "wide"; no /24 outside it is
     assert overlapping == {f"n{i}" for i in range(16)}
     assert all("wide's podCIDRs 172.17.0.0/20" in p.message for p in problems)
+
+
+def _near_sound_clusters(count: int) -> Iterator[Cluster]:
+    """Sound IPv4 clusters, most with one or two things wrong: the edges of the quick proof."""
+    rng = random.Random(20240611)
+    a, n = ip_address, ip_network
+
+    def node(name: str, ip: str | None, *cidrs: str) -> Node:
+        return Node(name, (a(ip),) if ip else (), tuple(n(c) for c in cidrs))
+
+    wrong_names = ["Node", "a\n", "-a", "a..b", "a" * 254, "", "a_b", "b\nc", "node-1"]
+    wrong_ips = ["127.0.0.1", "0.0.0.0", "224.0.0.1", "239.255.255.255", "169.254.3.3"]
+    wrong_ips += ["240.0.0.1", "10.64.3.7", "10.96.0.1", "126.255.255.255", "10.0.0.2", "fd00::5"]
+    wrong_pods = ["10.64.1.0/24", "10.64.0.0/16", "10.64.1.128/25", "10.0.0.0/24", "10.65.0.0/24"]
+    wrong_pods += ["10.64.200.0/31", "8.0.0.0/7", "10.96.0.0/24", "fd64::/64", "10.64.250.0/23"]
+    wrong_pods += ["fd00::/24"]
+    for _ in range(count):
+        size = rng.choice([2, 3, 5, 40])
+        nodes = [
+            node(f"node-{i}", f"10.0.0.{i + 1}", *([f"10.64.{i}.0/24"] if i % 7 else []))
+            for i in range(size)
+        ]
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            i = rng.randrange(size)
+            old = nodes[i]
+            kind = rng.randrange(6)
+            if kind == 0:
+                nodes[i] = Node(rng.choice(wrong_names), old.ips, old.pod_cidrs)
+            elif kind == 1:
+                nodes[i] = Node(old.name, (a(rng.choice(wrong_ips)),), old.pod_cidrs)
+            elif kind == 2:
+                nodes[i] = Node(old.name, (*old.ips, a(rng.choice(["10.9.9.9", "fd00::9"]))))
+            elif kind == 3:
+                nodes[i] = Node(old.name, (), old.pod_cidrs)
+            elif kind == 4:
+                nodes[i] = Node(old.name, old.ips, (n(rng.choice(wrong_pods)),))
+            else:
+                nodes[i] = Node(old.name, old.ips, (*old.pod_cidrs, n("10.64.251.0/24")))
+        yield Cluster(
+            tuple(nodes),
+            cluster_cidrs=rng.choice(
+                [(), (n("10.64.0.0/16"),), (n("10.64.0.0/16"), n("fd00::/48")), (n("10.0.0.0/8"),)]
+            ),
+            service_cidrs=rng.choice([(), (n("10.96.0.0/12"),), (n("fd96::/108"),)]),
+            node_cidr_mask_size_v4=24 if rng.random() < 0.9 else rng.choice([8, 31]),
+            service_via=("node-1",) if rng.random() < 0.9 else rng.choice([(), ("nope",)]),
+        )
+
+
+def test_the_quick_proof_of_soundness_never_hides_a_problem() -> None:
+    """check_cluster answers [] without running the checks when bulk operations show the
+    cluster sound; on clusters at the edge of that proof it must agree with every check run."""
+    quick = 0
+    for cluster in _near_sound_clusters(3000):
+        assert check_cluster(cluster) == _every_problem(cluster)
+        quick += _plainly_sound(cluster)
+    assert quick > 300  # the proof is exercised, not only the fallback
