@@ -22,11 +22,14 @@ import gc
 import os
 import pstats
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,7 @@ def view_again(agent: Agent, cache: NodeCache) -> None:
 def bench(n: int, changes: int, profile: bool) -> None:
     ns = f"nosdn-pass-{secrets.token_hex(3)}"
     sh("ip", "netns", "add", ns)
+    work = tempfile.mkdtemp(prefix="nosdn-pass-")
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
@@ -86,9 +90,11 @@ def bench(n: int, changes: int, profile: bool) -> None:
         cache = NodeCache(self_name="node-0")
         cache.replace(node_object(f"node-{i}", [ip_of(i)], [cidr_of(i)]) for i in range(n))
         backend = KernelBackend(netns=ns, watched=True)
+        # as bench/agent.py runs it: a CNI conflist to keep, a cluster CIDR to check against
         cfg = AgentConfig(
             node_name="node-0",
-            cni_conf=None,
+            cni_conf=Path(work) / "10-nosdn.conflist",
+            cluster_cidrs=(ip_network("10.64.0.0/10"),),
             ip_forward=False,
             metrics_address=None,
             mtu=1500,
@@ -173,6 +179,7 @@ def bench(n: int, changes: int, profile: bool) -> None:
             pstats.Stats(prof).sort_stats("cumtime").print_stats(30)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
