@@ -454,7 +454,9 @@ class KernelBackend:
         self._other_refs = None
 
     def _lookup_many(self, gws: Iterable[bytes]) -> None:
-        missing = [g for g in dict.fromkeys(gws) if g not in self._lookups]
+        lookups = self._lookups
+        unique = dict.fromkeys(gws)
+        missing = [g for g in unique if g not in lookups] if lookups else list(unique)
         if missing:
             for g, res in zip(missing, self.nl.lookup(missing), strict=True):
                 self._lookups[g] = res
@@ -471,25 +473,37 @@ class KernelBackend:
         if not self.watched or self._stale:
             self._forget_now()
         verdicts = self._verdicts
-        known = verdicts.get
         out: dict[IPAddress, Adjacency] = {}
-        missing: list[IPAddress] = []
-        for gw in gateways:  # one hash per gateway and dict: they are hashed in Python
-            v = known(gw)
-            if v is None:
-                missing.append(gw)
+        if verdicts:
+            known = verdicts.get
+            missing: list[IPAddress] = []
+            for gw in gateways:  # one hash per gateway and dict: they are hashed in Python
+                v = known(gw)
+                if v is None:
+                    missing.append(gw)
+                else:
+                    out[gw] = v
+        else:
+            missing = list(gateways)
+        if not missing:
+            return out
+        packed = [g.packed for g in missing]
+        self._lookup_many(packed)
+        links = self.nl.links()
+        lookups = self._lookups
+        gw_objects = self._gw_objects
+        unicast = nl.RTN_UNICAST
+        keep = self.watched
+        for gw, pk in zip(missing, packed, strict=True):
+            gw_objects[pk] = gw
+            res = lookups[pk]
+            if res.gateway is None and res.type == unicast and not res.error:  # on-link
+                v = Adjacency(gw, True, links.get(res.oif) if res.oif else None)
             else:
-                out[gw] = v
-        if missing:
-            packed = [g.packed for g in missing]
-            self._lookup_many(packed)
-            links: dict[int, str] | None = None
-            for gw, pk in zip(missing, packed, strict=True):
-                self._gw_objects[pk] = gw
-                res = self._lookups[pk]
-                if res.oif and links is None:
-                    links = self.nl.links()
-                out[gw] = verdicts[gw] = self._verdict(gw, res, links)
+                v = self._verdict(gw, res, links)
+            out[gw] = v
+            if keep:
+                verdicts[gw] = v
         return out
 
     @staticmethod
