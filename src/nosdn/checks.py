@@ -350,6 +350,7 @@ _LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _NAMES = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\n)*{_LABEL}(?:\.{_LABEL})*")
 #: IPv4 ranges no next hop may lie in (`_no_next_hop`): unspecified, loopback, multicast,
 #: link-local.
+_NETWORK_ADDRESS = operator.attrgetter("network_address")
 _NO_NEXT_HOP_V4 = (
     (0, 0),
     (127 << 24, (128 << 24) - 1),
@@ -399,10 +400,8 @@ def _plainly_sound(cluster: Cluster) -> bool:
         lens = [c.prefixlen for c in pods]
         if min(lens) < MIN_PREFIX[4] or max(lens) > MAX_NODE_PREFIX[4]:
             return False
-        spans = sorted(
-            (lo, lo + (1 << (32 - n)) - 1)
-            for lo, n in zip(map(int, (c.network_address for c in pods)), lens, strict=True)
-        )
+        starts = map(int, map(_NETWORK_ADDRESS, pods))
+        spans = sorted((lo, lo + (1 << (32 - n)) - 1) for lo, n in zip(starts, lens, strict=True))
         los = [s[0] for s in spans]
         his = [s[1] for s in spans]
         # sorted by start, no span starts at or before the furthest end seen so far

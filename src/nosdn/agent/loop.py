@@ -160,7 +160,8 @@ class Agent:
 
         ``freeze_gc``: after the first pass, move everything alive (the Kubernetes client's
         modules, the node cache) out of the cyclic collector's reach (`gc.freeze`): a full
-        collection over them cost the daemon pauses of a hundred milliseconds and more."""
+        collection over them cost the daemon pauses of a hundred milliseconds and more. The
+        young generation is then collected less often (see below)."""
         frozen = not freeze_gc
         next_resync = time.monotonic()
         retry_at: float | None = None
@@ -185,6 +186,10 @@ class Agent:
             if not frozen and self.status.passes:
                 gc.collect()
                 gc.freeze()
+                # a pass allocates some 30,000 short-lived objects (at 5,000 nodes), freed by
+                # reference counting: collecting the young generation every 700 allocations
+                # only rescanned them, 1.5 ms a pass
+                gc.set_threshold(50_000, 20, 20)
                 frozen = True
             if ok:
                 self._retry = 0
@@ -206,20 +211,19 @@ class Agent:
         nodes: list[Node] = []
         me: Node | None = None
         without = 0
-        for info in snap.nodes:
-            if info.name == cfg.node_name:
-                me = info.node
-                problems.extend(info.problems)
-                nodes.append(info.node)
-                continue
+        mine = cfg.node_name
+        append = nodes.append
+        for info in snap.nodes:  # once per node change, over every node: kept lean
+            node = info.node
             if info.problems:
                 problems.extend(info.problems)
-            if not info.has_subnet:
+            if info.name == mine:
+                me = node
+                append(node)
+            elif not node.pod_cidrs:
                 without += 1
-                continue
-            if not info.node.ips:
-                continue
-            nodes.append(info.node)
+            elif node.ips:
+                append(node)
         cluster = Cluster(
             tuple(nodes),
             cluster_cidrs=cfg.cluster_cidrs,
