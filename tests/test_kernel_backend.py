@@ -18,6 +18,7 @@ import pytest
 from conftest import ip, requires_root
 from nosdn.backends.kernel import KernelBackend
 from nosdn.backends.kernel import _netlink as nl
+from nosdn.backends.kernel import backend as kernel_backend
 from nosdn.model import EXTERNAL, Cluster, Node, Target
 from nosdn.plan import desired_routes, diff
 from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
@@ -444,9 +445,14 @@ def test_watched_backend_reuses_lookups_until_told(host: str) -> None:
         assert fresh.adjacency([gw])[gw].on_link
 
 
-def test_watched_backend_counts_other_tables_until_told(host: str) -> None:
+@pytest.mark.parametrize("warm_after", [1, 10**9])
+def test_watched_backend_counts_other_tables_until_told(
+    host: str, warm_after: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A node's address change replaces its nexthop in place only when no other route uses
-    it. A watched backend counts other tables' routes once, and again after forget_lookups."""
+    it. A watched backend counts other tables' routes once (or right after a bulk write,
+    with the table read back), and again after forget_lookups."""
+    monkeypatch.setattr(kernel_backend, "_WARM_AFTER", warm_after)
     c = cluster(node(1, v6=False), node(2, v6=False), node(3, v6=False))
     n3_moved = cluster(node(1, v6=False), node(2, v6=False), node(3, v4="10.0.0.33", v6=False))
     moved = cluster(

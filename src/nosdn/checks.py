@@ -401,9 +401,15 @@ def _plainly_sound(cluster: Cluster) -> bool:
         if min(lens) < MIN_PREFIX[4] or max(lens) > MAX_NODE_PREFIX[4]:
             return False
         starts = map(int, map(_NETWORK_ADDRESS, pods))
-        spans = sorted((lo, lo + (1 << (32 - n)) - 1) for lo, n in zip(starts, lens, strict=True))
-        los = [s[0] for s in spans]
-        his = [s[1] for s in spans]
+        if min(lens) == max(lens):  # one size for all (the usual): no tuple per subnet
+            los = sorted(starts)
+            his = list(map(((1 << (32 - lens[0])) - 1).__add__, los))
+        else:
+            spans = sorted(
+                (lo, lo + (1 << (32 - n)) - 1) for lo, n in zip(starts, lens, strict=True)
+            )
+            los = [s[0] for s in spans]
+            his = [s[1] for s in spans]
         # sorted by start, no span starts at or before the furthest end seen so far
         if any(map(operator.le, los[1:], accumulate(his, max))):
             return False

@@ -66,6 +66,8 @@ _TYPE_NAMES = {
     nl.RTN_THROW: "throw",
 }
 _NO_NEXTHOPS = {errno.EOPNOTSUPP, errno.EINVAL, errno.EPROTONOSUPPORT}
+#: A watched backend reads its table back after a write of at least this many messages.
+_WARM_AFTER = 1000
 
 
 class NexthopsUnsupportedError(RuntimeError):
@@ -555,6 +557,14 @@ class KernelBackend:
             self._verify(diff, result)
         elif self.nexthops_supported:
             self._collect_garbage(snap, plan, failed, result)
+        if self.watched and len(plan.reqs) >= _WARM_AFTER:
+            # a bulk write (the first pass, say) left every route message new: read them now,
+            # so the next pass (one node changing) does not decode thousands of them first,
+            # nor count every table's routes before replacing a nexthop
+            self._read()
+            self._snap = None
+            if self.use_nexthops and self._other_refs is None:
+                self._other_refs = self.nl.count_nexthop_refs(exclude_table=self.table)
         return result
 
     def _all_refs(self) -> Counter[int]:
