@@ -201,3 +201,18 @@ def test_new_route_reuses_our_lowest_nexthop_for_its_gateway() -> None:
     )
     assert kinds(plan.reqs) == [(nl.RTM_NEWROUTE, NEW)]
     assert plan.moves == [(0, 0, 4)]
+
+
+def test_bulk_requests_are_the_message_builders_bytes() -> None:
+    """The bulk case is packed inline in plan_nexthops: byte for byte what the message
+    builders make (IPv4 inline, IPv6 through the builders), in both tables ranges."""
+    diff = Diff(add=(route("172.17.2.0/24", "10.0.0.2"), route("fd17::/64", "fd00::2")))
+    six = {**lookups("10.0.0.2"), ip_address("fd00::2").packed: ON_LINK}
+    for table in (254, 1000):
+        plan = plan_nexthops(diff, six, {}, lambda _ids: {}, table=table, protocol=157)
+        assert [p for _, _, p in plan.reqs] == [
+            nl.nexthop_msg(1, protocol=157, gateway=ip_address("10.0.0.2").packed, oif=3),
+            nl.nexthop_msg(2, protocol=157, gateway=ip_address("fd00::2").packed, oif=3),
+            nl.route_msg(ip_address("172.17.2.0").packed, 24, table=table, protocol=157, nh_id=1),
+            nl.route_msg(ip_address("fd17::").packed, 64, table=table, protocol=157, nh_id=2),
+        ]

@@ -539,30 +539,19 @@ class Netlink:
                 base = self.seq + 1
                 parts: list[bytes] = []
                 seq = base
+                append = parts.append
+                pack4 = _LOOKUP4.pack
                 for i in chunk:
                     d = dsts[i]
-                    n = len(d)
-                    parts.append(
-                        _LOOKUP[n].pack(
-                            36 if n == 4 else 48,
-                            RTM_GETROUTE,
-                            NLM_F_REQUEST,
-                            seq,
-                            0,
-                            _AF[n],
-                            n * 8,
-                            0,
-                            0,
-                            0,
-                            0,
-                            0,
-                            0,
-                            0,
-                            4 + n,
-                            RTA_DST,
-                            d,
-                        )
-                    )
+                    if len(d) == 4:  # only the sequence number and the address vary
+                        append(pack4(_LOOKUP4_HEAD, seq, _LOOKUP4_MID, d))
+                    else:
+                        append(
+                            _LOOKUP[16].pack(
+                                48, RTM_GETROUTE, NLM_F_REQUEST, seq, 0,
+                                socket.AF_INET6, 128, 0, 0, 0, 0, 0, 0, 0, 20, RTA_DST, d,
+                            )
+                        )  # fmt: skip
                     seq += 1
                 self.seq = seq - 1
                 self.sock.send(b"".join(parts))
@@ -599,9 +588,8 @@ class Netlink:
                         res = None
                         if length == _ON_LINK_V4_SIZE:  # the usual answer, in one unpack
                             v = _ON_LINK_V4.unpack_from(buf, off + 16)
-                            heads = v[9:11] + v[12:14] + v[15:17] + v[18:20] + v[21:23] + v[24:]
-                            if v[0] == AF_INET and heads == _ON_LINK_V4_HEADS:
-                                res = Lookup(0, v[7], v[17], None, v[20])
+                            if v[0] == AF_INET and v[2:5] + v[6:9:2] + v[9:] == _ON_LINK_HEADS:
+                                res = Lookup(0, v[1], v[5], None, v[7])
                         if res is None:
                             res = _parse_lookup(buf, off + 16, off + length)
                         results[chunk[k]] = res
@@ -811,10 +799,25 @@ def _parse_multipath(buf: bytes | memoryview, off: int, end: int) -> list[tuple[
 #: The kernel's answer to a lookup of a directly connected IPv4 address, as Linux lays it
 #: out: rtmsg, RTA_TABLE, RTA_DST, RTA_OIF, RTA_PREFSRC, RTA_UID, then RTA_CACHEINFO (36 bytes)
 #: and no RTA_GATEWAY. Decoded in one unpack; any other answer walks its attributes.
-_ON_LINK_V4 = struct.Struct("=BBBBBBBBI HHI HH4s HHI HH4s HHI HH")
+#: Each attribute's (length, type) read as one u32: family, type, then the heads of RTA_TABLE,
+#: RTA_DST and RTA_OIF, the interface, the heads of RTA_PREFSRC, the source, RTA_UID, and
+#: RTA_CACHEINFO.
+_ON_LINK_V4 = struct.Struct("=B6xB4x I4x I4x II I4s I4x I")
 _ON_LINK_V4_SIZE = 16 + _ON_LINK_V4.size + 32
-_ON_LINK_HEADS = ((8, RTA_TABLE), (8, RTA_DST), (8, RTA_OIF), (8, RTA_PREFSRC), (8, 25), (36, 12))
-_ON_LINK_V4_HEADS = tuple(x for head in _ON_LINK_HEADS for x in head)
+
+
+def _head(length: int, atype: int) -> int:
+    return int(_U32.unpack(_RTA.pack(length, atype))[0])
+
+
+_ON_LINK_HEADS = tuple(
+    _head(n, t)
+    for n, t in ((8, RTA_TABLE), (8, RTA_DST), (8, RTA_OIF), (8, RTA_PREFSRC), (8, 25), (36, 12))
+)
+#: A lookup request for an IPv4 address: constant bytes around its sequence number and address.
+_LOOKUP4 = struct.Struct("=8sI20s4s")
+_LOOKUP4_HEAD = struct.pack("=IHH", 36, RTM_GETROUTE, NLM_F_REQUEST)
+_LOOKUP4_MID = struct.pack("=IBBBBBBBBIHH", 0, socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0, 8, RTA_DST)
 
 
 def _parse_lookup(buf: bytes | memoryview, off: int, end: int) -> Lookup:

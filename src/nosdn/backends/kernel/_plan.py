@@ -16,6 +16,7 @@ import errno
 import os
 from collections.abc import Callable, Collection, Mapping
 from ipaddress import IPv4Address, IPv6Address
+from socket import AF_INET, AF_INET6
 
 from nosdn.backends.base import WriteError
 from nosdn.backends.kernel import _netlink as nl
@@ -301,6 +302,11 @@ def plan_nexthops(
     route_moves: list[tuple[int, int]] = []
     route_msg = nl.route_msg
     nexthop_msg = nl.nexthop_msg
+    # the bulk case (IPv4, a main-range table, no metric) packed here in one call each
+    pack_nh4 = nl._NEXTHOP[4].pack
+    pack_route = nl._ROUTE_NH
+    af = {4: AF_INET, 16: AF_INET6}
+    short_table = table < 256
     reqs, owner, dep = plan.reqs, plan.owner, plan.dep
     unicast = nl.RTN_UNICAST
     rtm_newroute = nl.RTM_NEWROUTE
@@ -323,13 +329,14 @@ def plan_nexthops(
                     got = by_gw[gw] = next_id
                     next_id += 1
                     created[got] = len(reqs)
-                    reqs.append(
-                        (
-                            rtm_newnh,
-                            _NEW,
-                            nexthop_msg(got, protocol=protocol, gateway=gw, oif=res.oif),
-                        )
-                    )
+                    if len(gw) == 4:
+                        msg = pack_nh4(
+                            AF_INET, 0, protocol, 0, 0,
+                            8, nl.NHA_ID, got, 8, nl.NHA_GATEWAY, gw, 8, nl.NHA_OIF, res.oif,
+                        )  # fmt: skip
+                    else:
+                        msg = nexthop_msg(got, protocol=protocol, gateway=gw, oif=res.oif)
+                    reqs.append((rtm_newnh, _NEW, msg))
                     owner.append(w)
                     dep.append(_NONE)
                     want = got
@@ -353,20 +360,18 @@ def plan_nexthops(
         if old_nh == want:
             continue  # its nexthop was replaced in place: already right
         dst = route.dst
-        route_reqs.append(
-            (
-                rtm_newroute,
-                _NEW if old is None else _REPLACE,
-                route_msg(
-                    dst.network_address.packed,
-                    dst.prefixlen,
-                    table=table,
-                    protocol=protocol,
-                    priority=metric,
-                    nh_id=want,
-                ),
+        raw = dst.network_address.packed
+        if short_table and not metric:
+            n = len(raw)
+            msg = pack_route[n].pack(
+                af[n], dst.prefixlen, 0, 0, table, protocol, 0, unicast, 0,
+                4 + n, nl.RTA_DST, raw, 8, nl.RTA_NH_ID, want,
+            )  # fmt: skip
+        else:
+            msg = route_msg(
+                raw, dst.prefixlen, table=table, protocol=protocol, priority=metric, nh_id=want
             )
-        )
+        route_reqs.append((rtm_newroute, _NEW if old is None else _REPLACE, msg))
         route_owner.append(w)
         route_dep.append(d)
         route_moves.append((old_nh, want))
