@@ -498,6 +498,7 @@ def run(args: argparse.Namespace) -> None:
             "emulator PATCH round trip (inside the change figures): "
             f"p50 {ms(statistics.median(rtt))}"
         )
+        print(f"change -> kernel, slowest five: {', '.join(ms(x) for x in lat[-5:])}")
         print(
             f"the agent's own passes during the changes: {passes:.0f}, "
             f"{ms(pass_mean)} each on average (nosdn_reconcile_duration_seconds)"
