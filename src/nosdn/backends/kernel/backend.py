@@ -248,14 +248,14 @@ class KernelBackend:
         found = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
         self._nh_first = None
         memo = self._nh_memo
-        fresh: dict[bytes, nl.NexthopMsg] = {}
         table: dict[int, nl.NexthopMsg] = {}
         for p in found:
             nh = memo.get(p)
             if nh is None:
-                nh = nl.parse_nexthop(p)
-            fresh[p] = table[nh.id] = nh
-        self._nh_memo = fresh
+                nh = memo[p] = nl.parse_nexthop(p)
+            table[nh.id] = nh
+        if len(memo) > len(found) + 64 + len(found) // 4:  # drop what is gone
+            self._nh_memo = {p: memo[p] for p in found}
         return table
 
     def routes(self) -> list[InstalledRoute]:
@@ -336,19 +336,18 @@ class KernelBackend:
             self._memo_links = links
         nhs = self._nexthop_table()
         memo = self._memo
-        fresh: dict[bytes, _Found] = {}
+        payloads = self.nl.route_payloads(AF4, self.table) + self.nl.route_payloads(AF6, self.table)
         found: list[_Found] = []
         nh_ids: list[int] = []
-        for fam in (AF4, AF6):
-            for p in self.nl.route_payloads(fam, self.table):
-                f = memo.get(p)
-                if f is None or (f.nh is not None and nhs.get(f.nh_id) is not f.nh):
-                    f = self._scan(p, nhs)
-                fresh[p] = f
-                found.append(f)
-                if f.nh_id:
-                    nh_ids.append(f.nh_id)
-        self._memo = fresh
+        for p in payloads:
+            f = memo.get(p)
+            if f is None or (f.nh is not None and nhs.get(f.nh_id) is not f.nh):
+                f = memo[p] = self._scan(p, nhs)
+            found.append(f)
+            if f.nh_id:
+                nh_ids.append(f.nh_id)
+        if len(memo) > len(payloads) + 64 + len(payloads) // 4:  # drop what is gone
+            self._memo = dict(zip(payloads, found, strict=True))
         self._snap = _Snapshot(links, nhs, Counter(nh_ids))
         return found, links
 
@@ -369,6 +368,8 @@ class KernelBackend:
         key = (r.dst or bytes(4 if r.family == AF4 else 16), r.dst_len)
         if nh_id and (nh is None or nh.group):
             nh = _UNCACHED  # group members may change under the same message
+        elif r.gateway is not None:
+            nh = None  # the message names the gateway (nexthop_compat_mode): it changes with it
         gw = gws[0] if owned and len(gws) == 1 else None
         return _Found(r, key, owned, gws, gw, nh_id, nh)
 
