@@ -16,6 +16,13 @@ table (ours or anyone's) refers to it, because deleting a nexthop deletes its ro
 
 Every write is batched through :mod:`._netlink` and every error is matched to its route and
 node; when the kernel drops replies (ENOBUFS) the table is re-read to find what did not happen.
+
+Reading is the agent's hot path: events only nudge, and every pass reads the whole table and
+diffs it (5,000 routes per node change). So what is decoded from each route and nexthop message
+is kept and reused while the message comes back byte for byte; `read_diff` builds nothing for
+a route that is already as wanted; and a ``watched`` backend (the agent's, whose netlink monitor
+reports every change that matters) keeps next-hop lookups and other tables' use of our nexthops
+between passes. The table itself is still read in full every time.
 """
 
 from __future__ import annotations
