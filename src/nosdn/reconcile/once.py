@@ -8,6 +8,9 @@ so the kernel backend, cloud backends and the future agent loop all run through 
 Off-link next hops are dropped *before* diffing: a host route to a node that is not on a
 directly connected network would silently go through some gateway, which is never what the
 operator meant. They are reported (or, with ``strict``, refused before anything is written).
+
+A backend that can read and diff in one go (`ReadsDiff`: the kernel backend) does so; the
+result is by contract ``plan.diff`` of everything it read, only cheaper to get.
 """
 
 from __future__ import annotations
