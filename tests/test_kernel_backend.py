@@ -374,6 +374,12 @@ def test_common_route_layouts_decode_like_any_route(host: str, compat: str) -> N
     for p, r in common:
         if r is not None:
             assert r == nl._parse_any(p)
+    # nexthops: IPv4 ones in one unpack, the others walked
+    with nl.Netlink(host) as n:
+        nexthops = n.nexthop_payloads()
+    assert len(nexthops) == 4
+    assert [nl.parse_nexthop(p) for p in nexthops] == [nl._parse_any_nexthop(p) for p in nexthops]
+    assert sum(len(p) == nl._NH_V4.size for p in nexthops) == 2
 
 
 def test_lookup_answers_decode_every_field(host: str) -> None:

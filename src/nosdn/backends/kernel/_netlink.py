@@ -748,8 +748,22 @@ def _parse_any(p: bytes) -> RouteMsg | None:
     return r
 
 
+#: An IPv4 nexthop as the kernel dumps it (nhmsg, NHA_ID, NHA_OIF, NHA_GATEWAY), each
+#: attribute's (length, type) read as one u32: decoded in one unpack.
+_NH_V4 = struct.Struct("=BxBxI II II I4s")
+
+
 def parse_nexthop(p: bytes) -> NexthopMsg:
     """One nexthop message (see `Netlink.nexthop_payloads`)."""
+    if len(p) == _NH_V4.size:
+        fam, proto, _f, h_id, nh_id, h_oif, oif, h_gw, gw = _NH_V4.unpack(p)
+        if fam == AF_INET and (h_id, h_oif, h_gw) == _NH_V4_HEADS:
+            return NexthopMsg(nh_id, fam, proto, gw, oif)
+    return _parse_any_nexthop(p)
+
+
+def _parse_any_nexthop(p: bytes) -> NexthopMsg:
+    """`parse_nexthop` for any layout: walks the attributes."""
     fam, _scope, proto, _r, _f = _NHMSG.unpack_from(p, 0)
     nh = NexthopMsg(0, fam, proto)
     a = 8
@@ -810,6 +824,7 @@ def _head(length: int, atype: int) -> int:
     return int(_U32.unpack(_RTA.pack(length, atype))[0])
 
 
+_NH_V4_HEADS = (_head(8, NHA_ID), _head(8, NHA_OIF), _head(8, NHA_GATEWAY))
 _ON_LINK_HEADS = tuple(
     _head(n, t)
     for n, t in ((8, RTA_TABLE), (8, RTA_DST), (8, RTA_OIF), (8, RTA_PREFSRC), (8, 25), (36, 12))
