@@ -46,6 +46,7 @@ from nosdn.agent.events import EventRecorder
 from nosdn.agent.forwarding import ensure_forwarding
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.safety import DeletionGuard, GuardedBackend
+from nosdn.agent.schedule import Nudger, run_passes
 from nosdn.backends.base import Backend
 from nosdn.checks import check_cluster
 from nosdn.model import Cluster, IPAddress, IPNetwork, Node, Target
@@ -58,26 +59,6 @@ log = logging.getLogger("nosdn.agent")
 #: Local addresses with the interface holding each (for the pods' MTU).
 LocalAddresses = Callable[[], Sequence[tuple[IPAddress, str]]]
 FALLBACK_MTU = 1500
-
-
-class Nudger:
-    """Coalesces wake-up reasons from any thread into the loop's next pass."""
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._reasons: set[str] = set()
-
-    def nudge(self, reason: str) -> None:
-        with self._cv:
-            self._reasons.add(reason)
-            self._cv.notify()
-
-    def wait(self, timeout: float) -> set[str]:
-        with self._cv:
-            if not self._reasons and timeout > 0:
-                self._cv.wait(timeout)
-            reasons, self._reasons = self._reasons, set()
-            return reasons
 
 
 @dataclass(slots=True)
@@ -140,7 +121,6 @@ class Agent:
         self._view: ClusterView | None = None
         self._mtu: int | None = cfg.mtu
         self._reported_problems: set[str] = set()
-        self._retry = 0
         self._stop = threading.Event()
         self._egress_key: tuple[int, bool] | None = None
         self._egress_script: str | None = None
@@ -163,26 +143,9 @@ class Agent:
         collection over them cost the daemon pauses of a hundred milliseconds and more. The
         young generation is then collected less often (see below)."""
         frozen = not freeze_gc
-        next_resync = time.monotonic()
-        retry_at: float | None = None
-        while not self._stop.is_set():
-            now = time.monotonic()
-            deadline = next_resync if retry_at is None else min(next_resync, retry_at)
-            reasons = self.nudger.wait(max(0.0, deadline - now))
-            if self._stop.is_set():
-                break
-            now = time.monotonic()
-            self.status.heartbeat = now
-            full = now >= next_resync
-            if full:
-                reasons.add("resync")
-                next_resync = now + self.cfg.resync
-            if retry_at is not None and now >= retry_at:
-                reasons.add("retry")
-                retry_at = None
-            if not reasons:
-                continue
-            ok = self.run_pass(reasons, full=full)
+
+        def after_pass() -> None:
+            nonlocal frozen
             if not frozen and self.status.passes:
                 gc.collect()
                 gc.freeze()
@@ -191,13 +154,18 @@ class Agent:
                 # only rescanned them, 1.5 ms a pass
                 gc.set_threshold(50_000, 20, 20)
                 frozen = True
-            if ok:
-                self._retry = 0
-                retry_at = None
-            else:
-                delay = min(self.cfg.resync, 0.5 * 2 ** min(self._retry, 10))
-                self._retry += 1
-                retry_at = time.monotonic() + delay
+
+        def heartbeat(now: float) -> None:
+            self.status.heartbeat = now
+
+        run_passes(
+            stop=self._stop,
+            nudger=self.nudger,
+            resync=self.cfg.resync,
+            run_pass=lambda reasons, full: self.run_pass(reasons, full=full),
+            heartbeat=heartbeat,
+            after_pass=after_pass,
+        )
         log.info("agent stopped; routes are left in place")
 
     # --- building the cluster -------------------------------------------------------------

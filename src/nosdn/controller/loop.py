@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 from nosdn.agent.condition import NodeConditions
 from nosdn.agent.events import EventRecorder, Involved
-from nosdn.agent.loop import Nudger
 from nosdn.agent.safety import DeletionGuard
+from nosdn.agent.schedule import Nudger, run_passes
 from nosdn.backends.cloud import CloudError, CloudPass, CloudProvider, sync
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.gate import GatedProvider, NotLeadingError
@@ -91,7 +91,6 @@ class Controller:
         self.status = Status()
         self._view: ClusterView | None = None
         self._reported: set[str] = set()
-        self._retry = 0
         self._last_refused = 0
         self._stop = threading.Event()
 
@@ -110,32 +109,17 @@ class Controller:
 
     def run(self) -> None:
         """Run passes until `stop`. Leaves every route in place when it returns."""
-        next_resync = time.monotonic()
-        retry_at: float | None = None
-        while not self._stop.is_set():
-            now = time.monotonic()
-            deadline = next_resync if retry_at is None else min(next_resync, retry_at)
-            reasons = self.nudger.wait(max(0.0, deadline - now))
-            if self._stop.is_set():
-                break
-            now = time.monotonic()
+
+        def heartbeat(now: float) -> None:
             self.status.heartbeat = now
-            full = now >= next_resync
-            if full:
-                reasons.add("resync")
-                next_resync = now + self.cfg.resync
-            if retry_at is not None and now >= retry_at:
-                reasons.add("retry")
-                retry_at = None
-            if not reasons:
-                continue
-            if self.run_pass(reasons, full=full):
-                self._retry = 0
-                retry_at = None
-            else:
-                delay = min(self.cfg.resync, 0.5 * 2 ** min(self._retry, 10))
-                self._retry += 1
-                retry_at = time.monotonic() + delay
+
+        run_passes(
+            stop=self._stop,
+            nudger=self.nudger,
+            resync=self.cfg.resync,
+            run_pass=lambda reasons, full: self.run_pass(reasons, full=full),
+            heartbeat=heartbeat,
+        )
         log.info("controller stopped; routes are left in place")
 
     # --- one pass -------------------------------------------------------------------------
