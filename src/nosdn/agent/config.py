@@ -82,17 +82,28 @@ class AgentConfig:
             )
         if self.mtu is not None and not 68 <= self.mtu <= 65535:
             raise ConfigError(f"--mtu {self.mtu}: use 68..65535 (1280+ with IPv6), e.g. 1500")
-        if self.metrics_address is not None:
-            _host, sep, port = self.metrics_address.rpartition(":")
-            if not sep or not port.isdigit() or int(port) > 65535:
-                raise ConfigError(
-                    f"--metrics-address {self.metrics_address!r}: use HOST:PORT, "
-                    f"e.g. 0.0.0.0:{DEFAULT_METRICS_PORT} (or --metrics-address '' to disable)"
-                )
+        check_metrics_address(self.metrics_address, DEFAULT_METRICS_PORT)
 
     @property
     def metrics_host_port(self) -> tuple[str, int] | None:
-        if not self.metrics_address:
-            return None
-        host, _, port = self.metrics_address.rpartition(":")
-        return host.strip("[]") or "0.0.0.0", int(port)
+        return metrics_host_port(self.metrics_address)
+
+
+def check_metrics_address(address: str | None, default_port: int) -> None:
+    """Refuse a ``--metrics-address`` that is not HOST:PORT (None or '' turn the server off)."""
+    if address is None:
+        return
+    _host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(
+            f"--metrics-address {address!r}: use HOST:PORT, "
+            f"e.g. 0.0.0.0:{default_port} (or --metrics-address '' to disable)"
+        )
+
+
+def metrics_host_port(address: str | None) -> tuple[str, int] | None:
+    """Where the metrics server listens, from a checked ``--metrics-address`` (None: off)."""
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)

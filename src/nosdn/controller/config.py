@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nosdn.agent.config import CONTROLLER_LEASE, CONTROLLER_METRICS_PORT, ConfigError
+from nosdn.agent.config import (
+    CONTROLLER_LEASE,
+    CONTROLLER_METRICS_PORT,
+    ConfigError,
+    check_metrics_address,
+    metrics_host_port,
+)
 from nosdn.backends.cloud import CloudOptions
 from nosdn.model import IPNetwork
 from nosdn.sources.nodes import AddressPolicy
@@ -71,17 +77,8 @@ class ControllerConfig:
                 f"--lease-duration (got {self.retry_period:g}, {self.renew_deadline:g}, "
                 f"{self.lease_duration:g}), e.g. 2, 10, 15"
             )
-        if self.metrics_address is not None:
-            _host, sep, port = self.metrics_address.rpartition(":")
-            if not sep or not port.isdigit() or int(port) > 65535:
-                raise ConfigError(
-                    f"--metrics-address {self.metrics_address!r}: use HOST:PORT, "
-                    f"e.g. 0.0.0.0:{DEFAULT_METRICS_PORT} (or --metrics-address '' to disable)"
-                )
+        check_metrics_address(self.metrics_address, DEFAULT_METRICS_PORT)
 
     @property
     def metrics_host_port(self) -> tuple[str, int] | None:
-        if not self.metrics_address:
-            return None
-        host, _, port = self.metrics_address.rpartition(":")
-        return host.strip("[]") or "0.0.0.0", int(port)
+        return metrics_host_port(self.metrics_address)
