@@ -31,7 +31,7 @@ import os
 import socket
 import struct
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -318,55 +318,11 @@ class Netlink:
                 if e.errno != errno.ENOBUFS:
                     raise
 
-    def _dump(self, mtype: int, payload: bytes) -> Iterator[tuple[int, bytes, int, int]]:
-        """Yield (type, buffer, offset of payload, end) for every message of a dump.
-
-        Retries the whole dump when the kernel flags it as interrupted by a concurrent change.
-        """
-        for _attempt in range(5):
-            self.seq += 1
-            seq = self.seq
-            msg = _HDR.pack(16 + len(payload), mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-            self.sock.send(msg + payload)
-            out: list[tuple[int, bytes, int, int]] = []
-            intr = False
-            done = False
-            while not done:
-                try:
-                    buf = bytes(self._recv())
-                except OSError as e:
-                    if e.errno != errno.ENOBUFS:
-                        raise
-                    intr = True  # part of the dump was dropped: read it all again
-                    self._drain()
-                    break
-                off = 0
-                n = len(buf)
-                while off + 16 <= n:
-                    length, t, flags, s, _pid = _HDR.unpack_from(buf, off)
-                    if length < 16:
-                        break
-                    if s != seq:
-                        off += (length + 3) & ~3
-                        continue
-                    if flags & NLM_F_DUMP_INTR:
-                        intr = True
-                    if t == NLMSG_DONE:
-                        done = True
-                        break
-                    if t == NLMSG_ERROR:
-                        code, text = self._error(memoryview(buf), off, flags, length)
-                        raise NetlinkError(code, text or os.strerror(code))
-                    out.append((t, buf, off + 16, off + length))
-                    off += (length + 3) & ~3
-            if not intr:
-                yield from out
-                return
-        raise NetlinkError(errno.EINTR, "dump kept being interrupted by concurrent changes")
-
     def _payloads(self, mtype: int, req: bytes, want: int) -> list[bytes]:
-        """The payloads of the ``want`` messages of a dump: `_dump` without a tuple and a
-        generator step per message (a pass of the agent reads ~10,000 of them)."""
+        """The payloads (no netlink header) of the ``want`` messages of a dump, read again in
+        full if the kernel says it was interrupted or replies were dropped (ENOBUFS). A list
+        of byte strings, no tuple or generator step per message: a pass of the agent reads
+        ~10,000 of them."""
         unpack = _HDR.unpack_from
         for _attempt in range(5):
             self.seq += 1
@@ -486,12 +442,11 @@ class Netlink:
     def addresses(self) -> list[AddrMsg]:
         """Every address on every interface (IPv4 and IPv6)."""
         out: list[AddrMsg] = []
-        for t, buf, off, end in self._dump(RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, 0)):
-            if t != RTM_NEWADDR:
-                continue
-            fam, plen, _fl, scope, index = _IFADDRMSG.unpack_from(buf, off)
+        for buf in self._payloads(RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, 0), RTM_NEWADDR):
+            end = len(buf)
+            fam, plen, _fl, scope, index = _IFADDRMSG.unpack_from(buf, 0)
             local = address = None
-            a = off + 8
+            a = 8
             while a + 4 <= end:
                 alen, atype = _RTA.unpack_from(buf, a)
                 if alen < 4:
@@ -509,11 +464,10 @@ class Netlink:
     def links(self) -> dict[int, str]:
         """Interface index -> name (in this socket's namespace, unlike if_indextoname)."""
         out: dict[int, str] = {}
-        for t, buf, off, end in self._dump(RTM_GETLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0)):
-            if t != RTM_NEWLINK:
-                continue
-            index = _IFINFOMSG.unpack_from(buf, off)[2]
-            a = off + 16
+        for buf in self._payloads(RTM_GETLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0), RTM_NEWLINK):
+            end = len(buf)
+            index = _IFINFOMSG.unpack_from(buf, 0)[2]
+            a = 16
             while a + 4 <= end:
                 alen, atype = _RTA.unpack_from(buf, a)
                 if alen < 4:
