@@ -66,6 +66,8 @@ RTM_GETADDR = 22
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25
 RTM_GETROUTE = 26
+RTM_NEWRULE = 32
+RTM_GETRULE = 34
 RTM_NEWNEXTHOP = 104
 RTM_DELNEXTHOP = 105
 RTM_GETNEXTHOP = 106
@@ -428,6 +430,10 @@ class Netlink:
                 if nh_id and table != exclude_table:
                     refs[nh_id] += 1
         return refs
+
+    def rule_payloads(self, family: int) -> list[bytes]:
+        """The raw messages (fib_rule_hdr and attributes) of a policy-rule dump (``ip rule``)."""
+        return self._payloads(RTM_GETRULE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), RTM_NEWRULE)
 
     def nexthop_payloads(self) -> list[bytes]:
         """The raw messages of a nexthop dump (see `route_payloads`). Raises NetlinkError

@@ -38,6 +38,7 @@ from itertools import compress
 
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.kernel import _netlink as nl
+from nosdn.backends.kernel._adjacent import default_rules, shared_lookups
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
 from nosdn.model import (
@@ -54,6 +55,9 @@ from nosdn.plan import diff
 AF4 = socket.AF_INET
 AF6 = socket.AF_INET6
 MAIN_TABLE = 254
+LOCAL_TABLE = 255
+#: From this many next hops to look up, those on one connected network share a lookup.
+_SHARE_FROM = 64
 
 #: Route types that share the unicast key space: a prefix routed by any of them is taken.
 _RELEVANT_TYPES = {
@@ -89,7 +93,6 @@ class Adjacency:
     why there is no way at all); a host route through it would silently take that detour.
     """
 
-    gateway: IPAddress
     on_link: bool
     dev: str | None = None
     via: IPAddress | None = None
@@ -467,9 +470,34 @@ class KernelBackend:
         lookups = self._lookups
         unique = dict.fromkeys(gws)
         missing = [g for g in unique if g not in lookups] if lookups else list(unique)
-        if missing:
-            for g, res in zip(missing, self.nl.lookup(missing), strict=True):
-                self._lookups[g] = res
+        if not missing:
+            return
+        follow = self._shared_lookups(missing) if len(missing) >= _SHARE_FROM else {}
+        ask = [g for g in missing if g not in follow] if follow else missing
+        for g, res in zip(ask, self.nl.lookup(ask), strict=True):
+            lookups[g] = res
+        again: list[bytes] = []
+        unicast = nl.RTN_UNICAST
+        for g, rep in follow.items():
+            res = lookups[rep]
+            if res.gateway is None and res.type == unicast and not res.error:  # on-link
+                lookups[g] = res
+            else:
+                again.append(g)
+        for g, res in zip(again, self.nl.lookup(again), strict=True):
+            lookups[g] = res
+
+    def _shared_lookups(self, gws: list[bytes]) -> dict[bytes, bytes]:
+        """Gateways whose lookup another one's answers (`_adjacent`): follower -> leader."""
+        out: dict[bytes, bytes] = {}
+        for family, width in ((AF4, 4), (AF6, 16)):
+            mine = [g for g in gws if len(g) == width]
+            if len(mine) < _SHARE_FROM or not default_rules(self.nl.rule_payloads(family)):
+                continue
+            main = self.nl.route_payloads(family, MAIN_TABLE)
+            local = self.nl.route_payloads(family, LOCAL_TABLE)
+            out.update(shared_lookups(mine, main, local))
+        return out
 
     def adjacency(self, gateways: Sequence[IPAddress]) -> dict[IPAddress, Adjacency]:
         """For each gateway: is it on a directly connected network (a route lookup finds no
@@ -504,31 +532,36 @@ class KernelBackend:
         gw_objects = self._gw_objects
         unicast = nl.RTN_UNICAST
         keep = self.watched
+        on_link: dict[int, Adjacency] = {}  # one verdict object per device, shared
         for gw, pk in zip(missing, packed, strict=True):
             gw_objects[pk] = gw
             res = lookups[pk]
             if res.gateway is None and res.type == unicast and not res.error:  # on-link
-                v = Adjacency(gw, True, links.get(res.oif) if res.oif else None)
+                shared = on_link.get(res.oif)
+                if shared is None:
+                    dev = links.get(res.oif) if res.oif else None
+                    shared = on_link[res.oif] = Adjacency(True, dev)
+                v = shared
             else:
-                v = self._verdict(gw, res, links)
+                v = self._verdict(res, links)
             out[gw] = v
             if keep:
                 verdicts[gw] = v
         return out
 
     @staticmethod
-    def _verdict(gw: IPAddress, res: nl.Lookup, links: dict[int, str] | None) -> Adjacency:
+    def _verdict(res: nl.Lookup, links: dict[int, str] | None) -> Adjacency:
         dev = (links or {}).get(res.oif) if res.oif else None
         if res.error:
-            return Adjacency(gw, False, error=f"no route to it ({os.strerror(res.error)})")
+            return Adjacency(False, error=f"no route to it ({os.strerror(res.error)})")
         if res.type == nl.RTN_LOCAL:
-            return Adjacency(gw, False, dev, error="it is an address of this host")
+            return Adjacency(False, dev, error="it is an address of this host")
         if res.type != nl.RTN_UNICAST:
             kind = _TYPE_NAMES.get(res.type, str(res.type))
-            return Adjacency(gw, False, dev, error=f"the kernel has a {kind} route for it")
+            return Adjacency(False, dev, error=f"the kernel has a {kind} route for it")
         if res.gateway:
-            return Adjacency(gw, False, dev, via=_to_addr(res.gateway))
-        return Adjacency(gw, True, dev)
+            return Adjacency(False, dev, via=_to_addr(res.gateway))
+        return Adjacency(True, dev)
 
     # --- writing ---------------------------------------------------------------------------
     def apply(self, diff: Diff) -> ApplyResult:

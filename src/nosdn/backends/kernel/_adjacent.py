@@ -1,0 +1,170 @@
+"""Which next hops can share one kernel route lookup.
+
+Why: the adjacency check asks the kernel ``ip route get`` for every peer's address, and at
+10,000 peers those lookups were a sixth of a whole ``nosdn apply`` (~50 ms), although nearly
+every peer sits on one connected network and gets the same answer.
+
+When the policy rules are the kernel's defaults (``lookup local``, ``lookup main``, ``lookup
+default``: nothing else, no selectors), the kernel answers a lookup from the longest prefix
+matching the address, in the local table first, then in main. So two addresses whose longest
+match in main is the same plain connected route, and that no local-table route covers, get
+the same answer. Here "plain connected" means: unicast, tos 0, no gateway, no
+multipath, no nexthop object, and the only route of its prefix in main. For each such route
+one address (the representative) is looked up; the others follow it, but only if its answer
+is "on-link" (the caller checks). An address under a more specific route of main (of any
+type, ours included) or under any local-table route, and every address when the rules are
+not the defaults, is looked up on its own, as before. Sharing is always a subset of what a
+lookup each would say; it never guesses.
+
+What this does not see: per-destination exceptions the kernel caches (PMTU, redirects). A
+redirect never names a gateway for an address on a connected network, and PMTU does not
+change the next hop, so neither changes an on-link verdict.
+
+Pure functions over raw netlink payloads (no I/O): the backend does the dumps.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+
+from nosdn.backends.kernel import _netlink as nl
+
+RTM_F_CLONED = nl.RTM_F_CLONED
+FR_ACT_TO_TBL = 1
+FRA_PRIORITY = 6
+FRA_SUPPRESS_IFGROUP = 13
+FRA_SUPPRESS_PREFIXLEN = 14
+FRA_TABLE = 15
+FRA_PROTOCOL = 21
+#: (priority, table) of the kernel's own rules; IPv6 has no ``lookup default`` rule.
+_DEFAULT_RULES = {(0, 255), (32766, 254), (32767, 253)}
+_NEEDED_RULES = {(0, 255), (32766, 254)}
+_FIB_RULE_HDR = struct.Struct("=BBBBBBBBI")
+_RTA = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+#: The attribute head the kernel writes before a route's destination (second attribute,
+#: after RTA_TABLE): length 8 (IPv4) or 20 (IPv6), type RTA_DST.
+_DST_HEAD = {4: struct.pack("=HH", 8, nl.RTA_DST), 16: struct.pack("=HH", 20, nl.RTA_DST)}
+
+
+def default_rules(payloads: Iterable[bytes]) -> bool:
+    """Whether a rule dump holds the kernel's default rules and nothing else."""
+    seen: set[tuple[int, int]] = set()
+    for p in payloads:
+        _fam, dst_len, src_len, tos, table, _r1, _r2, action, flags = _FIB_RULE_HDR.unpack_from(p)
+        if dst_len or src_len or tos or flags or action != FR_ACT_TO_TBL:
+            return False
+        prio = 0
+        a = _FIB_RULE_HDR.size
+        while a + 4 <= len(p):
+            alen, atype = _RTA.unpack_from(p, a)
+            if alen < 4:
+                break
+            atype &= 0x3FFF
+            if atype == FRA_TABLE:
+                table = _U32.unpack_from(p, a + 4)[0]
+            elif atype == FRA_PRIORITY:
+                prio = _U32.unpack_from(p, a + 4)[0]
+            elif atype in (FRA_SUPPRESS_PREFIXLEN, FRA_SUPPRESS_IFGROUP):
+                if _U32.unpack_from(p, a + 4)[0] != 0xFFFFFFFF:  # -1: not set
+                    return False
+            elif atype != FRA_PROTOCOL:  # any selector (iif, fwmark, l3mdev, ...) or goto
+                return False
+            a += (alen + 3) & ~3
+        if (prio, table) not in _DEFAULT_RULES or (prio, table) in seen:
+            return False
+        seen.add((prio, table))
+    return seen >= _NEEDED_RULES
+
+
+def _prefix(p: bytes, width: int) -> tuple[int, int] | None:
+    """(network as int, prefix length) of a route message; None for a cached clone."""
+    plen = p[1]
+    if plen and p[20:24] == _DST_HEAD[width]:  # the usual layout: RTA_TABLE, then RTA_DST
+        return int.from_bytes(p[24 : 24 + width]), plen
+    r = nl.parse_route(p)
+    if r is None:
+        return None
+    return (int.from_bytes(r.dst) if r.dst else 0), r.dst_len
+
+
+def _plain_connected(p: bytes) -> bool:
+    if p[7] != nl.RTN_UNICAST or p[3] or not p[1]:  # scope: IPv6 says universe
+        return False
+    r = nl.parse_route(p)
+    return r is not None and r.gateway is None and not r.multipath and not r.nh_id
+
+
+def shared_lookups(
+    gateways: Sequence[bytes], main: Sequence[bytes], local: Sequence[bytes]
+) -> dict[bytes, bytes]:
+    """follower -> representative, for the gateways (all of one family) whose lookup is the
+    representative's (see the module docstring). ``main`` and ``local`` are the route
+    messages of the main and local tables (a dump not filtered by table is fine: other
+    tables' messages are skipped). The rules must have been checked (`default_rules`)."""
+    if len(gateways) < 2:
+        return {}
+    width = len(gateways[0])
+    bits = width * 8
+    # prefixes of main: the plain connected ones are candidates; every prefix counts
+    keys: dict[tuple[int, int], int] = {}
+    candidates: list[tuple[int, int]] = []
+    prefixes: list[tuple[int, int]] = []
+    for p in main:
+        if p[4] != 254 or p[8] & RTM_F_CLONED:  # header table (<256 fits), cached clone
+            continue
+        k = _prefix(p, width)
+        if k is None:
+            continue
+        keys[k] = keys.get(k, 0) + 1
+        prefixes.append(k)
+        if _plain_connected(p):
+            candidates.append(k)
+    candidates = [c for c in candidates if keys[c] == 1]
+    if not candidates:
+        return {}
+    shortest = min(c[1] for c in candidates)
+    # what must be looked up on its own: under a more specific route of main, or under any
+    # route of the local table
+    exclusions: dict[tuple[int, int], list[tuple[int, int]]] = {c: [] for c in candidates}
+    for net, plen in prefixes:
+        if plen <= shortest:
+            continue
+        for c in candidates:
+            cnet, cplen = c
+            if plen > cplen and net >> (bits - cplen) == cnet >> (bits - cplen):
+                exclusions[c].append((net, net + (1 << (bits - plen)) - 1))
+    for p in local:
+        if p[4] != 255 or p[8] & RTM_F_CLONED:
+            continue
+        k = _prefix(p, width)
+        if k is None:
+            continue
+        lo, hi = k[0], k[0] + (1 << (bits - k[1])) - 1
+        for c in candidates:
+            clo, chi = c[0], c[0] + (1 << (bits - c[1])) - 1
+            if lo <= chi and clo <= hi:
+                exclusions[c].append((max(lo, clo), min(hi, chi)))
+    ints = sorted((int.from_bytes(g), g) for g in dict.fromkeys(gateways))
+    values = [v for v, _ in ints]
+    out: dict[bytes, bytes] = {}
+    for c in candidates:
+        lo = c[0]
+        hi = lo + (1 << (bits - c[1])) - 1
+        start, end = bisect_left(values, lo), bisect_right(values, hi)
+        if end - start < 2:
+            continue
+        cut = bytearray(end - start)  # 1: excluded (marked by slices, not one by one)
+        for xlo, xhi in exclusions[c]:
+            a, b = bisect_left(values, xlo, start, end), bisect_right(values, xhi, start, end)
+            if a < b:
+                cut[a - start : b - start] = bytes([1]) * (b - a)
+        members = [start + i for i, x in enumerate(cut) if not x]
+        if len(members) < 2:
+            continue
+        rep = ints[members[0]][1]
+        for i in members[1:]:
+            out[ints[i][1]] = rep
+    return out
