@@ -4,12 +4,21 @@
 `nosdn check`. The C parser `inet_pton` is strict (no ``10.1`` shorthand, no leading zeros
 accepted by accident) and four times faster; anything it refuses goes through `ipaddress`
 itself, so error messages and edge cases stay exactly the standard library's.
+
+The objects are then built without running their ``__init__`` (which re-parses and re-checks
+what ``inet_pton`` already proved: half the cost of loading a 10,000-node inventory). That
+relies on how CPython lays them out, so it is checked once at import against objects built
+the normal way, attribute for attribute; on any difference (another Python), the normal
+constructors are used.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any, cast
 
 from nosdn.model import IPAddress, IPNetwork
 
@@ -22,12 +31,98 @@ _AF4 = socket.AF_INET
 _AF6 = socket.AF_INET6
 
 
+_new = object.__new__
+
+
+def _plain_a4(value: int) -> IPv4Address:
+    return _A4(value)
+
+
+def _plain_a6(value: int) -> IPv6Address:
+    return _A6(value)
+
+
+def _plain_n4(value: int, plen: int) -> IPv4Network:
+    return _N4((value, plen))
+
+
+def _plain_n6(value: int, plen: int) -> IPv6Network:
+    return _N6((value, plen))
+
+
+def _quick_a4(value: int) -> IPv4Address:
+    a: Any = _new(_A4)
+    a._ip = value
+    return cast(IPv4Address, a)
+
+
+def _quick_a6(value: int) -> IPv6Address:
+    a: Any = _new(_A6)
+    a._ip = value
+    a._scope_id = None
+    return cast(IPv6Address, a)
+
+
+def _quick_net(cls: type[Any], addr: Callable[[int], Any], bits: int) -> Callable[[int, int], Any]:
+    masks = [cls._make_netmask(p)[0] for p in range(bits + 1)]
+    hostmasks = [(1 << (bits - p)) - 1 for p in range(bits + 1)]
+    plain = cls
+
+    def make(value: int, plen: int) -> Any:
+        if not 0 <= plen < bits - 1 or value & hostmasks[plen]:
+            return plain((value, plen))  # /31, /32 (their ``hosts``), host bits set: stdlib
+        n = _new(cls)
+        n.network_address = addr(value)
+        n.netmask = masks[plen]
+        n._prefixlen = plen
+        return n
+
+    return make
+
+
+def _same(a: object, b: object) -> bool:
+    if type(a) is not type(b) or a != b or hash(a) != hash(b) or str(a) != str(b):
+        return False
+    slots = ("_ip", "_scope_id")
+    if any(getattr(a, k, None) != getattr(b, k, None) for k in slots):
+        return False
+    return getattr(a, "__dict__", {}) == getattr(b, "__dict__", {})
+
+
+def _checked() -> tuple[
+    Callable[[int], IPv4Address],
+    Callable[[int], IPv6Address],
+    Callable[[int, int], IPv4Network],
+    Callable[[int, int], IPv6Network],
+]:
+    """The quick constructors if they build exactly what the standard ones do, else those."""
+    try:
+        n4 = _quick_net(_N4, _quick_a4, 32)
+        n6 = _quick_net(_N6, _quick_a6, 128)
+        samples4 = [(0, 0), (0x0A000000, 8), (0xAC110100, 24), (0x64400040, 26), (8, 30)]
+        samples6 = [(0, 0), (0xFD00 << 112, 64), (4, 126), (0xFD17 << 112 | 5 << 64, 64)]
+        ok = all(_same(_quick_a4(v), _A4(v)) for v, _ in samples4)
+        ok = ok and all(_same(_quick_a6(v), _A6(v)) for v, _ in samples6)
+        ok = ok and all(_same(n4(v, p), _N4((v, p))) for v, p in samples4)
+        ok = ok and all(_same(n6(v, p), _N6((v, p))) for v, p in samples6)
+        if ok:
+            return _quick_a4, _quick_a6, n4, n6
+    except Exception:
+        pass
+    return _plain_a4, _plain_a6, _plain_n4, _plain_n6
+
+
+make_a4, make_a6, make_n4, make_n6 = _checked()
+
+
 def parse_ip(text: str) -> IPAddress:
     """An address from its text; ValueError if it is not one."""
     try:
         if ":" in text:
-            return _A6(int.from_bytes(_pton(_AF6, text)))
-        return _A4(int.from_bytes(_pton(_AF4, text)))
+            if "%" in text:  # a scope id: the stdlib keeps it
+                return ipaddress.ip_address(text)
+            return make_a6(int.from_bytes(_pton(_AF6, text)))
+        return make_a4(int.from_bytes(_pton(_AF4, text)))
     except OSError:
         return ipaddress.ip_address(text)
 
@@ -38,8 +133,13 @@ def parse_net(text: str) -> IPNetwork:
     if sep and plen.isdigit() and plen.isascii() and (len(plen) == 1 or plen[0] != "0"):
         try:
             if ":" in addr:
-                return _N6((int.from_bytes(_pton(_AF6, addr)), int(plen)))
-            return _N4((int.from_bytes(_pton(_AF4, addr)), int(plen)))
+                p6 = int(plen)
+                if p6 <= 128:
+                    return make_n6(int.from_bytes(_pton(_AF6, addr)), p6)
+            else:
+                p4 = int(plen)
+                if p4 <= 32:
+                    return make_n4(int.from_bytes(_pton(_AF4, addr)), p4)
         except OSError:
             pass
     return ipaddress.ip_network(text)

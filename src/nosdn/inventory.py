@@ -17,12 +17,9 @@ import ipaddress
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
-
-import yaml
 
 from nosdn.addr import parse_ip, parse_net
 from nosdn.checks import check_cluster
@@ -43,8 +40,7 @@ TOP_KEYS = {
     "nodes",
 }
 NODE_KEYS = {"name", "ips", "ip", "podCIDRs", "podCIDR", "instanceId"}
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_NODE_KEYS = frozenset(NODE_KEYS)
 
 try:
     import yaml_rs
@@ -54,9 +50,11 @@ try:
 
     _YAMLError: tuple[type[Exception], ...] = (yaml_rs.YAMLDecodeError,)
 except ImportError:  # pragma: no cover - platforms without a yaml-rs wheel
+    import yaml  # PyYAML: 8 ms to import, so only where yaml-rs is missing
 
     def _parse_yaml(text: str) -> object:
-        return yaml.load(text, Loader=_Loader)
+        loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(text, Loader=loader)
 
     _YAMLError = (yaml.YAMLError,)
 
@@ -135,7 +133,51 @@ def _parse_int(raw: Mapping[str, Any], key: str, default: int, out: list[Problem
     return value
 
 
+def _strings(value: object) -> list[str] | None:
+    if type(value) is str:
+        return [value]
+    if type(value) is list and all(type(v) is str for v in value):
+        return value
+    return None
+
+
+def _quick_node(raw: object) -> Node | None:
+    """The usual node (known fields, a name, addresses and CIDRs written as strings, all
+    valid) built without the bookkeeping that only mistakes need; None for anything else,
+    which `_parse_node` then reads field by field and reports. At 10,000 nodes this is a
+    third of loading the inventory."""
+    if type(raw) is not dict or not _NODE_KEYS.issuperset(raw):
+        return None
+    name = raw.get("name")
+    ips = raw.get("ips")
+    cidrs = raw.get("podCIDRs")
+    if ips is None:
+        ips = raw.get("ip")
+    elif "ip" in raw:
+        return None
+    if cidrs is None:
+        cidrs = raw.get("podCIDR", ())
+    elif "podCIDR" in raw:
+        return None
+    ip_texts = _strings(ips)
+    cidr_texts = _strings(cidrs) if cidrs != () else []
+    if type(name) is not str or not name or ip_texts is None or cidr_texts is None:
+        return None
+    try:
+        addrs = tuple([parse_ip(t.strip()) for t in ip_texts])
+        nets = tuple([parse_net(t.strip()) for t in cidr_texts if "/" in t])
+    except ValueError:
+        return None
+    if len(nets) != len(cidr_texts):
+        return None
+    instance = raw.get("instanceId")
+    return Node(name, addrs, nets, str(instance) if instance is not None else None)
+
+
 def _parse_node(index: int, raw: object, out: list[Problem]) -> Node | None:
+    quick = _quick_node(raw)
+    if quick is not None:
+        return quick
     if not isinstance(raw, Mapping):
         out.append(
             Problem(None, f"nodes[{index}]", repr(raw), "is not a mapping", "write name: and ip:")
@@ -325,6 +367,8 @@ def write_allocation(path: Path, alloc: Allocation) -> None:
             keys = list(raw.keys())
             after = next((k for k in ("ips", "ip") if k in keys), keys[-1])
             raw.insert(keys.index(after) + 1, "podCIDRs", seq)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:

@@ -65,11 +65,14 @@ def allocate(cluster: Cluster) -> Allocation:
         cidrs = [c for c in cluster.cluster_cidrs if c.version == family]
         if not cidrs:
             continue
-        wanting = [
-            i
-            for i, n in enumerate(cluster.nodes)
-            if n.ip_for(family) is not None and not any(c.version == family for c in n.pod_cidrs)
-        ]
+        net_cls = ipaddress.IPv4Network if family == 4 else ipaddress.IPv6Network
+        wanting: list[int] = []
+        for i, n in enumerate(cluster.nodes):
+            have = n.pod_cidrs
+            if len(have) == 1 and type(have[0]) is net_cls:  # the usual node: nothing to do
+                continue
+            if n.ip_for(family) is not None and not any(type(c) is net_cls for c in have):
+                wanting.append(i)
         if not wanting:
             continue
         mask = cluster.mask_size(family)

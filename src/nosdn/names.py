@@ -7,7 +7,6 @@ rule lives here, below both.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 GCE_NAME_MAX = 63
@@ -23,6 +22,8 @@ def gce_route_name(cluster: str, node: str, dst: str) -> str:
     if not name[:1].isalpha():
         name = "nosdn-" + name
     if len(name) > GCE_NAME_MAX or not name[-1].isalnum():
+        import hashlib  # here: importing it costs every command 2 ms
+
         digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
         name = f"{name[: GCE_NAME_MAX - 9].rstrip('-')}-{digest}"
     assert GCE_NAME.match(name), name
