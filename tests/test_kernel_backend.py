@@ -431,6 +431,27 @@ def test_read_diff_is_the_diff_of_the_routes_read(host: str, compat: str) -> Non
         assert [str(k.wanted.dst) for k in got.conflicts] == ["172.17.5.0/24"]
 
 
+def test_read_diff_of_a_table_without_our_routes(host: str) -> None:
+    """The first apply's shortcut (nothing of ours in the table) must still be the diff of
+    every route read: foreign routes to wanted prefixes are conflicts, the rest adds."""
+    ip(host, "route", "add", "172.17.5.0/24", "via", "10.0.0.5", "proto", "static")
+    ip(host, "route", "add", "172.17.6.0/25", "via", "10.0.0.6", "proto", "static")
+    ip(host, "-6", "route", "add", "fd17:0:0:3::/64", "via", "fd00::3", "proto", "static")
+    c = cluster(*(node(i) for i in range(1, 7)), service_via=("n2", "n3"))
+    with KernelBackend(netns=host) as b:
+        want = desired_routes(c, EXTERNAL)
+        want += [next(w for w in want if str(w.dst) == "172.17.5.0/24")]  # wanted twice
+        got, owned = b.read_diff(want)
+        assert got == diff(want, b.routes())
+        assert owned == 0
+        assert [str(k.wanted.dst) for k in got.conflicts] == [
+            "172.17.5.0/24",
+            "fd17:0:0:3::/64",
+            "172.17.5.0/24",
+        ]
+        assert len(got.add) == len(want) - 3
+
+
 def test_watched_backend_reuses_lookups_until_told(host: str) -> None:
     """The agent's backend is watched: its monitor calls forget_lookups on link, address and
     route changes. Until then a lookup's answer stands; after it, it is asked again."""

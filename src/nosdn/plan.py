@@ -116,6 +116,8 @@ def diff(desired: Iterable[Route], actual: Iterable[InstalledRoute]) -> Diff:
         elif k not in foreign:
             foreign[k] = r
 
+    if not owned and not foreign:  # an empty table (a first apply): everything is an add
+        return Diff(tuple(desired), (), (), (), ())
     add: list[Route] = []
     change: list[Change] = []
     keep: list[Route] = []
