@@ -16,8 +16,9 @@ inventories are loaded and checked, so every command refuses a bad inventory the
 from __future__ import annotations
 
 import gc
+import os
 import sys
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import click
 
@@ -172,4 +173,28 @@ def main() -> None:
         err.print(f"[bold red]{len(e.problems)} problem(s); nothing was changed[/]")
         for p in e.problems:
             err.print(f"  - {p}")
-        raise SystemExit(EXIT_BAD_INPUT) from None
+        _exit(EXIT_BAD_INPUT)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            _exit(e.code or 0)
+        raise
+
+
+#: Commands that run for long, with threads or children of their own: they exit the usual
+#: way (joining threads, running atexit handlers).
+_USUAL_EXIT = {"agent", "controller", "lab"}
+
+
+def _exit(code: int) -> NoReturn:
+    """End a one-shot command without freeing its objects one by one: the interpreter's own
+    teardown of a 10,000-route apply takes ~10 ms, for memory the kernel frees anyway.
+    Output is flushed first; long-running commands exit the usual way."""
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command in _USUAL_EXIT:
+        raise SystemExit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # a reader that went away, a closed stream
+        pass
+    os._exit(code)
