@@ -17,15 +17,16 @@ import ipaddress
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from nosdn.addr import parse_ip, parse_net
 from nosdn.checks import check_cluster
 from nosdn.ipam import Allocation, allocate
 from nosdn.model import Cluster, IPAddress, IPNetwork, Node
 from nosdn.problems import Problem, ProblemsError
+from nosdn.yamlsplit import Split, split_nodes
 
 TOP_KEYS = {
     "clusterName",
@@ -41,6 +42,9 @@ TOP_KEYS = {
 }
 NODE_KEYS = {"name", "ips", "ip", "podCIDRs", "podCIDR", "instanceId"}
 _NODE_KEYS = frozenset(NODE_KEYS)
+#: Files from this size on have their node list parsed a piece (this many nodes) at a time.
+_SPLIT_FROM = 64 * 1024
+_PIECE = 1000
 
 try:
     import yaml_rs
@@ -217,12 +221,18 @@ def _parse_node(index: int, raw: object, out: list[Problem]) -> Node | None:
 
 
 def parse_inventory(
-    data: object, source: str = "inventory", *, consume: bool = False
+    data: object,
+    source: str = "inventory",
+    *,
+    consume: bool = False,
+    node_pieces: Iterable[list[Any]] | None = None,
 ) -> tuple[Cluster, list[Problem]]:
     """Turn parsed YAML into a Cluster plus every problem met on the way (no checks yet).
 
     With ``consume`` the raw node list is emptied as it is parsed, so the YAML objects are freed
     while the model is built (at 50,000 nodes that keeps ~40 MB off the peak RSS).
+    ``node_pieces``: the node list comes in pieces, in order (``data`` has ``nodes:`` empty),
+    each emptied as it is parsed.
     """
     problems: list[Problem] = []
     if data is None:
@@ -264,13 +274,16 @@ def parse_inventory(
         problems.append(Problem(None, "nodes", repr(raw_nodes), "is not a list", "see examples/"))
         raw_nodes = []
     nodes: list[Node] = []
-    consuming = consume and isinstance(raw_nodes, list)
-    for i in range(len(raw_nodes)):
-        raw = raw_nodes[i]
-        if consuming:
-            cast("list[Any]", raw_nodes)[i] = None
-        if (nd := _parse_node(i, raw, problems)) is not None:
-            nodes.append(nd)
+    i = 0
+    for piece in [raw_nodes] if node_pieces is None else node_pieces:
+        consuming = consume or node_pieces is not None
+        for k in range(len(piece)):
+            raw = piece[k]
+            if consuming and isinstance(piece, list):
+                piece[k] = None
+            if (nd := _parse_node(i, raw, problems)) is not None:
+                nodes.append(nd)
+            i += 1
     name = data.get("clusterName", "kubernetes")
     cluster = Cluster(
         nodes=tuple(nodes),
@@ -285,8 +298,12 @@ def parse_inventory(
 
 
 def read_yaml(path: Path) -> object:
+    return _parse_text(_read_text(path), path)
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except FileNotFoundError:
         raise InventoryError(
             [
@@ -297,6 +314,9 @@ def read_yaml(path: Path) -> object:
         ) from None
     except OSError as e:
         raise InventoryError([Problem(None, "file", str(path), e.strerror or str(e))]) from None
+
+
+def _parse_text(text: str, path: Path) -> object:
     try:
         return _parse_yaml(text)
     except _YAMLError as e:
@@ -305,13 +325,52 @@ def read_yaml(path: Path) -> object:
         ) from None
 
 
+class _CannotSplit(Exception):
+    """The node list, cut in pieces, did not parse as it should: read the whole document."""
+
+
+def _parse_file(path: Path) -> tuple[Cluster, list[Problem]]:
+    """`parse_inventory` of the file; a big node list is parsed a piece at a time
+    (`nosdn.yamlsplit`: the same result, a fraction of the memory)."""
+    text = _read_text(path)
+    split = split_nodes(text) if len(text) >= _SPLIT_FROM else None
+    del text  # the split keeps it while it is needed
+    if split is not None:
+        try:
+            return _parse_split(split, str(path))
+        except _CannotSplit:
+            pass
+    return parse_inventory(_parse_text(_read_text(path), path), str(path), consume=True)
+
+
+def _parse_split(split: Split, source: str) -> tuple[Cluster, list[Problem]]:
+    try:
+        head = _parse_yaml(split.head)
+    except _YAMLError:
+        raise _CannotSplit from None
+    if not isinstance(head, dict) or "nodes" not in head or head["nodes"] is not None:
+        raise _CannotSplit
+
+    def pieces() -> Iterator[list[Any]]:
+        for piece, count in split.pieces(_PIECE):
+            try:
+                items = _parse_yaml(piece)
+            except _YAMLError:
+                raise _CannotSplit from None
+            if not isinstance(items, list) or len(items) != count:
+                raise _CannotSplit
+            yield items
+
+    return parse_inventory(head, source, node_pieces=pieces())
+
+
 def load_cluster(path: Path, *, allocate_missing: bool = True, warn: bool = True) -> Cluster:
     """Load, allocate subnets in memory for nodes without one, and check.
 
     Raises `InventoryError` with every problem. Nodes allocated in memory are announced on
     stderr: their subnet only stays put once written (``nosdn allocate --write``).
     """
-    cluster, problems = parse_inventory(read_yaml(path), str(path), consume=True)
+    cluster, problems = _parse_file(path)
     if allocate_missing and not problems:
         alloc = allocate(cluster)
         problems.extend(alloc.problems)
