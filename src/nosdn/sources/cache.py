@@ -6,6 +6,12 @@ routing does not care about (conditions, heartbeats, images). Each event is redu
 bumps ``generation`` and nudges the loop. An unchanged fingerprint costs a dict lookup and a
 tuple comparison, and causes no kernel work at all.
 
+Cheaper still, a status-only event need not be decoded at all: `quick` recognizes it from its
+raw line against what `nosdn.sources.statusonly` recorded of that node when it was last decoded
+in full (lists and events hand the cache their raw JSON for that), and counts it like `apply`
+would. This node's own object (kept whole for its conditions) and a cache that tracks a
+condition always take the full path.
+
 A relist replaces the whole content (nodes missing from the list are gone) and counts
 ``relists``; the deletion guard uses that count to know the list was read again. While the API
 is away the content simply stays: the loop keeps serving the last known state.
@@ -25,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nosdn.sources import statusonly
 from nosdn.sources.nodes import (
     AddressPolicy,
     Fingerprint,
@@ -33,6 +40,8 @@ from nosdn.sources.nodes import (
     node_info,
     node_name,
 )
+
+_TYPES = {b"MODIFIED": "MODIFIED", b"ADDED": "ADDED"}
 
 
 def condition_of(obj: Mapping[str, Any], ctype: str) -> tuple[str, str] | None:
@@ -86,6 +95,8 @@ class NodeCache:
         self._lock = threading.Lock()
         self._fps: dict[str, Fingerprint] = {}
         self._infos: dict[str, NodeInfo] = {}
+        #: node name (bytes) -> what its next status-only event carries (`statusonly.marks`)
+        self._marks: dict[bytes, statusonly.Marks] = {}
         self._generation = 0
         self._relists = 0
         self._synced = False
@@ -113,6 +124,7 @@ class NodeCache:
         fps: dict[str, Fingerprint] = {}
         self_obj: Mapping[str, Any] | None = None
         conds: dict[str, tuple[str, str]] = {}
+        all_marks: dict[bytes, statusonly.Marks] = {}
         ctype = self.condition_type
         for obj in objects:
             name = node_name(obj)
@@ -123,6 +135,10 @@ class NodeCache:
             fps[name] = fingerprint(obj)
             if ctype is not None and (c := condition_of(obj, ctype)) is not None:
                 conds[name] = c
+            elif ctype is None and name != self.self_name:
+                raw = statusonly.raw_of(obj)
+                if raw is not None and (m := statusonly.marks(raw, obj)) is not None:
+                    all_marks[name.encode()] = m
         changed = False
         with self._lock:
             for name, fp in fps.items():
@@ -142,17 +158,44 @@ class NodeCache:
             self.self_object = self_obj
             if ctype is not None:
                 self.conditions = conds
+            self._marks = all_marks
         if self._on_change is not None:
             self._on_change("list" if changed or first else "relist")
         return changed
 
-    def apply(self, etype: str, obj: Mapping[str, Any]) -> bool:
+    def quick(self, line: bytes) -> str | None:
+        """A raw watch event line that is status-only for a node this cache knows: counted
+        (as `apply` would) and its resourceVersion returned ("" if it has none). None: decode
+        the line and `apply` it."""
+        found = statusonly.match(line, self._marks)
+        if found is None:
+            return None
+        etype = _TYPES[found[0]]
+        self.events[etype] += 1
+        self.ignored[etype] += 1
+        version = found[1]
+        return "" if version is None else version.decode()
+
+    def apply(self, etype: str, obj: Mapping[str, Any], raw: bytes | str | None = None) -> bool:
         """Apply one watch event (ADDED, MODIFIED, DELETED); returns whether routing input
-        changed. The common case, a status-only MODIFIED, returns False after one lookup."""
+        changed. The common case, a status-only MODIFIED, returns False after one lookup.
+        ``raw``, the event's JSON line, lets `quick` recognize this node's next status-only
+        events."""
         name = node_name(obj)
         self.events[etype] += 1
         if not name:
             return False
+        key = name.encode()
+        marks = None
+        if (
+            raw is not None
+            and etype != "DELETED"
+            and self.condition_type is None
+            and name != self.self_name
+        ):
+            marks = statusonly.marks(raw, obj)
+        if marks is None:
+            self._marks.pop(key, None)
         if name == self.self_name:
             self.self_object = obj if etype != "DELETED" else None
         if self.condition_type is not None:
@@ -174,11 +217,15 @@ class NodeCache:
             fp = fingerprint(obj)
             if self._fps.get(name) == fp:  # read without the lock: only this thread writes
                 self.ignored[etype] += 1
+                if marks is not None:
+                    self._marks[key] = marks
                 return False
             with self._lock:
                 self._store(name, fp)
                 self._generation += 1
                 self._snap = None
+            if marks is not None:
+                self._marks[key] = marks
         if self._on_change is not None:
             self._on_change("node")
         return True

@@ -13,11 +13,15 @@ The shape is client-go's reflector, reduced to what nosdn needs:
   interrupting a quiet watch.
 
 The API is a small protocol (`NodeApi`), implemented for real by `nosdn.sources.kubernetes` and
-by fakes in tests.
+by fakes in tests. A stream that can hand out its raw event lines (``lines()``) is read that
+way: each line is first offered to `NodeCache.quick`, which recognizes a status-only event from
+its bytes, and only the rest is decoded (and applied with its line, so the cache can recognize
+that node's next ones).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -168,17 +172,38 @@ class Reflector:
             stream.close()
 
     def _consume(self, stream: WatchStream, rv: str) -> str:
-        apply = self.cache.apply
+        lines = getattr(stream, "lines", None)
+        if lines is not None:
+            return self._consume_lines(lines(), rv)
         for event in stream:
-            etype = event.get("type")
-            obj = event.get("object") or {}
-            if etype == "ERROR":
-                code = obj.get("code")
-                if code == 410:
-                    raise WatchExpiredError()
-                raise ApiError(f"watch error: {obj.get('message', obj)}", int(code or 0))
-            meta = obj.get("metadata") or {}
-            rv = meta.get("resourceVersion") or rv
-            if etype != "BOOKMARK":
-                apply(str(etype), obj)
+            rv = self._event(event, rv, None)
+        return rv
+
+    def _consume_lines(self, lines: Iterator[bytes], rv: str) -> str:
+        quick = self.cache.quick
+        loads = json.loads
+        for line in lines:
+            version = quick(line)
+            if version is not None:
+                rv = version or rv
+                continue
+            try:
+                event = loads(line)
+            except ValueError as e:
+                raise ApiError(f"watch nodes: an event that is not JSON ({e})") from None
+            rv = self._event(event, rv, line)
+        return rv
+
+    def _event(self, event: Mapping[str, Any], rv: str, line: bytes | None) -> str:
+        etype = event.get("type")
+        obj = event.get("object") or {}
+        if etype == "ERROR":
+            code = obj.get("code")
+            if code == 410:
+                raise WatchExpiredError()
+            raise ApiError(f"watch error: {obj.get('message', obj)}", int(code or 0))
+        meta = obj.get("metadata") or {}
+        rv = meta.get("resourceVersion") or rv
+        if etype != "BOOKMARK":
+            self.cache.apply(str(etype), obj, line)
         return rv
