@@ -78,7 +78,7 @@ def test_no_replace_when_another_route_still_uses_the_nexthop() -> None:
         protocol=157,
     )
     assert kinds(plan.reqs) == [(nl.RTM_NEWNEXTHOP, NEW), (nl.RTM_NEWROUTE, REPLACE)]
-    assert plan.moves == [(1, 7, 8)]
+    assert list(plan.moves) == [(1, 7, 8)]
 
 
 def test_foreign_nexthops_are_never_reused_or_replaced() -> None:
@@ -119,7 +119,7 @@ def test_ecmp_route_gets_one_group_and_reuses_member_nexthops() -> None:
         (nl.RTM_NEWROUTE, NEW),  # the pod route shares nexthop 1
     ]
     assert plan.groups == {3: (1, 2)}
-    assert plan.moves == [(3, 0, 3), (4, 0, 1)]
+    assert list(plan.moves) == [(3, 0, 3), (4, 0, 1)]
 
 
 def test_every_failure_is_traced_to_its_route_and_node() -> None:
@@ -200,7 +200,7 @@ def test_new_route_reuses_our_lowest_nexthop_for_its_gateway() -> None:
         diff, lookups("10.0.0.2"), nexthops, lambda _ids: {}, table=254, protocol=157
     )
     assert kinds(plan.reqs) == [(nl.RTM_NEWROUTE, NEW)]
-    assert plan.moves == [(0, 0, 4)]
+    assert list(plan.moves) == [(0, 0, 4)]
 
 
 def test_bulk_requests_are_the_message_builders_bytes() -> None:

@@ -30,10 +30,12 @@ import errno
 import os
 import socket
 import struct
+from array import array
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TypeAlias, overload
 
 # --- constants (linux/netlink.h, linux/rtnetlink.h, linux/nexthop.h, linux/if_addr.h) -------
 NETLINK_ROUTE = 0
@@ -121,6 +123,7 @@ _LOOKUP = {
 }
 _AF = {4: socket.AF_INET, 16: socket.AF_INET6}
 _U32 = struct.Struct("=I")
+_U16 = struct.Struct("=H")
 _ERR = struct.Struct("=i")
 _RTNH = struct.Struct("=HBBi")  # rtnexthop: len flags hops ifindex
 _NHGRP = struct.Struct("=IBBH")  # nexthop_grp: id weight resvd1 resvd2
@@ -210,6 +213,62 @@ class Lookup:
 #: ``NLM_F_REQUEST`` is added; ``NLM_F_ACK`` is managed by the batcher. A plain tuple: a
 #: 50,000-route apply makes 100,000 of them.
 Request: TypeAlias = tuple[int, int, bytes]
+
+
+class Requests(Sequence[Request]):
+    """Requests for `Netlink.write`, kept as the netlink messages themselves: back to back in
+    one buffer (header with sequence number 0, payload, padding), with an offset each.
+
+    Why: a 50,000-route apply makes 100,000 requests. As a tuple and a bytes object each they
+    took ~30 MB at once, and ``write`` joined them into datagrams again; here each costs its
+    bytes and a 4-byte offset, and ``write`` sends slices of the buffer as they are, only
+    writing in the sequence numbers. Read back (``reqs[i]``), a request is a `Request` tuple.
+    """
+
+    __slots__ = ("buf", "offsets")
+
+    def __init__(self, requests: Iterable[Request] = ()) -> None:
+        self.buf = bytearray()
+        self.offsets = array("I")
+        for r in requests:
+            self.append(r)
+
+    def append(self, req: Request) -> int:
+        """Add one request; returns its index."""
+        mtype, flags, payload = req
+        return self.append_message(
+            _HDR.pack(16 + len(payload), mtype, flags | NLM_F_REQUEST, 0, 0) + payload
+        )
+
+    def append_message(self, msg: bytes) -> int:
+        """Add one whole message (header with ``NLM_F_REQUEST``, sequence number 0)."""
+        buf = self.buf
+        self.offsets.append(len(buf))
+        buf += msg
+        if len(msg) & 3:
+            buf += bytes(-len(msg) & 3)
+        return len(self.offsets) - 1
+
+    def extend(self, other: Requests) -> None:
+        base = len(self.buf)
+        self.offsets.extend(array("I", (o + base for o in other.offsets)))
+        self.buf += other.buf
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> Request: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Request]: ...
+
+    def __getitem__(self, i: int | slice) -> Request | list[Request]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        off = self.offsets[i]
+        length, mtype, flags, _seq, _pid = _HDR.unpack_from(self.buf, off)
+        return mtype, flags & ~(NLM_F_REQUEST | NLM_F_ACK), bytes(self.buf[off + 16 : off + length])
 
 
 @dataclass(slots=True)
@@ -566,39 +625,43 @@ class Netlink:
         Each datagram asks for an ack on its last message only. The kernel handles a datagram
         synchronously inside ``sendmsg``, so once it returns every reply is queued; we read up
         to the final ack. If the kernel dropped replies (ENOBUFS), we drain what is left
-        without blocking and mark the result ``lost``.
+        without blocking and mark the result ``lost``. A `Requests` is sent from its own
+        buffer; any other sequence is first packed into one.
         """
+        reqs = requests if isinstance(requests, Requests) else Requests(requests)
         result = BatchResult()
         max_bytes = max(4096, min(self.sndbuf - 1024, MAX_BATCH_BYTES))
         max_msgs = max(1, self.rcvbuf // REPLY_COST - 1)
-        pack_hdr = _HDR.pack
-        i = 0
-        n = len(requests)
-        while i < n:
-            base = self.seq + 1
-            parts: list[bytes] = []
-            size = 0
-            first = i
-            while i < n and i - first < max_msgs:
-                mlen = 16 + len(requests[i][2])
-                if size + mlen > max_bytes and i > first:
-                    break
-                size += mlen
-                i += 1
-            count = i - first
-            seq = base
-            for mtype, flags, payload in requests[first : i - 1]:
-                parts.append(pack_hdr(16 + len(payload), mtype, NLM_F_REQUEST | flags, seq, 0))
-                parts.append(payload)
-                seq += 1
-            mtype, flags, payload = requests[i - 1]
-            flags |= NLM_F_REQUEST | NLM_F_ACK
-            parts.append(pack_hdr(16 + len(payload), mtype, flags, seq, 0))
-            parts.append(payload)
-            self.seq = base + count - 1
-            self.sock.send(b"".join(parts))
-            result.batches += 1
-            self._collect(base, count, first, result)
+        buf, offs = reqs.buf, reqs.offsets
+        n, total = len(offs), len(buf)
+        put_seq = _U32.pack_into
+        view = memoryview(buf)
+        try:
+            i = 0
+            while i < n:
+                first, start = i, offs[i]
+                j = min(first + max_msgs, n)
+                if (offs[j] if j < n else total) - start > max_bytes:
+                    # the most whole messages within max_bytes (one, if it alone is larger)
+                    j = max(first + 1, bisect_right(offs, start + max_bytes, first + 1, j) - 1)
+                end = offs[j] if j < n else total
+                base = seq = self.seq + 1
+                for k in range(first, j):
+                    put_seq(buf, offs[k] + 8, seq)
+                    seq += 1
+                last = offs[j - 1] + 6
+                flags = _U16.unpack_from(buf, last)[0]
+                _U16.pack_into(buf, last, flags | NLM_F_ACK)
+                self.seq = seq - 1
+                try:
+                    self.sock.send(view[start:end])
+                finally:
+                    _U16.pack_into(buf, last, flags)
+                result.batches += 1
+                self._collect(base, j - first, first, result)
+                i = j
+        finally:
+            view.release()
         return result
 
     def _collect(self, base: int, count: int, first: int, result: BatchResult) -> None:
@@ -827,6 +890,10 @@ _NEXTHOP = {
     4: struct.Struct("=BBBBIHHIHH4sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v4), NHA_OIF
     16: struct.Struct("=BBBBIHHIHH16sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v6), NHA_OIF
 }
+#: The same, header included, for `Requests.append_message` (arguments: length, type, flags,
+#: 0, 0, then the payload's).
+ROUTE_NH_MSG = {n: struct.Struct("=IHHII" + st.format[1:]) for n, st in _ROUTE_NH.items()}
+NEXTHOP_MSG = {n: struct.Struct("=IHHII" + st.format[1:]) for n, st in _NEXTHOP.items()}
 
 
 def route_msg(

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Collection, Mapping
+from array import array
+from collections.abc import Callable, Collection, Iterator, Mapping
 from ipaddress import IPv4Address, IPv6Address
 from socket import AF_INET, AF_INET6
 
@@ -55,6 +56,34 @@ def oif_for(lookups: Mapping[bytes, nl.Lookup], gw: bytes) -> tuple[int, str | N
     return res.oif, None
 
 
+class Moves:
+    """(request index, old nexthop id, new nexthop id) of each route write, as three arrays."""
+
+    __slots__ = ("new", "old", "req")
+
+    def __init__(self) -> None:
+        self.req = array("i")
+        self.old = array("I")
+        self.new = array("I")
+
+    def append(self, move: tuple[int, int, int]) -> None:
+        self.req.append(move[0])
+        self.old.append(move[1])
+        self.new.append(move[2])
+
+    def extend_from(self, start: int, old: array[int], new: array[int]) -> None:
+        """Moves of requests ``start``, ``start + 1``, ... (one per pair of ``old``/``new``)."""
+        self.req.extend(range(start, start + len(old)))
+        self.old.extend(old)
+        self.new.extend(new)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        return zip(self.req, self.old, self.new, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.req)
+
+
 class Plan:
     """The requests of one apply and, per request, what it is for.
 
@@ -62,7 +91,8 @@ class Plan:
     creation: the first route that needed it), or ``-1 - k`` for ``diff.remove[k]``.
     ``dep[i]`` is the index of the nexthop creation a route request needs (-1: none); ECMP
     routes list theirs in ``multi_deps``. ``moves`` holds (request index, old nexthop id, new
-    nexthop id) of every route write, for garbage collection.
+    nexthop id) of every route write, for garbage collection. Requests and the per-request
+    columns are compact (`nl.Requests`, arrays of ints): 100,000 of them at 50,000 routes.
     """
 
     __slots__ = (
@@ -80,17 +110,17 @@ class Plan:
     )
 
     def __init__(self, diff: Diff) -> None:
-        self.reqs: list[nl.Request] = []
+        self.reqs = nl.Requests()
         self.wanted: list[tuple[Route, InstalledRoute | None]] = [
             *((r, None) for r in diff.add),
             *((c.new, c.old) for c in diff.change),
         ]
         self.removes: tuple[InstalledRoute, ...] = diff.remove
-        self.owner: list[int] = []
-        self.dep: list[int] = []
+        self.owner = array("i")
+        self.dep = array("i")
         self.multi_deps: dict[int, tuple[int, ...]] = {}
         self.retargets: dict[int, list[int]] = {}
-        self.moves: list[tuple[int, int, int]] = []
+        self.moves = Moves()
         #: nexthop id -> index of the request creating it
         self.created: dict[int, int] = {}
         #: members of the groups created
@@ -99,10 +129,9 @@ class Plan:
         self.errors: list[WriteError] = []
 
     def add(self, req: nl.Request, owner: int, dep: int = _NONE) -> int:
-        self.reqs.append(req)
         self.owner.append(owner)
         self.dep.append(dep)
-        return len(self.reqs) - 1
+        return self.reqs.append(req)
 
     def plan_removes(self, table: int, protocol: int) -> None:
         for k, old in enumerate(self.removes):
@@ -295,22 +324,28 @@ def plan_nexthops(
     # 2. routes to add or change, each pointing at its nexthop. The single-gateway case is
     #    written out inline: it runs once per route, 50,000 times for a large cluster. Route
     #    requests are queued and appended after every nexthop they may need.
-    route_reqs: list[nl.Request] = []
-    route_owner: list[int] = []
-    route_dep: list[int] = []
+    route_reqs = nl.Requests()
+    route_owner = array("i")
+    route_dep = array("i")
     route_multi: dict[int, tuple[int, ...]] = {}
-    route_moves: list[tuple[int, int]] = []
+    route_old = array("I")
+    route_new = array("I")
     route_msg = nl.route_msg
     nexthop_msg = nl.nexthop_msg
-    # the bulk case (IPv4, a main-range table, no metric) packed here in one call each
-    pack_nh4 = nl._NEXTHOP[4].pack
-    pack_route = nl._ROUTE_NH
+    # the bulk case (IPv4, a main-range table, no metric) packed here, header and all, in one
+    # call each, straight into the request buffer
+    pack_nh4 = nl.NEXTHOP_MSG[4].pack
+    nh4_len = nl.NEXTHOP_MSG[4].size
+    pack_route = {n: (st.pack, st.size) for n, st in nl.ROUTE_NH_MSG.items()}
     af = {4: AF_INET, 16: AF_INET6}
     short_table = table < 256
     reqs, owner, dep = plan.reqs, plan.owner, plan.dep
+    add_msg = reqs.append_message
+    add_route = route_reqs.append_message
     unicast = nl.RTN_UNICAST
     rtm_newroute = nl.RTM_NEWROUTE
     rtm_newnh = nl.RTM_NEWNEXTHOP
+    request = nl.NLM_F_REQUEST
     for w, (route, old) in enumerate(plan.wanted):
         old_nh, metric = parse_ref(old.ref) if old is not None else (0, 0)
         via = route.via
@@ -328,17 +363,17 @@ def plan_nexthops(
                 ):
                     got = by_gw[gw] = next_id
                     next_id += 1
-                    created[got] = len(reqs)
-                    if len(gw) == 4:
-                        msg = pack_nh4(
-                            AF_INET, 0, protocol, 0, 0,
-                            8, nl.NHA_ID, got, 8, nl.NHA_GATEWAY, gw, 8, nl.NHA_OIF, res.oif,
-                        )  # fmt: skip
-                    else:
-                        msg = nexthop_msg(got, protocol=protocol, gateway=gw, oif=res.oif)
-                    reqs.append((rtm_newnh, _NEW, msg))
                     owner.append(w)
                     dep.append(_NONE)
+                    if len(gw) == 4:
+                        created[got] = add_msg(pack_nh4(
+                            nh4_len, rtm_newnh, request | _NEW, 0, 0,
+                            AF_INET, 0, protocol, 0, 0,
+                            8, nl.NHA_ID, got, 8, nl.NHA_GATEWAY, gw, 8, nl.NHA_OIF, res.oif,
+                        ))  # fmt: skip
+                    else:
+                        msg = nexthop_msg(got, protocol=protocol, gateway=gw, oif=res.oif)
+                        created[got] = reqs.append((rtm_newnh, _NEW, msg))
                     want = got
                 else:
                     want = single(gw, w)  # says why there is no nexthop
@@ -361,26 +396,31 @@ def plan_nexthops(
             continue  # its nexthop was replaced in place: already right
         dst = route.dst
         raw = dst.network_address.packed
+        flags = _NEW if old is None else _REPLACE
         if short_table and not metric:
             n = len(raw)
-            msg = pack_route[n].pack(
+            pack, size = pack_route[n]
+            add_route(pack(
+                size, rtm_newroute, request | flags, 0, 0,
                 af[n], dst.prefixlen, 0, 0, table, protocol, 0, unicast, 0,
                 4 + n, nl.RTA_DST, raw, 8, nl.RTA_NH_ID, want,
-            )  # fmt: skip
+            ))  # fmt: skip
         else:
             msg = route_msg(
                 raw, dst.prefixlen, table=table, protocol=protocol, priority=metric, nh_id=want
             )
-        route_reqs.append((rtm_newroute, _NEW if old is None else _REPLACE, msg))
+            route_reqs.append((rtm_newroute, flags, msg))
         route_owner.append(w)
         route_dep.append(d)
-        route_moves.append((old_nh, want))
+        route_old.append(old_nh)
+        route_new.append(want)
     start = len(reqs)
     reqs.extend(route_reqs)
+    del route_reqs
     owner.extend(route_owner)
     dep.extend(route_dep)
     plan.multi_deps.update({start + k: v for k, v in route_multi.items()})
-    plan.moves.extend((start + k, old, new) for k, (old, new) in enumerate(route_moves))
+    plan.moves.extend_from(start, route_old, route_new)
     plan.plan_removes(table, protocol)
     return plan
 
