@@ -53,7 +53,7 @@ def peers6() -> list[Addr]:
 def one_by_one(ns: str, gws: Sequence[Addr]) -> dict[Addr, tuple[bool, str | None]]:
     """The verdict from a lookup of each next hop on its own (sharing off)."""
     with KernelBackend(netns=ns) as b:
-        b._shared_lookups = lambda gws: {}  # type: ignore[method-assign]
+        b._shared_lookups = lambda gws: [None] * len(gws)  # type: ignore[method-assign]
         return {g: (v.on_link, v.reason) for g, v in b.adjacency(gws).items()}
 
 

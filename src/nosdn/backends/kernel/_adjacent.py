@@ -26,7 +26,7 @@ Pure functions over raw netlink payloads (no I/O): the backend does the dumps.
 from __future__ import annotations
 
 import struct
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 
 from nosdn.backends.kernel import _netlink as nl
@@ -99,13 +99,15 @@ def _plain_connected(p: bytes) -> bool:
 
 def shared_lookups(
     gateways: Sequence[bytes], main: Sequence[bytes], local: Sequence[bytes]
-) -> dict[bytes, bytes]:
-    """follower -> representative, for the gateways (all of one family) whose lookup is the
-    representative's (see the module docstring). ``main`` and ``local`` are the route
-    messages of the main and local tables (a dump not filtered by table is fine: other
-    tables' messages are skipped). The rules must have been checked (`default_rules`)."""
+) -> list[bytes | None]:
+    """For each gateway (all of one family, no repeats): the representative whose lookup it
+    may take (see the module docstring), or None if it must be looked up itself (it may be a
+    representative). ``main`` and ``local`` are the route messages of the main and local
+    tables (a dump not filtered by table is fine: other tables' messages are skipped). The
+    rules must have been checked (`default_rules`)."""
+    out: list[bytes | None] = [None] * len(gateways)
     if len(gateways) < 2:
-        return {}
+        return out
     width = len(gateways[0])
     bits = width * 8
     # prefixes of main: the plain connected ones are candidates; every prefix counts
@@ -124,47 +126,55 @@ def shared_lookups(
             candidates.append(k)
     candidates = [c for c in candidates if keys[c] == 1]
     if not candidates:
-        return {}
-    shortest = min(c[1] for c in candidates)
-    # what must be looked up on its own: under a more specific route of main, or under any
-    # route of the local table
-    exclusions: dict[tuple[int, int], list[tuple[int, int]]] = {c: [] for c in candidates}
+        return out
+    # what must be looked up on its own: an address under a route of main more specific
+    # than a candidate it is in, or under any route of the local table (one merged list of
+    # intervals; a candidate inside another is thereby looked up address by address)
+    intervals: list[tuple[int, int]] = []
     for net, plen in prefixes:
-        if plen <= shortest:
-            continue
-        for c in candidates:
-            cnet, cplen = c
+        for cnet, cplen in candidates:
             if plen > cplen and net >> (bits - cplen) == cnet >> (bits - cplen):
-                exclusions[c].append((net, net + (1 << (bits - plen)) - 1))
+                intervals.append((net, net + (1 << (bits - plen)) - 1))
+                break
     for p in local:
         if p[4] != 255 or p[8] & RTM_F_CLONED:
             continue
         k = _prefix(p, width)
-        if k is None:
+        if k is not None:
+            intervals.append((k[0], k[0] + (1 << (bits - k[1])) - 1))
+    starts, ends = _merged(intervals)
+    lengths = sorted({c[1] for c in candidates}, reverse=True)
+    by_len = {n: {c[0] >> (bits - n): c for c in candidates if c[1] == n} for n in lengths}
+    shifts = [(bits - n, by_len[n]) for n in lengths]
+    leaders: dict[tuple[int, int], bytes] = {}
+    for i, g in enumerate(gateways):
+        v = int.from_bytes(g)
+        for shift, nets in shifts:
+            c = nets.get(v >> shift)
+            if c is not None:
+                break
+        else:
             continue
-        lo, hi = k[0], k[0] + (1 << (bits - k[1])) - 1
-        for c in candidates:
-            clo, chi = c[0], c[0] + (1 << (bits - c[1])) - 1
-            if lo <= chi and clo <= hi:
-                exclusions[c].append((max(lo, clo), min(hi, chi)))
-    ints = sorted((int.from_bytes(g), g) for g in dict.fromkeys(gateways))
-    values = [v for v, _ in ints]
-    out: dict[bytes, bytes] = {}
-    for c in candidates:
-        lo = c[0]
-        hi = lo + (1 << (bits - c[1])) - 1
-        start, end = bisect_left(values, lo), bisect_right(values, hi)
-        if end - start < 2:
-            continue
-        cut = bytearray(end - start)  # 1: excluded (marked by slices, not one by one)
-        for xlo, xhi in exclusions[c]:
-            a, b = bisect_left(values, xlo, start, end), bisect_right(values, xhi, start, end)
-            if a < b:
-                cut[a - start : b - start] = bytes([1]) * (b - a)
-        members = [start + i for i, x in enumerate(cut) if not x]
-        if len(members) < 2:
-            continue
-        rep = ints[members[0]][1]
-        for i in members[1:]:
-            out[ints[i][1]] = rep
+        if starts:
+            j = bisect_right(starts, v) - 1
+            if j >= 0 and v <= ends[j]:
+                continue
+        leader = leaders.get(c)
+        if leader is None:
+            leaders[c] = g
+        else:
+            out[i] = leader
     return out
+
+
+def _merged(intervals: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Sorted, non-overlapping (starts, ends) covering the same addresses."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for lo, hi in sorted(intervals):
+        if ends and lo <= ends[-1] + 1:
+            ends[-1] = max(ends[-1], hi)
+        else:
+            starts.append(lo)
+            ends.append(hi)
+    return starts, ends

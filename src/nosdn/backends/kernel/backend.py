@@ -211,6 +211,9 @@ class KernelBackend:
         self._verdicts: dict[IPAddress, Adjacency] = {}
         #: the gateway objects adjacency() was asked about, by packed address
         self._gw_objects: dict[bytes, IPAddress] = {}
+        #: (packed, objects) of adjacency() calls not yet merged into ``_gw_objects``: most
+        #: passes never need the map (100,000 entries' worth of memory at 50,000 routes)
+        self._asked: list[tuple[list[bytes], list[IPAddress]]] = []
         self._memo: dict[bytes, _Found] = {}
         self._memo_links: dict[int, str] = {}
         self._nh_memo: dict[bytes, nl.NexthopMsg] = {}
@@ -426,7 +429,7 @@ class KernelBackend:
             hit = addrs.get(g)
             if hit is None:
                 # the objects adjacency() was given: diff then compares them by identity
-                a = self._gw_objects.get(g) or _to_addr(g)
+                a = self._gw_object(g) or _to_addr(g)
                 hit = addrs[g] = (a, ntop(AF4 if len(g) == 4 else AF6, g))
             via.append(hit[0])
             texts.append(hit[1])
@@ -491,22 +494,32 @@ class KernelBackend:
         self._lookups = {}
         self._verdicts = {}
         self._gw_objects = {}
+        self._asked = []
         self._other_refs = None
 
     def _lookup_many(self, gws: Iterable[bytes]) -> None:
         lookups = self._lookups
-        unique = dict.fromkeys(gws)
-        missing = [g for g in unique if g not in lookups] if lookups else list(unique)
+        if lookups:
+            missing = list(dict.fromkeys(g for g in gws if g not in lookups))
+        else:
+            missing = list(dict.fromkeys(gws))
         if not missing:
             return
-        follow = self._shared_lookups(missing) if len(missing) >= _SHARE_FROM else {}
-        ask = [g for g in missing if g not in follow] if follow else missing
+        leaders = self._shared_lookups(missing) if len(missing) >= _SHARE_FROM else None
+        if leaders is None:
+            ask = missing
+        else:
+            ask = [g for g, a in zip(missing, leaders, strict=True) if a is None]
         for g, res in zip(ask, self.nl.lookup(ask), strict=True):
             lookups[g] = res
+        if leaders is None:
+            return
         again: list[bytes] = []
         unicast = nl.RTN_UNICAST
-        for g, rep in follow.items():
-            res = lookups[rep]
+        for g, leader in zip(missing, leaders, strict=True):
+            if leader is None:
+                continue
+            res = lookups[leader]
             if res.gateway is None and res.type == unicast and not res.error:  # on-link
                 lookups[g] = res
             else:
@@ -514,16 +527,18 @@ class KernelBackend:
         for g, res in zip(again, self.nl.lookup(again), strict=True):
             lookups[g] = res
 
-    def _shared_lookups(self, gws: list[bytes]) -> dict[bytes, bytes]:
-        """Gateways whose lookup another one's answers (`_adjacent`): follower -> leader."""
-        out: dict[bytes, bytes] = {}
+    def _shared_lookups(self, gws: list[bytes]) -> list[bytes | None]:
+        """For each gateway, the one whose lookup answers it too (`_adjacent`), or None."""
+        out: list[bytes | None] = [None] * len(gws)
         for family, width in ((AF4, 4), (AF6, 16)):
-            mine = [g for g in gws if len(g) == width]
-            if len(mine) < _SHARE_FROM or not default_rules(self.nl.rule_payloads(family)):
+            at = [i for i, g in enumerate(gws) if len(g) == width]
+            if len(at) < _SHARE_FROM or not default_rules(self.nl.rule_payloads(family)):
                 continue
             main = self.nl.route_payloads(family, MAIN_TABLE)
             local = self.nl.route_payloads(family, LOCAL_TABLE)
-            out.update(shared_lookups(mine, main, local))
+            mine = shared_lookups([gws[i] for i in at], main, local)
+            for i, leader in zip(at, mine, strict=True):
+                out[i] = leader
         return out
 
     def adjacency(self, gateways: Sequence[IPAddress]) -> dict[IPAddress, Adjacency]:
@@ -556,12 +571,11 @@ class KernelBackend:
         self._lookup_many(packed)
         links = self.nl.links()
         lookups = self._lookups
-        gw_objects = self._gw_objects
+        self._asked.append((packed, missing))
         unicast = nl.RTN_UNICAST
         keep = self.watched
         on_link: dict[int, Adjacency] = {}  # one verdict object per device, shared
         for gw, pk in zip(missing, packed, strict=True):
-            gw_objects[pk] = gw
             res = lookups[pk]
             if res.gateway is None and res.type == unicast and not res.error:  # on-link
                 shared = on_link.get(res.oif)
@@ -575,6 +589,15 @@ class KernelBackend:
             if keep:
                 verdicts[gw] = v
         return out
+
+    def _gw_object(self, packed: bytes) -> IPAddress | None:
+        """The gateway object adjacency() was given for ``packed``, if any (diff then
+        compares the routes read with the routes wanted by identity)."""
+        if self._asked:
+            for pks, objs in self._asked:
+                self._gw_objects.update(zip(pks, objs, strict=True))
+            self._asked = []
+        return self._gw_objects.get(packed)
 
     @staticmethod
     def _verdict(res: nl.Lookup, links: dict[int, str] | None) -> Adjacency:
@@ -660,8 +683,22 @@ class KernelBackend:
         are any are the nexthops and every table read again, after the writes, to make sure no
         route anywhere still uses them: deleting a nexthop deletes its routes.
         """
+        ours = self.protocol
+        owned = {i for i, nh in snap.nexthops.items() if nh.protocol == ours}
+        # With no failed write and no route left unplanned, every nexthop created was created
+        # for a route (or group) that was then written: in use. Only the nexthops that were
+        # there before need counting (a first apply of 50,000 routes skips 50,000 of them).
+        everything_written = not failed and not plan.errors
+        if not everything_written:
+            owned.update(i for i, k in plan.created.items() if k not in failed)
         delta: Counter[int] = Counter()
         for i, old, new in plan.moves:
+            if everything_written:
+                if old:
+                    delta[old] -= 1
+                if new in owned:
+                    delta[new] += 1
+                continue
             if i in failed:
                 continue
             if old:
@@ -673,9 +710,6 @@ class KernelBackend:
         def used(i: int) -> bool:
             return refs[i] + delta[i] > 0 if i in delta else i in refs
 
-        ours = self.protocol
-        owned = {i for i, nh in snap.nexthops.items() if nh.protocol == ours}
-        owned.update(i for i, k in plan.created.items() if k not in failed)
         unused = owned - refs.keys()  # the set difference runs in C: 5,000 nexthops a pass
         for i in delta:
             if i in owned and not used(i):
