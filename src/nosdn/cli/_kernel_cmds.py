@@ -40,7 +40,8 @@ from nosdn.cli._common import (
     source_options,
 )
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Target
-from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
+from nosdn.plan import desired_routes
+from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_routes
 
 if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn --help`
     from nosdn.backends.kernel import KernelBackend
@@ -131,9 +132,11 @@ def _run(
     cluster = load_source(source)
     with _backend(table, protocol, netns) as backend:
         target = _target(cluster, backend, node, external, source.what)
+        desired = desired_routes(cluster, target)
+        del cluster  # the routes are all that is needed now: let the nodes go before writing
         try:
-            result = reconcile_once(
-                cluster,
+            result = reconcile_routes(
+                desired,
                 target,
                 backend,
                 adjacency=backend.adjacency,

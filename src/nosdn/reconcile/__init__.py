@@ -14,6 +14,7 @@ from nosdn.reconcile.once import (
     drop_offlink,
     nodes_with_addresses,
     reconcile_once,
+    reconcile_routes,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "drop_offlink",
     "nodes_with_addresses",
     "reconcile_once",
+    "reconcile_routes",
 ]
