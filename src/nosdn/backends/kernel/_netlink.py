@@ -185,7 +185,8 @@ class NexthopMsg:
     protocol: int
     gateway: bytes | None = None
     oif: int = 0
-    group: list[int] = field(default_factory=list)
+    #: member ids of a group (a tuple: one empty list per nexthop was 3 MB at 50,000)
+    group: Sequence[int] = ()
     blackhole: bool = False
 
 
@@ -805,10 +806,7 @@ def _parse_any_nexthop(p: bytes) -> NexthopMsg:
         elif atype == NHA_BLACKHOLE:
             nh.blackhole = True
         elif atype == NHA_GROUP:
-            g = a + 4
-            while g + 8 <= a + alen:
-                nh.group.append(_NHGRP.unpack_from(p, g)[0])
-                g += 8
+            nh.group = [_NHGRP.unpack_from(p, g)[0] for g in range(a + 4, a + alen - 7, 8)]
         a += (alen + 3) & ~3
     return nh
 

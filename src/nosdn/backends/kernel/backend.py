@@ -261,8 +261,13 @@ class KernelBackend:
             return {}
         found = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
         self._nh_first = None
-        memo = self._nh_memo
         table: dict[int, nl.NexthopMsg] = {}
+        if not self.watched:  # read once: nothing to keep for next time
+            for p in found:
+                one = nl.parse_nexthop(p)
+                table[one.id] = one
+            return table
+        memo = self._nh_memo
         for p in found:
             nh = memo.get(p)
             if nh is None:
@@ -379,6 +384,13 @@ class KernelBackend:
         payloads = self.nl.route_payloads(AF4, self.table) + self.nl.route_payloads(AF6, self.table)
         found: list[_Found] = []
         nh_ids: list[int] = []
+        if not self.watched:  # read once: nothing to keep for next time
+            scan = self._scan
+            found = [scan(p, nhs) for p in payloads]
+            del payloads
+            nh_ids = [f.nh_id for f in found if f.nh_id]
+            self._snap = _Snapshot(links, nhs, Counter(nh_ids))
+            return found, links
         for p in payloads:
             f = memo.get(p)
             if f is None or (f.nh is not None and nhs.get(f.nh_id) is not f.nh):
