@@ -326,15 +326,15 @@ def test_other_table_and_protocol_number(host: str) -> None:
 
 @pytest.mark.parametrize("compat", ["0", "1"])
 def test_one_backend_reads_what_changed_behind_an_unchanged_route(host: str, compat: str) -> None:
-    """routes() keeps what it built from each route message; a nexthop replaced under a route
-    (with nexthop_compat_mode=0 the route message stays byte for byte the same), or a member
-    of a route's group, must still show in the next read."""
+    """A watched backend (the agent's) keeps what routes() built from each route message; a
+    nexthop replaced under a route (with nexthop_compat_mode=0 the route message stays byte
+    for byte the same), or a member of a route's group, must still show in the next read."""
     subprocess.run(
         ["ip", "netns", "exec", host, "sysctl", "-qw", f"net.ipv4.nexthop_compat_mode={compat}"],
         check=True,
     )
     c = cluster(node(1, v6=False), node(2, v6=False), node(3, v6=False), service_via=("n2", "n3"))
-    with KernelBackend(netns=host) as b:
+    with KernelBackend(netns=host, watched=True) as b:
         assert reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency).ok
         first = {str(r.dst): r for r in b.routes()}
         again = {str(r.dst): r for r in b.routes()}
