@@ -110,32 +110,36 @@ def shared_lookups(
         return out
     width = len(gateways[0])
     bits = width * 8
-    # prefixes of main: the plain connected ones are candidates; every prefix counts
-    keys: dict[tuple[int, int], int] = {}
-    candidates: list[tuple[int, int]] = []
-    prefixes: list[tuple[int, int]] = []
-    for p in main:
-        if p[4] != 254 or p[8] & RTM_F_CLONED:  # header table (<256 fits), cached clone
+    # first the candidates (plain connected routes, each the only route of its prefix), then
+    # the routes of main more specific than a candidate they are in: two passes, so that the
+    # routes of a big table (ours, mostly) are looked at without keeping anything of them
+    tables = [p for p in main if p[4] == 254 and not p[8] & RTM_F_CLONED]  # header table
+    found = [k for p in tables if _plain_connected(p) and (k := _prefix(p, width)) is not None]
+    if not found:
+        return out
+    shortest = min(c[1] for c in found)
+    counts = dict.fromkeys(found, 0)
+    intervals: list[tuple[int, int]] = []
+    for p in tables:
+        if p[1] < shortest:
             continue
         k = _prefix(p, width)
         if k is None:
             continue
-        keys[k] = keys.get(k, 0) + 1
-        prefixes.append(k)
-        if _plain_connected(p):
-            candidates.append(k)
-    candidates = [c for c in candidates if keys[c] == 1]
-    if not candidates:
-        return out
-    # what must be looked up on its own: an address under a route of main more specific
-    # than a candidate it is in, or under any route of the local table (one merged list of
-    # intervals; a candidate inside another is thereby looked up address by address)
-    intervals: list[tuple[int, int]] = []
-    for net, plen in prefixes:
-        for cnet, cplen in candidates:
+        if k in counts:
+            counts[k] += 1
+            continue
+        net, plen = k
+        for cnet, cplen in found:
             if plen > cplen and net >> (bits - cplen) == cnet >> (bits - cplen):
                 intervals.append((net, net + (1 << (bits - plen)) - 1))
                 break
+    candidates = [c for c in found if counts[c] == 1]
+    if not candidates:
+        return out
+    # what must be looked up on its own: an address under a route of main more specific
+    # than a candidate it is in (above), or under any route of the local table (one merged
+    # list of intervals; a candidate inside another is thereby looked up address by address)
     for p in local:
         if p[4] != 255 or p[8] & RTM_F_CLONED:
             continue
