@@ -13,7 +13,7 @@ reports and fixes whatever it is. Pure functions over bytes: the backend does th
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from nosdn.backends.kernel import _netlink as nl
 from nosdn.model import Route
@@ -44,32 +44,46 @@ def ignored(r: nl.RouteMsg) -> bool:
     )
 
 
+def nexthop_index(
+    nexthops: Iterable[bytes], protocol: int
+) -> tuple[dict[int, bytes], set[int]] | None:
+    """From a nexthop dump: the gateway of every plain nexthop by id, and the ids of ours;
+    None if one of ours is a group or a blackhole (not read here)."""
+    gateway_of: dict[int, bytes] = {}
+    ours: set[int] = set()
+    for p in nexthops:
+        nh = nl.parse_nexthop(p)
+        if nh.protocol == protocol:
+            if nh.group or nh.blackhole:
+                return None
+            ours.add(nh.id)
+        if nh.gateway and not nh.group and not nh.blackhole:
+            gateway_of[nh.id] = nh.gateway
+    return gateway_of, ours
+
+
+def count_ours(routes: Sequence[bytes], *, table: int, protocol: int) -> int | None:
+    """How many messages carry our protocol and table in their header (None: the table is
+    not in the header, above 255): a first apply is told from a steady table without
+    reading further."""
+    if table >= 256:
+        return None
+    return sum(1 for p in routes if p[5] == protocol and p[4] == table)
+
+
 def steady(
     desired: Sequence[Route],
     routes: Sequence[bytes],
-    nexthops: Sequence[bytes],
+    gateway_of: dict[int, bytes],
+    unused: set[int],
     *,
     table: int,
     protocol: int,
 ) -> int | None:
     """How many routes of ours the table holds, if it is steady (see the module docstring);
     None if it is not, or may not be. ``routes``: the route messages of a dump (of our table,
-    or of all tables); ``nexthops``: the nexthop messages (empty without nexthop objects)."""
-    # a cheap count first: a first apply (nothing of ours yet) is not steady
-    if table < 256:
-        mine = sum(1 for p in routes if p[5] == protocol and p[4] == table)
-        if mine != len(desired):
-            return None
-    gateway_of: dict[int, bytes] = {}
-    unused: set[int] = set()
-    for p in nexthops:
-        nh = nl.parse_nexthop(p)
-        if nh.protocol == protocol:
-            if nh.group or nh.blackhole:
-                return None
-            unused.add(nh.id)
-        if nh.gateway and not nh.group and not nh.blackhole:
-            gateway_of[nh.id] = nh.gateway
+    or of all tables); ``gateway_of`` and ``unused`` (the ids of our nexthops: emptied as
+    routes use them) from `nexthop_index`."""
     index: dict[bytes, int] = {}
     for i, w in enumerate(desired):
         if len(w.via) != 1:

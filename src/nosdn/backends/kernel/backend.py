@@ -41,7 +41,13 @@ from nosdn.backends.kernel import _netlink as nl
 from nosdn.backends.kernel._adjacent import default_rules, shared_lookups
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
-from nosdn.backends.kernel._steady import RELEVANT_TYPES, ignored, steady
+from nosdn.backends.kernel._steady import (
+    RELEVANT_TYPES,
+    count_ours,
+    ignored,
+    nexthop_index,
+    steady,
+)
 from nosdn.model import (
     DEFAULT_PROTOCOL,
     Conflict,
@@ -333,17 +339,23 @@ class KernelBackend:
 
     def _read_steady(self, desired: Sequence[Route]) -> int | None:
         """`_steady.steady` of the table as it is now; when it is steady, the snapshot
-        ``apply`` plans from says so (nothing to reuse, nothing to collect)."""
+        ``apply`` plans from says so (nothing to reuse, nothing to collect). Each dump is let
+        go as soon as it is read (at 50,000 routes they are 10 MB)."""
+        routes = self.nl.route_payloads(AF4, self.table) + self.nl.route_payloads(AF6, self.table)
+        count = count_ours(routes, table=self.table, protocol=self.protocol)
+        if count is not None and count != len(desired):
+            return None
         if self.nexthops_supported:
             nexthops = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
+            self._nh_first = None
+            index = nexthop_index(nexthops, self.protocol)
+            del nexthops
+            if index is None:
+                return None
         else:
-            nexthops = []
-        self._nh_first = None
-        routes = self.nl.route_payloads(AF4, self.table) + self.nl.route_payloads(AF6, self.table)
-        owned = steady(desired, routes, nexthops, table=self.table, protocol=self.protocol)
+            index = {}, set()
+        owned = steady(desired, routes, *index, table=self.table, protocol=self.protocol)
         if owned is None:
-            if self.nexthops_supported:
-                self._nh_first = nexthops  # the full read takes it from here
             return None
         self._snap = _Snapshot(self.nl.links(), {})
         return owned
