@@ -62,18 +62,9 @@ def nexthop_index(
     return gateway_of, ours
 
 
-def count_ours(routes: Sequence[bytes], *, table: int, protocol: int) -> int | None:
-    """How many messages carry our protocol and table in their header (None: the table is
-    not in the header, above 255): a first apply is told from a steady table without
-    reading further."""
-    if table >= 256:
-        return None
-    return sum(1 for p in routes if p[5] == protocol and p[4] == table)
-
-
 def steady(
     desired: Sequence[Route],
-    routes: Sequence[bytes],
+    routes: Iterable[bytes],
     gateway_of: dict[int, bytes],
     unused: set[int],
     *,

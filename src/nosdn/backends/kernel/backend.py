@@ -34,20 +34,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from itertools import compress
+from itertools import chain, compress
 
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.kernel import _netlink as nl
 from nosdn.backends.kernel._adjacent import default_rules, shared_lookups
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
-from nosdn.backends.kernel._steady import (
-    RELEVANT_TYPES,
-    count_ours,
-    ignored,
-    nexthop_index,
-    steady,
-)
+from nosdn.backends.kernel._steady import RELEVANT_TYPES, ignored, nexthop_index, steady
 from nosdn.model import (
     DEFAULT_PROTOCOL,
     Conflict,
@@ -339,22 +333,28 @@ class KernelBackend:
 
     def _read_steady(self, desired: Sequence[Route]) -> int | None:
         """`_steady.steady` of the table as it is now; when it is steady, the snapshot
-        ``apply`` plans from says so (nothing to reuse, nothing to collect). Each dump is let
-        go as soon as it is read (at 50,000 routes they are 10 MB)."""
-        routes = self.nl.route_payloads(AF4, self.table) + self.nl.route_payloads(AF6, self.table)
-        count = count_ours(routes, table=self.table, protocol=self.protocol)
-        if count is not None and count != len(desired):
-            return None
+        ``apply`` plans from says so (nothing to reuse, nothing to collect). The nexthop dump
+        is let go once indexed, and the route dump is read as it comes, keeping nothing."""
         if self.nexthops_supported:
             nexthops = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
             self._nh_first = None
             index = nexthop_index(nexthops, self.protocol)
-            del nexthops
-            if index is None:
+            if index is None or (desired and self.use_nexthops and not index[1]):
+                self._nh_first = nexthops  # not steady (a first apply, say): the full read
                 return None
+            del nexthops
         else:
             index = {}, set()
-        owned = steady(desired, routes, *index, table=self.table, protocol=self.protocol)
+        streams = [self.nl.route_stream(AF4, self.table), self.nl.route_stream(AF6, self.table)]
+        try:
+            owned = steady(
+                desired, chain(*streams), *index, table=self.table, protocol=self.protocol
+            )
+        except nl.DumpInterruptedError:
+            return None
+        finally:
+            for s in streams:
+                s.close()  # one left early reads its dump to the end
         if owned is None:
             return None
         self._snap = _Snapshot(self.nl.links(), {})
