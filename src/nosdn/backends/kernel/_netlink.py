@@ -389,15 +389,9 @@ class Netlink:
         full if the kernel says it was interrupted or replies were dropped (ENOBUFS). A list
         of byte strings, no tuple or generator step per message: a pass of the agent reads
         ~10,000 of them."""
-        unpack = _HDR.unpack_from
         for _attempt in range(5):
-            self.seq += 1
-            seq = self.seq
-            self.sock.send(
-                _HDR.pack(16 + len(req), mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + req
-            )
+            seq = self._send_dump(mtype, req)
             out: list[bytes] = []
-            append = out.append
             intr = False
             done = False
             while not done:
@@ -409,36 +403,29 @@ class Netlink:
                     intr = True  # part of the dump was dropped: read it all again
                     self._drain()
                     break
-                off = 0
-                n = len(buf)
-                while off + 16 <= n:
-                    length, t, flags, s, _pid = unpack(buf, off)
-                    if length < 16:
-                        break
-                    if s == seq:
-                        if t == want:
-                            append(buf[off + 16 : off + length])
-                        elif t == NLMSG_DONE:
-                            done = True
-                            break
-                        elif t == NLMSG_ERROR:
-                            code, text = self._error(memoryview(buf), off, flags, length)
-                            raise NetlinkError(code, text or os.strerror(code))
-                        if flags & NLM_F_DUMP_INTR:
-                            intr = True
-                    off += (length + 3) & ~3
+                found, done, interrupted, error = self._scan_dump(buf, seq, want)
+                if error is not None:
+                    raise NetlinkError(error[0], error[1] or os.strerror(error[0]))
+                out += found
+                intr = intr or interrupted
             if not intr:
                 return out
         raise NetlinkError(errno.EINTR, "dump kept being interrupted by concurrent changes")
+
+    def _send_dump(self, mtype: int, req: bytes) -> int:
+        """Ask for a dump; returns its sequence number."""
+        self.seq += 1
+        self.sock.send(
+            _HDR.pack(16 + len(req), mtype, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0) + req
+        )
+        return self.seq
 
     def _stream(self, mtype: int, req: bytes, want: int) -> Generator[bytes, None, None]:
         """`_payloads`, one datagram's messages at a time as the kernel sends them, keeping
         none: for a reader that needs only a little of each (a 50,000-route dump is 6 MB of
         messages). An interrupted dump raises `DumpInterruptedError` (read it again with
         `_payloads`); a reader that stops early leaves nothing of the dump behind."""
-        self.seq += 1
-        seq = self.seq
-        self.sock.send(_HDR.pack(16 + len(req), mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + req)
+        seq = self._send_dump(mtype, req)
         done = False
         try:
             while not done:
