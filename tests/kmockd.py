@@ -15,7 +15,9 @@ What kmock does differently from a real API server (and how the agent copes, see
 `nosdn.sources.reflector`): no resourceVersion (lists say ``"..."``), watches ignore
 resourceVersion and replay every existing object as ADDED before live events, never time out,
 never send BOOKMARK or 410; PATCH is a plain recursive dict merge (a strategic-merge patch of
-``status.conditions`` replaces the whole list); no PUT; no field or label selectors.
+``status.conditions`` replaces the whole list); no PUT; no field or label selectors. Besides
+paging, one change here: a GET or PATCH of one object finds it by its key, not by testing every
+object (kmock's O(n) made a PATCH cost ~10 ms at 5,000 Nodes).
 """
 
 from __future__ import annotations
@@ -64,6 +66,27 @@ class Emulator(kmock.KubernetesEmulator):
             if offset + limit < len(items):
                 result["metadata"]["continue"] = str(offset + limit)
         return result
+
+    # kmock answers a GET or PATCH of one object by testing every stored object against the
+    # request (O(n): ~10 ms a PATCH at 5,000 Nodes, most of the change latency a benchmark
+    # would measure, and it paces the watch events). The same object, found by its key:
+    async def _serve_fetch(self, request: kmock.Request) -> Any:
+        obj = self._by_key(request)
+        if obj is None or obj.deleted:
+            return await super()._serve_fetch(request)  # kmock's own 404
+        return obj.raw
+
+    async def _serve_update(self, request: kmock.Request) -> Any:
+        obj = self._by_key(request)
+        if obj is None:
+            return await super()._serve_update(request)
+        return obj.last.raw
+
+    def _by_key(self, request: kmock.Request) -> Any:
+        if request.resource is None or request.name is None:
+            return None
+        key = (request.resource, request.namespace, request.name)
+        return self._objects[key] if key in self._objects else None
 
 
 async def serve(host: str, port: int, seed: list[dict[str, Any]], max_lists: int | None) -> None:
