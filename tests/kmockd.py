@@ -86,7 +86,7 @@ class Emulator(kmock.KubernetesEmulator):
         if request.resource is None or request.name is None:
             return None
         key = (request.resource, request.namespace, request.name)
-        return self._objects[key] if key in self._objects else None
+        return self._objects[key] if key in self._objects else None  # noqa: SIM401 (no .get)
 
 
 async def serve(host: str, port: int, seed: list[dict[str, Any]], max_lists: int | None) -> None:
