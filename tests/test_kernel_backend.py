@@ -341,8 +341,12 @@ def test_one_backend_reads_what_changed_behind_an_unchanged_route(host: str, com
         assert again == first
         assert again["172.17.3.0/24"] is first["172.17.3.0/24"]  # not decoded again
         (nh2,) = [nh.split()[1] for nh in nexthops_of(host) if "via 10.0.0.2 " in nh]
-        # someone moves n2's nexthop, with our protocol (the agent ignores that echo)
+        # someone moves n2's nexthop, with our protocol (the agent's monitor takes that for an
+        # echo of its own writes): the watched backend reuses its last read until told...
         ip(host, "nexthop", "replace", "id", nh2, "via", "10.0.0.9", "dev", "br0", "proto", "157")
+        stale = {str(r.dst): r for r in b.routes()}
+        assert stale["172.17.2.0/24"] is first["172.17.2.0/24"]
+        b.forget_lookups()  # ...as the periodic resync does
         after = {str(r.dst): r for r in b.routes()}
         assert after["172.17.2.0/24"].via == (ip_address("10.0.0.9"),)
         assert after["10.96.0.0/12"].via == (ip_address("10.0.0.3"), ip_address("10.0.0.9"))
@@ -516,3 +520,20 @@ def test_one_backend_many_passes_sees_a_node_go_off_link(host: str) -> None:
     assert {str(r.dst) for r in second.diff.remove} == {"172.17.2.0/24", "172.17.3.0/24"}
     assert ours(host) == []
     assert nexthops_of(host) == []
+
+
+def test_watched_backend_reads_again_when_told_the_table_changed(host: str) -> None:
+    """A watched backend reuses its last read until `table_changed` (the agent's monitor calls
+    it on every notification that is not our own echo) or a write of its own."""
+    c = cluster(node(1), node(2), node(3))
+    desired = desired_routes(c, N1)
+    with KernelBackend(netns=host, watched=True) as b:
+        assert reconcile_once(c, N1, b, adjacency=b.adjacency).ok
+        assert b.read_diff(desired)[0].writes == 0  # read again after its own writes
+        ip(host, "route", "del", "172.17.2.0/24", "proto", "157")
+        assert b.read_diff(desired)[0].writes == 0  # not told: the last read stands
+        b.table_changed()
+        again, _ = b.read_diff(desired)
+        assert [str(r.dst) for r in again.add] == ["172.17.2.0/24"]
+        assert b.apply(again).writes == 1
+        assert b.read_diff(desired)[0].writes == 0

@@ -89,8 +89,13 @@ class Running:
             egress=egress,
         )
         self.cache.set_listener(self.agent.nudge)
+
+        def kernel_changed(reason: str) -> None:
+            self.backend.table_changed()  # before the nudge: the pass it starts reads again
+            self.agent.nudge(reason)
+
         self.monitor = NetlinkMonitor(
-            self.agent.nudge,
+            kernel_changed,
             protocol=cfg.protocol,
             table=cfg.table,
             netns=cfg.netns,
