@@ -157,9 +157,11 @@ class KernelBackend:
     ``netns``: a named network namespace to work in (tests, the lab); None is this one.
     ``watched``: the caller watches the kernel's notifications and calls `forget_lookups` on
     every link or address change and every route or nexthop change that is not the echo of
-    its own writes (the agent's netlink monitor does). The backend then keeps, from one pass to
-    the next, what only such changes can alter: the next-hop lookups behind `adjacency`, and
-    how many routes of other tables use our nexthops. Unwatched, both are read every time.
+    its own writes (the agent's netlink monitor does), and `table_changed` on any other route or
+    nexthop change it reports. The backend then keeps, from one pass to the next, what only
+    such changes can alter: the next-hop lookups behind `adjacency`, how many routes of other
+    tables use our nexthops, and its last read of the table (read back right after each of
+    its own writes). Unwatched, all of it is read every time.
     """
 
     name = "kernel"
