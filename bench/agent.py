@@ -397,6 +397,7 @@ def run(args: argparse.Namespace) -> None:
         pass_s0 = metric(ns, "nosdn_reconcile_duration_seconds_sum")
         passes0 = metric(ns, "nosdn_reconcile_duration_seconds_count")
         lat: list[float] = []
+        which: list[tuple[float, int]] = []  # (latency, change number), for the slowest
         rtt: list[float] = []
         for k in range(args.changes):
             i = 1 + (k * 37) % (n - 1)
@@ -419,6 +420,7 @@ def run(args: argparse.Namespace) -> None:
             if packed not in watch.gateways:
                 sys.exit(f"change {k}: node-{i} -> {new} never reached the kernel")
             lat.append(watch.gateways[packed] - t)
+            which.append((lat[-1], k))
             time.sleep(0.02)
         passes = metric(ns, "nosdn_reconcile_duration_seconds_count") - passes0
         pass_mean = (metric(ns, "nosdn_reconcile_duration_seconds_sum") - pass_s0) / max(1, passes)
@@ -561,7 +563,11 @@ def run(args: argparse.Namespace) -> None:
             "emulator PATCH round trip (inside the change figures): "
             f"p50 {ms(statistics.median(rtt))}"
         )
-        print(f"change -> kernel, slowest five: {', '.join(ms(x) for x in lat[-5:])}")
+        slowest = sorted(which)[-5:]
+        print(
+            "change -> kernel, slowest five: "
+            + ", ".join(f"{ms(x)} (change {k})" for x, k in slowest)
+        )
         print(
             f"the agent's own passes during the changes: {passes:.0f}, "
             f"{ms(pass_mean)} each on average (nosdn_reconcile_duration_seconds)"

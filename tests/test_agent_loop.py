@@ -5,9 +5,12 @@ refuse, what to report); `test_agent_kernel` checks the same agent against a rea
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import struct
+import threading
+import time
 from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
@@ -348,3 +351,39 @@ def test_json_logs_carry_extra_fields() -> None:
     assert out["msg"] == "routes: 3 added"
     assert out["add"] == 3
     assert out["level"] == "info"
+
+
+def test_not_ready_until_the_collector_is_frozen_after_the_first_pass() -> None:
+    """The full collection after the first pass (~0.1 s at 5,000 nodes) would stall the first
+    change that arrives: the agent says it is ready only once it is over."""
+    agent, cache, _backend, _ = make(owned())
+    cache.replace(nodes(1, 2))
+    thresholds = gc.get_threshold()
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    thread = threading.Thread(target=agent.run, kwargs={"freeze_gc": True}, daemon=True)
+    try:
+        thread.start()
+        agent.nudge("list")
+        deadline = time.monotonic() + 10
+        while not agent.readyz()[0] and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        # the first moment it says ready, the collection is over (without the wait for it,
+        # ready came right after the pass, while the collection was still to run)
+        assert gc.get_freeze_count() > 0
+        assert agent.status.passes >= 1
+        assert agent.readyz() == (True, "ok")
+    finally:
+        agent.stop()
+        thread.join(timeout=5)
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def test_readyz_says_why_while_settling() -> None:
+    agent, cache, _backend, _ = make(owned())
+    cache.replace(nodes(1, 2))
+    agent.run_pass({"list"})
+    assert agent.readyz()[0] is True
+    agent.status.settled = False
+    assert agent.readyz() == (False, "settling after the first pass")

@@ -83,6 +83,9 @@ class Status:
     last_error: str = ""
     heartbeat: float = field(default_factory=time.monotonic)
     skipped_reason: str = ""
+    #: False from the start of a loop that freezes the collector until that is done (the
+    #: full collection after the first pass takes ~0.1 s: not ready before it is over)
+    settled: bool = True
 
 
 class Agent:
@@ -143,6 +146,7 @@ class Agent:
         collection over them cost the daemon pauses of a hundred milliseconds and more. The
         young generation is then collected less often (see below)."""
         frozen = not freeze_gc
+        self.status.settled = frozen
 
         def after_pass() -> None:
             nonlocal frozen
@@ -154,6 +158,7 @@ class Agent:
                 # only rescanned them, 1.5 ms a pass
                 gc.set_threshold(50_000, 20, 20)
                 frozen = True
+                self.status.settled = True
 
         def heartbeat(now: float) -> None:
             self.status.heartbeat = now
@@ -436,6 +441,8 @@ class Agent:
             return False, self.status.skipped_reason
         if self.status.last_pass is None:
             return False, "no pass yet"
+        if not self.status.settled:
+            return False, "settling after the first pass"
         if not self.status.last_ok:
             return False, self.status.last_error or "last pass failed"
         return True, "ok"
