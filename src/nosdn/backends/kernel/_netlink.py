@@ -441,12 +441,10 @@ class Netlink:
                 if error is not None:
                     raise NetlinkError(error[0], error[1] or os.strerror(error[0]))
                 if intr:
-                    while not done:
-                        done = self._scan_dump(bytes(self._recv()), seq, want)[1]
-                    raise DumpInterruptedError
+                    raise DumpInterruptedError  # the rest of the dump is read below
                 yield from found
         finally:
-            while not done:  # left early: read the rest, so no later reader meets it
+            while not done:  # left early or interrupted: read the rest, so no later reader meets it
                 done = self._scan_dump(bytes(self._recv()), seq, want)[1]
 
     def _scan_dump(
@@ -474,11 +472,14 @@ class Netlink:
 
     def route_stream(self, family: int, table: int) -> Generator[bytes, None, None]:
         """`route_payloads`, one message at a time (see `_stream`)."""
-        if self.strict:
-            req = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0) + rta_u32(RTA_TABLE, table)
-        else:
-            req = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-        return self._stream(RTM_GETROUTE, req, RTM_NEWROUTE)
+        return self._stream(RTM_GETROUTE, self._route_dump(family, table, 0), RTM_NEWROUTE)
+
+    def _route_dump(self, family: int, table: int | None, protocol: int) -> bytes:
+        """A route dump request, filtered by the kernel when it supports strict checking."""
+        if not self.strict:
+            return _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+        req = _RTMSG.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
+        return req + rta_u32(RTA_TABLE, table) if table is not None else req
 
     # --- dumps -----------------------------------------------------------------------------
     def route_payloads(
@@ -489,13 +490,7 @@ class Netlink:
 
         For callers that cache what they build from each message: an unchanged route is an
         equal byte string from one dump to the next."""
-        if self.strict:
-            req = _RTMSG.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
-            if table is not None:
-                req += rta_u32(RTA_TABLE, table)
-        else:
-            req = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-        return self._payloads(RTM_GETROUTE, req, RTM_NEWROUTE)
+        return self._payloads(RTM_GETROUTE, self._route_dump(family, table, protocol), RTM_NEWROUTE)
 
     def routes(self, family: int, table: int | None = None, protocol: int = 0) -> list[RouteMsg]:
         """Every route of ``family`` (optionally one table / protocol; filtered by the kernel

@@ -447,15 +447,15 @@ def plan_nexthops(
                     owner.append(w)
                     dep.append(_NONE)
                     if len(gw) == 4:
-                        created[got] = add_msg(pack_nh4(
+                        at = add_msg(pack_nh4(
                             nh4_len, rtm_newnh, request | _NEW, 0, 0,
                             AF_INET, 0, protocol, 0, 0,
                             8, nl.NHA_ID, got, 8, nl.NHA_GATEWAY, gw, 8, nl.NHA_OIF, res.oif,
                         ))  # fmt: skip
                     else:
                         msg = nexthop_msg(got, protocol=protocol, gateway=gw, oif=res.oif)
-                        created[got] = reqs.append((rtm_newnh, _NEW, msg))
-                    route_dep[w] = created[got]
+                        at = reqs.append((rtm_newnh, _NEW, msg))
+                    created[got] = route_dep[w] = at
                     route_nh[w] = got
                     continue
                 want = single(gw, w)  # says why there is no nexthop

@@ -241,13 +241,18 @@ class KernelBackend:
     def protocol_name(self, number: int) -> str:
         return self._names.get(number, str(number))
 
+    def _take_nexthop_payloads(self) -> list[bytes]:
+        """The nexthop dump: the one made at start (to detect support) if not yet used."""
+        found = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
+        self._nh_first = None
+        return found
+
     def _nexthop_table(self) -> dict[int, nl.NexthopMsg]:
         """Every nexthop object by id; an unchanged nexthop is the same object as last time
         (the route cache below relies on that)."""
         if not self.nexthops_supported:
             return {}
-        found = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
-        self._nh_first = None
+        found = self._take_nexthop_payloads()
         table: dict[int, nl.NexthopMsg] = {}
         if not self.watched:  # read once: nothing to keep for next time
             for p in found:
@@ -344,8 +349,7 @@ class KernelBackend:
         ``apply`` plans from says so (nothing to reuse, nothing to collect). The nexthop dump
         is let go once indexed, and the route dump is read as it comes, keeping nothing."""
         if self.nexthops_supported:
-            nexthops = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
-            self._nh_first = None
+            nexthops = self._take_nexthop_payloads()
             index = nexthop_index(nexthops, self.protocol)
             if index is None or (desired and self.use_nexthops and not index[1]):
                 self._nh_first = nexthops  # not steady (a first apply, say): the full read
