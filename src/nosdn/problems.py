@@ -17,6 +17,8 @@ class Problem:
     value: str
     message: str
     hint: str = ""
+    #: The other node of a conflict between two nodes (``node`` is the one to skip or fix).
+    party: str | None = None
 
     def __str__(self) -> str:
         where = f"node {self.node}: " if self.node is not None else ""
@@ -30,6 +32,7 @@ class Problem:
             "value": self.value,
             "message": self.message,
             "hint": self.hint,
+            "party": self.party,
         }
 
 
