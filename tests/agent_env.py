@@ -104,7 +104,10 @@ def node_object(
     cidrs: Sequence[str] = (),
     *,
     extra_status: Mapping[str, Any] | None = None,
+    created: str | None = None,
 ) -> dict[str, Any]:
+    """A Node object as the kubelet and kube-controller-manager leave it (``created``: its
+    ``metadata.creationTimestamp``, which the emulator does not set)."""
     spec: dict[str, Any] = {}
     if cidrs:
         spec = {"podCIDR": cidrs[0], "podCIDRs": list(cidrs)}
@@ -114,10 +117,13 @@ def node_object(
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
     }
     status.update(extra_status or {})
+    meta: dict[str, Any] = {"name": name, "labels": {"kubernetes.io/hostname": name}}
+    if created is not None:
+        meta["creationTimestamp"] = created
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "metadata": meta,
         "spec": spec,
         "status": status,
     }

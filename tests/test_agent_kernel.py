@@ -132,6 +132,33 @@ def test_routes_follow_nodes_added_changed_deleted(env: NodeEnv) -> None:
     assert env.routes() == {"10.244.2.0/24": "10.10.0.22", "10.244.33.0/24": "10.10.0.3"}
 
 
+def test_one_bad_node_object_moves_no_route(env: NodeEnv) -> None:
+    a = env.agent()
+    env.ready(a)
+    assert env.routes() == wanted(2, 3)
+    # each of these, with a name sorting first, took routes from the established nodes before
+    bad = [
+        node_object("a-cover", ["10.10.0.50"], ["10.244.0.0/16"]),
+        node_object("a-default", ["10.10.0.51"], ["0.0.0.0/0"]),
+        node_object("a-dup", ["10.10.0.52"], ["10.244.2.0/24"]),
+        node_object("a-mine", ["10.10.0.53"], ["10.244.1.0/24"]),
+        node_object("a-addr", ["10.10.0.3"], ["10.244.60.0/24"]),
+    ]
+    for obj in bad:
+        env.emu.create_node(obj)
+    # a good node created after them still gets its route: the agent saw every event
+    env.emu.create_node(node_object("node4", ["10.10.0.4"], ["10.244.4.0/24"]))
+    wait_until(lambda: env.routes() == wanted(2, 3, 4), 5, what="node4 added")
+    time.sleep(0.5)
+    assert env.routes() == wanted(2, 3, 4)
+    # and a restart, with nothing routed in memory, keeps them too (the creation times decide)
+    a.stop(signal.SIGTERM)
+    b = env.agent()
+    env.ready(b)
+    time.sleep(0.5)
+    assert env.routes() == wanted(2, 3, 4)
+
+
 def test_status_only_events_cause_no_kernel_work(env: NodeEnv) -> None:
     a = env.agent()
     env.ready(a)

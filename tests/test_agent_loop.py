@@ -387,3 +387,81 @@ def test_readyz_says_why_while_settling() -> None:
     assert agent.readyz()[0] is True
     agent.status.settled = False
     assert agent.readyz() == (False, "settling after the first pass")
+
+
+OLD = "2026-01-01T00:00:00Z"
+NEW = "2026-06-01T00:00:00Z"
+
+
+def aged(*ids: int, created: str = OLD) -> list[dict[str, Any]]:
+    return [
+        node_object(f"node{i}", [f"10.10.0.{i}"], [f"10.244.{i}.0/24"], created=created)
+        for i in ids
+    ]
+
+
+@pytest.mark.parametrize(
+    "newcomer",
+    [
+        node_object("a-cover", ["10.10.0.99"], ["10.244.0.0/16"], created=NEW),
+        node_object("a-cover", ["10.10.0.99"], ["10.244.2.0/23"], created=NEW),
+        node_object("a-cover", ["10.10.0.99"], ["0.0.0.0/0"], created=NEW),
+        node_object("a-dup", ["10.10.0.99"], ["10.244.3.0/24"], created=NEW),
+        node_object("a-dup", ["10.10.0.3"], ["10.244.9.0/24"], created=NEW),
+        node_object("a-dup", ["10.244.3.7"], ["10.244.9.0/24"], created=NEW),
+    ],
+    ids=["cluster-cidr", "a-/23", "default", "dup-subnet", "dup-address", "address-in-subnet"],
+)
+def test_one_bad_node_never_moves_an_established_nodes_route(newcomer: dict[str, Any]) -> None:
+    agent, cache, backend, _ = make(cluster_cidrs=(ip_network("10.244.0.0/16"),))
+    cache.replace(aged(1, 2, 3, 4))
+    agent.run_pass({"list"})
+    before = sorted((str(r.dst), str(r.via)) for r in backend.table)
+    assert len(before) == 3
+    for arrival in ("watch", "restart"):
+        if arrival == "restart":  # a fresh agent: nothing routed yet, the creation times decide
+            agent, cache, _, _ = make(backend.table, cluster_cidrs=(ip_network("10.244.0.0/16"),))
+            backend = agent.backend.inner  # type: ignore[attr-defined]
+        cache.replace([*aged(1, 2, 3, 4), newcomer])
+        agent.run_pass({"node"})
+        assert sorted((str(r.dst), str(r.via)) for r in backend.table) == before, arrival
+        skipped = agent.view(cache.snapshot()).skipped
+        assert {p.node for p in skipped} == {newcomer["metadata"]["name"]}, arrival
+
+
+def test_no_route_ever_goes_to_this_nodes_own_subnet() -> None:
+    agent, cache, backend, _ = make()
+    # created before node1, with a copy of node1's subnet: still not routed from node1
+    thief = node_object("node0", ["10.10.0.50"], ["10.244.1.0/24"], created="2020-01-01T00:00:00Z")
+    cache.replace([*aged(1, 2), thief])
+    agent.run_pass({"list"})
+    assert dsts(backend) == {"10.244.2.0/24"}
+
+
+def test_nodes_of_unknown_age_in_a_conflict_are_both_skipped() -> None:
+    agent, cache, backend, _ = make()
+    cache.replace([*nodes(1, 2, 3), node_object("node4", ["10.10.0.4"], ["10.244.3.0/24"])])
+    agent.run_pass({"list"})
+    assert dsts(backend) == {"10.244.2.0/24"}
+    assert {p.node for p in agent.view(cache.snapshot()).skipped} == {"node3", "node4"}
+
+
+def test_the_party_of_a_conflict_posts_one_event_on_the_node_skipped() -> None:
+    posted: list[Mapping[str, Any]] = []
+
+    class Api:
+        def create_event(self, ns: str, event: Mapping[str, Any]) -> None:
+            posted.append(event)
+
+    agent, cache, _, _ = make()
+    rec = EventRecorder(Api(), "node1")
+    agent.events = rec
+    # node9 copies node1's subnet (node1 is this node) and node2's address
+    bad = node_object("node9", ["10.10.0.2"], ["10.244.1.0/24"], created=NEW)
+    cache.replace([*aged(1, 2), bad])
+    agent.run_pass({"list"})
+    queued = [rec._queue.get_nowait() for _ in range(rec._queue.qsize())]
+    about = [(e["reason"], e["involvedObject"]["name"]) for e in queued]
+    # one Event, for the conflict with this node; node2's agent reports the address
+    assert about == [("NodeSkipped", "node9")]
+    assert "node node1 keeps its routes" in queued[0]["message"]

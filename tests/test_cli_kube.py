@@ -177,7 +177,8 @@ def test_a_node_without_pod_cidrs_is_skipped_and_said(api: Callable[..., Emulato
 
 
 def test_overlapping_pod_cidrs_exit_2_naming_the_node(api: Callable[..., Emulator]) -> None:
-    bad = node_object("n9", ["10.0.0.9"], ["10.244.1.0/25"])
+    # created after the others: the one to fix (without creation times both would be named)
+    bad = node_object("n9", ["10.0.0.9"], ["10.244.1.0/25"], created="2026-06-01T00:00:00Z")
     emu = api(*NODES, bad)
     res = nosdn("routes", "--kube-server", emu.url, "--router")
     assert res.exit_code == 2

@@ -283,6 +283,26 @@ def test_unusable_nodes_get_the_reason_and_keep_out_of_the_plan() -> None:
     assert s.wish("node3") == ("True", "NosdnNoNodeAddress")
 
 
+@pytest.mark.parametrize(
+    "cidr", ["10.244.0.0/16", "10.244.2.0/23", "10.244.2.0/24"], ids=["cluster", "/23", "dup"]
+)
+def test_a_conflicting_newcomer_is_flagged_and_the_tables_keep_every_route(cidr: str) -> None:
+    s = Setup()
+    s.listed(aws_node(1), aws_node(2), aws_node(3))
+    s.ctl.run_pass({"list"})
+    before = s.cloud.dsts("rtb-a")
+    assert len(before) == 3
+    # "a-..." sorts first, and would have won by name
+    bad = node_object("a-new", ["10.0.1.99"], [cidr])
+    bad["spec"]["providerID"] = "aws:///us-east-1a/i-00000000000000099"
+    s.listed(aws_node(1), aws_node(2), aws_node(3), bad)
+    s.ctl.run_pass({"node"})
+    assert s.cloud.dsts("rtb-a") == before
+    assert s.cloud.dsts("rtb-b") == before
+    assert s.wish("a-new") == ("True", "NosdnInvalidNode")
+    assert s.wish("node2") == ("False", "RouteCreated")
+
+
 def test_a_cloud_that_cannot_be_read_is_retried_and_changes_no_condition() -> None:
     s = Setup()
     s.listed(aws_node(1))

@@ -42,7 +42,7 @@ from nosdn.agent.condition import (
 )
 from nosdn.agent.config import AgentConfig
 from nosdn.agent.egress import Egress, EgressError, render
-from nosdn.agent.events import EventRecorder
+from nosdn.agent.events import EventRecorder, Involved
 from nosdn.agent.forwarding import ensure_forwarding
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.safety import DeletionGuard, GuardedBackend
@@ -50,9 +50,11 @@ from nosdn.agent.schedule import Nudger, run_passes
 from nosdn.backends.base import Backend
 from nosdn.checks import check_cluster
 from nosdn.model import Cluster, IPAddress, IPNetwork, Node, Target
+from nosdn.problems import Problem
 from nosdn.reconcile import AdjacencyCheck, PassResult, reconcile_once
 from nosdn.render.cni import render_cni
 from nosdn.sources.cache import NodeCache, Snapshot
+from nosdn.sources.nodes import seniority
 
 log = logging.getLogger("nosdn.agent")
 
@@ -71,6 +73,9 @@ class ClusterView:
     without_subnet: int
     problems: list[str]
     masquerade_exempt: tuple[IPNetwork, ...]
+    #: Why other nodes were left out, each naming the node skipped (and ``party``, the node it
+    #: conflicts with, if any).
+    skipped: tuple[Problem, ...] = ()
 
 
 @dataclass(slots=True)
@@ -122,6 +127,8 @@ class Agent:
         self.egress = egress
         self.status = Status()
         self._view: ClusterView | None = None
+        #: The nodes the last view routed: in a conflict with a newcomer, they keep their routes
+        self._routed: frozenset[Node] | None = None
         self._mtu: int | None = cfg.mtu
         self._reported_problems: set[str] = set()
         self._stop = threading.Event()
@@ -204,10 +211,15 @@ class Agent:
             node_cidr_mask_size_v6=cfg.node_cidr_mask_v6,
         )
         bad: set[str] = set()
-        for p in check_cluster(cluster):
+        skipped: list[Problem] = []
+        if self._routed is None:  # first view since start: what the last run left is routed
+            self._routed = self._found_routed(cluster)
+        rank = seniority(snap.nodes, routed=self._routed, me=mine)
+        for p in check_cluster(cluster, seniority=rank):
             problems.append(str(p))
-            if p.node is not None and p.node != cfg.node_name:
+            if p.node is not None and p.node != mine:
                 bad.add(p.node)
+                skipped.append(p)
         if bad:
             cluster = Cluster(
                 tuple(n for n in cluster.nodes if n.name not in bad),
@@ -223,15 +235,47 @@ class Agent:
             without,
             problems,
             tuple(exempt) + cfg.no_masquerade_cidrs,
+            tuple(skipped),
         )
         self._view = v
+        self._routed = frozenset(cluster.nodes)
         new = set(problems) - self._reported_problems
         for text in sorted(new)[:20]:
             log.warning("skipped: %s", text)
         if len(new) > 20:
             log.warning("... and %d more node problems", len(new) - 20)
         self._reported_problems = set(problems)
+        self._report_skipped(skipped, mine)
         return v
+
+    def _found_routed(self, cluster: Cluster) -> frozenset[Node]:
+        """The nodes whose every pod subnet the kernel already routes to them, as ours: after a
+        restart they are as established as before it (read once, before the first pass)."""
+        try:
+            found = {(r.dst, r.via) for r in self.backend.routes() if r.owned}
+        except OSError as e:
+            log.warning("could not read the routes the last run left: %s", e)
+            return frozenset()
+        return frozenset(
+            n
+            for n in cluster.nodes
+            if n.pod_cidrs and all((c, (n.ip_for(c.version),)) in found for c in n.pod_cidrs)
+        )
+
+    def _report_skipped(self, skipped: list[Problem], mine: str) -> None:
+        """An Event on each Node skipped for a conflict with this one. Only the parties of a
+        conflict post it, so one bad Node costs the API an Event per node it conflicts with,
+        not one per node of the cluster."""
+        if self.events is None:
+            return
+        for p in skipped:
+            if p.party == mine:
+                self.events.record(
+                    "Warning",
+                    "NodeSkipped",
+                    f"nosdn skips node {p.node}: {p}; node {mine} keeps its routes",
+                    about=Involved("Node", p.node or ""),
+                )
 
     # --- one pass -------------------------------------------------------------------------
     def run_pass(self, reasons: set[str], *, full: bool = False) -> bool:

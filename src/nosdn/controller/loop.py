@@ -134,6 +134,7 @@ class Controller:
             cluster_cidrs=cfg.cluster_cidrs,
             mask_v4=cfg.node_cidr_mask_v4,
             mask_v6=cfg.node_cidr_mask_v6,
+            routed=frozenset(v.cluster.nodes) if v is not None else frozenset(),
         )
         new = set(v.problems) - self._reported
         for text in sorted(new)[:20]:

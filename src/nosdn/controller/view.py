@@ -24,6 +24,7 @@ from nosdn.backends.cloud import CloudPass
 from nosdn.checks import check_cluster
 from nosdn.model import Cluster, IPNetwork, Node
 from nosdn.sources.cache import Snapshot
+from nosdn.sources.nodes import seniority
 
 #: The Kubernetes route controller's reason, which tools and people already look for.
 REASON_CREATED = "RouteCreated"
@@ -51,7 +52,9 @@ def cluster_view(
     cluster_cidrs: tuple[IPNetwork, ...],
     mask_v4: int = 24,
     mask_v6: int = 64,
+    routed: frozenset[Node] = frozenset(),
 ) -> ClusterView:
+    """``routed``: the nodes the last view routed (in a conflict with a newcomer they win)."""
     nodes: list[Node] = []
     unusable: dict[str, Wish] = {}
     problems: list[str] = []
@@ -78,7 +81,7 @@ def cluster_view(
 
     cluster = make(nodes)
     bad: dict[str, str] = {}
-    for p in check_cluster(cluster):
+    for p in check_cluster(cluster, seniority=seniority(snap.nodes, routed=routed)):
         problems.append(str(p))
         if p.node is not None:
             bad.setdefault(p.node, str(p))

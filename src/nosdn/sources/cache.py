@@ -36,6 +36,7 @@ from nosdn.sources.nodes import (
     AddressPolicy,
     Fingerprint,
     NodeInfo,
+    created_at,
     fingerprint,
     node_info,
     node_name,
@@ -112,9 +113,9 @@ class NodeCache:
         self._on_change = on_change
 
     # --- writers (the watch thread) -------------------------------------------------------
-    def _store(self, name: str, fp: Fingerprint) -> None:
+    def _store(self, name: str, fp: Fingerprint, created: str) -> None:
         self._fps[name] = fp
-        self._infos[name] = node_info(fp, name, self.policy)
+        self._infos[name] = node_info(fp, name, self.policy, created)
 
     def replace(self, objects: Iterable[Mapping[str, Any]]) -> bool:
         """Apply a complete list; returns whether anything routing uses changed.
@@ -122,6 +123,7 @@ class NodeCache:
         ``objects`` may be decoded lazily (and fail half-way, raising): it is read to the end
         before anything in the cache changes, so a broken list leaves the cache as it was."""
         fps: dict[str, Fingerprint] = {}
+        created: dict[str, str] = {}
         self_obj: Mapping[str, Any] | None = None
         conds: dict[str, tuple[str, str]] = {}
         all_marks: dict[bytes, statusonly.Marks] = {}
@@ -133,6 +135,7 @@ class NodeCache:
             if name == self.self_name:
                 self_obj = obj
             fps[name] = fingerprint(obj)
+            created[name] = created_at(obj)
             if ctype is not None and (c := condition_of(obj, ctype)) is not None:
                 conds[name] = c
             elif ctype is None and name != self.self_name:
@@ -143,7 +146,7 @@ class NodeCache:
         with self._lock:
             for name, fp in fps.items():
                 if self._fps.get(name) != fp:
-                    self._store(name, fp)
+                    self._store(name, fp, created[name])
                     changed = True
             for name in [n for n in self._fps if n not in fps]:
                 del self._fps[name]
@@ -221,7 +224,7 @@ class NodeCache:
                     self._marks[key] = marks
                 return False
             with self._lock:
-                self._store(name, fp)
+                self._store(name, fp, created_at(obj))
                 self._generation += 1
                 self._snap = None
             if marks is not None:

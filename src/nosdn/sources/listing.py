@@ -18,6 +18,7 @@ No subnet is allocated here: on a live cluster that is the API's (kube-controlle
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,9 +31,11 @@ from nosdn.sources.nodes import (
     AddressPolicy,
     Fingerprint,
     NodeInfo,
+    created_at,
     fingerprint,
     node_info,
     node_name,
+    seniority,
 )
 
 
@@ -85,7 +88,12 @@ def _refusal(info: NodeInfo, fp: Fingerprint, policy: AddressPolicy) -> Problem 
     return None
 
 
-def _mask(cidrs: tuple[IPNetwork, ...], family: int, default: int) -> int:
+def _mask(nodes: Iterable[Node], cidrs: tuple[IPNetwork, ...], family: int, default: int) -> int:
+    """The node mask the cluster uses, as its nodes show it: the most common subnet size (one
+    Node wider than the rest cannot move it), else one that fits the cluster CIDRs."""
+    sizes = Counter(c.prefixlen for n in nodes for c in n.pod_cidrs if c.version == family)
+    if sizes:
+        return sizes.most_common(1)[0][0]
     return max([default, *(c.prefixlen for c in cidrs if c.version == family)])
 
 
@@ -104,7 +112,7 @@ def cluster_from_nodes(
         name = node_name(obj)
         if name:
             fp = fingerprint(obj)
-            infos.append((node_info(fp, name, policy), fp))
+            infos.append((node_info(fp, name, policy, created_at(obj)), fp))
     infos.sort(key=lambda pair: pair[0].name)
     nodes: list[Node] = []
     without: list[str] = []
@@ -120,15 +128,14 @@ def cluster_from_nodes(
             without.append(info.name)
         if info.node.ips:
             nodes.append(info.node)
-    # The node mask only sizes new subnets, and nothing is allocated here: it is made to fit
-    # the cluster CIDRs, so the checks judge the subnets the nodes have, not an unused knob.
+    # Nothing is allocated here, so the node mask is not a flag: it is read off the nodes
     cluster = Cluster(
         tuple(nodes),
         cluster_cidrs=cluster_cidrs,
-        node_cidr_mask_size_v4=_mask(cluster_cidrs, 4, 24),
-        node_cidr_mask_size_v6=_mask(cluster_cidrs, 6, 64),
+        node_cidr_mask_size_v4=_mask(nodes, cluster_cidrs, 4, 24),
+        node_cidr_mask_size_v6=_mask(nodes, cluster_cidrs, 6, 64),
     )
-    problems.extend(check_cluster(cluster))
+    problems.extend(check_cluster(cluster, seniority=seniority(i for i, _ in infos)))
     return NodeList(cluster, listed, tuple(without), tuple(notes), tuple(problems))
 
 

@@ -16,11 +16,12 @@ first InternalIP is not on the pod-routing network).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nosdn.addr import parse_ip, parse_net
+from nosdn.checks import Seniority
 from nosdn.model import IPAddress, IPNetwork, Node
 
 DEFAULT_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
@@ -55,6 +56,9 @@ class NodeInfo:
     name: str
     node: Node
     problems: tuple[str, ...] = field(default=())
+    #: ``metadata.creationTimestamp`` as the API wrote it ("" if none): of two Nodes that
+    #: conflict, the one created later is skipped (RFC 3339 in UTC sorts as text).
+    created: str = ""
 
     @property
     def has_subnet(self) -> bool:
@@ -80,6 +84,11 @@ def fingerprint(obj: Mapping[str, Any]) -> Fingerprint:
 def node_name(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return str(meta.get("name") or "")
+
+
+def created_at(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("creationTimestamp") or "")
 
 
 def _inside(ip: IPAddress, cidrs: Sequence[IPNetwork]) -> bool:
@@ -113,7 +122,7 @@ def choose_addresses(
     return tuple(best[f][2] for f in sorted(best)), problems
 
 
-def node_info(fp: Fingerprint, name: str, policy: AddressPolicy) -> NodeInfo:
+def node_info(fp: Fingerprint, name: str, policy: AddressPolicy, created: str = "") -> NodeInfo:
     """Build a `NodeInfo` from a fingerprint. A pod CIDR that does not parse makes the node
     unusable for routing (no subnets) and is reported; bad addresses are skipped. The
     providerID, if any, becomes the node's ``instance_id`` (the cloud backends read both forms)."""
@@ -138,4 +147,23 @@ def node_info(fp: Fingerprint, name: str, policy: AddressPolicy) -> NodeInfo:
             "no route can point at it"
         )
     cidrs.sort(key=lambda c: c.version)
-    return NodeInfo(name, Node(name, ips, tuple(cidrs), provider_id or None), tuple(problems))
+    node = Node(name, ips, tuple(cidrs), provider_id or None)
+    return NodeInfo(name, node, tuple(problems), created)
+
+
+def seniority(
+    infos: Iterable[NodeInfo], *, routed: frozenset[Node] = frozenset(), me: str | None = None
+) -> Seniority:
+    """Who keeps its routes when two Node objects conflict (see `nosdn.checks`).
+
+    This node (``me``) first: nothing may take its own subnet. Then the nodes ``routed`` by the
+    last pass exactly as they are now (a node whose address or subnet changed is a newcomer in
+    its new conflicts), then by ``creationTimestamp``. Equal keys are a tie, and a tie skips
+    every party: a Node of unknown age never wins against one of the same standing."""
+    created = {i.name: i.created for i in infos}
+
+    def key(node: Node) -> tuple[int, str]:
+        standing = 0 if node.name == me else 1 if node in routed else 2
+        return standing, created.get(node.name, "")
+
+    return key
