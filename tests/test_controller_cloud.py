@@ -328,6 +328,32 @@ def test_a_deleted_node_loses_its_route_and_nothing_else_changes(
     assert aws.routes(aws.table_a)["0.0.0.0/0"] == aws.igw
 
 
+def test_one_bad_node_object_moves_no_route_in_the_tables(
+    aws: Aws, emulator: Emulator, replicas: list[Replica]
+) -> None:
+    for i in (1, 2, 3):
+        emulator.create_node(aws.node(i))
+    p = aws.proxy()
+    replicas.append(Replica("ctl-a", emulator.url, aws.options(p)).start())
+    wait_until(lambda: converged(aws, 1, 2, 3), 15, what="converged")
+    p.reset_counts()
+    # a real instance, a name sorting first, and the whole cluster CIDR as its subnet
+    cover = aws.node(9)
+    cover["metadata"]["name"] = "a-cover"
+    cover["spec"]["podCIDRs"] = ["10.244.0.0/16"]
+    cover["spec"]["podCIDR"] = "10.244.0.0/16"
+    emulator.create_node(cover)
+    wait_until(
+        lambda: condition(emulator, "a-cover") == ("True", "NosdnInvalidNode"),
+        10,
+        what="the newcomer flagged",
+    )
+    time.sleep(2 * TIMING["resync"])
+    assert converged(aws, 1, 2, 3)
+    assert p.writes() == {}
+    assert condition(emulator, "node2") == ("False", "RouteCreated")
+
+
 def test_no_writes_while_the_kubernetes_api_is_away(
     aws: Aws, emulator: Emulator, replicas: list[Replica]
 ) -> None:
