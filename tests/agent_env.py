@@ -221,7 +221,17 @@ class Emulator:
 class AgentProcess:
     """`nosdn agent` running inside ``netns``; logs go to ``workdir/agent-<node>.log``."""
 
-    def __init__(self, netns: str, node: str, api_url: str, workdir: Path, *args: str) -> None:
+    def __init__(
+        self,
+        netns: str,
+        node: str,
+        api_url: str,
+        workdir: Path,
+        *args: str,
+        kubeconfig: Path | None = None,
+    ) -> None:
+        """``api_url``: the emulator (``--kube-server``); ``kubeconfig``: a real API server's
+        credentials instead."""
         self.netns = netns
         self.node = node
         self.log = workdir / f"agent-{node}.log"
@@ -230,7 +240,7 @@ class AgentProcess:
             "ip", "netns", "exec", netns,
             sys.executable, "-m", "nosdn", "agent",
             "--node-name", node,
-            "--kube-server", api_url,
+            *(["--kubeconfig", str(kubeconfig)] if kubeconfig else ["--kube-server", api_url]),
             "--cni-conf", str(self.cni),
             "--metrics-address", f"127.0.0.1:{METRICS_PORT}",
             "--resync", "2",

@@ -19,6 +19,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,41 @@ def netns() -> Iterator[Callable[..., str]]:
     finally:
         for name in reversed(made):
             remove_netns(name)
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real API server tier (`kube_api.KubeApi`), one per test session, in a namespace of
+    its own. Without Go it is skipped with a line saying so; under CI it must run."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    from kube_api import KubeApi, binaries
+
+    bins = binaries()
+    if bins is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI: the real API server tier must run, and there is no Go toolchain")
+        pytest.skip(
+            "no Go toolchain: the real kube-apiserver tier is skipped "
+            "(install Go 1.26+ and run `make test`, which builds it once)"
+        )
+    name = f"nosdn-kapi-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    api = None
+    try:
+        ip(name, "link", "set", "lo", "up")
+        api = KubeApi(name, bins, tmp_path_factory.mktemp("kube-api"), min_request_timeout=5)
+        api.start()
+        yield api
+    finally:
+        if api is not None:
+            api.close()
+        remove_netns(name)
+
+
+@pytest.fixture
+def kapi(kube_api: Any) -> Any:
+    """The session's API server with no Node and no Lease left from an earlier test."""
+    kube_api.delete_all_nodes()
+    kube_api.call("DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases")
+    return kube_api

@@ -1,0 +1,193 @@
+"""`nosdn agent` against a real kube-apiserver (root): the agent process in a node namespace,
+with the service account and RBAC that `nosdn manifests` prints, and nothing more.
+
+What only a real server can show: that a watch resumes from its resourceVersion instead of
+relisting (LISTs counted in the audit log), that the ``NetworkUnavailable`` patch leaves the
+kubelet's ``Ready`` condition alone, that ``spec.podCIDRs`` is immutable (a subnet moves by
+deleting and recreating the Node), and that the ClusterRole is enough and every rule of it is
+needed. The node namespace is cabled to the API server's namespace (`KubeApi.attach`).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_env import AgentProcess, node_object, nosdn_routes, wait_until
+from conftest import ip, requires_root
+from kube_api import KubeApi
+
+pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
+
+ME = "node1"
+AGENT_USER = "system:serviceaccount:kube-system:nosdn-agent"
+CIDR = "10.244.0.0/16"
+
+
+def manifests(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nosdn", "manifests", "--image", "nosdn:test", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout
+
+
+def ready_node(name: str, ips: list[str], cidrs: list[str]) -> dict[str, Any]:
+    """A Node as the kubelet leaves it: addresses and a Ready condition with its heartbeat."""
+    obj = node_object(name, ips, cidrs)
+    obj["metadata"].pop("creationTimestamp", None)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    obj["status"]["conditions"] = [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+    ]
+    return obj
+
+
+@dataclass
+class Env:
+    ns: str
+    api: KubeApi
+    workdir: Path
+    kubeconfig: Path
+    agents: list[AgentProcess] = field(default_factory=list)
+
+    def agent(self, *args: str, kubeconfig: Path | None = None) -> AgentProcess:
+        a = AgentProcess(
+            self.ns,
+            ME,
+            "",
+            self.workdir,
+            "--cluster-cidr",
+            CIDR,
+            *args,
+            kubeconfig=kubeconfig or self.kubeconfig,
+        ).start()
+        self.agents.append(a)
+        return a
+
+    def ready(self, a: AgentProcess, timeout: float = 30) -> None:
+        def ok() -> bool:
+            if not a.running():
+                raise AssertionError(f"agent exited:\n{a.logs()[-3000:]}")
+            return a.get("/readyz")[0] == 200
+
+        wait_until(ok, timeout, 0.1, "agent /readyz")
+
+    def routes(self) -> dict[str, str]:
+        return nosdn_routes(self.ns)
+
+
+@pytest.fixture
+def env(kapi: KubeApi, netns: Callable[..., str], tmp_path: Path) -> Iterator[Env]:
+    ns = netns("nosdn-ragent")
+    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+    ip(ns, "link", "set", "eth0", "addrgenmode", "none")
+    ip(ns, "link", "set", "peer0", "addrgenmode", "none")
+    ip(ns, "link", "set", "peer0", "up")
+    ip(ns, "addr", "add", "10.10.0.1/24", "dev", "eth0")
+    ip(ns, "link", "set", "eth0", "up")
+    kapi.attach(ns)
+    kapi.kubectl("apply", "-f", "-", stdin=manifests("--cluster-cidr", CIDR))
+    kubeconfig, _ = kapi.service_account("kube-system", "nosdn-agent")
+    for obj in (
+        ready_node(ME, ["10.10.0.1"], ["10.244.1.0/24"]),
+        ready_node("node2", ["10.10.0.2"], ["10.244.2.0/24"]),
+        ready_node("node3", ["10.10.0.3"], ["10.244.3.0/24"]),
+    ):
+        kapi.create_node(obj)
+    e = Env(ns, kapi, tmp_path, kubeconfig)
+    try:
+        yield e
+    finally:
+        for a in e.agents:
+            a.stop(signal.SIGKILL)
+
+
+def wanted(*ids: int) -> dict[str, str]:
+    return {f"10.244.{i}.0/24": f"10.10.0.{i}" for i in ids}
+
+
+def conditions(api: KubeApi, name: str) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in api.node(name)["status"].get("conditions", [])}
+
+
+def test_routes_follow_the_nodes_with_the_manifests_permissions(env: Env) -> None:
+    api = env.api
+    a = env.agent()
+    env.ready(a)
+    assert env.routes() == wanted(2, 3)
+    # NetworkUnavailable set by a patch that leaves the kubelet's Ready condition as it was
+    cond = wait_until(
+        lambda: conditions(api, ME).get("NetworkUnavailable"), 10, what="NetworkUnavailable"
+    )
+    assert (cond["status"], cond["reason"]) == ("False", "NosdnIsUp")
+    ready = conditions(api, ME)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("True", "KubeletReady")
+
+    api.create_node(ready_node("node4", ["10.10.0.4"], ["10.244.4.0/24"]))
+    wait_until(lambda: env.routes() == wanted(2, 3, 4), 10, what="node4 added")
+    api.patch_node(
+        "node2", {"status": {"addresses": [{"type": "InternalIP", "address": "10.10.0.22"}]}}
+    )
+    wait_until(lambda: env.routes().get("10.244.2.0/24") == "10.10.0.22", 10, what="node2 moved")
+    # spec.podCIDR is immutable on a real server: a node changes subnet by coming back anew
+    api.delete_node("node3")
+    api.create_node(ready_node("node3", ["10.10.0.3"], ["10.244.33.0/24"]))
+    wait_until(
+        lambda: (
+            env.routes()
+            == {**wanted(4), "10.244.2.0/24": "10.10.0.22", "10.244.33.0/24": "10.10.0.3"}
+        ),
+        10,
+        what="node3 back with another subnet",
+    )
+    api.delete_node("node4")
+    wait_until(lambda: "10.244.4.0/24" not in env.routes(), 10, what="node4 removed")
+    assert "forbidden" not in a.logs().lower(), a.logs()[-2000:]
+
+
+def test_ended_watches_resume_without_a_relist(env: Env) -> None:
+    api = env.api
+    lists_before = api.requests("list", user=AGENT_USER)
+    watches_before = api.requests("watch", user=AGENT_USER)
+    a = env.agent("--watch-timeout", "2")
+    env.ready(a)
+    time.sleep(7)  # several watches end (the agent asks for 2 s ones)
+    api.create_node(ready_node("node5", ["10.10.0.5"], ["10.244.5.0/24"]))
+    wait_until(lambda: "10.244.5.0/24" in env.routes(), 10, what="node5 added")
+    watches = api.requests("watch", user=AGENT_USER) - watches_before
+    lists = api.requests("list", user=AGENT_USER) - lists_before
+    assert watches >= 3, f"{watches} watches"
+    assert lists == 1, f"{lists} lists for {watches} watches: a relist after an ended watch"
+
+
+def test_an_api_server_restart_changes_no_route_and_converges_after(env: Env) -> None:
+    api = env.api
+    a = env.agent()
+    env.ready(a)
+    assert env.routes() == wanted(2, 3)
+    api.stop_apiserver()
+    try:
+        time.sleep(3)
+        assert env.routes() == wanted(2, 3)
+    finally:
+        api.restart_apiserver()
+    api.create_node(ready_node("node6", ["10.10.0.6"], ["10.244.6.0/24"]))
+    wait_until(lambda: env.routes() == wanted(2, 3, 6), 20, what="converged after the restart")
