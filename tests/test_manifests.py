@@ -43,7 +43,6 @@ def test_least_privilege() -> None:
     role = by_kind(manifests())["ClusterRole"]
     grants = {(r["resources"][0], v) for r in role["rules"] for v in r["verbs"]}
     assert grants == {
-        ("nodes", "get"),
         ("nodes", "list"),
         ("nodes", "watch"),
         ("nodes/status", "patch"),

@@ -191,3 +191,79 @@ def test_an_api_server_restart_changes_no_route_and_converges_after(env: Env) ->
         api.restart_apiserver()
     api.create_node(ready_node("node6", ["10.10.0.6"], ["10.244.6.0/24"]))
     wait_until(lambda: env.routes() == wanted(2, 3, 6), 20, what="converged after the restart")
+
+
+def _role_without(manifest: str, resource: str, verb: str) -> str:
+    """The agent's manifests with ``verb`` taken off ``resource`` in its ClusterRole."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(manifest) if d]
+    for d in docs:
+        if d["kind"] == "ClusterRole":
+            for rule in d["rules"]:
+                if resource in rule["resources"] and verb in rule["verbs"]:
+                    rule["verbs"].remove(verb)
+            d["rules"] = [r for r in d["rules"] if r["verbs"]]
+    return yaml.safe_dump_all(docs)
+
+
+def _cluster_role_rules(manifest: str) -> list[tuple[str, str]]:
+    import yaml
+
+    role = next(d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "ClusterRole")
+    return [(res, verb) for r in role["rules"] for res in r["resources"] for verb in r["verbs"]]
+
+
+def _can_i(api: KubeApi, kubeconfig: Path) -> set[tuple[str, str]]:
+    """(resource, verb) pairs ``kubectl auth can-i --list`` grants (resource URLs only)."""
+    import re
+
+    out = api.kubectl("auth", "can-i", "--list", kubeconfig=kubeconfig)
+    row = re.compile(r"^(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]\s*$")
+    granted: set[tuple[str, str]] = set()
+    for line in out.splitlines()[1:]:
+        m = row.match(line)
+        if m and not m.group(2):  # a resource, not a non-resource URL
+            granted |= {(m.group(1), verb) for verb in m.group(4).split()}
+    return granted
+
+
+def test_the_cluster_role_grants_nothing_more_than_the_manifests_say(env: Env) -> None:
+    api = env.api
+    api.call(
+        "POST",
+        "/api/v1/namespaces/kube-system/serviceaccounts",
+        {"metadata": {"name": "nobody"}},
+    )
+    try:
+        nobody, _ = api.service_account("kube-system", "nobody")
+        beyond = _can_i(api, env.kubeconfig) - _can_i(api, nobody)
+    finally:
+        api.call("DELETE", "/api/v1/namespaces/kube-system/serviceaccounts/nobody")
+    rules = set(_cluster_role_rules(manifests("--cluster-cidr", CIDR)))
+    assert beyond == rules
+
+
+@pytest.mark.parametrize(
+    ("resource", "verb"),
+    [
+        ("nodes", "list"),
+        ("nodes", "watch"),
+        ("nodes/status", "patch"),
+        ("events", "create"),
+    ],
+)
+def test_each_rule_of_the_cluster_role_is_needed(env: Env, resource: str, verb: str) -> None:
+    api = env.api
+    api.kubectl(
+        "apply", "-f", "-", stdin=_role_without(manifests("--cluster-cidr", CIDR), resource, verb)
+    )
+    try:
+        a = env.agent()
+        if resource == "events":  # the agent posts an Event when a Node conflicts with this one
+            bad = ready_node("a-thief", ["10.10.0.9"], ["10.244.1.0/24"])
+            api.create_node(bad)
+        want = f'cannot {verb} resource "{resource}"'
+        wait_until(lambda: want in a.logs(), 20, what=f"the agent says it {want}")
+    finally:
+        api.kubectl("apply", "-f", "-", stdin=manifests("--cluster-cidr", CIDR))

@@ -446,9 +446,6 @@ class KubeApi:
             raise _translate(e, "watch nodes") from None
         return _WatchStream(resp)
 
-    def get_node(self, name: str) -> Mapping[str, Any]:
-        return self._call(f"get node {name}", self.core.read_node, name)  # type: ignore[no-any-return]
-
     def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:
         """Strategic merge patch of a Node (the allocator sets spec.podCIDRs with it)."""
         self._call(f"patch node {name}", self.core.patch_node, name, dict(patch))
