@@ -267,3 +267,83 @@ def test_each_rule_of_the_cluster_role_is_needed(env: Env, resource: str, verb: 
         wait_until(lambda: want in a.logs(), 20, what=f"the agent says it {want}")
     finally:
         api.kubectl("apply", "-f", "-", stdin=manifests("--cluster-cidr", CIDR))
+
+
+def _bare_node(name: str, addr: str) -> dict[str, Any]:
+    obj = ready_node(name, [addr], [])
+    obj["spec"] = {}
+    return obj
+
+
+def test_two_allocators_started_together_one_leads_and_no_subnet_is_given_twice(
+    kapi: KubeApi, netns: Callable[..., str], tmp_path: Path
+) -> None:
+    api = kapi
+    api.kubectl(
+        "apply", "-f", "-", stdin=manifests("--cluster-cidr", CIDR, "--allocate-node-cidrs")
+    )
+    kubeconfig, _ = api.service_account("kube-system", "nosdn-agent")
+    hosts = {}
+    for i, name in ((1, "alloc-a"), (2, "alloc-b")):
+        ns = netns("nosdn-ralloc")
+        ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+        ip(ns, "link", "set", "peer0", "up")
+        ip(ns, "addr", "add", f"10.10.0.{i}/24", "dev", "eth0")
+        ip(ns, "link", "set", "eth0", "up")
+        api.attach(ns)
+        hosts[name] = ns
+    agents: list[AgentProcess] = []
+    try:
+        for round_ in range(3):
+            api.delete_all_nodes()
+            api.call("DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases")
+            for i, name in enumerate(hosts, start=1):
+                api.create_node(_bare_node(name, f"10.10.0.{i}"))
+            for i in range(3, 13):
+                api.create_node(_bare_node(f"n{i:02}", f"10.10.0.{i}"))
+            agents = [
+                AgentProcess(
+                    ns,
+                    name,
+                    "",
+                    tmp_path,
+                    "--cluster-cidr",
+                    CIDR,
+                    "--allocate-node-cidrs",
+                    kubeconfig=kubeconfig,
+                )
+                for name, ns in hosts.items()
+            ]
+            for a in agents:  # as close to the same instant as two processes get
+                a.start()
+
+            def allocated() -> dict[str, list[str]]:
+                got = {n["metadata"]["name"]: n["spec"].get("podCIDRs") for n in api.nodes()}
+                return got if all(got.values()) else {}
+
+            got = wait_until(allocated, 30, 0.2, f"round {round_}: every node allocated")
+            subnets = [c for cidrs in got.values() for c in cidrs]
+            assert len(subnets) == len(set(subnets)) == 12, got
+            leaders = [a for a in agents if a.metric("nosdn_allocator_leader") == 1]
+            assert len(leaders) == 1, [a.metric("nosdn_allocator_leader") for a in agents]
+            lease = api.call(
+                "GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/nosdn-ipam"
+            )
+            assert leaders[0].node in lease["spec"]["holderIdentity"]
+            if round_ < 2:
+                for a in agents:
+                    a.stop(signal.SIGKILL)
+        # the leader stops: the other takes over within the lease duration and allocates
+        leader = leaders[0]
+        other = next(a for a in agents if a is not leader)
+        leader.stop(signal.SIGKILL)
+        api.create_node(_bare_node("late", "10.10.0.99"))
+        t0 = time.monotonic()
+        wait_until(lambda: api.node("late")["spec"].get("podCIDRs"), 30, 0.2, what="late allocated")
+        assert time.monotonic() - t0 < 15 + 5  # lease duration, plus a retry and a pass
+        assert other.metric("nosdn_allocator_leader") == 1
+        late = api.node("late")["spec"]["podCIDRs"][0]
+        assert late not in subnets
+    finally:
+        for a in agents:
+            a.stop(signal.SIGKILL)
