@@ -57,6 +57,9 @@ case "$*" in
 "-6 -o route show table "*) cat "$d/route6" ;;
 "-4 -o route show exact "* | "-6 -o route show exact "*)
     cat "$d/route4" "$d/route6" | awk -v x="$6" '$1 == x' ;;
+"-o -force -batch -")  # the next-hop lookups: on-link unless listed in $d/offlink
+    awk -v off="$d/offlink" 'BEGIN { while ((getline l < off) > 0) bad[l] = 1 }
+        $1 == "route" && $2 == "get" && !($3 in bad) { print $3, "dev eth0 src x uid 0" }' ;;
 *) echo "fake ip: unexpected write: $*" >&2; exit 9 ;;
 esac
 """
@@ -443,7 +446,7 @@ def test_gcloud_commands_match_the_router_routes() -> None:
     ranges = re.findall(r"--next-hop-address (\S+) --destination-range (\S+)", text)
     want = {(str(r.via[0]), str(r.dst)) for r in desired_routes(_dual(), Target("router"))}
     assert set(ranges) == want
-    for name in re.findall(r"routes create (\S+)", text):
+    for name in re.findall(r"^create_route (\S+)", text, re.M):
         assert _NAME.match(name)
         assert len(name) <= GCE_NAME_MAX
 
@@ -458,7 +461,7 @@ def test_aws_uses_known_ids_looks_up_the_rest_and_ipv6_flag() -> None:
     assert "instance_by_ip private-ip-address 10.10.0.2 node2" in post
     assert "instance_by_ip private-ip-address 10.10.0.1" not in post
     # every lookup comes before the first write
-    assert post.index("instance_by_ip private") < post.index("\naws ec2 create-route")
+    assert post.index("instance_by_ip private") < post.index("\ncreate_route ")
 
 
 def test_aws_refuses_a_bad_instance_id() -> None:

@@ -3,8 +3,9 @@
 Renderers are pure functions ``(Cluster, RenderOptions) -> list[RenderedFile]``: no I/O, same
 input, same bytes. A rendered file carries the path it is meant to live at (an install path for
 multi-file formats such as the systemd units), so ``--out-dir`` and stdout show the same thing.
-Every value that reaches a shell script or a router config is checked or quoted here first: an
-inventory is input, and a rendered script is run as root.
+Every value that reaches a shell script or a router config is checked or quoted first, by the
+one function of its output language in `nosdn.render._quote`: an inventory is input, and a
+rendered script is run as root.
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ class RenderedFile:
     mode: int = 0o644
 
 
-_TABLE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TABLE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_protocol(protocol: int) -> int:
@@ -66,29 +66,16 @@ def check_protocol(protocol: int) -> int:
 
 
 def check_table(table: str) -> str:
-    if not _TABLE.match(table) or table in {"local", "all", "cache"}:
+    if (
+        not isinstance(table, str)
+        or not _TABLE.fullmatch(table)
+        or table in {"local", "all", "cache"}
+    ):
         raise RenderError(
             f"table {table!r}: give a routing table name from /etc/iproute2/rt_tables or a "
             "number (not local, all or cache) — the default is main"
         )
     return table
-
-
-def check_names(cluster: Cluster) -> None:
-    """Node names end up unquoted in the script's data lines and in comments: refuse anything
-    that is not a plain Kubernetes-style name (the inventory checks already do; a Cluster built
-    in code may not have been through them)."""
-    for n in cluster.nodes:
-        if not _SAFE_NAME.match(n.name):
-            raise RenderError(
-                f"node {n.name!r}: name must be letters, digits, '.', '_' or '-' "
-                "(a Kubernetes node name) to be rendered"
-            )
-
-
-def comment_text(text: str) -> str:
-    """Text safe to put on one comment line (no line breaks or control characters)."""
-    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def generated_by() -> str:

@@ -8,6 +8,11 @@ destination that is already routed makes that one command fail, and the script s
 it exits 1 at the end. Every lookup runs before the first write, so a node whose instance cannot
 be found stops the script before it has changed anything.
 
+Success is counted, not failure: each command runs inside one small function that counts the
+routes it created, and the script exits 0 only when that count equals the number of routes it
+holds. A command that never ran, or whose failure went uncounted, cannot pass for success. Every
+value in a command is an `addr`, `net`, checked name or `sh`-quoted word (`nosdn.render._quote`).
+
 GCE route names are derived from cluster, node and subnet (`gce_route_name`): valid GCE names
 (lowercase, at most 63 characters), unique per subnet, the same on every rendering.
 """
@@ -15,21 +20,16 @@ GCE route names are derived from cluster, node and subnet (`gce_route_name`): va
 from __future__ import annotations
 
 import re
-import shlex
 
 from nosdn.model import ROUTER, Cluster, Node, Route
 from nosdn.names import gce_route_name
 from nosdn.plan import desired_routes
-from nosdn.render._base import (
-    RenderedFile,
-    RenderError,
-    RenderOptions,
-    check_names,
-    comment_text,
-    generated_by,
-)
+from nosdn.render._base import RenderedFile, RenderError, RenderOptions, generated_by
+from nosdn.render._quote import addr, check_cluster, comment, name, net, sh, token
 
-_AWS_INSTANCE = re.compile(r"^i-[0-9a-f]{8,17}$")
+#: An EC2 instance id: i- and 8 (older) or 17 hex digits, matched whole.
+_AWS_INSTANCE = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+_SH_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _routes(cluster: Cluster, options: RenderOptions, fmt: str) -> list[Route]:
@@ -38,7 +38,7 @@ def _routes(cluster: Cluster, options: RenderOptions, fmt: str) -> list[Route]:
             f"--format {fmt} renders the VPC route table (the cluster's router): "
             "--node and --external do not apply; use --format script for hosts"
         )
-    check_names(cluster)
+    check_cluster(cluster)
     return desired_routes(cluster, ROUTER)
 
 
@@ -48,7 +48,20 @@ def _var(name: str, taken: set[str]) -> str:
     while var in taken:
         var, i = f"{base}_{i}", i + 1
     taken.add(var)
-    return var
+    assert _SH_VAR.fullmatch(var), var
+    return token(var)
+
+
+def _tail(created: str, routes: int) -> list[str]:
+    """The end of both scripts: exit 0 only if every one of ``routes`` was created."""
+    return [
+        "",
+        f'if [ "$created" -ne {routes} ]; then',
+        f'    echo "nosdn: $(({routes} - created)) of {routes} routes not created" >&2',
+        "    exit 1",
+        "fi",
+        f'echo "nosdn: {routes} routes {created}"',
+    ]
 
 
 def render_aws(cluster: Cluster, options: RenderOptions) -> str:
@@ -57,7 +70,7 @@ def render_aws(cluster: Cluster, options: RenderOptions) -> str:
     out = [
         "#!/bin/sh",
         f'# nosdn: AWS VPC routes for the pod subnets of Kubernetes cluster "'
-        f'{comment_text(cluster.name)}",',
+        f'{comment(cluster.name)}",',
         '# one `aws ec2 create-route` per subnet, as in "Kubernetes the hard way".',
         f"# {generated_by()}",
         "#",
@@ -72,18 +85,29 @@ def render_aws(cluster: Cluster, options: RenderOptions) -> str:
         "",
         "set -u",
         ': "${ROUTE_TABLE_ID:?set ROUTE_TABLE_ID to the VPC route table id (rtb-...)}"',
-        "failed=0",
+        "created=0",
+        "",
+        "# create_route NODE ARGS...: one aws ec2 create-route, counted when it succeeds",
+        "create_route() {",
+        "    node=$1",
+        "    shift",
+        '    if aws ec2 create-route --route-table-id "$ROUTE_TABLE_ID" "$@" >/dev/null; then',
+        "        created=$((created + 1))",
+        "    else",
+        '        echo "nosdn: route of node $node not created: $*" >&2',
+        "    fi",
+        "}",
     ]
     ids: dict[str, str] = {}
     lookups = [n for n in used if not n.instance_id]
     for n in used:
-        if n.instance_id and not _AWS_INSTANCE.match(n.instance_id):
+        if n.instance_id and not _AWS_INSTANCE.fullmatch(n.instance_id):
             raise RenderError(
                 f"node {n.name}: instanceId {n.instance_id!r} is not an EC2 instance id "
                 "(i- and 8 or 17 hex digits) — fix it or remove it to look the node up by address"
             )
         if n.instance_id:
-            ids[n.name] = n.instance_id
+            ids[n.name] = sh(n.instance_id)
     if lookups:
         out += [
             "",
@@ -110,41 +134,34 @@ def render_aws(cluster: Cluster, options: RenderOptions) -> str:
             var = _var(n.name, taken)
             ids[n.name] = f'"${var}"'
             ip, filt = _lookup_key(n)
-            out.append(f"{var}=$(instance_by_ip {filt} {ip} {n.name}) || exit 1")
+            out.append(f"{var}=$(instance_by_ip {filt} {ip} {sh(name(n.name))}) || exit 1")
     out.append("")
     for r in routes:
         node = cluster.node(r.node or "")
         assert node is not None
+        who = name(node.name)
         flag = "--destination-cidr-block" if r.family == 4 else "--destination-ipv6-cidr-block"
-        out.append(f"# {r.node}: {r.dst} via {r.via[0]}")
-        out += [
-            'aws ec2 create-route --route-table-id "$ROUTE_TABLE_ID" \\',
-            f"    {flag} {r.dst} --instance-id {ids[node.name]} \\",
-            "    >/dev/null || failed=$((failed + 1))",
-        ]
-    out += [
-        "",
-        f'[ "$failed" -eq 0 ] || echo "nosdn: $failed of {len(routes)} routes not created" >&2',
-        '[ "$failed" -eq 0 ]',
-    ]
+        dst = net(r.dst, who, "podCIDRs")
+        out.append(f"# {comment(who)}: {dst} via {addr(r.via[0], who)}")
+        out.append(f"create_route {sh(who)} {flag} {dst} --instance-id {ids[node.name]}")
+    out += _tail("created", len(routes))
     return "\n".join(out) + "\n"
 
 
 def _lookup_key(n: Node) -> tuple[str, str]:
     v4 = n.ip_for(4)
     if v4 is not None:
-        return str(v4), "private-ip-address"
+        return addr(v4, n.name, "ips"), "private-ip-address"
     v6 = n.ip_for(6)
     assert v6 is not None
-    return str(v6), "network-interface.ipv6-addresses.ipv6-address"
+    return addr(v6, n.name, "ips"), "network-interface.ipv6-addresses.ipv6-address"
 
 
 def render_gcloud(cluster: Cluster, options: RenderOptions) -> str:
     routes = _routes(cluster, options, "gcloud")
     out = [
         "#!/bin/sh",
-        f'# nosdn: GCE routes for the pod subnets of Kubernetes cluster "'
-        f'{comment_text(cluster.name)}",',
+        f'# nosdn: GCE routes for the pod subnets of Kubernetes cluster "{comment(cluster.name)}",',
         '# one `gcloud compute routes create` per subnet, as in "Kubernetes the hard way".',
         f"# {generated_by()}",
         "#",
@@ -155,23 +172,30 @@ def render_gcloud(cluster: Cluster, options: RenderOptions) -> str:
         "",
         "set -u",
         ': "${GCE_NETWORK:?set GCE_NETWORK to the VPC network name}"',
-        "failed=0",
+        "created=0",
+        "",
+        "# create_route NAME ARGS...: one gcloud compute routes create, counted when it succeeds",
+        "create_route() {",
+        '    if gcloud compute routes create "$@"; then',
+        "        created=$((created + 1))",
+        "    else",
+        '        echo "nosdn: route $1 not created" >&2',
+        "    fi",
+        "}",
     ]
     for r in routes:
-        name = gce_route_name(cluster.name, r.node or "services", str(r.dst))
-        desc = shlex.quote(f"nosdn: pods of node {r.node} in cluster {comment_text(cluster.name)}")
+        who = name(r.node or "services")
+        dst = net(r.dst, who, "podCIDRs")
+        route = token(gce_route_name(cluster.name, who, dst))
+        desc = sh(f"nosdn: pods of node {who} in cluster {comment(cluster.name)}")
         out += [
             "",
-            f"# {r.node}: {r.dst} via {r.via[0]}",
-            f'gcloud compute routes create {name} --network "$GCE_NETWORK" \\',
-            f"    --next-hop-address {r.via[0]} --destination-range {r.dst} \\",
-            f"    --description {desc} || failed=$((failed + 1))",
+            f"# {comment(who)}: {dst} via {addr(r.via[0], who)}",
+            f'create_route {route} --network "$GCE_NETWORK" \\',
+            f"    --next-hop-address {addr(r.via[0], who)} --destination-range {dst} \\",
+            f"    --description {desc}",
         ]
-    out += [
-        "",
-        f'[ "$failed" -eq 0 ] || echo "nosdn: $failed of {len(routes)} routes not created" >&2',
-        '[ "$failed" -eq 0 ]',
-    ]
+    out += _tail("created", len(routes))
     return "\n".join(out) + "\n"
 
 

@@ -13,7 +13,6 @@ per segment says it all and the picture stays readable at a few dozen nodes.
 
 from __future__ import annotations
 
-import html
 import re
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 
 from nosdn.model import EXTERNAL, ROUTER, Cluster, IPAddress, IPNetwork, Node, Route
 from nosdn.plan import desired_routes
+from nosdn.render._quote import comment, dot_html, dot_str
 
 #: More rows than this in one table are summarised ("... and 12 more").
 MAX_ROWS = 24
@@ -120,11 +120,12 @@ def _route_rows(routes: Sequence[Route]) -> list[str]:
 
 # --- Graphviz dot ------------------------------------------------------------------------------
 def _id(text: str) -> str:
+    """A DOT identifier made of ``text`` (callers give it a letter prefix): every other
+    character becomes ``_``."""
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
-def _h(text: object) -> str:
-    return html.escape(str(text), quote=True)
+_h = dot_html
 
 
 def _table(title: str, rows: Sequence[str], colour: str, title_colour: str) -> str:
@@ -153,7 +154,7 @@ def to_dot(pic: Picture) -> str:
     c = pic.cluster
     out = [
         f"digraph {_id('nosdn_' + c.name)} {{",
-        f'  label="{_h(c.name)}: pod networking with plain routes (nosdn)"; labelloc=t;',
+        f"  label={dot_str(c.name + ': pod networking with plain routes (nosdn)')}; labelloc=t;",
         '  fontname="Helvetica"; rankdir=TB; newrank=true; compound=true;',
         '  node [fontname="Helvetica" fontsize=11 shape=plain];',
         '  edge [fontname="Helvetica" fontsize=10 arrowhead=none color="#607d8b"];',
@@ -162,7 +163,7 @@ def to_dot(pic: Picture) -> str:
         sw = f"switch{seg.index}"
         out += [
             f"  subgraph cluster_{seg.index} {{",
-            f'    label="{_h(seg.label)}"; style="rounded,filled"; fillcolor="#f5f7fa";'
+            f'    label={dot_str(seg.label)}; style="rounded,filled"; fillcolor="#f5f7fa";'
             ' color="#90a4ae";',
             f'    {sw} [shape=box style="rounded,filled" fillcolor="#cfd8dc" '
             f'label="switch {seg.index}"];',
@@ -203,7 +204,7 @@ def to_dot(pic: Picture) -> str:
     for i, note in enumerate(pic.notes):
         out.append(
             f'  note{i} [shape=note style=filled fillcolor="#ffebee" color="#e53935" '
-            f'label="{_h(note)}"];'
+            f"label={dot_str(note)}];"
         )
     out.append("}")
     return "\n".join(out) + "\n"
@@ -211,8 +212,8 @@ def to_dot(pic: Picture) -> str:
 
 # --- Mermaid -----------------------------------------------------------------------------------
 def _m(text: object) -> str:
-    """Text safe inside a quoted Mermaid label."""
-    return str(text).replace('"', "'").replace("<", "&lt;").replace(">", "&gt;")
+    """Text safe inside a quoted Mermaid label: one line, no quote, no tag."""
+    return comment(str(text)).replace('"', "'").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def to_mermaid(pic: Picture) -> str:

@@ -10,6 +10,11 @@ them in their own ``protocol static`` per family (``birdc configure`` drops rout
 file), Junos keeps them in their own configuration group that the file first deletes, so loading
 a new rendering also removes routes of nodes that are gone.
 
+Router configs have no quoting, so they take no strange value: every address and prefix is
+printed from its ``ipaddress`` object by `addr`/`net` (a zone id is refused), every name is
+checked whole by `name`, every symbol derived from one by `token`, and every comment goes
+through `comment` (`nosdn.render._quote`).
+
 The BIRD output is a fragment to ``include`` from bird.conf and parses on its own with
 ``bird -p``; `bird_config(..., standalone=True)` wraps it into a whole config (device + kernel
 protocols exporting the routes) for a router that runs nothing else, as the lab's router does.
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, ip_address
 
 from nosdn.model import ROUTER, Cluster, IPAddress, Route, Target
 from nosdn.plan import UnknownNodeError, desired_routes
@@ -28,11 +33,11 @@ from nosdn.render._base import (
     RenderError,
     RenderOptions,
     check_protocol,
-    comment_text,
     describe,
     generated_by,
     node_of_ip,
 )
+from nosdn.render._quote import addr, check_cluster, comment, name, net, token
 
 
 def router_routes(cluster: Cluster, target: Target | None) -> list[Route]:
@@ -47,18 +52,24 @@ def _what(target: Target | None) -> str:
         return "every pod subnet via its node (router target)"
     if target.kind == "external":
         return "every pod subnet via its node, and the service CIDRs via the kube-proxy nodes"
-    return f"the routes node {target.node} needs (every other node's pod subnets)"
+    return f"the routes node {comment(target.node or '')} needs (every other node's pod subnets)"
 
 
 def _symbol(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+    return token(re.sub(r"[^A-Za-z0-9_]", "_", text)[:64])
+
+
+def _note(route: Route, names: dict[IPAddress, str]) -> str:
+    """Whose route it is, as comment text."""
+    return comment(describe(route, names))
 
 
 def _context(
     cluster: Cluster, options: RenderOptions
 ) -> tuple[list[Route], dict[IPAddress, str], str]:
     check_protocol(options.protocol)
-    return router_routes(cluster, options.target), node_of_ip(cluster), comment_text(cluster.name)
+    check_cluster(cluster)
+    return router_routes(cluster, options.target), node_of_ip(cluster), comment(cluster.name)
 
 
 def render_frr(cluster: Cluster, options: RenderOptions) -> str:
@@ -75,9 +86,9 @@ def render_frr(cluster: Cluster, options: RenderOptions) -> str:
         "!",
     ]
     for r in routes:
-        lines.append(f"! {describe(r, names)}")
+        lines.append(f"! {_note(r, names)}")
         cmd = "ip route" if r.family == 4 else "ipv6 route"
-        lines.extend(f"{cmd} {r.dst} {gw} tag {tag}" for gw in r.via)
+        lines.extend(f"{cmd} {net(r.dst, r.node)} {addr(gw, r.node)} tag {tag}" for gw in r.via)
     if not routes:
         lines.append("! (no routes: the inventory has no pod subnets yet)")
     return "\n".join(lines) + "\n"
@@ -100,11 +111,13 @@ def bird_config(
     names = names or {}
     sym = _symbol(cluster)
     out = [
-        f'# nosdn: static routes for Kubernetes cluster "{comment_text(cluster)}" (BIRD 2).',
+        f'# nosdn: static routes for Kubernetes cluster "{comment(cluster)}" (BIRD 2).',
         f"# {generated_by()}",
     ]
     if standalone:
-        rid = router_id or next((str(v) for r in routes for v in r.via if v.version == 4), None)
+        rid = router_id or next((addr(v) for r in routes for v in r.via if v.version == 4), None)
+        if rid is not None:
+            addr(ip_address(rid), None, "router id")
         out += [
             "# A whole config: the router runs only these routes and exports them to its kernel.",
             "",
@@ -129,8 +142,8 @@ def bird_config(
             continue
         out += ["", f"protocol static nosdn_{sym}_v{version} {{", f"    {fam};"]
         for r in rs:
-            hops = " ".join(f"via {v}" for v in r.via)
-            out.append(f"    route {r.dst} {hops};    # {describe(r, names)}")
+            hops = " ".join(f"via {addr(v, r.node)}" for v in r.via)
+            out.append(f"    route {net(r.dst, r.node)} {hops};    # {_note(r, names)}")
         out.append("}")
     if not routes:
         out += ["", "# (no routes: the inventory has no pod subnets yet)"]
@@ -143,7 +156,7 @@ def render_bird(cluster: Cluster, options: RenderOptions) -> str:
 
 
 def _cisco_name(text: str) -> str:
-    return "nosdn-" + re.sub(r"[^A-Za-z0-9._-]", "-", text)
+    return token("nosdn-" + name(text))
 
 
 def render_cisco(cluster: Cluster, options: RenderOptions) -> str:
@@ -158,20 +171,21 @@ def render_cisco(cluster: Cluster, options: RenderOptions) -> str:
     ]
     for r in routes:
         label = _cisco_name(r.node or "services")
-        lines.append(f"! {describe(r, names)}")
+        lines.append(f"! {_note(r, names)}")
         for gw in r.via:
             if isinstance(r.dst, IPv4Network):
-                dst = f"{r.dst.network_address} {r.dst.netmask}"
-                lines.append(f"ip route {dst} {gw} name {label}")
+                net(r.dst, r.node)
+                dst = f"{addr(r.dst.network_address)} {addr(r.dst.netmask)}"
+                lines.append(f"ip route {dst} {addr(gw, r.node)} name {label}")
             else:
-                lines.append(f"ipv6 route {r.dst} {gw} name {label}")
+                lines.append(f"ipv6 route {net(r.dst, r.node)} {addr(gw, r.node)} name {label}")
     if not routes:
         lines.append("! (no routes: the inventory has no pod subnets yet)")
     return "\n".join(lines) + "\n"
 
 
 def junos_group(cluster_name: str) -> str:
-    return "nosdn-" + re.sub(r"[^A-Za-z0-9_-]", "-", cluster_name)
+    return token("nosdn-" + re.sub(r"[^A-Za-z0-9_-]", "-", cluster_name)[:64])
 
 
 def render_junos(cluster: Cluster, options: RenderOptions) -> str:
@@ -190,9 +204,11 @@ def render_junos(cluster: Cluster, options: RenderOptions) -> str:
     ]
     for r in routes:
         rib = "" if r.family == 4 else "rib inet6.0 "
-        lines.append(f"# {describe(r, names)}")
+        lines.append(f"# {_note(r, names)}")
+        dst = net(r.dst, r.node)
         lines.extend(
-            f"set groups {group} routing-options {rib}static route {r.dst} next-hop {gw}"
+            f"set groups {group} routing-options {rib}static route {dst} next-hop "
+            f"{addr(gw, r.node)}"
             for gw in r.via
         )
     if routes:

@@ -27,12 +27,11 @@ from nosdn.render._base import (
     RenderedFile,
     RenderError,
     RenderOptions,
-    check_names,
     check_protocol,
     check_table,
-    comment_text,
     generated_by,
 )
+from nosdn.render._quote import addr, check_cluster, comment, name, net, sh
 
 SCRIPT_NAME = "nosdn-routes"
 
@@ -52,7 +51,9 @@ _HEADER = """\
 #     name rt_protos gives it), in table @TABLE@; it changes or deletes only those routes, and
 #     deletes the ones no longer wanted (a node that left, a subnet that moved);
 #   - a wanted subnet that something else already routes (proto static, boot, bird, dhcp, ...)
-#     is left alone and reported on stderr as a conflict.
+#     is left alone and reported on stderr as a conflict;
+#   - a node whose address is not on a directly connected network (off-link) is reported on
+#     stderr and its routes are skipped, as `nosdn apply` does.
 # Safe to run again and again (cron, a systemd timer): a run with nothing to do writes nothing.
 #
 # Run as root:  sh THIS_FILE [--external | --node NAME] [--dry-run]
@@ -61,7 +62,8 @@ _HEADER = """\
 #   --dry-run    print the ip commands instead of running them (or NOSDN_DRY_RUN=1)
 @DEFAULT_NOTE@
 # Needs a POSIX sh (dash, bash, busybox ash), awk, and iproute2's ip (busybox's ip lacks proto).
-# Exit status: 0 in sync; 1 conflicts or failed writes (everything else was still applied);
+# Exit status: 0 in sync (off-link nodes skipped); 1 conflicts or failed writes (everything
+#              else was still applied);
 #              2 bad arguments or this host could not be identified (nothing was changed).
 
 set -u
@@ -182,6 +184,60 @@ PROTOS="$PROTO $(cat /etc/iproute2/rt_protos /etc/iproute2/rt_protos.d/*.conf \
     /usr/share/iproute2/rt_protos /usr/share/iproute2/rt_protos.d/*.conf 2>/dev/null |
     awk -v p="$PROTO" '$1 == p { print $2 }' | tr '\n' ' ')"
 
+# The routes this host wants: "DST VIA NODE" rows of the table above (not its own subnets, not
+# the service routes on a node, only the families it has an address in).
+wanted=$({
+    nodes | sed 's/^/N /'
+    routes | sed 's/^/W /'
+} | awk -v me="$node" -v mode="$mode" '
+    function fam(d) { return index(d, ":") ? 6 : 4 }
+    $1 == "N" {
+        if ($2 == me) { n = split($3, a, ","); for (i = 1; i <= n; i++) fams[fam(a[i])] = 1 }
+        next
+    }
+    $1 == "W" && !(mode == "node" && ($4 == "-" || $4 == me || !(fam($2) in fams))) {
+        print $2, $3, $4
+    }') || die "awk failed"
+
+# Is every next hop on a directly connected network? As `nosdn apply` does: one route lookup
+# per next hop (all in one `ip -batch`); a lookup that finds a gateway, a local or special
+# route, or no route at all makes the next hop off-link: reported, and its routes skipped (not
+# a failure: nothing can be written that would work). Output: "GW NODE REASON" per off-link hop.
+gws=$(printf '%s\n' "$wanted" | awk 'NF {
+    n = split($2, a, ",")
+    for (i = 1; i <= n; i++) if (!(a[i] in s)) { s[a[i]] = 1; print a[i], (n == 1 ? $3 : "-") }
+}')
+lookups=
+if [ -n "$gws" ]; then
+    lookups=$(printf '%s\n' "$gws" | awk '{ print "route get " $1 }' |
+        ip -o -force -batch - 2>/dev/null)
+fi
+offlink=$({
+    printf '%s\n' "$gws" | sed 's/^/G /'
+    printf '%s\n' "$lookups" | sed 's/^/R /'
+} | awk '
+    $1 == "G" { ask[++n] = $2; who[$2] = $3; next }
+    $1 == "R" && NF > 2 {
+        if ($2 ~ /^(local|broadcast|multicast|anycast|unreachable|blackhole|prohibit|throw|nat)$/) {
+            why[$3] = $2 == "local" ? "it is an address of this host" \
+                : "the kernel has a " $2 " route for it"
+            next
+        }
+        gw = ""
+        for (j = 3; j < NF; j++) if ($j == "via") { gw = $(j + 1); break }
+        if (gw == "") { on[$2] = 1; next }
+        dev = ""
+        for (j = 3; j < NF; j++) if ($j == "dev") { dev = " dev " $(j + 1); break }
+        why[$2] = "not on a directly connected network; the kernel would route it via " gw dev
+    }
+    END {
+        for (i = 1; i <= n; i++) {
+            g = ask[i]
+            if (g in on) continue
+            print g, who[g], (g in why ? why[g] : "no route to it")
+        }
+    }')
+
 # One read of each table; awk computes the whole diff. Output, one line per prefix:
 #   ACTION DST WANTED-VIA NODE FOUND   (ACTION: keep add change remove conflict)
 # rtshow IP-ARGS...: "ip IP-ARGS table $TABLE"; a table nothing was ever added to does not
@@ -201,12 +257,11 @@ cur6=$(rtshow -6 -o route show) || {
     cur6=
 }
 actions=$({
-    nodes | sed 's/^/N /'
-    routes | sed 's/^/W /'
+    printf '%s\n' "$offlink" | sed 's/^/O /'
+    printf '%s\n' "$wanted" | sed 's/^/W /'
     printf '%s\n' "$cur4" | sed 's/^/C4 /'
     printf '%s\n' "$cur6" | sed 's/^/C6 /'
-} | awk -v me="$node" -v mode="$mode" -v protos="$PROTOS" '
-    function fam(d) { return index(d, ":") ? 6 : 4 }
+} | awk -v protos="$PROTOS" '
     function norm(d, f) {
         if (d == "default") return f == 6 ? "::/0" : "0.0.0.0/0"
         if (index(d, "/") == 0) return d (f == 6 ? "/128" : "/32")
@@ -219,17 +274,22 @@ actions=$({
         for (i = 1; i <= n; i++) if (!(x[i] in s)) return 0
         return 1
     }
+    # the next hops of VIA that are not off-link, comma-separated ("" when none is left)
+    function onlink(v,    n, a, i, s) {
+        n = split(v, a, ",")
+        for (i = 1; i <= n; i++) if (!(a[i] in off)) s = s == "" ? a[i] : s "," a[i]
+        return s
+    }
     BEGIN { n = split(protos, p, " "); for (i = 1; i <= n; i++) ours[p[i]] = 1 }
-    $1 == "N" {
-        if ($2 == me) { n = split($3, a, ","); for (i = 1; i <= n; i++) fams[fam(a[i])] = 1 }
-        next
-    }
-    $1 == "W" {
-        if (mode == "node" && ($4 == "-" || $4 == me || !(fam($2) in fams))) next
+    $1 == "O" { off[$2] = 1; next }
+    $1 == "W" && NF >= 4 {
+        v = onlink($3)
+        if (v == "") next
         if (!($2 in want)) order[++nw] = $2
-        want[$2] = $3; who[$2] = $4
+        want[$2] = v; who[$2] = $4
         next
     }
+    $1 == "W" { next }
     NF >= 2 {
         f = $1 == "C6" ? 6 : 4; i = 2
         if ($2 ~ /^(unicast|local|broadcast|multicast|anycast)$/) i = 3
@@ -303,12 +363,35 @@ write() {
 first() { awk 'NF { sub(/[ \t]+$/, ""); print; exit }'; }
 pods() { if [ "$1" = - ]; then echo "services"; else echo "pods of $1"; fi; }
 
-added=0 changed=0 removed=0 kept=0 conflicts=0 failed=0
+added=0 changed=0 removed=0 kept=0 conflicts=0 failed=0 skipped=0
 conflict() { # DST VIA NODE OWNER LINE
     conflicts=$((conflicts + 1))
     warn "conflict: $1 ($(pods "$3")) is already routed by proto $4, not by nosdn:" \
         "\"$5\"; left alone (delete that route to let nosdn manage $1 via $2)"
 }
+# fail MESSAGE: one more failed write. Only the first SHOW_FAILED are told one by one (a table
+# someone else rewrites, or a link that went down, fails every write: thousands of lines would
+# bury the cause); the total and the likely cause come at the end.
+SHOW_FAILED=10
+why_exists=0 why_link=0 why_perm=0
+fail() {
+    failed=$((failed + 1))
+    case $* in
+    *"File exists"*) why_exists=$((why_exists + 1)) ;;
+    *"unreachable"* | *"invalid gateway"* | *"No such device"* | *"is down"*)
+        why_link=$((why_link + 1))
+        ;;
+    *"not permitted"*) why_perm=$((why_perm + 1)) ;;
+    esac
+    [ "$failed" -gt "$SHOW_FAILED" ] || warn "$*; the next run will try again"
+}
+while read -r gw who why; do
+    [ -n "$gw" ] || continue
+    skipped=$((skipped + 1))
+    warn "off-link node $who ($gw): $why; its routes are skipped"
+done <<EOF
+$offlink
+EOF
 while read -r act dst via who had; do
     case $act in
     keep) kept=$((kept + 1)) ;;
@@ -316,8 +399,7 @@ while read -r act dst via who had; do
     change)
         # Check ownership right before writing: replace would take over a foreign route.
         cur=$(show "$dst") || {
-            failed=$((failed + 1))
-            warn "cannot read the route to $dst; skipped"
+            fail "cannot read the route to $dst; skipped"
             continue
         }
         owner=$(foreign_owner "$cur")
@@ -331,8 +413,7 @@ while read -r act dst via who had; do
             changed=$((changed + 1))
             say "changed $dst via $had -> $via ($(pods "$who"))"
         else
-            failed=$((failed + 1))
-            warn "failed to $verb $dst via $via ($(pods "$who")); the next run will try again"
+            fail "failed to $verb $dst via $via ($(pods "$who"))"
         fi
         ;;
     esac
@@ -385,18 +466,36 @@ while read -r st act message; do
     case $st/$act in
     ok/add) added=$((added + 1)) ;;
     ok/remove) removed=$((removed + 1)) ;;
-    fail/*) failed=$((failed + 1)) ;;
+    fail/*) fail "$message" ;;
     *) continue ;;
     esac
-    if [ "$st" = ok ]; then say "$message"; else warn "$message; the next run will try again"; fi
+    [ "$st" != ok ] || say "$message"
 done <<EOF
 $report
 EOF
+if [ "$failed" -gt "$SHOW_FAILED" ]; then
+    warn "... and $((failed - SHOW_FAILED)) more failed writes (not shown)"
+fi
+if [ "$failed" -gt 1 ]; then
+    if [ "$why_perm" -gt 0 ]; then
+        cause="this is not run as root (writing routes needs CAP_NET_ADMIN)"
+    elif [ "$why_exists" -gt 0 ] && [ "$why_exists" -ge "$why_link" ]; then
+        cause="another writer (a routing daemon, another nosdn, a person) added these routes"
+        cause="$cause between this run's read and its writes; the next run reports them"
+    elif [ "$why_link" -gt 0 ]; then
+        cause="a link went down or an address moved while this ran (the kernel could not"
+        cause="$cause reach the next hops): check 'ip link' and 'ip addr'"
+    else
+        cause="see the kernel's messages above"
+    fi
+    warn "$failed writes failed; likely cause: $cause"
+fi
 
 label="node $node"
 [ "$mode" = node ] || label="external host"
 say "$label, table $TABLE, proto $PROTO: $added added, $changed changed, $removed removed," \
-    "$kept unchanged, $conflicts conflicts, $failed failed${dry:+ (dry run: nothing written)}"
+    "$kept unchanged, $conflicts conflicts, $failed failed," \
+    "$skipped off-link${dry:+ (dry run: nothing written)}"
 [ $((conflicts + failed)) -eq 0 ]
 """
 
@@ -411,7 +510,8 @@ def _default_note(target: Target | None) -> str:
             "# This copy was rendered with --external: without options it runs as an external host."
         )
     return (
-        f"# This copy was rendered with --node {target.node}: it holds only that node's routes\n"
+        f"# This copy was rendered with --node {comment(target.node or '')}: it holds only that "
+        "node's routes\n"
         "# and refuses to run on any other node."
     )
 
@@ -437,30 +537,37 @@ def render_script(cluster: Cluster, options: RenderOptions) -> str:
         )
     protocol = check_protocol(options.protocol)
     table = check_table(options.table)
-    check_names(cluster)
+    check_cluster(cluster)
     rows = script_routes(cluster, target)
+    # The data lines are read by awk, split on blanks and commas: every field is a plain
+    # address, prefix or name (checked by `addr`, `net`, `name`), so none can hold a blank, a
+    # comma or a line break, and no line can end the here-document early.
     node_lines = "".join(
-        f"{n.name} {','.join(str(ip) for ip in n.ips) or '-'}\n" for n in cluster.nodes
+        f"{name(n.name)} {','.join(addr(ip, n.name, 'ips') for ip in n.ips) or '-'}\n"
+        for n in cluster.nodes
     )
     route_lines = "".join(
-        f"{r.dst} {','.join(str(v) for v in r.via)} {r.node or '-'}\n" for r in rows
+        f"{net(r.dst, r.node)} {','.join(addr(v, r.node) for v in r.via)} "
+        f"{name(r.node) if r.node is not None else '-'}\n"
+        for r in rows
     )
     if target is None:
-        mode, only, args = "detect", "", ""
+        mode, only = "detect", ""
     elif target.kind == "external":
-        mode, only, args = "external", "", " --external"
+        mode, only = "external", ""
     else:
-        mode, only, args = "node", target.node or "", f" --node {target.node}"
+        mode, only = "node", name(target.node or "", None, "--node")
+    args = f" --node {only}" if only else (" --external" if mode == "external" else "")
     header = (
         _HEADER.replace("@NAME@", SCRIPT_NAME)
-        .replace("@CLUSTER@", comment_text(cluster.name).replace('"', "'"))
+        .replace("@CLUSTER@", comment(cluster.name).replace('"', "'"))
         .replace("@GENERATED@", generated_by())
         .replace("@RENDER_ARGS@", args)
         .replace("@DEFAULT_NOTE@", _default_note(target))
-        .replace("@PROTO@", str(protocol))
-        .replace("@TABLE@", table)
-        .replace("@DEFAULT_MODE@", mode)
-        .replace("@ONLY_NODE@", only)
+        .replace("@PROTO@", sh(protocol))
+        .replace("@TABLE@", sh(table))
+        .replace("@DEFAULT_MODE@", sh(mode))
+        .replace("@ONLY_NODE@", sh(only) if only else "")
     )
     return header + node_lines + _MIDDLE + route_lines + _BODY
 

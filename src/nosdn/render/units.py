@@ -20,9 +20,9 @@ from nosdn.render._base import (
     RenderError,
     RenderOptions,
     check_protocol,
-    comment_text,
     generated_by,
 )
+from nosdn.render._quote import comment
 from nosdn.render.script import SCRIPT_NAME, render_script
 
 SCRIPT_PATH = f"usr/local/sbin/{SCRIPT_NAME}"
@@ -41,8 +41,9 @@ def _check_interval(interval: int) -> int:
 
 
 def _unit_text(text: str) -> str:
-    """Text for a unit setting: systemd expands ``%`` specifiers, so double them."""
-    return comment_text(text).replace("%", "%%")
+    """Text for a unit setting: one line (`comment`), and systemd expands ``%`` specifiers, so
+    double them."""
+    return comment(text).replace("%", "%%")
 
 
 def _service(cluster: Cluster) -> str:
@@ -111,7 +112,7 @@ def render_cloud_init(cluster: Cluster, options: RenderOptions) -> str:
     files = systemd_files(cluster, options)
     parts = [
         "#cloud-config\n",
-        f"# nosdn: pod routes for Kubernetes cluster {comment_text(cluster.name)!r} as plain IP "
+        f"# nosdn: pod routes for Kubernetes cluster {comment(cluster.name)!r} as plain IP "
         "routes.\n",
         f"# {generated_by()}\n",
         f"# Installs /{SCRIPT_PATH} (the routes script, see its header), a systemd service\n",
