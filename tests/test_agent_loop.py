@@ -77,12 +77,13 @@ def dsts(backend: FakeBackend) -> set[str]:
 
 
 def test_nothing_is_written_before_the_first_list() -> None:
-    agent, cache, backend, _ = make(owned(7))
+    agent, cache, backend, _ = make(owned(7), deletion_hold=0)
     agent.run_pass({"netlink-route"})
     assert backend.total_writes == 0
     cache.replace(nodes(1, 2))
     agent.run_pass({"list"})
-    # 1 of 1 routes stale: held until a second list confirms (the guard works at start too)
+    # 1 of 1 routes stale: held until a second list confirms (the guard works at start too;
+    # with no hold time, the next list is the confirmation)
     assert dsts(backend) == {"10.244.2.0/24", "10.244.7.0/24"}
     cache.replace(nodes(1, 2))
     agent.run_pass({"list"})
@@ -104,24 +105,77 @@ def test_routes_stay_when_this_node_is_missing_or_has_no_address() -> None:
     assert agent.readyz()[0] is False
 
 
-def test_mass_deletion_is_refused_until_a_relist_confirms_it() -> None:
-    agent, cache, backend, relists = make(owned(2, 3, 4, 5))
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_mass_deletion_is_held_then_confirmed_by_a_list_after_the_hold() -> None:
+    agent, cache, backend, relists = make(owned(2, 3, 4, 5), deletion_hold=300)
+    agent.guard.clock = clock = Clock()
     cache.replace(nodes(1, 2, 3, 4, 5))
     agent.run_pass({"list"})
     assert backend.total_writes == 0
     cache.replace(nodes(1))  # 4 of 4 routes would go
     agent.run_pass({"node"})
     assert dsts(backend) == {"10.244.2.0/24", "10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24"}
-    assert relists == ["relist"]
     assert agent.guard.state.held == 4
-    agent.run_pass({"resync"}, full=True)  # no new list yet: still refused, no second request
+    assert agent.metrics.deletions_held._value.get() == 4  # type: ignore[attr-defined]
+    assert agent.metrics.deletions_held_until._value.get() > time.time() + 290  # type: ignore[attr-defined]
+    cache.replace(nodes(1))  # the same API a moment later is no confirmation
+    agent.run_pass({"list"})
     assert len(dsts(backend)) == 4
+    assert relists == []
+    clock.now += 301  # after the hold: a fresh list is asked for, once
+    agent.run_pass({"resync"}, full=True)
+    agent.run_pass({"resync"}, full=True)
     assert relists == ["relist"]
-    cache.replace(nodes(1))  # the fresh list says the same
+    assert len(dsts(backend)) == 4
+    cache.replace(nodes(1))  # and it still says so
     agent.run_pass({"list"})
     assert dsts(backend) == set()
     assert agent.guard.state.held == 0
-    assert agent.metrics.deletions_refused._value.get() == 8  # type: ignore[attr-defined]
+    assert agent.metrics.deletions_held._value.get() == 0  # type: ignore[attr-defined]
+    assert agent.metrics.deletions_refused._value.get() == 16  # type: ignore[attr-defined]
+
+
+def test_held_removals_are_released_by_the_annotation_on_this_node() -> None:
+    agent, cache, backend, relists = make(owned(2, 3, 4, 5))
+    agent.guard.clock = Clock()
+    me = nodes(1)[0]
+    me["metadata"]["annotations"] = {"nosdn.io/release-deletions": "old"}
+    cache.replace([me, *nodes(2, 3, 4, 5)])
+    agent.run_pass({"list"})
+    cache.replace([me])
+    agent.run_pass({"node"})
+    assert agent.guard.state.held == 4
+    assert "nosdn.io/release-deletions" in agent.guard.how_to_release
+    cache.replace([me])  # a token set before the hold releases nothing
+    agent.run_pass({"list"})
+    assert len(dsts(backend)) == 4
+    me = json.loads(json.dumps(me))
+    me["metadata"]["annotations"]["nosdn.io/release-deletions"] = "1767000000"
+    cache.apply("MODIFIED", me)
+    agent.run_pass({"resync"}, full=True)
+    assert dsts(backend) == set()
+    assert relists == []
+
+
+def test_the_nodes_coming_back_end_the_hold() -> None:
+    agent, cache, backend, _ = make(owned(2, 3, 4, 5))
+    agent.guard.clock = Clock()
+    cache.replace(nodes(1, 2, 3, 4, 5))
+    agent.run_pass({"list"})
+    cache.replace(nodes(1))
+    agent.run_pass({"node"})
+    assert agent.guard.state.held == 4
+    cache.replace(nodes(1, 2, 3, 4))
+    agent.run_pass({"list"})
+    assert dsts(backend) == {"10.244.2.0/24", "10.244.3.0/24", "10.244.4.0/24"}
+    assert agent.guard.state.held == 0
 
 
 def test_small_shrinks_and_additions_go_through_at_once() -> None:

@@ -200,7 +200,7 @@ def test_lease_lost_during_the_pass_writes_nothing() -> None:
 
 # --- safety ----------------------------------------------------------------------------------
 def test_a_shrunk_node_list_removes_nothing_until_a_fresh_list_confirms_it() -> None:
-    s = Setup()
+    s = Setup(deletion_hold=0)  # no hold time: the next list confirms (test_safety: the hold)
     s.listed(*[aws_node(i) for i in range(1, 5)])
     s.ctl.run_pass({"list"})
     assert len(s.cloud.dsts("rtb-a")) == 4

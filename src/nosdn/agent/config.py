@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nosdn.agent.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.model import DEFAULT_PROTOCOL, IPNetwork
 from nosdn.render.cni import CONFLIST_PATH
 from nosdn.sources.nodes import AddressPolicy
@@ -31,8 +32,11 @@ class AgentConfig:
     protocol: int = DEFAULT_PROTOCOL
     #: Full pass at least this often (seconds), whatever the events say.
     resync: float = 30.0
-    #: A pass may remove at most this share of our routes before a relist confirms it.
+    #: Removals over this share of our routes within ``deletion_window`` seconds are held
+    #: for ``deletion_hold`` seconds (or until released), then confirmed by a fresh list.
     max_delete_share: float = 0.5
+    deletion_hold: float = DEFAULT_HOLD
+    deletion_window: float = DEFAULT_WINDOW
     addresses: AddressPolicy = field(default_factory=AddressPolicy)
     cluster_cidrs: tuple[IPNetwork, ...] = ()
     node_cidr_mask_v4: int = 24
@@ -69,10 +73,10 @@ class AgentConfig:
             raise ConfigError(f"--protocol {self.protocol}: must be 1..255 (nosdn uses 157)")
         if self.resync < 1:
             raise ConfigError(f"--resync {self.resync}: use at least 1 second (default 30)")
-        if not 0 < self.max_delete_share <= 1:
-            raise ConfigError(
-                f"--max-delete-share {self.max_delete_share}: use a share in (0, 1], e.g. 0.5"
-            )
+        try:
+            check_guard_options(self.max_delete_share, self.deletion_hold, self.deletion_window)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.watch_timeout < 1:
             raise ConfigError(f"--watch-timeout {self.watch_timeout}: use at least 1 second")
         if self.allocate and not self.cluster_cidrs:

@@ -14,8 +14,8 @@ Safety rules live here, in order of the damage they prevent:
 - while the API is unreachable the cache keeps the last known nodes, so passes keep that state
   (and repair it) but never change it;
 - when this node's own Node object is missing, or has no address, routes are left as they are;
-- a pass that would remove more than a share of our routes at once is held back until a fresh
-  list confirms it (`nosdn.agent.safety`);
+- removals over a share of our routes within a short window are held, and go only after a hold
+  time and a fresh list, or when an operator releases them (`nosdn.agent.safety`);
 - on stop, nothing is removed.
 
 After the routes, the pass does this node's own chores: CNI conflist, IP forwarding, egress
@@ -45,7 +45,13 @@ from nosdn.agent.egress import Egress, EgressError, render
 from nosdn.agent.events import EventRecorder, Involved
 from nosdn.agent.forwarding import ensure_forwarding
 from nosdn.agent.metrics import AgentMetrics
-from nosdn.agent.safety import DeletionGuard, GuardedBackend
+from nosdn.agent.safety import (
+    DeletionGuard,
+    GuardedBackend,
+    held_message,
+    release_hint,
+    release_token,
+)
 from nosdn.agent.schedule import Nudger, run_passes
 from nosdn.backends.base import Backend
 from nosdn.checks import check_cluster
@@ -116,7 +122,13 @@ class Agent:
         self.nudger = Nudger()
         self.metrics = metrics or AgentMetrics()
         self.guard = DeletionGuard(
-            cfg.max_delete_share, lambda: self.cache.snapshot().relists, request_relist
+            cfg.max_delete_share,
+            lambda: self.cache.snapshot().relists,
+            request_relist,
+            hold=cfg.deletion_hold,
+            window=cfg.deletion_window,
+            release=lambda: release_token(self.cache.self_object),
+            how_to_release=release_hint("node", cfg.node_name),
         )
         self.backend = GuardedBackend(backend, self.guard)
         self.adjacency = adjacency
@@ -334,7 +346,7 @@ class Agent:
         m.route_conflicts.set(len(d.conflicts))
         m.offlink_nodes.set(len(result.offlink))
         m.route_writes.inc(result.writes)
-        m.deletions_held.set(self.guard.state.held)
+        m.set_held(self.guard.state.held, self.guard.seconds_left())
         refused = self.guard.state.refused_total
         if refused > self._last_refused:
             m.deletions_refused.inc(refused - self._last_refused)
@@ -376,8 +388,7 @@ class Agent:
                 self.events.record(
                     "Warning",
                     "RouteDeletionsRefused",
-                    f"refused to remove {self.guard.state.held} routes at once: the node list "
-                    "shrank suddenly; waiting for a fresh list to confirm",
+                    held_message(self.guard),
                 )
         ok = not result.errors
         self.status.last_ok = ok

@@ -13,6 +13,7 @@ controller add their own to it, so one dashboard reads both.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from prometheus_client import (
@@ -91,7 +92,13 @@ class RouteMetrics:
         )
         self.deletions_held = Gauge(
             "nosdn_deletions_held",
-            "Route deletions currently held back, waiting for the next list to confirm",
+            "Route removals held back now: the node list shrank too much at once",
+            registry=r,
+        )
+        self.deletions_held_until = Gauge(
+            "nosdn_deletions_held_until_timestamp_seconds",
+            "When the current hold of route removals ends (0: none held); after it a fresh "
+            "node list confirms them, or the release annotation lets them go at once",
             registry=r,
         )
         self.api_connected = Gauge(
@@ -102,6 +109,13 @@ class RouteMetrics:
             "nosdn_last_successful_pass_timestamp_seconds",
             "When a pass last ended with every route programmed",
             registry=r,
+        )
+
+    def set_held(self, held: int, seconds_left: float | None) -> None:
+        """Publish what a deletion guard holds, and until when (wall clock)."""
+        self.deletions_held.set(held)
+        self.deletions_held_until.set(
+            0 if not held or seconds_left is None else time.time() + seconds_left
         )
 
     def pass_counter(self, trigger: str) -> Counter:

@@ -3,22 +3,36 @@
 An API server that answers with an empty or truncated node list (a restore from an old
 backup, a broken watch cache, a wrong kubeconfig pointing at another cluster) would otherwise
 make every agent delete every route at once: a whole-cluster outage caused by the component
-meant to prevent one. So when one pass would remove more than ``share`` of the routes nosdn
-owns in the table, the removals are refused (adds and changes still go through), the event is
-logged and counted, and a fresh list of nodes is requested. Once that list has been read (the
-source's ``relists`` count moved past the one seen at refusal), the same shrink is taken as
-real and the removals proceed.
+meant to prevent one. Two lessons shape the guard:
 
-This is measured on routes, not on names: it is what the kernel would lose, and it works the
-same at start-up, when the "previous list" is whatever routes the last run left behind.
-The guard wraps any `Backend`, so `reconcile_once` stays unaware of it.
+- **The share is measured over a sliding window, not per pass.** DELETED events arrive a few
+  milliseconds apart, so a burst is spread over several passes, each under the share. The guard
+  adds up the routes removed in the last ``window`` seconds and compares them (with the pass's
+  own removals) to the routes held at the window's start.
+- **The same API a moment later is no confirmation.** An API that lies lies again on the next
+  list. A shrink over the share is held for ``hold`` seconds; only then is a fresh list asked
+  for, and the removals go if it still wants them. An operator can release a hold at once by
+  changing a token (`RELEASE_ANNOTATION` on the agent's Node, or on the controller's Lease):
+  that comes from a person, not from the node list.
+
+While a hold lasts the removals are kept (all of them: the guard cannot tell the real ones
+from the lost ones) and additions and changes still go through. A pass whose removals fit the
+window again (the nodes came back) ends the hold.
+
+This is measured on routes, not on names: it is what the kernel or the cloud would lose, and it
+works the same at start-up, when the "previous list" is whatever routes the last run left. The
+guard wraps any `Backend` (and the controller's tables, `nosdn.controller.gate`), so
+`reconcile_once` and `nosdn.backends.cloud.sync` stay unaware of it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from nosdn.backends.base import ApplyResult, Backend
 from nosdn.model import Diff, InstalledRoute, Route
@@ -27,15 +41,62 @@ from nosdn.reconcile import ReadsDiff
 
 log = logging.getLogger("nosdn.agent.safety")
 
+#: Set (to any new value, e.g. a timestamp) on the agent's Node or the controller's Lease to
+#: let the removals held now go at once.
+RELEASE_ANNOTATION = "nosdn.io/release-deletions"
+DEFAULT_HOLD = 300.0
+DEFAULT_WINDOW = 60.0
+
+
+def release_token(obj: Mapping[str, Any] | None) -> str | None:
+    """The value of `RELEASE_ANNOTATION` on a Kubernetes object (None: not set)."""
+    meta = (obj or {}).get("metadata") or {}
+    value = (meta.get("annotations") or {}).get(RELEASE_ANNOTATION)
+    return None if value is None else str(value)
+
+
+def release_hint(kind: str, name: str, namespace: str | None = None) -> str:
+    """The command that releases a hold, for logs and Events."""
+    ns = f"-n {namespace} " if namespace else ""
+    return (
+        f'with: kubectl {ns}annotate {kind} {name} {RELEASE_ANNOTATION}="$(date +%s)" --overwrite'
+    )
+
+
+def held_message(guard: DeletionGuard) -> str:
+    """What a guard holds and how it ends (stable from pass to pass, for the Event's dedup)."""
+    text = (
+        f"holding {guard.state.held} route removals: the node list shrank by more than "
+        f"{round(guard.share * 100)}% within {guard.window:g}s; they go after {guard.hold:g}s "
+        "if a fresh node list still wants them"
+    )
+    if guard.how_to_release:
+        text += f", or at once {guard.how_to_release}"
+    return text
+
+
+def check_guard_options(share: float, hold: float, window: float) -> None:
+    """Refuse values that would turn the guard off by accident, naming the flag."""
+    if not 0 < share <= 1:
+        raise ValueError(f"--max-delete-share {share}: use a share in (0, 1], e.g. 0.5")
+    if hold < 0:
+        raise ValueError(f"--deletion-hold {hold}: use 0 or more seconds (default 300)")
+    if window < 0:
+        raise ValueError(f"--deletion-window {window}: use 0 or more seconds (default 60)")
+
 
 @dataclass(slots=True)
 class GuardState:
     #: Removals held back by the last pass (0 when none).
     held: int = 0
-    #: The source's relist count when the removals were first refused (None: not refusing).
-    refused_at: int | None = None
-    #: Routes refused in total (for the metric).
+    #: Routes refused in total, pass after pass (for the counter).
     refused_total: int = 0
+    #: When the current hold ends (the guard's clock; None: not holding).
+    deadline: float | None = None
+    #: The release token when the hold began (a different one releases it).
+    token: str | None = None
+    #: The source's relist count when the list after the hold was asked for.
+    relist_asked: int | None = None
 
 
 class DeletionGuard:
@@ -46,51 +107,110 @@ class DeletionGuard:
         share: float,
         relists: Callable[[], int],
         request_relist: Callable[[], None],
+        *,
+        hold: float = DEFAULT_HOLD,
+        window: float = DEFAULT_WINDOW,
+        release: Callable[[], str | None] = lambda: None,
+        how_to_release: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 0 < share <= 1:
-            raise ValueError(
-                f"--max-delete-share {share}: must be more than 0 and at most 1 (e.g. 0.5)"
-            )
+        check_guard_options(share, hold, window)
         self.share = share
+        self.hold = hold
+        self.window = window
+        self.how_to_release = how_to_release
         self._relists = relists
         self._request_relist = request_relist
+        self._release = release
+        self.clock = clock
+        #: (when, routes owned before, routes removed) of each pass that removed some.
+        self._removed: deque[tuple[float, int, int]] = deque()
         self.state = GuardState()
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the current hold ends (None: not holding)."""
+        d = self.state.deadline
+        return None if d is None else max(0.0, d - self.clock())
 
     def check(self, diff: Diff, owned: int) -> Diff:
         """``diff`` as it may be applied given ``owned`` routes in the table now."""
+        now = self.clock()
+        past = self._removed
+        while past and past[0][0] <= now - self.window:
+            past.popleft()
         removes = len(diff.remove)
         st = self.state
-        if removes == 0 or removes <= self.share * owned:
-            if st.refused_at is not None:
+        base = past[0][1] if past else owned
+        recent = sum(n for _t, _o, n in past)
+        if removes == 0 or recent + removes <= self.share * max(base, owned):
+            if st.deadline is not None:
                 log.info("node list recovered: no mass deletion pending any more")
-            st.held = 0
-            st.refused_at = None
-            return diff
-        relists = self._relists()
-        if st.refused_at is not None and relists > st.refused_at:
+            return self._allow(diff, now, owned, removes, reset=False)
+        if st.deadline is None:
+            return self._start(diff, now, owned, removes, recent)
+        token = self._release()
+        if token is not None and token != st.token:
             log.warning(
-                "a fresh node list confirms the shrink: removing %d of %d routes",
+                "%s changed to %r: releasing %d held route removals",
+                RELEASE_ANNOTATION,
+                token,
                 removes,
-                owned,
                 extra={"removals": removes, "owned": owned},
             )
-            st.held = 0
-            st.refused_at = None
-            return diff
-        if st.refused_at is None:
-            st.refused_at = relists
-            log.warning(
-                "refusing to remove %d of %d routes at once (more than %d%%): the node list "
-                "shrank suddenly; asking the API for a fresh list to confirm",
-                removes,
-                owned,
-                round(self.share * 100),
-                extra={"removals": removes, "owned": owned, "share": self.share},
-            )
+            return self._allow(diff, now, owned, removes, reset=True)
+        if now >= st.deadline:
+            relists = self._relists()
+            if st.relist_asked is None:
+                st.relist_asked = relists
+                self._request_relist()
+            elif relists > st.relist_asked:
+                log.warning(
+                    "a fresh node list after the hold still shrinks: removing %d of %d routes",
+                    removes,
+                    owned,
+                    extra={"removals": removes, "owned": owned},
+                )
+                return self._allow(diff, now, owned, removes, reset=True)
+        return self._refuse(diff, removes)
+
+    def _start(self, diff: Diff, now: float, owned: int, removes: int, recent: int) -> Diff:
+        st = self.state
+        st.deadline = now + self.hold
+        st.token = self._release()
+        st.relist_asked = None
+        log.warning(
+            "holding %d route removals (%d more removed in the last %gs, of %d routes): the "
+            "node list shrank by more than %d%%; they go after %gs if a fresh list still "
+            "wants them%s",
+            removes,
+            recent,
+            self.window,
+            owned,
+            round(self.share * 100),
+            self.hold,
+            f", or at once {self.how_to_release}" if self.how_to_release else "",
+            extra={"removals": removes, "owned": owned, "share": self.share, "hold": self.hold},
+        )
+        if self.hold == 0:
+            st.relist_asked = self._relists()
             self._request_relist()
-        st.held = removes
-        st.refused_total += removes
+        return self._refuse(diff, removes)
+
+    def _refuse(self, diff: Diff, removes: int) -> Diff:
+        self.state.held = removes
+        self.state.refused_total += removes
         return replace(diff, remove=())
+
+    def _allow(self, diff: Diff, now: float, owned: int, removes: int, *, reset: bool) -> Diff:
+        st = self.state
+        st.held = 0
+        st.deadline = None
+        st.relist_asked = None
+        if reset:
+            self._removed.clear()  # a confirmed shrink is the new normal
+        elif removes:
+            self._removed.append((now, owned, removes))
+        return diff
 
 
 class GuardedBackend:

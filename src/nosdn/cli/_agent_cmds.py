@@ -59,8 +59,23 @@ routing_options = stack(
         "--max-delete-share",
         type=float,
         default=0.5,
-        help="Refuse to remove more than this share of routes at once until a fresh node list "
-        "confirms it.",
+        help="Hold route removals once they exceed this share of our routes within "
+        "--deletion-window.",
+        panel=ROUTING,
+    ),
+    option(
+        "--deletion-hold",
+        type=float,
+        default=300.0,
+        help="Seconds held removals wait before a fresh node list may confirm them (or set the "
+        "annotation nosdn.io/release-deletions to release them at once).",
+        panel=ROUTING,
+    ),
+    option(
+        "--deletion-window",
+        type=float,
+        default=60.0,
+        help="Seconds over which removals are added up against --max-delete-share.",
         panel=ROUTING,
     ),
 )
@@ -150,6 +165,8 @@ def agent(
     mask_v6: int,
     resync: float,
     max_delete_share: float,
+    deletion_hold: float,
+    deletion_window: float,
     allocate: bool,
     lease_namespace: str,
     lease_name: str,
@@ -183,6 +200,8 @@ def agent(
             protocol=protocol,
             resync=resync,
             max_delete_share=max_delete_share,
+            deletion_hold=deletion_hold,
+            deletion_window=deletion_window,
             addresses=address_policy(address_types, address_cidr),
             cluster_cidrs=nets(cluster_cidr, "--cluster-cidr"),
             node_cidr_mask_v4=mask_v4,

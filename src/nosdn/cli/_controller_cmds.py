@@ -98,6 +98,8 @@ def controller(**kw: Any) -> None:
             addresses=address_policy(kw["address_types"], kw["address_cidr"]),
             resync=kw["resync"],
             max_delete_share=kw["max_delete_share"],
+            deletion_hold=kw["deletion_hold"],
+            deletion_window=kw["deletion_window"],
             watch_timeout=kw["watch_timeout"],
             dry_run=kw["dry_run"],
             lease_namespace=kw["lease_namespace"],

@@ -17,6 +17,7 @@ from nosdn.agent.config import (
     check_metrics_address,
     metrics_host_port,
 )
+from nosdn.agent.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.backends.cloud import CloudOptions
 from nosdn.model import IPNetwork
 from nosdn.sources.nodes import AddressPolicy
@@ -38,7 +39,10 @@ class ControllerConfig:
     addresses: AddressPolicy = field(default_factory=AddressPolicy)
     #: Full pass at least this often (seconds): one describe per table each time.
     resync: float = 30.0
+    #: The deletion guard, per table (`nosdn.agent.safety`).
     max_delete_share: float = 0.5
+    deletion_hold: float = DEFAULT_HOLD
+    deletion_window: float = DEFAULT_WINDOW
     watch_timeout: int = 300
     #: Compute and report every pass, write nothing (no routes, no conditions).
     dry_run: bool = False
@@ -65,10 +69,10 @@ class ControllerConfig:
             raise ConfigError("--cluster-name is empty: name the cluster, e.g. --cluster-name prod")
         if self.resync < 1:
             raise ConfigError(f"--resync {self.resync}: use at least 1 second (default 30)")
-        if not 0 < self.max_delete_share <= 1:
-            raise ConfigError(
-                f"--max-delete-share {self.max_delete_share}: use a share in (0, 1], e.g. 0.5"
-            )
+        try:
+            check_guard_options(self.max_delete_share, self.deletion_hold, self.deletion_window)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.watch_timeout < 1:
             raise ConfigError(f"--watch-timeout {self.watch_timeout}: use at least 1 second")
         if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:

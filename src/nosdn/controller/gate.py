@@ -8,10 +8,11 @@ checks:
   written (not only when the pass starts: reading the tables and instances takes API calls, and
   a Lease can be lost meanwhile). A replica that no longer holds its Lease raises `NotLeadingError`
   and writes nothing more; the pass is dropped.
-- **the deletion guard** of the agent (`nosdn.agent.safety.DeletionGuard`), one per table: a
-  pass that would remove more than a share of the routes nosdn owns in a table is held back
-  until a fresh node list confirms the shrink. One guard per table, because a guard's state is
-  reset by a pass with no removals, and a second table in sync must not reset the first's.
+- **the deletion guard** of the agent (`nosdn.agent.safety.DeletionGuard`), one per table:
+  removals beyond a share of the routes nosdn owns in a table within a window are held, until
+  the hold time is over and a fresh node list still wants them, or an operator releases them.
+  One guard per table, because a guard's state is reset by a pass with no removals, and a
+  second table in sync must not reset the first's.
 
 Everything else (reads, diffs, capacity checks) goes to the real provider unchanged.
 """
@@ -104,6 +105,11 @@ class GatedProvider:
     def held(self) -> int:
         """Removals the guards hold back now, over every table."""
         return sum(g.state.held for g in self.guards.values())
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the first of the current holds ends (None: none held)."""
+        left = [x for g in self.guards.values() if (x := g.seconds_left()) is not None]
+        return min(left) if left else None
 
     @property
     def refused_total(self) -> int:

@@ -13,8 +13,9 @@ backoff. What differs, and why:
 - **No writes while the Kubernetes API is away.** The agent repairs its kernel from the last
   known nodes during an outage; a controller cannot tell an outage from a lost Lease, and a
   stale view of a whole cluster is worth less than one of a single node, so it waits.
-- **Nothing before the first complete list; never a mass deletion without a second list**
-  (the agent's deletion guard, per table).
+- **Nothing before the first complete list; never a mass deletion on the node list's word
+  alone** (the agent's deletion guard, per table: held for a while, then confirmed by a fresh
+  list, or released at once by the `nosdn.agent.safety.RELEASE_ANNOTATION` on the Lease).
 - After each pass the leader sets ``NetworkUnavailable`` on every node whose state the pass
   established (`nosdn.controller.view.verdicts`): ``False``/``RouteCreated`` once its routes
   exist, ``True`` with the reason when they cannot be programmed. Events report what a person
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 
 from nosdn.agent.condition import NodeConditions
 from nosdn.agent.events import EventRecorder, Involved
-from nosdn.agent.safety import DeletionGuard
+from nosdn.agent.safety import DeletionGuard, held_message, release_hint
 from nosdn.agent.schedule import Nudger, run_passes
 from nosdn.backends.cloud import CloudError, CloudPass, CloudProvider, sync
 from nosdn.controller.config import ControllerConfig
@@ -72,6 +73,7 @@ class Controller:
         events: EventRecorder | None = None,
         conditions: NodeConditions | None = None,
         lease: Involved | None = None,
+        release: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.cfg = cfg
         self.cache = cache
@@ -85,7 +87,13 @@ class Controller:
             provider,
             may_write,
             lambda: DeletionGuard(
-                cfg.max_delete_share, lambda: self.cache.snapshot().relists, request_relist
+                cfg.max_delete_share,
+                lambda: self.cache.snapshot().relists,
+                request_relist,
+                hold=cfg.deletion_hold,
+                window=cfg.deletion_window,
+                release=release,
+                how_to_release=release_hint("lease", cfg.lease_name, cfg.lease_namespace),
             ),
         )
         self.status = Status()
@@ -205,7 +213,7 @@ class Controller:
         m.route_conflicts.set(len(result.conflicts))
         m.route_writes.inc(result.writes)
         held = self.provider.held
-        m.deletions_held.set(held)
+        m.set_held(held, self.provider.seconds_left())
         refused = self.provider.refused_total
         if refused > self._last_refused:
             m.deletions_refused.inc(refused - self._last_refused)
@@ -278,14 +286,14 @@ class Controller:
             )
         for s in result.shortfalls:
             ev.record("Warning", "RouteTableFull", str(s), about=self.lease)
-        if held:
-            ev.record(
-                "Warning",
-                "RouteDeletionsRefused",
-                f"refused to remove {held} routes at once: the node list shrank suddenly; "
-                "waiting for a fresh list to confirm",
-                about=self.lease,
-            )
+        for table, guard in sorted(self.provider.guards.items()):
+            if guard.state.held:
+                ev.record(
+                    "Warning",
+                    "RouteDeletionsRefused",
+                    f"{table}: {held_message(guard)}",
+                    about=self.lease,
+                )
 
     def _set_conditions(self, v: ClusterView, result: CloudPass) -> None:
         wishes = {**v.unusable, **verdicts(v.cluster, result)}

@@ -24,12 +24,14 @@ from types import FrameType
 
 from nosdn.agent.condition import CONDITION, NodeConditions
 from nosdn.agent.events import EventRecorder, Involved
+from nosdn.agent.safety import RELEASE_ANNOTATION, release_token
 from nosdn.agent.server import HealthServer
 from nosdn.backends.cloud import CloudProvider, build_provider
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.loop import Controller
 from nosdn.controller.metrics import ControllerMetrics
 from nosdn.sources.cache import NodeCache
+from nosdn.sources.errors import ApiError
 from nosdn.sources.kubernetes import KubeApi, KubeSettings
 from nosdn.sources.leader import LeaderElector
 from nosdn.sources.reflector import Reflector
@@ -103,6 +105,7 @@ class Running:
             metrics=self.metrics,
             events=self.events,
             conditions=self.conditions,
+            release=self._release_token,
             lease=Involved(
                 "Lease",
                 cfg.lease_name,
@@ -129,6 +132,17 @@ class Running:
             self.server = HealthServer(
                 hp[0], hp[1], render, self.controller.healthz, self.controller.readyz
             )
+
+    def _release_token(self) -> str | None:
+        """The release annotation on our Lease: read only while a guard holds removals (one GET
+        a pass then), through the elector's client with its short timeouts."""
+        try:
+            return release_token(
+                self.lease_api.get_lease(self.cfg.lease_namespace, self.cfg.lease_name)
+            )
+        except ApiError as e:
+            log.info("cannot read the lease for %s: %s", RELEASE_ANNOTATION, e)
+            return None
 
     def _lead(self, lost: threading.Event) -> None:
         self.metrics.is_leader.set(1)
