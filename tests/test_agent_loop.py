@@ -380,6 +380,28 @@ def test_allocator_gives_stable_lowest_free_subnets_once() -> None:
     assert alloc.once() == {}  # pending until the watch shows them: nothing given twice
 
 
+def test_the_allocator_asks_for_leadership_before_every_write() -> None:
+    cfg = AgentConfig(
+        node_name="node1",
+        allocate=True,
+        cluster_cidrs=(ip_network("10.244.0.0/16"),),
+        metrics_address=None,
+    )
+    cache = NodeCache()
+    cache.replace([node_object(f"new{i}", [f"10.10.0.{i}"]) for i in range(1, 6)])
+    patched: list[str] = []
+
+    class Api:
+        def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:
+            patched.append(name)
+
+    # the Lease is lost (or not renewed in time) after the second write
+    answers = iter([True, True, False, True, True])
+    alloc = Allocator(cfg, Api(), cache, may_write=lambda: next(answers))
+    assert list(alloc.once()) == ["new1", "new2"]
+    assert patched == ["new1", "new2"]
+
+
 def test_config_refuses_bad_values_with_the_option_named() -> None:
     with pytest.raises(ConfigError, match="--allocate-node-cidrs needs --cluster-cidr"):
         AgentConfig(node_name="n", allocate=True)

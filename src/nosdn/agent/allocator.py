@@ -40,7 +40,16 @@ class AllocatorApi(NodePatchApi, LeaseApi, Protocol):
 
 
 class Allocator:
-    def __init__(self, cfg: AgentConfig, api: NodePatchApi, cache: NodeCache) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        api: NodePatchApi,
+        cache: NodeCache,
+        may_write: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """``may_write`` is asked right before every write: a leader that lost its Lease (or
+        could not renew it in time) between the election and the write must not write."""
+        self.may_write = may_write
         self.cfg = cfg
         self.api = api
         self.cache = cache
@@ -74,6 +83,12 @@ class Allocator:
             assert got is not None
             cidrs = got.pod_cidrs
             patch = {"spec": {"podCIDR": str(cidrs[0]), "podCIDRs": [str(c) for c in cidrs]}}
+            if not self.may_write():
+                log.warning(
+                    "no longer the allocator's leader: %d node(s) left",
+                    len(result.assigned) - len(written),
+                )
+                break
             try:
                 self.api.patch_node(name, patch)
             except ApiError as e:
@@ -95,9 +110,9 @@ def start_allocator(
     cfg: AgentConfig, api: AllocatorApi, cache: NodeCache, metrics: AgentMetrics
 ) -> Callable[[], None]:
     """Campaign for the Lease in a thread; allocate while leading. Returns a stopper."""
-    allocator = Allocator(cfg, api, cache)
     identity = f"{cfg.node_name}_{uuid.uuid4().hex[:8]}"
     elector = LeaderElector(api, cfg.lease_namespace, cfg.lease_name, identity)
+    allocator = Allocator(cfg, api, cache, may_write=elector.holds)
     stop = threading.Event()
 
     def lead(lost: threading.Event) -> None:
