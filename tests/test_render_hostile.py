@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import requires_root
@@ -263,7 +263,7 @@ def test_script_sums_up_many_failed_writes_with_a_likely_cause(tmp_path: Path) -
 _LINE_OK = {
     "frr": re.compile(r"(!.*|(ip|ipv6) route \S+ \S+ tag \d+)"),
     "cisco": re.compile(r"(!.*|(ip|ipv6) route [0-9a-fA-F:./ ]+ name nosdn-[A-Za-z0-9._-]+)"),
-    "junos": re.compile(r"(#.*|(delete|set) (groups|apply-groups) nosdn-[A-Za-z0-9_-]+.*)"),
+    "junos": re.compile(r"(#.*|(delete|set) (groups|apply-groups) nosdn-[A-Za-z0-9_-]*( .*)?)"),
 }
 
 
@@ -351,7 +351,11 @@ def test_hostile_values_are_refused_or_harmless(
     netns: Netns, tmp_path_factory: pytest.TempPathFactory, field: str, value: str
 ) -> None:
     tmp = tmp_path_factory.mktemp("hostile")
-    cluster = _cluster(field, value)
+    try:
+        cluster = _cluster(field, value)
+    except ValueError:  # not even the standard library lets this address through
+        assume(False)
+        return
     ns = netns("nosdn-hostile")
     for fmt in SHELL_FORMATS + ROUTER_FORMATS:
         text = _render(cluster, fmt, value)
