@@ -126,6 +126,13 @@ def test_a_table_ending_in_a_newline_is_refused() -> None:
         render(_cluster("cluster", "c1"), "script", RenderOptions(table="main\n"))
 
 
+def test_a_gce_name_with_a_trailing_newline_does_not_match() -> None:
+    from nosdn.names import GCE_NAME
+
+    assert GCE_NAME.match("nosdn-a1")
+    assert not GCE_NAME.match("nosdn-a1\n")
+
+
 def test_cni_writes_json_only() -> None:
     from nosdn.render.cni import render_cni
 
