@@ -16,6 +16,7 @@ protocol 157 has a name, so both spellings ``ip route`` can print are exercised.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -269,9 +270,9 @@ def test_script_leaves_foreign_routes_and_removes_stale_ones(
     assert _table(ns) == before
 
 
-def test_script_reports_a_failed_write_and_applies_the_rest(netns: Netns, tmp_path: Path) -> None:
-    """An off-link next hop makes the kernel refuse that one route (in the middle of the batch):
-    the script names it with the kernel's reason, installs the others, and exits 1."""
+def test_script_skips_an_off_link_node_like_apply(netns: Netns, tmp_path: Path) -> None:
+    """A node whose address is not on a connected network: the script reports it, installs the
+    others, and exits 0 — what `nosdn apply` does for the same state (its route is skipped)."""
     base = _cluster()
     far = Node("far", (ip_address("192.168.99.4"),), (ip_network("172.17.4.0/24"),))
     cluster = Cluster((*base.nodes, far), name=base.name)
@@ -279,9 +280,11 @@ def test_script_reports_a_failed_write_and_applies_the_rest(netns: Netns, tmp_pa
     script.write_text(render(cluster, "script"))
     ns = _host(netns, ["10.10.0.1", "fd00:10::1"])
     res = _run(ns, script)
-    assert res.returncode == 1
-    assert "failed to add 172.17.4.0/24 via 192.168.99.4 (pods of far): " in res.stderr
-    assert "3 added, 0 changed, 0 removed, 0 unchanged, 0 conflicts, 1 failed" in res.stdout
+    assert res.returncode == 0, res.stderr
+    assert "off-link node far (192.168.99.4): no route to it; its routes are skipped" in res.stderr
+    assert "3 added, 0 changed, 0 removed, 0 unchanged, 0 conflicts, 0 failed, 1 off-link" in (
+        res.stdout
+    )
     assert _ours(ns) == {
         ("172.17.2.0/24", frozenset({"10.10.0.2"})),
         ("172.17.3.0/24", frozenset({"10.10.0.3"})),
@@ -324,18 +327,23 @@ _HAVE_APPLY = importlib.util.find_spec("nosdn.cli._kernel_cmds") is not None
 
 @pytest.mark.skipif(not _HAVE_APPLY, reason="nosdn apply (cli/_kernel_cmds.py) is not there yet")
 @pytest.mark.parametrize(
-    ("addrs", "args"),
+    ("addrs", "args", "far"),
     [
-        (["10.10.0.1", "fd00:10::1"], ()),
-        (["10.10.0.3"], ()),
-        (["10.10.0.50", "fd00:10::50"], ("--external",)),
+        (["10.10.0.1", "fd00:10::1"], (), False),
+        (["10.10.0.3"], (), False),
+        (["10.10.0.50", "fd00:10::50"], ("--external",), False),
+        (["10.10.0.1", "fd00:10::1"], (), True),
     ],
-    ids=["node1-dual", "node3-v4", "external-ecmp"],
+    ids=["node1-dual", "node3-v4", "external-ecmp", "node1-offlink-peer"],
 )
 def test_script_and_nosdn_apply_make_the_same_table(
-    netns: Netns, tmp_path: Path, addrs: list[str], args: tuple[str, ...]
+    netns: Netns, tmp_path: Path, addrs: list[str], args: tuple[str, ...], far: bool
 ) -> None:
+    """Same table and same exit status (an off-link peer is skipped by both, exit 0)."""
     cluster = _cluster()
+    if far:
+        off = Node("far", (ip_address("192.168.99.4"),), (ip_network("172.17.4.0/24"),))
+        cluster = dataclasses.replace(cluster, nodes=(*cluster.nodes, off))
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(
         "clusterName: roottest\n"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 
 GCE_NAME_MAX = 63
-GCE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+#: Ends in ``\Z``, not ``$`` (which also matches before a trailing newline), so that ``.match``
+#: and ``.fullmatch`` both check the whole name.
+GCE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
 def gce_route_name(cluster: str, node: str, dst: str) -> str:
@@ -26,7 +28,7 @@ def gce_route_name(cluster: str, node: str, dst: str) -> str:
 
         digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
         name = f"{name[: GCE_NAME_MAX - 9].rstrip('-')}-{digest}"
-    assert GCE_NAME.match(name), name
+    assert GCE_NAME.fullmatch(name), name
     return name
 
 

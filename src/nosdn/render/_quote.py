@@ -14,7 +14,7 @@ rely on the checks: a renderer prints a value only through the function of its o
   names the node, the field and the value.
 - Shell commands get `sh`: a value as one single-quoted word unless it is a plain token already,
   so plain values read as they always did and shellcheck has nothing to say.
-- Comments in every language get `comment`: one line, printable characters only.
+- Comments in every language get `comment`: one short line, printable characters only.
 - DOT gets `dot_str` (a quoted string) and `dot_html` (text inside an HTML-like label).
 - JSON is written by ``json.dumps`` only (its own escaping is complete).
 """
@@ -105,10 +105,18 @@ def sh(value: str | int) -> str:
     return shlex.quote(text)
 
 
+#: Longer comment text is cut: FRR's vtysh reads a long line in pieces, and runs the
+#: pieces after the first as commands.
+COMMENT_MAX = 200
+
+
 def comment(text: str) -> str:
     """Text safe on one comment line of any format: every character that is not printable
-    (line breaks included, Unicode ones too) becomes a space."""
-    return "".join(c if c.isprintable() else " " for c in str(text))
+    (line breaks included, Unicode ones too) becomes a space, and it is cut at `COMMENT_MAX`."""
+    text = str(text)
+    if len(text) > COMMENT_MAX:
+        text = text[: COMMENT_MAX - 3] + "..."
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def dot_str(text: str) -> str:

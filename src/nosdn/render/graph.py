@@ -125,7 +125,9 @@ def _id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
-_h = dot_html
+def _h(text: object) -> str:
+    """`dot_html`, never empty: Graphviz refuses an empty ``<B></B>``."""
+    return dot_html(text) or " "
 
 
 def _table(title: str, rows: Sequence[str], colour: str, title_colour: str) -> str:

@@ -55,8 +55,12 @@ def _what(target: Target | None) -> str:
     return f"the routes node {comment(target.node or '')} needs (every other node's pod subnets)"
 
 
+#: BIRD refuses a symbol longer than 64 characters: the cluster's part of ``nosdn_X_kernel_v4``.
+_SYMBOL_MAX = 64 - len("nosdn__kernel_v4")
+
+
 def _symbol(text: str) -> str:
-    return token(re.sub(r"[^A-Za-z0-9_]", "_", text)[:64])
+    return token(re.sub(r"[^A-Za-z0-9_]", "_", text)[:_SYMBOL_MAX])
 
 
 def _note(route: Route, names: dict[IPAddress, str]) -> str:
