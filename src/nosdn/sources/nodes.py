@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nosdn.addr import parse_ip, parse_net
+from nosdn.echo import cut, quoted
 from nosdn.model import IPAddress, IPNetwork, Node
 
 DEFAULT_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
@@ -102,7 +103,8 @@ def choose_addresses(
             ip = parse_ip(text)
         except ValueError:
             problems.append(
-                f"node {name}: status.addresses {atype} {text!r} is not an IP address; ignored"
+                f"node {name}: status.addresses {quoted(atype)} {quoted(text)} is not a plain IP "
+                "address; ignored"
             )
             continue
         if not _inside(ip, policy.cidrs):
@@ -125,7 +127,7 @@ def node_info(fp: Fingerprint, name: str, policy: AddressPolicy) -> NodeInfo:
             cidrs.append(parse_net(text))
         except ValueError as e:
             problems.append(
-                f"node {name}: spec.podCIDRs {text!r} is not a network ({e}); "
+                f"node {name}: spec.podCIDRs {quoted(text)} is not a network ({cut(str(e), 200)}); "
                 "its pod subnet is ignored until it is fixed"
             )
             cidrs = []
