@@ -18,13 +18,15 @@ from nosdn.cli._common import (
     OutputOpt,
     command,
     dump,
-    err,
     fail,
     load_source,
     option,
     out,
+    print_problems,
+    problem_dicts,
     source_options,
 )
+from nosdn.echo import echo
 from nosdn.inventory import InventoryError, parse_inventory, read_yaml, write_allocation
 from nosdn.ipam import allocate
 from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
@@ -104,14 +106,12 @@ def check(file: Path, output: Output) -> None:
                 "ok": not problems,
                 "nodes": len(cluster.nodes),
                 "unallocated": pending,
-                "problems": [p.as_dict() for p in problems],
+                "problems": problem_dicts(problems),
             },
             output,
         )
     elif problems:
-        err.print(f"[bold red]{file}: {len(problems)} problem(s)[/]")
-        for p in problems:
-            err.print(f"  - {p}")
+        print_problems(f"{echo(str(file))}: {len(problems)} problem(s)", problems)
     else:
         note = f"; {pending} node(s) without podCIDRs (run nosdn allocate)" if pending else ""
         out.print(f"[green]ok[/] {file}: {len(cluster.nodes)} nodes{note}")

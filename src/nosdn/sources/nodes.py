@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nosdn.addr import parse_ip, parse_net
-from nosdn.echo import cut, quoted
+from nosdn.echo import cut, echo, quoted
 from nosdn.model import IPAddress, IPNetwork, Node
 
 DEFAULT_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
@@ -103,8 +103,8 @@ def choose_addresses(
             ip = parse_ip(text)
         except ValueError:
             problems.append(
-                f"node {name}: status.addresses {quoted(atype)} {quoted(text)} is not a plain IP "
-                "address; ignored"
+                f"node {name}: status.addresses {echo(atype)} {quoted(text)} is not an IP address; "
+                "ignored"
             )
             continue
         if not _inside(ip, policy.cidrs):
