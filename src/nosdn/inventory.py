@@ -509,15 +509,89 @@ def load_cluster(path: Path, *, allocate_missing: bool = True, warn: bool = True
     return cluster
 
 
-def write_allocation(path: Path, alloc: Allocation) -> None:
+class WriteError(Exception):
+    """The inventory was not replaced; the message says why in one line."""
+
+
+def read_inventory(path: Path) -> tuple[str, object]:
+    """The file's text (as `write_allocation` must find it again) and its parsed YAML."""
+    text = _read_text(path)
+    return text, _parse_text(text, path)
+
+
+def write_allocation(path: Path, alloc: Allocation, original: str | None = None) -> None:
     """Write newly allocated pod subnets back into the inventory, keeping comments and order.
 
-    The file is replaced atomically (write to a temporary file, then rename).
+    The file written is the one a symlink points at (replacing the link would leave the real
+    file stale). ``original`` is the text the allocation was computed from: if the file no
+    longer holds it, someone else wrote it meanwhile and nothing is written. The new text must
+    parse and pass the checks, and replaces the file atomically (a temporary file in the same
+    directory, synced, renamed over it, keeping its mode), so a crash leaves the old or the new
+    file, never half of one. Raises `WriteError`.
     """
+    target = Path(os.path.realpath(path))
+    text = _read_text(target)
+    if original is not None and text != original:
+        raise WriteError(_changed(target))
+    new_text = _with_allocation(text, alloc)
+    _verify(new_text, target, alloc)
+    import tempfile
+
+    try:
+        st = target.stat()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as e:
+        raise WriteError(f"cannot write {target}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(new_text)
+            f.flush()
+            os.fchmod(f.fileno(), st.st_mode & 0o7777)
+            if os.geteuid() == 0:
+                os.fchown(f.fileno(), st.st_uid, st.st_gid)
+            os.fsync(f.fileno())
+        if _read_text(target) != text:  # as late as can be: the rename is next
+            raise WriteError(_changed(target))
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"cannot write {target}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # the rename is done; a directory that cannot be synced is not an error
+        pass
+
+
+def _changed(target: Path) -> str:
+    return f"{target} changed while the subnets were allocated; nothing written — run it again"
+
+
+def _verify(new_text: str, target: Path, alloc: Allocation) -> None:
+    """Refuse a written text that would not read back as the allocation (a bug, never data)."""
+    cluster, problems = parse_inventory(_parse_text(new_text, target), str(target))
+    problems = problems or check_cluster(cluster)
+    got = {n.name: n.pod_cidrs for n in cluster.nodes}
+    if problems or any(got.get(name) != tuple(c) for name, c in alloc.assigned.items()):
+        first = f": {problems[0]}" if problems else ""
+        raise WriteError(
+            f"the new {target} would not pass check{first}; nothing written (please report this)"
+        )
+
+
+def _with_allocation(text: str, alloc: Allocation) -> str:
+    """``text`` with the allocated subnets written in, through ruamel's round trip."""
+    import io
+
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedSeq
 
-    text = path.read_text()
     rt = YAML()
     rt.preserve_quotes = True
     rt.width = 4096
@@ -546,14 +620,6 @@ def write_allocation(path: Path, alloc: Allocation) -> None:
             keys = list(raw.keys())
             after = next((k for k in ("ips", "ip") if k in keys), keys[-1])
             raw.insert(keys.index(after) + 1, "podCIDRs", seq)
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            rt.dump(doc, f)
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.StringIO()
+    rt.dump(doc, buf)
+    return buf.getvalue()
