@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -86,3 +89,64 @@ def test_ipv6_addresses_print_as_written_in_tables(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "fd00:244:0:b::/64" in r.stdout
     assert "fd00:100::2" in r.stdout
+
+
+NEEDS_ALLOC = (
+    "clusterCIDRs: [172.17.0.0/16]\n# the nodes\nnodes:\n"
+    "- {name: a, ip: 10.0.0.1}\n- {name: b, ip: 10.0.0.2}\n"
+)
+
+
+def test_allocate_write_through_a_symlink_writes_its_target(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "inv.yaml"
+    real.parent.mkdir()
+    real.write_text(NEEDS_ALLOC)
+    real.chmod(0o640)
+    link = tmp_path / "inv.yaml"
+    link.symlink_to(real)
+    r = nosdn("allocate", "-f", str(link), "--write")
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink()
+    assert "podCIDRs: [172.17.0.0/24]" in real.read_text()
+    assert "# the nodes" in real.read_text()
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert nosdn("check", "-f", str(real)).returncode == 0
+    assert [p.name for p in real.parent.iterdir()] == ["inv.yaml"]  # no temporary left
+
+
+def test_allocate_write_refuses_a_file_changed_since_it_was_read(tmp_path: Path) -> None:
+    from nosdn.inventory import WriteError, parse_inventory, read_inventory, write_allocation
+    from nosdn.ipam import allocate
+
+    f = tmp_path / "inv.yaml"
+    f.write_text(NEEDS_ALLOC)
+    text, data = read_inventory(f)
+    alloc = allocate(parse_inventory(data)[0])
+    changed = NEEDS_ALLOC + "- {name: c, ip: 10.0.0.3, podCIDR: 172.17.0.0/24}\n"
+    f.write_text(changed)
+    with pytest.raises(WriteError, match="changed while the subnets were allocated"):
+        write_allocation(f, alloc, original=text)
+    assert f.read_text() == changed
+
+
+def test_allocate_write_failure_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import tempfile
+
+    from nosdn.inventory import WriteError, parse_inventory, read_inventory, write_allocation
+    from nosdn.ipam import allocate
+
+    f = tmp_path / "inv.yaml"
+    f.write_text(NEEDS_ALLOC)
+    text, data = read_inventory(f)
+    alloc = allocate(parse_inventory(data)[0])
+
+    def read_only(*_a: object, **_k: object) -> tuple[int, str]:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(WriteError, match=f"cannot write {f}: Read-only file system"):
+        write_allocation(f, alloc, original=text)
+    assert f.read_text() == NEEDS_ALLOC

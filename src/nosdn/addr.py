@@ -20,6 +20,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, cast
 
+from nosdn.echo import echo
 from nosdn.model import IPAddress, IPNetwork
 
 _A4 = ipaddress.IPv4Address
@@ -115,20 +116,31 @@ def _checked() -> tuple[
 make_a4, make_a6, make_n4, make_n6 = _checked()
 
 
+def _refuse(text: str) -> None:
+    """Raise for what the standard library would accept but is not a plain address: a zone
+    id (it takes any text after ``%``: newlines, quotes, ``$( )``) or surrounding space."""
+    if "%" in text:
+        raise ValueError(f"{echo(text)} has a zone id (%...): write the plain address")
+    if text != text.strip():
+        raise ValueError(f"{echo(text)} has surrounding whitespace")
+
+
 def parse_ip(text: str) -> IPAddress:
-    """An address from its text; ValueError if it is not one."""
+    """A plain address from its text; ValueError if it is not one (zone ids are refused)."""
     try:
         if ":" in text:
-            if "%" in text:  # a scope id: the stdlib keeps it
-                return ipaddress.ip_address(text)
+            if "%" in text:
+                _refuse(text)
             return make_a6(int.from_bytes(_pton(_AF6, text)))
         return make_a4(int.from_bytes(_pton(_AF4, text)))
     except OSError:
+        _refuse(text)
         return ipaddress.ip_address(text)
 
 
 def parse_net(text: str) -> IPNetwork:
-    """A network from ``ADDR/LEN``; ValueError if invalid or host bits are set."""
+    """A network from ``ADDR/LEN``; ValueError if invalid, host bits are set or it is not
+    plain (a zone id, surrounding whitespace)."""
     addr, sep, plen = text.partition("/")
     if sep and plen.isdigit() and plen.isascii() and (len(plen) == 1 or plen[0] != "0"):
         try:
@@ -142,7 +154,53 @@ def parse_net(text: str) -> IPNetwork:
                     return make_n4(int.from_bytes(_pton(_AF4, addr)), p4)
         except OSError:
             pass
+    _refuse(text)
     return ipaddress.ip_network(text)
+
+
+#: Networks no node address may lie in, beyond those `nosdn.checks` refuses as next hops
+#: (unspecified, loopback, multicast, link-local), with the reason.
+_UNUSABLE_NODE: tuple[tuple[IPNetwork, str], ...] = (
+    (_N4("255.255.255.255/32"), "is the limited broadcast address"),
+    (_N4("0.0.0.0/8"), "is in 0.0.0.0/8 (this network: not an address)"),
+    (_N4("240.0.0.0/4"), "is in 240.0.0.0/4 (reserved: hosts drop it)"),
+    (_N6("::ffff:0:0/96"), "is an IPv4-mapped IPv6 address (write the IPv4 address itself)"),
+)
+
+#: Ranges a pod subnet must not overlap, with the reason (most specific first).
+_SPECIAL: tuple[tuple[IPNetwork, str], ...] = (
+    (_N4("255.255.255.255/32"), "the limited broadcast address 255.255.255.255"),
+    (_N4("169.254.0.0/16"), "link-local 169.254.0.0/16 (also the cloud metadata address)"),
+    (_N4("127.0.0.0/8"), "loopback 127.0.0.0/8"),
+    (_N4("0.0.0.0/8"), "0.0.0.0/8 (this network)"),
+    (_N4("224.0.0.0/4"), "multicast 224.0.0.0/4"),
+    (_N4("240.0.0.0/4"), "reserved 240.0.0.0/4"),
+    (_N6("::/128"), "the unspecified address ::"),
+    (_N6("::1/128"), "loopback ::1"),
+    (_N6("::ffff:0:0/96"), "IPv4-mapped ::ffff:0:0/96"),
+    (_N6("fe80::/10"), "link-local fe80::/10"),
+    (_N6("ff00::/8"), "multicast ff00::/8"),
+)
+
+
+def unusable_node_address(ip: IPAddress) -> str | None:
+    """Why ``ip`` cannot be a node's address (the rest of the sentence after the address),
+    or None. Covers what the next-hop check does not: broadcast, 0.0.0.0/8, 240.0.0.0/4 and
+    IPv4-mapped IPv6, which the kernel would take as a gateway and then never reach."""
+    for net, why in _UNUSABLE_NODE:
+        if ip.version == net.version and ip in net:
+            return why
+    return None
+
+
+def special_purpose(net: IPNetwork) -> str | None:
+    """The special-purpose range a pod subnet overlaps (multicast, link-local, loopback,
+    broadcast, reserved, unspecified, IPv4-mapped), as words for a message, or None:
+    pods there would be unreachable or reach what they must not (the cloud metadata)."""
+    for special, what in _SPECIAL:
+        if net.version == special.version and net.overlaps(special):
+            return f"overlaps {what}"
+    return None
 
 
 _ntop = socket.inet_ntop

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from nosdn.addr import parse_ip, parse_net
 from nosdn.checks import check_cluster
+from nosdn.echo import cut, echo
 from nosdn.ipam import Allocation, allocate
 from nosdn.model import Cluster, IPAddress, IPNetwork, Node
 from nosdn.problems import Problem, ProblemsError
@@ -83,7 +85,7 @@ def _plural(
             Problem(
                 node,
                 plural,
-                f"{raw[plural]!r} and {singular} {raw[singular]!r}",
+                f"{echo(repr(raw[plural]))} and {singular} {echo(repr(raw[singular]))}",
                 "both the list and its singular shorthand are set",
                 f"keep only {plural}",
             )
@@ -94,25 +96,33 @@ def _plural(
 def parse_address(
     value: object, node: str | None, field: str, out: list[Problem]
 ) -> IPAddress | None:
+    text = str(value)
     try:
-        return parse_ip(str(value).strip())
-    except ValueError:
-        out.append(
-            Problem(
-                node, field, str(value), "is not an IP address", "write e.g. 10.10.0.1 or fd00::1"
-            )
-        )
+        return parse_ip(text)
+    except ValueError as e:
+        why = "is not an IP address"
+        if "%" in text or text != text.strip():
+            why = "is not a plain IP address (" + str(e).rpartition(" has ")[2] + ")"
+        out.append(Problem(node, field, echo(text), why, "write e.g. 10.10.0.1 or fd00::1"))
         return None
 
 
 def parse_network(
     value: object, node: str | None, field: str, out: list[Problem]
 ) -> IPNetwork | None:
-    text = str(value).strip()
+    text = str(value)
+    shown = echo(text)
+    if "%" in text or text != text.strip():
+        try:
+            parse_net(text)
+        except ValueError as e:
+            why = "is not a plain CIDR (" + str(e).rpartition(" has ")[2] + ")"
+            out.append(Problem(node, field, shown, why, "write e.g. 172.17.1.0/24"))
+            return None
     if "/" not in text:
         out.append(
             Problem(
-                node, field, text, "has no prefix length", f"write it as a CIDR, e.g. {text}/24"
+                node, field, shown, "has no prefix length", f"write it as a CIDR, e.g. {shown}/24"
             )
         )
         return None
@@ -121,10 +131,10 @@ def parse_network(
     except ValueError as e:
         if "host bits set" in str(e):
             fixed = ipaddress.ip_network(text, strict=False)
-            out.append(Problem(node, field, text, "has host bits set", f"did you mean {fixed}?"))
+            out.append(Problem(node, field, shown, "has host bits set", f"did you mean {fixed}?"))
         else:
             out.append(
-                Problem(node, field, text, "is not a valid CIDR", "write e.g. 172.17.1.0/24")
+                Problem(node, field, shown, "is not a valid CIDR", "write e.g. 172.17.1.0/24")
             )
         return None
 
@@ -132,7 +142,7 @@ def parse_network(
 def _parse_int(raw: Mapping[str, Any], key: str, default: int, out: list[Problem]) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        out.append(Problem(None, key, repr(value), "is not a whole number", "write e.g. 24"))
+        out.append(Problem(None, key, echo(repr(value)), "is not a whole number", "write e.g. 24"))
         return default
     return value
 
@@ -168,8 +178,8 @@ def _quick_node(raw: object) -> Node | None:
     if type(name) is not str or not name or ip_texts is None or cidr_texts is None:
         return None
     try:
-        addrs = tuple([parse_ip(t.strip()) for t in ip_texts])
-        nets = tuple([parse_net(t.strip()) for t in cidr_texts if "/" in t])
+        addrs = tuple([parse_ip(t) for t in ip_texts])
+        nets = tuple([parse_net(t) for t in cidr_texts if "/" in t])
     except ValueError:
         return None
     if len(nets) != len(cidr_texts):
@@ -184,11 +194,24 @@ def _parse_node(index: int, raw: object, out: list[Problem]) -> Node | None:
         return quick
     if not isinstance(raw, Mapping):
         out.append(
-            Problem(None, f"nodes[{index}]", repr(raw), "is not a mapping", "write name: and ip:")
+            Problem(
+                None, f"nodes[{index}]", echo(repr(raw)), "is not a mapping", "write name: and ip:"
+            )
         )
         return None
     name = raw.get("name")
-    if not isinstance(name, str) or not name:
+    if name is not None and not isinstance(name, str):
+        out.append(
+            Problem(
+                None,
+                f"nodes[{index}].name",
+                echo(repr(name)),
+                "must be a string",
+                f'quote it: name: "{echo(name)}"',
+            )
+        )
+        return None
+    if not name:
         out.append(
             Problem(
                 None, f"nodes[{index}].name", repr(name), "is missing", "give every node a name"
@@ -200,8 +223,8 @@ def _parse_node(index: int, raw: object, out: list[Problem]) -> Node | None:
             out.append(
                 Problem(
                     name,
-                    str(key),
-                    repr(raw[key]),
+                    echo(str(key)),
+                    echo(repr(raw[key])),
                     "is not a known node field",
                     f"known fields: {', '.join(sorted(NODE_KEYS))}",
                 )
@@ -247,8 +270,8 @@ def parse_inventory(
             problems.append(
                 Problem(
                     None,
-                    str(key),
-                    repr(data[key]),
+                    echo(str(key)),
+                    echo(repr(data[key])),
                     "is not a known inventory field",
                     f"known fields: {', '.join(sorted(TOP_KEYS))}",
                 )
@@ -271,7 +294,9 @@ def parse_inventory(
     if raw_nodes is None:
         raw_nodes = []
     if not isinstance(raw_nodes, Sequence) or isinstance(raw_nodes, str):
-        problems.append(Problem(None, "nodes", repr(raw_nodes), "is not a list", "see examples/"))
+        problems.append(
+            Problem(None, "nodes", echo(repr(raw_nodes)), "is not a list", "see examples/")
+        )
         raw_nodes = []
     nodes: list[Node] = []
     i = 0
@@ -301,27 +326,122 @@ def read_yaml(path: Path) -> object:
     return _parse_text(_read_text(path), path)
 
 
+#: The largest inventory read: 50,000 nodes take ~3 MB, so this is far past any real one and
+#: still well inside memory.
+MAX_BYTES = 64 * 1024 * 1024
+#: The most nodes a document may expand to through aliases (``*name``): a few lines of
+#: nested aliases expand to billions, which makes yaml-rs abort the process.
+MAX_EXPANSION = 1_000_000
+#: An anchor or alias token: ``&`` or ``*`` at the start of a value (after space, ``[``,
+#: ``{``, ``,`` or ``-``). Only files that have one are scanned for their expansion.
+_ALIAS_LIKE = re.compile(r"(?:^|[\s\[{,-])[&*][^\s,\]}]")
+
+
+def _file_problem(path: Path, message: str, hint: str = "") -> InventoryError:
+    return InventoryError([Problem(None, "file", echo(str(path)), message, hint)])
+
+
 def _read_text(path: Path) -> str:
+    """The file's text, refused (`InventoryError`) unless it is a regular file of at most
+    `MAX_BYTES` in UTF-8; a byte-order mark is dropped (editors on Windows write one)."""
     try:
-        return path.read_text()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise InventoryError(
-            [
-                Problem(
-                    None, "file", str(path), "does not exist", "pass -f FILE or set NOSDN_INVENTORY"
-                )
-            ]
-        ) from None
+        raise _file_problem(path, "does not exist", "pass -f FILE or set NOSDN_INVENTORY") from None
     except OSError as e:
-        raise InventoryError([Problem(None, "file", str(path), e.strerror or str(e))]) from None
+        raise _file_problem(path, e.strerror or str(e)) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise _file_problem(path, f"is {kind}", "give the inventory YAML file")
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > MAX_BYTES:
+            raise _file_problem(path, *_too_big(st.st_size))
+        try:
+            data = f.read(MAX_BYTES + 1)
+        except OSError as e:
+            raise _file_problem(path, e.strerror or str(e)) from None
+    if len(data) > MAX_BYTES:
+        raise _file_problem(path, *_too_big(len(data)))
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        raise _file_problem(
+            path,
+            f"is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})",
+            "save it as UTF-8",
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _too_big(size: int) -> tuple[str, str]:
+    return (
+        f"is {size} bytes, more than the limit of {MAX_BYTES} bytes (64 MiB)",
+        "an inventory of 50,000 nodes is ~3 MB: is this the right file?",
+    )
+
+
+def _expansion(text: str) -> int | None:
+    """How many nodes the document holds once every alias is expanded (None if it does not
+    parse: the real parser then reports why). Counted on the parser's events, where an alias
+    is one event, so nothing is expanded here."""
+    import yaml
+
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = []  # [anchor, size] per open collection
+    total = 0
+    try:
+        for ev in yaml.parse(text, Loader=loader):
+            if isinstance(ev, yaml.AliasEvent):
+                n = sizes.get(ev.anchor or "", 1)
+            elif isinstance(ev, yaml.ScalarEvent):
+                n = 1
+                if ev.anchor:
+                    sizes[ev.anchor] = 1
+            elif isinstance(ev, yaml.CollectionStartEvent):
+                stack.append([ev.anchor, 1])
+                continue
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                anchor, n = stack.pop()
+                if anchor:
+                    sizes[anchor] = n
+            else:
+                continue
+            if stack:
+                stack[-1][1] += n
+            else:
+                total += n
+            if total + sum(s for _, s in stack) > MAX_EXPANSION:
+                return MAX_EXPANSION + 1
+    except yaml.YAMLError:
+        return None
+    return total
 
 
 def _parse_text(text: str, path: Path) -> object:
+    if _ALIAS_LIKE.search(text):
+        size = _expansion(text)
+        if size is not None and size > MAX_EXPANSION:
+            raise _file_problem(
+                path,
+                f"expands through its aliases (*name) to more than {MAX_EXPANSION} values",
+                "write the values out instead of nesting aliases",
+            )
     try:
         return _parse_yaml(text)
     except _YAMLError as e:
         raise InventoryError(
-            [Problem(None, "file", str(path), f"is not valid YAML ({e})".replace("\n", " "))]
+            [
+                Problem(
+                    None,
+                    "file",
+                    echo(str(path)),
+                    f"is not valid YAML ({cut(str(e), 300)})".replace("\n", " "),
+                )
+            ]
         ) from None
 
 
@@ -389,15 +509,89 @@ def load_cluster(path: Path, *, allocate_missing: bool = True, warn: bool = True
     return cluster
 
 
-def write_allocation(path: Path, alloc: Allocation) -> None:
+class WriteError(Exception):
+    """The inventory was not replaced; the message says why in one line."""
+
+
+def read_inventory(path: Path) -> tuple[str, object]:
+    """The file's text (as `write_allocation` must find it again) and its parsed YAML."""
+    text = _read_text(path)
+    return text, _parse_text(text, path)
+
+
+def write_allocation(path: Path, alloc: Allocation, original: str | None = None) -> None:
     """Write newly allocated pod subnets back into the inventory, keeping comments and order.
 
-    The file is replaced atomically (write to a temporary file, then rename).
+    The file written is the one a symlink points at (replacing the link would leave the real
+    file stale). ``original`` is the text the allocation was computed from: if the file no
+    longer holds it, someone else wrote it meanwhile and nothing is written. The new text must
+    parse and pass the checks, and replaces the file atomically (a temporary file in the same
+    directory, synced, renamed over it, keeping its mode), so a crash leaves the old or the new
+    file, never half of one. Raises `WriteError`.
     """
+    target = Path(os.path.realpath(path))
+    text = _read_text(target)
+    if original is not None and text != original:
+        raise WriteError(_changed(target))
+    new_text = _with_allocation(text, alloc)
+    _verify(new_text, target, alloc)
+    import tempfile
+
+    try:
+        st = target.stat()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as e:
+        raise WriteError(f"cannot write {target}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(new_text)
+            f.flush()
+            os.fchmod(f.fileno(), st.st_mode & 0o7777)
+            if os.geteuid() == 0:
+                os.fchown(f.fileno(), st.st_uid, st.st_gid)
+            os.fsync(f.fileno())
+        if _read_text(target) != text:  # as late as can be: the rename is next
+            raise WriteError(_changed(target))
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"cannot write {target}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # the rename is done; a directory that cannot be synced is not an error
+        pass
+
+
+def _changed(target: Path) -> str:
+    return f"{target} changed while the subnets were allocated; nothing written — run it again"
+
+
+def _verify(new_text: str, target: Path, alloc: Allocation) -> None:
+    """Refuse a written text that would not read back as the allocation (a bug, never data)."""
+    cluster, problems = parse_inventory(_parse_text(new_text, target), str(target))
+    problems = problems or check_cluster(cluster)
+    got = {n.name: n.pod_cidrs for n in cluster.nodes}
+    if problems or any(got.get(name) != tuple(c) for name, c in alloc.assigned.items()):
+        first = f": {problems[0]}" if problems else ""
+        raise WriteError(
+            f"the new {target} would not pass check{first}; nothing written (please report this)"
+        )
+
+
+def _with_allocation(text: str, alloc: Allocation) -> str:
+    """``text`` with the allocated subnets written in, through ruamel's round trip."""
+    import io
+
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedSeq
 
-    text = path.read_text()
     rt = YAML()
     rt.preserve_quotes = True
     rt.width = 4096
@@ -426,14 +620,6 @@ def write_allocation(path: Path, alloc: Allocation) -> None:
             keys = list(raw.keys())
             after = next((k for k in ("ips", "ip") if k in keys), keys[-1])
             raw.insert(keys.index(after) + 1, "podCIDRs", seq)
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            rt.dump(doc, f)
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.StringIO()
+    rt.dump(doc, buf)
+    return buf.getvalue()

@@ -168,11 +168,9 @@ def main() -> None:
     try:
         app()
     except ProblemsError as e:
-        from nosdn.cli._common import EXIT_BAD_INPUT, err
+        from nosdn.cli._common import EXIT_BAD_INPUT, print_problems
 
-        err.print(f"[bold red]{len(e.problems)} problem(s); nothing was changed[/]")
-        for p in e.problems:
-            err.print(f"  - {p}")
+        print_problems(f"{len(e.problems)} problem(s); nothing was changed", e.problems)
         _exit(EXIT_BAD_INPUT)
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):

@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 import click
 from click.core import ParameterSource
 
+from nosdn.echo import cut, echo
 from nosdn.inventory import InventoryError, load_cluster
 from nosdn.model import Cluster, IPNetwork
+from nosdn.problems import Problem
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -297,14 +299,48 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise SystemExit(code)
 
 
+#: Problems listed in a table before "... and N more": a person reads the first few, and a
+#: file with a million bad lines must not print a million lines.
+SHOWN_PROBLEMS = 50
+#: Characters of each field of a problem (node, field, value, message, hint) that are printed.
+FIELD_LIMIT = 200
+
+
+def _cut_problem(p: Problem) -> Problem:
+    """``p`` with every field cut to `FIELD_LIMIT`: values come from untrusted input, and a
+    value the parser did not cut (a name, another node's name in a message) can be huge."""
+    return Problem(
+        None if p.node is None else echo(p.node, FIELD_LIMIT),
+        cut(p.field, FIELD_LIMIT),
+        cut(p.value, FIELD_LIMIT),
+        cut(p.message, FIELD_LIMIT),
+        cut(p.hint, FIELD_LIMIT),
+    )
+
+
+def problem_dicts(problems: Sequence[Problem]) -> list[dict[str, str | None]]:
+    """Every problem for ``-o json|yaml``, each field cut like in the table."""
+    return [_cut_problem(p).as_dict() for p in problems]
+
+
+def print_problems(header: str, problems: Sequence[Problem]) -> None:
+    """``header`` (which gives the total), then the first `SHOWN_PROBLEMS` problems and how
+    many more there are, on stderr as plain text: a value is never read as rich markup."""
+    err.print(header, style="bold red", markup=False)
+    for p in problems[:SHOWN_PROBLEMS]:
+        err.print(f"  - {_cut_problem(p)}", markup=False)
+    if len(problems) > SHOWN_PROBLEMS:
+        err.print(f"  ... and {len(problems) - SHOWN_PROBLEMS} more (-o json for all)")
+
+
 def load(path: Path) -> Cluster:
     """Load and check an inventory; on any problem print them all and exit 2."""
     try:
         return load_cluster(path)
     except InventoryError as e:
-        err.print(f"[bold red]{path}: {len(e.problems)} problem(s); nothing was changed[/]")
-        for p in e.problems:
-            err.print(f"  - {p}")
+        print_problems(
+            f"{echo(str(path))}: {len(e.problems)} problem(s); nothing was changed", e.problems
+        )
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 
@@ -546,12 +582,10 @@ def report_nodes(listing: NodeList, origin: str) -> Cluster:
             markup=False,
         )
     if listing.problems:
-        err.print(
-            f"[bold red]Nodes from {origin}: {len(listing.problems)} problem(s); "
-            "nothing was changed[/]"
+        print_problems(
+            f"Nodes from {origin}: {len(listing.problems)} problem(s); nothing was changed",
+            listing.problems,
         )
-        for p in listing.problems:
-            err.print(f"  - {p}", markup=False)
         raise SystemExit(EXIT_BAD_INPUT)
     return listing.cluster
 

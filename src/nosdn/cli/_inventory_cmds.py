@@ -12,20 +12,30 @@ from nosdn.addr import ip_str, net_str
 from nosdn.checks import check_cluster
 from nosdn.cli._common import (
     EXIT_BAD_INPUT,
+    EXIT_FAILURE,
     ClusterSource,
     FileOpt,
     Output,
     OutputOpt,
     command,
     dump,
-    err,
     fail,
     load_source,
     option,
     out,
+    print_problems,
+    problem_dicts,
     source_options,
 )
-from nosdn.inventory import InventoryError, parse_inventory, read_yaml, write_allocation
+from nosdn.echo import echo
+from nosdn.inventory import (
+    InventoryError,
+    WriteError,
+    parse_inventory,
+    read_inventory,
+    read_yaml,
+    write_allocation,
+)
 from nosdn.ipam import allocate
 from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
 from nosdn.plan import desired_routes
@@ -104,14 +114,12 @@ def check(file: Path, output: Output) -> None:
                 "ok": not problems,
                 "nodes": len(cluster.nodes),
                 "unallocated": pending,
-                "problems": [p.as_dict() for p in problems],
+                "problems": problem_dicts(problems),
             },
             output,
         )
     elif problems:
-        err.print(f"[bold red]{file}: {len(problems)} problem(s)[/]")
-        for p in problems:
-            err.print(f"  - {p}")
+        print_problems(f"{echo(str(file))}: {len(problems)} problem(s)", problems)
     else:
         note = f"; {pending} node(s) without podCIDRs (run nosdn allocate)" if pending else ""
         out.print(f"[green]ok[/] {file}: {len(cluster.nodes)} nodes{note}")
@@ -129,7 +137,8 @@ def allocate_cmd(file: Path, write: bool, output: Output) -> None:
     Stable: existing subnets never move, new nodes get the lowest free ones. Without --write
     it only shows what it would assign.
     """
-    cluster, problems = parse_inventory(read_yaml(file), str(file))
+    text, data = read_inventory(file)
+    cluster, problems = parse_inventory(data, str(file))
     if problems:
         raise InventoryError(problems)
     alloc = allocate(cluster)
@@ -138,7 +147,10 @@ def allocate_cmd(file: Path, write: bool, output: Output) -> None:
         raise InventoryError(problems)
     data = {name: [str(c) for c in cidrs] for name, cidrs in alloc.assigned.items()}
     if write and alloc.assigned:
-        write_allocation(file, alloc)
+        try:
+            write_allocation(file, alloc, original=text)
+        except WriteError as e:
+            fail(str(e), EXIT_FAILURE)
     if output is not Output.table:
         dump({"assigned": data, "written": write and bool(data)}, output)
         return

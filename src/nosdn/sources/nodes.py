@@ -22,6 +22,7 @@ from typing import Any
 
 from nosdn.addr import parse_ip, parse_net
 from nosdn.checks import Seniority
+from nosdn.echo import cut, echo, quoted
 from nosdn.model import IPAddress, IPNetwork, Node
 
 DEFAULT_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
@@ -111,7 +112,8 @@ def choose_addresses(
             ip = parse_ip(text)
         except ValueError:
             problems.append(
-                f"node {name}: status.addresses {atype} {text!r} is not an IP address; ignored"
+                f"node {name}: status.addresses {echo(atype)} {quoted(text)} is not an IP address; "
+                "ignored"
             )
             continue
         if not _inside(ip, policy.cidrs):
@@ -134,7 +136,7 @@ def node_info(fp: Fingerprint, name: str, policy: AddressPolicy, created: str = 
             cidrs.append(parse_net(text))
         except ValueError as e:
             problems.append(
-                f"node {name}: spec.podCIDRs {text!r} is not a network ({e}); "
+                f"node {name}: spec.podCIDRs {quoted(text)} is not a network ({cut(str(e), 200)}); "
                 "its pod subnet is ignored until it is fixed"
             )
             cidrs = []
