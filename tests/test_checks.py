@@ -307,3 +307,34 @@ def test_in_an_inventory_the_later_of_two_conflicting_nodes_is_named() -> None:
     # "aaa" is first in the file: node2 (later) is the one to fix, and the message says whose
     assert [(p.node, p.party) for p in problems] == [("node2", "aaa")]
     assert "overlaps node aaa's podCIDRs 172.17.2.0/24" in str(problems[0])
+
+
+@pytest.mark.parametrize(
+    ("cidr", "words"),
+    [
+        ("224.1.0.0/24", "multicast"),
+        ("169.254.5.0/24", "link-local"),
+        ("127.1.0.0/24", "loopback"),
+        ("0.1.0.0/24", ""),
+        ("fe80::/64", "link-local"),
+        ("ff05::/64", "multicast"),
+    ],
+)
+def test_special_purpose_pod_subnets_are_refused(cidr: str, words: str) -> None:
+    cluster = Cluster(
+        (
+            Node(
+                "a",
+                (ip_address("10.0.0.1" if ":" not in cidr else "fd00::1"),),
+                (ip_network(cidr),),
+            ),
+        )
+    )
+    problems = [p for p in check_cluster(cluster) if p.node == "a" and p.field == "podCIDRs"]
+    assert any("overlaps" in p.message and words in p.message for p in problems), problems
+
+
+@pytest.mark.parametrize("addr", ["255.255.255.255", "0.1.2.3", "240.0.0.9", "::ffff:10.0.0.1"])
+def test_unusable_node_addresses_are_refused(addr: str) -> None:
+    cluster = Cluster((Node("a", (ip_address(addr),)),))
+    assert [p.field for p in check_cluster(cluster) if p.node == "a"] == ["ips"]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from nosdn.addr import special_purpose, unusable_node_address
 from nosdn.model import Cluster, IPAddress, IPNetwork, Node
 from nosdn.problems import Problem
 
@@ -120,6 +121,10 @@ def _check_addresses(cluster: Cluster) -> Iterable[Problem]:
                     "cannot be a next hop for other nodes",
                     "use the node's address on the cluster network",
                 )
+            elif (why := unusable_node_address(ip)) is not None:
+                yield Problem(
+                    n.name, _IPS, str(ip), why, "use the node's address on the cluster network"
+                )
 
 
 def _short(net: IPNetwork, node: str | None, field: str) -> Problem | None:
@@ -142,6 +147,8 @@ def _check_cluster_ranges(cluster: Cluster) -> Iterable[Problem]:
         for c in nets:
             if (p := _short(c, None, field)) is not None:
                 yield p
+            elif (special := special_purpose(c)) is not None:
+                yield Problem(None, field, str(c), special, "use private unicast space")
     for fam, key in ((4, "nodeCIDRMaskSize"), (6, "nodeCIDRMaskSizeIPv6")):
         mask = cluster.mask_size(fam)
         for c in cluster.cluster_cidrs:
@@ -213,6 +220,14 @@ def _check_subnets(cluster: Cluster) -> Iterable[Problem]:
                     f"is wider than the cluster's node subnets (/{mask}, {key})",
                     f"give the node one /{mask}; if the cluster's node mask really is "
                     f"/{plen}, set {key} (the agent's --node-cidr-mask-size) to match",
+                )
+            if (special := special_purpose(c)) is not None:
+                yield Problem(
+                    n.name,
+                    _POD,
+                    str(c),
+                    special,
+                    "pick a pod subnet in private unicast space (RFC 1918, or fd00::/8)",
                 )
             lo, hi = _span(c)
             if cluster.cluster_cidrs and not any(
