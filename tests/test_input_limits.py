@@ -162,3 +162,14 @@ def test_very_many_problems_print_a_total_and_a_bounded_list(tmp_path: Path) -> 
     routes = nosdn("routes", "-f", str(f), "--router")
     assert routes.returncode == 2
     assert "more (-o json for all)" in routes.stderr
+
+
+def test_a_huge_name_is_echoed_cut_everywhere(tmp_path: Path) -> None:
+    f = tmp_path / "name.yaml"
+    f.write_text(
+        f"clusterCIDRs: [172.17.0.0/16]\nnodes:\n- name: {'x' * 1_000_000}\n  ip: 10.0.0.1\n"
+    )
+    r = nosdn("routes", "-f", str(f), "--router")
+    assert r.returncode == 2
+    assert len(r.stderr) < 3000
+    assert "(1000000 chars)" in r.stderr

@@ -422,7 +422,7 @@ def _expansion(text: str) -> int | None:
 
 
 def _parse_text(text: str, path: Path) -> object:
-    if _ALIAS_LIKE.search(text):
+    if ("&" in text or "*" in text) and _ALIAS_LIKE.search(text):
         size = _expansion(text)
         if size is not None and size > MAX_EXPANSION:
             raise _file_problem(
@@ -495,7 +495,7 @@ def load_cluster(path: Path, *, allocate_missing: bool = True, warn: bool = True
         alloc = allocate(cluster)
         problems.extend(alloc.problems)
         if alloc.assigned and warn:
-            names = ", ".join(sorted(alloc.assigned)[:5])
+            names = ", ".join(echo(n) for n in sorted(alloc.assigned)[:5])
             more = "" if len(alloc.assigned) <= 5 else f" and {len(alloc.assigned) - 5} more"
             print(
                 f"nosdn: {len(alloc.assigned)} node(s) have no podCIDRs ({names}{more}); "
