@@ -77,14 +77,14 @@ def dsts(backend: FakeBackend) -> set[str]:
 
 
 def test_nothing_is_written_before_the_first_list() -> None:
-    agent, cache, backend, _ = make(owned(7), deletion_hold=0)
+    agent, cache, backend, _ = make(owned(7, 8, 9), deletion_hold=0)
     agent.run_pass({"netlink-route"})
     assert backend.total_writes == 0
     cache.replace(nodes(1, 2))
     agent.run_pass({"list"})
-    # 1 of 1 routes stale: held until a second list confirms (the guard works at start too;
+    # 3 of 3 routes stale: held until a second list confirms (the guard works at start too;
     # with no hold time, the next list is the confirmation)
-    assert dsts(backend) == {"10.244.2.0/24", "10.244.7.0/24"}
+    assert dsts(backend) == {"10.244.2.0/24", "10.244.7.0/24", "10.244.8.0/24", "10.244.9.0/24"}
     cache.replace(nodes(1, 2))
     agent.run_pass({"list"})
     assert dsts(backend) == {"10.244.2.0/24"}
@@ -187,14 +187,14 @@ def test_small_shrinks_and_additions_go_through_at_once() -> None:
 
 
 def test_shrink_refusal_still_applies_adds_and_changes() -> None:
-    agent, cache, backend, _ = make(owned(2, 3, 4))
+    agent, cache, backend, _ = make(owned(2, 3, 4, 5))
     moved = node_object("node2", ["10.10.0.22"], ["10.244.2.0/24"])
     cache.replace([*nodes(1), moved, *nodes(9)])
     agent.run_pass({"list"})
     via = {str(r.dst): str(r.via[0]) for r in backend.table}
     assert via["10.244.2.0/24"] == "10.10.0.22"
     assert "10.244.9.0/24" in via
-    assert {"10.244.3.0/24", "10.244.4.0/24"} <= set(via)  # held
+    assert {"10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24"} <= set(via)  # held
 
 
 def test_invalid_nodes_are_skipped_not_fatal() -> None:

@@ -99,6 +99,11 @@ class GuardState:
     relist_asked: int | None = None
 
 
+#: Removals within one window that never hold, whatever the share: the guard is for mass
+#: deletions, and a node or two leaving a small cluster is not one.
+ALWAYS_ALLOWED = 2
+
+
 class DeletionGuard:
     """Decides, pass by pass, whether a diff's removals may go through."""
 
@@ -142,7 +147,8 @@ class DeletionGuard:
         st = self.state
         base = past[0][1] if past else owned
         recent = sum(n for _t, _o, n in past)
-        if removes == 0 or recent + removes <= self.share * max(base, owned):
+        allowed = max(self.share * max(base, owned), ALWAYS_ALLOWED)
+        if removes == 0 or recent + removes <= allowed:
             if st.deadline is not None:
                 log.info("node list recovered: no mass deletion pending any more")
             return self._allow(diff, now, owned, removes, reset=False)
