@@ -326,19 +326,44 @@ def test_unresolvable_node_keeps_its_route_and_strict_refuses(world: World) -> N
 
 
 # --- limits -----------------------------------------------------------------------------
-def test_capacity_exceeded_is_refused_before_any_write(world: World) -> None:
+def test_over_capacity_only_the_new_routes_that_do_not_fit_are_left_out(world: World) -> None:
     cluster = world.cluster(*_nodes(world))
     # table A holds local + internet gateway: 3 pod routes make 5; table B would hold 4
     result = sync(world.provider(capacity=4), cluster)
     assert result.refused
-    assert [(s.table, s.needed, s.capacity) for s in result.shortfalls] == [(world.table_a, 5, 4)]
-    assert "ask for a quota of at least 5" in str(result.shortfalls[0])
-    assert world.proxy.writes() == {}
-    assert result.writes == 0
-    assert world.instance(world.instances["node1"])["SourceDestCheck"] is True
+    [short] = result.shortfalls
+    assert (short.table, short.needed, short.capacity) == (world.table_a, 5, 4)
+    assert [r.node for r in short.overflow] == ["node3"]
+    assert "ask for a quota of at least 5" in str(short)
+    assert "10.244.3.0/24 (node node3)" in str(short)
+    # what fits is written: two routes in A, all three in B
+    assert world.proxy.writes()["CreateRoute"] == 5
+    assert "10.244.3.0/24" not in world.routes(world.table_a)
+    assert world.routes(world.table_b)["10.244.3.0/24"] == world.instances["node3"]
+    assert world.instance(world.instances["node3"])["SourceDestCheck"] is False  # B needs it
     ok = sync(world.provider(capacity=5), cluster)
     assert ok.ok
-    assert ok.writes == 6
+    assert ok.writes == 1
+
+
+def test_a_full_table_still_takes_replacements_and_deletions(world: World) -> None:
+    nodes = _nodes(world)
+    assert sync(world.provider(capacity=5), world.cluster(*nodes)).ok  # table A: 5 of 5
+    world.proxy.reset_counts()
+    # node2's instance is replaced (same subnet, new instance), node3 leaves, node4 joins
+    del world.instances["node2"]
+    replaced = world.node("node2", 2)
+    joined = world.node("node4", 4)
+    result = sync(world.provider(capacity=5), world.cluster(nodes[0], replaced, joined))
+    assert result.ok, (result.shortfalls, result.errors)
+    assert world.routes(world.table_a)["10.244.2.0/24"] == world.instances["node2"]
+    assert world.routes(world.table_a)["10.244.4.0/24"] == world.instances["node4"]
+    assert "10.244.3.0/24" not in world.routes(world.table_a)
+    # one more joiner does not fit table A: only it is left out, the rest is in sync
+    fifth = world.node("node5", 5)
+    result = sync(world.provider(capacity=5), world.cluster(nodes[0], replaced, joined, fifth))
+    assert [r.node for s in result.shortfalls for r in s.overflow] == ["node5"]
+    assert world.routes(world.table_b)["10.244.5.0/24"] == world.instances["node5"]
 
 
 def test_throttling_and_server_errors_are_retried_and_converge(world: World) -> None:
@@ -473,14 +498,18 @@ def test_cli_apply_then_noop_in_json(world: World, tmp_path: Any) -> None:
     assert world.proxy.writes() == {}
 
 
-def test_cli_apply_over_capacity_exits_1_and_writes_nothing(world: World, tmp_path: Any) -> None:
+def test_cli_apply_over_capacity_exits_1_and_writes_only_what_fits(
+    world: World, tmp_path: Any
+) -> None:
     inv = _inventory(tmp_path, _nodes(world))
     res = _run(
         "apply", "-f", inv, "--cloud", "aws", "--aws-endpoint", world.proxy.url, "--capacity", "4"
     )
     assert res.exit_code == 1
     assert f"x refused: {world.table_a} would need 5 routes but holds at most 4" in res.output
-    assert world.proxy.writes() == {}
+    assert "1 new route(s) left out: 10.244.3.0/24 (node node3)" in res.output
+    assert world.proxy.writes()["CreateRoute"] == 5
+    assert "10.244.3.0/24" not in world.routes(world.table_a)
 
 
 @pytest.mark.parametrize(

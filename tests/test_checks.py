@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import ip_address, ip_network
 from typing import Any
 
@@ -245,9 +246,10 @@ def _live(*nodes: Node, mask: int = 24) -> Cluster:
 
 
 _ESTABLISHED = [
-    _node("p001", "10.0.0.1", "10.244.1.0/24"),
-    _node("p002", "10.0.0.2", "10.244.2.0/24"),
-    _node("p003", "10.0.0.3", "10.244.3.0/24"),
+    replace(
+        _node(f"p00{i}", f"10.0.0.{i}", f"10.244.{i}.0/24"), instance_id=f"i-000000000000000{i}"
+    )
+    for i in (1, 2, 3)
 ]
 
 
@@ -269,6 +271,10 @@ def blamed(cluster: Cluster, order: dict[str, int]) -> set[str]:
         (_node("a-dup", "10.0.0.2", "10.244.9.0/24"), "p002's address"),
         (_node("a-dup", "10.244.2.7", "10.244.9.0/24"), "an address inside p002's subnet"),
         (_node("a-dup", "10.0.0.9", "10.0.0.0/24"), "a subnet over every node's address"),
+        (
+            replace(_node("a-dup", "10.0.0.9", "10.244.9.0/24"), instance_id="i-0000000000000002"),
+            "p002's instance",
+        ),
     ],
 )
 def test_a_conflicting_newcomer_is_blamed_never_the_established(newcomer: Node, why: str) -> None:

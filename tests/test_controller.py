@@ -229,7 +229,7 @@ def test_one_node_deleted_is_removed_at_once() -> None:
     assert s.wish("node3") is None  # its wish is forgotten with it
 
 
-def test_capacity_refusal_writes_nothing_and_says_so() -> None:
+def test_a_full_table_refuses_only_what_does_not_fit_and_says_so() -> None:
     s = Setup(capacity=2)
     s.listed(aws_node(1), aws_node(2))
     s.ctl.run_pass({"list"})
@@ -244,6 +244,13 @@ def test_capacity_refusal_writes_nothing_and_says_so() -> None:
     assert len(full) == 2  # one per table
     assert "would need 3 routes but holds at most 2" in full[0]["message"]
     assert s.ctl.metrics.capacity_refusals._value.get() == 1  # type: ignore[attr-defined]
+    # node1 leaves in the same pass as node4 joins: the deletion makes room for one of the two
+    s.listed(aws_node(2), aws_node(3), aws_node(4))
+    s.ctl.run_pass({"list"})
+    assert s.cloud.dsts("rtb-a") == s.cloud.dsts("rtb-b") == {"10.244.2.0/24", "10.244.3.0/24"}
+    assert s.wish("node3") == ("False", "RouteCreated")
+    assert s.wish("node4") == ("True", "NosdnRouteTableFull")
+    assert s.wish("node2") == ("False", "RouteCreated")
 
 
 def test_conflicts_and_missing_instances_are_reported_on_the_node() -> None:

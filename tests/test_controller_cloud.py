@@ -354,6 +354,31 @@ def test_one_bad_node_object_moves_no_route_in_the_tables(
     assert condition(emulator, "node2") == ("False", "RouteCreated")
 
 
+def test_a_new_node_claiming_an_instance_is_flagged_never_the_established_one(
+    aws: Aws, emulator: Emulator, replicas: list[Replica]
+) -> None:
+    for i in (1, 2):
+        emulator.create_node(aws.node(i))
+    p = aws.proxy()
+    replicas.append(Replica("ctl-a", emulator.url, aws.options(p)).start())
+    wait_until(lambda: converged(aws, 1, 2), 15, what="converged")
+    wait_until(lambda: condition(emulator, "node2") == ("False", "RouteCreated"), 10, what="node2")
+    p.reset_counts()
+    # a Node object left over (or forged) for node2's instance, under a name sorting first
+    ghost = node_object("a-ghost", ["10.0.1.250"], ["10.244.9.0/24"])
+    ghost["spec"]["providerID"] = f"aws:///us-east-1a/{aws.instances['node2']}"
+    emulator.create_node(ghost)
+    wait_until(
+        lambda: condition(emulator, "a-ghost") == ("True", "NosdnInvalidNode"),
+        10,
+        what="the newcomer flagged",
+    )
+    time.sleep(2 * TIMING["resync"])
+    assert condition(emulator, "node2") == ("False", "RouteCreated")
+    assert converged(aws, 1, 2)
+    assert p.writes() == {}
+
+
 def test_no_writes_while_the_kubernetes_api_is_away(
     aws: Aws, emulator: Emulator, replicas: list[Replica]
 ) -> None:

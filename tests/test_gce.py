@@ -240,17 +240,20 @@ def test_ip_forwarding_off_is_reported(world: World) -> None:
 
 
 # --- limits -----------------------------------------------------------------------------
-def test_quota_exceeded_is_refused_before_any_write(world: World) -> None:
+def test_over_quota_only_the_new_routes_that_do_not_fit_are_left_out(world: World) -> None:
     world.fake.project(PROJECT).routes_quota = 5  # 3 routes exist; 3 more would make 6
     provider = world.provider()
     cluster = world.cluster(*_three(world))
     result = sync(provider, cluster)
     assert result.refused
-    assert (result.shortfalls[0].needed, result.shortfalls[0].capacity) == (6, 5)
-    assert "ROUTES" in str(result.shortfalls[0])
-    assert world.fake.writes() == {}
+    [short] = result.shortfalls
+    assert (short.needed, short.capacity) == (6, 5)
+    assert [r.node for r in short.overflow] == ["node3"]
+    assert "ROUTES" in str(short)
+    assert world.fake.writes() == {"insert": 2}
     world.fake.project(PROJECT).routes_quota = 6
     assert sync(provider, cluster).ok
+    assert world.fake.writes() == {"insert": 3}
 
 
 def test_operation_errors_are_reported_and_the_next_pass_converges(world: World) -> None:

@@ -13,9 +13,10 @@ route disappear. Hence two stages:
 1. what is wrong with a node on its own (its name, its addresses, its subnets against the
    cluster's ranges and the node mask): that node is to blame;
 2. conflicts between nodes (one address, overlapping subnets, an address inside another's
-   subnet), judged only among nodes that passed stage 1, by seniority: the junior party of a
-   conflict is blamed and the senior keeps its routes. A party already refused in stage 1 is
-   the one blamed. Equal seniority (a tie: nobody can tell who came first) blames every party.
+   subnet, one cloud instance), judged only among nodes that passed stage 1, by seniority: the
+   junior party of a conflict is blamed and the senior keeps its routes. A party already
+   refused in stage 1 is the one blamed. Equal seniority (a tie: nobody can tell who came
+   first) blames every party.
 
 Seniority is the caller's to say (`Seniority`): an inventory's order, or for a live cluster
 "routed before, then created earlier". Every check is sort-based (sweeps over sorted ranges,
@@ -421,6 +422,44 @@ def _subnet_conflicts(nodes: Sequence[Node]) -> Iterable[_Conflict]:
         open_.append(item)
 
 
+def _instance_conflicts(nodes: Sequence[Node]) -> Iterable[_Conflict]:
+    """Two nodes that name one cloud instance: the cloud can route a subnet to only one node per
+    instance, and a controller that marked both unavailable would taint the healthy one."""
+    owner: dict[str, str] = {}
+    for n in nodes:
+        if not n.instance_id:
+            continue
+        other = owner.setdefault(n.instance_id, n.name)
+        if other != n.name:
+            yield _Conflict(
+                other,
+                n.name,
+                Problem(
+                    other,
+                    _INSTANCE,
+                    n.instance_id,
+                    f"is also node {n.name}'s instance",
+                    _OWN_INSTANCE,
+                    n.name,
+                ),
+                Problem(
+                    n.name,
+                    _INSTANCE,
+                    n.instance_id,
+                    f"is also node {other}'s instance",
+                    _OWN_INSTANCE,
+                    other,
+                ),
+            )
+
+
+_INSTANCE = "instanceId"
+_OWN_INSTANCE = (
+    "every node is its own instance: delete the Node object left over from the instance's "
+    "earlier life, or fix instanceId"
+)
+
+
 def _address_in_subnet_conflicts(
     nodes: Sequence[Node], addresses: _Addresses
 ) -> Iterable[_Conflict]:
@@ -517,6 +556,7 @@ def check_cluster(cluster: Cluster, *, seniority: Seniority | None = None) -> li
         *_address_conflicts(nodes),
         *_subnet_conflicts(nodes),
         *_address_in_subnet_conflicts(nodes, addresses),
+        *_instance_conflicts(nodes),
     ]
     if conflicts:
         refused = {p.node for p in own if p.node is not None}

@@ -11,9 +11,13 @@ what a pass must do, so the pass lives here once and each cloud supplies a `Clou
    read is the whole cost of a pass that finds the tables in sync).
 3. Each table is diffed with `nosdn.plan.diff`, so ownership works as everywhere else: a route
    nosdn does not own to a wanted prefix is a conflict, reported and never touched.
-4. Capacity is checked for every table *before the first write*: a plan that does not fit is
-   refused whole, naming the routes needed and the quota to ask for (the Kubernetes route
-   controller finds the 50-route limit halfway through).
+4. Capacity is checked for every table *before the first write*. Only what does not fit is
+   refused: deletions and replacements (a route changing instance, same count) always go
+   through, then the new routes that fit, in plan order; the rest are left out and reported per
+   node with the quota to ask for (the Kubernetes route controller finds the 50-route limit
+   halfway through, and refusing the whole plan would keep a replaced instance unreachable
+   until the quota is raised). Writes held back by the controller's deletion guard free no
+   room; an addition counted on that room fails at the cloud and is reported as a failed write.
 5. Only then are the instances behind new routes checked and prepared (source/destination
    check off) and the tables written.
 
@@ -93,19 +97,37 @@ class CloudProvider(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Shortfall:
-    """A table the plan would overfill."""
+    """A table the plan would overfill: the new routes left out of it."""
 
     table: str
     capacity: int
     needed: int
     quota_hint: str
+    #: The additions that do not fit, in plan order (not written this pass).
+    overflow: tuple[Route, ...] = ()
 
     def __str__(self) -> str:
+        shown = ", ".join(f"{r.dst} (node {r.node})" for r in self.overflow[:_SHOWN])
+        more = len(self.overflow) - _SHOWN
+        if more > 0:
+            shown += f" and {more} more"
         return (
             f"{self.table} would need {self.needed} routes but holds at most {self.capacity}: "
-            f"ask for a quota of at least {self.needed} ({self.quota_hint}), then pass "
-            f"--capacity {self.needed}; nothing was written"
+            f"{len(self.overflow)} new route(s) left out: {shown}; ask for a quota of at least "
+            f"{self.needed} ({self.quota_hint}), then pass --capacity {self.needed} (deletions, "
+            "replacements and the new routes that fit are not held back)"
         )
+
+    def for_node(self, node: str) -> str:
+        """What a node whose route was left out is told."""
+        mine = ", ".join(str(r.dst) for r in self.overflow if r.node == node)
+        return (
+            f"{self.table} is full ({self.capacity} routes): no room for {mine}; ask for a quota "
+            f"of at least {self.needed} ({self.quota_hint}), then pass --capacity {self.needed}"
+        )
+
+
+_SHOWN = 10
 
 
 @dataclass(slots=True)
@@ -187,8 +209,8 @@ def sync(
     """One pass: make every managed table hold exactly the cluster's pod routes.
 
     Raises `ProblemsError` (before any write) when ``strict`` and a node's instance cannot be
-    found or used, and `CloudError` when the tables cannot be read. A plan that does not fit a
-    table is returned with ``shortfalls`` set and nothing written.
+    found or used, and `CloudError` when the tables cannot be read. New routes that do not fit
+    a table are left out and named in ``shortfalls``; everything else is written.
     """
     start = Counter(provider.calls)
     instances, problems = provider.resolve(cluster)
@@ -223,8 +245,16 @@ def sync(
             continue  # capacity is only read when needed (GCE reads its quota from the API)
         cap = t.table.capacity
         if cap is not None and t.after > cap:
-            result.shortfalls.append(Shortfall(t.table.table_id, cap, t.after, t.table.quota_hint))
-    if not dry_run and not result.shortfalls:
+            room = max(cap - (t.table.used - len(t.diff.remove)), 0)
+            d = t.diff
+            over = d.add[room:]
+            result.shortfalls.append(
+                Shortfall(t.table.table_id, cap, t.after, t.table.quota_hint, over)
+            )
+            t.diff = Diff(d.add[:room], d.change, d.remove, d.keep, d.conflicts)
+    if result.shortfalls:
+        targets = _targets(passes, instances)  # no instance prepared for a route left out
+    if not dry_run:
         if targets:
             result.notes.extend(provider.prepare_targets(targets))
         for t in passes:

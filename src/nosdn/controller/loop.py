@@ -206,7 +206,8 @@ class Controller:
         m.routes_desired.set(len(result.desired))
         stuck = {c.wanted.dst for t in result.tables for c in t.diff.conflicts}
         stuck |= {e.dst for _t, e in result.errors if e.action != "remove"}
-        if result.refused or result.dry_run:
+        stuck |= {r.dst for s in result.shortfalls for r in s.overflow}
+        if result.dry_run:
             stuck |= {r.dst for t in result.tables for r in t.diff.add}
             stuck |= {c.new.dst for t in result.tables for c in t.diff.change}
         m.routes_programmed.set(sum(1 for r in result.desired if r.dst not in stuck))

@@ -10,8 +10,8 @@ keeps its ``spec.providerID`` as ``instance_id``: that is how the backends find 
 
 `verdicts` reads one `CloudPass` and says, per node, whether its routes exist: every pod subnet
 of the node is in every managed table, either already (``diff.keep``) or written this pass
-without error. Otherwise the first reason that applies: no instance, the plan did not fit a
-table, someone else's route to the subnet, a failed write. A node whose state this pass cannot
+without error. Otherwise the first reason that applies: no instance, its new route did not fit
+a table, someone else's route to the subnet, a failed write. A node whose state this pass cannot
 tell (a dry run) gets no verdict, and its condition is left as it is.
 """
 
@@ -119,7 +119,11 @@ def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
             have |= {r.dst for r in t.diff.add} | {c.new.dst for c in t.diff.change}
             have -= {e.dst for e in t.applied.errors}
         exists.append(have)
-    full = "; ".join(str(s) for s in result.shortfalls)
+    full: dict[str, str] = {}
+    for s in result.shortfalls:
+        for r in s.overflow:
+            if r.node is not None:
+                full.setdefault(r.node, s.for_node(r.node))
     n_tables = len(result.tables)
     for node in cluster.nodes:
         if not node.pod_cidrs:
@@ -140,8 +144,8 @@ def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
         broken = next((d for d in cidrs if d in failed), None)
         if clash is not None:
             out[node.name] = Wish(True, REASON_CONFLICT, conflict[clash] + "; left alone")
-        elif full:
-            out[node.name] = Wish(True, REASON_TABLE_FULL, full)
+        elif node.name in full:
+            out[node.name] = Wish(True, REASON_TABLE_FULL, full[node.name])
         elif broken is not None:
             out[node.name] = Wish(True, REASON_ERRORS, failed[broken])
         # else: not written (dry run, or no table): unknown, no verdict
