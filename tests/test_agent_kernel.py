@@ -300,6 +300,29 @@ def test_emptied_node_list_is_refused_until_a_list_confirms_it(env: NodeEnv) -> 
     assert a.metric("nosdn_deletions_held") == 0
 
 
+def test_a_burst_of_deletions_is_held_beyond_the_share_until_released(env: NodeEnv) -> None:
+    # 150 peers; 90% of them deleted within milliseconds: the DELETED events reach the agent
+    # over several passes, each under the share; the window adds them up
+    env.emu.kill()
+    me = node_object(ME, ["10.10.0.1"], ["10.244.1.0/24"])
+    env.emu.start([me, *peers(151)])
+    a = env.agent("--deletion-window", "60", "--deletion-hold", "300")
+    env.ready(a, timeout=60)
+    wait_until(lambda: len(env.routes()) == 150, 30, what="150 routes")
+    for i in range(17, 152):
+        env.emu.delete_node(f"node{i}")
+    wait_until(lambda: (a.metric("nosdn_deletions_held") or 0) > 0, 20, what="removals held")
+    time.sleep(3)  # more than a resync and several passes: the hold stands
+    left = len(env.routes())
+    assert left >= 75, f"{150 - left} of 150 routes removed, beyond the share of 50%"
+    assert wanted(*range(2, 17)).items() <= env.routes().items()
+    assert "nosdn.io/release-deletions" in a.logs()
+    # an operator's release lets the held removals go at once
+    env.emu.patch_node(ME, {"metadata": {"annotations": {"nosdn.io/release-deletions": "1"}}})
+    wait_until(lambda: env.routes() == wanted(*range(2, 17)), 20, what="released removals")
+    wait_until(lambda: a.metric("nosdn_deletions_held") == 0, 5, what="no removal held")
+
+
 def test_egress_masquerade_reaches_outside(netns: Callable[..., str], tmp_path: Path) -> None:
     """pod -> node -> outside: the outside has no route to pods, so only masquerade works."""
     node, pod, outside = netns("nosdn-eg"), netns("nosdn-egpod"), netns("nosdn-egout")

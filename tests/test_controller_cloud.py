@@ -379,6 +379,36 @@ def test_a_new_node_claiming_an_instance_is_flagged_never_the_established_one(
     assert p.writes() == {}
 
 
+def test_a_burst_of_deletions_is_held_beyond_the_share_until_released(
+    aws: Aws, emulator: Emulator, replicas: list[Replica]
+) -> None:
+    for i in range(1, 21):
+        emulator.create_node(aws.node(i))
+    p = aws.proxy()
+    a = Replica("ctl-a", emulator.url, aws.options(p), deletion_hold=300.0).start()
+    replicas.append(a)
+    wait_until(lambda: converged(aws, *range(1, 21)), 30, what="20 routes in both tables")
+    for i in range(3, 21):  # 90% of the nodes gone within milliseconds
+        emulator.delete_node(f"node{i}")
+    wait_until(lambda: a.metric("nosdn_deletions_held") > 0, 15, what="removals held")
+    time.sleep(3 * TIMING["resync"])
+    for table in (aws.table_a, aws.table_b):
+        left = len(aws.pod_routes(table))
+        assert left >= 10, f"{table}: {20 - left} of 20 routes removed, beyond the share of 50%"
+        assert aws.wanted(1, 2).items() <= aws.pod_routes(table).items()
+    events = [e for e in emulator.events() if e.get("reason") == "RouteDeletionsRefused"]
+    assert events
+    assert "nosdn.io/release-deletions" in events[0]["message"]
+    emulator.call(
+        "PATCH",
+        LEASE,
+        {"metadata": {"annotations": {"nosdn.io/release-deletions": "1"}}},
+        "application/merge-patch+json",
+    )
+    wait_until(lambda: converged(aws, 1, 2), 15, what="released removals")
+    wait_until(lambda: a.metric("nosdn_deletions_held") == 0, 5, what="no removal held")
+
+
 def test_no_writes_while_the_kubernetes_api_is_away(
     aws: Aws, emulator: Emulator, replicas: list[Replica]
 ) -> None:

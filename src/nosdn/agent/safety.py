@@ -147,13 +147,14 @@ class DeletionGuard:
         st = self.state
         base = past[0][1] if past else owned
         recent = sum(n for _t, _o, n in past)
-        allowed = max(self.share * max(base, owned), ALWAYS_ALLOWED)
+        before = max(base, owned)
+        allowed = max(self.share * before, ALWAYS_ALLOWED)
         if removes == 0 or recent + removes <= allowed:
             if st.deadline is not None:
                 log.info("node list recovered: no mass deletion pending any more")
             return self._allow(diff, now, owned, removes, reset=False)
         if st.deadline is None:
-            return self._start(diff, now, owned, removes, recent)
+            return self._start(diff, now, before, removes, recent)
         token = self._release()
         if token is not None and token != st.token:
             log.warning(
@@ -179,23 +180,23 @@ class DeletionGuard:
                 return self._allow(diff, now, owned, removes, reset=True)
         return self._refuse(diff, removes)
 
-    def _start(self, diff: Diff, now: float, owned: int, removes: int, recent: int) -> Diff:
+    def _start(self, diff: Diff, now: float, before: int, removes: int, recent: int) -> Diff:
         st = self.state
         st.deadline = now + self.hold
         st.token = self._release()
         st.relist_asked = None
         log.warning(
-            "holding %d route removals (%d more removed in the last %gs, of %d routes): the "
+            "holding %d route removals (%d more removed in the last %gs, of %d routes then): the "
             "node list shrank by more than %d%%; they go after %gs if a fresh list still "
             "wants them%s",
             removes,
             recent,
             self.window,
-            owned,
+            before,
             round(self.share * 100),
             self.hold,
             f", or at once {self.how_to_release}" if self.how_to_release else "",
-            extra={"removals": removes, "owned": owned, "share": self.share, "hold": self.hold},
+            extra={"removals": removes, "owned": before, "share": self.share, "hold": self.hold},
         )
         if self.hold == 0:
             st.relist_asked = self._relists()
