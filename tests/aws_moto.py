@@ -120,7 +120,9 @@ class Ec2Proxy:
     ``kinds`` says so. ``actions`` counts what reached moto; ``rejected`` what was refused.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, netns: str | None = None) -> None:
+        """``netns``: listen on that namespace's loopback (the serving threads stay in this
+        one, where moto_server is)."""
         self.upstream = urllib.parse.urlsplit(upstream)
         self.actions: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -170,7 +172,10 @@ class Ec2Proxy:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        from agent_env import in_netns
+
+        with in_netns(netns):
+            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -377,6 +377,9 @@ def test_a_new_node_claiming_an_instance_is_flagged_never_the_established_one(
     assert condition(emulator, "node2") == ("False", "RouteCreated")
     assert converged(aws, 1, 2)
     assert p.writes() == {}
+    skipped = [e for e in emulator.events() if e.get("reason") == "NodeSkipped"]
+    assert [e["involvedObject"]["name"] for e in skipped] == ["a-ghost"]
+    assert "is also node node2's instance" in skipped[0]["message"]
 
 
 def test_a_burst_of_deletions_is_held_beyond_the_share_until_released(

@@ -214,11 +214,12 @@ def _cluster_role_rules(manifest: str) -> list[tuple[str, str]]:
     return [(res, verb) for r in role["rules"] for res in r["resources"] for verb in r["verbs"]]
 
 
-def _can_i(api: KubeApi, kubeconfig: Path) -> set[tuple[str, str]]:
-    """(resource, verb) pairs ``kubectl auth can-i --list`` grants (resource URLs only)."""
+def _can_i(api: KubeApi, kubeconfig: Path, namespace: str = "default") -> set[tuple[str, str]]:
+    """(resource, verb) pairs ``kubectl auth can-i --list`` grants in ``namespace`` (its Roles
+    and every ClusterRole; resource URLs only)."""
     import re
 
-    out = api.kubectl("auth", "can-i", "--list", kubeconfig=kubeconfig)
+    out = api.kubectl("auth", "can-i", "--list", "-n", namespace, kubeconfig=kubeconfig)
     row = re.compile(r"^(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]\s*$")
     granted: set[tuple[str, str]] = set()
     for line in out.splitlines()[1:]:

@@ -80,7 +80,8 @@ def _cloud_params() -> list[click.Parameter]:
             "--capacity",
             type=int,
             help="Routes a table may hold (AWS default 50, the default quota; GCE default: the "
-            "project's ROUTES quota). A plan that does not fit is refused before any write.",
+            "project's ROUTES quota). New routes that do not fit are left out and named; the "
+            "rest is written.",
         ),
         opt(
             "--aws-region",

@@ -39,7 +39,7 @@ from nosdn.backends.cloud import CloudError, CloudPass, CloudProvider, sync
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.gate import GatedProvider, NotLeadingError
 from nosdn.controller.metrics import ControllerMetrics
-from nosdn.controller.view import ClusterView, cluster_view, verdicts
+from nosdn.controller.view import REASON_INVALID, ClusterView, cluster_view, verdicts
 from nosdn.problems import ProblemsError
 from nosdn.sources.cache import NodeCache, Snapshot
 
@@ -150,6 +150,15 @@ class Controller:
         if len(new) > 20:
             log.warning("... and %d more node problems", len(new) - 20)
         self._reported = set(v.problems)
+        if self.events is not None:  # the recorder says each message once per ten minutes
+            for node, wish in sorted(v.unusable.items()):
+                if wish.reason == REASON_INVALID:
+                    self.events.record(
+                        "Warning",
+                        "NodeSkipped",
+                        f"nosdn skips node {node}: {wish.message}",
+                        about=Involved("Node", node),
+                    )
         return v
 
     def _skip(self, why: str) -> bool:
