@@ -194,12 +194,12 @@ def test_an_api_server_restart_changes_no_route_and_converges_after(env: Env) ->
 
 
 def _role_without(manifest: str, resource: str, verb: str) -> str:
-    """The agent's manifests with ``verb`` taken off ``resource`` in its ClusterRole."""
+    """The manifests with ``verb`` taken off ``resource`` in their ClusterRole and Roles."""
     import yaml
 
     docs = [d for d in yaml.safe_load_all(manifest) if d]
     for d in docs:
-        if d["kind"] == "ClusterRole":
+        if d["kind"] in ("ClusterRole", "Role"):
             for rule in d["rules"]:
                 if resource in rule["resources"] and verb in rule["verbs"]:
                     rule["verbs"].remove(verb)

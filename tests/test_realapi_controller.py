@@ -282,9 +282,12 @@ def test_the_roles_grant_nothing_more_than_the_manifests_say(env: Env) -> None:
         ("nodes", "watch"),
         ("nodes/status", "patch"),
         ("events", "create"),
+        ("leases", "create"),
+        ("leases", "get"),
+        ("leases", "patch"),
     ],
 )
-def test_each_rule_of_the_cluster_role_is_needed(env: Env, resource: str, verb: str) -> None:
+def test_each_rule_of_the_roles_is_needed(env: Env, resource: str, verb: str) -> None:
     api = env.api
     api.kubectl("apply", "-f", "-", stdin=_role_without(manifests(), resource, verb))
     try:

@@ -270,7 +270,7 @@ def controller_manifests(
     """ServiceAccount, ClusterRole(+Binding), Lease Role(+Binding) and the Deployment of the
     cloud route controller (`nosdn controller --cloud aws|gce`).
 
-    Least privilege: read and watch Nodes, patch their status (``NetworkUnavailable``), create
+    Least privilege: list and watch Nodes (never a single GET), patch their status (``NetworkUnavailable``), create
     Events; in its own namespace, create the Lease and get/patch it by name (the elector writes
     the Lease with PATCH carrying the resourceVersion it read, so ``update`` is not needed). The
     cloud side is the cloud's business: an IAM role (IRSA or the instance profile) allowing
@@ -303,7 +303,7 @@ def controller_manifests(
             "kind": "ClusterRole",
             "metadata": cluster_meta,
             "rules": [
-                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
                 {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
             ],
