@@ -61,7 +61,6 @@ def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
 def test_least_privilege() -> None:
     objs = by_kind(controller_manifests(AWS, cluster_cidrs=CIDR, namespace="net"))
     assert grants(objs["ClusterRole"]) == {
-        ("nodes", "get", ""),
         ("nodes", "list", ""),
         ("nodes", "watch", ""),
         ("nodes/status", "patch", ""),

@@ -270,13 +270,14 @@ def controller_manifests(
     """ServiceAccount, ClusterRole(+Binding), Lease Role(+Binding) and the Deployment of the
     cloud route controller (`nosdn controller --cloud aws|gce`).
 
-    Least privilege: list and watch Nodes (never a single GET), patch their status (``NetworkUnavailable``), create
-    Events; in its own namespace, create the Lease and get/patch it by name (the elector writes
-    the Lease with PATCH carrying the resourceVersion it read, so ``update`` is not needed). The
-    cloud side is the cloud's business: an IAM role (IRSA or the instance profile) allowing
-    ``ec2:DescribeRouteTables``, ``DescribeInstances``, ``CreateRoute``, ``ReplaceRoute``,
-    ``DeleteRoute``, ``ModifyInstanceAttribute``, ``CreateTags``; on GCE a service account
-    with ``compute.routes.*``, ``compute.instances.get`` and ``compute.projects.get``.
+    Least privilege: list and watch Nodes (never a single GET), patch their status
+    (``NetworkUnavailable``), create Events; in its own namespace, create the Lease and
+    get/patch it by name (the elector writes the Lease with PATCH carrying the resourceVersion
+    it read, so ``update`` is not needed). The cloud side is the cloud's business: an IAM role
+    (IRSA or the instance profile) allowing ``ec2:DescribeRouteTables``, ``DescribeInstances``,
+    ``CreateRoute``, ``ReplaceRoute``, ``DeleteRoute``, ``ModifyInstanceAttribute``,
+    ``CreateTags``; on GCE a service account with ``compute.routes.*``,
+    ``compute.instances.get`` and ``compute.projects.get``.
 
     The Deployment runs two replicas (one leads, one waits warm) on different nodes if it can,
     in the host network (it is what makes the pod network work, and the cloud's instance

@@ -42,6 +42,7 @@ from nosdn.problems import Problem
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from nosdn.sources.errors import ApiError
     from nosdn.sources.listing import NodeList
     from nosdn.sources.nodes import AddressPolicy
 
@@ -562,10 +563,33 @@ def read_api(source: ClusterSource) -> tuple[NodeList, str]:
         return list_cluster(api, policy=policy, cluster_cidrs=cidrs), api.server
     except ApiError as e:
         raise SourceError(
-            f"cannot read the Nodes from the Kubernetes API at {api.server}: {e}"
+            f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — {_fix(e)}"
         ) from None
     finally:
         api.close()
+
+
+def _fix(e: ApiError) -> str:
+    """What to do about a failed read, by how it failed."""
+    text = str(e)
+    if e.status == 401:
+        return (
+            "the server refused the credentials (an expired or wrong token or certificate): "
+            "get a fresh kubeconfig"
+        )
+    if e.status == 403:
+        return (
+            "this account may not list Nodes: use one bound to the ClusterRole `nosdn "
+            "manifests` prints, or an admin kubeconfig"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
+        return (
+            "the server's certificate is not signed by the kubeconfig's certificate-authority: "
+            "check the kubeconfig's cluster entry"
+        )
+    if e.status == 0:
+        return "is the server up and its address right? (check with: kubectl get nodes)"
+    return "check the server with: kubectl get nodes"
 
 
 def report_nodes(listing: NodeList, origin: str) -> Cluster:
