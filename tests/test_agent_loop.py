@@ -69,6 +69,7 @@ def make(
         **cfg,
     )
     agent = Agent(config, cache, backend, request_relist=lambda: relists.append("relist"))
+    cache.set_connected(True)  # as the reflector says after its first list
     return agent, cache, backend, relists
 
 
@@ -463,6 +464,23 @@ def test_readyz_says_why_while_settling() -> None:
     assert agent.readyz()[0] is True
     agent.status.settled = False
     assert agent.readyz() == (False, "settling after the first pass")
+
+
+def test_not_ready_while_the_api_is_disconnected() -> None:
+    """A dead watch (or any outage) is no state to call ready: the routes are the last known
+    ones and changes go unseen until a list succeeds."""
+    agent, cache, _backend, _ = make(owned())
+    cache.replace(nodes(1, 2))
+    agent.run_pass({"list"})
+    assert agent.readyz() == (True, "ok")
+    cache.set_connected(False)
+    agent.run_pass({"disconnected"})
+    ok, why = agent.readyz()
+    assert (ok, why.startswith("not connected to the Kubernetes API")) == (False, True)
+    agent.refresh_event_metrics()  # what a scrape reads
+    assert agent.metrics.api_connected._value.get() == 0  # type: ignore[attr-defined]
+    cache.set_connected(True)
+    assert agent.readyz() == (True, "ok")
 
 
 OLD = "2026-01-01T00:00:00Z"

@@ -468,7 +468,9 @@ class Agent:
 
     def refresh_event_metrics(self) -> None:
         """Copy the cache's event counters into the metrics (called before each scrape, so
-        the watch thread pays nothing per event for them)."""
+        the watch thread pays nothing per event for them), and the API connection as it is
+        now (not as the last pass saw it)."""
+        self._update_source_metrics(self.cache.snapshot())
         counts: dict[tuple[str, bool], int] = {}
         for etype, seen in list(self.cache.events.items()):
             ignored = self.cache.ignored.get(etype, 0)
@@ -492,6 +494,11 @@ class Agent:
         snap = self.cache.snapshot()
         if not snap.synced:
             return False, "waiting for the first list of nodes"
+        if not snap.connected:
+            return False, (
+                "not connected to the Kubernetes API: routes kept as last known, changes "
+                "unseen until a list succeeds"
+            )
         if self.status.skipped_reason:
             return False, self.status.skipped_reason
         if self.status.last_pass is None:
