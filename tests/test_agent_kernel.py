@@ -159,6 +159,40 @@ def test_one_bad_node_object_moves_no_route(env: NodeEnv) -> None:
     assert env.routes() == wanted(2, 3, 4)
 
 
+def test_malformed_status_addresses_blind_the_agent_to_no_other_node(env: NodeEnv) -> None:
+    """Node objects whose status.addresses has a shape no kubelet writes (the emulator stores
+    anything): each is skipped and reported, and the watch keeps bringing the other nodes."""
+    a = env.agent()
+    env.ready(a)
+    shapes: list[object] = [
+        "10.10.0.40",
+        40,
+        {"type": "InternalIP", "address": "10.10.0.41"},
+        ["10.10.0.42"],
+        [{"type": "InternalIP"}],
+        [{"type": "InternalIP", "address": 43}],
+    ]
+    for i, shape in enumerate(shapes):
+        obj = node_object(f"odd{i}", [], [f"10.244.{40 + i}.0/24"])
+        obj["status"]["addresses"] = shape
+        env.emu.create_node(obj)
+    env.emu.create_node(node_object("node4", ["10.10.0.4"], ["10.244.4.0/24"]))
+    wait_until(lambda: env.routes() == wanted(2, 3, 4), 5, what="node4 after the odd nodes")
+    # an established node turning odd loses its route alone; the others keep changing
+    env.emu.patch_node("node3", {"status": {"addresses": "10.10.0.3"}})
+    env.emu.patch_node(
+        "node2", {"status": {"addresses": [{"type": "InternalIP", "address": "10.10.0.22"}]}}
+    )
+    want = {"10.244.2.0/24": "10.10.0.22", "10.244.4.0/24": "10.10.0.4"}
+    wait_until(lambda: env.routes() == want, 5, what="node2 moved, node3 skipped")
+    assert a.metric("nosdn_api_connected") == 1
+    assert a.metric("nosdn_node_lists") == 1  # never relisted: the watch went on
+    logs = a.logs()
+    for i in range(len(shapes)):
+        assert f"node odd{i}: status.addresses" in logs, logs[-3000:]
+    assert "node node3: status.addresses (a string) is not a list" in logs
+
+
 def test_status_only_events_cause_no_kernel_work(env: NodeEnv) -> None:
     a = env.agent()
     env.ready(a)

@@ -108,6 +108,82 @@ def test_a_list_replaces_everything_and_counts_relists() -> None:
     assert cache.apply("DELETED", node_object("zz", [])) is False
 
 
+ODD_ADDRESSES: list[Any] = [
+    "10.0.0.9",  # a string, not a list
+    7,
+    {"type": "InternalIP", "address": "10.0.0.9"},  # one object, not a list of them
+    ["10.0.0.9"],  # items that are no objects
+    [None, 5, [1]],
+    [{"type": "InternalIP"}],  # no address
+    [{"type": "InternalIP", "address": 10}],
+    [{"type": "InternalIP", "address": {"ip": "10.0.0.9"}}],
+    [{"type": ["InternalIP"], "address": "10.0.0.9"}],
+    True,
+]
+
+
+@pytest.mark.parametrize("addresses", ODD_ADDRESSES, ids=repr)
+def test_malformed_addresses_are_reported_for_that_node_only(addresses: Any) -> None:
+    odd = node_object("odd", [], ["10.244.9.0/24"])
+    odd["status"]["addresses"] = addresses
+    good = node_object("good", ["10.0.0.2"], ["10.244.2.0/24"])
+    cache = NodeCache()
+    cache.replace([odd, good])  # a list holding it
+    snap = cache.snapshot()
+    assert snap.node("good").node.ips == (ip_address("10.0.0.2"),)  # type: ignore[union-attr]
+    info = snap.node("odd")
+    assert info is not None
+    assert info.node.ips == ()
+    assert any(p.startswith("node odd: status.addresses") for p in info.problems), info.problems
+    later = node_object("later", ["10.0.0.3"], ["10.244.3.0/24"])
+    assert cache.apply("MODIFIED", odd) is False  # a watch event holding it: unchanged
+    assert cache.apply("ADDED", later) is True  # and the next one still goes through
+    assert snap.node("later") is None
+    assert cache.snapshot().node("later") is not None
+
+
+def test_a_good_entry_beside_bad_ones_is_used_and_the_rest_reported() -> None:
+    odd = node_object("odd", [], ["10.244.9.0/24"])
+    odd["status"]["addresses"] = ["junk", {"type": "InternalIP", "address": "10.0.0.9"}, {}]
+    info = node_info(fingerprint(odd), "odd", AddressPolicy())
+    assert info.node.ips == (ip_address("10.0.0.9"),)
+    assert [p.split(";")[0] for p in info.problems] == [
+        "node odd: status.addresses[0] (a string) is not an object",
+        "node odd: status.addresses[2] (an object) has no address",
+    ]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"metadata": {"name": "x"}, "spec": "10.244.9.0/24"},
+        {"metadata": {"name": "x"}, "spec": {"podCIDRs": "10.244.9.0/24"}},
+        {"metadata": {"name": "x"}, "spec": {"podCIDRs": 5}},
+        {"metadata": {"name": "x"}, "spec": {"podCIDRs": [5]}},
+        {"metadata": {"name": "x"}, "spec": {"podCIDR": ["10.244.9.0/24"]}},
+        {"metadata": {"name": "x"}, "spec": {"providerID": {"a": 1}}},
+        {"metadata": {"name": "x"}, "status": "up"},
+        {"metadata": {"name": "x"}, "status": {"conditions": "Ready"}},
+        {"metadata": "x"},
+        {"metadata": {"name": 5}},
+        "a node",
+        [1, 2],
+    ],
+    ids=repr,
+)
+def test_no_node_shape_stops_a_list_or_a_watch(obj: Any) -> None:
+    good = node_object("good", ["10.0.0.2"], ["10.244.2.0/24"])
+    for cache in (NodeCache(), NodeCache(condition="Ready"), NodeCache(self_name="x")):
+        cache.replace([obj, good])
+        assert cache.snapshot().node("good") is not None
+        cache.apply("MODIFIED", obj)
+        assert cache.apply("ADDED", node_object("b", ["10.0.0.3"], ["10.244.3.0/24"]))
+        x = cache.snapshot().node("x")
+        # nothing of the wrong shape is used: no subnet, no instance, no name but a string
+        assert x is None or (x.node.pod_cidrs == () and x.node.instance_id is None)
+        assert [n.name for n in cache.snapshot().nodes if n.name not in ("x", "b")] == ["good"]
+
+
 # --- the list + watch loop, with a fake API -----------------------------------------------
 
 

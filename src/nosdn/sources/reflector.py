@@ -234,15 +234,21 @@ class Reflector:
         return rv
 
     def _event(self, event: Mapping[str, Any], rv: str, line: bytes | None) -> str:
+        if not isinstance(event, Mapping):
+            raise ApiError("watch nodes: an event that is not a JSON object")
         etype = event.get("type")
-        obj = event.get("object") or {}
+        obj = event.get("object")
+        if not isinstance(obj, Mapping):
+            obj = {}  # no name: counted and ignored by the cache
         if etype == "ERROR":
             code = obj.get("code")
             if code == 410:
                 raise WatchExpiredError()
-            raise ApiError(f"watch error: {obj.get('message', obj)}", int(code or 0))
-        meta = obj.get("metadata") or {}
-        rv = meta.get("resourceVersion") or rv
+            status = code if isinstance(code, int) else 0
+            raise ApiError(f"watch error: {obj.get('message', obj)}", status)
+        meta = obj.get("metadata")
+        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        rv = version if isinstance(version, str) and version else rv
         if etype != "BOOKMARK":
             self.cache.apply(str(etype), obj, line)
         return rv
