@@ -559,3 +559,71 @@ def test_the_party_of_a_conflict_posts_one_event_on_the_node_skipped() -> None:
     # one Event, for the conflict with this node; node2's agent reports the address
     assert about == [("NodeSkipped", "node9")]
     assert "node node1 keeps its routes" in queued[0]["message"]
+
+
+def dual(i: int) -> dict[str, Any]:
+    return node_object(
+        f"node{i}", [f"10.10.0.{i}", f"fd00::{i}"], [f"10.244.{i}.0/24", f"fd10:0:0:{i}::/64"]
+    )
+
+
+def test_not_ready_and_network_unavailable_when_every_peer_is_refused() -> None:
+    """Dual-stack Nodes, and only an IPv4 --cluster-cidr: every peer is refused (its IPv6
+    subnet is outside). The pass succeeds with 0 routes, which is no network: not ready, and
+    NetworkUnavailable=True saying why."""
+    agent, cache, backend, _ = make(cluster_cidrs=(ip_network("10.244.0.0/16"),))
+    wishes = Wishes()
+    agent.condition = wishes  # type: ignore[assignment]
+    cache.replace([dual(1), dual(2), dual(3)])
+    assert agent.run_pass({"list"}) is True
+    assert dsts(backend) == set()
+    ok, why = agent.readyz()
+    assert ok is False
+    assert why.startswith("no route to any of the 2 other node(s) with pod subnets, e.g. node")
+    assert "outside clusterCIDRs" in why
+    w = wishes.wishes[-1]
+    assert (w.status, w.reason, w.message) == ("True", "NosdnNoRoutablePeer", why)
+    m = agent.metrics
+    assert (m.peers._value.get(), m.peers_routed._value.get()) == (2, 0)  # type: ignore[attr-defined]
+    # one peer that can be routed is a network (the others stay refused and reported)
+    cache.replace([dual(1), dual(2), dual(3), *nodes(4)])
+    agent.run_pass({"list"})
+    assert dsts(backend) == {"10.244.4.0/24"}
+    assert agent.readyz() == (True, "ok")
+    assert (wishes.wishes[-1].status, wishes.wishes[-1].reason) == ("False", "NosdnIsUp")
+    assert (m.peers._value.get(), m.peers_routed._value.get()) == (3, 1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("why", ["no address", "bad subnet", "conflict", "off-link"])
+def test_not_ready_when_no_peer_can_be_routed(why: str) -> None:
+    table: list[InstalledRoute] = []
+    peers = nodes(2)
+    if why == "no address":
+        peers = [node_object("node2", [], ["10.244.2.0/24"])]
+    elif why == "bad subnet":
+        peers = [node_object("node2", ["10.10.0.2"], ["10.244.2.1/24"])]
+    elif why == "conflict":
+        table = [InstalledRoute(ip_network("10.244.2.0/24"), (_ip(9),), False, "static")]
+    agent, cache, _backend, _ = make(table)
+    if why == "off-link":
+
+        class Far:
+            on_link, reason, via = False, "not on a connected network", None
+
+        agent.adjacency = lambda gws: {gw: Far() for gw in gws}
+    cache.replace([*nodes(1), *peers])
+    agent.run_pass({"list"})
+    ok, reason = agent.readyz()
+    assert ok is False, reason
+    assert reason.startswith("no route to any of the 1 other node(s)")
+
+
+def test_a_single_node_cluster_is_ready_with_no_routes() -> None:
+    agent, cache, backend, _ = make()
+    wishes = Wishes()
+    agent.condition = wishes  # type: ignore[assignment]
+    cache.replace([*nodes(1), node_object("node2", ["10.10.0.2"])])  # node2: no subnet yet
+    agent.run_pass({"list"})
+    assert dsts(backend) == set()
+    assert agent.readyz() == (True, "ok")
+    assert (wishes.wishes[-1].status, wishes.wishes[-1].reason) == ("False", "NosdnIsUp")

@@ -193,6 +193,36 @@ def test_an_api_server_restart_changes_no_route_and_converges_after(env: Env) ->
     wait_until(lambda: env.routes() == wanted(2, 3, 6), 20, what="converged after the restart")
 
 
+def test_every_peer_refused_is_neither_ready_nor_network_available(env: Env) -> None:
+    """Dual-stack Nodes and only an IPv4 --cluster-cidr: every peer is refused. The agent must
+    not say ready, nor NetworkUnavailable=False, with 0 routes; one routable peer is enough."""
+    api = env.api
+    for i in (2, 3):
+        api.delete_node(f"node{i}")
+        api.create_node(
+            ready_node(f"node{i}", [f"10.10.0.{i}"], [f"10.244.{i}.0/24", f"fd10:0:0:{i}::/64"])
+        )
+    a = env.agent()
+
+    def unavailable() -> Any:
+        cond = conditions(api, ME).get("NetworkUnavailable")
+        return cond if cond and cond["reason"] == "NosdnNoRoutablePeer" else None
+
+    cond = wait_until(unavailable, 20, 0.1, "NetworkUnavailable=True, no routable peer")
+    assert cond["status"] == "True"
+    assert "no route to any of the 2 other node(s)" in cond["message"]
+    status, body = a.get("/readyz")
+    assert (status, body.startswith("no route to any of the 2 other node(s)")) == (503, True)
+    assert env.routes() == {}
+    assert a.metric("nosdn_peers_routed") == 0
+    api.create_node(ready_node("node4", ["10.10.0.4"], ["10.244.4.0/24"]))
+    env.ready(a)
+    assert env.routes() == wanted(4)
+    wait_until(
+        lambda: conditions(api, ME)["NetworkUnavailable"]["status"] == "False", 10, what="up"
+    )
+
+
 VANISH_TABLE = "nosdn_test_vanish"
 
 
