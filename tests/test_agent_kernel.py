@@ -309,6 +309,31 @@ def test_repairs_within_a_second(env: NodeEnv) -> None:
     assert flap_repair < 1.0
 
 
+def test_a_route_taken_over_by_hand_is_reported_at_once_and_ours_back_when_it_goes(
+    env: NodeEnv,
+) -> None:
+    """``ip route replace`` with another protocol takes one of our prefixes over: a conflict,
+    reported, never overwritten; its removal lets ours back in. With a 10-minute resync only
+    the netlink monitor's nudge can explain a reaction within two seconds."""
+    a = env.agent("--resync", "600")
+    env.ready(a)
+    ip(env.ns, "route", "replace", "10.244.2.0/24", "via", "10.10.0.9", "proto", "static")
+    wait_until(lambda: a.metric("nosdn_route_conflicts") == 1, 2, 0.02, "conflict reported")
+    assert "conflict: route to 10.244.2.0/24 (pods of node node2) is owned by static" in a.logs()
+    assert env.routes() == wanted(3)
+    found = ip_json(env.ns, "route", "show", "10.244.2.0/24")
+    assert [(r.get("gateway"), r.get("protocol")) for r in found] == [("10.10.0.9", "static")]
+    ip(env.ns, "route", "del", "10.244.2.0/24", "proto", "static")
+    wait_until(lambda: env.routes() == wanted(2, 3), 2, 0.02, "ours back after the foreign went")
+    assert a.metric("nosdn_route_conflicts") == 0
+    # a foreign route to a prefix nobody wants is none of our business: no pass for it
+    passes = a.metric("nosdn_reconcile_passes_total")
+    ip(env.ns, "route", "add", "192.0.2.0/24", "via", "10.10.0.9", "proto", "static")
+    ip(env.ns, "route", "del", "192.0.2.0/24", "proto", "static")
+    time.sleep(0.5)
+    assert a.metric("nosdn_reconcile_passes_total") == passes
+
+
 def test_emptied_node_list_is_refused_until_a_list_confirms_it(env: NodeEnv) -> None:
     env.emu.kill()
     me = node_object(ME, ["10.10.0.1"], ["10.244.1.0/24"])

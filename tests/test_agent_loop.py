@@ -296,6 +296,36 @@ def test_netlink_classification() -> None:
     assert classify(both, 157, 254) == "netlink-route"
 
 
+def _route_to(dst: str, proto: int, mtype: int = 24, table: int = 254) -> bytes:
+    net = ip_network(dst)
+    raw = net.network_address.packed
+    fam = 2 if net.version == 4 else 10
+    rtm = struct.pack("=BBBBBBBBI", fam, net.prefixlen, 0, 0, table, proto, 0, 1, 0)
+    return _msg(mtype, rtm + struct.pack("=HH", 4 + len(raw), 1) + raw)
+
+
+def test_netlink_nudges_for_any_protocols_change_to_a_wanted_prefix() -> None:
+    agent, cache, _backend, _ = make()
+    cache.replace(nodes(1, 2))
+    assert agent.wants_prefix(4, 24, 0) is False  # before any pass: nothing wanted
+    agent.run_pass({"list"})
+    wanted = agent.wants_prefix
+    taken = _route_to("10.244.2.0/24", 4)  # ip route replace 10.244.2.0/24 ... proto static
+    assert classify(taken, 157, 254, wanted) == "netlink-foreign"
+    assert classify(_route_to("10.244.2.0/24", 4, 25), 157, 254, wanted) == "netlink-foreign"
+    assert classify(_route_to("10.244.2.0/24", 186, 25), 157, 254, wanted) == "netlink-foreign"
+    assert classify(taken, 157, 254) is None  # no one asked: as before
+    assert classify(_route_to("10.244.3.0/24", 4), 157, 254, wanted) is None  # not wanted
+    assert classify(_route_to("10.244.2.0/25", 4), 157, 254, wanted) is None  # another prefix
+    assert classify(_route_to("10.244.2.0/24", 157), 157, 254, wanted) is None  # our own echo
+    assert classify(_route_to("10.244.2.0/24", 4, table=100), 157, 254, wanted) is None
+    assert classify(_route_to("fd10::/64", 4), 157, 254, wanted) is None
+    cache.replace([*nodes(1, 3), node_object("node2", ["fd00::2"], ["fd10::/64"])])
+    agent.run_pass({"list"})  # the wanted prefixes follow the passes
+    assert classify(_route_to("10.244.3.0/24", 4), 157, 254, wanted) == "netlink-foreign"
+    assert classify(_route_to("10.244.2.0/24", 4), 157, 254, wanted) is None
+
+
 def test_netlink_events_that_invalidate_lookups() -> None:
     route = lambda proto, table=254: struct.pack("=BBBBBBBBI", 2, 24, 0, 0, table, proto, 0, 1, 0)  # noqa: E731
     nh = lambda proto: struct.pack("=BBBBI", 2, 0, proto, 0, 0)  # noqa: E731

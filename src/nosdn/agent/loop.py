@@ -160,6 +160,11 @@ class Agent:
         self._egress_script: str | None = None
         self._event_counts: dict[tuple[str, bool], int] = {}
         self._last_refused = 0
+        #: The prefixes the last pass wanted, as (version, length, address) (`wants_prefix`),
+        #: and the pass they were read from: built when the monitor first asks after a pass.
+        self._wanted: frozenset[tuple[int, int, int]] = frozenset()
+        self._wanted_of: PassResult | None = None
+        self._conflicts: frozenset[IPNetwork] = frozenset()
 
     # --- lifecycle ------------------------------------------------------------------------
     def nudge(self, reason: str) -> None:
@@ -203,6 +208,19 @@ class Agent:
             after_pass=after_pass,
         )
         log.info("agent stopped; routes are left in place")
+
+    def wants_prefix(self, version: int, prefixlen: int, address: int) -> bool:
+        """Whether the last pass wanted a route to this prefix (the netlink monitor asks, from
+        its thread, about other protocols' routes: a take-over of ours, or its end)."""
+        result = self.status.last_pass
+        if result is None:
+            return False
+        if self._wanted_of is not result:
+            self._wanted = frozenset(
+                (r.dst.version, r.dst.prefixlen, int(r.dst.network_address)) for r in result.desired
+            )
+            self._wanted_of = result
+        return (version, prefixlen, address) in self._wanted
 
     # --- building the cluster -------------------------------------------------------------
     def view(self, snap: Snapshot) -> ClusterView:
@@ -387,6 +405,18 @@ class Agent:
             m.errors.labels("route").inc()
             who = f"node {e.node}" if e.node else "stale route"
             log.error("failed to %s %s (%s): %s", e.action, e.dst, who, e.message)
+        conflicts = frozenset(c.wanted.dst for c in d.conflicts)
+        for c in d.conflicts:
+            if c.wanted.dst not in self._conflicts:
+                log.warning(
+                    "conflict: route to %s (pods of node %s) is owned by %s: %s; left alone",
+                    c.wanted.dst,
+                    c.wanted.node,
+                    c.found.owner,
+                    c.found.detail,
+                    extra={"dst": str(c.wanted.dst), "owner": c.found.owner},
+                )
+        self._conflicts = conflicts
         if self.events is not None:
             for c in d.conflicts:
                 self.events.record(

@@ -102,6 +102,7 @@ class Running:
             table=cfg.table,
             netns=cfg.netns,
             invalidate=self.backend.forget_lookups,
+            wanted=self.agent.wants_prefix,
         )
         self.server: HealthServer | None = None
         hp = cfg.metrics_host_port
