@@ -13,8 +13,8 @@ the deletion-guard test needs (a list that cannot be confirmed).
 
 What kmock does differently from a real API server (and how the agent copes, see
 `nosdn.sources.reflector`): no resourceVersion (lists say ``"..."``), watches ignore
-resourceVersion and replay every existing object as ADDED before live events, never time out,
-never send BOOKMARK or 410; PATCH is a plain recursive dict merge (a strategic-merge patch of
+resourceVersion and replay every existing object as ADDED before live events, never send
+BOOKMARK or 410; PATCH is a plain recursive dict merge (a strategic-merge patch of
 ``status.conditions`` replaces the whole list); no PUT; no field or label selectors. Besides
 paging, one change here: a GET or PATCH of one object finds it by its key, not by testing every
 object (kmock's O(n) made a PATCH cost ~10 ms at 5,000 Nodes).
@@ -38,12 +38,15 @@ RESOURCES = {
 
 
 class Emulator(kmock.KubernetesEmulator):
-    """The emulator, plus list paging and one fault to inject.
+    """The emulator, plus list paging, watch timeouts and one fault to inject.
 
     Paging: kmock ignores ``limit``/``continue`` and sends every object in one response; a real
     API server pages (the agent asks for 500 at a time), which decides the agent's peak memory
     on a big cluster. So node lists here honour ``limit`` with an offset as ``continue`` token
     (the one liberty taken; kmock's other gaps are left as they are).
+    Watch timeouts: kmock's watches never end; a real API server ends each one after its
+    ``timeoutSeconds`` (the agent asks for less than its dead-watch deadline, so a quiet watch
+    that never ended would pass for a dead server). So watches here end then, as there.
     Fault: ``max_lists`` fails node lists (503) after that many complete lists.
     """
 
@@ -66,6 +69,27 @@ class Emulator(kmock.KubernetesEmulator):
             if offset + limit < len(items):
                 result["metadata"]["continue"] = str(offset + limit)
         return result
+
+    async def _serve_watch(self, request: kmock.Request) -> Any:
+        try:
+            timeout = float((request.params or {}).get("timeoutSeconds") or 0)
+        except ValueError:
+            timeout = 0.0
+        inner = super()._serve_watch(request)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        try:
+            while True:
+                left = end - loop.time()
+                if timeout > 0 and left <= 0:
+                    return
+                try:
+                    item = await asyncio.wait_for(anext(inner), left if timeout > 0 else None)
+                except (TimeoutError, StopAsyncIteration):
+                    return
+                yield item
+        finally:
+            await inner.aclose()
 
     # kmock answers a GET or PATCH of one object by testing every stored object against the
     # request (O(n): ~10 ms a PATCH at 5,000 Nodes, most of the change latency a benchmark

@@ -159,6 +159,40 @@ def test_one_bad_node_object_moves_no_route(env: NodeEnv) -> None:
     assert env.routes() == wanted(2, 3, 4)
 
 
+def test_malformed_status_addresses_blind_the_agent_to_no_other_node(env: NodeEnv) -> None:
+    """Node objects whose status.addresses has a shape no kubelet writes (the emulator stores
+    anything): each is skipped and reported, and the watch keeps bringing the other nodes."""
+    a = env.agent()
+    env.ready(a)
+    shapes: list[object] = [
+        "10.10.0.40",
+        40,
+        {"type": "InternalIP", "address": "10.10.0.41"},
+        ["10.10.0.42"],
+        [{"type": "InternalIP"}],
+        [{"type": "InternalIP", "address": 43}],
+    ]
+    for i, shape in enumerate(shapes):
+        obj = node_object(f"odd{i}", [], [f"10.244.{40 + i}.0/24"])
+        obj["status"]["addresses"] = shape
+        env.emu.create_node(obj)
+    env.emu.create_node(node_object("node4", ["10.10.0.4"], ["10.244.4.0/24"]))
+    wait_until(lambda: env.routes() == wanted(2, 3, 4), 5, what="node4 after the odd nodes")
+    # an established node turning odd loses its route alone; the others keep changing
+    env.emu.patch_node("node3", {"status": {"addresses": "10.10.0.3"}})
+    env.emu.patch_node(
+        "node2", {"status": {"addresses": [{"type": "InternalIP", "address": "10.10.0.22"}]}}
+    )
+    want = {"10.244.2.0/24": "10.10.0.22", "10.244.4.0/24": "10.10.0.4"}
+    wait_until(lambda: env.routes() == want, 5, what="node2 moved, node3 skipped")
+    assert a.metric("nosdn_api_connected") == 1
+    assert a.metric("nosdn_node_lists") == 1  # never relisted: the watch went on
+    logs = a.logs()
+    for i in range(len(shapes)):
+        assert f"node odd{i}: status.addresses" in logs, logs[-3000:]
+    assert "node node3: status.addresses (a string) is not a list" in logs
+
+
 def test_status_only_events_cause_no_kernel_work(env: NodeEnv) -> None:
     a = env.agent()
     env.ready(a)
@@ -273,6 +307,31 @@ def test_repairs_within_a_second(env: NodeEnv) -> None:
     flap_repair = time.monotonic() - t
     assert route_repair < 1.0
     assert flap_repair < 1.0
+
+
+def test_a_route_taken_over_by_hand_is_reported_at_once_and_ours_back_when_it_goes(
+    env: NodeEnv,
+) -> None:
+    """``ip route replace`` with another protocol takes one of our prefixes over: a conflict,
+    reported, never overwritten; its removal lets ours back in. With a 10-minute resync only
+    the netlink monitor's nudge can explain a reaction within two seconds."""
+    a = env.agent("--resync", "600")
+    env.ready(a)
+    ip(env.ns, "route", "replace", "10.244.2.0/24", "via", "10.10.0.9", "proto", "static")
+    wait_until(lambda: a.metric("nosdn_route_conflicts") == 1, 2, 0.02, "conflict reported")
+    assert "conflict: route to 10.244.2.0/24 (pods of node node2) is owned by static" in a.logs()
+    assert env.routes() == wanted(3)
+    found = ip_json(env.ns, "route", "show", "10.244.2.0/24")
+    assert [(r.get("gateway"), r.get("protocol")) for r in found] == [("10.10.0.9", "static")]
+    ip(env.ns, "route", "del", "10.244.2.0/24", "proto", "static")
+    wait_until(lambda: env.routes() == wanted(2, 3), 2, 0.02, "ours back after the foreign went")
+    assert a.metric("nosdn_route_conflicts") == 0
+    # a foreign route to a prefix nobody wants is none of our business: no pass for it
+    passes = a.metric("nosdn_reconcile_passes_total")
+    ip(env.ns, "route", "add", "192.0.2.0/24", "via", "10.10.0.9", "proto", "static")
+    ip(env.ns, "route", "del", "192.0.2.0/24", "proto", "static")
+    time.sleep(0.5)
+    assert a.metric("nosdn_reconcile_passes_total") == passes
 
 
 def test_emptied_node_list_is_refused_until_a_list_confirms_it(env: NodeEnv) -> None:

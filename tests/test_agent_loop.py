@@ -69,6 +69,7 @@ def make(
         **cfg,
     )
     agent = Agent(config, cache, backend, request_relist=lambda: relists.append("relist"))
+    cache.set_connected(True)  # as the reflector says after its first list
     return agent, cache, backend, relists
 
 
@@ -295,6 +296,36 @@ def test_netlink_classification() -> None:
     assert classify(both, 157, 254) == "netlink-route"
 
 
+def _route_to(dst: str, proto: int, mtype: int = 24, table: int = 254) -> bytes:
+    net = ip_network(dst)
+    raw = net.network_address.packed
+    fam = 2 if net.version == 4 else 10
+    rtm = struct.pack("=BBBBBBBBI", fam, net.prefixlen, 0, 0, table, proto, 0, 1, 0)
+    return _msg(mtype, rtm + struct.pack("=HH", 4 + len(raw), 1) + raw)
+
+
+def test_netlink_nudges_for_any_protocols_change_to_a_wanted_prefix() -> None:
+    agent, cache, _backend, _ = make()
+    cache.replace(nodes(1, 2))
+    assert agent.wants_prefix(4, 24, 0) is False  # before any pass: nothing wanted
+    agent.run_pass({"list"})
+    wanted = agent.wants_prefix
+    taken = _route_to("10.244.2.0/24", 4)  # ip route replace 10.244.2.0/24 ... proto static
+    assert classify(taken, 157, 254, wanted) == "netlink-foreign"
+    assert classify(_route_to("10.244.2.0/24", 4, 25), 157, 254, wanted) == "netlink-foreign"
+    assert classify(_route_to("10.244.2.0/24", 186, 25), 157, 254, wanted) == "netlink-foreign"
+    assert classify(taken, 157, 254) is None  # no one asked: as before
+    assert classify(_route_to("10.244.3.0/24", 4), 157, 254, wanted) is None  # not wanted
+    assert classify(_route_to("10.244.2.0/25", 4), 157, 254, wanted) is None  # another prefix
+    assert classify(_route_to("10.244.2.0/24", 157), 157, 254, wanted) is None  # our own echo
+    assert classify(_route_to("10.244.2.0/24", 4, table=100), 157, 254, wanted) is None
+    assert classify(_route_to("fd10::/64", 4), 157, 254, wanted) is None
+    cache.replace([*nodes(1, 3), node_object("node2", ["fd00::2"], ["fd10::/64"])])
+    agent.run_pass({"list"})  # the wanted prefixes follow the passes
+    assert classify(_route_to("10.244.3.0/24", 4), 157, 254, wanted) == "netlink-foreign"
+    assert classify(_route_to("10.244.2.0/24", 4), 157, 254, wanted) is None
+
+
 def test_netlink_events_that_invalidate_lookups() -> None:
     route = lambda proto, table=254: struct.pack("=BBBBBBBBI", 2, 24, 0, 0, table, proto, 0, 1, 0)  # noqa: E731
     nh = lambda proto: struct.pack("=BBBBI", 2, 0, proto, 0, 0)  # noqa: E731
@@ -465,6 +496,23 @@ def test_readyz_says_why_while_settling() -> None:
     assert agent.readyz() == (False, "settling after the first pass")
 
 
+def test_not_ready_while_the_api_is_disconnected() -> None:
+    """A dead watch (or any outage) is no state to call ready: the routes are the last known
+    ones and changes go unseen until a list succeeds."""
+    agent, cache, _backend, _ = make(owned())
+    cache.replace(nodes(1, 2))
+    agent.run_pass({"list"})
+    assert agent.readyz() == (True, "ok")
+    cache.set_connected(False)
+    agent.run_pass({"disconnected"})
+    ok, why = agent.readyz()
+    assert (ok, why.startswith("not connected to the Kubernetes API")) == (False, True)
+    agent.refresh_event_metrics()  # what a scrape reads
+    assert agent.metrics.api_connected._value.get() == 0  # type: ignore[attr-defined]
+    cache.set_connected(True)
+    assert agent.readyz() == (True, "ok")
+
+
 OLD = "2026-01-01T00:00:00Z"
 NEW = "2026-06-01T00:00:00Z"
 
@@ -541,3 +589,71 @@ def test_the_party_of_a_conflict_posts_one_event_on_the_node_skipped() -> None:
     # one Event, for the conflict with this node; node2's agent reports the address
     assert about == [("NodeSkipped", "node9")]
     assert "node node1 keeps its routes" in queued[0]["message"]
+
+
+def dual(i: int) -> dict[str, Any]:
+    return node_object(
+        f"node{i}", [f"10.10.0.{i}", f"fd00::{i}"], [f"10.244.{i}.0/24", f"fd10:0:0:{i}::/64"]
+    )
+
+
+def test_not_ready_and_network_unavailable_when_every_peer_is_refused() -> None:
+    """Dual-stack Nodes, and only an IPv4 --cluster-cidr: every peer is refused (its IPv6
+    subnet is outside). The pass succeeds with 0 routes, which is no network: not ready, and
+    NetworkUnavailable=True saying why."""
+    agent, cache, backend, _ = make(cluster_cidrs=(ip_network("10.244.0.0/16"),))
+    wishes = Wishes()
+    agent.condition = wishes  # type: ignore[assignment]
+    cache.replace([dual(1), dual(2), dual(3)])
+    assert agent.run_pass({"list"}) is True
+    assert dsts(backend) == set()
+    ok, why = agent.readyz()
+    assert ok is False
+    assert why.startswith("no route to any of the 2 other node(s) with pod subnets, e.g. node")
+    assert "outside clusterCIDRs" in why
+    w = wishes.wishes[-1]
+    assert (w.status, w.reason, w.message) == ("True", "NosdnNoRoutablePeer", why)
+    m = agent.metrics
+    assert (m.peers._value.get(), m.peers_routed._value.get()) == (2, 0)  # type: ignore[attr-defined]
+    # one peer that can be routed is a network (the others stay refused and reported)
+    cache.replace([dual(1), dual(2), dual(3), *nodes(4)])
+    agent.run_pass({"list"})
+    assert dsts(backend) == {"10.244.4.0/24"}
+    assert agent.readyz() == (True, "ok")
+    assert (wishes.wishes[-1].status, wishes.wishes[-1].reason) == ("False", "NosdnIsUp")
+    assert (m.peers._value.get(), m.peers_routed._value.get()) == (3, 1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("why", ["no address", "bad subnet", "conflict", "off-link"])
+def test_not_ready_when_no_peer_can_be_routed(why: str) -> None:
+    table: list[InstalledRoute] = []
+    peers = nodes(2)
+    if why == "no address":
+        peers = [node_object("node2", [], ["10.244.2.0/24"])]
+    elif why == "bad subnet":
+        peers = [node_object("node2", ["10.10.0.2"], ["10.244.2.1/24"])]
+    elif why == "conflict":
+        table = [InstalledRoute(ip_network("10.244.2.0/24"), (_ip(9),), False, "static")]
+    agent, cache, _backend, _ = make(table)
+    if why == "off-link":
+
+        class Far:
+            on_link, reason, via = False, "not on a connected network", None
+
+        agent.adjacency = lambda gws: {gw: Far() for gw in gws}
+    cache.replace([*nodes(1), *peers])
+    agent.run_pass({"list"})
+    ok, reason = agent.readyz()
+    assert ok is False, reason
+    assert reason.startswith("no route to any of the 1 other node(s)")
+
+
+def test_a_single_node_cluster_is_ready_with_no_routes() -> None:
+    agent, cache, backend, _ = make()
+    wishes = Wishes()
+    agent.condition = wishes  # type: ignore[assignment]
+    cache.replace([*nodes(1), node_object("node2", ["10.10.0.2"])])  # node2: no subnet yet
+    agent.run_pass({"list"})
+    assert dsts(backend) == set()
+    assert agent.readyz() == (True, "ok")
+    assert (wishes.wishes[-1].status, wishes.wishes[-1].reason) == ("False", "NosdnIsUp")

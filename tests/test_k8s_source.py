@@ -17,11 +17,16 @@ import pytest
 
 from agent_env import Emulator, node_object, wait_until
 from nosdn.sources.cache import NodeCache
-from nosdn.sources.errors import ApiUnavailableError, ConflictError, WatchExpiredError
+from nosdn.sources.errors import (
+    ApiUnavailableError,
+    ConflictError,
+    WatchExpiredError,
+    WatchSilentError,
+)
 from nosdn.sources.kubernetes import KubeApi, KubeSettings
 from nosdn.sources.leader import LeaderElector
 from nosdn.sources.nodes import AddressPolicy, choose_addresses, fingerprint, node_info
-from nosdn.sources.reflector import Backoff, Reflector
+from nosdn.sources.reflector import Backoff, Reflector, server_timeout
 
 # --- parsing --------------------------------------------------------------------------------
 
@@ -103,6 +108,82 @@ def test_a_list_replaces_everything_and_counts_relists() -> None:
     assert cache.apply("DELETED", node_object("zz", [])) is False
 
 
+ODD_ADDRESSES: list[Any] = [
+    "10.0.0.9",  # a string, not a list
+    7,
+    {"type": "InternalIP", "address": "10.0.0.9"},  # one object, not a list of them
+    ["10.0.0.9"],  # items that are no objects
+    [None, 5, [1]],
+    [{"type": "InternalIP"}],  # no address
+    [{"type": "InternalIP", "address": 10}],
+    [{"type": "InternalIP", "address": {"ip": "10.0.0.9"}}],
+    [{"type": ["InternalIP"], "address": "10.0.0.9"}],
+    True,
+]
+
+
+@pytest.mark.parametrize("addresses", ODD_ADDRESSES, ids=repr)
+def test_malformed_addresses_are_reported_for_that_node_only(addresses: Any) -> None:
+    odd = node_object("odd", [], ["10.244.9.0/24"])
+    odd["status"]["addresses"] = addresses
+    good = node_object("good", ["10.0.0.2"], ["10.244.2.0/24"])
+    cache = NodeCache()
+    cache.replace([odd, good])  # a list holding it
+    snap = cache.snapshot()
+    assert snap.node("good").node.ips == (ip_address("10.0.0.2"),)  # type: ignore[union-attr]
+    info = snap.node("odd")
+    assert info is not None
+    assert info.node.ips == ()
+    assert any(p.startswith("node odd: status.addresses") for p in info.problems), info.problems
+    later = node_object("later", ["10.0.0.3"], ["10.244.3.0/24"])
+    assert cache.apply("MODIFIED", odd) is False  # a watch event holding it: unchanged
+    assert cache.apply("ADDED", later) is True  # and the next one still goes through
+    assert snap.node("later") is None
+    assert cache.snapshot().node("later") is not None
+
+
+def test_a_good_entry_beside_bad_ones_is_used_and_the_rest_reported() -> None:
+    odd = node_object("odd", [], ["10.244.9.0/24"])
+    odd["status"]["addresses"] = ["junk", {"type": "InternalIP", "address": "10.0.0.9"}, {}]
+    info = node_info(fingerprint(odd), "odd", AddressPolicy())
+    assert info.node.ips == (ip_address("10.0.0.9"),)
+    assert [p.split(";")[0] for p in info.problems] == [
+        "node odd: status.addresses[0] (a string) is not an object",
+        "node odd: status.addresses[2] (an object) has no address",
+    ]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"metadata": {"name": "x"}, "spec": "10.244.9.0/24"},
+        {"metadata": {"name": "x"}, "spec": {"podCIDRs": "10.244.9.0/24"}},
+        {"metadata": {"name": "x"}, "spec": {"podCIDRs": 5}},
+        {"metadata": {"name": "x"}, "spec": {"podCIDRs": [5]}},
+        {"metadata": {"name": "x"}, "spec": {"podCIDR": ["10.244.9.0/24"]}},
+        {"metadata": {"name": "x"}, "spec": {"providerID": {"a": 1}}},
+        {"metadata": {"name": "x"}, "status": "up"},
+        {"metadata": {"name": "x"}, "status": {"conditions": "Ready"}},
+        {"metadata": "x"},
+        {"metadata": {"name": 5}},
+        "a node",
+        [1, 2],
+    ],
+    ids=repr,
+)
+def test_no_node_shape_stops_a_list_or_a_watch(obj: Any) -> None:
+    good = node_object("good", ["10.0.0.2"], ["10.244.2.0/24"])
+    for cache in (NodeCache(), NodeCache(condition="Ready"), NodeCache(self_name="x")):
+        cache.replace([obj, good])
+        assert cache.snapshot().node("good") is not None
+        cache.apply("MODIFIED", obj)
+        assert cache.apply("ADDED", node_object("b", ["10.0.0.3"], ["10.244.3.0/24"]))
+        x = cache.snapshot().node("x")
+        # nothing of the wrong shape is used: no subnet, no instance, no name but a string
+        assert x is None or (x.node.pod_cidrs == () and x.node.instance_id is None)
+        assert [n.name for n in cache.snapshot().nodes if n.name not in ("x", "b")] == ["good"]
+
+
 # --- the list + watch loop, with a fake API -----------------------------------------------
 
 
@@ -133,6 +214,7 @@ class FakeApi:
         self.lists = lists
         self.watches = watches
         self.calls: list[str] = []
+        self.timeouts: list[tuple[int, float]] = []
 
     def list_nodes(self) -> tuple[list[Mapping[str, Any]], str]:
         self.calls.append("list")
@@ -141,8 +223,9 @@ class FakeApi:
             raise item
         return item, f"rv{len(self.calls)}"
 
-    def watch_nodes(self, rv: str, timeout: int) -> FakeStream:
+    def watch_nodes(self, rv: str, timeout: int, deadline: float) -> FakeStream:
         self.calls.append(f"watch {rv}")
+        self.timeouts.append((timeout, deadline))
         if not self.watches:
             return FakeStream([], threading.Event())
         item = self.watches.pop(0)
@@ -196,6 +279,48 @@ def test_api_failures_keep_the_last_state_back_off_and_relist() -> None:
     assert False in states  # marked disconnected meanwhile
     assert [n.name for n in cache.snapshot().nodes] == ["a"]
     assert cache.snapshot().connected
+
+
+def test_a_silent_watch_is_dead_disconnected_and_relisted() -> None:
+    a = node_object("a", ["10.0.0.1"], ["10.244.1.0/24"])
+    b = node_object("b", ["10.0.0.2"], ["10.244.2.0/24"])
+    whys: list[str] = []
+    cache = NodeCache()
+    cache.set_listener(whys.append)
+    silent = WatchSilentError("watch nodes: nothing received for 40 s")
+    api = FakeApi(lists=[[a], [a, b]], watches=[FakeStream([ev("MODIFIED", a, "7"), silent])])
+    r = run_reflector(api, cache, lambda: cache.snapshot().relists == 2)
+    assert api.calls[:3] == ["list", "watch rv1", "list"]  # relisted, not resumed from "7"
+    assert r.silent_watches == 1
+    assert r.last_error == str(silent)
+    # reported disconnected from the silence until the relist
+    assert [w for w in whys if w.endswith("connected")][:3] == [
+        "connected",
+        "disconnected",
+        "connected",
+    ]
+    assert cache.snapshot().connected
+    assert [n.name for n in cache.snapshot().nodes] == ["a", "b"]
+
+
+def test_each_watch_asks_the_server_to_end_it_well_before_the_deadline() -> None:
+    """kube-apiserver sends a bookmark 2 s before a watch's own timeout and ends it then: a
+    timeout under the deadline means a live server is never silent for that long."""
+    for watch_timeout, deadline in ((300, 40.0), (30, 40.0), (5, 40.0), (300, 3.0), (1, 2.0)):
+        got = {server_timeout(watch_timeout, deadline) for _ in range(200)}
+        top = max(1, min(watch_timeout, int(deadline * 3 / 4)))
+        assert max(got) <= top <= deadline * 3 / 4 or top == 1
+        assert min(got) >= max(1, top * 3 // 4)
+    assert {server_timeout(300, 40.0) for _ in range(500)} == set(range(22, 31))  # jittered
+    api = FakeApi(lists=[[]], watches=[])
+    r = Reflector(api, NodeCache(), watch_timeout=300, deadline=12)
+    r.start()
+    try:
+        wait_until(lambda: api.timeouts, 5, 0.01)
+    finally:
+        r.stop()
+    timeout, deadline = api.timeouts[0]
+    assert (deadline, 6 <= timeout <= 9) == (12, True)
 
 
 def test_request_relist_interrupts_a_quiet_watch() -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from agent_env import AgentProcess, node_object, nosdn_routes, wait_until
 from conftest import ip, requires_root
-from kube_api import KubeApi
+from kube_api import API_ADDRESS, KubeApi
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 
@@ -191,6 +191,97 @@ def test_an_api_server_restart_changes_no_route_and_converges_after(env: Env) ->
         api.restart_apiserver()
     api.create_node(ready_node("node6", ["10.10.0.6"], ["10.244.6.0/24"]))
     wait_until(lambda: env.routes() == wanted(2, 3, 6), 20, what="converged after the restart")
+
+
+def test_every_peer_refused_is_neither_ready_nor_network_available(env: Env) -> None:
+    """Dual-stack Nodes and only an IPv4 --cluster-cidr: every peer is refused. The agent must
+    not say ready, nor NetworkUnavailable=False, with 0 routes; one routable peer is enough."""
+    api = env.api
+    for i in (2, 3):
+        api.delete_node(f"node{i}")
+        api.create_node(
+            ready_node(f"node{i}", [f"10.10.0.{i}"], [f"10.244.{i}.0/24", f"fd10:0:0:{i}::/64"])
+        )
+    a = env.agent()
+
+    def unavailable() -> Any:
+        cond = conditions(api, ME).get("NetworkUnavailable")
+        return cond if cond and cond["reason"] == "NosdnNoRoutablePeer" else None
+
+    cond = wait_until(unavailable, 20, 0.1, "NetworkUnavailable=True, no routable peer")
+    assert cond["status"] == "True"
+    assert "no route to any of the 2 other node(s)" in cond["message"]
+    status, body = a.get("/readyz")
+    assert (status, body.startswith("no route to any of the 2 other node(s)")) == (503, True)
+    assert env.routes() == {}
+    assert a.metric("nosdn_peers_routed") == 0
+    api.create_node(ready_node("node4", ["10.10.0.4"], ["10.244.4.0/24"]))
+    env.ready(a)
+    assert env.routes() == wanted(4)
+    wait_until(
+        lambda: conditions(api, ME)["NetworkUnavailable"]["status"] == "False", 10, what="up"
+    )
+
+
+VANISH_TABLE = "nosdn_test_vanish"
+
+
+def vanish(ns: str, addr: str) -> None:
+    """Drop every packet between namespace ``ns`` and ``addr``, both ways: to TCP the host at
+    ``addr`` is gone without a FIN or an RST, as in a failover to another machine."""
+    rules = (
+        f"table inet {VANISH_TABLE} {{\n"
+        f"  chain in {{ type filter hook input priority -300; ip saddr {addr} drop; }}\n"
+        f"  chain out {{ type filter hook output priority -300; ip daddr {addr} drop; }}\n"
+        "}\n"
+    )
+    subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True
+    )
+
+
+def reappear(ns: str) -> None:
+    subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", VANISH_TABLE], check=True
+    )
+
+
+def test_an_api_that_vanishes_silently_is_noticed_within_the_deadline(env: Env) -> None:
+    """The API server's host goes silent (no FIN, no RST): the agent's watch must not stay
+    ESTABLISHED and trusted. Within the deadline it says disconnected and not ready; once the
+    host is back, a relist brings the change made meanwhile."""
+    api = env.api
+    deadline = 3.0
+    a = env.agent("--watch-deadline", str(deadline))
+    env.ready(a)
+    assert a.metric("nosdn_api_connected") == 1
+    # a live server is never taken for dead: it ends each (short) watch before the deadline
+    lists = a.metric("nosdn_node_lists")
+    time.sleep(2.5 * deadline)
+    assert a.metric("nosdn_node_lists") == lists
+    assert a.metric("nosdn_api_connected") == 1
+    vanish(env.ns, API_ADDRESS)
+    try:
+        t0 = time.monotonic()
+        wait_until(
+            lambda: a.metric("nosdn_api_connected") == 0,
+            deadline + 4,
+            0.1,
+            "the agent notices the silent API",
+        )
+        noticed = time.monotonic() - t0
+        status, body = a.get("/readyz")
+        assert (status, "not connected to the Kubernetes API" in body) == (503, True), body
+        api.create_node(ready_node("node4", ["10.10.0.4"], ["10.244.4.0/24"]))
+        assert env.routes() == wanted(2, 3)  # nothing can be seen now
+    finally:
+        reappear(env.ns)
+    wait_until(lambda: env.routes() == wanted(2, 3, 4), 30, 0.1, "node4 after the API is back")
+    env.ready(a)
+    assert a.metric("nosdn_api_connected") == 1
+    assert (a.metric("nosdn_node_lists") or 0) > (lists or 0)  # a relist, not a resumed watch
+    assert "taken for dead" in a.logs()
+    assert noticed < deadline + 4
 
 
 def _role_without(manifest: str, resource: str, verb: str) -> str:

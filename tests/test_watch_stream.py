@@ -5,8 +5,10 @@ hand, tested where it can break.
 several events in one chunk, one event over several chunks); the reader as a whole runs
 through the real client against a real socket server on the loopback that sends scripted
 pieces of a response with pauses between them (so each arrives as its own read): the same
-events come out, a read timeout ends the stream normally, a connection broken mid-stream
-raises `ApiUnavailableError`, and `close()` from another thread wakes a blocked read.
+events come out, the end of the response ends the stream normally, silence past the deadline
+raises `WatchSilentError` (a dead watch), a connection broken mid-stream raises
+`ApiUnavailableError`, and `close()` from another thread wakes a blocked read. The connection's
+socket carries TCP keepalive and ``TCP_USER_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import json
 import random
 import socket
 import struct
+import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from nosdn.sources.errors import ApiUnavailableError
+from agent_env import in_netns, netns_socket
+from conftest import requires_root
+from nosdn.sources.errors import ApiUnavailableError, WatchSilentError
 from nosdn.sources.kubernetes import Dechunker, KubeApi, KubeSettings, _WatchStream
 
 EVENTS = [
@@ -131,9 +136,11 @@ class ScriptedServer:
         self.thread.join(5)
 
 
-def watch(server: ScriptedServer, timeout: int = 30) -> tuple[KubeApi, _WatchStream]:
+def watch(
+    server: ScriptedServer, timeout: int = 30, deadline: float = 40
+) -> tuple[KubeApi, _WatchStream]:
     api = KubeApi(KubeSettings(server=f"http://127.0.0.1:{server.port}"))
-    stream = api.watch_nodes("", timeout)
+    stream = api.watch_nodes("", timeout, deadline)
     assert stream._fp is not None  # the hand-made reader, not urllib3's
     return api, stream
 
@@ -184,20 +191,39 @@ def test_one_event_per_write_takes_the_short_path_and_parses(
         api.close()
 
 
-def test_read_timeout_ends_the_stream_normally(
-    servers: list[ScriptedServer], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import nosdn.sources.kubernetes as kube
-
-    monkeypatch.setattr(kube, "WATCH_GRACE", 0.3)
+def test_silence_past_the_deadline_is_a_dead_watch(servers: list[ScriptedServer]) -> None:
+    """A server that sent one event and then nothing (no bookmark, no end) for longer than the
+    deadline: the stream raises instead of ending as if the watch had timed out normally."""
     server = ScriptedServer([chunked([LINES[0] + b"\n"], last=False)], then="hold")
     servers.append(server)
-    api, stream = watch(server, timeout=0)
+    api, stream = watch(server, timeout=30, deadline=0.3)
+    got: list[bytes] = []
     try:
-        t = time.monotonic()
-        assert list(stream.lines()) == [LINES[0]]
-        assert 0.2 < time.monotonic() - t < 5
+        lines = stream.lines()
+        got.append(next(lines))
+        with pytest.raises(WatchSilentError, match=r"nothing received for 0\.3 s"):
+            next(lines)
+        assert got == [LINES[0]]
     finally:
+        api.close()
+
+
+def test_api_connections_carry_keepalive_and_user_timeout(
+    servers: list[ScriptedServer],
+) -> None:
+    server = ScriptedServer([], then="hold")
+    servers.append(server)
+    api = KubeApi(KubeSettings(server=f"http://127.0.0.1:{server.port}", tcp_user_timeout=12))
+    stream = api.watch_nodes("", 30, 40)
+    try:
+        sock = stream._fp.raw._sock
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 12_000
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 4
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 2
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1  # urllib3's own
+    finally:
+        stream.close()
         api.close()
 
 
@@ -260,3 +286,72 @@ def test_closed_before_reading_releases_the_connection(servers: list[ScriptedSer
         assert stream.resp.closed
     finally:
         api.close()
+
+
+# --- a host that vanishes: the kernel's part (root) -------------------------------------------
+
+
+@requires_root
+@pytest.mark.root
+def test_a_silent_peer_is_dropped_by_tcp_user_timeout_before_the_deadline(
+    netns: Callable[..., str],
+) -> None:
+    """Server and client in a namespace of their own; then every packet between them is
+    dropped (no FIN, no RST). With a deadline far away, only the kernel (keepalive probes
+    unanswered, ``TCP_USER_TIMEOUT``) can end the read: it does, as a broken connection."""
+    ns = netns("nosdn-keepalive")
+    listener = netns_socket(ns)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        conn.sendall(chunked([LINES[0] + b"\n"], last=False))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    api = KubeApi(KubeSettings(server=f"http://127.0.0.1:{port}", tcp_user_timeout=2))
+    with in_netns(ns):  # the client's socket is made here, in the namespace
+        stream = api.watch_nodes("", 300, 300)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            for _ in stream.lines():
+                pass
+            outcome.append(None)
+        except BaseException as e:  # looked at below
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    try:
+        server.join(5)
+        rules = (
+            "table inet vanish {\n"
+            f"  chain out {{ type filter hook output priority -300; tcp sport {port} drop; "
+            f"tcp dport {port} drop; }}\n"
+            "}\n"
+        )
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True,
+                       check=True)  # fmt: skip
+        reader.start()
+        reader.join(60)
+        assert not reader.is_alive(), "the kernel did not drop the silent connection"
+        assert len(outcome) == 1
+        err = outcome[0]
+        assert isinstance(err, ApiUnavailableError)
+        assert not isinstance(err, WatchSilentError)  # the kernel's doing, not the deadline
+        assert "timed out" in str(err)
+    finally:
+        stream.close()
+        api.close()
+        listener.close()
+        for c in accepted:
+            c.close()

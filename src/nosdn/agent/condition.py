@@ -4,7 +4,10 @@ Kubelets on clusters with a network plugin start their node with ``NetworkUnavai
 (and the matching taint) until the plugin says otherwise; the route controller of cloud
 providers does the same. The agent sets ``False`` with reason ``NosdnIsUp`` once this node's
 routes are programmed, and ``True`` with a reason (``NosdnNoPodCIDR``, ``NosdnRouteErrors``,
-``NosdnNoNodeAddress``) when it cannot program them.
+``NosdnNoNodeAddress``, ``NosdnNoRoutablePeer``) when it cannot program them. "Programmed"
+means routes to at least one other node when other nodes have pod subnets: 0 routes in a
+cluster of several nodes (every peer refused, say dual-stack Nodes with only an IPv4
+``--cluster-cidr``) is no network; a single-node cluster needs none.
 
 The patch goes out from a background thread (the loop never waits for the API) and only when
 status or reason differ from the node's current condition: a message change alone (route
@@ -34,6 +37,7 @@ REASON_UP = "NosdnIsUp"
 REASON_NO_CIDR = "NosdnNoPodCIDR"
 REASON_ERRORS = "NosdnRouteErrors"
 REASON_NO_ADDRESS = "NosdnNoNodeAddress"
+REASON_NO_PEER = "NosdnNoRoutablePeer"
 
 
 class StatusApi(Protocol):

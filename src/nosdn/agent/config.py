@@ -13,6 +13,7 @@ from nosdn.agent.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.model import DEFAULT_PROTOCOL, IPNetwork
 from nosdn.render.cni import CONFLIST_PATH
 from nosdn.sources.nodes import AddressPolicy
+from nosdn.sources.reflector import DEFAULT_WATCH_DEADLINE
 
 DEFAULT_METRICS_PORT = 9712
 #: The cloud route controller's (`nosdn.controller`): beside the agent's, as both may run in
@@ -56,7 +57,10 @@ class AgentConfig:
     event_namespace: str = "default"
     #: ``host:port`` for /metrics, /healthz, /readyz; port 0 picks one; None: no server.
     metrics_address: str | None = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
-    watch_timeout: int = 300
+    #: Seconds per watch request (capped at 3/4 of ``watch_deadline``, see the reflector).
+    watch_timeout: int = 30
+    #: A watch that brings nothing (no event, bookmark or end) this long is taken for dead.
+    watch_deadline: float = DEFAULT_WATCH_DEADLINE
     allocate: bool = False
     lease_namespace: str = "kube-system"
     lease_name: str = "nosdn-ipam"
@@ -79,6 +83,11 @@ class AgentConfig:
             raise ConfigError(str(e)) from None
         if self.watch_timeout < 1:
             raise ConfigError(f"--watch-timeout {self.watch_timeout}: use at least 1 second")
+        if self.watch_deadline < 2:
+            raise ConfigError(
+                f"--watch-deadline {self.watch_deadline:g}: use at least 2 seconds "
+                f"(default {DEFAULT_WATCH_DEADLINE:g})"
+            )
         if self.allocate and not self.cluster_cidrs:
             raise ConfigError(
                 "--allocate-node-cidrs needs --cluster-cidr (the range to hand subnets out of), "

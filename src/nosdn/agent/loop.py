@@ -14,6 +14,10 @@ Safety rules live here, in order of the damage they prevent:
 - while the API is unreachable the cache keeps the last known nodes, so passes keep that state
   (and repair it) but never change it;
 - when this node's own Node object is missing, or has no address, routes are left as they are;
+- ready (``/readyz``, ``NetworkUnavailable=False``) only when the last pass succeeded, the API
+  is connected, and, when other nodes have pod subnets, at least one of them is routed: a
+  node whose every peer was refused (by the checks, off-link, a conflict) is not ready with
+  0 routes; a single-node cluster is;
 - removals over a share of our routes within a short window are held, and go only after a hold
   time and a fresh list, or when an operator releases them (`nosdn.agent.safety`);
 - on stop, nothing is removed.
@@ -36,6 +40,7 @@ from nosdn.agent.condition import (
     REASON_ERRORS,
     REASON_NO_ADDRESS,
     REASON_NO_CIDR,
+    REASON_NO_PEER,
     REASON_UP,
     ConditionSetter,
     Wish,
@@ -82,6 +87,8 @@ class ClusterView:
     #: Why other nodes were left out, each naming the node skipped (and ``party``, the node it
     #: conflicts with, if any).
     skipped: tuple[Problem, ...] = ()
+    #: Other nodes whose object names pod subnets (routable or not).
+    peers: int = 0
 
 
 @dataclass(slots=True)
@@ -97,6 +104,11 @@ class Status:
     #: False from the start of a loop that freezes the collector until that is done (the
     #: full collection after the first pass takes ~0.1 s: not ready before it is over)
     settled: bool = True
+    #: Other nodes with pod subnets, and how many of them the last pass routed.
+    peers: int = 0
+    peers_routed: int = 0
+    #: When peers exist and none is routed: why (the first reason found).
+    no_peer_reason: str = ""
 
 
 class Agent:
@@ -148,6 +160,11 @@ class Agent:
         self._egress_script: str | None = None
         self._event_counts: dict[tuple[str, bool], int] = {}
         self._last_refused = 0
+        #: The prefixes the last pass wanted, as (version, length, address) (`wants_prefix`),
+        #: and the pass they were read from: built when the monitor first asks after a pass.
+        self._wanted: frozenset[tuple[int, int, int]] = frozenset()
+        self._wanted_of: PassResult | None = None
+        self._conflicts: frozenset[IPNetwork] = frozenset()
 
     # --- lifecycle ------------------------------------------------------------------------
     def nudge(self, reason: str) -> None:
@@ -192,6 +209,19 @@ class Agent:
         )
         log.info("agent stopped; routes are left in place")
 
+    def wants_prefix(self, version: int, prefixlen: int, address: int) -> bool:
+        """Whether the last pass wanted a route to this prefix (the netlink monitor asks, from
+        its thread, about other protocols' routes: a take-over of ours, or its end)."""
+        result = self.status.last_pass
+        if result is None:
+            return False
+        if self._wanted_of is not result:
+            self._wanted = frozenset(
+                (r.dst.version, r.dst.prefixlen, int(r.dst.network_address)) for r in result.desired
+            )
+            self._wanted_of = result
+        return (version, prefixlen, address) in self._wanted
+
     # --- building the cluster -------------------------------------------------------------
     def view(self, snap: Snapshot) -> ClusterView:
         """The cluster of one cache generation: usable nodes, checked (cached per generation)."""
@@ -203,12 +233,15 @@ class Agent:
         nodes: list[Node] = []
         me: Node | None = None
         without = 0
+        peers = 0
         mine = cfg.node_name
         append = nodes.append
         for info in snap.nodes:  # once per node change, over every node: kept lean
             node = info.node
             if info.problems:
                 problems.extend(info.problems)
+            if info.claims_subnet and info.name != mine:
+                peers += 1
             if info.name == mine:
                 me = node
                 append(node)
@@ -248,6 +281,7 @@ class Agent:
             problems,
             tuple(exempt) + cfg.no_masquerade_cidrs,
             tuple(skipped),
+            peers,
         )
         self._view = v
         self._routed = frozenset(cluster.nodes)
@@ -333,6 +367,7 @@ class Agent:
         self.status.passes += 1
         self.status.last_pass = result
         ok = self._account(result)
+        self._count_peers(v, me, result)
         self._node_chores(v, me, full)
         m.reconcile_duration.observe(time.perf_counter() - t0)
         return ok
@@ -370,6 +405,18 @@ class Agent:
             m.errors.labels("route").inc()
             who = f"node {e.node}" if e.node else "stale route"
             log.error("failed to %s %s (%s): %s", e.action, e.dst, who, e.message)
+        conflicts = frozenset(c.wanted.dst for c in d.conflicts)
+        for c in d.conflicts:
+            if c.wanted.dst not in self._conflicts:
+                log.warning(
+                    "conflict: route to %s (pods of node %s) is owned by %s: %s; left alone",
+                    c.wanted.dst,
+                    c.wanted.node,
+                    c.found.owner,
+                    c.found.detail,
+                    extra={"dst": str(c.wanted.dst), "owner": c.found.owner},
+                )
+        self._conflicts = conflicts
         if self.events is not None:
             for c in d.conflicts:
                 self.events.record(
@@ -399,6 +446,38 @@ class Agent:
             self.status.last_error = f"{len(result.errors)} route write(s) failed"
         return ok
 
+    def _count_peers(self, v: ClusterView, me: Node, result: PassResult) -> None:
+        """How many other nodes the pass routed, and when none of several: why."""
+        st = self.status
+        lost = {c.wanted.dst for c in result.diff.conflicts}
+        lost.update(e.dst for e in result.errors if e.action != "remove")
+        routed = {
+            r.node
+            for r in result.desired
+            if r.node is not None and r.node != me.name and r.dst not in lost
+        }
+        st.peers, st.peers_routed = v.peers, len(routed)
+        self.metrics.peers.set(v.peers)
+        self.metrics.peers_routed.set(len(routed))
+        before, st.no_peer_reason = st.no_peer_reason, ""
+        if v.peers and not routed:
+            if v.skipped:
+                why = str(v.skipped[0])
+            elif result.offlink:
+                o = result.offlink[0]
+                why = f"node {o.node or '?'} ({o.gateway}): {o.reason}"
+            elif result.diff.conflicts:
+                c = result.diff.conflicts[0]
+                why = f"{c.wanted.dst} is routed by {c.found.owner}"
+            else:
+                why = next((p for p in v.problems if not p.startswith(f"node {me.name}:")), "")
+            st.no_peer_reason = (
+                f"no route to any of the {v.peers} other node(s) with pod subnets"
+                + (f", e.g. {why}" if why else "")
+            )
+            if st.no_peer_reason != before:
+                log.warning("%s: not ready", st.no_peer_reason)
+
     def _want(self, wish: Wish) -> None:
         if self.condition is not None and self.cfg.set_condition:
             self.condition.want(wish)
@@ -417,6 +496,8 @@ class Agent:
                     f"{len(result.errors)} route(s) failed, e.g. {e.dst}: {e.message}",
                 )
             )
+        elif self.status.no_peer_reason:
+            self._want(Wish(True, REASON_NO_PEER, self.status.no_peer_reason))
         else:
             n = len(result.desired) if result else 0
             self._want(Wish(False, REASON_UP, f"nosdn programmed routes to {n} pod subnet(s)"))
@@ -468,7 +549,9 @@ class Agent:
 
     def refresh_event_metrics(self) -> None:
         """Copy the cache's event counters into the metrics (called before each scrape, so
-        the watch thread pays nothing per event for them)."""
+        the watch thread pays nothing per event for them), and the API connection as it is
+        now (not as the last pass saw it)."""
+        self._update_source_metrics(self.cache.snapshot())
         counts: dict[tuple[str, bool], int] = {}
         for etype, seen in list(self.cache.events.items()):
             ignored = self.cache.ignored.get(etype, 0)
@@ -492,6 +575,11 @@ class Agent:
         snap = self.cache.snapshot()
         if not snap.synced:
             return False, "waiting for the first list of nodes"
+        if not snap.connected:
+            return False, (
+                "not connected to the Kubernetes API: routes kept as last known, changes "
+                "unseen until a list succeeds"
+            )
         if self.status.skipped_reason:
             return False, self.status.skipped_reason
         if self.status.last_pass is None:
@@ -500,4 +588,6 @@ class Agent:
             return False, "settling after the first pass"
         if not self.status.last_ok:
             return False, self.status.last_error or "last pass failed"
+        if self.status.no_peer_reason:
+            return False, self.status.no_peer_reason
         return True, "ok"

@@ -145,6 +145,16 @@ class AgentMetrics(RouteMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.registry
+        self.peers = Gauge(
+            "nosdn_peers",
+            "Other nodes with pod subnets (whether they can be routed or not)",
+            registry=r,
+        )
+        self.peers_routed = Gauge(
+            "nosdn_peers_routed",
+            "Other nodes this node has a route of its own to (0 of several peers: not ready)",
+            registry=r,
+        )
         self.offlink_nodes = Gauge(
             "nosdn_offlink_nodes",
             "Nodes whose address is not on a directly connected network (routes skipped)",

@@ -8,6 +8,11 @@ link and does not restore them when it comes back). flannel's host-gw waits 10 s
 - a route of our protocol is deleted from our table, or a nexthop of our protocol is deleted;
 - a nexthop is added or replaced with another protocol (``ip nexthop replace id N ...``
   without ``proto`` takes one of ours over: its routes now go elsewhere);
+- a route of another protocol to a prefix we want is added, replaced or deleted in our table
+  (``ip route replace PREFIX via X proto static`` takes one of ours over: a conflict to report
+  at once, never to overwrite; its later removal lets ours back in). ``wanted`` answers for
+  the prefix; routes of other protocols to prefixes we do not want (BIRD's, DHCP's) cost a
+  set lookup and no pass;
 - a route of the ``kernel`` protocol changes (connected networks come and go with links and
   addresses, and decide which next hops are on-link);
 - a link or an address is added, removed or changes state.
@@ -61,7 +66,11 @@ RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTM_NEWNEXTHOP, RTM_DELNEXTHOP = 104, 105
 RTPROT_KERNEL = 2
+RTA_DST = 1
 RTA_TABLE = 15
+AF_INET, AF_INET6 = 2, 10
+#: Whether a prefix is one we want: (IP version, prefix length, address as an int).
+Wanted = Callable[[int, int, int], bool]
 _HDR = struct.Struct("=IHHII")
 _CLONE_NEWNET = 0x40000000
 
@@ -85,7 +94,7 @@ def _open(netns: str | None) -> socket.socket:
         os.close(home)
 
 
-def classify(buf: bytes, protocol: int, table: int) -> str | None:
+def classify(buf: bytes, protocol: int, table: int, wanted: Wanted | None = None) -> str | None:
     """The nudge reason for one datagram of notifications, or None if none matters."""
     off = 0
     reason: str | None = None
@@ -105,6 +114,10 @@ def classify(buf: bytes, protocol: int, table: int) -> str | None:
                     return "netlink-route"
                 if proto == RTPROT_KERNEL:
                     reason = reason or "netlink-connected"
+                elif proto != protocol and wanted is not None:
+                    prefix = _prefix(buf, body, off + length)
+                    if prefix is not None and wanted(*prefix):
+                        return "netlink-foreign"
         elif mtype in (RTM_NEWNEXTHOP, RTM_DELNEXTHOP) and length >= 24:
             ours = buf[body + 2] == protocol
             if ours == (mtype == RTM_DELNEXTHOP):
@@ -142,6 +155,22 @@ def invalidates_lookups(buf: bytes, protocol: int, table: int) -> bool:
     return False
 
 
+def _prefix(buf: bytes, body: int, end: int) -> tuple[int, int, int] | None:
+    """(IP version, prefix length, address) of a route message (None: no RTA_DST, or not
+    IPv4/IPv6)."""
+    family, dst_len = buf[body], buf[body + 1]
+    size = 4 if family == AF_INET else 16 if family == AF_INET6 else 0
+    a = body + 12
+    while size and a + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", buf, a)
+        if alen < 4:
+            break
+        if atype == RTA_DST and alen == 4 + size:
+            return (4 if size == 4 else 6), dst_len, int.from_bytes(buf[a + 4 : a + alen])
+        a += (alen + 3) & ~3
+    return None
+
+
 def _table_attr(buf: bytes, a: int, end: int) -> int | None:
     while a + 4 <= end:
         alen, atype = struct.unpack_from("=HH", buf, a)
@@ -155,7 +184,8 @@ def _table_attr(buf: bytes, a: int, end: int) -> int | None:
 
 class NetlinkMonitor:
     """Calls ``nudge(reason)`` for kernel changes that may need a pass, and ``invalidate()``
-    (before the nudge) for those that may change a next-hop lookup (daemon thread)."""
+    (before the nudge) for those that may change a next-hop lookup (daemon thread);
+    ``wanted`` says which prefixes are ours to watch in other protocols' routes."""
 
     def __init__(
         self,
@@ -165,9 +195,11 @@ class NetlinkMonitor:
         table: int,
         netns: str | None = None,
         invalidate: Callable[[], None] = lambda: None,
+        wanted: Wanted | None = None,
     ) -> None:
         self.nudge = nudge
         self.invalidate = invalidate
+        self.wanted = wanted
         self.protocol = protocol
         self.table = table
         self.sock = _open(netns)
@@ -211,6 +243,6 @@ class NetlinkMonitor:
             data = bytes(buf[:n])
             if invalidates_lookups(data, self.protocol, self.table):
                 self.invalidate()
-            reason = classify(data, self.protocol, self.table)
+            reason = classify(data, self.protocol, self.table, self.wanted)
             if reason is not None:
                 self.nudge(reason)

@@ -54,7 +54,9 @@ class Running:
         self.cfg = cfg
         self.api = api
         self.cache = NodeCache(cfg.addresses, self_name=cfg.node_name)
-        self.reflector = Reflector(api, self.cache, watch_timeout=cfg.watch_timeout)
+        self.reflector = Reflector(
+            api, self.cache, watch_timeout=cfg.watch_timeout, deadline=cfg.watch_deadline
+        )
         # watched: the netlink monitor below calls forget_lookups on every change that matters
         self.backend = KernelBackend(
             table=cfg.table, protocol=cfg.protocol, netns=cfg.netns, watched=True
@@ -100,6 +102,7 @@ class Running:
             table=cfg.table,
             netns=cfg.netns,
             invalidate=self.backend.forget_lookups,
+            wanted=self.agent.wants_prefix,
         )
         self.server: HealthServer | None = None
         hp = cfg.metrics_host_port

@@ -50,8 +50,9 @@ DEFAULT_WINDOW = 60.0
 
 def release_token(obj: Mapping[str, Any] | None) -> str | None:
     """The value of `RELEASE_ANNOTATION` on a Kubernetes object (None: not set)."""
-    meta = (obj or {}).get("metadata") or {}
-    value = (meta.get("annotations") or {}).get(RELEASE_ANNOTATION)
+    meta = (obj or {}).get("metadata")
+    notes = meta.get("annotations") if isinstance(meta, Mapping) else None
+    value = notes.get(RELEASE_ANNOTATION) if isinstance(notes, Mapping) else None
     return None if value is None else str(value)
 
 

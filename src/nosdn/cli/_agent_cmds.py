@@ -46,7 +46,13 @@ SERVING = "Logs, probes, events"
 #: How to reach the API server (both daemons; the first three are every API reader's).
 api_options = stack(
     kube_api_options(API),
-    option("--watch-timeout", type=int, default=300, help="Seconds per watch request.", panel=API),
+    option(
+        "--watch-timeout",
+        type=int,
+        default=30,
+        help="Seconds per watch request (at most 3/4 of the watch deadline).",
+        panel=API,
+    ),
 )
 #: Which nodes and addresses, which ranges, how often (both daemons).
 routing_options = stack(
@@ -131,6 +137,14 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
     help="This node's Node object name (DaemonSet: env NODE_NAME from spec.nodeName).",
 )
 @api_options
+@option(
+    "--watch-deadline",
+    type=float,
+    default=40.0,
+    help="Seconds a watch may bring nothing (no event, bookmark or end) before it is taken "
+    "for dead: reported disconnected, not ready, and the nodes listed again.",
+    panel=API,
+)
 @routing_options
 @option(
     "--allocate-node-cidrs",
@@ -158,6 +172,7 @@ def agent(
     kube_server: str | None,
     context: str | None,
     watch_timeout: int,
+    watch_deadline: float,
     cluster_cidr: tuple[str, ...],
     address_types: str,
     address_cidr: tuple[str, ...],
@@ -218,6 +233,7 @@ def agent(
             event_namespace=event_namespace,
             metrics_address=metrics_address or None,
             watch_timeout=watch_timeout,
+            watch_deadline=watch_deadline,
             allocate=allocate,
             lease_namespace=lease_namespace,
             lease_name=lease_name,

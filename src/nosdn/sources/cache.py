@@ -25,6 +25,7 @@ generation or nudging anyone.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -42,13 +43,18 @@ from nosdn.sources.nodes import (
     node_name,
 )
 
+log = logging.getLogger("nosdn.sources.cache")
+
 _TYPES = {b"MODIFIED": "MODIFIED", b"ADDED": "ADDED"}
 
 
 def condition_of(obj: Mapping[str, Any], ctype: str) -> tuple[str, str] | None:
-    """(status, reason) of the Node condition ``ctype``, if the object has one."""
-    for c in (obj.get("status") or {}).get("conditions") or ():
-        if c.get("type") == ctype:
+    """(status, reason) of the Node condition ``ctype``, if the object has one (None too when
+    ``status.conditions`` has another shape than a list of objects)."""
+    status = obj.get("status") if isinstance(obj, Mapping) else None
+    conds = status.get("conditions") if isinstance(status, Mapping) else None
+    for c in conds if isinstance(conds, list) else ():
+        if isinstance(c, Mapping) and c.get("type") == ctype:
             return str(c.get("status", "")), str(c.get("reason", ""))
     return None
 
@@ -132,16 +138,24 @@ class NodeCache:
             name = node_name(obj)
             if not name:
                 continue
+            try:
+                fp = fingerprint(obj)
+                created[name] = created_at(obj)
+                if ctype is not None and (c := condition_of(obj, ctype)) is not None:
+                    conds[name] = c
+                elif ctype is None and name != self.self_name:
+                    raw = statusonly.raw_of(obj)
+                    if raw is not None and (m := statusonly.marks(raw, obj)) is not None:
+                        all_marks[name.encode()] = m
+            except Exception:  # a shape nobody foresaw: this node keeps what it had
+                log.exception("node %s: cannot read the listed object; kept as it was", name)
+                if name in self._fps:
+                    fps[name] = self._fps[name]
+                    created[name] = self._infos[name].created
+                continue
+            fps[name] = fp
             if name == self.self_name:
                 self_obj = obj
-            fps[name] = fingerprint(obj)
-            created[name] = created_at(obj)
-            if ctype is not None and (c := condition_of(obj, ctype)) is not None:
-                conds[name] = c
-            elif ctype is None and name != self.self_name:
-                raw = statusonly.raw_of(obj)
-                if raw is not None and (m := statusonly.marks(raw, obj)) is not None:
-                    all_marks[name.encode()] = m
         changed = False
         with self._lock:
             for name, fp in fps.items():
@@ -183,7 +197,15 @@ class NodeCache:
         """Apply one watch event (ADDED, MODIFIED, DELETED); returns whether routing input
         changed. The common case, a status-only MODIFIED, returns False after one lookup.
         ``raw``, the event's JSON line, lets `quick` recognize this node's next status-only
-        events."""
+        events. An object that cannot be read at all is logged and ignored: the watch goes on
+        for every other node."""
+        try:
+            return self._apply(etype, obj, raw)
+        except Exception:  # a shape nobody foresaw (fingerprint itself never raises)
+            log.exception("node %s: cannot read a %s event; ignored", node_name(obj), etype)
+            return False
+
+    def _apply(self, etype: str, obj: Mapping[str, Any], raw: bytes | str | None) -> bool:
         name = node_name(obj)
         self.events[etype] += 1
         if not name:

@@ -19,6 +19,11 @@ class ApiUnavailableError(ApiError):
     """The API server could not be reached, or broke the connection."""
 
 
+class WatchSilentError(ApiUnavailableError):
+    """A watch brought nothing (no event, no bookmark, not its end) within its deadline: the
+    server is gone without closing the connection."""
+
+
 class WatchExpiredError(ApiError):
     """HTTP 410 Gone: the resourceVersion a watch resumed from is too old; list again."""
 

@@ -6,6 +6,16 @@ the raw response (``_preload_content=False``) and parses JSON with the standard 
 turning a 5,000-node list into generated model objects takes seconds and a watch event into one
 takes far longer than the whole routing decision. Lists are paged (``limit``/``continue``).
 
+A dead connection is noticed, not waited out. When the API server's host vanishes without a
+FIN or RST (a failover to another machine behind the same address), a socket stays ESTABLISHED
+and a read on it waits forever. Two things end it: every connection carries TCP keepalive and
+``TCP_USER_TIMEOUT`` (`socket_options`: the kernel drops it once nothing was acknowledged for
+``tcp_user_timeout`` seconds, probing an idle one), and a watch is read with a deadline: a
+watch that brings nothing (no event, no bookmark, not even its end) for ``deadline`` seconds
+raises `WatchSilentError`, which the reflector treats like any broken watch (disconnected,
+relist). The caller asks the server to end each watch well before the deadline (see
+`nosdn.sources.reflector`), so only a server that is gone stays silent that long.
+
 Errors leave this module only as `nosdn.sources.errors` exceptions. The methods cover exactly
 what the agent needs: list/watch Nodes, patch a Node and its status, create Events, and the
 read/create/update of a Lease for leader election (an update carries the resourceVersion it
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,6 +43,7 @@ from nosdn.sources.errors import (
     ConflictError,
     NotFoundError,
     WatchExpiredError,
+    WatchSilentError,
 )
 from nosdn.sources.statusonly import RawObject
 
@@ -39,8 +51,6 @@ T = TypeVar("T")
 USER_AGENT = "nosdn-agent"
 LIST_PAGE = 500
 MERGE_PATCH = "application/merge-patch+json"
-#: Seconds a watch read may wait beyond the server's own timeoutSeconds before we end it.
-WATCH_GRACE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,30 @@ class KubeSettings:
     context: str | None = None
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    #: Seconds a connection may go without an acknowledgement (data, or a keepalive probe on
+    #: an idle one) before the kernel drops it: ``TCP_USER_TIMEOUT``.
+    tcp_user_timeout: float = 30.0
+
+
+def socket_options(tcp_user_timeout: float) -> list[tuple[int, int, int]]:
+    """urllib3's own options (Nagle off) plus TCP keepalive and ``TCP_USER_TIMEOUT``.
+
+    An idle connection (a quiet watch) is probed after a third of the timeout and then every
+    sixth: with ``TCP_USER_TIMEOUT`` set, Linux drops it once the timeout passed since the last
+    acknowledgement, whatever the probe count (client-go's 30 s idle plus Go's 9 probes 15 s
+    apart take 2.5 minutes to say the same)."""
+    timeout = max(1.0, tcp_user_timeout)
+    idle = max(1, int(timeout / 3))
+    interval = max(1, int(timeout / 6))
+    options = list(urllib3.connection.HTTPConnection.default_socket_options)
+    options += [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
+        (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout * 1000)),
+    ]
+    return options
 
 
 def _configuration(s: KubeSettings) -> k8s.Configuration:
@@ -81,6 +115,7 @@ def _configuration(s: KubeSettings) -> k8s.Configuration:
             ) from None
     if s.server is not None:
         cfg.host = s.server.rstrip("/")
+    cfg.socket_options = socket_options(s.tcp_user_timeout)
     return cfg
 
 
@@ -183,10 +218,11 @@ def _body_file(resp: Any) -> Any | None:
 class _WatchStream:
     """Newline-delimited JSON events read straight from the HTTP response.
 
-    A read that times out after the server's own watch timeout ends the stream normally
-    (the caller resumes); so does the end of the response (the last chunk); a broken
-    connection raises `ApiUnavailableError`; `close` from another thread wakes a blocked read
-    and the stream ends.
+    The end of the response (the last chunk) ends the stream normally (the caller resumes); a
+    read that waits longer than ``deadline`` (the socket's read timeout) raises
+    `WatchSilentError`, a broken connection `ApiUnavailableError`; `close` from another
+    thread wakes a blocked read and the stream ends. ``on_dead`` is called before the
+    silence is raised (the client drops its pooled connections: they lead to the same host).
 
     The client sends the request (kubeconfig, TLS, auth); the body is then read here, not by
     urllib3: one ``read1`` (one recv at most) per wake-up from the response's buffered socket
@@ -197,8 +233,12 @@ class _WatchStream:
     is read through urllib3 as before.
     """
 
-    def __init__(self, resp: Any) -> None:
+    def __init__(
+        self, resp: Any, deadline: float = 0.0, on_dead: Callable[[], None] = lambda: None
+    ) -> None:
         self.resp = resp
+        self.deadline = deadline
+        self.on_dead = on_dead
         self.closed = False
         self._fp = _body_file(resp)
         self._reading = False
@@ -230,7 +270,9 @@ class _WatchStream:
                     if line.strip():
                         yield line
         except urllib3.exceptions.ReadTimeoutError:
-            return
+            if self.closed:
+                return
+            raise self._silent() from None
         except _ERRORS as e:
             if self.closed:
                 return
@@ -273,8 +315,13 @@ class _WatchStream:
                 yield from chunks.feed(got)
                 if chunks.ended:
                     return
-        except TimeoutError:
-            return  # no event (not even a bookmark) for longer than the server's own timeout
+        except TimeoutError as e:
+            if self.closed:
+                return
+            if e.errno is None:  # the socket's read timeout: the deadline passed
+                raise self._silent() from None
+            self.on_dead()  # ETIMEDOUT from the kernel: TCP_USER_TIMEOUT or keepalive
+            raise ApiUnavailableError(f"watch nodes: the connection timed out ({e})") from None
         except (OSError, ValueError) as e:  # reset, refused, TLS, a file closed under us
             if self.closed:
                 return
@@ -282,6 +329,14 @@ class _WatchStream:
         finally:
             self._reading = False
             self._drop()
+
+    def _silent(self) -> WatchSilentError:
+        """Nothing for ``deadline`` seconds: the server ends a live watch sooner."""
+        self.on_dead()
+        return WatchSilentError(
+            f"watch nodes: nothing received for {self.deadline:g} s (no event, no bookmark, "
+            "not the end of the watch): the connection is taken for dead"
+        )
 
     def _drop(self) -> None:
         """Close the connection (a watch left half-read must not go back to the pool)."""
@@ -428,7 +483,19 @@ class KubeApi:
 
         return pages(), str(meta.get("resourceVersion") or "")
 
-    def watch_nodes(self, resource_version: str, timeout_seconds: int) -> _WatchStream:
+    def reset_connections(self) -> None:
+        """Close every pooled connection: after a dead watch they lead to the same dead host,
+        and a request on one would wait for its read timeout; new ones connect afresh."""
+        try:
+            self.api_client.rest_client.pool_manager.clear()
+        except (*_ERRORS, RuntimeError):  # closing sockets that are broken anyway
+            pass
+
+    def watch_nodes(
+        self, resource_version: str, timeout_seconds: int, deadline: float
+    ) -> _WatchStream:
+        """A watch the server is asked to end after ``timeout_seconds``; a read that waits
+        more than ``deadline`` seconds raises `WatchSilentError` (see the module docstring)."""
         kw: dict[str, Any] = {
             "watch": True,
             "allow_watch_bookmarks": True,
@@ -439,12 +506,18 @@ class KubeApi:
         try:
             resp: Any = self.core.list_node(
                 _preload_content=False,
-                _request_timeout=(self.settings.connect_timeout, timeout_seconds + WATCH_GRACE),
+                _request_timeout=(self.settings.connect_timeout, deadline),
                 **kw,
             )
         except _ERRORS as e:
+            reason = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) else e
+            if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+                self.reset_connections()  # not even the response headers within the deadline
+                raise WatchSilentError(
+                    f"watch nodes: no response for {deadline:g} s: the connection is taken for dead"
+                ) from None
             raise _translate(e, "watch nodes") from None
-        return _WatchStream(resp)
+        return _WatchStream(resp, deadline, self.reset_connections)
 
     def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:
         """Strategic merge patch of a Node (the allocator sets spec.podCIDRs with it)."""

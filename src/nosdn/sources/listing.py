@@ -61,7 +61,16 @@ class NodeList:
 
 def _refusal(info: NodeInfo, fp: Fingerprint, policy: AddressPolicy) -> Problem | None:
     """Why a node with pod subnets cannot be routed, if it cannot."""
-    cidr_texts, addresses, _ = fp
+    cidr_texts, addresses, _, bad = fp
+    for where, kind, what in bad:
+        if where.startswith("spec.podCIDR"):  # pod subnets claimed in a shape nobody can use
+            return Problem(
+                info.name,
+                where,
+                kind,
+                what,
+                "make spec.podCIDRs a list of CIDR strings; its pods get no routes until then",
+            )
     if cidr_texts and not info.has_subnet:  # one of them did not parse
         for text in cidr_texts:
             try:

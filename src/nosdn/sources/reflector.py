@@ -10,7 +10,21 @@ The shape is client-go's reflector, reduced to what nosdn needs:
   with exponential backoff and jitter, and the retry relists, because events may have been
   missed; the cache keeps the last known state meanwhile, so the agent keeps its routes;
 - ``request_relist()`` makes the next read a fresh list (the deletion guard's confirmation),
-  interrupting a quiet watch.
+  interrupting a quiet watch;
+- a watch that brings nothing for ``deadline`` seconds is dead (`WatchSilentError`): its
+  server is gone without closing the connection. It fails like any broken watch: disconnected
+  (``nosdn_api_connected`` 0, ``/readyz`` 503) until a relist succeeds.
+
+Why the deadline needs a short watch. kube-apiserver sends a BOOKMARK about once a minute
+(its ``defaultBookmarkFrequency``, not configurable) and one 2 s before a watch's own timeout,
+and ends the watch at that timeout: so a deadline on bookmarks alone could not be shorter than
+a minute. Each watch here asks the server to end it after at most 3/4 of the deadline
+(``watch_timeout`` is capped to that, with some jitter below so that many agents do not come
+back in step): a live server always sends something (the bookmark, the end of the watch)
+before the deadline, and the resumed watch continues from that bookmark without a relist.
+At the default 40 s deadline that is one watch request per agent every 22-30 s, served from
+the API server's watch cache. TCP keepalive and ``TCP_USER_TIMEOUT`` on the connection
+(`nosdn.sources.kubernetes.socket_options`) catch a vanished host at the kernel's level too.
 
 The API is a small protocol (`NodeApi`), implemented for real by `nosdn.sources.kubernetes` and
 by fakes in tests. A stream that can hand out its raw event lines (``lines()``) is read that
@@ -29,9 +43,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from nosdn.sources.cache import NodeCache
-from nosdn.sources.errors import ApiError, WatchExpiredError
+from nosdn.sources.errors import ApiError, WatchExpiredError, WatchSilentError
 
 log = logging.getLogger("nosdn.sources.reflector")
+
+#: Seconds a watch may bring nothing (no event, no bookmark, not its end) before it is dead.
+DEFAULT_WATCH_DEADLINE = 40.0
+
+
+def server_timeout(watch_timeout: int, deadline: float) -> int:
+    """The ``timeoutSeconds`` of one watch: ``watch_timeout``, at most 3/4 of ``deadline``,
+    jittered down by up to a quarter (at least 1 s)."""
+    top = max(1, min(watch_timeout, int(deadline * 3 / 4)))
+    return random.randint(max(1, top * 3 // 4), top)
 
 
 class WatchStream(Protocol):
@@ -47,8 +71,12 @@ class NodeApi(Protocol):
     def list_nodes(self) -> tuple[Iterable[Mapping[str, Any]], str]:
         """Every Node object (possibly decoded lazily), and the list's resourceVersion."""
 
-    def watch_nodes(self, resource_version: str, timeout_seconds: int) -> WatchStream:
-        """Watch Nodes from ``resource_version``; raises `WatchExpiredError` on 410."""
+    def watch_nodes(
+        self, resource_version: str, timeout_seconds: int, deadline: float
+    ) -> WatchStream:
+        """Watch Nodes from ``resource_version``, asking the server to end the watch after
+        ``timeout_seconds``; raises `WatchExpiredError` on 410, and (also while iterating)
+        `WatchSilentError` when nothing arrives for ``deadline`` seconds."""
 
 
 class Backoff:
@@ -77,11 +105,15 @@ class Reflector:
         cache: NodeCache,
         *,
         watch_timeout: int = 300,
+        deadline: float = DEFAULT_WATCH_DEADLINE,
         backoff: Backoff | None = None,
     ) -> None:
+        if deadline < 2:
+            raise ValueError(f"watch deadline {deadline:g} s: use at least 2 seconds")
         self.api = api
         self.cache = cache
         self.watch_timeout = watch_timeout
+        self.deadline = deadline
         self.backoff = backoff or Backoff()
         self._stop = threading.Event()
         self._relist = threading.Event()
@@ -90,6 +122,8 @@ class Reflector:
         self.errors = 0
         self.last_error = ""
         self.watch_restarts = 0
+        #: Watches found dead (nothing within the deadline).
+        self.silent_watches = 0
 
     # --- control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -133,6 +167,10 @@ class Reflector:
             except WatchExpiredError:
                 log.info("watch expired (410 Gone): listing nodes again")
                 need_list = True
+            except WatchSilentError as e:
+                need_list = True
+                self.silent_watches += 1
+                self._failed(str(e))
             except ApiError as e:
                 need_list = True
                 self._failed(str(e))
@@ -157,7 +195,8 @@ class Reflector:
         self._stop.wait(delay)
 
     def _watch(self, rv: str) -> str:
-        stream = self.api.watch_nodes(rv, self.watch_timeout)
+        timeout = server_timeout(self.watch_timeout, self.deadline)
+        stream = self.api.watch_nodes(rv, timeout, self.deadline)
         self._stream = stream
         try:
             if self._stop.is_set() or self._relist.is_set():
@@ -195,15 +234,21 @@ class Reflector:
         return rv
 
     def _event(self, event: Mapping[str, Any], rv: str, line: bytes | None) -> str:
+        if not isinstance(event, Mapping):
+            raise ApiError("watch nodes: an event that is not a JSON object")
         etype = event.get("type")
-        obj = event.get("object") or {}
+        obj = event.get("object")
+        if not isinstance(obj, Mapping):
+            obj = {}  # no name: counted and ignored by the cache
         if etype == "ERROR":
             code = obj.get("code")
             if code == 410:
                 raise WatchExpiredError()
-            raise ApiError(f"watch error: {obj.get('message', obj)}", int(code or 0))
-        meta = obj.get("metadata") or {}
-        rv = meta.get("resourceVersion") or rv
+            status = code if isinstance(code, int) else 0
+            raise ApiError(f"watch error: {obj.get('message', obj)}", status)
+        meta = obj.get("metadata")
+        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        rv = version if isinstance(version, str) and version else rv
         if etype != "BOOKMARK":
             self.cache.apply(str(etype), obj, line)
         return rv
