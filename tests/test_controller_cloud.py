@@ -412,6 +412,32 @@ def test_a_burst_of_deletions_is_held_beyond_the_share_until_released(
     wait_until(lambda: a.metric("nosdn_deletions_held") == 0, 5, what="no removal held")
 
 
+def test_a_silent_api_is_noticed_within_the_watch_deadline(
+    aws: Aws, emulator: Emulator, replicas: list[Replica]
+) -> None:
+    emulator.create_node(aws.node(1))
+    p = aws.proxy()
+    r = Replica(
+        "ctl-a", emulator.url, aws.options(p), watch_deadline=3.0, renew_deadline=30.0,
+        lease_duration=40.0,
+    ).start()  # fmt: skip
+    replicas.append(r)
+    wait_until(lambda: converged(aws, 1), 15, what="converged")
+    wait_until(lambda: r.get("/readyz")[0] == 200, 10, what="ready")
+    emulator.pause()  # SIGSTOP: the connection stays open, nothing comes
+    try:
+        stopped = time.monotonic()
+        wait_until(lambda: r.get("/readyz")[0] == 503, 10, 0.1, what="not ready")
+        took = time.monotonic() - stopped
+        assert took < 3.0 + 2 * TIMING["resync"] + 1, took
+        assert "unreachable" in r.get("/readyz")[1]
+        wait_until(lambda: r.metric("nosdn_api_connected") == 0, 5, what="disconnected")
+    finally:
+        emulator.resume()
+    wait_until(lambda: r.get("/readyz")[0] == 200, 20, what="ready again")
+    assert r.metric("nosdn_api_connected") == 1
+
+
 def test_no_writes_while_the_kubernetes_api_is_away(
     aws: Aws, emulator: Emulator, replicas: list[Replica]
 ) -> None:

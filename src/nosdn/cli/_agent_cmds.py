@@ -53,6 +53,14 @@ api_options = stack(
         help="Seconds per watch request (at most 3/4 of the watch deadline).",
         panel=API,
     ),
+    option(
+        "--watch-deadline",
+        type=float,
+        default=40.0,
+        help="Seconds a watch may bring nothing (no event, bookmark or end) before it is taken "
+        "for dead: reported disconnected, not ready, and the nodes listed again.",
+        panel=API,
+    ),
 )
 #: Which nodes and addresses, which ranges, how often (both daemons).
 routing_options = stack(
@@ -137,14 +145,6 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
     help="This node's Node object name (DaemonSet: env NODE_NAME from spec.nodeName).",
 )
 @api_options
-@option(
-    "--watch-deadline",
-    type=float,
-    default=40.0,
-    help="Seconds a watch may bring nothing (no event, bookmark or end) before it is taken "
-    "for dead: reported disconnected, not ready, and the nodes listed again.",
-    panel=API,
-)
 @routing_options
 @option(
     "--allocate-node-cidrs",

@@ -101,6 +101,7 @@ def controller(**kw: Any) -> None:
             deletion_hold=kw["deletion_hold"],
             deletion_window=kw["deletion_window"],
             watch_timeout=kw["watch_timeout"],
+            watch_deadline=kw["watch_deadline"],
             dry_run=kw["dry_run"],
             lease_namespace=kw["lease_namespace"],
             lease_name=kw["lease_name"],

@@ -21,6 +21,7 @@ from nosdn.agent.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.backends.cloud import CloudOptions
 from nosdn.model import IPNetwork
 from nosdn.sources.nodes import AddressPolicy
+from nosdn.sources.reflector import DEFAULT_WATCH_DEADLINE
 
 DEFAULT_METRICS_PORT = CONTROLLER_METRICS_PORT
 DEFAULT_LEASE = CONTROLLER_LEASE
@@ -43,7 +44,10 @@ class ControllerConfig:
     max_delete_share: float = 0.5
     deletion_hold: float = DEFAULT_HOLD
     deletion_window: float = DEFAULT_WINDOW
-    watch_timeout: int = 300
+    #: Seconds per watch request (capped at 3/4 of ``watch_deadline``, see the reflector).
+    watch_timeout: int = 30
+    #: A watch that brings nothing (no event, bookmark or end) this long is taken for dead.
+    watch_deadline: float = DEFAULT_WATCH_DEADLINE
     #: Compute and report every pass, write nothing (no routes, no conditions).
     dry_run: bool = False
     lease_namespace: str = "kube-system"
@@ -75,6 +79,11 @@ class ControllerConfig:
             raise ConfigError(str(e)) from None
         if self.watch_timeout < 1:
             raise ConfigError(f"--watch-timeout {self.watch_timeout}: use at least 1 second")
+        if self.watch_deadline < 2:
+            raise ConfigError(
+                f"--watch-deadline {self.watch_deadline:g}: use at least 2 seconds "
+                f"(default {DEFAULT_WATCH_DEADLINE:g})"
+            )
         if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
             raise ConfigError(
                 "leader election needs --lease-retry-period < --lease-renew-deadline < "

@@ -331,10 +331,12 @@ class Controller:
 
     def readyz(self) -> tuple[bool, str]:
         """Ready: a follower once its cache is synced (it can take over); the leader once its
-        last pass wrote everything it tried to."""
+        last pass wrote everything it tried to. Neither while the API is unreachable."""
         snap = self.cache.snapshot()
         if not snap.synced:
             return False, "waiting for the first list of nodes"
+        if not snap.connected:  # a dead watch included: the cache may be stale
+            return False, "the Kubernetes API is unreachable"
         if not self.may_write():
             return True, "standby (cache synced)"
         if self.status.last_pass is None:

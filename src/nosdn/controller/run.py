@@ -75,7 +75,9 @@ class Running:
         self.identity = cfg.identity or default_identity()
         self.provider = provider if provider is not None else build_provider(cfg.cloud)
         self.cache = NodeCache(cfg.addresses, condition=CONDITION)
-        self.reflector = Reflector(api, self.cache, watch_timeout=cfg.watch_timeout)
+        self.reflector = Reflector(
+            api, self.cache, watch_timeout=cfg.watch_timeout, deadline=cfg.watch_deadline
+        )
         self.metrics = ControllerMetrics()
         self.events = EventRecorder(
             api if cfg.events and not cfg.dry_run else None,
