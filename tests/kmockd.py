@@ -46,7 +46,9 @@ class Emulator(kmock.KubernetesEmulator):
     (the one liberty taken; kmock's other gaps are left as they are).
     Watch timeouts: kmock's watches never end; a real API server ends each one after its
     ``timeoutSeconds`` (the agent asks for less than its dead-watch deadline, so a quiet watch
-    that never ended would pass for a dead server). So watches here end then, as there.
+    that never ended would pass for a dead server). So watches here end then, as there, and a
+    watch resumed with a resourceVersion first hears of every deletion (`_tombstones`), which
+    kmock, with no resourceVersions, cannot replay from the right point.
     Fault: ``max_lists`` fails node lists (503) after that many complete lists.
     """
 
@@ -79,6 +81,10 @@ class Emulator(kmock.KubernetesEmulator):
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         try:
+            yield await anext(inner)  # kmock's first (empty) chunk: the response headers
+            if (request.params or {}).get("resourceVersion"):
+                for event in self._tombstones(request):
+                    yield event
             while True:
                 left = end - loop.time()
                 if timeout > 0 and left <= 0:
@@ -90,6 +96,18 @@ class Emulator(kmock.KubernetesEmulator):
                 yield item
         finally:
             await inner.aclose()
+
+    def _tombstones(self, request: kmock.Request) -> list[dict[str, Any]]:
+        """A DELETED event for every object of the resource deleted so far (and not created
+        again). A resumed watch replays the live objects as ADDED; without these, an object
+        deleted between two watches would live on in the client's cache, where a real server
+        would have sent its DELETED from the resourceVersion the client resumed at. Clients
+        ignore the deletion of an object they never had."""
+        return [
+            {"type": "DELETED", "object": obj.last.raw}
+            for (resource, _ns, _name), obj in self._objects.items()
+            if resource == request.resource and obj.deleted
+        ]
 
     # kmock answers a GET or PATCH of one object by testing every stored object against the
     # request (O(n): ~10 ms a PATCH at 5,000 Nodes, most of the change latency a benchmark

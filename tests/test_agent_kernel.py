@@ -378,7 +378,10 @@ def test_a_burst_of_deletions_is_held_beyond_the_share_until_released(env: NodeE
     assert "nosdn.io/release-deletions" in a.logs()
     # an operator's release lets the held removals go at once
     env.emu.patch_node(ME, {"metadata": {"annotations": {"nosdn.io/release-deletions": "1"}}})
-    wait_until(lambda: env.routes() == wanted(*range(2, 17)), 20, what="released removals")
+    try:
+        wait_until(lambda: env.routes() == wanted(*range(2, 17)), 20, what="released removals")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {len(env.routes())} routes; log:\n{a.logs()[-4000:]}") from None
     wait_until(lambda: a.metric("nosdn_deletions_held") == 0, 5, what="no removal held")
 
 
