@@ -41,7 +41,13 @@ from nosdn.backends.kernel import _netlink as nl
 from nosdn.backends.kernel._adjacent import default_rules, shared_lookups
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
-from nosdn.backends.kernel._steady import RELEVANT_TYPES, ignored, nexthop_index, steady
+from nosdn.backends.kernel._steady import (
+    RELEVANT_TYPES,
+    ignored,
+    never_routed,
+    nexthop_index,
+    steady,
+)
 from nosdn.model import (
     DEFAULT_PROTOCOL,
     Conflict,
@@ -270,8 +276,9 @@ class KernelBackend:
         return table
 
     def routes(self) -> list[InstalledRoute]:
-        """Every unicast-space route of the table (ours and others'), minus link-local and
-        multicast; local/broadcast routes live in the local table and are never read.
+        """Every unicast-space route of the table (ours and others'), minus others' routes to
+        link-local and multicast destinations (`_steady.never_routed`: nosdn never writes
+        there); local/broadcast routes live in the local table and are never read.
 
         The whole table is read every time. What is built from each route message is kept
         until the next read: a message that comes back byte for byte (and whose nexthop is the
@@ -445,7 +452,7 @@ class KernelBackend:
         r = nl.parse_route(p)
         if r is None or r.table != self.table:
             return _Found(None)
-        if r.type not in RELEVANT_TYPES or ignored(r):
+        if r.type not in RELEVANT_TYPES or ignored(r, self.protocol):
             return _Found(None, nh_id=r.nh_id)  # not reported, but its nexthop is in use
         nh_id = r.nh_id
         nh = nhs.get(nh_id) if nh_id else None
@@ -672,7 +679,10 @@ class KernelBackend:
     # --- writing ---------------------------------------------------------------------------
     def apply(self, diff: Diff) -> ApplyResult:
         """Make the table match ``diff``: adds, changes, removes; every error reported with
-        the node its route belongs to. Nexthops no longer used by any route are deleted."""
+        the node its route belongs to. Nexthops no longer used by any route are deleted.
+        A route to a link-local or multicast destination is refused (an error, nothing
+        written): the reader would not see it as ours (`_steady.never_routed`)."""
+        diff, refused = _refuse_never_routed(diff)
         snap = self._snap
         if snap is None:
             self.routes()
@@ -695,7 +705,7 @@ class KernelBackend:
             plan = plan_plain(diff, self._lookups, table=self.table, protocol=self.protocol)
         batch = self.nl.write(plan.reqs) if plan.reqs else nl.BatchResult()
         errors, failed = plan.explain(batch.errors)
-        result = ApplyResult(len(plan.reqs) - len(failed), [*plan.errors, *errors])
+        result = ApplyResult(len(plan.reqs) - len(failed), [*refused, *plan.errors, *errors])
         if batch.lost:
             self.notes.append(
                 "the kernel dropped some replies (ENOBUFS); the table was read back to find "
@@ -881,6 +891,26 @@ class KernelBackend:
                 self._delete_unused(owned, nexthops, result, keep_note=True)
         self._snap = None
         return result
+
+
+def _refuse_never_routed(diff: Diff) -> tuple[Diff, list[WriteError]]:
+    """The diff without the adds and changes to destinations nosdn never routes, and an
+    error for each (`nosdn.checks` refuses such pod subnets before anything runs)."""
+    refused: list[WriteError] = []
+
+    def keep(route: Route, action: str) -> bool:
+        d = route.dst
+        if not never_routed(AF4 if d.version == 4 else AF6, d.network_address.packed, d.prefixlen):
+            return True
+        why = "a link-local or multicast destination: nosdn never routes it"
+        refused.append(WriteError(d, route.node, action, why))
+        return False
+
+    add = tuple(r for r in diff.add if keep(r, "add"))
+    change = tuple(c for c in diff.change if keep(c.new, "change"))
+    if not refused:
+        return diff, refused
+    return Diff(add, change, diff.remove, diff.keep, diff.conflicts), refused
 
 
 def _nh_gateway(nh: nl.NexthopMsg | None) -> bytes | None:
