@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +44,11 @@ from nosdn.plan import desired_routes
 from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_routes
 
 if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn --help`
+    from nosdn.backends.base import WriteError
     from nosdn.backends.kernel import KernelBackend
 
+#: Failed writes listed one per line; the rest are counted (with their likely cause).
+MAX_FAILURE_LINES = 20
 RT_PROTOS_D = Path(os.environ.get("NOSDN_RT_PROTOS_D", "/etc/iproute2/rt_protos.d"))
 
 NodeOpt = option(
@@ -200,6 +203,12 @@ def _report(
             {"dst": str(e.dst), "node": e.node, "action": e.action, "message": e.message}
             for e in result.errors
         ]
+        if result.errors:
+            from nosdn.backends.kernel import summarize_failures
+
+            summary = summarize_failures(result.errors)
+            data["failed"] = summary.total
+            data["likelyCause"] = summary.cause
     return data
 
 
@@ -229,6 +238,23 @@ def _print_plan(result: PassResult, verb: str, full: bool) -> None:
         f"{len(d.remove)} to remove, {len(d.keep)} in sync, {len(d.conflicts)} conflict(s)"
         f"{verb}\n"
     )
+
+
+def failure_lines(errors: Sequence[WriteError], limit: int = MAX_FAILURE_LINES) -> list[str]:
+    """The first ``limit`` failed writes, one line each, then the total, the kernel's reasons
+    and the likely cause: 15,000 failures (another writer, a link gone down) are a few lines."""
+    if not errors:
+        return []
+    from nosdn.backends.kernel import summarize_failures
+
+    lines = []
+    for e in errors[:limit]:
+        who = f"node {e.node}" if e.node else "stale route"
+        lines.append(f"x failed to {e.action} {e.dst} ({who}): {e.message}\n")
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more (-o json lists every one)\n")
+    lines.append(f"x {summarize_failures(errors).line()}\n")
+    return lines
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -325,9 +351,7 @@ def _apply(
         verb = " (dry run: nothing written)" if dry_run else f"; {result.writes} write(s)"
         _print_plan(result, verb, full=verbose or dry_run)
         _print_problems(result, notes)
-        for e in result.errors:
-            who = f"node {e.node}" if e.node else "stale route"
-            sys.stdout.write(f"x failed to {e.action} {e.dst} ({who}): {e.message}\n")
+        sys.stdout.writelines(failure_lines(result.errors))
         if any("not permitted" in e.message for e in result.errors):
             err.print("writing routes needs root (CAP_NET_ADMIN)", markup=False)
     if result.errors or result.conflicts:
