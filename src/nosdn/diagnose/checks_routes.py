@@ -9,9 +9,7 @@ answers ARP/NDP on its link, which is where a route that looks right still goes 
 
 from __future__ import annotations
 
-import shlex
-
-from nosdn.diagnose.facts import Facts, probe_address
+from nosdn.diagnose.facts import Facts, nosdn_command, probe_address
 from nosdn.diagnose.result import CheckResult, fail, ok, skip, warn
 from nosdn.model import DEFAULT_PROTOCOL, IPAddress, Route
 
@@ -22,7 +20,7 @@ BAD_NEIGH = {"FAILED", "INCOMPLETE"}
 
 def apply_command(facts: Facts) -> str:
     """The ``nosdn apply`` command line that makes this host's routes right."""
-    argv = ["nosdn", "apply", "-f", facts.inventory or "INVENTORY"]
+    argv = ["apply", "-f", facts.inventory or "INVENTORY"]
     if facts.target is not None and facts.target.kind == "external":
         argv.append("--external")
     elif facts.node_name is not None:
@@ -31,7 +29,7 @@ def apply_command(facts: Facts) -> str:
         argv += ["--table", str(facts.table)]
     if facts.protocol != DEFAULT_PROTOCOL:
         argv += ["--protocol", str(facts.protocol)]
-    return shlex.join(argv)
+    return nosdn_command(facts, *argv)
 
 
 def _via(r: Route) -> str:
@@ -130,8 +128,9 @@ def check_offlink(facts: Facts) -> list[CheckResult]:
                 f"{len(names)} node(s) not on a directly connected network ({', '.join(names)}) "
                 "and nothing else routes their pods",
                 "put them on this node's network, or route their pod subnets through a router "
-                f"(its config: nosdn render -f {facts.inventory or 'INVENTORY'} --format "
-                "bird|frr|cisco|junos) and give this host a route to it",
+                "(its config: "
+                + nosdn_command(facts, "render", "-f", facts.inventory or "INVENTORY", "--format")
+                + " bird|frr|cisco|junos) and give this host a route to it",
                 tuple(stranded + elsewhere),
             )
         ]

@@ -9,6 +9,7 @@ reads or writes anything; the dataclasses only say which facts exist and what sh
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface
@@ -149,6 +150,9 @@ class Facts:
     target: Target | None = None
     #: the inventory path as the user gave it (for the fix commands), absolute
     inventory: str | None = None
+    #: how to run nosdn in a fix command, as it was run (``/usr/local/bin/nosdn``,
+    #: ``/venv/bin/python -m nosdn``): ``nosdn`` may not be on the PATH where it is pasted
+    program: tuple[str, ...] = ("nosdn",)
     table: int = 254
     protocol: int = DEFAULT_PROTOCOL
     #: ``net.ipv4.ip_forward`` -> "1", ``net.ipv4.conf.eth0.rp_filter`` -> "2", ...
@@ -201,6 +205,11 @@ class Facts:
             if any(a.ip == ip for a in link.addresses):
                 return link
         return None
+
+
+def nosdn_command(facts: Facts, *args: str) -> str:
+    """A nosdn command line for a fix, shell-quoted, that runs as printed."""
+    return shlex.join([*facts.program, *args])
 
 
 def probe_address(net: IPNetwork) -> IPAddress:

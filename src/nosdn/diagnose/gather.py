@@ -257,6 +257,7 @@ def gather(
     masquerade: Masquerade = "auto",
     addresses: Sequence[IPAddress] = (),
     firewall: bool = True,
+    program: Sequence[str] = ("nosdn",),
 ) -> Facts:
     """Read everything the checks need from this host (plus route lookups for ``addresses``,
     which trace asks about). Raises `TargetError` only."""
@@ -296,6 +297,7 @@ def gather(
         cluster=cluster,
         target=target,
         inventory=str(inventory.absolute()) if inventory is not None else None,
+        program=tuple(program),
         table=table,
         protocol=protocol,
         sysctl=read_sysctls(),
