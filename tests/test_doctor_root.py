@@ -258,6 +258,37 @@ def test_conflict(lab: Lab) -> None:
         sh(lab, f"nosdn apply -f {lab.paths.inventory} --node node1")
 
 
+@pytest.mark.parametrize(
+    ("foreign", "prefix", "kind"),
+    [
+        ("blackhole 10.244.2.0/25", "10.244.2.0/25", "blackhole"),
+        ("10.244.2.128/25 via 10.10.0.254", "10.244.2.128/25", "unicast"),
+        ("unreachable 10.244.1.0/26", "10.244.1.0/26", "unreachable"),  # this node's own pods
+    ],
+    ids=["blackhole-in-peer-subnet", "static-via-another-host", "unreachable-in-own-subnet"],
+)
+def test_more_specific_foreign_route_shadows_a_pod_subnet(
+    lab: Lab, foreign: str, prefix: str, kind: str
+) -> None:
+    """nosdn's routes are all right, but someone else's more specific route takes part of a
+    pod subnet: a conflict that shadows it, with the prefix, type, protocol and the command
+    that removes it (only that route)."""
+    sh(lab, f"ip route add {foreign} proto static")
+    try:
+        seen = break_fix_mend(lab, "conflicts")
+        assert "shadow pod subnets" in seen["saw"]
+        assert f"{kind} {prefix} proto static" in seen["saw"]
+        assert (
+            seen["fix"]
+            == f"ip route del {'' if kind == 'unicast' else kind + ' '}{prefix} proto static"
+        )
+        assert seen["details"][0].startswith(f"{prefix} ({kind}, proto static) shadows 10.244.")
+    finally:
+        sh(lab, f"ip route del {foreign} proto static", check=False)
+    _, checks = doctor(lab)
+    assert checks["routes"]["status"] == "ok"
+
+
 def test_offlink_node(lab: Lab, tmp_path: Path) -> None:
     """A third node on a network node1 is not on: reported; failing while nothing routes its
     pods, a warning once a default route (a router) does, ok once it is on-link."""

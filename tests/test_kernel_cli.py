@@ -222,3 +222,33 @@ def test_writes_raced_by_another_writer_say_so(host: str) -> None:
     lines = failure_lines(res.errors)
     assert len(lines) == 22
     assert lines[-1].startswith("x 100 write(s) failed (100 File exists); likely cause: another")
+
+
+@pytest.mark.parametrize(
+    ("foreign", "kind"),
+    [("blackhole 172.17.2.0/25", "blackhole"), ("172.17.2.128/25 via 10.0.0.9", "unicast")],
+    ids=["blackhole", "static-via-another-host"],
+)
+def test_status_reports_a_more_specific_foreign_route_as_shadowing(
+    host: str, nosdn: Callable[..., subprocess.CompletedProcess[str]], foreign: str, kind: str
+) -> None:
+    """Half of node2's pods go where someone else's /25 says, though nosdn's /24 is right:
+    status says so (exit 1), names the route, its type and protocol, and what to do; apply
+    leaves the foreign route alone."""
+    assert nosdn("apply").returncode == 0
+    ip(host, "route", "add", *foreign.split(), "proto", "static")
+    status = nosdn("status", "-o", "json")
+    assert status.returncode == 1
+    rows = {r["dst"]: r for r in json.loads(status.stdout)["routes"]}
+    row = rows["172.17.2.0/24"]
+    assert row["state"] == "shadowed"
+    prefix = foreign.split()[1 if kind == "blackhole" else 0]
+    assert row["shadowedBy"] == [{"dst": prefix, "type": kind, "owner": "static"}]
+    assert rows["172.17.3.0/24"]["state"] == "ok"
+    text = nosdn("status")
+    assert text.returncode == 1
+    assert f"! conflict {prefix} shadows 172.17.2.0/24 via 10.0.0.2 (node2)" in text.stdout
+    want_del = f"ip route del {'blackhole ' if kind == 'blackhole' else ''}{prefix} proto static"
+    assert f"remove it only if it is wrong: {want_del}" in text.stdout
+    assert nosdn("apply").returncode == 0
+    assert prefix in ip(host, "route", "show", "proto", "static")

@@ -50,10 +50,16 @@ class RouteLookup:
 
     dst: IPAddress
     error: str | None = None  # "Network is unreachable", ...
-    kind: str = "unicast"  # unicast, local, blackhole, unreachable, ...
+    #: unicast, local, blackhole, unreachable, ... (with an error: the type of route whose
+    #: answer the error is, when it tells: EINVAL blackhole, EHOSTUNREACH unreachable, ...)
+    kind: str = "unicast"
     dev: str | None = None
     gateway: IPAddress | None = None
     src: IPAddress | None = None
+    #: the route the kernel picked (``ip route get fibmatch``), asked for traced addresses
+    #: only; None when not asked, or when the kernel names none (an error)
+    matched: InstalledRoute | None = None
+    matched_table: int | None = None
 
     @property
     def routed(self) -> bool:
@@ -62,7 +68,8 @@ class RouteLookup:
 
     def describe(self) -> str:
         if self.error is not None:
-            return f"{self.dst}: {self.error}"
+            kind = f" (a {self.kind} route)" if self.kind != "unicast" else ""
+            return f"{self.dst}: {self.error}{kind}"
         parts = [str(self.dst)] if self.kind == "unicast" else [self.kind, str(self.dst)]
         if self.gateway is not None:
             parts.append(f"via {self.gateway}")

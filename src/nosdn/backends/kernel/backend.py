@@ -76,6 +76,8 @@ _TYPE_NAMES = {
     nl.RTN_PROHIBIT: "prohibit",
     nl.RTN_THROW: "throw",
 }
+#: The `InstalledRoute.kind` of each route type the reader reports.
+_KINDS = {t: (prefix.strip() or "unicast") for t, prefix in RELEVANT_TYPES.items()}
 _NO_NEXTHOPS = {errno.EOPNOTSUPP, errno.EINVAL, errno.EPROTONOSUPPORT}
 #: After a write of at least this many messages, a watched backend also counts the routes of
 #: other tables that use its nexthops (it reads its own table back after every write).
@@ -514,6 +516,7 @@ class KernelBackend:
             f"{RELEVANT_TYPES[r.type]}{ntop(fam, raw_dst)}/{plen}{nhid_text}{via_text}{dev_text}"
             f" proto {owner}{metric_text}",
             f"nhid={nh_id} metric={r.priority}",
+            _KINDS[r.type],
         )
         return f.route
 
@@ -529,6 +532,39 @@ class KernelBackend:
         if r.gateway:
             return [r.gateway]
         return [g for g, _ in r.multipath if g]
+
+    def route_used(self, dst: IPAddress) -> tuple[InstalledRoute, int] | int:
+        """The route the kernel picks for a packet to ``dst`` from this host, and its table
+        (``ip route get fibmatch``: policy rules and longest prefix applied by the kernel
+        itself), or the lookup's errno: EINVAL, EHOSTUNREACH, EACCES for a blackhole,
+        unreachable or prohibit route (the kernel names no route then), ENETUNREACH for none.
+        Its ``detail`` reads like the routes of `routes`, plus ``table N`` when not ours."""
+        r = self.nl.fib_match(dst.packed)
+        if isinstance(r, int):
+            return r
+        links = self.nl.links()
+        gws = self._gateways(r, self._nexthop_table() if r.nh_id else {})
+        fam = r.family
+        raw = r.dst or bytes(4 if fam == AF4 else 16)
+        net = _to_net(fam, raw, r.dst_len)
+        owner = self._names.get(r.protocol) or str(r.protocol)
+        kind = _KINDS.get(r.type) or _TYPE_NAMES.get(r.type, str(r.type))
+        via = tuple(sorted(_to_addr(g) for g in gws))
+        words = [] if kind == "unicast" else [kind]
+        words.append(f"{socket.inet_ntop(fam, raw)}/{r.dst_len}")
+        if r.nh_id:
+            words.append(f"nhid {r.nh_id}")
+        words += [f"via {g}" for g in via] if len(via) == 1 else [f"nexthop via {g}" for g in via]
+        if r.oif:
+            words.append(f"dev {links.get(r.oif, r.oif)}")
+        words.append(f"proto {owner}")
+        if r.priority:
+            words.append(f"metric {r.priority}")
+        if r.table != self.table:
+            words.append(f"table {r.table}")
+        owned = r.protocol == self.protocol and r.type == nl.RTN_UNICAST and r.table == self.table
+        ref = f"nhid={r.nh_id} metric={r.priority}"
+        return InstalledRoute(net, via, owned, owner, " ".join(words), ref, kind), r.table
 
     def nexthops(self) -> list[nl.NexthopMsg]:
         """The nexthop objects carrying our protocol (empty without kernel support)."""
