@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,9 +49,19 @@ def node_ns(lab: Lab, node: str = "node1") -> str:
     return lab.topo.node(node).netns
 
 
-def sh(lab: Lab, command: str, node: str = "node1", check: bool = True) -> str:
-    """Run a shell command inside the node, with this venv's `nosdn` first on PATH."""
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+#: A PATH without this venv (sudo's secure_path): where a printed fix may be pasted.
+BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: How the doctor is run here, so how its fix commands start.
+PROGRAM = shlex.join([sys.executable, "-m", "nosdn"])
+
+
+def sh(
+    lab: Lab, command: str, node: str = "node1", check: bool = True, path: str | None = None
+) -> str:
+    """Run a shell command inside the node, with this venv's `nosdn` first on PATH (or with
+    exactly ``path``)."""
+    path = path or f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    env = {**os.environ, "PATH": path}
     proc = subprocess.run(
         ["ip", "netns", "exec", node_ns(lab, node), "sh", "-c", command],
         capture_output=True,
@@ -64,16 +76,20 @@ def sh(lab: Lab, command: str, node: str = "node1", check: bool = True) -> str:
 
 
 def doctor(
-    lab: Lab, *args: str, node: str = "node1", inventory: Path | None = None
+    lab: Lab,
+    *args: str,
+    node: str = "node1",
+    inventory: Path | None = None,
+    program: tuple[str, ...] = (sys.executable, "-m", "nosdn"),
 ) -> tuple[int, dict[str, dict[str, Any]]]:
     argv = [
-        "ip", "netns", "exec", node_ns(lab, node),
-        sys.executable, "-m", "nosdn", "doctor",
+        "ip", "netns", "exec", node_ns(lab, node), *program, "doctor",
         "-f", str(inventory or lab.paths.inventory),
         "--cni-conf", str(lab.paths.conflist(node)),
         "-o", "json", *args,
     ]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    env = {**os.environ, "PATH": BARE_PATH}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
     assert proc.returncode in (0, 1), proc.stderr
     data = json.loads(proc.stdout)
     return proc.returncode, {c["check"]: c for c in data["checks"]}
@@ -198,7 +214,7 @@ def test_forward_drop_rule_native_nftables(lab: Lab) -> None:
 
 
 def test_routes_missing_wrong_stale(lab: Lab) -> None:
-    fix = f"nosdn apply -f {lab.paths.inventory} --node node1"
+    fix = f"{PROGRAM} apply -f {lab.paths.inventory} --node node1"
     sh(lab, "ip route del 10.244.2.0/24")
     seen = break_fix_mend(lab, "routes")
     assert seen["fix"] == fix
@@ -213,15 +229,64 @@ def test_routes_missing_wrong_stale(lab: Lab) -> None:
     assert seen["saw"].startswith("0 missing, 0 wrong, 1 stale")
 
 
+def test_fix_commands_run_where_nosdn_is_not_on_path(lab: Lab) -> None:
+    """The fix names nosdn as it was run (the venv's entry point by its path, or this Python
+    with -m nosdn), so pasted into a shell whose PATH has no nosdn it still runs."""
+    assert shutil.which("nosdn", path=BARE_PATH) is None
+    entry = str(Path(VENV_BIN) / "nosdn")
+    try:
+        for program in ((sys.executable, "-m", "nosdn"), (entry,)):
+            sh(lab, "ip route del 10.244.2.0/24")
+            seen = broken(lab, "routes", program=program)
+            assert seen["fix"] == (
+                f"{shlex.join(program)} apply -f {lab.paths.inventory} --node node1"
+            )
+            sh(lab, seen["fix"], path=BARE_PATH)
+            mended(lab, "routes", program=program)
+    finally:
+        sh(lab, f"nosdn apply -f {lab.paths.inventory} --node node1")
+
+
 def test_conflict(lab: Lab) -> None:
     sh(lab, "ip route replace 10.244.2.0/24 via 10.10.0.254 proto static")
     try:
         seen = break_fix_mend(lab, "conflicts")
-        assert seen["fix"].startswith("ip route del 10.244.2.0/24 proto static && nosdn apply")
+        assert seen["fix"].startswith(f"ip route del 10.244.2.0/24 proto static && {PROGRAM} apply")
         assert "found 10.244.2.0/24 via 10.10.0.254 dev eth0 proto static" in seen["details"][0]
     finally:
         sh(lab, "ip route del 10.244.2.0/24 proto static", check=False)
         sh(lab, f"nosdn apply -f {lab.paths.inventory} --node node1")
+
+
+@pytest.mark.parametrize(
+    ("foreign", "prefix", "kind"),
+    [
+        ("blackhole 10.244.2.0/25", "10.244.2.0/25", "blackhole"),
+        ("10.244.2.128/25 via 10.10.0.254", "10.244.2.128/25", "unicast"),
+        ("unreachable 10.244.1.0/26", "10.244.1.0/26", "unreachable"),  # this node's own pods
+    ],
+    ids=["blackhole-in-peer-subnet", "static-via-another-host", "unreachable-in-own-subnet"],
+)
+def test_more_specific_foreign_route_shadows_a_pod_subnet(
+    lab: Lab, foreign: str, prefix: str, kind: str
+) -> None:
+    """nosdn's routes are all right, but someone else's more specific route takes part of a
+    pod subnet: a conflict that shadows it, with the prefix, type, protocol and the command
+    that removes it (only that route)."""
+    sh(lab, f"ip route add {foreign} proto static")
+    try:
+        seen = break_fix_mend(lab, "conflicts")
+        assert "shadow pod subnets" in seen["saw"]
+        assert f"{kind} {prefix} proto static" in seen["saw"]
+        assert (
+            seen["fix"]
+            == f"ip route del {'' if kind == 'unicast' else kind + ' '}{prefix} proto static"
+        )
+        assert seen["details"][0].startswith(f"{prefix} ({kind}, proto static) shadows 10.244.")
+    finally:
+        sh(lab, f"ip route del {foreign} proto static", check=False)
+    _, checks = doctor(lab)
+    assert checks["routes"]["status"] == "ok"
 
 
 def test_offlink_node(lab: Lab, tmp_path: Path) -> None:
@@ -235,7 +300,7 @@ def test_offlink_node(lab: Lab, tmp_path: Path) -> None:
     try:
         seen = broken(lab, "offlink", inventory=inv)
         assert "node3" in seen["saw"]
-        assert "nosdn render -f" in seen["fix"]
+        assert f"{PROGRAM} render -f" in seen["fix"]
         assert any("10.244.3.0/24 are unreachable" in d for d in seen["details"])
         sh(lab, "ip route add default via 10.10.0.2")
         _, checks = doctor(lab, inventory=inv)

@@ -537,3 +537,34 @@ def test_watched_backend_reads_again_when_told_the_table_changed(host: str) -> N
         assert [str(r.dst) for r in again.add] == ["172.17.2.0/24"]
         assert b.apply(again).writes == 1
         assert b.read_diff(desired)[0].writes == 0
+
+
+def test_reader_and_writer_agree_on_link_local_and_multicast(host: str) -> None:
+    """The writer never installs a route the reader would not see as its own: a link-local or
+    multicast destination is refused (nothing written), and a route of ours already there
+    (an older writer's) is read, so it is removed as stale instead of failing every later add
+    with ``File exists``. Other owners' routes there (zeroconf, multicast) stay unread."""
+    from nosdn.model import Diff, Route
+
+    gw = (ip_address("10.0.0.2"),)
+    wanted = tuple(
+        Route(ip_network(d), gw, "n2") for d in ("224.1.0.0/16", "169.254.7.0/24", "172.17.2.0/24")
+    )
+    with KernelBackend(netns=host) as b:
+        res = b.apply(Diff(add=wanted))
+    assert sorted(str(e.dst) for e in res.errors) == ["169.254.7.0/24", "224.1.0.0/16"]
+    assert all("never routes" in e.message for e in res.errors)
+    assert [ln.split()[0] for ln in ours(host)] == ["172.17.2.0/24"]
+
+    ip(host, "route", "add", "224.2.0.0/16", "via", "10.0.0.2", "proto", "157")
+    ip(host, "route", "add", "169.254.0.0/16", "dev", "br0", "proto", "static")
+    c = cluster(node(1, v6=False), node(2, v6=False))
+    with KernelBackend(netns=host) as b:
+        seen = {str(r.dst): r.owned for r in b.routes()}
+    assert seen.get("224.2.0.0/16") is True
+    assert "169.254.0.0/16" not in seen
+    res2 = run(host, c)
+    assert res2.ok, res2.errors
+    assert [str(r.dst) for r in res2.diff.remove] == ["224.2.0.0/16"]
+    assert [ln.split()[0] for ln in ours(host)] == ["172.17.2.0/24"]
+    assert "169.254.0.0/16 dev br0 proto static" in " ".join(routes_of(host))

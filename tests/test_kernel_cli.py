@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,94 @@ def test_usage_errors_exit_2(nosdn: Callable[..., subprocess.CompletedProcess[st
     unknown = nosdn("plan", "--node", "node9")
     assert unknown.returncode == 2
     assert "node9" in unknown.stderr
+
+
+def _many_nodes(n: int) -> str:
+    """node1 (10.0.0.1) and ``n - 1`` peers on 10.0.0.0/16, one pod subnet each."""
+    lines = ["  - {name: node1, ips: [10.0.0.1], podCIDRs: [172.31.1.0/24]}"]
+    for i in range(2, n + 1):
+        lines.append(
+            f"  - {{name: n{i}, ips: [10.0.{i // 256}.{i % 256}], "
+            f"podCIDRs: [172.{16 + i // 256}.{i % 256}.0/24]}}"
+        )
+    return "clusterCIDRs: [172.16.0.0/12]\nnodes:\n" + "\n".join(lines) + "\n"
+
+
+def test_many_failed_writes_are_a_total_and_a_likely_cause(
+    netns: Callable[..., str], tmp_path: Path
+) -> None:
+    """The next hops' link has no carrier (its peer is down): the kernel refuses every
+    nexthop. apply lists the first 20 failures, then one total with the likely cause."""
+    ns = netns("nosdn-kfail")
+    ip(ns, "link", "add", "e0", "type", "veth", "peer", "name", "e1")
+    ip(ns, "link", "set", "e0", "up")  # e1 stays down: e0 has no carrier
+    ip(ns, "addr", "add", "10.0.0.1/16", "dev", "e0")
+    inv = tmp_path / "many.yaml"
+    inv.write_text(_many_nodes(300))
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, NOSDN, "apply", "-f", str(inv)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "NOSDN_RT_PROTOS_D": str(tmp_path / "rt_protos.d")},
+    )
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert sum(ln.startswith("x failed to add") for ln in lines) == 20
+    assert "  ... and 279 more (-o json lists every one)" in lines
+    total = lines[-1]
+    assert total.startswith("x 299 write(s) failed (299 Carrier for nexthop device is down")
+    assert "likely cause: the next hops' link went down" in total
+    assert len(lines) < 30
+
+
+def test_writes_raced_by_another_writer_say_so(host: str) -> None:
+    """Another writer adds the same prefixes between apply's read and its writes: every add
+    fails with File exists, and the summary names that cause."""
+    from nosdn.backends.kernel import KernelBackend
+    from nosdn.cli._kernel_cmds import failure_lines
+    from nosdn.model import Route
+
+    wanted = [
+        Route(ip_network(f"172.17.{i}.0/24"), (ip_address(f"10.0.0.{2 + i % 3}"),), f"n{i}")
+        for i in range(100)
+    ]
+    with KernelBackend(netns=host) as b:
+        b.adjacency(sorted({r.via[0] for r in wanted}))
+        diff, _owned = b.read_diff(wanted)
+        batch = "".join(f"route add {r.dst} via {r.via[0]} proto static\n" for r in wanted)
+        subprocess.run(["ip", "-n", host, "-batch", "-"], input=batch, text=True, check=True)
+        res = b.apply(diff)
+    lines = failure_lines(res.errors)
+    assert len(lines) == 22
+    assert lines[-1].startswith("x 100 write(s) failed (100 File exists); likely cause: another")
+
+
+@pytest.mark.parametrize(
+    ("foreign", "kind"),
+    [("blackhole 172.17.2.0/25", "blackhole"), ("172.17.2.128/25 via 10.0.0.9", "unicast")],
+    ids=["blackhole", "static-via-another-host"],
+)
+def test_status_reports_a_more_specific_foreign_route_as_shadowing(
+    host: str, nosdn: Callable[..., subprocess.CompletedProcess[str]], foreign: str, kind: str
+) -> None:
+    """Half of node2's pods go where someone else's /25 says, though nosdn's /24 is right:
+    status says so (exit 1), names the route, its type and protocol, and what to do; apply
+    leaves the foreign route alone."""
+    assert nosdn("apply").returncode == 0
+    ip(host, "route", "add", *foreign.split(), "proto", "static")
+    status = nosdn("status", "-o", "json")
+    assert status.returncode == 1
+    rows = {r["dst"]: r for r in json.loads(status.stdout)["routes"]}
+    row = rows["172.17.2.0/24"]
+    assert row["state"] == "shadowed"
+    prefix = foreign.split()[1 if kind == "blackhole" else 0]
+    assert row["shadowedBy"] == [{"dst": prefix, "type": kind, "owner": "static"}]
+    assert rows["172.17.3.0/24"]["state"] == "ok"
+    text = nosdn("status")
+    assert text.returncode == 1
+    assert f"! conflict {prefix} shadows 172.17.2.0/24 via 10.0.0.2 (node2)" in text.stdout
+    want_del = f"ip route del {'blackhole ' if kind == 'blackhole' else ''}{prefix} proto static"
+    assert f"remove it only if it is wrong: {want_del}" in text.stdout
+    assert nosdn("apply").returncode == 0
+    assert prefix in ip(host, "route", "show", "proto", "static")

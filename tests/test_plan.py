@@ -204,3 +204,37 @@ def test_desired_routes_sort_like_route_sort_key(nets: list[ipaddress.IPv4Networ
     """desired_routes sorts by one packed int; the order must be route_sort_key's."""
     routes = [Route(n, (ipaddress.ip_address("10.0.0.9"),), f"n{i}") for i, n in enumerate(nets)]
     assert sorted(routes, key=_sort_key) == sorted(routes, key=lambda r: route_sort_key(r.dst))
+
+
+def test_shadows_are_others_routes_strictly_inside_a_wanted_prefix() -> None:
+    from nosdn.plan import shadows
+
+    net, addr = ipaddress.ip_network, ipaddress.ip_address
+    gw = (addr("10.0.0.2"),)
+    wanted = [
+        Route(net("10.244.0.0/16"), gw, "big"),
+        Route(net("10.244.1.0/24"), gw, "n1"),
+        Route(net("fd00:244::/64"), (addr("fd00::2"),), "n1"),
+    ]
+
+    def theirs(dst: str, kind: str = "unicast", owned: bool = False) -> InstalledRoute:
+        return InstalledRoute(net(dst), (), owned, "static", f"{dst} proto static", kind=kind)
+
+    found = shadows(
+        wanted,
+        [
+            theirs("10.244.1.0/25", "blackhole"),  # inside both: the most specific wins
+            theirs("10.244.7.0/24"),  # inside the /16 only
+            theirs("10.244.1.0/24"),  # the same prefix: a conflict, not a shadow
+            theirs("10.0.0.0/8"),  # less specific: the wanted routes win
+            theirs("10.244.1.128/25", owned=True),  # ours: a stale route for the diff
+            theirs("fd00:244::/80"),
+            theirs("10.9.0.0/24"),
+        ],
+    )
+    assert [(str(s.found.dst), str(s.wanted.dst)) for s in found] == [
+        ("10.244.7.0/24", "10.244.0.0/16"),
+        ("10.244.1.0/25", "10.244.1.0/24"),
+        ("fd00:244::/80", "fd00:244::/64"),
+    ]
+    assert found[1].found.kind == "blackhole"

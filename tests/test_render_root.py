@@ -327,19 +327,23 @@ _HAVE_APPLY = importlib.util.find_spec("nosdn.cli._kernel_cmds") is not None
 
 @pytest.mark.skipif(not _HAVE_APPLY, reason="nosdn apply (cli/_kernel_cmds.py) is not there yet")
 @pytest.mark.parametrize(
-    ("addrs", "args", "far"),
+    ("addrs", "args", "twist"),
     [
-        (["10.10.0.1", "fd00:10::1"], (), False),
-        (["10.10.0.3"], (), False),
-        (["10.10.0.50", "fd00:10::50"], ("--external",), False),
-        (["10.10.0.1", "fd00:10::1"], (), True),
+        (["10.10.0.1", "fd00:10::1"], (), None),
+        (["10.10.0.3"], (), None),
+        (["10.10.0.50", "fd00:10::50"], ("--external",), None),
+        (["10.10.0.1", "fd00:10::1"], (), "offlink-peer"),
+        (["10.10.0.1", "fd00:10::1"], (), "conflict"),
     ],
-    ids=["node1-dual", "node3-v4", "external-ecmp", "node1-offlink-peer"],
+    ids=["node1-dual", "node3-v4", "external-ecmp", "node1-offlink-peer", "node1-conflict"],
 )
 def test_script_and_nosdn_apply_make_the_same_table(
-    netns: Netns, tmp_path: Path, addrs: list[str], args: tuple[str, ...], far: bool
+    netns: Netns, tmp_path: Path, addrs: list[str], args: tuple[str, ...], twist: str | None
 ) -> None:
-    """Same table and same exit status (an off-link peer is skipped by both, exit 0)."""
+    """Same table and same exit status: an off-link peer is skipped by both (exit 0); a
+    prefix someone else routes is left alone and reported by both (exit 1)."""
+    far = twist == "offlink-peer"
+    rc = 1 if twist == "conflict" else 0
     cluster = _cluster()
     if far:
         off = Node("far", (ip_address("192.168.99.4"),), (ip_network("172.17.4.0/24"),))
@@ -360,9 +364,12 @@ def test_script_and_nosdn_apply_make_the_same_table(
     script.write_text(render(cluster, "script"))
     by_script = _host(netns, addrs)
     by_apply = _host(netns, addrs)
+    if twist == "conflict":
+        for ns in (by_script, by_apply):
+            ip(ns, "route", "add", "172.17.2.0/24", "via", "10.10.0.9", "proto", "static")
 
     res = _run(by_script, script, *args)
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.returncode == rc, res.stdout + res.stderr
     applied = subprocess.run(
         [sys.executable, "-m", "nosdn", "apply", "-f", str(inventory), "--netns", by_apply, *args],
         capture_output=True,
@@ -371,7 +378,7 @@ def test_script_and_nosdn_apply_make_the_same_table(
         timeout=60,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert applied.returncode == rc, applied.stdout + applied.stderr
     assert _table(by_script) == _table(by_apply)
     assert _ours(by_script)  # the comparison is about something
     assert ip(by_apply, "nexthop", "show")  # apply used nexthop objects, the script did not

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from ipaddress import ip_network
 from typing import Any
 
 import pytest
@@ -140,4 +141,47 @@ def test_remote_pod_with_its_route_deleted(lab: Lab) -> None:
             ["ip", "netns", "exec", node1, sys.executable, "-m", "nosdn", "apply",
              "-f", str(lab.paths.inventory), "--node", "node1"]
         )  # fmt: skip
+    assert trace(lab, ip)[0] == 0
+
+
+def test_remote_pod_shadowed_or_redirected_names_the_route_the_kernel_used(lab: Lab) -> None:
+    """nosdn's /24 to node2 is right, but the kernel uses another route: someone else's more
+    specific blackhole, a more specific static route via another host, or a route of another
+    table an ip rule sends the address to. Trace names that route and says why (exit 1)."""
+    ip = pod_ip(lab, "node2")
+    node1 = lab.topo.node("node1").netns
+    half = str(ip_network(f"{ip}/25", strict=False))
+    cases = [
+        (["route", "add", "blackhole", half, "proto", "static"], f"blackhole {half} proto static"),
+        (
+            ["route", "add", half, "via", "10.10.0.253", "proto", "static"],
+            f"{half} via 10.10.0.253 dev eth0 proto static",
+        ),
+        (
+            ["route", "add", half, "via", "10.10.0.253", "proto", "static", "table", "100"],
+            f"{half} via 10.10.0.253 dev eth0 proto static table 100",
+        ),
+    ]
+    try:
+        for add, route in cases:
+            ns.run(["ip", "-n", node1, *add])
+            if "table" in add:
+                ns.run(
+                    ["ip", "-n", node1, "rule", "add", "to", half, "lookup", "100", "pref", "100"]
+                )
+            rc, t, text = trace(lab, ip)
+            assert rc == 1, text
+            assert t["route"] == route
+            assert t["routeOwner"] == "static"
+            if "table" in add:
+                assert "a policy rule (ip rule) sends it to table 100" in t["verdict"]
+            else:
+                assert t["verdict"].startswith("shadowed: the kernel uses ")
+                assert "more specific than nosdn's 10.244.2.0/24" in t["verdict"]
+            ns.run(["ip", "-n", node1, "route", "del", *add[2:]])
+            ns.run(["ip", "-n", node1, "rule", "del", "pref", "100"], check=False)
+    finally:
+        for add, _ in cases:
+            ns.run(["ip", "-n", node1, "route", "del", *add[2:]], check=False)
+        ns.run(["ip", "-n", node1, "rule", "del", "pref", "100"], check=False)
     assert trace(lab, ip)[0] == 0

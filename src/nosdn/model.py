@@ -131,6 +131,8 @@ class InstalledRoute:
     owner: str = PROTOCOL_NAME
     detail: str = ""
     ref: str = field(default="", compare=False)
+    #: the route's type where a backend has types: unicast, blackhole, unreachable, ...
+    kind: str = field(default="unicast", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,16 @@ class Change:
 @dataclass(frozen=True, slots=True)
 class Conflict:
     """A prefix nosdn wants that someone else already routes: reported, never overwritten."""
+
+    wanted: Route
+    found: InstalledRoute
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """A route of someone else's more specific than a prefix nosdn wants: longest prefix wins,
+    so it takes part of that prefix's addresses (half a node's pods for a /25 in a /24) while
+    nosdn's own route looks right. Reported, never removed."""
 
     wanted: Route
     found: InstalledRoute

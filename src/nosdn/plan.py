@@ -18,7 +18,9 @@ from nosdn.model import (
     Diff,
     InstalledRoute,
     IPAddress,
+    IPNetwork,
     Route,
+    Shadow,
     Target,
 )
 
@@ -166,3 +168,31 @@ def apply_diff(actual: Iterable[InstalledRoute], d: Diff) -> list[InstalledRoute
     result.extend(InstalledRoute(r.dst, r.via, True) for r in d.add)
     result.extend(InstalledRoute(c.new.dst, c.new.via, True) for c in d.change)
     return result
+
+
+def shadows(wanted: Iterable[Route], installed: Iterable[InstalledRoute]) -> tuple[Shadow, ...]:
+    """Every route of someone else's strictly inside a wanted prefix, with the wanted route
+    it shadows (the most specific one, when wanted prefixes nest), most specific wanted first.
+
+    The kernel picks the longest matching prefix, so such a route carries part of the wanted
+    prefix's traffic wherever it leads (a blackhole, another host) and ``diff`` cannot see it:
+    it keys routes by their exact prefix. Routes of ours inside a wanted prefix are ``diff``'s
+    stale routes, and a route on a wanted prefix is ``diff``'s conflict: neither is a shadow.
+    """
+    by_len: dict[int, dict[IPNetwork, Route]] = {}
+    for w in wanted:
+        by_len.setdefault(w.dst.prefixlen, {}).setdefault(w.dst, w)
+    lengths = sorted(by_len, reverse=True)
+    out: list[Shadow] = []
+    for r in installed:
+        if r.owned or r.dst in by_len.get(r.dst.prefixlen, ()):
+            continue  # ours (stale, for diff), or on a wanted prefix itself (a conflict)
+        for plen in lengths:
+            if plen >= r.dst.prefixlen:
+                continue
+            hit = by_len[plen].get(r.dst.supernet(new_prefix=plen))
+            if hit is not None and hit.dst.version == r.dst.version:
+                out.append(Shadow(hit, r))
+                break
+    out.sort(key=lambda s: (s.wanted.dst.version, s.wanted.dst, s.found.dst))
+    return tuple(out)

@@ -37,6 +37,7 @@ from nosdn.cli._common import (
     out,
     read_api,
     report_nodes,
+    self_command,
     source_options,
 )
 from nosdn.model import DEFAULT_PROTOCOL, Cluster
@@ -183,6 +184,7 @@ def doctor(
             protocol=protocol,
             cni_conf=cni_conf,
             masquerade=masquerade,
+            program=self_command(),
         )
     except TargetError as e:
         fail(str(e))

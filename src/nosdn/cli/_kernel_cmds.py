@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,13 +39,17 @@ from nosdn.cli._common import (
     option,
     source_options,
 )
-from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Target
+from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Shadow, Target
 from nosdn.plan import desired_routes
+from nosdn.plan import shadows as find_shadows
 from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_routes
 
 if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn --help`
+    from nosdn.backends.base import WriteError
     from nosdn.backends.kernel import KernelBackend
 
+#: Failed writes listed one per line; the rest are counted (with their likely cause).
+MAX_FAILURE_LINES = 20
 RT_PROTOS_D = Path(os.environ.get("NOSDN_RT_PROTOS_D", "/etc/iproute2/rt_protos.d"))
 
 NodeOpt = option(
@@ -123,7 +127,8 @@ def _run(
     netns: str | None,
     dry_run: bool,
     strict: bool = False,
-) -> tuple[PassResult, list[str], str]:
+    shadows: bool = False,
+) -> tuple[PassResult, list[str], str, tuple[Shadow, ...]]:
     # a one-shot command that allocates ~10 objects per route and frees nothing until exit:
     # the cyclic collector would only rescan them, over and over (20% of a 10,000-route pass)
     gc.disable()
@@ -148,7 +153,10 @@ def _run(
                 err.print(f"  - node {o.node or '?'} ({o.gateway}): {o.reason}", markup=False)
             fail(f"{e}; nothing was written (--strict)", EXIT_FAILURE)
         mode = "nexthop objects" if backend.use_nexthops else "plain gateway routes"
-        return result, list(backend.notes), mode
+        # others' routes more specific than a wanted prefix: the diff keys routes by their
+        # exact prefix and cannot see them (one more read of the table, for status only)
+        shadowed = find_shadows(result.desired, backend.routes()) if shadows else ()
+        return result, list(backend.notes), mode, shadowed
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -200,6 +208,12 @@ def _report(
             {"dst": str(e.dst), "node": e.node, "action": e.action, "message": e.message}
             for e in result.errors
         ]
+        if result.errors:
+            from nosdn.backends.kernel import summarize_failures
+
+            summary = summarize_failures(result.errors)
+            data["failed"] = summary.total
+            data["likelyCause"] = summary.cause
     return data
 
 
@@ -231,6 +245,23 @@ def _print_plan(result: PassResult, verb: str, full: bool) -> None:
     )
 
 
+def failure_lines(errors: Sequence[WriteError], limit: int = MAX_FAILURE_LINES) -> list[str]:
+    """The first ``limit`` failed writes, one line each, then the total, the kernel's reasons
+    and the likely cause: 15,000 failures (another writer, a link gone down) are a few lines."""
+    if not errors:
+        return []
+    from nosdn.backends.kernel import summarize_failures
+
+    lines = []
+    for e in errors[:limit]:
+        who = f"node {e.node}" if e.node else "stale route"
+        lines.append(f"x failed to {e.action} {e.dst} ({who}): {e.message}\n")
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more (-o json lists every one)\n")
+    lines.append(f"x {summarize_failures(errors).line()}\n")
+    return lines
+
+
 # --- commands ----------------------------------------------------------------------------
 @command("plan")
 @source_options()
@@ -255,7 +286,7 @@ def _plan(
     + add, ~ change (next hop is wrong), - remove (ours, no longer wanted). A route to the
     same prefix owned by anyone else is a conflict: shown with both routes, never touched.
     """
-    result, notes, mode = _run(
+    result, notes, mode, _ = _run(
         source=source,
         node=node,
         external=external,
@@ -309,7 +340,7 @@ def _apply(
     """
     if not dry_run and protocol == DEFAULT_PROTOCOL:
         _install_protocol_name()
-    result, notes, mode = _run(
+    result, notes, mode, _ = _run(
         source=source,
         node=node,
         external=external,
@@ -325,9 +356,7 @@ def _apply(
         verb = " (dry run: nothing written)" if dry_run else f"; {result.writes} write(s)"
         _print_plan(result, verb, full=verbose or dry_run)
         _print_problems(result, notes)
-        for e in result.errors:
-            who = f"node {e.node}" if e.node else "stale route"
-            sys.stdout.write(f"x failed to {e.action} {e.dst} ({who}): {e.message}\n")
+        sys.stdout.writelines(failure_lines(result.errors))
         if any("not permitted" in e.message for e in result.errors):
             err.print("writing routes needs root (CAP_NET_ADMIN)", markup=False)
     if result.errors or result.conflicts:
@@ -352,11 +381,12 @@ def status(
     netns: str | None,
     output: Output,
 ) -> None:
-    """Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, off-link.
+    """Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, shadowed
+    (someone else's more specific route takes part of a wanted prefix), off-link.
 
     Exit 0 when every wanted route is installed as wanted, 1 otherwise (for monitoring).
     """
-    result, notes, mode = _run(
+    result, notes, mode, shadowed = _run(
         source=source,
         node=node,
         external=external,
@@ -364,8 +394,9 @@ def status(
         protocol=protocol,
         netns=netns,
         dry_run=True,
+        shadows=True,
     )
-    rows = _status_rows(result)
+    rows = _status_rows(result, shadowed)
     healthy = all(r["state"] == "ok" for r in rows) and not result.offlink
     if output is not Output.table:
         dump(
@@ -400,12 +431,30 @@ def status(
         # no emoji codes: rich would draw a picture for the ":a:" of fd17:0:0:a::/64
         Console(highlight=False, soft_wrap=True, emoji=False).print(t)
         _print_problems(result, notes)
+        _print_shadows(shadowed, table)
     if not healthy:
         raise SystemExit(EXIT_FAILURE)
 
 
-def _status_rows(result: PassResult) -> list[dict[str, Any]]:
+def _print_shadows(shadowed: Sequence[Shadow], table: int) -> None:
+    from nosdn.diagnose.checks_routes import route_del_command
+
+    w = sys.stdout.write
+    for sh in shadowed:
+        f = sh.found
+        w(
+            f"! conflict {f.dst} shadows {_via(sh.wanted)}: {f.kind} route of {f.owner}, more "
+            "specific, so it takes those addresses; left alone\n"
+            f"    found:  {f.detail}\n"
+            f"    remove it only if it is wrong: {route_del_command(f, table)}\n"
+        )
+
+
+def _status_rows(result: PassResult, shadowed: Sequence[Shadow] = ()) -> list[dict[str, Any]]:
     d = result.diff
+    shadows_of: dict[object, list[Shadow]] = {}
+    for sh in shadowed:
+        shadows_of.setdefault(sh.wanted.dst, []).append(sh)
     conflicts = {c.wanted.dst: c for c in d.conflicts}
     changes = {c.new.dst: c for c in d.change}
     adds = {r.dst for r in d.add}
@@ -424,6 +473,15 @@ def _status_rows(result: PassResult) -> list[dict[str, Any]]:
             row["state"] = "missing"
         if want.dst in skipped:  # an ECMP route that lost some of its next hops
             row["offlinkVia"] = [str(g) for g in skipped[want.dst].via if g in offlink]
+        over = shadows_of.get(want.dst)
+        if over:  # installed or not, part of its addresses go where someone else's route says
+            row["shadowedBy"] = [
+                {"dst": str(sh.found.dst), "type": sh.found.kind, "owner": sh.found.owner}
+                for sh in over
+            ]
+            if row["state"] == "ok":
+                row["state"] = "shadowed"
+                row["found"] = "; ".join(sh.found.detail for sh in over)
         rows.append(row)
     routed = {r.dst for r in result.desired}
     for want in result.skipped:

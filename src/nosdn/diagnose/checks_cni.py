@@ -13,7 +13,14 @@ import json
 import shlex
 from typing import Any
 
-from nosdn.diagnose.facts import Facts, bridge_plugin, conflist_json, pod_bridge, probe_address
+from nosdn.diagnose.facts import (
+    Facts,
+    bridge_plugin,
+    conflist_json,
+    nosdn_command,
+    pod_bridge,
+    probe_address,
+)
 from nosdn.diagnose.result import CheckResult, fail, ok, skip, warn
 from nosdn.model import IPNetwork
 from nosdn.render.cni import cni_config
@@ -34,14 +41,14 @@ def node_mtu(facts: Facts) -> tuple[str, int] | None:
 
 
 def render_command(facts: Facts, mtu: int | None, bridge: str) -> str:
-    argv = ["nosdn", "render", "-f", facts.inventory or "INVENTORY", "--format", "cni"]
+    argv = ["render", "-f", facts.inventory or "INVENTORY", "--format", "cni"]
     argv += ["--node", facts.node_name or "NODE"]
     if mtu is not None:
         argv += ["--mtu", str(mtu)]
     if bridge != "cni0":
         argv += ["--bridge", bridge]
     path = facts.cni.path if facts.cni is not None else "/etc/cni/net.d/10-nosdn.conflist"
-    return f"{shlex.join(argv)} > {shlex.quote(path)}"
+    return f"{nosdn_command(facts, *argv)} > {shlex.quote(path)}"
 
 
 def _ranges(plugin: dict[str, Any] | None) -> set[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
-from nosdn.diagnose.facts import Chain, Facts, probe_address
+from nosdn.diagnose.facts import Chain, Facts, nosdn_command, probe_address
 from nosdn.diagnose.firewall import base_chains, evaluate
 from nosdn.diagnose.result import CheckResult, fail, ok, skip, warn
 from nosdn.model import IPAddress, IPNetwork
@@ -75,7 +75,7 @@ def check_forward_policy(facts: Facts) -> list[CheckResult]:
                 warn(
                     check,
                     f"could not read the firewall: {facts.firewall.error}",
-                    "run the doctor as root (sudo nosdn doctor ...)",
+                    f"run the doctor as root (sudo {nosdn_command(facts, 'doctor')} ...)",
                 )
             )
             continue
@@ -175,7 +175,7 @@ def check_masquerade(facts: Facts) -> list[CheckResult]:
                 warn(
                     check,
                     f"could not read nftables: {facts.firewall.error}",
-                    "run the doctor as root (sudo nosdn doctor ...)",
+                    f"run the doctor as root (sudo {nosdn_command(facts, 'doctor')} ...)",
                 )
             )
             continue

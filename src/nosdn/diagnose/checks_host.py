@@ -2,9 +2,9 @@
 
 These are the settings that break pod traffic without any error anywhere: a node that does not
 forward drops every packet between its pods and the rest of the cluster; strict reverse-path
-filtering drops packets that arrive on one interface while the route back leaves by another
-(multi-homed nodes, routes not installed yet); a kernel without nexthop objects still works,
-only slower at scale, so that one is a warning.
+filtering drops packets that arrive on one interface (where the node's own address is) while
+the route back leaves by another (multi-homed nodes, routes not installed yet); a kernel
+without nexthop objects still works, only slower at scale, so that one is a warning.
 """
 
 from __future__ import annotations
@@ -68,10 +68,24 @@ def _pod_routes(facts: Facts) -> list[Route]:
     return list(seen.values())
 
 
+def _arrival_link(facts: Facts) -> tuple[str, str] | None:
+    """The interface that holds this node's own IPv4 address, and that address: other nodes
+    send their pods' packets to it, so on a multi-homed node they arrive there, whatever
+    interface the route to the sending node leaves by."""
+    if facts.cluster is None or facts.node_name is None:
+        return None
+    me = facts.cluster.node(facts.node_name)
+    addr = me.ip_for(4) if me is not None else None
+    link = facts.link_of(addr) if addr is not None else None
+    return (link.name, str(addr)) if link is not None else None
+
+
 def check_rp_filter(facts: Facts) -> list[CheckResult]:
     """Strict mode (1) drops a packet unless the route back to its source leaves by the
-    interface it came in on. For each other node, its pods' packets arrive where the route to
-    that node's address leaves; the route back is the one to its pod subnet."""
+    interface it came in on. Other nodes' pods' packets come in where this node's own address
+    is (they are routed to it); the route back is the one to their pod subnet. Where this
+    node's address is not found (an external host, no inventory), they are taken to come in
+    where the route to the sending node leaves."""
     check = "rp_filter"
     if 4 not in facts.families:
         return [skip(check, "no IPv4 pod traffic (IPv6 has no rp_filter)")]
@@ -81,15 +95,23 @@ def check_rp_filter(facts: Facts) -> list[CheckResult]:
     bridge = pod_bridge(facts)
     if bridge in facts.links:
         ifaces[bridge] = None
+    home = _arrival_link(facts)
+    if home is not None:
+        ifaces[home[0]] = None
     mismatches: list[tuple[Route, str, str]] = []
     for r in _pod_routes(facts):
-        arrive = facts.lookups.get(r.via[0])
         back = facts.lookups.get(probe_address(r.dst))
-        if arrive is None or not arrive.routed or not arrive.dev:
-            continue
-        ifaces[arrive.dev] = None
-        if back is not None and back.routed and back.dev and back.dev != arrive.dev:
-            mismatches.append((r, arrive.dev, back.dev))
+        if home is not None:
+            arrive_dev = home[0]
+        else:
+            arrive = facts.lookups.get(r.via[0])
+            if arrive is None or not arrive.routed or not arrive.dev:
+                continue
+            arrive_dev = arrive.dev
+        ifaces[arrive_dev] = None
+        if back is not None and back.routed and back.dev and back.dev != arrive_dev:
+            ifaces[back.dev] = None
+            mismatches.append((r, arrive_dev, back.dev))
     if not ifaces:
         ifaces.update((name, None) for name, link in facts.links.items() if name != "lo")
     modes = {i: _effective_rp(facts, i) for i in ifaces}
@@ -99,8 +121,9 @@ def check_rp_filter(facts: Facts) -> list[CheckResult]:
     bad = [(r, a, b) for r, a, b in mismatches if modes.get(a) == 1]
     if bad:
         devs = sorted({a for _, a, _ in bad})
+        where = f" (where this node's address {home[1]} is)" if home is not None else ""
         details = tuple(
-            f"{r.node}'s pods ({r.dst}) arrive on {a}, but the route back leaves via {b}"
+            f"{r.node}'s pods ({r.dst}) arrive on {a}{where}, but the route back leaves via {b}"
             for r, a, b in bad
         )
         return [

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import shlex
 
-from nosdn.diagnose.facts import Facts, probe_address
+from nosdn.diagnose.facts import Facts, nosdn_command, probe_address
 from nosdn.diagnose.result import CheckResult, fail, ok, skip, warn
-from nosdn.model import DEFAULT_PROTOCOL, IPAddress, Route
+from nosdn.model import DEFAULT_PROTOCOL, InstalledRoute, IPAddress, Route, Shadow
+from nosdn.plan import shadows
 
 #: Neighbour states in which the next hop answered (or is configured) recently enough.
 GOOD_NEIGH = {"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"}
@@ -22,7 +23,7 @@ BAD_NEIGH = {"FAILED", "INCOMPLETE"}
 
 def apply_command(facts: Facts) -> str:
     """The ``nosdn apply`` command line that makes this host's routes right."""
-    argv = ["nosdn", "apply", "-f", facts.inventory or "INVENTORY"]
+    argv = ["apply", "-f", facts.inventory or "INVENTORY"]
     if facts.target is not None and facts.target.kind == "external":
         argv.append("--external")
     elif facts.node_name is not None:
@@ -31,6 +32,18 @@ def apply_command(facts: Facts) -> str:
         argv += ["--table", str(facts.table)]
     if facts.protocol != DEFAULT_PROTOCOL:
         argv += ["--protocol", str(facts.protocol)]
+    return nosdn_command(facts, *argv)
+
+
+def route_del_command(found: InstalledRoute, table: int = 254) -> str:
+    """The ``ip route del`` that removes exactly this route of someone else's (its type,
+    prefix, protocol and table): for a person who decided it is wrong; nosdn never runs it."""
+    argv = ["ip", "route", "del"]
+    if found.kind != "unicast":
+        argv.append(found.kind)
+    argv += [str(found.dst), "proto", found.owner]
+    if table != 254:
+        argv += ["table", str(table)]
     return shlex.join(argv)
 
 
@@ -80,23 +93,75 @@ def check_routes(facts: Facts) -> list[CheckResult]:
     ]
 
 
+def _shadow_targets(facts: Facts) -> list[Route]:
+    """The prefixes a more specific route of someone else's would shadow: every route nosdn
+    wants here, and this node's own pod subnets (its pods' traffic is forwarded by this very
+    table)."""
+    res = facts.routes
+    wanted = list(res.desired) if res is not None else []
+    me = facts.cluster.node(facts.node_name) if facts.cluster and facts.node_name else None
+    if me is not None:
+        wanted += [Route(c, (), me.name) for c in me.pod_cidrs]
+    return wanted
+
+
+def shadowing(facts: Facts) -> list[Shadow]:
+    """Others' routes more specific than a prefix nosdn wants (or this node's own pods'
+    subnet). Inside the node's own subnet only what sends pods' addresses elsewhere counts:
+    a blackhole-like route, or one via a gateway (a device route there may be a CNI's)."""
+    found = shadows(_shadow_targets(facts), facts.installed)
+    return [
+        s
+        for s in found
+        if s.wanted.via or s.found.kind != "unicast" or s.found.via  # see the docstring
+    ]
+
+
+def _shadow_line(s: Shadow) -> str:
+    f = s.found
+    whose = f"{s.wanted.node}'s pods" if s.wanted.node else "services"
+    over = _via(s.wanted) if s.wanted.via else f"{s.wanted.dst} ({whose}, this node)"
+    return f"{f.dst} ({f.kind}, proto {f.owner}) shadows {over}: found {f.detail}"
+
+
 def check_conflicts(facts: Facts) -> list[CheckResult]:
+    """Someone else routes a prefix nosdn needs: the same prefix (nosdn cannot install its
+    route), or a more specific one inside it (it takes those addresses although nosdn's own
+    route is there: longest prefix wins)."""
     check = "conflicts"
     res = facts.routes
     if res is None:
         return [_no_routes(facts, check)]
-    if not res.conflicts:
-        return [ok(check, "no route of anyone else to a prefix nosdn needs")]
-    table = "" if facts.table == 254 else f" table {facts.table}"
-    deletes = [f"ip route del {c.found.dst} proto {c.found.owner}{table}" for c in res.conflicts]
+    shadowed = shadowing(facts)
+    if not res.conflicts and not shadowed:
+        return [ok(check, "no route of anyone else to a prefix nosdn needs, or inside one")]
+    saw: list[str] = []
+    if res.conflicts:
+        owners = ", ".join(sorted({c.found.owner for c in res.conflicts}))
+        saw.append(
+            f"{len(res.conflicts)} prefix(es) nosdn needs are routed by someone else ({owners})"
+        )
+    if shadowed:
+        shown = ", ".join(
+            f"{s.found.kind} {s.found.dst} proto {s.found.owner}" for s in shadowed[:3]
+        )
+        more = f", {len(shadowed) - 3} more" if len(shadowed) > 3 else ""
+        saw.append(
+            f"{len(shadowed)} more specific route(s) of someone else shadow pod subnets "
+            f"({shown}{more}): the kernel sends those addresses there, not by nosdn's route"
+        )
+    deletes = [route_del_command(c.found, facts.table) for c in res.conflicts]
+    deletes += [route_del_command(s.found, facts.table) for s in shadowed]
+    fix = [*deletes, apply_command(facts)] if res.conflicts else deletes
     return [
         fail(
             check,
-            f"{len(res.conflicts)} prefix(es) nosdn needs are routed by someone else "
-            f"({', '.join(sorted({c.found.owner for c in res.conflicts}))}); nosdn leaves them "
-            "alone: remove them only if they are wrong",
-            " && ".join([*deletes, apply_command(facts)]),
-            tuple(f"{_via(c.wanted)}; found {c.found.detail}" for c in res.conflicts),
+            "; ".join(saw) + "; nosdn leaves them alone: remove them only if they are wrong",
+            " && ".join(dict.fromkeys(fix)),
+            (
+                *(f"{_via(c.wanted)}; found {c.found.detail}" for c in res.conflicts),
+                *(_shadow_line(s) for s in shadowed),
+            ),
         )
     ]
 
@@ -130,8 +195,9 @@ def check_offlink(facts: Facts) -> list[CheckResult]:
                 f"{len(names)} node(s) not on a directly connected network ({', '.join(names)}) "
                 "and nothing else routes their pods",
                 "put them on this node's network, or route their pod subnets through a router "
-                f"(its config: nosdn render -f {facts.inventory or 'INVENTORY'} --format "
-                "bird|frr|cisco|junos) and give this host a route to it",
+                "(its config: "
+                + nosdn_command(facts, "render", "-f", facts.inventory or "INVENTORY", "--format")
+                + " bird|frr|cisco|junos) and give this host a route to it",
                 tuple(stranded + elsewhere),
             )
         ]

@@ -9,6 +9,7 @@ reads or writes anything; the dataclasses only say which facts exist and what sh
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface
@@ -49,10 +50,16 @@ class RouteLookup:
 
     dst: IPAddress
     error: str | None = None  # "Network is unreachable", ...
-    kind: str = "unicast"  # unicast, local, blackhole, unreachable, ...
+    #: unicast, local, blackhole, unreachable, ... (with an error: the type of route whose
+    #: answer the error is, when it tells: EINVAL blackhole, EHOSTUNREACH unreachable, ...)
+    kind: str = "unicast"
     dev: str | None = None
     gateway: IPAddress | None = None
     src: IPAddress | None = None
+    #: the route the kernel picked (``ip route get fibmatch``), asked for traced addresses
+    #: only; None when not asked, or when the kernel names none (an error)
+    matched: InstalledRoute | None = None
+    matched_table: int | None = None
 
     @property
     def routed(self) -> bool:
@@ -61,7 +68,8 @@ class RouteLookup:
 
     def describe(self) -> str:
         if self.error is not None:
-            return f"{self.dst}: {self.error}"
+            kind = f" (a {self.kind} route)" if self.kind != "unicast" else ""
+            return f"{self.dst}: {self.error}{kind}"
         parts = [str(self.dst)] if self.kind == "unicast" else [self.kind, str(self.dst)]
         if self.gateway is not None:
             parts.append(f"via {self.gateway}")
@@ -149,6 +157,9 @@ class Facts:
     target: Target | None = None
     #: the inventory path as the user gave it (for the fix commands), absolute
     inventory: str | None = None
+    #: how to run nosdn in a fix command, as it was run (``/usr/local/bin/nosdn``,
+    #: ``/venv/bin/python -m nosdn``): ``nosdn`` may not be on the PATH where it is pasted
+    program: tuple[str, ...] = ("nosdn",)
     table: int = 254
     protocol: int = DEFAULT_PROTOCOL
     #: ``net.ipv4.ip_forward`` -> "1", ``net.ipv4.conf.eth0.rp_filter`` -> "2", ...
@@ -201,6 +212,11 @@ class Facts:
             if any(a.ip == ip for a in link.addresses):
                 return link
         return None
+
+
+def nosdn_command(facts: Facts, *args: str) -> str:
+    """A nosdn command line for a fix, shell-quoted, that runs as printed."""
+    return shlex.join([*facts.program, *args])
 
 
 def probe_address(net: IPNetwork) -> IPAddress:

@@ -12,11 +12,13 @@ must say as much as it can on a broken host.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from ipaddress import ip_address, ip_interface
 from pathlib import Path
 from typing import Any
@@ -206,9 +208,19 @@ def resolve_target(
     raise TargetError(f"this host's addresses belong to several nodes ({', '.join(names)})")
 
 
-def lookups(backend: Any, addresses: Iterable[IPAddress]) -> dict[IPAddress, RouteLookup]:
+#: The route type whose lookup answer each errno is (the kernel's fib_props).
+_ERROR_KINDS = {
+    errno.EINVAL: "blackhole",
+    errno.EHOSTUNREACH: "unreachable",
+    errno.EACCES: "prohibit",
+}
+
+
+def lookups(
+    backend: Any, addresses: Iterable[IPAddress], matched: Iterable[IPAddress] = ()
+) -> dict[IPAddress, RouteLookup]:
     """The kernel's route lookup (RTM_GETROUTE) for each address, through the backend's
-    netlink client."""
+    netlink client; for those in ``matched`` also the route it picked (fibmatch)."""
     todo = list(dict.fromkeys(addresses))
     if not todo:
         return {}
@@ -217,7 +229,8 @@ def lookups(backend: Any, addresses: Iterable[IPAddress]) -> dict[IPAddress, Rou
     out: dict[IPAddress, RouteLookup] = {}
     for addr, res in zip(todo, answers, strict=True):
         if res.error:
-            out[addr] = RouteLookup(addr, os.strerror(res.error))
+            kind = _ERROR_KINDS.get(res.error, "unicast")
+            out[addr] = RouteLookup(addr, os.strerror(res.error), kind)
             continue
         out[addr] = RouteLookup(
             addr,
@@ -227,6 +240,10 @@ def lookups(backend: Any, addresses: Iterable[IPAddress]) -> dict[IPAddress, Rou
             ip_address(res.gateway) if res.gateway else None,
             ip_address(res.prefsrc) if res.prefsrc else None,
         )
+    for addr in dict.fromkeys(matched):
+        used = backend.route_used(addr)
+        if not isinstance(used, int) and addr in out:
+            out[addr] = replace(out[addr], matched=used[0], matched_table=used[1])
     return out
 
 
@@ -257,6 +274,7 @@ def gather(
     masquerade: Masquerade = "auto",
     addresses: Sequence[IPAddress] = (),
     firewall: bool = True,
+    program: Sequence[str] = ("nosdn",),
 ) -> Facts:
     """Read everything the checks need from this host (plus route lookups for ``addresses``,
     which trace asks about). Raises `TargetError` only."""
@@ -289,13 +307,14 @@ def gather(
                     wanted = [*routes.desired, *routes.skipped]
                     addrs += [gw for r in wanted for gw in r.via]
                     addrs += [probe_address(r.dst) for r in wanted]
-                looked = lookups(backend, addrs)
+                looked = lookups(backend, addrs, matched=addresses)
             except OSError as e:
                 routes_error = str(e)
     return Facts(
         cluster=cluster,
         target=target,
         inventory=str(inventory.absolute()) if inventory is not None else None,
+        program=tuple(program),
         table=table,
         protocol=protocol,
         sysctl=read_sysctls(),

@@ -3,8 +3,11 @@ what nosdn wants — told top to bottom, the way a person follows it by hand.
 
 1. whose address it is: a pod subnet of some node (this one or another), a service CIDR, a
    node's own address, or nothing of the cluster's;
-2. the kernel's own answer (a route lookup, as ``ip route get``), and the route of the table
-   that gave it (longest prefix: ``proto nosdn``, the bridge's connected route, a default...);
+2. the kernel's own answer (a route lookup, as ``ip route get``), and the route the kernel
+   picked for it (``ip route get fibmatch``: after the policy rules and the longest prefix, so
+   a more specific route of someone else's, or another table, is named as what is used). For
+   a blackhole, unreachable or prohibit route the kernel names none, only its error: then the
+   longest route of that type in the table is the one;
 3. the next hop and its neighbour (ARP/NDP) state: a route that looks right still goes
    nowhere when its next hop does not answer;
 4. what nosdn wants for it (the same dry-run pass ``nosdn plan`` shows), and the verdict.
@@ -68,6 +71,7 @@ class Trace:
             },
             "route": self.route.detail if self.route is not None else None,
             "routeOwner": self.route.owner if self.route is not None else None,
+            "routeType": self.route.kind if self.route is not None else None,
             "neighbour": None
             if self.neighbour is None
             else {
@@ -109,16 +113,39 @@ def _owner(cluster: Cluster | None, ip: IPAddress) -> tuple[str, Node | None, st
     return "outside", None, f"{ip} is in no pod subnet or service CIDR of cluster {cluster.name}"
 
 
-def _longest(installed: tuple[InstalledRoute, ...], ip: IPAddress) -> InstalledRoute | None:
+def _longest(
+    installed: tuple[InstalledRoute, ...], ip: IPAddress, kind: str | None = None
+) -> InstalledRoute | None:
     best: InstalledRoute | None = None
     for r in installed:
         if (
             r.dst.version == ip.version
             and ip in r.dst
+            and (kind is None or r.kind == kind)
             and (best is None or r.dst.prefixlen > best.dst.prefixlen)
         ):
             best = r
     return best
+
+
+def _used(
+    facts: Facts, ip: IPAddress, look: RouteLookup | None
+) -> tuple[InstalledRoute | None, int]:
+    """The route the kernel used for ``ip`` and its table: the one it named (fibmatch), as
+    read from our table when it is there; for a lookup that failed with the error of a
+    blackhole/unreachable/prohibit route, the longest route of that type in our table (the
+    kernel names none then); without the kernel's answer, the longest prefix of our table."""
+    if look is not None and look.matched is not None:
+        m = look.matched
+        table = look.matched_table if look.matched_table is not None else facts.table
+        if table == facts.table:
+            for r in facts.installed:
+                if r.dst == m.dst and r.owner == m.owner and r.kind == m.kind:
+                    return r, table
+        return m, table
+    if look is not None and look.error is not None and look.kind != "unicast":
+        return _longest(facts.installed, ip, look.kind), facts.table
+    return _longest(facts.installed, ip), facts.table
 
 
 def _name_of(cluster: Cluster | None, ip: IPAddress | None) -> str | None:
@@ -147,10 +174,11 @@ def explain(facts: Facts, ip: IPAddress) -> Trace:
     steps: list[Step] = [Step("address", owner_text)]
 
     look = facts.lookups.get(ip)
-    route = _longest(facts.installed, ip)
+    route, table = _used(facts, ip, look)
     steps.append(Step("kernel", look.describe() if look is not None else "no lookup made"))
     if route is not None:
-        steps.append(Step("route", f"{route.detail} (table {facts.table})"))
+        where = f"table {table}" if table == facts.table else "chosen by the policy rules"
+        steps.append(Step("route", f"{route.detail} ({where})"))
     else:
         steps.append(Step("route", f"no route in table {facts.table} covers {ip}"))
 
@@ -168,7 +196,7 @@ def explain(facts: Facts, ip: IPAddress) -> Trace:
             steps.append(Step("next hop", f"{label}: {neigh.state}{mac}", "fail" if bad else "ok"))
 
     wanted = _wanted(facts, ip)
-    seen = _Seen(facts, ip, kind, node, look, route, wanted, neigh)
+    seen = _Seen(facts, ip, kind, node, look, route, table, wanted, neigh)
     status, verdict, nosdn_text = _verdict(seen)
     steps.append(Step("nosdn", f"wants {nosdn_text}" if nosdn_text[0].isdigit() else nosdn_text))
     path = _path(seen, here)
@@ -218,7 +246,9 @@ class _Seen:
     kind: str
     node: Node | None
     look: RouteLookup | None
+    #: the route the kernel used, and its table
     route: InstalledRoute | None
+    table: int
     wanted: Route | None
     neigh: Neighbour | None
 
@@ -259,17 +289,27 @@ def _verdict(seen: _Seen) -> tuple[Status, str, str]:
             gw = f"via {look.gateway}" if look.gateway else f"on {look.dev}"
             return "ok", f"left to the router: the kernel sends it {gw}", want
         want = f"{wanted.dst} via {via} ({'services' if wanted.node is None else wanted.node})"
+        at = [r for r in facts.installed if r.dst == wanted.dst]
+        mine = next((r for r in at if r.owned), None)
+        theirs = next((r for r in at if not r.owned), None)
         if route is not None and route.dst == wanted.dst and not route.owned:
+            theirs = route
+        if theirs is not None and (mine is None or route is theirs):
             return (
                 "fail",
-                f"conflict: {route.owner} routes {wanted.dst} ({route.detail}); nosdn leaves it",
+                f"conflict: {theirs.owner} routes {wanted.dst} ({theirs.detail}); nosdn leaves it",
                 want,
             )
-        if route is None or route.dst != wanted.dst or not route.owned:
-            found = "nothing" if unrouted else (look.describe() if look else "?")
+        if mine is None:
+            if route is not None:
+                found = route.detail
+            else:
+                found = "nothing" if unrouted else (look.describe() if look else "?")
             return "fail", f"nosdn's route is missing: the kernel uses {found}", want
-        if tuple(sorted(route.via)) != wanted.via:
-            return "fail", f"nosdn's route is wrong: it has {route.detail}", want
+        if tuple(sorted(mine.via)) != wanted.via:
+            return "fail", f"nosdn's route is wrong: it has {mine.detail}", want
+        if route is not None and route != mine:
+            return "fail", _not_ours(seen, route, wanted), want
         if unrouted:
             return "fail", f"the route is there but the kernel cannot use it ({why})", want
         if dead:
@@ -289,6 +329,22 @@ def _verdict(seen: _Seen) -> tuple[Status, str, str]:
     if unrouted:
         return "ok", f"not a cluster address, and unreachable from here ({why})", "nothing"
     return "ok", "not a cluster address: nosdn has no say in it", "nothing"
+
+
+def _not_ours(seen: _Seen, used: InstalledRoute, wanted: Route) -> str:
+    """Why nosdn's right route is not the one the kernel used."""
+    if seen.table != seen.facts.table:
+        return (
+            f"a policy rule (ip rule) sends it to table {seen.table}: the kernel uses "
+            f"{used.detail}, not nosdn's route in table {seen.facts.table}"
+        )
+    if used.dst.prefixlen > wanted.dst.prefixlen:
+        return (
+            f"shadowed: the kernel uses {used.detail}, a {used.kind} route of {used.owner} more "
+            f"specific than nosdn's {wanted.dst}; nosdn leaves it alone (remove it only if it "
+            "is wrong)"
+        )
+    return f"the kernel uses {used.detail}, not nosdn's route to {wanted.dst}"
 
 
 def _path(seen: _Seen, here: str) -> list[str]:

@@ -6,6 +6,14 @@ DESIGN.md). Everything above it sees only the ``Backend`` surface plus ``adjacen
 ``local_addresses()`` and ``flush()``.
 """
 
+from nosdn.backends.kernel._failures import FailureSummary
+from nosdn.backends.kernel._failures import summarize as summarize_failures
 from nosdn.backends.kernel.backend import Adjacency, KernelBackend, NexthopsUnsupportedError
 
-__all__ = ["Adjacency", "KernelBackend", "NexthopsUnsupportedError"]
+__all__ = [
+    "Adjacency",
+    "FailureSummary",
+    "KernelBackend",
+    "NexthopsUnsupportedError",
+    "summarize_failures",
+]

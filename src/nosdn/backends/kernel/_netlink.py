@@ -97,6 +97,8 @@ RTN_THROW = 9
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RTM_F_CLONED = 0x200
+RTM_F_LOOKUP_TABLE = 0x1000  # answer with the table the route was found in
+RTM_F_FIB_MATCH = 0x2000
 RTNH_F_ONLINK = 4
 
 NHA_ID = 1
@@ -629,6 +631,33 @@ class Netlink:
                 raise NetlinkError(errno.EIO, f"{len(todo)} route lookups got no answer")
             per_batch = max(1, per_batch // 4)
         return [r if r is not None else Lookup(errno.EIO) for r in results]
+
+    def fib_match(self, dst: bytes) -> RouteMsg | int:
+        """The route of the routing tables the kernel picks for ``dst`` (``ip route get
+        fibmatch``: after the policy rules and the longest-prefix match, in whichever table),
+        or the errno of the lookup. A destination under a blackhole, unreachable or prohibit
+        route has only the errno (EINVAL, EHOSTUNREACH, EACCES): the kernel answers no route."""
+        family = socket.AF_INET if len(dst) == 4 else socket.AF_INET6
+        self.seq += 1
+        seq = self.seq
+        flags = RTM_F_FIB_MATCH | RTM_F_LOOKUP_TABLE
+        body = _RTMSG.pack(family, len(dst) * 8, 0, 0, 0, 0, 0, 0, flags)
+        body += rta(RTA_DST, dst)
+        self.sock.send(_HDR.pack(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, seq, 0) + body)
+        while True:
+            buf = bytes(self._recv())
+            off = 0
+            while off + 16 <= len(buf):
+                length, t, flags, s, _pid = _HDR.unpack_from(buf, off)
+                if length < 16:
+                    break
+                if s == seq:
+                    if t == RTM_NEWROUTE:
+                        r = _parse_any(buf[off + 16 : off + length])
+                        return r if r is not None else errno.EIO
+                    if t == NLMSG_ERROR:
+                        return self._error(memoryview(buf), off, flags, length)[0] or errno.EIO
+                off += (length + 3) & ~3
 
     def _collect_lookups(self, base: int, chunk: list[int], results: list[Lookup | None]) -> bool:
         """Read the answers to one batch of lookups; True if the kernel dropped some."""

@@ -30,18 +30,27 @@ RELEVANT_TYPES = {
 _PLEN = [bytes((n,)) for n in range(129)]
 
 
-def ignored(r: nl.RouteMsg) -> bool:
-    """Link-local and multicast destinations are never ours to route."""
-    d = r.dst
-    if not d:
+def never_routed(family: int, dst: bytes, plen: int) -> bool:
+    """Whether a destination is link-local or multicast: the one predicate of what the kernel
+    backend never routes. The writer refuses a route there, and the reader leaves other
+    owners' routes there out (the kernel's and zeroconf's link-local routes, multicast). Both
+    must use this same test: a route the writer installs where the reader does not look makes
+    every later add fail with ``File exists`` while status calls it missing."""
+    if not dst:
         return False
-    if r.family == socket.AF_INET:
-        return (d[0] == 169 and d[1] == 254 and r.dst_len >= 16) or (
-            224 <= d[0] < 240 and r.dst_len >= 4
+    if family == socket.AF_INET:
+        return (dst[0] == 169 and dst[1] == 254 and plen >= 16) or (
+            224 <= dst[0] < 240 and plen >= 4
         )
-    return (d[0] == 0xFE and d[1] & 0xC0 == 0x80 and r.dst_len >= 10) or (
-        d[0] == 0xFF and r.dst_len >= 8
+    return (dst[0] == 0xFE and dst[1] & 0xC0 == 0x80 and plen >= 10) or (
+        dst[0] == 0xFF and plen >= 8
     )
+
+
+def ignored(r: nl.RouteMsg, protocol: int) -> bool:
+    """A route the reader leaves out: someone else's, to where nosdn never routes. A route
+    of ours there is read (an older writer's), so it is seen, and removed as stale."""
+    return r.protocol != protocol and never_routed(r.family, r.dst, r.dst_len)
 
 
 def nexthop_index(
@@ -87,7 +96,7 @@ def steady(
     unicast = nl.RTN_UNICAST
     for p in routes:
         r = nl.parse_route(p)
-        if r is None or r.table != table or r.type not in RELEVANT_TYPES or ignored(r):
+        if r is None or r.table != table or r.type not in RELEVANT_TYPES or ignored(r, protocol):
             continue
         key = (r.dst or bytes(4 if r.family == socket.AF_INET else 16)) + _PLEN[r.dst_len]
         at = index.get(key)

@@ -41,7 +41,13 @@ from nosdn.backends.kernel import _netlink as nl
 from nosdn.backends.kernel._adjacent import default_rules, shared_lookups
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
-from nosdn.backends.kernel._steady import RELEVANT_TYPES, ignored, nexthop_index, steady
+from nosdn.backends.kernel._steady import (
+    RELEVANT_TYPES,
+    ignored,
+    never_routed,
+    nexthop_index,
+    steady,
+)
 from nosdn.model import (
     DEFAULT_PROTOCOL,
     Conflict,
@@ -70,6 +76,8 @@ _TYPE_NAMES = {
     nl.RTN_PROHIBIT: "prohibit",
     nl.RTN_THROW: "throw",
 }
+#: The `InstalledRoute.kind` of each route type the reader reports.
+_KINDS = {t: (prefix.strip() or "unicast") for t, prefix in RELEVANT_TYPES.items()}
 _NO_NEXTHOPS = {errno.EOPNOTSUPP, errno.EINVAL, errno.EPROTONOSUPPORT}
 #: After a write of at least this many messages, a watched backend also counts the routes of
 #: other tables that use its nexthops (it reads its own table back after every write).
@@ -270,8 +278,9 @@ class KernelBackend:
         return table
 
     def routes(self) -> list[InstalledRoute]:
-        """Every unicast-space route of the table (ours and others'), minus link-local and
-        multicast; local/broadcast routes live in the local table and are never read.
+        """Every unicast-space route of the table (ours and others'), minus others' routes to
+        link-local and multicast destinations (`_steady.never_routed`: nosdn never writes
+        there); local/broadcast routes live in the local table and are never read.
 
         The whole table is read every time. What is built from each route message is kept
         until the next read: a message that comes back byte for byte (and whose nexthop is the
@@ -445,7 +454,7 @@ class KernelBackend:
         r = nl.parse_route(p)
         if r is None or r.table != self.table:
             return _Found(None)
-        if r.type not in RELEVANT_TYPES or ignored(r):
+        if r.type not in RELEVANT_TYPES or ignored(r, self.protocol):
             return _Found(None, nh_id=r.nh_id)  # not reported, but its nexthop is in use
         nh_id = r.nh_id
         nh = nhs.get(nh_id) if nh_id else None
@@ -507,6 +516,7 @@ class KernelBackend:
             f"{RELEVANT_TYPES[r.type]}{ntop(fam, raw_dst)}/{plen}{nhid_text}{via_text}{dev_text}"
             f" proto {owner}{metric_text}",
             f"nhid={nh_id} metric={r.priority}",
+            _KINDS[r.type],
         )
         return f.route
 
@@ -522,6 +532,39 @@ class KernelBackend:
         if r.gateway:
             return [r.gateway]
         return [g for g, _ in r.multipath if g]
+
+    def route_used(self, dst: IPAddress) -> tuple[InstalledRoute, int] | int:
+        """The route the kernel picks for a packet to ``dst`` from this host, and its table
+        (``ip route get fibmatch``: policy rules and longest prefix applied by the kernel
+        itself), or the lookup's errno: EINVAL, EHOSTUNREACH, EACCES for a blackhole,
+        unreachable or prohibit route (the kernel names no route then), ENETUNREACH for none.
+        Its ``detail`` reads like the routes of `routes`, plus ``table N`` when not ours."""
+        r = self.nl.fib_match(dst.packed)
+        if isinstance(r, int):
+            return r
+        links = self.nl.links()
+        gws = self._gateways(r, self._nexthop_table() if r.nh_id else {})
+        fam = r.family
+        raw = r.dst or bytes(4 if fam == AF4 else 16)
+        net = _to_net(fam, raw, r.dst_len)
+        owner = self._names.get(r.protocol) or str(r.protocol)
+        kind = _KINDS.get(r.type) or _TYPE_NAMES.get(r.type, str(r.type))
+        via = tuple(sorted(_to_addr(g) for g in gws))
+        words = [] if kind == "unicast" else [kind]
+        words.append(f"{socket.inet_ntop(fam, raw)}/{r.dst_len}")
+        if r.nh_id:
+            words.append(f"nhid {r.nh_id}")
+        words += [f"via {g}" for g in via] if len(via) == 1 else [f"nexthop via {g}" for g in via]
+        if r.oif:
+            words.append(f"dev {links.get(r.oif, r.oif)}")
+        words.append(f"proto {owner}")
+        if r.priority:
+            words.append(f"metric {r.priority}")
+        if r.table != self.table:
+            words.append(f"table {r.table}")
+        owned = r.protocol == self.protocol and r.type == nl.RTN_UNICAST and r.table == self.table
+        ref = f"nhid={r.nh_id} metric={r.priority}"
+        return InstalledRoute(net, via, owned, owner, " ".join(words), ref, kind), r.table
 
     def nexthops(self) -> list[nl.NexthopMsg]:
         """The nexthop objects carrying our protocol (empty without kernel support)."""
@@ -672,7 +715,10 @@ class KernelBackend:
     # --- writing ---------------------------------------------------------------------------
     def apply(self, diff: Diff) -> ApplyResult:
         """Make the table match ``diff``: adds, changes, removes; every error reported with
-        the node its route belongs to. Nexthops no longer used by any route are deleted."""
+        the node its route belongs to. Nexthops no longer used by any route are deleted.
+        A route to a link-local or multicast destination is refused (an error, nothing
+        written): the reader would not see it as ours (`_steady.never_routed`)."""
+        diff, refused = _refuse_never_routed(diff)
         snap = self._snap
         if snap is None:
             self.routes()
@@ -695,7 +741,7 @@ class KernelBackend:
             plan = plan_plain(diff, self._lookups, table=self.table, protocol=self.protocol)
         batch = self.nl.write(plan.reqs) if plan.reqs else nl.BatchResult()
         errors, failed = plan.explain(batch.errors)
-        result = ApplyResult(len(plan.reqs) - len(failed), [*plan.errors, *errors])
+        result = ApplyResult(len(plan.reqs) - len(failed), [*refused, *plan.errors, *errors])
         if batch.lost:
             self.notes.append(
                 "the kernel dropped some replies (ENOBUFS); the table was read back to find "
@@ -881,6 +927,26 @@ class KernelBackend:
                 self._delete_unused(owned, nexthops, result, keep_note=True)
         self._snap = None
         return result
+
+
+def _refuse_never_routed(diff: Diff) -> tuple[Diff, list[WriteError]]:
+    """The diff without the adds and changes to destinations nosdn never routes, and an
+    error for each (`nosdn.checks` refuses such pod subnets before anything runs)."""
+    refused: list[WriteError] = []
+
+    def keep(route: Route, action: str) -> bool:
+        d = route.dst
+        if not never_routed(AF4 if d.version == 4 else AF6, d.network_address.packed, d.prefixlen):
+            return True
+        why = "a link-local or multicast destination: nosdn never routes it"
+        refused.append(WriteError(d, route.node, action, why))
+        return False
+
+    add = tuple(r for r in diff.add if keep(r, "add"))
+    change = tuple(c for c in diff.change if keep(c.new, "change"))
+    if not refused:
+        return diff, refused
+    return Diff(add, change, diff.remove, diff.keep, diff.conflicts), refused
 
 
 def _nh_gateway(nh: nl.NexthopMsg | None) -> bytes | None:
