@@ -232,11 +232,14 @@ class LabSpec:
             raise LabInputError(f"node numbers {list(numbers)}: need distinct ones, at least one")
         if not all(1 <= i <= MAX_NODES for i in numbers):
             raise LabInputError(f"node numbers {list(numbers)}: each must be 1..{MAX_NODES}")
-        hosts = [self.host_of(i) for i in numbers]
-        if len(set(hosts)) != len(hosts) or not all(1 <= h <= MAX_HOST for h in hosts):
-            raise LabInputError(
-                f"node host numbers {hosts}: each must be distinct and 1..{MAX_HOST}"
-            )
+        owner: dict[int, int] = {}
+        for i in numbers:
+            h = self.host_of(i)
+            if not 1 <= h <= MAX_HOST:
+                raise LabInputError(f"node{i}: host number {h} is not 1..{MAX_HOST}")
+            if h in owner:
+                raise LabInputError(f"node{owner[h]} and node{i} would share host number {h}")
+            owner[h] = i
 
     @property
     def node_numbers(self) -> tuple[int, ...]:
