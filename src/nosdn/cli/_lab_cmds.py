@@ -7,31 +7,18 @@ exec ... nosdn apply ...``) so the demo doubles as a tutorial on what nosdn does
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from nosdn.cli._common import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILURE,
-    Group,
-    Output,
-    OutputOpt,
-    dump,
-    option,
-)
-from nosdn.inventory import InventoryError
+from nosdn.cli._common import EXIT_FAILURE, Group, Output, OutputOpt, dump, option
+from nosdn.cli._lab_common import NameOpt, err, fail, help_text, lab_errors, log, out
+from nosdn.cli._lab_node_cmds import node_group
 from nosdn.lab import (
     DEFAULT_NAME,
     CheckResult,
     Lab,
-    LabError,
-    LabInputError,
     LabSpec,
     apply_routes,
     check,
@@ -39,10 +26,7 @@ from nosdn.lab import (
     open_lab,
     up,
 )
-
-#: No emoji codes: rich would turn the ":a:" of fd00:244:0:a::2 into a picture.
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+from nosdn.lab.kubeapi import binaries_dir
 
 #: Above this many pods the matrix no longer fits a terminal; a per-source summary is shown.
 MATRIX_MAX_COLUMNS = 12
@@ -69,17 +53,16 @@ Step by step:    sudo nosdn lab up --nodes 3 --ipv6
 With a router:   sudo nosdn lab up --nodes 4 --segments 2 --router bird
                  (two L2 segments; BIRD 2 in NAME.rt carries the pod subnets
                  of the other segment's nodes)
+
+\b
+A live cluster:  sudo nosdn lab up --agents        # kube-apiserver + nosdn agent
+                 sudo nosdn lab node add            # watch the agents follow
+                 sudo nosdn lab node readdress node2
+                 sudo nosdn lab node remove node3
 """,
     no_args_is_help=True,
 )
 
-NameOpt = option(
-    "--name",
-    envvar="NOSDN_LAB",
-    default=DEFAULT_NAME,
-    help="Lab name; prefixes every namespace (NAME.node1, NAME.node1.pod1, NAME.sw, NAME.ext) "
-    "so several labs can coexist. Also $NOSDN_LAB.",
-)
 NodesOpt = option("--nodes", "-n", type=int, default=3, help="How many nodes (1-200).")
 Ipv6Opt = option(
     "--ipv6", is_flag=True, help="Dual-stack: IPv6 addresses, pod subnets and routes too."
@@ -97,33 +80,20 @@ RouterOpt = option(
     help="Join the segments with a router namespace running bird (BIRD 2) or frr, "
     "configured with what `nosdn render --format bird|frr` prints.",
 )
-
-
-def _help(*paragraphs: str) -> str:
-    return "\n\n".join(paragraphs)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """Print an error as plain text (it may hold command output with [brackets]) and exit."""
-    err.print("[bold red]error:[/] ", end="")
-    err.print(message, markup=False)
-    raise SystemExit(code)
-
-
-@contextmanager
-def _lab_errors() -> Iterator[None]:
-    try:
-        yield
-    except LabInputError as e:
-        fail(str(e), EXIT_BAD_INPUT)
-    except InventoryError as e:  # the lab wrote an inventory nosdn refuses: a bug, say so
-        fail(f"the lab's own inventory was refused: {e}", EXIT_FAILURE)
-    except LabError as e:
-        fail(str(e), EXIT_FAILURE)
-
-
-def _log(line: str) -> None:
-    out.print(line, markup=False)
+AgentsOpt = option(
+    "--agents",
+    is_flag=True,
+    help="A live cluster: start an API server (NAME.api, 10.10.0.250), create a Node object "
+    "per node, and run `nosdn agent` in every node instead of `nosdn apply`; "
+    "`nosdn lab node add|remove|readdress` then changes the cluster through the API.",
+)
+ApiOpt = option(
+    "--api",
+    type=click.Choice(["real", "emulator"]),
+    default="real",
+    help="With --agents: real = kube-apiserver on kine (TLS, RBAC; built once by `make kube`), "
+    "emulator = the kmock emulator (plain HTTP, no Go needed).",
+)
 
 
 def _summary(lab: Lab) -> Table:
@@ -149,7 +119,33 @@ def _summary(lab: Lab) -> Table:
     router = lab.topo.router
     if router is not None:
         t.add_row(f"router ({router.daemon})", router.netns, "\n".join(map(str, router.ips)), "")
+    if lab.topo.api_ip is not None:
+        what = "kube-apiserver" if lab.topo.spec.api == "real" else "kmock emulator"
+        t.add_row(f"API server ({what})", lab.topo.names.api, str(lab.topo.api_ip), "")
     return t
+
+
+def _kube_hints(lab: Lab) -> None:
+    """Where the kubeconfig is, and kubectl from the cache (run inside a lab namespace: the
+    API server is reachable only from there)."""
+    if lab.topo.spec.api is None:
+        return
+    name_opt = "" if lab.name == DEFAULT_NAME else f" --name {lab.name}"
+    out.print(f"kubeconfig: {lab.paths.kubeconfig}", markup=False)
+    if lab.topo.spec.api == "real":
+        kubectl = binaries_dir() / "kubectl"
+        out.print(
+            f"  ip netns exec {lab.topo.names.api} {kubectl} --kubeconfig "
+            f"{lab.paths.kubeconfig} get nodes -o wide",
+            markup=False,
+        )
+    out.print(f"  agents' logs: {lab.paths.agent_log('NODE')}", markup=False)
+    out.print(
+        f"change the cluster: nosdn lab node add{name_opt} | "
+        f"nosdn lab node readdress {lab.topo.nodes[0].name}{name_opt} | "
+        f"nosdn lab node remove {lab.topo.nodes[-1].name}{name_opt}",
+        markup=False,
+    )
 
 
 def _hints(lab: Lab) -> None:
@@ -225,7 +221,7 @@ def _print_check(result: CheckResult) -> None:
 
 @lab_group.command(
     "up",
-    help=_help(
+    help=help_text(
         "Build a lab: switch, nodes, external host, pods (real CNI plugins), and routes.",
         "With --segments 2 --router bird|frr the nodes are split over two switches joined by "
         "a router namespace whose daemon runs the config `nosdn render --format bird|frr` "
@@ -241,12 +237,15 @@ def _print_check(result: CheckResult) -> None:
 @PodsOpt
 @SegmentsOpt
 @RouterOpt
+@AgentsOpt
+@ApiOpt
 @NameOpt
 @option(
     "--routes/--no-routes",
     default=True,
     help="Run `nosdn apply` in every node and the external host once the pods exist. "
-    "With --no-routes, pods only reach pods of their own node until `nosdn lab apply`.",
+    "With --no-routes, pods only reach pods of their own node until `nosdn lab apply`. "
+    "With --agents, --routes starts the agents (and --no-routes leaves that to `lab apply`).",
 )
 @option("--keep-on-error", is_flag=True, help="Leave a half-built lab to inspect.")
 def up_cmd(
@@ -256,11 +255,13 @@ def up_cmd(
     pods_per_node: int,
     segments: int,
     router: str | None,
+    agents: bool,
+    api: str,
     name: str,
     routes: bool,
     keep_on_error: bool,
 ) -> None:
-    with _lab_errors():
+    with lab_errors():
         spec = LabSpec(
             name=name,
             nodes=nodes,
@@ -268,32 +269,36 @@ def up_cmd(
             pods_per_node=pods_per_node,
             segments=segments,
             router=router,
+            api=api if agents else None,
         )
         start = time.monotonic()
-        lab = up(spec, routes=routes, keep_on_error=keep_on_error, log=_log)
+        lab = up(spec, routes=routes, keep_on_error=keep_on_error, log=log)
         out.print(_summary(lab))
         out.print(f"lab {lab.name} is up ({time.monotonic() - start:.1f} s)")
         _hints(lab)
+        _kube_hints(lab)
 
 
 @lab_group.command(
     "apply",
-    help=_help(
+    help=help_text(
         "Program the routes: `nosdn apply -f INVENTORY --node NAME` inside every node's "
         "namespace, `nosdn apply -f INVENTORY --external` inside the external host.",
         "Safe to repeat: apply only writes what is missing or wrong, so this also restores a "
         "route you deleted by hand.",
+        "In a lab made with --agents: start `nosdn agent` in every node that runs none, run "
+        "`nosdn apply --external` against the API, and wait for every node's routes.",
     ),
 )
 @NameOpt
 def apply_cmd(name: str) -> None:
-    with _lab_errors():
-        apply_routes(open_lab(name), log=_log)
+    with lab_errors():
+        apply_routes(open_lab(name), log=log)
 
 
 @lab_group.command(
     "check",
-    help=_help(
+    help=help_text(
         "Ping every pod from every other pod, every node and the external host (each family).",
         "Prints the matrix (or -o json|yaml) and exits 1 if any ping went unanswered.",
     ),
@@ -307,7 +312,7 @@ def apply_cmd(name: str) -> None:
     help="Also draw the matrix as an image (PNG; SVG if FILE ends in .svg), with Graphviz.",
 )
 def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None) -> None:
-    with _lab_errors():
+    with lab_errors():
         lab = open_lab(name)
         result = check(lab, parallel=parallel)
     if matrix_png is not None:
@@ -336,7 +341,7 @@ def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None)
 
 @lab_group.command(
     "down",
-    help=_help(
+    help=help_text(
         "Remove every namespace, process and state file of the lab.",
         "Safe to repeat, and works after a crash: namespaces are found by their names, not "
         "from the state file.",
@@ -344,7 +349,7 @@ def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None)
 )
 @NameOpt
 def down_cmd(name: str) -> None:
-    with _lab_errors():
+    with lab_errors():
         report = down(name)
     if report.removed_anything:
         out.print(
@@ -358,7 +363,7 @@ def down_cmd(name: str) -> None:
 
 @lab_group.command(
     "demo",
-    help=_help(
+    help=help_text(
         "Up, apply, check, down: nosdn end to end in a few seconds.",
         "Builds a lab without routes, runs `nosdn apply` inside each node as an operator "
         "would, pings every pod from everywhere, and removes the lab again (also when "
@@ -370,6 +375,8 @@ def down_cmd(name: str) -> None:
 @PodsOpt
 @SegmentsOpt
 @RouterOpt
+@AgentsOpt
+@ApiOpt
 @NameOpt
 @option("--keep", is_flag=True, help="Leave the lab up afterwards to explore it.")
 def demo_cmd(
@@ -379,12 +386,15 @@ def demo_cmd(
     pods_per_node: int,
     segments: int,
     router: str | None,
+    agents: bool,
+    api: str,
     name: str,
     keep: bool,
 ) -> None:
     start = time.monotonic()
     ok = False
-    with _lab_errors():
+    lab: Lab | None = None
+    with lab_errors():
         spec = LabSpec(
             name=name,
             nodes=nodes,
@@ -392,19 +402,25 @@ def demo_cmd(
             pods_per_node=pods_per_node,
             segments=segments,
             router=router,
+            api=api if agents else None,
         )
         try:
             out.print(f"[bold]1/4 up[/]: {nodes} nodes, {pods_per_node} pods each")
-            lab = up(spec, routes=False, log=_log)
+            lab = up(spec, routes=False, log=log)
             out.print(_summary(lab))
-            out.print("[bold]2/4 apply[/]: nosdn apply inside every node and the external host")
-            apply_routes(lab, log=_log)
+            if agents:
+                out.print("[bold]2/4 agents[/]: nosdn agent inside every node, from the API")
+            else:
+                out.print("[bold]2/4 apply[/]: nosdn apply inside every node and the external host")
+            apply_routes(lab, log=log)
             out.print("[bold]3/4 check[/]: ping every pod from every pod, node and the outside")
             result = check(lab)
             _print_check(result)
             ok = result.ok
         finally:
             if keep:
+                if lab is not None:
+                    _kube_hints(lab)
                 out.print(f"lab {name} kept; remove it with: nosdn lab down --name {name}")
             else:
                 out.print("[bold]4/4 down[/]")
@@ -413,3 +429,6 @@ def demo_cmd(
     out.print(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - start:.1f} s")
     if not ok:
         raise SystemExit(EXIT_FAILURE)
+
+
+lab_group.add_command(node_group)

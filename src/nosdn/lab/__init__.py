@@ -2,7 +2,9 @@
 
 A switch namespace (a Linux bridge), N node namespaces on it, an external host, and pods made
 by the real CNI plugins with the conflist nosdn renders; routes come from ``nosdn apply`` run
-inside each node. Nothing touches the machine's own namespace. See `nosdn.lab.lifecycle`.
+inside each node, or (``--agents``) from ``nosdn agent`` in each node following a real API
+server (`nosdn.lab.cluster`, `nosdn.lab.members`). Nothing touches the machine's own
+namespace. See `nosdn.lab.lifecycle`.
 """
 
 from nosdn.lab.lifecycle import (
@@ -16,6 +18,7 @@ from nosdn.lab.lifecycle import (
     open_lab,
     up,
 )
+from nosdn.lab.members import add_node, readdress_node, remove_node
 from nosdn.lab.netns import LabError
 from nosdn.lab.topology import DEFAULT_NAME, LabInputError, LabSpec
 
@@ -28,9 +31,12 @@ __all__ = [
     "LabError",
     "LabInputError",
     "LabSpec",
+    "add_node",
     "apply_routes",
     "check",
     "down",
     "open_lab",
+    "readdress_node",
+    "remove_node",
     "up",
 ]

@@ -11,6 +11,10 @@ If the lab pings, the shipped parts work; the lab itself adds no routing of its 
     pod ns:      eth0 from host-local, default route via cni0
     external:    eth0 10.10.0.254/24, routes to every pod subnet from `nosdn apply --external`
 
+With ``--agents`` (`LabSpec.api`) the lab is a live cluster instead: an API server in
+``<lab>.api`` on the switch, a Node object per node, and ``nosdn agent`` in every node
+(`nosdn.lab.cluster`); nodes then come, go and move through the API (`nosdn.lab.members`).
+
 Nothing is attached to this machine's own namespace, so no lab packet can leave the lab.
 `up` undoes itself when a step fails; `down` works from the lab's name alone.
 """
@@ -22,6 +26,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,14 +37,15 @@ from typing import Any
 import yaml
 
 from nosdn.inventory import load_cluster
+from nosdn.lab import cluster as live
 from nosdn.lab import netns
 from nosdn.lab import router as lab_router
 from nosdn.lab.cni import Attachment, CniRunner, cni_path_from_env, find_plugin, result_ips
 from nosdn.lab.netns import LabError
 from nosdn.lab.ping import DEFAULT_PARALLEL, Endpoint, ProbeResult, probes, run_probes
 from nosdn.lab.state import LabPaths, LabState, load, save, write_atomic
-from nosdn.lab.topology import LabNames, LabSpec, Topology, build, check_name
-from nosdn.model import IPAddress
+from nosdn.lab.topology import LabNames, LabNode, LabSpec, Topology, build, check_name
+from nosdn.model import Cluster, IPAddress
 from nosdn.render.cni import render_cni
 
 Log = Callable[[str], None]
@@ -48,6 +54,9 @@ LAB_MTU = 1500
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 #: How many CNI sequences or `nosdn apply` runs go at once (each is a few processes).
 BUILD_PARALLEL = 4
+NO_DAD = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
+#: A node routes for its pods; DAD off so addresses are usable at once (lab only).
+FORWARDING = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1", **NO_DAD}
 
 
 def _quiet(_: str) -> None:
@@ -135,6 +144,8 @@ def _make_fabric(topo: Topology) -> None:
     names = [*switches, topo.external_ns, *(n.netns for n in topo.nodes)]
     if router is not None:
         names.append(router.netns)
+    if topo.api_ip is not None:
+        names.append(topo.names.api)
     for ns in names:
         netns.add(ns)
     for switch in switches:
@@ -143,19 +154,18 @@ def _make_fabric(topo: Topology) -> None:
             switch,
             {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
         )
-    no_dad = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
-    netns.sysctl(topo.external_ns, no_dad)
-    forwarding = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1", **no_dad}
+    netns.sysctl(topo.external_ns, NO_DAD)
     for node in topo.nodes:
-        # A node routes for its pods; DAD off so addresses are usable at once (lab only).
-        netns.sysctl(node.netns, forwarding)
+        netns.sysctl(node.netns, FORWARDING)
     if router is not None:
-        netns.sysctl(router.netns, forwarding)
+        netns.sysctl(router.netns, FORWARDING)
     # (port on the switch, peer namespace, peer interface, segment, addresses)
     ports: list[tuple[str, str, str, int, tuple[IPAddress, ...]]] = [
         (n.port, n.netns, "eth0", n.segment, n.ips) for n in topo.nodes
     ]
     ports.append(("ext", topo.external_ns, "eth0", 1, topo.external_ips))
+    if topo.api_ip is not None:
+        ports.append(("api", topo.names.api, "eth0", 1, (topo.api_ip,)))
     if router is not None:
         ports += [(port, router.netns, dev, seg, ips) for dev, port, seg, ips in router.ports]
     for seg in topo.segments:
@@ -187,7 +197,26 @@ def _make_fabric(topo: Topology) -> None:
         netns.batch(ns, batch)
 
 
-def _write_inventory(topo: Topology, paths: LabPaths) -> None:
+def add_node_fabric(topo: Topology, node: LabNode) -> None:
+    """One more node on a one-segment lab's switch: its namespace, veth and addresses."""
+    netns.add(node.netns)
+    netns.sysctl(node.netns, FORWARDING)
+    netns.batch(
+        topo.switch_ns,
+        [
+            f"link add {node.port} mtu {LAB_MTU} type veth peer name eth0 netns {node.netns}",
+            f"link set {node.port} master {SWITCH_BRIDGE} up",
+        ],
+    )
+    seg = topo.segment(node.segment)
+    cmds = ["link set lo up", "link set eth0 up"]
+    for ip in node.ips:
+        nodad = " nodad" if ip.version == 6 else ""
+        cmds.append(f"addr add {ip}/{seg.prefixlen(ip.version)} dev eth0{nodad}")
+    netns.batch(node.netns, cmds)
+
+
+def write_inventory(topo: Topology, paths: LabPaths) -> None:
     header = (
         f"# The cluster of lab {topo.name!r}, written by `nosdn lab up`.\n"
         f"# Try: nosdn routes -f {paths.inventory} --node node1\n"
@@ -207,35 +236,38 @@ def _exec_conflist(rendered: str, ipam_dir: Path) -> dict[str, Any]:
     return conflist
 
 
+def make_node_pods(
+    topo: Topology, paths: LabPaths, cluster: Cluster, node: LabNode, cni_path: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """``node``'s conflist (as `nosdn render` prints it) and its pods, one after another (the
+    first one creates cni0); ``node/pod`` -> the addresses CNI gave it."""
+    rendered = render_cni(cluster, node.name, mtu=LAB_MTU)
+    write_atomic(paths.conflist(node.name), rendered)
+    conflist = _exec_conflist(rendered, paths.ipam_dir(node.name))
+    runner = CniRunner(node.netns, cni_path)
+    found: dict[str, list[str]] = {}
+    for pod in node.pods:
+        pod_ns = topo.names.pod(node.name, pod)
+        netns.add(pod_ns)
+        netns.sysctl(pod_ns, NO_DAD)
+        att = Attachment(f"{topo.name}-{node.name}-{pod}", str(netns.NETNS_DIR / pod_ns))
+        runner.add_loopback(att)
+        result = runner.add_list(conflist, att)
+        write_atomic(paths.result(node.name, pod), json.dumps(result, indent=2) + "\n")
+        found[f"{node.name}/{pod}"] = result_ips(result)
+    return found
+
+
 def _make_pods(
     topo: Topology, paths: LabPaths, state: LabState, cni_path: tuple[str, ...], log: Log
 ) -> None:
     cluster = load_cluster(paths.inventory, warn=False)  # the file, as `nosdn render` reads it
 
-    def one_node(node_name: str) -> dict[str, list[str]]:
-        node = topo.node(node_name)
-        rendered = render_cni(cluster, node.name, mtu=LAB_MTU)
-        write_atomic(paths.conflist(node.name), rendered)
-        conflist = _exec_conflist(rendered, paths.ipam_dir(node.name))
-        runner = CniRunner(node.netns, cni_path)
-        found: dict[str, list[str]] = {}
-        # One node's pods one after another (the first one creates cni0), nodes in parallel.
-        for pod in node.pods:
-            pod_ns = topo.names.pod(node.name, pod)
-            netns.add(pod_ns)
-            netns.sysctl(
-                pod_ns,
-                {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"},
-            )
-            att = Attachment(f"{topo.name}-{node.name}-{pod}", str(netns.NETNS_DIR / pod_ns))
-            runner.add_loopback(att)
-            result = runner.add_list(conflist, att)
-            write_atomic(paths.result(node.name, pod), json.dumps(result, indent=2) + "\n")
-            found[f"{node.name}/{pod}"] = result_ips(result)
-        return found
+    def one_node(node: LabNode) -> dict[str, list[str]]:
+        return make_node_pods(topo, paths, cluster, node, cni_path)
 
     with ThreadPoolExecutor(max_workers=min(BUILD_PARALLEL, len(topo.nodes))) as pool:
-        for found in pool.map(one_node, [n.name for n in topo.nodes]):
+        for found in pool.map(one_node, topo.nodes):
             state.pods.update(found)
             for label, ips in found.items():
                 log(f"pod {label}: {', '.join(ips)}")
@@ -251,7 +283,8 @@ def up(
     keep_on_error: bool = False,
     log: Log = _quiet,
 ) -> Lab:
-    """Build the lab described by ``spec``; with ``routes``, also run `apply_routes`.
+    """Build the lab described by ``spec``; with ``routes``, also run `apply_routes`. With
+    ``spec.api`` (``--agents``) also start its API server and create the Node objects.
 
     On any failure everything made so far is removed (unless ``keep_on_error``) and the error
     is raised.
@@ -260,6 +293,7 @@ def up(
     paths = LabPaths.for_lab(spec.name, root)
     cni = tuple(cni_path) if cni_path is not None else cni_path_from_env()
     preflight(topo.names, paths, cni, spec.router)
+    bins = live.preflight(spec) if spec.api is not None else None
     state = LabState(spec)
     lab = Lab(topo, paths, state)
     try:
@@ -278,9 +312,11 @@ def up(
                 f"{len(topo.nodes)} node(s), external host {topo.external_ns} ({fams})"
             )
         _make_fabric(topo)
-        _write_inventory(topo, paths)
+        write_inventory(topo, paths)
         log(f"inventory {paths.inventory}")
         _make_pods(topo, paths, state, cni, log)
+        if spec.api is not None:
+            live.start_api(lab, bins, log=log)
         if routes:
             apply_routes(lab, log=log)
     except BaseException:
@@ -315,7 +351,18 @@ def _tail(output: str, lines: int = 3) -> str:
 def apply_routes(lab: Lab, *, log: Log = _quiet) -> list[ApplyRun]:
     """Run ``nosdn apply -f INVENTORY --node NAME`` in every node's namespace and
     ``nosdn apply -f INVENTORY --external`` in the external host; raise if any failed. With a
-    router, also start (or reload) its daemon with the config ``nosdn render`` prints."""
+    router, also start (or reload) its daemon with the config ``nosdn render`` prints.
+
+    A live cluster's lab (``--agents``) instead starts ``nosdn agent`` in every node that runs
+    none, runs ``nosdn apply --external`` against the API, and waits until every node's table
+    holds its peers' routes (no `ApplyRun`: the agents keep running)."""
+    if lab.topo.spec.api is not None:
+        t = time.monotonic()
+        live.start_agents(lab, log=log)
+        live.apply_external(lab, log=log)
+        log("waiting for the agents' routes:")
+        live.wait_routes(lab, log=log, since=t)
+        return []
     inv = str(lab.paths.inventory)
     jobs = [(n.name, n.netns, ["apply", "-f", inv, "--node", n.name]) for n in lab.topo.nodes]
     jobs.append(("external", lab.topo.external_ns, ["apply", "-f", inv, "--external"]))

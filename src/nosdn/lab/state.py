@@ -10,6 +10,10 @@ reboot, which also drops the namespaces, drops it too; ``$NOSDN_LAB_DIR`` moves 
     cni/<node>/results/<pod>.json   each pod's cached ADD result (what DEL is given)
     router/                         the router's config (as `nosdn render` prints it), and
                                     BIRD's control socket, pid file and log
+    kubeconfig                      (--agents) the admin's kubeconfig: kubectl --kubeconfig
+    api/                            (--agents) the API server's certificates, kine's SQLite
+                                    database, logs, and the agents' service-account kubeconfig
+    agents/<node>.log               (--agents) each node's `nosdn agent` log
 
 ``lab down`` removes the directory; it does not need it to find the namespaces.
 """
@@ -66,17 +70,39 @@ class LabPaths:
     def router_dir(self) -> Path:
         return self.root / "router"
 
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def api_dir(self) -> Path:
+        return self.root / "api"
+
+    @property
+    def agent_kubeconfig(self) -> Path:
+        return self.api_dir / "agent.kubeconfig"
+
+    def agent_log(self, node: str) -> Path:
+        return self.root / "agents" / f"{node}.log"
+
 
 @dataclass(slots=True)
 class LabState:
     spec: LabSpec
     #: ``node1/pod1`` -> the addresses CNI gave it
     pods: dict[str, list[str]] = field(default_factory=dict)
-    #: how routes were last programmed: "" (not yet) or "nosdn apply"
+    #: how routes were last programmed: "" (not yet), "nosdn apply" or "nosdn agent"
     routes: str = ""
+    #: node name -> pid of its `nosdn agent` (--agents)
+    agents: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec.as_dict(), "pods": self.pods, "routes": self.routes}
+        return {
+            "spec": self.spec.as_dict(),
+            "pods": self.pods,
+            "routes": self.routes,
+            "agents": self.agents,
+        }
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -103,6 +129,7 @@ def load(paths: LabPaths) -> LabState:
             spec=LabSpec.from_dict(data["spec"]),
             pods={str(k): [str(ip) for ip in v] for k, v in data.get("pods", {}).items()},
             routes=str(data.get("routes", "")),
+            agents={str(k): int(v) for k, v in data.get("agents", {}).items()},
         )
     except FileNotFoundError:
         raise LabError(

@@ -7,6 +7,15 @@ lab's name alone after a crash. Every namespace name starts with ``<lab>.`` and 
 few fixed patterns (`LabNames.owns`), which is how ``lab down`` finds what is its own without
 ever touching a namespace someone else made.
 
+A lab whose nodes changed (``nosdn lab node add|remove|readdress``) records that in its spec
+too: which node numbers exist (``members``) and which node moved to another host number
+(``hosts``); a node's number still names it, its namespace, switch port and pod subnet, so
+nothing else moves when one node comes, goes or changes address.
+
+With ``api`` the lab is a live cluster: an API server (``real``: kube-apiserver on kine;
+``emulator``: kmock) in namespace ``<lab>.api``, on the switch at 10.10.0.250, and
+``nosdn agent`` in every node instead of ``nosdn apply``.
+
 Addresses live in private ranges that exist only inside the lab (the switch namespace is not
 connected to anything else), so several labs can reuse them side by side.
 
@@ -41,6 +50,11 @@ NODE_MASK_V6 = 64
 EXTERNAL_HOST = 254
 #: Host number of the router on every segment.
 ROUTER_HOST = 253
+#: Host number of the API server (``--agents``) on segment 1.
+API_HOST = 250
+#: The host numbers a node may have: below the API server, router and external host.
+MAX_HOST = 249
+APIS = ("real", "emulator")
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
@@ -82,6 +96,10 @@ class LabNames:
     def router(self) -> str:
         return f"{self.lab}.rt"
 
+    @property
+    def api(self) -> str:
+        return f"{self.lab}.api"
+
     def segment_switch(self, segment: int) -> str:
         """Segment 1's switch keeps the single-segment lab's name."""
         return self.switch if segment == 1 else f"{self.lab}.sw{segment}"
@@ -98,7 +116,7 @@ class LabNames:
             return False
         rest = netns[len(self.prefix) :]
         return (
-            rest in {"sw", "ext", "rt"}
+            rest in {"sw", "ext", "rt", "api"}
             or re.fullmatch(r"sw[2-9]|node\d+(\.pod\d+)?", rest) is not None
         )
 
@@ -156,6 +174,12 @@ class LabSpec:
     pods_per_node: int = 2
     segments: int = 1
     router: str | None = None
+    #: the API server of a live cluster ("real" or "emulator"); None: routes by `nosdn apply`
+    api: str | None = None
+    #: the node numbers that exist, once a node was added or removed (empty: 1..nodes)
+    members: tuple[int, ...] = ()
+    #: (node number, host number) for the nodes whose address moved
+    hosts: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -191,6 +215,39 @@ class LabSpec:
             raise LabInputError(
                 f"--router {self.router} joins L2 segments: use it with --segments 2 (or more)"
             )
+        if self.api is not None and self.api not in APIS:
+            raise LabInputError(
+                f"--api {self.api}: choose real (kube-apiserver on kine) or emulator (kmock)"
+            )
+        if self.api is not None and self.segments > 1:
+            raise LabInputError(
+                "--agents runs on one L2 segment for now: drop --segments/--router, "
+                "or use the lab without --agents"
+            )
+        self._check_members()
+
+    def _check_members(self) -> None:
+        numbers = self.node_numbers
+        if not numbers or len(set(numbers)) != len(numbers):
+            raise LabInputError(f"node numbers {list(numbers)}: need distinct ones, at least one")
+        if not all(1 <= i <= MAX_NODES for i in numbers):
+            raise LabInputError(f"node numbers {list(numbers)}: each must be 1..{MAX_NODES}")
+        owner: dict[int, int] = {}
+        for i in numbers:
+            h = self.host_of(i)
+            if not 1 <= h <= MAX_HOST:
+                raise LabInputError(f"node{i}: host number {h} is not 1..{MAX_HOST}")
+            if h in owner:
+                raise LabInputError(f"node{owner[h]} and node{i} would share host number {h}")
+            owner[h] = i
+
+    @property
+    def node_numbers(self) -> tuple[int, ...]:
+        return self.members or tuple(range(1, self.nodes + 1))
+
+    def host_of(self, number: int) -> int:
+        """The host number of node ``number`` on its segment (its own number unless moved)."""
+        return dict(self.hosts).get(number, number)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -200,11 +257,15 @@ class LabSpec:
             "pods_per_node": self.pods_per_node,
             "segments": self.segments,
             "router": self.router,
+            "api": self.api,
+            "members": list(self.members),
+            "hosts": [list(h) for h in self.hosts],
         }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> LabSpec:
         router = data.get("router")
+        api = data.get("api")
         return LabSpec(
             name=str(data["name"]),
             nodes=int(data["nodes"]),
@@ -212,6 +273,9 @@ class LabSpec:
             pods_per_node=int(data["pods_per_node"]),
             segments=int(data.get("segments", 1)),
             router=str(router) if router is not None else None,
+            api=str(api) if api is not None else None,
+            members=tuple(int(i) for i in data.get("members", ())),
+            hosts=tuple((int(i), int(h)) for i, h in data.get("hosts", ())),
         )
 
 
@@ -233,6 +297,8 @@ class Topology:
     families: tuple[int, ...]
     segments: tuple[Segment, ...] = ()
     router: LabRouter | None = None
+    #: the API server's address on the node network (a live cluster's; None without)
+    api_ip: IPAddress | None = None
 
     @property
     def name(self) -> str:
@@ -299,7 +365,7 @@ def segment_nets(index: int) -> tuple[IPv4Network, IPv6Network]:
 
 def segment_of(spec: LabSpec, number: int) -> int:
     """Which segment node ``number`` (1-based) is on: the nodes split in order, evenly."""
-    return 1 + (number - 1) * spec.segments // spec.nodes
+    return min(spec.segments, 1 + (number - 1) * spec.segments // spec.nodes)
 
 
 def build(spec: LabSpec) -> Topology:
@@ -317,13 +383,14 @@ def build(spec: LabSpec) -> Topology:
             ports.append((f"eth{k}", "rt", k, gateways))
         segments.append(Segment(k, names.segment_switch(k), nets, gateways))
     nodes: list[LabNode] = []
-    for i in range(1, spec.nodes + 1):
+    for i in sorted(spec.node_numbers):
         name = f"node{i}"
         seg = segments[segment_of(spec, i) - 1]
-        ips: list[IPAddress] = [_host(seg.nets[0], i)]
+        host = spec.host_of(i)
+        ips: list[IPAddress] = [_host(seg.nets[0], host)]
         cidrs: list[IPNetwork] = [_subnet(CLUSTER_CIDR_V4, NODE_MASK_V4, i)]
         if spec.ipv6:
-            ips.append(_host(seg.nets[1], i))
+            ips.append(_host(seg.nets[1], host))
             cidrs.append(_subnet(CLUSTER_CIDR_V6, NODE_MASK_V6, i))
         pods = tuple(f"pod{j}" for j in range(1, spec.pods_per_node + 1))
         nodes.append(
@@ -333,4 +400,5 @@ def build(spec: LabSpec) -> Topology:
     if spec.ipv6:
         ext.append(_host(NODE_NET_V6, EXTERNAL_HOST))
     router = LabRouter(spec.router, names.router, tuple(ports)) if spec.router else None
-    return Topology(spec, names, tuple(nodes), tuple(ext), families, tuple(segments), router)
+    api = _host(NODE_NET_V4, API_HOST) if spec.api else None
+    return Topology(spec, names, tuple(nodes), tuple(ext), families, tuple(segments), router, api)
