@@ -282,3 +282,47 @@ def test_ip_json_parsers_and_target() -> None:
     )
     with pytest.raises(TargetError, match="--external"):
         resolve_target(CLUSTER, [ip_address("192.0.2.7")], None, False)
+
+
+def test_policy_rules_walked_like_the_kernel() -> None:
+    """``ip -N -j rule`` parsed; a lookup rule only takes pod traffic if its table routes
+    it; goto skips rules; suppress_prefixlength lets nosdn's routes win; fwmark is unknown."""
+    from nosdn.diagnose.checks_rules import check_rules
+    from nosdn.diagnose.gather import parse_rules
+
+    res = reconcile_once(CLUSTER, NODE1, FakeBackend(), dry_run=True)
+    default = [
+        {"priority": 0, "src": "all", "table": "255"},
+        {"priority": 32766, "src": "all", "table": "254"},
+        {"priority": 32767, "src": "all", "table": "253"},
+    ]
+
+    def verdict(extra: list[dict[str, object]], tables: dict[int, list[str]]) -> str:
+        rules = tuple(parse_rules([*default, *extra], 4))
+        routes = {
+            t: tuple(
+                InstalledRoute(ip_network(d), (), False, "boot", f"{d} proto boot") for d in ds
+            )
+            for t, ds in tables.items()
+        }
+        f = facts(routes=res, rules=rules, rule_tables=routes)
+        return check_rules(f)[0].status
+
+    assert verdict([], {}) == "ok"
+    away = {"priority": 5, "src": "all", "table": "7"}
+    assert verdict([away], {7: ["192.0.2.0/24"]}) == "ok"  # table 7 has nothing for pods
+    assert verdict([away], {7: ["0.0.0.0/0"]}) == "fail"
+    main = {**away, "table": "254", "suppress_prefixlen": 0}  # wireguard's: /24s still win
+    assert verdict([main, {**away, "priority": 6}], {7: ["0.0.0.0/0"]}) == "ok"
+    hidden = {**main, "suppress_prefixlen": 24}
+    assert verdict([hidden, {**away, "priority": 6}], {7: ["0.0.0.0/0"]}) == "fail"
+    skip_to_main = {**away, "priority": 4, "goto": 32766, "action": "goto"}
+    assert verdict([skip_to_main, away], {7: ["0.0.0.0/0"]}) == "ok"
+    marked = {**away, "fwmark": "0x10", "fwmask": "0xff"}
+    assert verdict([marked], {7: ["0.0.0.0/0"]}) == "warn"
+    other_src = {**away, "src": "192.168.0.0", "srclen": 16}
+    assert verdict([other_src], {7: ["0.0.0.0/0"]}) == "ok"
+    drop = {"priority": 9, "src": "all", "dst": "10.244.2.0", "dstlen": 24, "action": "blackhole"}
+    assert verdict([drop], {}) == "fail"
+    [r] = parse_rules([marked], 4)
+    assert r.text == "5: from all fwmark 0x10/0xff lookup 7"

@@ -213,6 +213,96 @@ def test_forward_drop_rule_native_nftables(lab: Lab) -> None:
         sh(lab, "nft delete table inet fw", check=False)
 
 
+def pod_pings(lab: Lab, src: str, dst: str) -> bool:
+    """One ping, pod to pod (``node1/pod1`` -> ``node2/pod1``), over IPv4."""
+    a, b = (next(p for p in lab.pods() if p.label == x) for x in (src, dst))
+    proc = subprocess.run(
+        ["ip", "netns", "exec", a.netns, "ping", "-c", "1", "-W", "2", str(b.ip_for(4))],
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("check", "table", "nft"),
+    [
+        (
+            "firewall.prerouting.ipv4",
+            "inet early",
+            "add chain inet early raw { type filter hook prerouting priority raw; }; "
+            "add rule inet early raw ip saddr 10.244.2.0/24 drop",
+        ),
+        (
+            "firewall.ingress.ipv4",
+            "netdev early",
+            "add chain netdev early eth0 { type filter hook ingress device eth0 priority 0; }; "
+            "add rule netdev early eth0 ip saddr 10.244.0.0/16 drop",
+        ),
+    ],
+    ids=["prerouting-raw", "netdev-ingress"],
+)
+def test_drops_before_the_forward_chain(lab: Lab, check: str, table: str, nft: str) -> None:
+    """A drop of pod packets in prerouting or in a netdev ingress chain: the forward check
+    alone says ok (the packets never get there); this check fails, and its fix lets them
+    through (pods ping again)."""
+    assert pod_pings(lab, "node2/pod1", "node1/pod1")
+    sh(lab, f"nft 'add table {table}; {nft}'")
+    try:
+        assert not pod_pings(lab, "node2/pod1", "node1/pod1")
+        _, checks = doctor(lab)
+        assert checks["firewall.forward.ipv4"]["status"] == "ok"
+        seen = break_fix_mend(lab, check)
+        assert "drops pod packets before routing" in seen["saw"]
+        assert seen["fix"].startswith(f"nft insert rule {table} ")
+        assert pod_pings(lab, "node2/pod1", "node1/pod1")
+    finally:
+        sh(lab, f"nft delete table {table}", check=False)
+
+
+def test_policy_rule_sending_pod_traffic_to_another_table(lab: Lab) -> None:
+    """A rule that takes this node's pods' traffic to another table (whose default route
+    is a blackhole) breaks pod-to-pod traffic while the routes in main are right; a rule
+    selecting by fwmark is only a warning; a rule whose table has no route for pods is fine."""
+    assert pod_pings(lab, "node1/pod1", "node2/pod1")
+    sh(lab, "ip route add blackhole default table 100")
+    sh(lab, "ip rule add fwmark 0x99 lookup 100 priority 101")
+    sh(lab, "ip route add 192.0.2.0/24 via 10.10.0.2 table 101")
+    sh(lab, "ip rule add lookup 101 priority 102")  # from all, but nothing for pods there
+    try:
+        uncertain = doctor(lab)[1]["rules.ipv4"]
+        assert uncertain["status"] == "warn", uncertain
+        assert "fwmark 0x99" in uncertain["saw"]
+        sh(lab, "ip rule add from 10.244.1.0/24 lookup 100 priority 100")
+        assert not pod_pings(lab, "node1/pod1", "node2/pod1")
+        seen = broken(lab, "rules.ipv4")
+        assert seen["fix"] == "ip rule del priority 100"
+        assert (
+            "10.244.1.1 -> 10.244.2.1: rule '100: from 10.244.1.0/24 lookup 100' sends it "
+            in (seen["details"][0])
+        )
+        assert "blackhole 0.0.0.0/0 proto boot table 100" in seen["details"][0]
+        _, checks = doctor(lab)
+        assert checks["routes"]["status"] == "ok"  # nosdn's routes are right all along
+        sh(lab, seen["fix"])
+        assert pod_pings(lab, "node1/pod1", "node2/pod1")
+        assert doctor(lab)[1]["rules.ipv4"]["status"] == "warn"  # the fwmark rule is left
+    finally:
+        sh(lab, "ip rule del priority 100; ip rule del priority 101; ip rule del priority 102",
+           check=False)  # fmt: skip
+        sh(lab, "ip route flush table 100; ip route flush table 101", check=False)
+    assert doctor(lab)[1]["rules.ipv4"]["status"] == "ok"
+
+
+def test_says_what_it_does_not_check(lab: Lab) -> None:
+    _, checks = doctor(lab)
+    line = checks["not-checked"]
+    assert line["status"] == "skip"
+    assert "tc filters" in line["saw"]
+    assert "eBPF" in line["saw"]
+
+
 def test_routes_missing_wrong_stale(lab: Lab) -> None:
     fix = f"{PROGRAM} apply -f {lab.paths.inventory} --node node1"
     sh(lab, "ip route del 10.244.2.0/24")

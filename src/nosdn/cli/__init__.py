@@ -66,7 +66,8 @@ COMMANDS: dict[str, Entry] = {
     "status": Entry(
         "_kernel_cmds",
         "status",
-        "Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, off-link.",
+        "Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, shadowed, "
+        "off-link.",
     ),
     "flush": Entry(
         "_kernel_cmds",

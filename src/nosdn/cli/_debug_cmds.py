@@ -156,9 +156,11 @@ def doctor(
     """Check this host for everything that silently breaks pod traffic (read-only).
 
     One line per check: ok / warn / fail / skip, what it saw, and the exact command that fixes
-    it. Checks: IP forwarding, rp_filter, the firewall's FORWARD path, nosdn's routes (missing,
-    wrong, stale), conflicts, off-link nodes, next-hop neighbours, MTU, the CNI conflist, the
-    pod bridge, masquerading and kernel nexthop support. Exit 1 if any check fails.
+    it. Checks: IP forwarding, rp_filter, the firewall's FORWARD path and drops before it
+    (prerouting, ingress), nosdn's routes (missing, wrong, stale), conflicts and shadowing
+    routes, ip rules, off-link nodes, next-hop neighbours, MTU, the CNI conflist, the pod
+    bridge, masquerading and kernel nexthop support; the last line says what is not checked.
+    Exit 1 if any check fails.
     """
     from nosdn.diagnose import TargetError, gather, healthy, run_checks
 

@@ -381,8 +381,11 @@ def status(
     netns: str | None,
     output: Output,
 ) -> None:
-    """Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, shadowed
-    (someone else's more specific route takes part of a wanted prefix), off-link.
+    """Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, shadowed,
+    off-link.
+
+    Shadowed: someone else's more specific route takes part of a wanted prefix (longest prefix
+    wins), though nosdn's route is right; it is shown with the command that would remove it.
 
     Exit 0 when every wanted route is installed as wanted, 1 otherwise (for monitoring).
     """

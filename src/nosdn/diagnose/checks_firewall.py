@@ -1,4 +1,5 @@
-"""Doctor checks of the firewall: is forwarded pod traffic dropped, is pod egress masqueraded?
+"""Doctor checks of the firewall: is forwarded pod traffic dropped (in the forward chain, or
+earlier: prerouting and ingress), is pod egress masqueraded?
 
 Both are answered by walking the real chains (`nosdn.diagnose.firewall`) for concrete pod
 packets: one from a pod of this node to a pod of another node, one back, and one from a pod to
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
-from nosdn.diagnose.facts import Chain, Facts, nosdn_command, probe_address
-from nosdn.diagnose.firewall import base_chains, evaluate
+from nosdn.diagnose.checks_host import arrival_link
+from nosdn.diagnose.facts import Chain, Facts, nosdn_command, pod_bridge, probe_address
+from nosdn.diagnose.firewall import base_chains, evaluate, maybe_drops
 from nosdn.diagnose.result import CheckResult, fail, ok, skip, warn
 from nosdn.model import IPAddress, IPNetwork
 
@@ -39,6 +41,16 @@ def _peer_address(facts: Facts, family: int, mine: list[IPNetwork]) -> IPAddress
                 if not any(candidate in m for m in mine):
                     return candidate
     return OUTSIDE[family]
+
+
+def mine_and_peer_pods(facts: Facts, family: int) -> tuple[list[IPAddress], list[IPAddress]]:
+    """A pod address of each of this node's pod subnets of ``family``, and one of each pod
+    subnet nosdn routes to from here (the other nodes')."""
+    mine = [probe_address(c) for c in _mine(facts, family)]
+    res = facts.routes
+    wanted = [*res.desired, *res.skipped] if res is not None else []
+    peers = [probe_address(r.dst) for r in wanted if r.node is not None and r.family == family]
+    return mine, list(dict.fromkeys(peers))
 
 
 def _fam(family: int) -> str:
@@ -120,6 +132,116 @@ def check_forward_policy(facts: Facts) -> list[CheckResult]:
         else:
             out.append(ok(check, _summary(chains, "forwarded pod packets pass")))
     return out
+
+
+#: The hooks before routing that doctor reads, with their check name: a drop there never
+#: reaches the FORWARD chain, so the forward check alone would say ok.
+_EARLY_HOOKS = (("prerouting", "prerouting"), ("ingress", "ingress"))
+
+
+def _early_packets(facts: Facts, family: int) -> list[tuple[IPAddress, IPAddress, str | None]]:
+    """(source, destination, input interface) of the pod packets this node forwards: from
+    a pod of its own to each other node's pods (in on the pod bridge), and back (in where
+    this node's address is)."""
+    mine, peers = mine_and_peer_pods(facts, family)
+    if not mine:
+        return []
+    bridge = pod_bridge(facts)
+    home = arrival_link(facts, family)
+    if not peers:
+        peers = [_peer_address(facts, family, _mine(facts, family))]
+    out: list[tuple[IPAddress, IPAddress, str | None]] = []
+    for peer in peers[:1]:  # address matches: one peer stands for all (their subnets differ
+        out.append((mine[0], peer, bridge))  # only in what rules rarely name one by one)
+        out.append((peer, mine[0], home[0] if home is not None else None))
+    return out
+
+
+def check_early_drops(facts: Facts) -> list[CheckResult]:
+    """Drops before routing: nftables ``prerouting`` chains of type filter (raw, mangle and
+    filter priorities; iptables-nft's raw and mangle PREROUTING) and ``ingress`` chains
+    (netdev, and inet on Linux 5.10+), walked for the pod packets this node forwards."""
+    out: list[CheckResult] = []
+    for hook, name in _EARLY_HOOKS:
+        for family in facts.families:
+            check = f"firewall.{name}.ipv{family}"
+            if facts.target is not None and facts.target.kind != "node":
+                out.append(skip(check, "not needed: this host is not a node, it forwards no pods"))
+                continue
+            if facts.firewall.error is not None:
+                out.append(skip(check, f"could not read the firewall: {facts.firewall.error}"))
+                continue
+            chains = [
+                c for c in base_chains(facts.firewall, hook, family) if c.type in (None, "filter")
+            ]
+            packets = _early_packets(facts, family)
+            if not chains:
+                out.append(ok(check, f"no {hook} chains: nothing filters pod packets there"))
+                continue
+            if not packets:
+                out.append(
+                    skip(check, f"needs the inventory (-f) to check {len(chains)} {hook} chain(s)")
+                )
+                continue
+            out.append(_early_verdict(facts, family, check, chains, packets))
+    return out
+
+
+def _early_verdict(
+    facts: Facts,
+    family: int,
+    check: str,
+    chains: list[Chain],
+    packets: list[tuple[IPAddress, IPAddress, str | None]],
+) -> CheckResult:
+    dropped: list[tuple[Chain, str]] = []
+    maybe: list[tuple[Chain, str]] = []
+    for chain in chains:
+        for src, dst, iif in packets:
+            if chain.devices and iif is not None and iif not in chain.devices:
+                continue  # an ingress chain of another device
+            v = evaluate(facts.firewall, chain, src, dst)
+            if v.verdict in ("drop", "reject"):
+                by = f"rule '{v.rule.text}'" if v.rule is not None else f"policy {v.verdict}"
+                dropped.append((chain, f"{src} -> {dst}: {by}"))
+            for rule in maybe_drops(facts.firewall, chain, src, dst):
+                maybe.append((chain, f"{src} -> {dst}: rule '{rule.text}'"))
+    on = " (device " + ", ".join(chains[0].devices) + ")" if chains[0].devices else ""
+    if dropped:
+        first = dropped[0][0]
+        return fail(
+            check,
+            f"{_chain_name(first)}{on} drops pod packets before routing ({dropped[0][1]}): the "
+            "forward chain never sees them",
+            _accept_fix(first, family, _mine(facts, family)),
+            tuple(f"{_chain_name(c)}: {d}" for c, d in dropped),
+        )
+    if maybe:
+        return warn(
+            check,
+            f"{len(maybe)} rule(s) may drop pod packets before routing (they match pod "
+            f"addresses and something doctor does not evaluate: {maybe[0][1]})",
+            None,
+            tuple(f"{_chain_name(c)}: {d}" for c, d in maybe),
+        )
+    return ok(check, _summary(chains, "pod packets pass"))
+
+
+def check_scope(facts: Facts) -> list[CheckResult]:
+    """What doctor does not look at, said plainly (a skip line: never a verdict)."""
+    gaps = [
+        "tc filters and qdiscs",
+        "XDP and other eBPF programs (Cilium-style datapaths)",
+        "iptables-legacy raw and mangle tables",
+        "the INPUT and OUTPUT chains",
+        "conntrack state and limits",
+        "what routers and cloud route tables do beyond the next hop",
+    ]
+    if any(c.family == "netdev" and not c.devices for c in facts.firewall.chains):
+        gaps.append("which device a netdev chain is on (this nft does not say: all are walked)")
+    if any(r.other for r in facts.rules):
+        gaps.append("ip rule selectors other than from, to and iif (fwmark, uid, ports, ...)")
+    return [skip("not-checked", "doctor does not check " + "; ".join(gaps))]
 
 
 def _chain_name(c: Chain) -> str:

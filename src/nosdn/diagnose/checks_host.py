@@ -68,14 +68,14 @@ def _pod_routes(facts: Facts) -> list[Route]:
     return list(seen.values())
 
 
-def _arrival_link(facts: Facts) -> tuple[str, str] | None:
-    """The interface that holds this node's own IPv4 address, and that address: other nodes
-    send their pods' packets to it, so on a multi-homed node they arrive there, whatever
-    interface the route to the sending node leaves by."""
+def arrival_link(facts: Facts, family: int = 4) -> tuple[str, str] | None:
+    """The interface that holds this node's own address of ``family``, and that address:
+    other nodes send their pods' packets to it, so on a multi-homed node they arrive there,
+    whatever interface the route to the sending node leaves by."""
     if facts.cluster is None or facts.node_name is None:
         return None
     me = facts.cluster.node(facts.node_name)
-    addr = me.ip_for(4) if me is not None else None
+    addr = me.ip_for(family) if me is not None else None
     link = facts.link_of(addr) if addr is not None else None
     return (link.name, str(addr)) if link is not None else None
 
@@ -95,7 +95,7 @@ def check_rp_filter(facts: Facts) -> list[CheckResult]:
     bridge = pod_bridge(facts)
     if bridge in facts.links:
         ifaces[bridge] = None
-    home = _arrival_link(facts)
+    home = arrival_link(facts)
     if home is not None:
         ifaces[home[0]] = None
     mismatches: list[tuple[Route, str, str]] = []

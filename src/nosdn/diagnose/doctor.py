@@ -1,9 +1,10 @@
 """`nosdn doctor`: every check, in the order a person debugging pod traffic would look.
 
-From the host outward: does this node forward at all, do filters drop what it forwards, are the
-routes there and right, do their next hops answer, are the pods' own config and bridge right,
-does egress leave, and is the kernel fit for scale. Each check is a pure function of the facts,
-so this module is only the list and the verdict.
+From the host outward: does this node forward at all, do filters drop what it forwards (in the
+forward chain, or before routing), are the routes there and right, does a policy rule send pod
+traffic elsewhere, do their next hops answer, are the pods' own config and bridge right,
+does egress leave, and is the kernel fit for scale; last, what doctor does not check. Each
+check is a pure function of the facts, so this module is only the list and the verdict.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from nosdn.diagnose.checks_cni import check_bridge, check_conflist, check_mtu
-from nosdn.diagnose.checks_firewall import check_forward_policy, check_masquerade
+from nosdn.diagnose.checks_firewall import (
+    check_early_drops,
+    check_forward_policy,
+    check_masquerade,
+    check_scope,
+)
 from nosdn.diagnose.checks_host import check_forwarding, check_nexthops, check_rp_filter
 from nosdn.diagnose.checks_routes import (
     check_conflicts,
@@ -19,6 +25,7 @@ from nosdn.diagnose.checks_routes import (
     check_offlink,
     check_routes,
 )
+from nosdn.diagnose.checks_rules import check_rules
 from nosdn.diagnose.facts import Facts
 from nosdn.diagnose.result import CheckResult
 
@@ -28,8 +35,10 @@ CHECKS: tuple[Check, ...] = (
     check_forwarding,
     check_rp_filter,
     check_forward_policy,
+    check_early_drops,
     check_routes,
     check_conflicts,
+    check_rules,
     check_offlink,
     check_neighbours,
     check_mtu,
@@ -37,6 +46,7 @@ CHECKS: tuple[Check, ...] = (
     check_bridge,
     check_masquerade,
     check_nexthops,
+    check_scope,
 )
 
 

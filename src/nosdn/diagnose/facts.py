@@ -118,9 +118,12 @@ class Chain:
     policy: str | None = None
     type: str | None = None
     rules: tuple[Rule, ...] = ()
+    #: the devices of a netdev/ingress chain, when nft names them (older nft -j does not)
+    devices: tuple[str, ...] = ()
 
     def covers(self, family: int) -> bool:
-        return self.family in ("inet", "ip" if family == 4 else "ip6")
+        """Whether packets of this IP family pass this chain (netdev chains see them all)."""
+        return self.family in ("inet", "netdev", "ip" if family == 4 else "ip6")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,38 @@ class Firewall:
             if (c.source, c.family, c.table, c.name) == (source, family, table, name):
                 return c
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One policy routing rule (``ip rule``), reduced to what decides where pod traffic goes.
+
+    ``action`` is lookup, blackhole, unreachable, prohibit, goto or nop; ``src``/``dst`` None
+    mean "all"; ``iif`` the input interface it selects; ``other`` the selectors doctor does
+    not evaluate (fwmark, uidrange, ipproto, ports, tos, oif, l3mdev), as ``ip rule`` shows
+    them: a rule with any may or may not select pod traffic.
+    """
+
+    priority: int
+    family: int
+    action: str = "lookup"
+    table: int | None = None
+    src: IPNetwork | None = None
+    dst: IPNetwork | None = None
+    invert: bool = False
+    iif: str | None = None
+    goto: int | None = None
+    suppress_prefixlen: int | None = None
+    other: tuple[str, ...] = ()
+    text: str = ""
+
+    @property
+    def default(self) -> bool:
+        """One of the kernel's own rules: 0 lookup local, 32766 main, 32767 default."""
+        plain = self.action == "lookup" and not (
+            self.src or self.dst or self.invert or self.iif or self.other
+        )
+        return plain and (self.priority, self.table) in ((0, 255), (32766, 254), (32767, 253))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +210,11 @@ class Facts:
     installed: tuple[InstalledRoute, ...] = ()
     nexthops_supported: bool | None = None
     firewall: Firewall = field(default_factory=Firewall)
+    #: the policy rules of both families (``ip rule``), and why they could not be read
+    rules: tuple[PolicyRule, ...] = ()
+    rules_error: str | None = None
+    #: the routes of every other table a rule looks up (not ours, local or default)
+    rule_tables: Mapping[int, tuple[InstalledRoute, ...]] = field(default_factory=dict)
     cni: CniFile | None = None
     masquerade: Masquerade = "auto"
 

@@ -131,6 +131,15 @@ def _nft_rule(expr: list[Any], sets: Sets) -> Rule:
     return Rule(verdict, tuple(matches), other, target, " ".join(words))
 
 
+def _devices(dev: Any) -> tuple[str, ...]:
+    """A netdev chain's ``dev`` (one name or a list; older nft does not print it)."""
+    if isinstance(dev, str):
+        return (dev,)
+    if isinstance(dev, list):
+        return tuple(str(d) for d in dev)
+    return ()
+
+
 def parse_nft_json(data: Mapping[str, Any]) -> Firewall:
     """Chains and rules from ``nft -j list ruleset``."""
     chains: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -166,6 +175,7 @@ def parse_nft_json(data: Mapping[str, Any]) -> Firewall:
             policy=c.get("policy"),
             type=c.get("type"),
             rules=tuple(rules.get((fam, table, name), [])),
+            devices=_devices(c.get("dev")),
         )
         for (fam, table, name), c in chains.items()
     ]
@@ -296,6 +306,33 @@ def _walk(fw: Firewall, chain: Chain, src: IPAddress, dst: IPAddress, depth: int
             if found is not None or rule.verdict == "goto":
                 return found
     return None
+
+
+def maybe_drops(fw: Firewall, chain: Chain, src: IPAddress, dst: IPAddress) -> list[Rule]:
+    """Rules of ``chain`` (and the chains it jumps to) that drop or reject a packet from
+    ``src`` to ``dst`` by its addresses but also match on something else (an interface, a
+    conntrack state): `evaluate` cannot count them, and they may well drop it."""
+    out: list[Rule] = []
+    seen: set[str] = set()
+    todo = [chain]
+    while todo:
+        c = todo.pop()
+        if c.name in seen:
+            continue
+        seen.add(c.name)
+        for rule in c.rules:
+            if rule.verdict in ("jump", "goto") and rule.target:
+                sub = fw.chain(c.source, c.family, c.table, rule.target)
+                if sub is not None:
+                    todo.append(sub)
+            elif (
+                rule.other
+                and rule.verdict in ("drop", "reject")
+                and rule.matches
+                and _matches(rule, src, dst)
+            ):
+                out.append(rule)
+    return out
 
 
 def evaluate(fw: Firewall, chain: Chain, src: IPAddress, dst: IPAddress) -> Verdict:

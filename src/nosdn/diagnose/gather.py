@@ -1,12 +1,14 @@
 """The one place `doctor` and `trace` read the host: sysctls, links, neighbours, routes,
-firewall, CNI files. Read-only by construction: nothing here writes a file, a sysctl or a route.
+policy rules, firewall, CNI files. Read-only by construction: nothing here writes a file, a
+sysctl or a route.
 
 Routes and route lookups come through the kernel backend (`KernelBackend` and its netlink
 client), so doctor sees the table exactly as ``nosdn apply`` does; the desired routes and their
 diff come from one dry-run `reconcile_once`. Links and neighbours come from ``ip -j`` (the JSON
 iproute2 prints: the same facts a person would look at), sysctls from ``/proc/sys``, the
-firewall from ``nft -j list ruleset`` and, only when legacy tables exist, ``iptables-legacy-save``.
-Every source that cannot be read becomes an error in the facts, never an exception: doctor
+firewall from ``nft -j list ruleset`` and, only when legacy tables exist, ``iptables-legacy-save``,
+policy rules from ``ip -N -j rule`` and, through the backend, the routes of the tables they
+look up. Every source that cannot be read becomes an error in the facts, never an exception: doctor
 must say as much as it can on a broken host.
 """
 
@@ -19,7 +21,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from ipaddress import ip_address, ip_interface
+from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from nosdn.diagnose.facts import (
     Link,
     Masquerade,
     Neighbour,
+    PolicyRule,
     RouteLookup,
     probe_address,
 )
@@ -145,6 +148,89 @@ def read_links() -> tuple[dict[str, Link], str | None]:
 def read_neighbours() -> tuple[list[Neighbour], str | None]:
     data, error = _run_json(["ip", "-j", "neigh", "show"])
     return (parse_neighbours(data), None) if isinstance(data, list) else ([], error)
+
+
+# --- policy rules ----------------------------------------------------------------------------
+#: ``ip -j rule`` keys that select packets in ways doctor does not evaluate.
+_RULE_OTHER = (
+    "fwmark", "oif", "uidrange", "ipproto", "sport", "dport", "tos", "dsfield", "l3mdev",
+    "suppress_ifgroup", "realms",
+)  # fmt: skip
+_NAMED_TABLES = {"local": 255, "main": 254, "default": 253}
+
+
+def _rule_net(item: dict[str, Any], key: str) -> Any:
+    addr = item.get(key)
+    if addr in (None, "all"):
+        return None
+    plen = item.get(f"{key}len")
+    try:
+        return ip_network(f"{addr}/{plen}" if plen is not None else str(addr), strict=False)
+    except ValueError:
+        return None
+
+
+def parse_rules(data: Iterable[Any], family: int) -> list[PolicyRule]:
+    """Policy rules from ``ip -N -j rule show`` (tables as numbers)."""
+    out: list[PolicyRule] = []
+    for item in data:
+        if not isinstance(item, dict):
+            continue
+        raw_table = item.get("table")
+        table: int | None = None
+        if raw_table is not None:
+            t = str(raw_table)
+            table = int(t) if t.isdigit() else _NAMED_TABLES.get(t)
+        action = str(item.get("action") or ("goto" if "goto" in item else "lookup"))
+        other = [f"{k} {item[k]}" for k in _RULE_OTHER if k in item]
+        if "fwmask" in item and other and other[0].startswith("fwmark"):
+            other[0] += f"/{item['fwmask']}"
+        words = [f"{item.get('priority', 0)}:", "not" if "not" in item else ""]
+        words += [
+            f"from {item.get('src', 'all')}" + (f"/{item['srclen']}" if "srclen" in item else "")
+        ]
+        if "dst" in item:
+            words.append(f"to {item['dst']}" + (f"/{item['dstlen']}" if "dstlen" in item else ""))
+        if "iif" in item:
+            words.append(f"iif {item['iif']}")
+        words += other
+        if action == "lookup":
+            words.append(f"lookup {raw_table}")
+        elif action == "goto":
+            words.append(f"goto {item.get('goto')}")
+        else:
+            words.append(action)
+        if "suppress_prefixlen" in item:
+            words.append(f"suppress_prefixlength {item['suppress_prefixlen']}")
+        goto = item.get("goto")
+        sup = item.get("suppress_prefixlen")
+        out.append(
+            PolicyRule(
+                int(item.get("priority", 0)),
+                family,
+                action,
+                table,
+                _rule_net(item, "src"),
+                _rule_net(item, "dst"),
+                "not" in item,
+                str(item["iif"]) if "iif" in item else None,
+                int(goto) if isinstance(goto, int) else None,
+                int(sup) if isinstance(sup, int) else None,
+                tuple(other),
+                " ".join(w for w in words if w),
+            )
+        )
+    return out
+
+
+def read_rules() -> tuple[list[PolicyRule], str | None]:
+    rules: list[PolicyRule] = []
+    for family, flag in ((4, "-4"), (6, "-6")):
+        data, error = _run_json(["ip", "-N", "-j", flag, "rule", "show"])
+        if not isinstance(data, list):
+            return rules, error or "ip rule printed no list"
+        rules += parse_rules(data, family)
+    return rules, None
 
 
 # --- firewall --------------------------------------------------------------------------------
@@ -288,6 +374,8 @@ def gather(
     nexthops: bool | None = None
     looked: dict[IPAddress, RouteLookup] = {}
     installed: list[InstalledRoute] = []
+    rules, rules_error = read_rules()
+    rule_tables: dict[int, tuple[InstalledRoute, ...]] = {}
     try:
         backend = KernelBackend(table=table, protocol=protocol)
     except (OSError, ValueError) as e:
@@ -308,6 +396,9 @@ def gather(
                     addrs += [gw for r in wanted for gw in r.via]
                     addrs += [probe_address(r.dst) for r in wanted]
                 looked = lookups(backend, addrs, matched=addresses)
+                wanted_tables = {r.table for r in rules if r.action == "lookup" and r.table}
+                for t in sorted(wanted_tables - {table, 253, 255}):
+                    rule_tables[t] = tuple(backend.table_routes(t))
             except OSError as e:
                 routes_error = str(e)
     return Facts(
@@ -326,6 +417,9 @@ def gather(
         installed=tuple(installed),
         nexthops_supported=nexthops,
         firewall=read_firewall() if firewall else Firewall(),
+        rules=tuple(rules),
+        rules_error=rules_error,
+        rule_tables=rule_tables,
         cni=read_cni(cni_conf) if target is None or target.kind == "node" else None,
         masquerade=masquerade,
     )

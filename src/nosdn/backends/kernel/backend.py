@@ -542,8 +542,30 @@ class KernelBackend:
         r = self.nl.fib_match(dst.packed)
         if isinstance(r, int):
             return r
+        nhs = self._nexthop_table() if r.nh_id else {}
+        return self._describe(r, self.nl.links(), nhs), r.table
+
+    def table_routes(self, table: int) -> list[InstalledRoute]:
+        """Every unicast-space route of another table, both families (for doctor: the tables
+        policy rules send traffic to). Never ours to change: ``owned`` is always False."""
         links = self.nl.links()
-        gws = self._gateways(r, self._nexthop_table() if r.nh_id else {})
+        nhs: dict[int, nl.NexthopMsg] | None = None
+        out: list[InstalledRoute] = []
+        for fam in (AF4, AF6):
+            for r in self.nl.routes(fam, table):
+                if r.table != table or r.type not in RELEVANT_TYPES:
+                    continue
+                if r.nh_id and nhs is None:
+                    nhs = self._nexthop_table()
+                out.append(self._describe(r, links, nhs or {}))
+        return out
+
+    def _describe(
+        self, r: nl.RouteMsg, links: dict[int, str], nhs: dict[int, nl.NexthopMsg]
+    ) -> InstalledRoute:
+        """An `InstalledRoute` for a route message of any table, worded like `routes`' own,
+        with ``table N`` when it is not ours."""
+        gws = self._gateways(r, nhs)
         fam = r.family
         raw = r.dst or bytes(4 if fam == AF4 else 16)
         net = _to_net(fam, raw, r.dst_len)
@@ -564,7 +586,7 @@ class KernelBackend:
             words.append(f"table {r.table}")
         owned = r.protocol == self.protocol and r.type == nl.RTN_UNICAST and r.table == self.table
         ref = f"nhid={r.nh_id} metric={r.priority}"
-        return InstalledRoute(net, via, owned, owner, " ".join(words), ref, kind), r.table
+        return InstalledRoute(net, via, owned, owner, " ".join(words), ref, kind)
 
     def nexthops(self) -> list[nl.NexthopMsg]:
         """The nexthop objects carrying our protocol (empty without kernel support)."""
