@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -148,10 +149,11 @@ def test_doctor_reads_the_nodes_and_checks_the_routes(node: Node) -> None:
     assert "missing 10.244.3.0/24 via 10.10.0.3 (node3)" in checks["routes"]["details"]
     # the fix names the API, not an inventory there is none of, and works as printed
     fix = checks["routes"]["fix"]
-    assert fix == f"nosdn apply --kube-server {node.emu.url} --node {ME}"
+    nosdn = f"{shlex.quote(sys.executable)} -m nosdn"  # as doctor was run: python -m nosdn
+    assert fix == f"{nosdn} apply --kube-server {node.emu.url} --node {ME}"
     conf = node.workdir / "10-nosdn.conflist"
     assert checks["cni.conflist"]["fix"].startswith(
-        f"nosdn render --kube-server {node.emu.url} --format cni --node {ME}"
+        f"{nosdn} render --kube-server {node.emu.url} --format cni --node {ME}"
     )
     venv = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{venv}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
