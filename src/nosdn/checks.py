@@ -350,6 +350,103 @@ def _check_ranges_hold_no_node(cluster: Cluster, addresses: _Addresses) -> Itera
                 )
 
 
+def _check_bgp(cluster: Cluster) -> Iterable[Problem]:
+    """The ``bgp:`` section against the nodes and the cluster's ranges: a peer is a router,
+    never a node, a pod or a service address; the node networks the routers listen on hold
+    no pod or service range (a listen range is who may connect, so it must be narrow)."""
+    bgp = cluster.bgp
+    if bgp is None:
+        return
+    node_of = {ip: n.name for n in cluster.nodes for ip in n.ips}
+    names = {n.name for n in cluster.nodes}
+    ranges = [
+        *(("clusterCIDRs", c) for c in cluster.cluster_cidrs),
+        *(("serviceCIDRs", c) for c in cluster.service_cidrs),
+        *(("podCIDRs of node " + n.name, c) for n in cluster.nodes for c in n.pod_cidrs),
+    ]
+    seen: set[IPAddress] = set()
+    for i, peer in enumerate(bgp.peers):
+        field, ip = f"bgp.peers[{i}].address", peer.address
+        if ip in seen:
+            yield Problem(None, field, str(ip), "is listed twice", "list each router once")
+        seen.add(ip)
+        if _no_next_hop(ip):
+            yield Problem(
+                None,
+                field,
+                str(ip),
+                "cannot be a BGP peer (loopback, link-local, multicast or unspecified)",
+                "give the router's address on the node network",
+            )
+        if (owner := node_of.get(ip)) is not None:
+            yield Problem(
+                None,
+                field,
+                str(ip),
+                f"is node {owner}'s own address",
+                "a peer is a router the nodes announce to: give the router's address",
+            )
+        for what, c in ranges:
+            if c.version == ip.version and ip in c:
+                yield Problem(
+                    None,
+                    field,
+                    str(ip),
+                    f"lies inside {what} {c}",
+                    "give the router's address on the node network, outside pods and services",
+                )
+                break
+        unknown = [name for name in peer.nodes if name not in names]
+        for name in unknown:
+            yield Problem(
+                None,
+                f"bgp.peers[{i}].nodes",
+                name,
+                "names no node of the inventory",
+                "list the nodes that peer with this router by name (omit nodes: for all)",
+            )
+        if (
+            not any(n.ip_for(ip.version) is not None for n in cluster.nodes if peer.serves(n.name))
+            and cluster.nodes
+        ):
+            yield Problem(
+                None,
+                field,
+                str(ip),
+                f"is IPv{ip.version} but none of its nodes has an IPv{ip.version} address to "
+                "peer from",
+                f"give the nodes IPv{ip.version} addresses, or the router's other address",
+            )
+    listens = [("bgp.nodeNetworks", c) for c in bgp.node_networks]
+    listens += [
+        (f"bgp.peers[{i}].nodeNetworks", c)
+        for i, peer in enumerate(bgp.peers)
+        for c in peer.node_networks
+    ]
+    for field, c in listens:
+        if (p := _short(c, None, field)) is not None:
+            yield p
+        for what, r in ranges:
+            if r.version == c.version and r.overlaps(c):
+                yield Problem(
+                    None,
+                    field,
+                    str(c),
+                    f"overlaps {what} {r}",
+                    "give the networks the nodes' own addresses are on (who may connect)",
+                )
+                break
+        if not any(cc.version == c.version for cc in cluster.cluster_cidrs):
+            yield Problem(
+                None,
+                field,
+                str(c),
+                f"is IPv{c.version} but there is no IPv{c.version} clusterCIDRs: a router "
+                "cannot tell which prefixes a new node may announce",
+                f"add the IPv{c.version} cluster CIDR to clusterCIDRs",
+            )
+
+
 # --- stage 2: conflicts between nodes, blamed by seniority -------------------------------------
 @dataclass(frozen=True, slots=True)
 class _Conflict:
@@ -549,6 +646,7 @@ def check_cluster(cluster: Cluster, *, seniority: Seniority | None = None) -> li
         own.extend(check(cluster))
     problems.extend(_check_cluster_ranges(cluster))
     problems.extend(_check_service_via(cluster))
+    problems.extend(_check_bgp(cluster))
     addresses = _Addresses(cluster.nodes)
     problems.extend(_check_ranges_hold_no_node(cluster, addresses))
     nodes = cluster.nodes

@@ -26,7 +26,15 @@ from nosdn.addr import parse_ip, parse_net
 from nosdn.checks import check_cluster
 from nosdn.echo import cut, echo
 from nosdn.ipam import Allocation, allocate
-from nosdn.model import Cluster, IPAddress, IPNetwork, Node
+from nosdn.model import (
+    DEFAULT_GRACEFUL_RESTART,
+    Bgp,
+    BgpPeer,
+    Cluster,
+    IPAddress,
+    IPNetwork,
+    Node,
+)
 from nosdn.problems import Problem, ProblemsError
 from nosdn.yamlsplit import Split, split_nodes
 
@@ -40,10 +48,19 @@ TOP_KEYS = {
     "serviceCIDRs",
     "serviceCIDR",
     "serviceVia",
+    "bgp",
     "nodes",
 }
-NODE_KEYS = {"name", "ips", "ip", "podCIDRs", "podCIDR", "instanceId"}
-_NODE_KEYS = frozenset(NODE_KEYS)
+NODE_KEYS = {"name", "ips", "ip", "podCIDRs", "podCIDR", "instanceId", "asn"}
+#: The keys the quick path reads (``asn`` goes through `_parse_node`, which collects it).
+_NODE_KEYS = frozenset(NODE_KEYS - {"asn"})
+BGP_KEYS = {"asn", "peers", "gracefulRestartTime", "nodeNetworks"}
+PEER_KEYS = {"address", "asn", "passwordFile", "multihop", "bfd", "nodes", "nodeNetworks"}
+#: 0 is reserved (RFC 7607), 23456 is AS_TRANS (RFC 6793): neither can be a speaker's ASN.
+ASN_MAX = 4294967295
+_AS_TRANS = 23456
+#: BIRD's limit, and the 12 bits the graceful restart capability has for the time.
+GRACEFUL_RESTART_MAX = 4095
 #: Files from this size on have their node list parsed a piece (this many nodes) at a time.
 _SPLIT_FROM = 64 * 1024
 _PIECE = 1000
@@ -188,7 +205,9 @@ def _quick_node(raw: object) -> Node | None:
     return Node(name, addrs, nets, str(instance) if instance is not None else None)
 
 
-def _parse_node(index: int, raw: object, out: list[Problem]) -> Node | None:
+def _parse_node(
+    index: int, raw: object, out: list[Problem], asns: list[tuple[str, object]]
+) -> Node | None:
     quick = _quick_node(raw)
     if quick is not None:
         return quick
@@ -240,7 +259,218 @@ def _parse_node(index: int, raw: object, out: list[Problem]) -> Node | None:
         if net is not None:
             cidrs.append(net)
     instance = raw.get("instanceId")
+    if "asn" in raw:
+        asns.append((name, raw["asn"]))
     return Node(name, tuple(ips), tuple(cidrs), str(instance) if instance is not None else None)
+
+
+def parse_asn(value: object, node: str | None, field: str, out: list[Problem]) -> int | None:
+    """An autonomous system number: a whole number from 1 to 4294967295, not 23456."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ASN_MAX:
+        out.append(
+            Problem(
+                node,
+                field,
+                echo(value),
+                f"is not an AS number (a whole number from 1 to {ASN_MAX})",
+                "write e.g. 64512 (private ASNs: 64512-65534, 4200000000-4294967294)",
+            )
+        )
+        return None
+    if value == _AS_TRANS:
+        out.append(
+            Problem(
+                node,
+                field,
+                str(value),
+                "is AS_TRANS (RFC 6793), which stands in for 4-byte ASNs and no speaker may use",
+                "pick another ASN, e.g. 64512",
+            )
+        )
+        return None
+    return value
+
+
+def _unknown_keys(
+    raw: Mapping[str, Any], known: set[str], node: str | None, where: str, out: list[Problem]
+) -> None:
+    for key in raw:
+        if key not in known:
+            out.append(
+                Problem(
+                    node,
+                    f"{where}.{echo(str(key))}",
+                    echo(raw[key]),
+                    "is not a known field",
+                    f"known fields: {', '.join(sorted(known))}",
+                )
+            )
+
+
+def _parse_peer(index: int, raw: object, base: Path, out: list[Problem]) -> BgpPeer | None:
+    where = f"bgp.peers[{index}]"
+    if not isinstance(raw, Mapping):
+        out.append(Problem(None, where, echo(raw), "is not a mapping", "write address: and asn:"))
+        return None
+    _unknown_keys(raw, PEER_KEYS, None, where, out)
+    n = len(out)
+    address = None
+    if "address" not in raw:
+        out.append(
+            Problem(
+                None,
+                f"{where}.address",
+                "(missing)",
+                "is missing",
+                "give the router's address, e.g. 10.10.0.254",
+            )
+        )
+    else:
+        address = parse_address(raw["address"], None, f"{where}.address", out)
+    asn = None
+    if "asn" not in raw:
+        out.append(
+            Problem(
+                None,
+                f"{where}.asn",
+                "(missing)",
+                "is missing",
+                "give the router's AS number, e.g. 65000",
+            )
+        )
+    else:
+        asn = parse_asn(raw["asn"], None, f"{where}.asn", out)
+    password_file = None
+    if (pf := raw.get("passwordFile")) is not None:
+        if not isinstance(pf, str) or not pf or len(pf) > 4096 or not pf.isprintable():
+            out.append(
+                Problem(
+                    None,
+                    f"{where}.passwordFile",
+                    echo(pf),
+                    "is not a file path",
+                    "give the path of a file holding the MD5 password (a mounted Secret)",
+                )
+            )
+        else:
+            # relative to the inventory, like the paths in a kubeconfig
+            password_file = str(base / pf) if not os.path.isabs(pf) else pf
+    multihop = raw.get("multihop", False)
+    ttl = 0
+    if multihop is True:
+        ttl = 255
+    elif multihop is False or multihop is None:
+        ttl = 0
+    elif isinstance(multihop, int) and 2 <= multihop <= 255:
+        ttl = multihop
+    else:
+        out.append(
+            Problem(
+                None,
+                f"{where}.multihop",
+                echo(multihop),
+                "is neither true/false nor a TTL from 2 to 255",
+                "write multihop: true, or the number of hops to the router plus one",
+            )
+        )
+    bfd = raw.get("bfd", False)
+    if not isinstance(bfd, bool):
+        out.append(
+            Problem(None, f"{where}.bfd", echo(bfd), "is not true or false", "write bfd: true")
+        )
+        bfd = False
+    names = _as_list(raw.get("nodes"))
+    if not all(isinstance(v, str) for v in names):
+        out.append(
+            Problem(
+                None,
+                f"{where}.nodes",
+                echo(raw.get("nodes")),
+                "is not a list of node names",
+                "list the names of the nodes that peer with this router (omit it: every node)",
+            )
+        )
+        names = []
+    networks = [
+        c
+        for v in _as_list(raw.get("nodeNetworks"))
+        if (c := parse_network(v, None, f"{where}.nodeNetworks", out)) is not None
+    ]
+    if len(out) > n or address is None or asn is None:
+        return None
+    return BgpPeer(
+        address, asn, password_file, ttl, bfd, tuple(str(v) for v in names), tuple(networks)
+    )
+
+
+def _parse_bgp(
+    raw: object, source: str, asns: list[tuple[str, object]], out: list[Problem]
+) -> Bgp | None:
+    """The ``bgp:`` section (local ASN, peers, graceful restart time, node networks) and the
+    nodes' ``asn`` overrides; every bad value is a `Problem`."""
+    if raw is None:
+        for node, _ in asns:
+            out.append(
+                Problem(
+                    node,
+                    "asn",
+                    echo(_),
+                    "is set but the inventory has no bgp: section",
+                    "add bgp: with the cluster's asn: and peers:, or drop the node's asn",
+                )
+            )
+        return None
+    if not isinstance(raw, Mapping):
+        out.append(Problem(None, "bgp", echo(raw), "is not a mapping", "write asn: and peers:"))
+        return None
+    _unknown_keys(raw, BGP_KEYS, None, "bgp", out)
+    n = len(out)
+    asn = None
+    if "asn" not in raw:
+        out.append(
+            Problem(
+                None, "bgp.asn", "(missing)", "is missing", "give the nodes' AS number, e.g. 64512"
+            )
+        )
+    else:
+        asn = parse_asn(raw["asn"], None, "bgp.asn", out)
+    gr = raw.get("gracefulRestartTime", DEFAULT_GRACEFUL_RESTART)
+    if isinstance(gr, bool) or not isinstance(gr, int) or not 1 <= gr <= GRACEFUL_RESTART_MAX:
+        out.append(
+            Problem(
+                None,
+                "bgp.gracefulRestartTime",
+                echo(gr),
+                f"is not a number of seconds from 1 to {GRACEFUL_RESTART_MAX}",
+                f"write e.g. {DEFAULT_GRACEFUL_RESTART} (longer than a node's restart takes)",
+            )
+        )
+        gr = DEFAULT_GRACEFUL_RESTART
+    raw_peers = raw.get("peers")
+    if not isinstance(raw_peers, list) or not raw_peers:
+        out.append(
+            Problem(
+                None,
+                "bgp.peers",
+                echo(raw_peers),
+                "is not a list of routers",
+                "list the routers the nodes announce to: - {address: 10.10.0.254, asn: 65000}",
+            )
+        )
+        raw_peers = []
+    base = Path(source).parent
+    peers = [p for i, v in enumerate(raw_peers) if (p := _parse_peer(i, v, base, out))]
+    networks = [
+        c
+        for v in _as_list(raw.get("nodeNetworks"))
+        if (c := parse_network(v, None, "bgp.nodeNetworks", out)) is not None
+    ]
+    node_asns = [
+        (node, a) for node, value in asns if (a := parse_asn(value, node, "asn", out)) is not None
+    ]
+    if len(out) > n or asn is None:
+        return None
+    return Bgp(asn, tuple(peers), gr, tuple(networks), tuple(node_asns))
 
 
 def parse_inventory(
@@ -299,6 +529,7 @@ def parse_inventory(
         )
         raw_nodes = []
     nodes: list[Node] = []
+    asns: list[tuple[str, object]] = []
     i = 0
     for piece in [raw_nodes] if node_pieces is None else node_pieces:
         consuming = consume or node_pieces is not None
@@ -306,7 +537,7 @@ def parse_inventory(
             raw = piece[k]
             if consuming and isinstance(piece, list):
                 piece[k] = None
-            if (nd := _parse_node(i, raw, problems)) is not None:
+            if (nd := _parse_node(i, raw, problems, asns)) is not None:
                 nodes.append(nd)
             i += 1
     name = data.get("clusterName", "kubernetes")
@@ -318,6 +549,7 @@ def parse_inventory(
         service_cidrs=tuple(service_cidrs),
         service_via=tuple(via),
         name=str(name),
+        bgp=_parse_bgp(data.get("bgp"), source, asns, problems),
     )
     return cluster, problems
 

@@ -47,6 +47,58 @@ class Node:
         return self._ip4 if family == 4 else self._ip6
 
 
+#: Graceful restart time (seconds) a node asks its BGP peers for: routers keep its routes that
+#: long through a restart of its BGP daemon (an agent restart or upgrade).
+DEFAULT_GRACEFUL_RESTART = 120
+
+
+@dataclass(frozen=True, slots=True)
+class BgpPeer:
+    """A router the nodes announce their pod subnets to (usually a top-of-rack router).
+
+    A session carries the family of ``address`` only (an IPv4 peer gets IPv4 prefixes): a
+    dual-stack cluster lists a router's IPv4 and IPv6 addresses as two peers, as Calico does.
+    ``multihop`` is the TTL of an eBGP multihop session, 0 for a directly connected one;
+    ``nodes`` the names of the nodes that peer with it (empty: every node); ``node_networks``
+    the networks it listens on for dynamic neighbours (empty: the cluster's, `Bgp`).
+    """
+
+    address: IPAddress
+    asn: int
+    password_file: str | None = None
+    multihop: int = 0
+    bfd: bool = False
+    nodes: tuple[str, ...] = ()
+    node_networks: tuple[IPNetwork, ...] = ()
+
+    def serves(self, node: str) -> bool:
+        return not self.nodes or node in self.nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Bgp:
+    """How the nodes announce their pod subnets over BGP: the cluster's ASN (a node may
+    override it, ``node_asns``), its peers, the graceful restart time, and the node networks
+    the routers listen on for dynamic neighbours (a new node needs no router change)."""
+
+    asn: int
+    peers: tuple[BgpPeer, ...] = ()
+    graceful_restart_time: int = DEFAULT_GRACEFUL_RESTART
+    node_networks: tuple[IPNetwork, ...] = ()
+    #: per-node ASN overrides, as (node name, ASN) in inventory order
+    node_asns: tuple[tuple[str, int], ...] = ()
+
+    def listen_of(self, peer: BgpPeer) -> tuple[IPNetwork, ...]:
+        """The node networks ``peer`` listens on: its own, else the cluster's."""
+        return peer.node_networks or self.node_networks
+
+    def asn_of(self, node: str) -> int:
+        for name, asn in self.node_asns:
+            if name == node:
+                return asn
+        return self.asn
+
+
 @dataclass(frozen=True, slots=True)
 class Cluster:
     """A whole cluster as one value: its nodes plus the address plan they live in."""
@@ -60,6 +112,8 @@ class Cluster:
     service_via: tuple[str, ...] = ()
     #: Used to name and tag cloud routes; several clusters may share one VPC.
     name: str = "kubernetes"
+    #: BGP settings (the inventory's ``bgp:`` section), or None when the cluster has none.
+    bgp: Bgp | None = None
 
     def node(self, name: str) -> Node | None:
         for n in self.nodes:

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import click
 
+from nosdn.addr import parse_ip
 from nosdn.cli._common import (
     EXIT_FAILURE,
     ClusterSource,
@@ -23,8 +24,16 @@ from nosdn.cli._common import (
     option,
     source_options,
 )
+from nosdn.echo import echo
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Target
-from nosdn.render import FORMATS, RenderedFile, RenderOptions, join_files, render_files
+from nosdn.render import (
+    FORMATS,
+    RenderedFile,
+    RenderOptions,
+    join_files,
+    read_passwords,
+    render_files,
+)
 
 _HELP = """Render the cluster's routes as a file you deploy: a script, systemd units, cloud-init, a
 router config, cloud CLI commands or a node's CNI config.
@@ -42,6 +51,16 @@ Examples:
   nosdn render -f examples/two-nodes.yaml --format script > nosdn-routes.sh
   nosdn render -f inv.yaml --format systemd --out-dir /   (installs the units)
   nosdn render -f inv.yaml --format bird --external > /etc/bird/nosdn.conf
+
+BGP (the inventory's bgp: section): --format bird-node --node NAME gives a node the BIRD
+config that announces its own pod subnets; --format frr|bird|cisco|junos --bgp gives the
+router its side (dynamic neighbours on bgp.nodeNetworks, filters that accept only pod
+subnets). MD5 passwords are read from each peer's passwordFile now and written into the
+config, so those files are written mode 0600.
+
+\b
+  nosdn render -f inv.yaml --format bird-node --node node1 > /etc/nosdn/bird-node.conf
+  nosdn render -f inv.yaml --format frr --bgp --peer 10.10.0.254
 """
 
 
@@ -101,6 +120,13 @@ def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
 @option(
     "--interval", type=int, default=60, help="Seconds between re-applies (systemd, cloud-init)."
 )
+@option("--bgp", is_flag=True, help="Router formats: the router's BGP config, not static routes.")
+@option(
+    "--peer",
+    "peers",
+    multiple=True,
+    help="With --bgp: render for this router of bgp.peers (repeat for its other address).",
+)
 @option("--mtu", type=int, default=1500, help="Pod interface MTU (cni).")
 @option("--bridge", default="cni0", help="Pod bridge name (cni).")
 def render_cmd(
@@ -115,15 +141,33 @@ def render_cmd(
     interval: int,
     mtu: int,
     bridge: str,
+    bgp: bool,
+    peers: tuple[str, ...],
 ) -> None:
     if node is not None and external:
         fail("choose at most one of --node NAME and --external")
+    if peers and not bgp:
+        fail("--peer goes with --bgp")
+    peer_ips = []
+    for text in peers:
+        try:
+            peer_ips.append(parse_ip(text))
+        except ValueError:
+            fail(f"--peer {echo(text)}: not an IP address — give a bgp.peers address")
     cluster = load_source(source)
     target = Target.for_node(node) if node is not None else EXTERNAL if external else None
     options = RenderOptions(
-        target=target, protocol=protocol, table=table, interval=interval, mtu=mtu, bridge=bridge
+        target=target,
+        protocol=protocol,
+        table=table,
+        interval=interval,
+        mtu=mtu,
+        bridge=bridge,
+        bgp=bgp,
+        peers=tuple(peer_ips),
     )
     try:
+        options = read_passwords(cluster, fmt, options)
         files = render_files(cluster, fmt, options)
     except ValueError as e:
         fail(str(e))

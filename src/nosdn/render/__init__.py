@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from nosdn.model import Cluster, Target
 from nosdn.names import gce_route_name
-from nosdn.render._base import RenderedFile, RenderError, RenderOptions
+from nosdn.render._base import RenderedFile, RenderError, RenderOptions, Secret
+from nosdn.render.bgp import (
+    ROUTER_BGP,
+    bird_node_files,
+    bird_node_systemd_files,
+    read_passwords,
+)
 from nosdn.render.cloud import aws_files, gcloud_files
 from nosdn.render.routers import bird_config, bird_files, cisco_files, frr_files, junos_files
 from nosdn.render.script import script_files
@@ -98,6 +104,21 @@ FORMATS: dict[str, Format] = {
             junos_files,
         ),
         Format(
+            "bird-node",
+            "one node's BIRD 2 config announcing exactly its own pod subnets over BGP to the "
+            "inventory's bgp.peers; needs --node",
+            frozenset({"node"}),
+            bird_node_files,
+            needs_node=True,
+        ),
+        Format(
+            "bird-node-systemd",
+            "bird-node at its install path plus a systemd service running that BIRD; needs --node",
+            frozenset({"node"}),
+            bird_node_systemd_files,
+            needs_node=True,
+        ),
+        Format(
             "aws-cli",
             "aws ec2 create-route commands for a VPC route table (Kubernetes the hard way)",
             _CLOUD,
@@ -142,6 +163,14 @@ def render_files(
     if f is None:
         raise RenderError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     options = options or RenderOptions()
+    if options.bgp:
+        if fmt not in ROUTER_BGP:
+            raise RenderError(
+                f"--bgp is for the router formats ({', '.join(ROUTER_BGP)}), not --format {fmt}"
+            )
+        from nosdn.render.bgp import router_bgp_files
+
+        return router_bgp_files(fmt, cluster, options)
     _check_target(f, options.target)
     node = options.target.node if options.target is not None else None
     if node is not None and cluster.node(node) is None:
@@ -171,9 +200,11 @@ __all__ = [
     "RenderError",
     "RenderOptions",
     "RenderedFile",
+    "Secret",
     "bird_config",
     "gce_route_name",
     "join_files",
+    "read_passwords",
     "render",
     "render_files",
 ]

@@ -22,6 +22,31 @@ class RenderError(ValueError):
     """The options or the cluster cannot be rendered in the chosen format (bad input, exit 2)."""
 
 
+class Secret:
+    """A password read from a file (a BGP peer's MD5 key). Its ``repr`` and ``str`` hide it, so
+    it cannot reach a log line, a traceback or an error message by accident; only a renderer
+    asks for the value (`reveal`), through `nosdn.render._quote.password`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(<hidden>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
     """How to render. ``target`` None means the format's own default (the whole cluster for the
@@ -35,6 +60,13 @@ class RenderOptions:
     #: CNI format only
     mtu: int = 1500
     bridge: str = "cni0"
+    #: router formats: the router's BGP config instead of static routes
+    bgp: bool = False
+    #: router formats with ``bgp``: render for these peers of ``bgp.peers`` (empty: all)
+    peers: tuple[IPAddress, ...] = ()
+    #: the BGP MD5 passwords, by ``password_file`` (read by `nosdn.render.bgp.read_passwords`:
+    #: renderers do no I/O)
+    passwords: tuple[tuple[str, Secret], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

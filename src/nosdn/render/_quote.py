@@ -14,6 +14,9 @@ rely on the checks: a renderer prints a value only through the function of its o
   names the node, the field and the value.
 - Shell commands get `sh`: a value as one single-quoted word unless it is a plain token already,
   so plain values read as they always did and shellcheck has nothing to say.
+- A BGP MD5 password gets `password`: router configs read it as one word (FRR, Cisco) or a
+  quoted string (BIRD, Junos), so it must be one plain word: letters, digits and a few
+  punctuation marks that no config language treats specially. A refusal never shows it.
 - Comments in every language get `comment`: one short line, printable characters only.
 - DOT gets `dot_str` (a quoted string) and `dot_html` (text inside an HTML-like label).
 - JSON is written by ``json.dumps`` only (its own escaping is complete).
@@ -28,7 +31,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from nosdn.model import Cluster, IPAddress, IPNetwork
-from nosdn.render._base import RenderError
+from nosdn.render._base import RenderError, Secret
 
 #: A node name: what Kubernetes allows (DNS-1123 subdomain) and a bit more (``_``, capitals),
 #: never a character any output language treats specially.
@@ -87,12 +90,45 @@ def name(text: str, node: str | None = None, field: str = "name") -> str:
     return text
 
 
+def asn(value: int, node: str | None = None, field: str = "asn") -> str:
+    """An AS number for any router config: a whole number from 1 to 4294967295, or refused."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4294967295:
+        raise _refuse(value, "not an AS number (1 to 4294967295)", node, field)
+    return str(value)
+
+
+def number(value: int, low: int, high: int, field: str) -> str:
+    """A whole number setting (a TTL, a time) within its range, or refused."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _refuse(value, f"not a whole number from {low} to {high}", None, field)
+    return str(value)
+
+
 def token(text: str) -> str:
     """A token a renderer derived from a name (it replaced every other character): checked
     again, so a mistake in the derivation is a refusal, not an injection."""
     if not TOKEN.fullmatch(text):
         raise _refuse(text, "not a plain config token")
     return text
+
+
+#: A BGP MD5 password every router config takes as is: no quote, backslash, space, ``!``, ``#``,
+#: ``;``, brace or control character; at most 80 characters (Linux's TCP MD5 key limit).
+PASSWORD = re.compile(r"[A-Za-z0-9._~+=@%^:,/*-]{1,80}")
+
+
+def password(secret: Secret, where: str) -> str:
+    """A BGP password for any router config, or refused, naming ``where`` it came from
+    (the peer and its file), never the value."""
+    value = secret.reveal() if isinstance(secret, Secret) else None
+    if value is None or not PASSWORD.fullmatch(value):
+        raise RenderError(
+            f"{where}: the password is not 1 to 80 letters, digits or ._~+=@%^:,/*- "
+            "(no space, quote, backslash, '!', '#' or ';', which router configs read as "
+            "syntax) — refusing to render it; the value is not shown. Use e.g. "
+            "`openssl rand -hex 20` for a new one"
+        )
+    return value
 
 
 def sh(value: str | int) -> str:
@@ -143,6 +179,21 @@ def check_cluster(cluster: Cluster) -> None:
     _nets(cluster.service_cidrs, "serviceCIDRs")
     for via in cluster.service_via:
         name(via, None, "serviceVia")
+    if cluster.bgp is not None:
+        b = cluster.bgp
+        asn(b.asn, None, "bgp.asn")
+        number(b.graceful_restart_time, 1, 4095, "bgp.gracefulRestartTime")
+        _nets(b.node_networks, "bgp.nodeNetworks")
+        for node, a in b.node_asns:
+            asn(a, node, "asn")
+        for i, peer in enumerate(b.peers):
+            addr(peer.address, None, f"bgp.peers[{i}].address")
+            asn(peer.asn, None, f"bgp.peers[{i}].asn")
+            if peer.multihop:
+                number(peer.multihop, 2, 255, f"bgp.peers[{i}].multihop")
+            _nets(peer.node_networks, f"bgp.peers[{i}].nodeNetworks")
+            for served in peer.nodes:
+                name(served, None, f"bgp.peers[{i}].nodes")
 
 
 def _nets(nets: Iterable[IPNetwork], field: str) -> None:
