@@ -373,6 +373,11 @@ def _hostile(field: str) -> Cluster:
     cluster = Cluster((n1, n2), cluster_cidrs=(ip_network("172.17.0.0/16"),), bgp=bgp)
     if field == "cluster name":
         return replace(cluster, name=PAYLOAD)
+    if field == "node name":
+        return replace(cluster, nodes=(n1, replace(n2, name="node2\n" + PAYLOAD)))
+    if field == "node address":
+        zone = IPv6Address("fd00:10::2%x\n}\nline vty")
+        return replace(cluster, nodes=(n1, replace(n2, ips=(*n2.ips, zone))))
     if field == "peer address":
         zone = "x\n}\nline vty\nprotocol static evil { ipv4; route 0.0.0.0 blackhole; }"
         bad = BgpPeer(IPv6Address("fd00::fe%" + zone), 65000)  # type: ignore[arg-type]
@@ -390,8 +395,8 @@ def _hostile(field: str) -> Cluster:
     raise AssertionError(field)
 
 
-HOSTILE = ["cluster name", "peer address", "peer nodes", "node asn", "peer asn", "multihop",
-           "graceful restart"]  # fmt: skip
+HOSTILE = ["cluster name", "node name", "node address", "peer address", "peer nodes",
+           "node asn", "peer asn", "multihop", "graceful restart"]  # fmt: skip
 
 
 @pytest.mark.parametrize("field", HOSTILE)

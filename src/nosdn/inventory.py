@@ -1,10 +1,12 @@
 """The inventory file: the post's "simple hash table" of nodes, as YAML.
 
 Field names follow Kubernetes (``podCIDRs``, ``clusterCIDRs``); plural lists accept the singular
-shorthand (``ip: 10.0.0.1``, ``podCIDR: ...``). Parsing never stops at the first bad value: it
-collects a `Problem` for each one, builds the model from what parsed, runs the checks on that,
-and raises once with everything. Loading uses libyaml (fast enough for 50,000 nodes); writing
-back (``allocate --write``) uses ruamel's round trip, which keeps comments and order.
+shorthand (``ip: 10.0.0.1``, ``podCIDR: ...``). An optional ``bgp:`` section (and a node's
+``asn:``) says how the nodes announce their pod subnets to routers (`nosdn.model.Bgp`).
+Parsing never stops at the first bad value: it collects a `Problem` for each one, builds the
+model from what parsed, runs the checks on that, and raises once with everything. Loading uses
+libyaml (fast enough for 50,000 nodes); writing back (``allocate --write``) uses ruamel's round
+trip, which keeps comments and order.
 
 Reading uses yaml-rs (Rust, YAML 1.2: ``no`` stays a string, duplicate keys are an error):
 bench/plan.py measured PyYAML's libyaml loader at 6.3 s for 50,000 nodes against 0.3 s.
