@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -85,9 +86,20 @@ class _Conn(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         s = socket_in(self.netns)
+        # no Nagle: a request's last segment must not wait for the server's delayed ACK (every
+        # write to kube-apiserver took 48 ms instead of 3 ms without this)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.settimeout(self.timeout)
         s.connect((self.host, self.port))
         self.sock = self._tls.wrap_socket(s, server_hostname=self.host) if self._tls else s
+
+
+def connect(
+    netns: str, server: tuple[str, int], *, ctx: ssl.SSLContext | None, timeout: float = 10
+) -> http.client.HTTPConnection:
+    """A connection to ``server`` (host, port) from inside ``netns``, TLS when ``ctx``; it
+    keeps its socket across requests (read each response in full)."""
+    return _Conn(netns, *server, timeout, ctx)
 
 
 def request(
@@ -104,7 +116,7 @@ def request(
 ) -> tuple[int, bytes]:
     """One request to ``server`` (host, port) from inside ``netns`` (TLS when ``ctx``);
     (status, body)."""
-    conn = _Conn(netns, *server, timeout, ctx)
+    conn = connect(netns, server, ctx=ctx, timeout=timeout)
     try:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
@@ -201,11 +213,16 @@ class KubeApiServer:
 
     def _start_kine(self) -> None:
         db = self.workdir / "kine.db"
+        # kine's DefaultParams for SQLite, spelled out (WAL, a busy timeout, immediate locks)
+        params = (
+            "_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate"
+            "&_stmt_cache_size=20&cache=shared"
+        )
         self.kine = self._spawn(
             "kine",
             [
                 str(self.bins / "kine"),
-                f"--endpoint=sqlite://{db}?_journal=WAL&cache=shared&_busy_timeout=30000",
+                f"--endpoint=sqlite://{db}?{params}",
                 f"--listen-address=127.0.0.1:{KINE_PORT}",
                 "--metrics-bind-address=0",
             ],
