@@ -79,7 +79,7 @@ def test_lab_lists_its_commands_in_teaching_order() -> None:
     assert res.exit_code == 0, res.output
     rows = res.output.split("Commands:")[1].splitlines()
     names = [m.group(1) for line in rows if (m := re.match(r"  (\w+) ", line))]
-    assert names == ["up", "apply", "check", "down", "demo", "node"]
+    assert names == ["up", "apply", "check", "node", "down", "demo"]
 
 
 def test_manifests_runs_under_the_click_group() -> None:

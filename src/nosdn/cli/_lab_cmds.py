@@ -339,6 +339,10 @@ def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None)
         raise SystemExit(EXIT_FAILURE)
 
 
+# `lab node add|remove|readdress`: taught after check, before down
+lab_group.add_command(node_group)
+
+
 @lab_group.command(
     "down",
     help=help_text(
@@ -429,6 +433,3 @@ def demo_cmd(
     out.print(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - start:.1f} s")
     if not ok:
         raise SystemExit(EXIT_FAILURE)
-
-
-lab_group.add_command(node_group)
