@@ -211,7 +211,14 @@ def test_every_peer_refused_is_neither_ready_nor_network_available(env: Env) -> 
     cond = wait_until(unavailable, 20, 0.1, "NetworkUnavailable=True, no routable peer")
     assert cond["status"] == "True"
     assert "no route to any of the 2 other node(s)" in cond["message"]
-    status, body = a.get("/readyz")
+    # the condition can be posted a moment before the probe leaves "settling after the first
+    # pass": wait for the probe to say why, then hold it to 503
+    status, body = wait_until(
+        lambda: (r := a.get("/readyz"))[1].startswith("no route to any") and r,
+        10,
+        0.05,
+        "/readyz names the missing peers",
+    )
     assert (status, body.startswith("no route to any of the 2 other node(s)")) == (503, True)
     assert env.routes() == {}
     assert a.metric("nosdn_peers_routed") == 0
