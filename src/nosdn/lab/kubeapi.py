@@ -172,6 +172,10 @@ class KubeApiServer:
     #: an audit policy (YAML) to log requests by, to ``workdir/audit.log``; None: no audit log
     audit_policy: str | None = None
     cluster_name: str = "nosdn"
+    #: more kube-apiserver flags, after nosdn's (a later flag of the same name wins)
+    extra_args: tuple[str, ...] = ()
+    #: more kine flags, after nosdn's
+    kine_args: tuple[str, ...] = ()
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     kine: subprocess.Popen[bytes] = field(init=False)
     apiserver: subprocess.Popen[bytes] = field(init=False)
@@ -225,6 +229,7 @@ class KubeApiServer:
                 f"--endpoint=sqlite://{db}?{params}",
                 f"--listen-address=127.0.0.1:{KINE_PORT}",
                 "--metrics-bind-address=0",
+                *self.kine_args,
             ],
         )
 
@@ -261,6 +266,7 @@ class KubeApiServer:
                 "--enable-priority-and-fairness=false",
                 "--endpoint-reconciler-type=none",
                 f"--cert-dir={self.workdir / 'certs'}",
+                *self.extra_args,
             ],
         )
         self.wait_ready()
