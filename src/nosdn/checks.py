@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -71,14 +71,18 @@ def _check_names(cluster: Cluster) -> Iterable[Problem]:
                 "give every node a unique name",
             )
         seen.add(n.name)
-        if len(n.name) > 253 or not _DNS1123.fullmatch(n.name):
-            yield Problem(
-                n.name,
-                "name",
-                repr(n.name),
-                "is not a valid Kubernetes node name",
-                "use lowercase letters, digits, '-' and '.'",
-            )
+        yield from _name_problems(n)
+
+
+def _name_problems(n: Node) -> Iterable[Problem]:
+    if len(n.name) > 253 or not _DNS1123.fullmatch(n.name):
+        yield Problem(
+            n.name,
+            "name",
+            repr(n.name),
+            "is not a valid Kubernetes node name",
+            "use lowercase letters, digits, '-' and '.'",
+        )
 
 
 def _no_next_hop(ip: IPAddress) -> bool:
@@ -90,42 +94,42 @@ def _no_next_hop(ip: IPAddress) -> bool:
     return ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local
 
 
-def _check_addresses(cluster: Cluster) -> Iterable[Problem]:
-    for n in cluster.nodes:
-        ips = n.ips
-        if not ips:
-            yield Problem(
-                n.name,
-                _IPS,
-                "[]",
-                "the node has no address",
-                "add ip: with the node's address on the cluster network",
-            )
-        if len(ips) > 1:
-            families = [ip.version for ip in ips]
-            for fam in (4, 6):
-                if families.count(fam) > 1:
-                    vals = ", ".join(str(ip) for ip in ips if ip.version == fam)
-                    yield Problem(
-                        n.name,
-                        _IPS,
-                        vals,
-                        f"has more than one IPv{fam} address",
-                        "keep one address per family (the one the other nodes reach)",
-                    )
-        for ip in ips:
-            if _no_next_hop(ip):
+def _address_problems(n: Node) -> Iterable[Problem]:
+    """One node's addresses on their own (stage 1)."""
+    ips = n.ips
+    if not ips:
+        yield Problem(
+            n.name,
+            _IPS,
+            "[]",
+            "the node has no address",
+            "add ip: with the node's address on the cluster network",
+        )
+    if len(ips) > 1:
+        families = [ip.version for ip in ips]
+        for fam in (4, 6):
+            if families.count(fam) > 1:
+                vals = ", ".join(str(ip) for ip in ips if ip.version == fam)
                 yield Problem(
                     n.name,
                     _IPS,
-                    str(ip),
-                    "cannot be a next hop for other nodes",
-                    "use the node's address on the cluster network",
+                    vals,
+                    f"has more than one IPv{fam} address",
+                    "keep one address per family (the one the other nodes reach)",
                 )
-            elif (why := unusable_node_address(ip)) is not None:
-                yield Problem(
-                    n.name, _IPS, str(ip), why, "use the node's address on the cluster network"
-                )
+    for ip in ips:
+        if _no_next_hop(ip):
+            yield Problem(
+                n.name,
+                _IPS,
+                str(ip),
+                "cannot be a next hop for other nodes",
+                "use the node's address on the cluster network",
+            )
+        elif (why := unusable_node_address(ip)) is not None:
+            yield Problem(
+                n.name, _IPS, str(ip), why, "use the node's address on the cluster network"
+            )
 
 
 def _short(net: IPNetwork, node: str | None, field: str) -> Problem | None:
@@ -191,96 +195,106 @@ def _check_cluster_ranges(cluster: Cluster) -> Iterable[Problem]:
                 )
 
 
-def _check_subnets(cluster: Cluster) -> Iterable[Problem]:
-    """Each node's pod subnets against its own addresses and the cluster's ranges and mask."""
-    inside: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-    for c in cluster.cluster_cidrs:
-        inside[c.version].append(_span(c))
-    services = [(*_span(s), s) for s in cluster.service_cidrs]
-    for n in cluster.nodes:
-        cidrs = n.pod_cidrs
-        for c in cidrs:
-            plen = c.prefixlen
-            fam = c.version
-            if (p := _short(c, n.name, _POD)) is not None:
-                yield p
-            elif plen > MAX_NODE_PREFIX[fam]:
+@dataclass(frozen=True, slots=True)
+class Ranges:
+    """The cluster-wide ranges one node's subnets are checked against (stage 1), read once."""
+
+    cluster: Cluster
+    inside: dict[int, list[tuple[int, int]]]
+    services: list[tuple[int, int, IPNetwork]]
+
+    @classmethod
+    def of(cls, cluster: Cluster) -> Ranges:
+        inside: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for c in cluster.cluster_cidrs:
+            inside[c.version].append(_span(c))
+        return cls(cluster, inside, [(*_span(s), s) for s in cluster.service_cidrs])
+
+
+def _subnet_problems(n: Node, ranges: Ranges) -> Iterable[Problem]:
+    """One node's pod subnets against its own addresses and the cluster's ranges and mask."""
+    cluster, inside, services = ranges.cluster, ranges.inside, ranges.services
+    cidrs = n.pod_cidrs
+    for c in cidrs:
+        plen = c.prefixlen
+        fam = c.version
+        if (p := _short(c, n.name, _POD)) is not None:
+            yield p
+        elif plen > MAX_NODE_PREFIX[fam]:
+            yield Problem(
+                n.name,
+                _POD,
+                str(c),
+                "leaves no room for pods",
+                f"use /{MAX_NODE_PREFIX[fam]} or shorter",
+            )
+        elif plen < (mask := cluster.mask_size(fam)) <= MAX_NODE_PREFIX[fam]:
+            key = "nodeCIDRMaskSize" if fam == 4 else "nodeCIDRMaskSizeIPv6"
+            yield Problem(
+                n.name,
+                _POD,
+                str(c),
+                f"is wider than the cluster's node subnets (/{mask}, {key})",
+                f"give the node one /{mask}; if the cluster's node mask really is "
+                f"/{plen}, set {key} (the agent's --node-cidr-mask-size) to match",
+            )
+        if (special := special_purpose(c)) is not None:
+            yield Problem(
+                n.name,
+                _POD,
+                str(c),
+                special,
+                "pick a pod subnet in private unicast space (RFC 1918, or fd00::/8)",
+            )
+        lo, hi = _span(c)
+        if cluster.cluster_cidrs and not any(clo <= lo and hi <= chi for clo, chi in inside[fam]):
+            same = [cc for cc in cluster.cluster_cidrs if cc.version == fam]
+            where = ", ".join(str(cc) for cc in same) or f"(no IPv{fam} cluster CIDR)"
+            yield Problem(
+                n.name,
+                _POD,
+                str(c),
+                f"is outside clusterCIDRs {where}",
+                "pick a subnet inside the cluster CIDRs, or add a cluster CIDR",
+            )
+        for s_lo, s_hi, svc in services:
+            if lo <= s_hi and s_lo <= hi and svc.version == fam:
                 yield Problem(
                     n.name,
                     _POD,
                     str(c),
-                    "leaves no room for pods",
-                    f"use /{MAX_NODE_PREFIX[fam]} or shorter",
+                    f"overlaps serviceCIDRs {svc}",
+                    "pods and services need disjoint ranges",
                 )
-            elif plen < (mask := cluster.mask_size(fam)) <= MAX_NODE_PREFIX[fam]:
-                key = "nodeCIDRMaskSize" if fam == 4 else "nodeCIDRMaskSizeIPv6"
+        for ip in n.ips:
+            if ip.version == fam and lo <= int(ip) <= hi:
                 yield Problem(
                     n.name,
                     _POD,
                     str(c),
-                    f"is wider than the cluster's node subnets (/{mask}, {key})",
-                    f"give the node one /{mask}; if the cluster's node mask really is "
-                    f"/{plen}, set {key} (the agent's --node-cidr-mask-size) to match",
+                    f"contains the node's own address {ip}",
+                    "pod subnets must not cover node addresses; pick another subnet",
                 )
-            if (special := special_purpose(c)) is not None:
-                yield Problem(
-                    n.name,
-                    _POD,
-                    str(c),
-                    special,
-                    "pick a pod subnet in private unicast space (RFC 1918, or fd00::/8)",
-                )
-            lo, hi = _span(c)
-            if cluster.cluster_cidrs and not any(
-                clo <= lo and hi <= chi for clo, chi in inside[fam]
-            ):
-                same = [cc for cc in cluster.cluster_cidrs if cc.version == fam]
-                where = ", ".join(str(cc) for cc in same) or f"(no IPv{fam} cluster CIDR)"
-                yield Problem(
-                    n.name,
-                    _POD,
-                    str(c),
-                    f"is outside clusterCIDRs {where}",
-                    "pick a subnet inside the cluster CIDRs, or add a cluster CIDR",
-                )
-            for s_lo, s_hi, svc in services:
-                if lo <= s_hi and s_lo <= hi and svc.version == fam:
-                    yield Problem(
-                        n.name,
-                        _POD,
-                        str(c),
-                        f"overlaps serviceCIDRs {svc}",
-                        "pods and services need disjoint ranges",
-                    )
-            for ip in n.ips:
-                if ip.version == fam and lo <= int(ip) <= hi:
-                    yield Problem(
-                        n.name,
-                        _POD,
-                        str(c),
-                        f"contains the node's own address {ip}",
-                        "pod subnets must not cover node addresses; pick another subnet",
-                    )
-        if len(cidrs) == 1 and n.ip_for(cidrs[0].version) is not None:
-            continue  # one subnet, with an address of its family: nothing below applies
-        fams = [c.version for c in cidrs]
-        for fam in (4, 6):
-            if fams.count(fam) > 1:
-                yield Problem(
-                    n.name,
-                    _POD,
-                    ", ".join(str(c) for c in n.pod_cidrs if c.version == fam),
-                    f"has more than one IPv{fam} subnet",
-                    "Kubernetes gives a node one pod subnet per family",
-                )
-            if fam in fams and n.ip_for(fam) is None:
-                yield Problem(
-                    n.name,
-                    _POD,
-                    ", ".join(str(c) for c in n.pod_cidrs if c.version == fam),
-                    f"is IPv{fam} but the node has no IPv{fam} address to route it via",
-                    f"add the node's IPv{fam} address to ips, or drop the subnet",
-                )
+    if len(cidrs) == 1 and n.ip_for(cidrs[0].version) is not None:
+        return  # one subnet, with an address of its family: nothing below applies
+    fams = [c.version for c in cidrs]
+    for fam in (4, 6):
+        if fams.count(fam) > 1:
+            yield Problem(
+                n.name,
+                _POD,
+                ", ".join(str(c) for c in n.pod_cidrs if c.version == fam),
+                f"has more than one IPv{fam} subnet",
+                "Kubernetes gives a node one pod subnet per family",
+            )
+        if fam in fams and n.ip_for(fam) is None:
+            yield Problem(
+                n.name,
+                _POD,
+                ", ".join(str(c) for c in n.pod_cidrs if c.version == fam),
+                f"is IPv{fam} but the node has no IPv{fam} address to route it via",
+                f"add the node's IPv{fam} address to ips, or drop the subnet",
+            )
 
 
 def _check_service_via(cluster: Cluster) -> Iterable[Problem]:
@@ -334,6 +348,16 @@ class _Addresses:
         return [(name, ip) for _, name, ip in self._entries[net.version][i:j]]
 
 
+def _holds_node(field: str, c: IPNetwork, owner: str, ip: IPAddress) -> Problem:
+    return Problem(
+        None,
+        field,
+        str(c),
+        f"contains node {owner}'s address {ip}",
+        "node addresses must lie outside the pod and service ranges",
+    )
+
+
 def _check_ranges_hold_no_node(cluster: Cluster, addresses: _Addresses) -> Iterable[Problem]:
     for field, nets in (
         ("clusterCIDRs", cluster.cluster_cidrs),
@@ -341,13 +365,19 @@ def _check_ranges_hold_no_node(cluster: Cluster, addresses: _Addresses) -> Itera
     ):
         for c in nets:
             for owner, ip in addresses.within(c):
-                yield Problem(
-                    None,
-                    field,
-                    str(c),
-                    f"contains node {owner}'s address {ip}",
-                    "node addresses must lie outside the pod and service ranges",
-                )
+                yield _holds_node(field, c, owner, ip)
+
+
+def ranges_holding(n: Node, cluster: Cluster) -> Iterable[Problem]:
+    """`_check_ranges_hold_no_node` for one node: the cluster's ranges holding its addresses."""
+    for field, nets in (
+        ("clusterCIDRs", cluster.cluster_cidrs),
+        ("serviceCIDRs", cluster.service_cidrs),
+    ):
+        for c in nets:
+            for ip in n.ips:
+                if ip.version == c.version and ip in c:
+                    yield _holds_node(field, c, n.name, ip)
 
 
 def _check_bgp(cluster: Cluster) -> Iterable[Problem]:
@@ -449,7 +479,7 @@ def _check_bgp(cluster: Cluster) -> Iterable[Problem]:
 
 # --- stage 2: conflicts between nodes, blamed by seniority -------------------------------------
 @dataclass(frozen=True, slots=True)
-class _Conflict:
+class NodeConflict:
     """Two nodes that cannot both be routed, and what each would be told if blamed."""
 
     a: str
@@ -458,29 +488,83 @@ class _Conflict:
     said_to_b: Problem
 
 
-def _address_conflicts(nodes: Sequence[Node]) -> Iterable[_Conflict]:
-    owner: dict[IPAddress, str] = {}
-    for n in nodes:
-        for ip in n.ips:
-            other = owner.setdefault(ip, n.name)
-            if other != n.name:
-                yield _Conflict(
-                    other,
-                    n.name,
-                    Problem(
-                        other, _IPS, str(ip), f"is also node {n.name}'s address", _OWN_IP, n.name
-                    ),
-                    Problem(
-                        n.name, _IPS, str(ip), f"is also node {other}'s address", _OWN_IP, other
-                    ),
-                )
-
-
+# Each kind of conflict is said by one function of the pair, whichever search found the pair
+# (the sweeps below over a whole cluster, or `nosdn.livechecks` for one changed node).
 _OWN_IP = "every node needs its own address"
 _OWN_NET = "give every node its own subnet (remove podCIDRs to allocate one)"
+_INSTANCE = "instanceId"
+_OWN_INSTANCE = (
+    "every node is its own instance: delete the Node object left over from the instance's "
+    "earlier life, or fix instanceId"
+)
 
 
-def _subnet_conflicts(nodes: Sequence[Node]) -> Iterable[_Conflict]:
+def same_address(a: str, b: str, ip: IPAddress) -> NodeConflict:
+    return NodeConflict(
+        a,
+        b,
+        Problem(a, _IPS, str(ip), f"is also node {b}'s address", _OWN_IP, b),
+        Problem(b, _IPS, str(ip), f"is also node {a}'s address", _OWN_IP, a),
+    )
+
+
+def overlapping_subnets(a: str, a_net: IPNetwork, b: str, b_net: IPNetwork) -> NodeConflict:
+    return NodeConflict(
+        a,
+        b,
+        Problem(a, _POD, str(a_net), f"overlaps node {b}'s podCIDRs {b_net}", _OWN_NET, b),
+        Problem(b, _POD, str(b_net), f"overlaps node {a}'s podCIDRs {a_net}", _OWN_NET, a),
+    )
+
+
+def address_in_subnet(holder: str, net: IPNetwork, owner: str, ip: IPAddress) -> NodeConflict:
+    return NodeConflict(
+        holder,
+        owner,
+        Problem(
+            holder,
+            _POD,
+            str(net),
+            f"contains node {owner}'s address {ip}",
+            "pod subnets must not cover node addresses; pick another subnet",
+            owner,
+        ),
+        Problem(
+            owner,
+            _IPS,
+            str(ip),
+            f"is inside node {holder}'s podCIDRs {net}",
+            "a node's address must lie outside every pod subnet",
+            holder,
+        ),
+    )
+
+
+def same_instance(a: str, b: str, instance: str) -> NodeConflict:
+    """The cloud can route a subnet to only one node per instance, and a controller that marked
+    both unavailable would taint the healthy one."""
+    return NodeConflict(
+        a,
+        b,
+        Problem(a, _INSTANCE, instance, f"is also node {b}'s instance", _OWN_INSTANCE, b),
+        Problem(b, _INSTANCE, instance, f"is also node {a}'s instance", _OWN_INSTANCE, a),
+    )
+
+
+def _address_conflicts(nodes: Sequence[Node]) -> Iterable[NodeConflict]:
+    """Every pair of nodes sharing an address (not only each with the first holder: with the
+    first refused on its own, the others would otherwise all be routed to one address)."""
+    holders: dict[IPAddress, list[str]] = {}
+    for n in nodes:
+        for ip in n.ips:
+            earlier = holders.setdefault(ip, [])
+            for other in earlier:
+                if other != n.name:
+                    yield same_address(other, n.name, ip)
+            earlier.append(n.name)
+
+
+def _subnet_conflicts(nodes: Sequence[Node]) -> Iterable[NodeConflict]:
     """Every pair of overlapping pod subnets: a sweep over subnets sorted by start, keeping the
     ranges still open (in a sound cluster none is, so this is one pass over a sorted list)."""
     items = sorted(
@@ -496,98 +580,35 @@ def _subnet_conflicts(nodes: Sequence[Node]) -> Iterable[_Conflict]:
         open_ = [o for o in open_ if o[1] >= lo]
         for _, _, onet, oname in open_:
             if oname != name:  # a node's own two subnets of a family: stage 1 says so
-                yield _Conflict(
-                    oname,
-                    name,
-                    Problem(
-                        oname,
-                        _POD,
-                        str(onet),
-                        f"overlaps node {name}'s podCIDRs {net}",
-                        _OWN_NET,
-                        name,
-                    ),
-                    Problem(
-                        name,
-                        _POD,
-                        str(net),
-                        f"overlaps node {oname}'s podCIDRs {onet}",
-                        _OWN_NET,
-                        oname,
-                    ),
-                )
+                yield overlapping_subnets(oname, onet, name, net)
         open_.append(item)
 
 
-def _instance_conflicts(nodes: Sequence[Node]) -> Iterable[_Conflict]:
-    """Two nodes that name one cloud instance: the cloud can route a subnet to only one node per
-    instance, and a controller that marked both unavailable would taint the healthy one."""
-    owner: dict[str, str] = {}
+def _instance_conflicts(nodes: Sequence[Node]) -> Iterable[NodeConflict]:
+    """Every pair of nodes that name one cloud instance."""
+    holders: dict[str, list[str]] = {}
     for n in nodes:
         if not n.instance_id:
             continue
-        other = owner.setdefault(n.instance_id, n.name)
-        if other != n.name:
-            yield _Conflict(
-                other,
-                n.name,
-                Problem(
-                    other,
-                    _INSTANCE,
-                    n.instance_id,
-                    f"is also node {n.name}'s instance",
-                    _OWN_INSTANCE,
-                    n.name,
-                ),
-                Problem(
-                    n.name,
-                    _INSTANCE,
-                    n.instance_id,
-                    f"is also node {other}'s instance",
-                    _OWN_INSTANCE,
-                    other,
-                ),
-            )
-
-
-_INSTANCE = "instanceId"
-_OWN_INSTANCE = (
-    "every node is its own instance: delete the Node object left over from the instance's "
-    "earlier life, or fix instanceId"
-)
+        earlier = holders.setdefault(n.instance_id, [])
+        for other in earlier:
+            if other != n.name:
+                yield same_instance(other, n.name, n.instance_id)
+        earlier.append(n.name)
 
 
 def _address_in_subnet_conflicts(
     nodes: Sequence[Node], addresses: _Addresses
-) -> Iterable[_Conflict]:
+) -> Iterable[NodeConflict]:
     for n in nodes:
         for c in n.pod_cidrs:
             for owner, ip in addresses.within(c):
                 if owner != n.name:  # its own address: stage 1
-                    yield _Conflict(
-                        n.name,
-                        owner,
-                        Problem(
-                            n.name,
-                            _POD,
-                            str(c),
-                            f"contains node {owner}'s address {ip}",
-                            "pod subnets must not cover node addresses; pick another subnet",
-                            owner,
-                        ),
-                        Problem(
-                            owner,
-                            _IPS,
-                            str(ip),
-                            f"is inside node {n.name}'s podCIDRs {c}",
-                            "a node's address must lie outside every pod subnet",
-                            n.name,
-                        ),
-                    )
+                    yield address_in_subnet(n.name, c, owner, ip)
 
 
-def _blame(
-    conflicts: list[_Conflict], refused: set[str], rank: dict[str, tuple[int, str]]
+def blame(
+    conflicts: Iterable[NodeConflict], refused: Container[str], rank: Mapping[str, tuple[int, str]]
 ) -> list[Problem]:
     """The problems to report for ``conflicts``: each names the party to skip.
 
@@ -634,22 +655,32 @@ def _inventory_order(cluster: Cluster) -> dict[str, tuple[int, str]]:
     return rank
 
 
+def node_problems(n: Node, ranges: Ranges) -> list[Problem]:
+    """Stage 1 for one node: what is wrong with it on its own (name, addresses, subnets)."""
+    return [*_name_problems(n), *_address_problems(n), *_subnet_problems(n, ranges)]
+
+
+def cluster_problems(cluster: Cluster) -> list[Problem]:
+    """What is wrong with the cluster's own ranges, its serviceVia and its bgp section."""
+    return [*_check_cluster_ranges(cluster), *_check_service_via(cluster), *_check_bgp(cluster)]
+
+
 def check_cluster(cluster: Cluster, *, seniority: Seniority | None = None) -> list[Problem]:
     """Run every check; return all problems (empty: the cluster is sound).
 
     Every problem with a node names the node to skip (see the module docstring);
     ``seniority`` decides conflicts between nodes, by default the order of ``cluster.nodes``
     (an inventory's: the later of two conflicting nodes is blamed)."""
-    problems: list[Problem] = []
-    own: list[Problem] = []
-    for check in (_check_names, _check_addresses, _check_subnets):
-        own.extend(check(cluster))
-    problems.extend(_check_cluster_ranges(cluster))
-    problems.extend(_check_service_via(cluster))
-    problems.extend(_check_bgp(cluster))
-    addresses = _Addresses(cluster.nodes)
-    problems.extend(_check_ranges_hold_no_node(cluster, addresses))
     nodes = cluster.nodes
+    ranges = Ranges.of(cluster)
+    own: list[Problem] = [*_check_names(cluster)]
+    for n in nodes:
+        own.extend(_address_problems(n))
+    for n in nodes:
+        own.extend(_subnet_problems(n, ranges))
+    problems = cluster_problems(cluster)
+    addresses = _Addresses(nodes)
+    problems.extend(_check_ranges_hold_no_node(cluster, addresses))
     conflicts = [
         *_address_conflicts(nodes),
         *_subnet_conflicts(nodes),
@@ -662,5 +693,5 @@ def check_cluster(cluster: Cluster, *, seniority: Seniority | None = None) -> li
             rank = _inventory_order(cluster)
         else:
             rank = {n.name: seniority(n) for n in nodes}
-        own.extend(_blame(conflicts, refused, rank))
+        own.extend(blame(conflicts, refused, rank))
     return own + problems
