@@ -601,8 +601,8 @@ class Agent:
             return False, "settling after the first pass"
         if not self.status.last_ok:
             return False, self.status.last_error or "last pass failed"
-        if self.status.no_peer_reason:
-            return False, self.status.no_peer_reason
         if self.announcer is not None and not self.announcer.established():
             return False, self.announcer.why_down()
+        if self.status.no_peer_reason:
+            return False, self.status.no_peer_reason
         return True, "ok"

@@ -1,0 +1,233 @@
+"""`nosdn agent --bgp` on the wire (root): the real agent in a node namespace starts and
+supervises a real BIRD, a router namespace runs BIRD with ``render --format bird --bgp``'s
+config (dynamic neighbours on the node network, nothing about this node in it), and the
+router's kernel table learns this node's pod subnet.
+
+Each test makes two namespaces (unique names, removed with everything running in them): the
+node (``eth0`` 10.10.0.1/24, the emulator on its loopback) and the router (``r0`` 10.10.0.254/24,
+a veth to the node). Every BIRD is killed by its pid file in a finally, every agent by its
+process. A second node, node2 on 10.20.0.2, is off-link: in BGP mode it is reached through the
+router and does not make the node unready.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from agent_env import AgentProcess, Emulator, node_object, wait_until
+from conftest import ip, requires_root
+from nosdn.inventory import load_cluster
+from nosdn.render import RenderOptions
+from nosdn.render.bgp import render_bird_bgp
+
+pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
+
+ROUTER_INVENTORY = """\
+clusterCIDRs: [10.244.0.0/16]
+bgp:
+  asn: 64512
+  gracefulRestartTime: 120
+  nodeNetworks: [10.10.0.0/24]
+  peers:
+    - {address: 10.10.0.254, asn: 65000}
+nodes: []
+"""
+
+
+def _kill_pidfile(path: Path) -> None:
+    with suppress(OSError, ValueError):
+        os.kill(int(path.read_text().strip()), signal.SIGKILL)
+
+
+@dataclass
+class BgpEnv:
+    node: str
+    router: str
+    emu: Emulator
+    workdir: Path
+    router_sock: Path
+    agents: list[AgentProcess] = field(default_factory=list)
+
+    @property
+    def bird_dir(self) -> Path:
+        return self.workdir / "node-bird"
+
+    def agent(self, *args: str, peer: str = "10.10.0.254:65000") -> AgentProcess:
+        a = AgentProcess(
+            self.node,
+            "node1",
+            self.emu.url,
+            self.workdir,
+            "--bgp",
+            "--bgp-peer",
+            peer,
+            "--bgp-dir",
+            str(self.bird_dir),
+            "--masquerade=false",
+            *args,
+        ).start()
+        self.agents.append(a)
+        return a
+
+    def learned(self) -> dict[str, str]:
+        out = ip(self.router, "route", "show", "proto", "bird")
+        return dict(re.findall(r"^(\S+) via (\S+)", out, re.M))
+
+    def ready(self, a: AgentProcess, timeout: float = 30) -> None:
+        def ok() -> bool:
+            if not a.running():
+                raise AssertionError(f"agent exited:\n{a.logs()[-3000:]}")
+            return a.get("/readyz")[0] == 200
+
+        wait_until(ok, timeout, 0.2, f"agent /readyz ({a.get('/readyz')})")
+
+
+@pytest.fixture
+def env(netns: Callable[..., str], tmp_path: Path) -> Iterator[BgpEnv]:
+    node, router = netns("nosdn-bgpa"), netns("nosdn-bgpr")
+    ip(router, "link", "add", "r0", "type", "veth", "peer", "name", "eth0", "netns", node)
+    ip(router, "addr", "add", "10.10.0.254/24", "dev", "r0")
+    ip(router, "link", "set", "r0", "up")
+    ip(node, "addr", "add", "10.10.0.1/24", "dev", "eth0")
+    ip(node, "link", "set", "eth0", "up")
+    ip(node, "route", "add", "default", "via", "10.10.0.254")
+    inv = tmp_path / "router.yaml"
+    inv.write_text(ROUTER_INVENTORY)
+    conf = tmp_path / "router.conf"
+    conf.write_text(
+        render_bird_bgp(load_cluster(inv, warn=False), RenderOptions(bgp=True), standalone=True)
+    )
+    sock, pid = tmp_path / "router.ctl", tmp_path / "router.pid"
+    seed = [
+        node_object("node1", ["10.10.0.1"], ["10.244.1.0/24"]),
+        node_object("node2", ["10.20.0.2"], ["10.244.2.0/24"]),
+    ]
+    emu: Emulator | None = None
+    e: BgpEnv | None = None
+    try:
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                router,
+                "bird",
+                "-c",
+                str(conf),
+                "-s",
+                str(sock),
+                "-P",
+                str(pid),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        emu = Emulator(node, workdir=tmp_path, seed=seed).start()
+        e = BgpEnv(node, router, emu, tmp_path, sock)
+        yield e
+    finally:
+        if e is not None:
+            for a in e.agents:
+                a.stop(signal.SIGKILL)
+            _kill_pidfile(e.bird_dir / "bird.pid")
+        if emu is not None:
+            emu.kill()
+        _kill_pidfile(pid)
+
+
+def test_the_router_learns_the_nodes_subnet_and_follows_a_change(env: BgpEnv) -> None:
+    a = env.agent()
+    wait_until(lambda: env.learned() == {"10.244.1.0/24": "10.10.0.1"}, 30, 0.2, "router route")
+    # node2 is off-link: reached through the router, not an error that makes us unready
+    env.ready(a)
+    assert a.metric("nosdn_bgp_session_up") == 1
+    assert a.metric("nosdn_bgp_prefixes_announced") == 1
+    assert a.metric("nosdn_bgp_bird_starts_total") == 1
+    cond = {c["type"]: c for c in env.emu.node("node1")["status"]["conditions"]}
+    wait_until(
+        lambda: (
+            {c["type"]: c for c in env.emu.node("node1")["status"]["conditions"]}.get(
+                "NetworkUnavailable", {}
+            ).get("reason")
+            == "NosdnIsUp"
+        ),
+        15,
+        0.2,
+        f"condition NosdnIsUp ({cond})",
+    )
+    # only its own subnet: node2's is never announced by node1
+    assert "10.244.2.0/24" not in env.learned()
+    env.emu.patch_node(
+        "node1", {"spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]}}
+    )
+    wait_until(lambda: env.learned() == {"10.244.9.0/24": "10.10.0.1"}, 15, 0.1, "re-announce")
+
+
+def test_sigkill_keeps_bird_and_the_routers_route_and_the_next_agent_adopts_it(
+    env: BgpEnv,
+) -> None:
+    a = env.agent()
+    wait_until(lambda: env.learned() == {"10.244.1.0/24": "10.10.0.1"}, 30, 0.2, "router route")
+    env.ready(a)
+    mon = subprocess.Popen(
+        ["ip", "-n", env.router, "monitor", "route"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(0.5)
+        a.stop(signal.SIGKILL)
+        time.sleep(3)
+        assert env.learned() == {"10.244.1.0/24": "10.10.0.1"}  # BIRD kept the session
+        b = env.agent()
+        env.ready(b)
+        assert b.metric("nosdn_bgp_bird_starts_total") == 0  # adopted, not restarted
+        assert "adopted the running BIRD" in b.logs()
+        time.sleep(2)
+    finally:
+        mon.terminate()
+        out, _ = mon.communicate(timeout=10)
+    assert "10.244.1.0/24" not in out  # no flap on the router: not withdrawn, not re-added
+
+
+def test_bird_killed_is_restarted_and_graceful_restart_keeps_the_route(env: BgpEnv) -> None:
+    a = env.agent()
+    wait_until(lambda: env.learned() == {"10.244.1.0/24": "10.10.0.1"}, 30, 0.2, "router route")
+    env.ready(a)
+    _kill_pidfile(env.bird_dir / "bird.pid")
+    time.sleep(0.5)
+    assert env.learned() == {"10.244.1.0/24": "10.10.0.1"}  # the router keeps it (GR)
+    wait_until(lambda: a.metric("nosdn_bgp_bird_starts_total") == 2, 15, 0.2, "BIRD restarted")
+    env.ready(a)
+    assert env.learned() == {"10.244.1.0/24": "10.10.0.1"}
+
+
+def test_a_wrong_peer_asn_is_reported_with_the_fix(env: BgpEnv) -> None:
+    a = env.agent(peer="10.10.0.254:65099")
+
+    def down() -> str:
+        code, text = a.get("/readyz")
+        return text if code == 503 and "no BGP session established" in text else ""
+
+    text = wait_until(down, 30, 0.3, "readyz naming the BGP session")
+    assert "65099" in text
+    assert env.learned() == {}
+    wait_until(
+        lambda: (
+            {c["type"]: c for c in env.emu.node("node1")["status"]["conditions"]}.get(
+                "NetworkUnavailable", {}
+            ).get("reason")
+            == "NosdnNoBgpSession"
+        ),
+        15,
+        0.2,
+        "condition NosdnNoBgpSession",
+    )
