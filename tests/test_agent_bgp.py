@@ -27,7 +27,7 @@ from nosdn.agent.bgp import (
     node_overrides,
     parse_routers,
 )
-from nosdn.agent.birdc import Session, parse_protocols
+from nosdn.backends.birdc import Session, parse_protocols
 from nosdn.model import Node
 from nosdn.render import RenderError
 

@@ -12,10 +12,12 @@ router and does not make the node unready.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -78,6 +80,14 @@ class BgpEnv:
         ).start()
         self.agents.append(a)
         return a
+
+    def nosdn(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A one-shot nosdn command in the node namespace, reading the emulator and BIRD."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.node, sys.executable, "-m", "nosdn", *args,
+             "--kube-server", self.emu.url, "--bgp-dir", str(self.bird_dir)],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
 
     def learned(self) -> dict[str, str]:
         out = ip(self.router, "route", "show", "proto", "bird")
@@ -167,6 +177,18 @@ def test_the_router_learns_the_nodes_subnet_and_follows_a_change(env: BgpEnv) ->
     )
     # only its own subnet: node2's is never announced by node1
     assert "10.244.2.0/24" not in env.learned()
+    st = env.nosdn("status", "--node", "node1")
+    assert "bgp peer 10.10.0.254 AS 65000: Established since" in st.stdout, st.stdout + st.stderr
+    assert "announces 1 prefix(es)" in st.stdout
+    assert "via the router: 10.244.2.0/24 of node node2 (10.20.0.2), announced by node2" in (
+        st.stdout
+    )
+    assert st.returncode == 0, st.stdout + st.stderr
+    doc = env.nosdn("doctor", "--node", "node1", "-o", "json")
+    checks = {c["check"]: c for c in json.loads(doc.stdout)["checks"]}
+    assert checks["bgp.10.10.0.254"]["status"] == "ok"
+    assert checks["offlink"]["status"] == "ok"
+    assert "announced by them over BGP" in checks["offlink"]["saw"]
     env.emu.patch_node(
         "node1", {"spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]}}
     )
@@ -219,6 +241,12 @@ def test_a_wrong_peer_asn_is_reported_with_the_fix(env: BgpEnv) -> None:
 
     text = wait_until(down, 30, 0.3, "readyz naming the BGP session")
     assert "65099" in text
+    doc = env.nosdn("doctor", "--node", "node1", "-o", "json")
+    assert doc.returncode == 1
+    bgp = {c["check"]: c for c in json.loads(doc.stdout)["checks"]}["bgp.10.10.0.254"]
+    assert bgp["status"] == "fail"
+    assert "AS 65099" in bgp["saw"]
+    assert bgp["fix"]
     assert env.learned() == {}
     wait_until(
         lambda: (

@@ -3,7 +3,7 @@ and a watcher thread reads the sessions every second for metrics, Events and rea
 
 Kept apart from the loop (`nosdn.agent.loop`), which only calls `Announcer.sync` after the
 routes and asks `Announcer.established` for the ``NetworkUnavailable`` reason: the config is a
-pure function (`nosdn.agent.bgp`), BIRD's lifecycle is `nosdn.agent.bird`. The watcher also
+pure function (`nosdn.agent.bgp`), BIRD's lifecycle is `nosdn.backends.bird`. The watcher also
 restarts a BIRD that died (the routers keep the routes meanwhile: graceful restart).
 """
 
@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nosdn.agent.bgp import BgpConfigError, BgpOptions, bird_config, node_overrides
-from nosdn.agent.bird import BirdError, BirdSupervisor
-from nosdn.agent.birdc import Session
 from nosdn.agent.events import EventRecorder
 from nosdn.agent.metrics import AgentMetrics
+from nosdn.backends.bird import BirdError, BirdSupervisor
+from nosdn.backends.birdc import Session
 from nosdn.model import BgpPeer, Node
 from nosdn.render._base import RenderError, Secret
 from nosdn.render.bgp import read_password

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nosdn.agent.bgp import BgpOptions
-from nosdn.agent.bird import DEFAULT_DIR as BIRD_DIR
 from nosdn.agent.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
+from nosdn.backends.bird import DEFAULT_DIR as BIRD_DIR
 from nosdn.model import DEFAULT_PROTOCOL, IPNetwork
 from nosdn.render.cni import CONFLIST_PATH
 from nosdn.sources.nodes import AddressPolicy

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from types import FrameType
 
 from nosdn.agent.announce import Announcer
-from nosdn.agent.bird import BirdSupervisor
 from nosdn.agent.condition import ConditionSetter
 from nosdn.agent.config import AgentConfig
 from nosdn.agent.egress import Egress
@@ -28,6 +27,7 @@ from nosdn.agent.loop import Agent
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.monitor import NetlinkMonitor
 from nosdn.agent.server import HealthServer
+from nosdn.backends.bird import BirdSupervisor
 from nosdn.backends.kernel import KernelBackend
 from nosdn.model import IPAddress
 from nosdn.sources.cache import NodeCache

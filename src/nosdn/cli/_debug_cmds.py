@@ -24,6 +24,7 @@ from rich.text import Text
 from nosdn.cli._common import (
     EXIT_FAILURE,
     SOURCE_FILE_HELP,
+    BgpDirOpt,
     ClusterSource,
     Output,
     OutputOpt,
@@ -140,6 +141,7 @@ def _fixes_for(source: ClusterSource, results: list[CheckResult]) -> list[CheckR
     "exists (the agent's); yes: it must be; no: do not check.",
 )
 @option("-v", "--verbose", is_flag=True, help="Show the details under every check.")
+@BgpDirOpt
 @OutputOpt
 def doctor(
     *,
@@ -151,6 +153,7 @@ def doctor(
     cni_conf: Path,
     masquerade: Literal["auto", "yes", "no"],
     verbose: bool,
+    bgp_dir: Path,
     output: Output,
 ) -> None:
     """Check this host for everything that silently breaks pod traffic (read-only).
@@ -187,6 +190,7 @@ def doctor(
             cni_conf=cni_conf,
             masquerade=masquerade,
             program=self_command(),
+            bgp_dir=bgp_dir,
         )
     except TargetError as e:
         fail(str(e))

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nosdn.agent.birdc import Session, parse_protocols
+from nosdn.backends.birdc import Session, parse_protocols
 
 log = logging.getLogger("nosdn.agent.bgp")
 
