@@ -357,11 +357,20 @@ def apply_routes(lab: Lab, *, log: Log = _quiet) -> list[ApplyRun]:
     none, runs ``nosdn apply --external`` against the API, and waits until every node's table
     holds its peers' routes (no `ApplyRun`: the agents keep running)."""
     if lab.topo.spec.api is not None:
+        if lab.topo.spec.bgp:  # the router listens before the agents announce
+            lab_router.program(lab.topo, lab.paths, log)
         t = time.monotonic()
         live.start_agents(lab, log=log)
         live.apply_external(lab, log=log)
         log("waiting for the agents' routes:")
         live.wait_routes(lab, log=log, since=t)
+        if lab.topo.spec.bgp:
+            took = lab_router.wait_bgp(lab.topo, lab.paths)
+            log(
+                f"router: every pod subnet learned over BGP "
+                f"({time.monotonic() - t:.1f} s after the agents started, {took:.1f} s after "
+                "their host routes)"
+            )
         return []
     inv = str(lab.paths.inventory)
     jobs = [(n.name, n.netns, ["apply", "-f", inv, "--node", n.name]) for n in lab.topo.nodes]
