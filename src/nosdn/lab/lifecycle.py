@@ -192,6 +192,8 @@ def _make_fabric(topo: Topology) -> None:
         if router is not None and peer_ns != router.netns:
             # the segment's router is everyone's default gateway, as DHCP would say
             for gw in seg.gateways:
+                if all(ip.version != gw.version for ip in ips):
+                    continue  # the API server has no IPv6 address: no IPv6 default route
                 mine.append(f"route add {'::/0' if gw.version == 6 else 'default'} via {gw}")
     for ns, batch in cmds.items():
         netns.batch(ns, batch)
