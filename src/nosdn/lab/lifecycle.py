@@ -200,21 +200,24 @@ def _make_fabric(topo: Topology) -> None:
 
 
 def add_node_fabric(topo: Topology, node: LabNode) -> None:
-    """One more node on a one-segment lab's switch: its namespace, veth and addresses."""
+    """One more node on its segment's switch: its namespace, veth, addresses, and (with a
+    router) its default route through the segment's router."""
+    seg = topo.segment(node.segment)
     netns.add(node.netns)
     netns.sysctl(node.netns, FORWARDING)
     netns.batch(
-        topo.switch_ns,
+        seg.switch_ns,
         [
             f"link add {node.port} mtu {LAB_MTU} type veth peer name eth0 netns {node.netns}",
             f"link set {node.port} master {SWITCH_BRIDGE} up",
         ],
     )
-    seg = topo.segment(node.segment)
     cmds = ["link set lo up", "link set eth0 up"]
     for ip in node.ips:
         nodad = " nodad" if ip.version == 6 else ""
         cmds.append(f"addr add {ip}/{seg.prefixlen(ip.version)} dev eth0{nodad}")
+    for gw in seg.gateways:
+        cmds.append(f"route add {'::/0' if gw.version == 6 else 'default'} via {gw}")
     netns.batch(node.netns, cmds)
 
 
@@ -225,6 +228,11 @@ def write_inventory(topo: Topology, paths: LabPaths) -> None:
     )
     body = yaml.safe_dump(topo.inventory(), sort_keys=False, default_flow_style=None)
     write_atomic(paths.inventory, header + body)
+    if topo.spec.bgp:
+        # a live cluster's router knows no node: only the networks the nodes peer from
+        body = yaml.safe_dump(topo.inventory(nodes=False), sort_keys=False)
+        header = f"# The router's side of lab {topo.name!r} (--bgp): no node, no pod subnet.\n"
+        write_atomic(paths.router_inventory, header + body)
 
 
 def _exec_conflist(rendered: str, ipam_dir: Path) -> dict[str, Any]:

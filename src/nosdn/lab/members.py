@@ -147,8 +147,13 @@ def _undo_add(old: Lab, new: Lab, node: LabNode) -> None:
 
 
 def _remove_machine(lab: Lab, node: LabNode) -> None:
-    """The node's agent, pods, namespace (its veth goes with it) and CNI state."""
+    """The node's agent, its BIRD (``--bgp``), pods, namespace (its veth goes with it) and CNI
+    state."""
     live.stop_agent(lab, node.name)
+    if lab.topo.spec.bgp:
+        # shut down, not killed: BIRD tells the router the session ends (a session that just
+        # vanishes looks like a restart, and graceful restart keeps its routes for minutes)
+        lab_router.stop_pid(live.bgp_dir(lab, node.name) / "bird.pid", node.netns)
     for ns in [lab.topo.names.pod(node.name, p) for p in node.pods] + [node.netns]:
         netns.kill_all(ns)
         netns.delete(ns)

@@ -55,9 +55,13 @@ def _nosdn(*args: str) -> list[str]:
 
 def render_config(paths: LabPaths, fmt: str, *, bgp: bool = False) -> str:
     """``nosdn render -f INVENTORY --format FMT`` (the router target: every pod subnet), or
-    with ``bgp`` its ``--bgp`` config: a peer group for the nodes, no pod route at all."""
-    argv = _nosdn("render", "-f", str(paths.inventory), "--format", fmt)
-    proc = netns.run([*argv, "--bgp"] if bgp else argv)
+    with ``bgp`` its ``--bgp`` config from the node-less router inventory: a peer group for
+    the node networks, no pod subnet anywhere in it (a live cluster's router knows no node)."""
+    if bgp:
+        argv = _nosdn("render", "-f", str(paths.router_inventory), "--format", fmt, "--bgp")
+    else:
+        argv = _nosdn("render", "-f", str(paths.inventory), "--format", fmt)
+    proc = netns.run(argv)
     return proc.stdout
 
 
@@ -149,7 +153,7 @@ def _tail(path: Path, lines: int = 8) -> str:
         return f"(no {path})"
 
 
-def _stop_pid(pid_file: Path, ns: str) -> int | None:
+def stop_pid(pid_file: Path, ns: str) -> int | None:
     """SIGTERM the daemon named by ``pid_file`` if it lives in ``ns``; wait; SIGKILL."""
     try:
         pid = int(pid_file.read_text().split()[0])
@@ -233,7 +237,7 @@ class Bird:
 
     @staticmethod
     def stop(paths: LabPaths, router_ns: str) -> list[int]:
-        pid = _stop_pid(paths.router_dir / "bird.pid", router_ns)
+        pid = stop_pid(paths.router_dir / "bird.pid", router_ns)
         return [pid] if pid is not None else []
 
 
@@ -299,14 +303,14 @@ class Frr:
         if self.topo.spec.bgp:
             return  # the peer group takes new nodes as they come: nothing to re-render
         self._write()
-        _stop_pid(self.dir / "staticd.pid", self.router.netns)
+        stop_pid(self.dir / "staticd.pid", self.router.netns)
         self._staticd(log)
         wait_converged(self.router, wanted_routes(self.topo), self._why)
 
     @staticmethod
     def stop(lab: str, router_ns: str) -> list[int]:
         d = Frr.runtime_dir(lab)
-        pids = [_stop_pid(d / f"{x}.pid", router_ns) for x in reversed(FRR_DAEMONS)]
+        pids = [stop_pid(d / f"{x}.pid", router_ns) for x in reversed(FRR_DAEMONS)]
         if d.exists():
             shutil.rmtree(d)
         return [p for p in pids if p is not None]

@@ -343,8 +343,10 @@ class Topology:
             name=self.name,
         )
 
-    def inventory(self) -> dict[str, Any]:
-        """The inventory file of the lab's cluster, as `nosdn.inventory` reads it."""
+    def inventory(self, *, nodes: bool = True) -> dict[str, Any]:
+        """The inventory file of the lab's cluster, as `nosdn.inventory` reads it; without
+        ``nodes``, the router's side of ``--bgp`` (what the router may know of a live
+        cluster: its CIDRs and node networks, no node and no pod subnet)."""
         cluster = self.cluster()
         data: dict[str, Any] = {
             "clusterName": cluster.name,
@@ -359,7 +361,7 @@ class Topology:
                 "ips": [str(ip) for ip in n.ips],
                 "podCIDRs": [str(c) for c in n.pod_cidrs],
             }
-            for n in cluster.nodes
+            for n in (cluster.nodes if nodes else ())
         ]
         if self.spec.bgp and self.router is not None:
             # the router listens on every segment for dynamic neighbours: a node added later
