@@ -8,6 +8,10 @@ node (``eth0`` 10.10.0.1/24, the emulator on its loopback) and the router (``r0`
 a veth to the node). Every BIRD is killed by its pid file in a finally, every agent by its
 process. A second node, node2 on 10.20.0.2, is off-link: in BGP mode it is reached through the
 router and does not make the node unready.
+
+Failures are reported as they would be met: a wrong peer ASN and an MD5 mismatch (the router
+re-rendered with a password the node does not have) each fail doctor's line for the session
+with the fix; a session the router drops is a ``BgpSessionDown`` Event and a flap metric.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +35,7 @@ from agent_env import AgentProcess, Emulator, node_object, wait_until
 from conftest import ip, requires_root
 from nosdn.inventory import load_cluster
 from nosdn.render import RenderOptions
-from nosdn.render.bgp import render_bird_bgp
+from nosdn.render.bgp import read_passwords, render_bird_bgp
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 
@@ -259,3 +264,66 @@ def test_a_wrong_peer_asn_is_reported_with_the_fix(env: BgpEnv) -> None:
         0.2,
         "condition NosdnNoBgpSession",
     )
+
+
+def _router_with_password(env: BgpEnv, secret: str) -> None:
+    """The router's config re-rendered with an MD5 password on its peer group, reloaded."""
+    pw = env.workdir / "router-password"
+    pw.write_text(secret)
+    pw.chmod(0o600)
+    inv = env.workdir / "router.yaml"
+    inv.write_text(ROUTER_INVENTORY.replace("asn: 65000}", f"asn: 65000, passwordFile: {pw}}}"))
+    cluster = load_cluster(inv, warn=False)
+    opts = read_passwords(cluster, "bird", RenderOptions(bgp=True))
+    text = render_bird_bgp(cluster, opts, standalone=True)
+    assert f'password "{secret}";' in text
+    (env.workdir / "router.conf").write_text(text)
+    subprocess.run(
+        ["birdc", "-s", str(env.router_sock), "configure"], check=True, capture_output=True
+    )
+
+
+def test_an_md5_mismatch_is_reported_by_doctor_with_the_fix(env: BgpEnv) -> None:
+    _router_with_password(env, "router-secret")
+    wrong = env.workdir / "node-password"
+    wrong.write_text("not-the-routers")
+    wrong.chmod(0o600)
+    a = env.agent("--bgp-password-file", str(wrong))
+
+    def failing() -> dict[str, Any] | None:
+        doc = env.nosdn("doctor", "--node", "node1", "-o", "json")
+        checks = {c["check"]: c for c in json.loads(doc.stdout)["checks"]}
+        c = checks.get("bgp.10.10.0.254")
+        return c if c and c["status"] == "fail" and doc.returncode == 1 else None
+
+    check = wait_until(failing, 30, 0.5, "doctor failing the session")
+    assert "MD5" in check["fix"], check
+    assert "10.10.0.254" in check["saw"]
+    time.sleep(3)  # long enough for a session to come up if the keys matched
+    assert env.learned() == {}
+    assert a.metric("nosdn_bgp_session_up") == 0
+    # the same key on both sides: the session comes up and the subnet is announced
+    wrong.write_text("router-secret")
+    env.emu.patch_node("node1", {"metadata": {"labels": {"nudge": "1"}}})  # a pass re-reads it
+    wait_until(lambda: env.learned() == {"10.244.1.0/24": "10.10.0.1"}, 40, 0.3, "router route")
+
+
+def test_a_lost_session_is_an_event_and_a_flap(env: BgpEnv) -> None:
+    a = env.agent()
+    wait_until(lambda: env.learned() == {"10.244.1.0/24": "10.10.0.1"}, 30, 0.2, "router route")
+    env.ready(a)
+    # the router drops every dynamic session, as a router reboot or a cut link would
+    subprocess.run(
+        ["birdc", "-s", str(env.router_sock), "disable", '"nosdn_kubernetes_dyn1_v4*"'],
+        check=True,
+        capture_output=True,
+    )
+
+    def lost() -> list[Any]:
+        return [e for e in env.emu.events() if e.get("reason") == "BgpSessionDown"]
+
+    events = wait_until(lost, 20, 0.3, "a BgpSessionDown Event")
+    assert "10.10.0.254" in events[0]["message"]
+    assert events[0]["type"] == "Warning"
+    assert a.metric("nosdn_bgp_session_flaps_total") == 1
+    assert a.metric("nosdn_bgp_session_up") == 0
