@@ -12,6 +12,8 @@ router and does not make the node unready.
 Failures are reported as they would be met: a wrong peer ASN and an MD5 mismatch (the router
 re-rendered with a password the node does not have) each fail doctor's line for the session
 with the fix; a session the router drops is a ``BgpSessionDown`` Event and a flap metric.
+Dual top-of-rack: the node's segment becomes a bridge (a switch namespace) with a second router
+on it; when one router goes, the other keeps the subnet and the node stays ready.
 """
 
 from __future__ import annotations
@@ -327,3 +329,58 @@ def test_a_lost_session_is_an_event_and_a_flap(env: BgpEnv) -> None:
     assert events[0]["type"] == "Warning"
     assert a.metric("nosdn_bgp_session_flaps_total") == 1
     assert a.metric("nosdn_bgp_session_up") == 0
+
+
+def test_dual_top_of_rack_the_subnet_stays_announced_when_one_router_goes(
+    env: BgpEnv, netns: Callable[..., str]
+) -> None:
+    # two routers on the node's segment: a switch namespace with a bridge, the node's and the
+    # first router's links moved onto it, a second router at 10.10.0.253
+    sw, r2 = netns("nosdn-bgpsw"), netns("nosdn-bgpr2")
+    ip(env.router, "link", "del", "r0")  # the node-router veth (both ends)
+    ip(sw, "link", "add", "br0", "type", "bridge")
+    ip(sw, "link", "set", "br0", "up")
+    for port, ns, dev, addr in (
+        ("p-node", env.node, "eth0", "10.10.0.1/24"),
+        ("p-r1", env.router, "r0", "10.10.0.254/24"),
+        ("p-r2", r2, "r0", "10.10.0.253/24"),
+    ):
+        ip(sw, "link", "add", port, "type", "veth", "peer", "name", dev, "netns", ns)
+        ip(sw, "link", "set", port, "master", "br0", "up")
+        ip(ns, "addr", "add", addr, "dev", dev)
+        ip(ns, "link", "set", dev, "up")
+    ip(env.node, "route", "add", "default", "via", "10.10.0.254")
+    inv = env.workdir / "router2.yaml"
+    inv.write_text(ROUTER_INVENTORY.replace("10.10.0.254", "10.10.0.253"))
+    conf = env.workdir / "router2.conf"
+    conf.write_text(
+        render_bird_bgp(load_cluster(inv, warn=False), RenderOptions(bgp=True), standalone=True)
+    )
+    sock, pid = env.workdir / "router2.ctl", env.workdir / "router2.pid"
+    try:
+        subprocess.run(
+            ["ip", "netns", "exec", r2, "bird", "-c", str(conf), "-s", str(sock), "-P", str(pid)],
+            check=True,
+            capture_output=True,
+        )
+
+        def learned2() -> dict[str, str]:
+            out = ip(r2, "route", "show", "proto", "bird")
+            return dict(re.findall(r"^(\S+) via (\S+)", out, re.M))
+
+        a = env.agent("--bgp-peer", "10.10.0.253:65000")
+        want = {"10.244.1.0/24": "10.10.0.1"}
+        wait_until(lambda: env.learned() == want, 30, 0.2, "router 1 learns the subnet")
+        wait_until(lambda: learned2() == want, 30, 0.2, "router 2 learns the subnet")
+        wait_until(lambda: a.metric("nosdn_bgp_session_up") == 2, 15, 0.2, "two sessions")
+        env.ready(a)
+        # router 1 goes away (its BIRD dies, as a switch reboot would take it)
+        _kill_pidfile(env.workdir / "router.pid")
+        wait_until(lambda: a.metric("nosdn_bgp_session_up") == 1, 30, 0.3, "one session left")
+        assert learned2() == want
+        assert a.get("/readyz")[0] == 200  # one router still carries the subnet: ready
+        st = env.nosdn("status", "--node", "node1")
+        assert "bgp peer 10.10.0.253 AS 65000: Established since" in st.stdout, st.stdout
+        assert "! bgp peer 10.10.0.254 AS 65000:" in st.stdout, st.stdout
+    finally:
+        _kill_pidfile(pid)
