@@ -312,6 +312,9 @@ def render_bird_node(cluster: Cluster, options: RenderOptions) -> str:
         if p.bfd:
             out.append("    bfd on;")
         out += [
+            # BIRD waits 5 s after start before its first connect: a new node (or a node whose
+            # BIRD just restarted) would announce its subnet 5 s late
+            "    connect delay time 1;",
             "    graceful restart on;",
             f"    graceful restart time {gr};",
             f"    {_family(v)} {{",
