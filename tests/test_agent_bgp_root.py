@@ -196,6 +196,9 @@ def test_the_router_learns_the_nodes_subnet_and_follows_a_change(env: BgpEnv) ->
     assert checks["bgp.10.10.0.254"]["status"] == "ok"
     assert checks["offlink"]["status"] == "ok"
     assert "announced by them over BGP" in checks["offlink"]["saw"]
+    tr = env.nosdn("trace", "10.244.2.5", "--node", "node1")
+    assert "via the router (via 10.10.0.254), announced by node2 over BGP" in tr.stdout, tr.stdout
+    assert tr.returncode == 0, tr.stdout + tr.stderr
     env.emu.patch_node(
         "node1", {"spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]}}
     )

@@ -246,6 +246,7 @@ def doctor(
     default=DEFAULT_CNI_CONF,
     help="This node's CNI conflist (names the pod bridge).",
 )
+@BgpDirOpt
 @OutputOpt
 def trace(
     ip: str,
@@ -256,6 +257,7 @@ def trace(
     table: int,
     protocol: int,
     cni_conf: Path,
+    bgp_dir: Path,
     output: Output,
 ) -> None:
     """Where a packet to IP goes from this host, and whether nosdn wants it so (read-only).
@@ -285,6 +287,7 @@ def trace(
             cni_conf=cni_conf,
             addresses=[addr],
             firewall=False,
+            bgp_dir=bgp_dir,
         )
     except TargetError as e:
         fail(str(e))
