@@ -58,6 +58,23 @@ def test_config_announces_exactly_the_nodes_own_subnet() -> None:
             assert r.returncode == 0, r.stderr
 
 
+def test_bfd_multihop_and_graceful_restart_time_reach_every_session() -> None:
+    opts = BgpOptions(
+        asn=64512,
+        routers=(*OPTS.routers, (ip_address("10.10.0.253"), 65000)),
+        bfd=True,
+        multihop=3,
+        graceful_restart_time=300,
+    )
+    text = bird_config(ME, opts.asn, opts.peers, opts)
+    assert "protocol bfd nosdn_bfd {" in text
+    assert text.count("    bfd on;") == 2
+    assert text.count("    multihop 3;") == 2
+    assert "direct;" not in text
+    assert text.count("graceful restart time 300;") == 2
+    assert "bfd" not in bird_config(ME, OPTS.asn, OPTS.peers, OPTS)
+
+
 def test_service_cidrs_only_from_a_service_via_node() -> None:
     opts = BgpOptions(
         asn=64512,
