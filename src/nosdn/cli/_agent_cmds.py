@@ -382,6 +382,12 @@ CONTROLLER = "The cloud route controller (--controller)"
 @option("--gce-project", help="GCE project.", panel=CONTROLLER)
 @option("--gce-network", default="default", help="GCE VPC network.", panel=CONTROLLER)
 @option("--gce-zone", help="Zone of instances named without one.", panel=CONTROLLER)
+@bgp_options
+@option(
+    "--bgp-password-secret",
+    help="--bgp: a Secret whose key 'password' is the MD5 password (mounted read-only).",
+    panel=BGP,
+)
 def manifests(
     *,
     image: str,
@@ -399,9 +405,16 @@ def manifests(
     gce_project: str | None,
     gce_network: str,
     gce_zone: str | None,
+    bgp_dir: str,
+    bgp_password_secret: str | None,
+    **bgp_flags: Any,
 ) -> None:
     """Print the objects that deploy the agent (ServiceAccount, RBAC, DaemonSet) as YAML:
     `nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`.
+
+    With --bgp (and its --bgp-* flags, as `nosdn agent` takes them): the agent announces its
+    node's pod subnets; BIRD's directory is the host's /run/nosdn-bird, the MD5 password comes
+    from --bgp-password-secret.
 
     With --controller --cloud aws|gce: the cloud route controller's instead (ServiceAccount,
     RBAC, Lease Role, a Deployment of --replicas, one of which leads)."""
@@ -442,12 +455,19 @@ def manifests(
             if cloud is not None or controller_only:
                 first = "cloud" if cloud is not None else controller_only[0]
                 fail(f"--{first.replace('_', '-')} needs --controller")
+            if bgp_flags["bgp_password_file"] or bgp_dir != "/run/nosdn-bird":
+                fail(
+                    "manifests: give the MD5 password as --bgp-password-secret NAME (a Secret "
+                    "mounted into the agent), not --bgp-password-file; --bgp-dir is fixed"
+                )
             docs = agent_objects(
                 image=image or DEFAULT_IMAGE,
                 namespace=namespace,
                 cluster_cidrs=nets(cluster_cidr, "--cluster-cidr"),
                 allocate=allocate,
                 masquerade=masquerade,
+                bgp=bgp_config(**bgp_flags),
+                bgp_password_secret=bgp_password_secret,
             )
     except ValueError as e:
         fail(str(e))
