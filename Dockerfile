@@ -5,7 +5,8 @@
 #
 # The agent needs iproute2 (only for people debugging inside the pod: the agent itself talks
 # netlink directly), nftables (egress masquerade) and bird2 (BIRD 2, run by `agent --bgp`).
-# It runs as root with NET_ADMIN and NET_RAW only (and NET_BIND_SERVICE with --bgp); the DaemonSet gives it the host's network namespace.
+# It runs as root with NET_ADMIN and NET_RAW only (and NET_BIND_SERVICE with --bgp); the
+# DaemonSet gives it the host's network namespace.
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
