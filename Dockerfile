@@ -4,8 +4,9 @@
 #   nosdn manifests --image nosdn:0.1.0 --cluster-cidr 10.244.0.0/16 | kubectl apply -f -
 #
 # The agent needs iproute2 (only for people debugging inside the pod: the agent itself talks
-# netlink directly) and nftables (egress masquerade). It runs as root with NET_ADMIN and
-# NET_RAW only; the DaemonSet gives it the host's network namespace.
+# netlink directly), nftables (egress masquerade) and bird2 (BIRD 2, run by `agent --bgp`).
+# It runs as root with NET_ADMIN and NET_RAW only (and NET_BIND_SERVICE with --bgp); the
+# DaemonSet gives it the host's network namespace.
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -14,7 +15,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nftables iproute2 \
+ && apt-get install -y --no-install-recommends nftables iproute2 bird2 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

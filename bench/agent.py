@@ -168,9 +168,11 @@ def realistic_node(i: int) -> dict[str, Any]:
 
 
 class KernelWatch:
-    """A netlink socket inside the namespace that timestamps route and nexthop events."""
+    """A netlink socket inside the namespace that timestamps route and nexthop events (routes
+    of protocol ``proto``: nosdn's 157, or BIRD's 12 on a router)."""
 
-    def __init__(self, netns: str) -> None:
+    def __init__(self, netns: str, proto: int = 157) -> None:
+        self.proto = proto
         with in_netns(netns):
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
         try:
@@ -182,6 +184,8 @@ class KernelWatch:
             self.sock.setsockopt(270, 1, g)
         self.sock.settimeout(0.2)
         self.routes: set[bytes] = set()
+        #: each route's destination address -> when it was last added or replaced
+        self.route_at: dict[bytes, float] = {}
         self.last_route_at = 0.0
         self.gateways: dict[bytes, float] = {}
         self.lost = 0
@@ -206,8 +210,10 @@ class KernelWatch:
                 if length < 16:
                     break
                 msg = bytes(buf[off : off + length])
-                if mtype == RTM_NEWROUTE and msg[16 + 5] == 157:
-                    self.routes.add(self._dst(msg))
+                if mtype == RTM_NEWROUTE and msg[16 + 5] == self.proto:
+                    dst = self._dst(msg)
+                    self.routes.add(dst)
+                    self.route_at[dst] = now
                     self.last_route_at = now
                 elif mtype == RTM_NEWNEXTHOP:
                     a = 16 + 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 import kubernetes_validate
@@ -90,3 +90,45 @@ def test_cli_prints_the_same_objects_as_yaml() -> None:
     )  # fmt: skip
     assert bad.returncode == 2
     assert "--allocate-node-cidrs needs --cluster-cidr" in bad.stderr
+
+
+def test_bgp_mode_carries_the_peers_bird_and_the_password_secret() -> None:
+    from nosdn.agent.bgp import BgpOptions
+
+    bgp = BgpOptions(
+        asn=64512,
+        routers=((ip_address("10.10.0.254"), 65000), (ip_address("fd00:10::fe"), 65000)),
+        bfd=True,
+    )
+    docs = manifests(cluster_cidrs=(ip_network("10.244.0.0/16"),), bgp=bgp,
+                     bgp_password_secret="bgp-md5")  # fmt: skip
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    pod = by_kind(docs)["DaemonSet"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    args = c["args"]
+    assert "--bgp" in args
+    assert "--bgp-peer=10.10.0.254:65000" in args
+    assert "--bgp-peer=[fd00:10::fe]:65000" in args
+    assert "--bgp-bfd=true" in args
+    assert "--bgp-password-file=/etc/nosdn/bgp/password" in args
+    assert "NET_BIND_SERVICE" in c["securityContext"]["capabilities"]["add"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["bgp-password"]["secret"]["secretName"] == "bgp-md5"
+    assert vols["bird"]["hostPath"]["path"] == "/run/nosdn-bird"
+    # the agent takes exactly these flags (its own parser, up to the point it would start)
+    from nosdn.cli._agent_cmds import bgp_config
+
+    flags = [a for a in args if a.startswith("--bgp-peer=")]
+    opts = bgp_config(
+        bgp=True, bgp_asn=64512, bgp_peer=tuple(a.split("=", 1)[1] for a in flags),
+        bgp_password_file=None, bgp_multihop=0, bgp_bfd=True, bgp_graceful_restart_time=120,
+        bgp_service_cidr=(), bgp_service_via=(),
+    )  # fmt: skip
+    assert opts.routers == bgp.routers
+    # without --bgp, nothing of it
+    plain = by_kind(manifests())["DaemonSet"]["spec"]["template"]["spec"]
+    assert not [a for a in plain["containers"][0]["args"] if a.startswith("--bgp")]
+    assert "bird" not in {v["name"] for v in plain["volumes"]}
+    with pytest.raises(ValueError, match="--bgp-password-secret goes with --bgp"):
+        manifests(bgp_password_secret="x")

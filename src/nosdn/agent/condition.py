@@ -4,7 +4,8 @@ Kubelets on clusters with a network plugin start their node with ``NetworkUnavai
 (and the matching taint) until the plugin says otherwise; the route controller of cloud
 providers does the same. The agent sets ``False`` with reason ``NosdnIsUp`` once this node's
 routes are programmed, and ``True`` with a reason (``NosdnNoPodCIDR``, ``NosdnRouteErrors``,
-``NosdnNoNodeAddress``, ``NosdnNoRoutablePeer``) when it cannot program them. "Programmed"
+``NosdnNoNodeAddress``, ``NosdnNoRoutablePeer``, in BGP mode ``NosdnNoBgpSession``) when it
+cannot program them. "Programmed"
 means routes to at least one other node when other nodes have pod subnets: 0 routes in a
 cluster of several nodes (every peer refused, say dual-stack Nodes with only an IPv4
 ``--cluster-cidr``) is no network; a single-node cluster needs none.
@@ -38,6 +39,8 @@ REASON_NO_CIDR = "NosdnNoPodCIDR"
 REASON_ERRORS = "NosdnRouteErrors"
 REASON_NO_ADDRESS = "NosdnNoNodeAddress"
 REASON_NO_PEER = "NosdnNoRoutablePeer"
+#: BGP mode: BIRD has no Established session, so the routers do not learn this node's pods.
+REASON_NO_BGP = "NosdnNoBgpSession"
 
 
 class StatusApi(Protocol):

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nosdn.agent.bgp import BgpOptions
 from nosdn.agent.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
+from nosdn.backends.bird import DEFAULT_DIR as BIRD_DIR
 from nosdn.model import DEFAULT_PROTOCOL, IPNetwork
 from nosdn.render.cni import CONFLIST_PATH
 from nosdn.sources.nodes import AddressPolicy
@@ -66,6 +68,10 @@ class AgentConfig:
     lease_name: str = "nosdn-ipam"
     #: Do the kernel work (routes, netlink monitor) in this named network namespace.
     netns: str | None = None
+    #: BGP mode (``--bgp``): announce this node's pod subnets through BIRD; None: off.
+    bgp: BgpOptions | None = None
+    #: BIRD's config, control socket and pid file (``--bgp-dir``).
+    bgp_dir: Path = BIRD_DIR
 
     def __post_init__(self) -> None:
         if not self.node_name:

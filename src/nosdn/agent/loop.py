@@ -35,10 +35,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from nosdn.agent.announce import Announcer
 from nosdn.agent.cni import interface_mtu, interface_of, write_if_changed
 from nosdn.agent.condition import (
     REASON_ERRORS,
     REASON_NO_ADDRESS,
+    REASON_NO_BGP,
     REASON_NO_CIDR,
     REASON_NO_PEER,
     REASON_UP,
@@ -128,6 +130,7 @@ class Agent:
         events: EventRecorder | None = None,
         condition: ConditionSetter | None = None,
         egress: Egress | None = None,
+        announcer: Announcer | None = None,
     ) -> None:
         self.cfg = cfg
         self.cache = cache
@@ -149,6 +152,7 @@ class Agent:
         self.events = events
         self.condition = condition
         self.egress = egress
+        self.announcer = announcer
         self.status = Status()
         self._view: ClusterView | None = None
         #: The nodes the last view routed: in a conflict with a newcomer, they keep their routes
@@ -425,7 +429,7 @@ class Agent:
                     f"route to {c.wanted.dst} (pods of node {c.wanted.node}) is owned by "
                     f"{c.found.owner}: {c.found.detail}; left alone",
                 )
-            for o in result.offlink:
+            for o in result.offlink if self.announcer is None else ():
                 self.events.record(
                     "Warning",
                     "NodeOffLink",
@@ -456,6 +460,10 @@ class Agent:
             for r in result.desired
             if r.node is not None and r.node != me.name and r.dst not in lost
         }
+        if self.announcer is not None and self.announcer.established():
+            # BGP mode: off-link nodes are reached through the router, which learned their
+            # subnets from them over BGP: the path is there, not an error
+            routed.update(o.node for o in result.offlink if o.node is not None)
         st.peers, st.peers_routed = v.peers, len(routed)
         self.metrics.peers.set(v.peers)
         self.metrics.peers_routed.set(len(routed))
@@ -485,6 +493,9 @@ class Agent:
     def _node_chores(self, v: ClusterView, me: Node, full: bool) -> None:
         cfg = self.cfg
         result = self.status.last_pass
+        bgp = self.announcer
+        if bgp is not None:
+            bgp.sync(me, self.cache.self_object)
         if not me.pod_cidrs:
             self._want(Wish(True, REASON_NO_CIDR, f"node {me.name} has no spec.podCIDRs yet"))
         elif result is not None and result.errors:
@@ -496,6 +507,8 @@ class Agent:
                     f"{len(result.errors)} route(s) failed, e.g. {e.dst}: {e.message}",
                 )
             )
+        elif bgp is not None and not bgp.established():
+            self._want(Wish(True, REASON_NO_BGP, bgp.why_down()))
         elif self.status.no_peer_reason:
             self._want(Wish(True, REASON_NO_PEER, self.status.no_peer_reason))
         else:
@@ -588,6 +601,8 @@ class Agent:
             return False, "settling after the first pass"
         if not self.status.last_ok:
             return False, self.status.last_error or "last pass failed"
+        if self.announcer is not None and not self.announcer.established():
+            return False, self.announcer.why_down()
         if self.status.no_peer_reason:
             return False, self.status.no_peer_reason
         return True, "ok"

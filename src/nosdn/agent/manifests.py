@@ -15,6 +15,11 @@ network-unavailable: it is what makes the node's network available), in the host
 namespace with ``NET_ADMIN`` and ``NET_RAW`` only (not privileged), mounts the CNI config
 directory, and probes ``/healthz`` and ``/readyz``. Rolling updates go one node at a time; the
 old agent leaves its routes in place, the new one diffs against them.
+
+In BGP mode (``--bgp``) the agent's flags carry the peers and options, the container may also
+bind TCP 179 (``NET_BIND_SERVICE``, for BIRD), BIRD's directory is the host's
+``/run/nosdn-bird`` (``nosdn status`` and ``doctor`` on the node read its socket), and an MD5
+password comes from a Secret mounted read-only (``--bgp-password-secret``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from nosdn.agent.bgp import BgpOptions
 from nosdn.agent.config import CONTROLLER_LEASE, CONTROLLER_METRICS_PORT, DEFAULT_METRICS_PORT
 from nosdn.backends.cloud import Cloud, CloudOptions
 from nosdn.model import IPNetwork
@@ -31,6 +37,9 @@ DEFAULT_IMAGE = "ghcr.io/nosdn/nosdn:0.1.0"
 CNI_DIR = "/etc/cni/net.d"
 #: The host's /proc/sys/net, mounted where the runtime allows it (its /proc/sys is read-only).
 HOST_PROC_SYS_NET = "/host/proc/sys/net"
+BIRD_DIR = "/run/nosdn-bird"
+#: Where the ``--bgp-password-secret`` Secret is mounted; its key ``password`` is the file.
+BGP_SECRET_DIR = "/etc/nosdn/bgp"
 
 
 def _labels() -> dict[str, str]:
@@ -46,8 +55,12 @@ def manifests(
     masquerade: bool = True,
     metrics_port: int = DEFAULT_METRICS_PORT,
     lease_name: str = "nosdn-ipam",
+    bgp: BgpOptions | None = None,
+    bgp_password_secret: str | None = None,
 ) -> list[dict[str, Any]]:
     """ServiceAccount, ClusterRole(+Binding), Lease Role(+Binding) when allocating, DaemonSet."""
+    if bgp_password_secret is not None and bgp is None:
+        raise ValueError("--bgp-password-secret goes with --bgp")
     if allocate and not cluster_cidrs:
         raise ValueError(
             "--allocate-node-cidrs needs --cluster-cidr (the range to hand subnets out of), "
@@ -125,9 +138,29 @@ def manifests(
             masquerade=masquerade,
             metrics_port=metrics_port,
             lease_name=lease_name,
+            bgp=bgp,
+            bgp_password_secret=bgp_password_secret,
         )
     )
     return out
+
+
+def bgp_args(bgp: BgpOptions, password_secret: str | None) -> list[str]:
+    """The agent's ``--bgp`` flags for ``bgp`` (the password file is the mounted Secret's)."""
+    args = ["--bgp", f"--bgp-asn={bgp.asn}", f"--bgp-dir={BIRD_DIR}"]
+    for address, asn in bgp.routers:
+        host = f"[{address}]" if address.version == 6 else str(address)
+        args.append(f"--bgp-peer={host}:{asn}")
+    args.append(f"--bgp-graceful-restart-time={bgp.graceful_restart_time}")
+    if bgp.multihop:
+        args.append(f"--bgp-multihop={bgp.multihop}")
+    if bgp.bfd:
+        args.append("--bgp-bfd=true")
+    args += [f"--bgp-service-cidr={c}" for c in bgp.service_cidrs]
+    args += [f"--bgp-service-via={n}" for n in bgp.service_via]
+    if password_secret is not None:
+        args.append(f"--bgp-password-file={BGP_SECRET_DIR}/password")
+    return args
 
 
 def daemonset(
@@ -139,6 +172,8 @@ def daemonset(
     masquerade: bool,
     metrics_port: int,
     lease_name: str,
+    bgp: BgpOptions | None = None,
+    bgp_password_secret: str | None = None,
 ) -> dict[str, Any]:
     labels = _labels()
     args = [
@@ -156,6 +191,30 @@ def daemonset(
         ]
     if not masquerade:
         args.append("--masquerade=false")
+    caps = ["NET_ADMIN", "NET_RAW"]
+    mounts: list[dict[str, Any]] = [
+        {"name": "cni-conf", "mountPath": CNI_DIR},
+        {"name": "proc-sys-net", "mountPath": HOST_PROC_SYS_NET},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "cni-conf", "hostPath": {"path": CNI_DIR, "type": "DirectoryOrCreate"}},
+        {"name": "proc-sys-net", "hostPath": {"path": "/proc/sys/net", "type": "Directory"}},
+    ]
+    if bgp is not None:
+        args += bgp_args(bgp, bgp_password_secret)
+        caps.append("NET_BIND_SERVICE")  # BIRD listens on TCP 179
+        mounts.append({"name": "bird", "mountPath": BIRD_DIR})
+        volumes.append(
+            {"name": "bird", "hostPath": {"path": BIRD_DIR, "type": "DirectoryOrCreate"}}
+        )
+        if bgp_password_secret is not None:
+            mounts.append({"name": "bgp-password", "mountPath": BGP_SECRET_DIR, "readOnly": True})
+            volumes.append(
+                {
+                    "name": "bgp-password",
+                    "secret": {"secretName": bgp_password_secret, "defaultMode": 0o400},
+                }
+            )
     probe = {"port": metrics_port, "host": "127.0.0.1"}
     container: dict[str, Any] = {
         "name": "agent",
@@ -167,7 +226,7 @@ def daemonset(
         ],
         "securityContext": {
             "privileged": False,
-            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "capabilities": {"add": caps, "drop": ["ALL"]},
         },
         "resources": {
             "requests": {"cpu": "20m", "memory": "64Mi"},
@@ -181,10 +240,7 @@ def daemonset(
             "failureThreshold": 6,
         },
         "readinessProbe": {"httpGet": {**probe, "path": "/readyz"}, "periodSeconds": 5},
-        "volumeMounts": [
-            {"name": "cni-conf", "mountPath": CNI_DIR},
-            {"name": "proc-sys-net", "mountPath": HOST_PROC_SYS_NET},
-        ],
+        "volumeMounts": mounts,
     }
     return {
         "apiVersion": "apps/v1",
@@ -203,16 +259,7 @@ def daemonset(
                     "tolerations": [{"operator": "Exists"}],
                     "terminationGracePeriodSeconds": 10,
                     "containers": [container],
-                    "volumes": [
-                        {
-                            "name": "cni-conf",
-                            "hostPath": {"path": CNI_DIR, "type": "DirectoryOrCreate"},
-                        },
-                        {
-                            "name": "proc-sys-net",
-                            "hostPath": {"path": "/proc/sys/net", "type": "Directory"},
-                        },
-                    ],
+                    "volumes": volumes,
                 },
             },
         },

@@ -174,3 +174,32 @@ class AgentMetrics(RouteMetrics):
             "Pod CIDRs set on nodes by the allocator",
             registry=r,
         )
+        # BGP mode (`nosdn.agent.announce`): per peer, labelled by its address
+        self.bgp_session_up = Gauge(
+            "nosdn_bgp_session_up",
+            "1 while the BGP session to this peer is Established (BGP mode)",
+            ["peer"],
+            registry=r,
+        )
+        self.bgp_prefixes_announced = Gauge(
+            "nosdn_bgp_prefixes_announced",
+            "Prefixes this node exports to the peer (its own pod subnets, service CIDRs)",
+            ["peer"],
+            registry=r,
+        )
+        self.bgp_session_flaps = Counter(
+            "nosdn_bgp_session_flaps_total",
+            "Times an Established session to the peer went down",
+            ["peer"],
+            registry=r,
+        )
+        self.bgp_bird_starts = Counter(
+            "nosdn_bgp_bird_starts_total",
+            "Times the agent started BIRD (not counting a running one it adopted)",
+            registry=r,
+        )
+        self.bgp_configures = Counter(
+            "nosdn_bgp_bird_configures_total",
+            "Times BIRD was told to load a changed config (birdc configure)",
+            registry=r,
+        )

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from nosdn.agent.announce import Announcer
 from nosdn.agent.condition import ConditionSetter
 from nosdn.agent.config import AgentConfig
 from nosdn.agent.egress import Egress
@@ -26,6 +27,7 @@ from nosdn.agent.loop import Agent
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.monitor import NetlinkMonitor
 from nosdn.agent.server import HealthServer
+from nosdn.backends.bird import BirdSupervisor
 from nosdn.backends.kernel import KernelBackend
 from nosdn.model import IPAddress
 from nosdn.sources.cache import NodeCache
@@ -77,6 +79,15 @@ class Running:
         egress: Egress | None = Egress(enabled=cfg.masquerade)
         if not cfg.masquerade and shutil.which("nft") is None:
             egress = None  # nothing to turn off
+        self.announcer: Announcer | None = None
+        if cfg.bgp is not None:
+            self.announcer = Announcer(
+                cfg.bgp,
+                BirdSupervisor(cfg.bgp_dir, cfg.netns),
+                self.metrics,
+                node_name=cfg.node_name,
+                events=self.events,
+            )
         self.agent = Agent(
             cfg,
             self.cache,
@@ -89,8 +100,11 @@ class Running:
             events=self.events,
             condition=self.condition,
             egress=egress,
+            announcer=self.announcer,
         )
         self.cache.set_listener(self.agent.nudge)
+        if self.announcer is not None:
+            self.announcer.on_change = self.agent.nudge  # a session up or down: pass again
 
         def kernel_changed(reason: str) -> None:
             self.backend.table_changed()  # before the nudge: the pass it starts reads again
@@ -136,6 +150,8 @@ class Running:
         self.condition.start()
         self.monitor.start()
         self.reflector.start()
+        if self.announcer is not None:
+            self.announcer.start()
         try:
             self.agent.run(freeze_gc=True)
         finally:
@@ -148,6 +164,8 @@ class Running:
         if self.allocator is not None:
             self.allocator()
         self.reflector.stop()
+        if self.announcer is not None:
+            self.announcer.stop()  # BIRD keeps running: the routers keep the routes
         self.monitor.stop()
         self.condition.stop()
         if self.server is not None:

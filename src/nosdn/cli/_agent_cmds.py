@@ -41,6 +41,91 @@ BOOL: dict[str, Any] = {"type": click.BOOL, "metavar": "true|false"}
 API = API_PANEL
 ROUTING = "Nodes and routes"
 SERVING = "Logs, probes, events"
+BGP = "BGP mode (--bgp): announce this node's pod subnets to its routers"
+
+#: The agent's BGP mode (`nosdn.agent.bgp`): BIRD on the node, peers and session options.
+bgp_options = stack(
+    option(
+        "--bgp",
+        is_flag=True,
+        help="Announce this node's pod subnets over BGP (BIRD 2, run and supervised by the "
+        "agent); host routes stay for same-segment nodes.",
+        panel=BGP,
+    ),
+    option("--bgp-asn", type=int, default=64512, help="This node's AS number.", panel=BGP),
+    option(
+        "--bgp-peer",
+        multiple=True,
+        metavar="ADDRESS:ASN",
+        help="A router to announce to (repeatable; IPv6 as [ADDR]:ASN). A Node annotation "
+        "nosdn.io/bgp-peers (and nosdn.io/bgp-asn) overrides them for its rack.",
+        panel=BGP,
+    ),
+    option("--bgp-password-file", help="MD5 password (a mounted Secret's file).", panel=BGP),
+    option("--bgp-multihop", type=int, default=0, help="eBGP multihop TTL (0: direct).", panel=BGP),
+    option("--bgp-bfd", default=False, help="BFD on every session.", panel=BGP, **BOOL),
+    option(
+        "--bgp-graceful-restart-time",
+        type=int,
+        default=120,
+        help="Seconds the routers keep this node's routes while BIRD or the agent restarts.",
+        panel=BGP,
+    ),
+    option(
+        "--bgp-service-cidr",
+        multiple=True,
+        help="Service CIDR announced by the --bgp-service-via nodes (repeatable).",
+        panel=BGP,
+    ),
+    option(
+        "--bgp-service-via",
+        multiple=True,
+        help="Nodes (kube-proxy) that announce the service CIDRs (repeatable).",
+        panel=BGP,
+    ),
+    option(
+        "--bgp-dir",
+        default="/run/nosdn-bird",
+        help="BIRD's config, control socket and pid file (status and doctor read it).",
+        panel=BGP,
+    ),
+)
+
+
+def bgp_config(
+    *,
+    bgp: bool,
+    bgp_asn: int,
+    bgp_peer: tuple[str, ...],
+    bgp_password_file: str | None,
+    bgp_multihop: int,
+    bgp_bfd: bool,
+    bgp_graceful_restart_time: int,
+    bgp_service_cidr: tuple[str, ...],
+    bgp_service_via: tuple[str, ...],
+) -> Any:
+    """The `BgpOptions` of the flags (None without ``--bgp``); raises ValueError naming the
+    flag and value."""
+    from nosdn.agent.bgp import BgpOptions, parse_routers
+
+    if not bgp:
+        if bgp_peer:
+            raise ValueError("--bgp-peer goes with --bgp")
+        return None
+    if bgp_password_file:
+        from nosdn.render.bgp import read_password
+
+        read_password(bgp_password_file, f"--bgp-password-file {bgp_password_file}")
+    return BgpOptions(
+        asn=bgp_asn,
+        routers=parse_routers(",".join(bgp_peer), "--bgp-peer") if bgp_peer else (),
+        graceful_restart_time=bgp_graceful_restart_time,
+        password_file=bgp_password_file,
+        multihop=bgp_multihop,
+        bfd=bgp_bfd,
+        service_cidrs=nets(bgp_service_cidr, "--bgp-service-cidr"),
+        service_via=bgp_service_via,
+    )
 
 
 #: How to reach the API server (both daemons; the first three are every API reader's).
@@ -164,6 +249,7 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
 @option("--proc-sys-net", default="/proc/sys/net")
 @option("--masquerade", default=True, help="Masquerade pod traffic leaving the cluster.", **BOOL)
 @option("--no-masquerade-cidr", multiple=True, help="Never masquerade to these (repeatable).")
+@bgp_options
 @serving_options(9712)
 def agent(
     *,
@@ -200,6 +286,8 @@ def agent(
     event_namespace: str,
     log_format: str,
     log_level: str,
+    bgp_dir: str,
+    **bgp_flags: Any,
 ) -> None:
     """Run the node agent: keep this node's routes, CNI config and egress rules equal to the
     cluster's Node objects, repair what others break, never flush. Runs until SIGTERM."""
@@ -237,6 +325,8 @@ def agent(
             allocate=allocate,
             lease_namespace=lease_namespace,
             lease_name=lease_name,
+            bgp=bgp_config(**bgp_flags),
+            bgp_dir=Path(bgp_dir),
         )
     except (ConfigError, ValueError) as e:
         fail(str(e))
@@ -292,6 +382,12 @@ CONTROLLER = "The cloud route controller (--controller)"
 @option("--gce-project", help="GCE project.", panel=CONTROLLER)
 @option("--gce-network", default="default", help="GCE VPC network.", panel=CONTROLLER)
 @option("--gce-zone", help="Zone of instances named without one.", panel=CONTROLLER)
+@bgp_options
+@option(
+    "--bgp-password-secret",
+    help="--bgp: a Secret whose key 'password' is the MD5 password (mounted read-only).",
+    panel=BGP,
+)
 def manifests(
     *,
     image: str,
@@ -309,9 +405,16 @@ def manifests(
     gce_project: str | None,
     gce_network: str,
     gce_zone: str | None,
+    bgp_dir: str,
+    bgp_password_secret: str | None,
+    **bgp_flags: Any,
 ) -> None:
     """Print the objects that deploy the agent (ServiceAccount, RBAC, DaemonSet) as YAML:
     `nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`.
+
+    With --bgp (and its --bgp-* flags, as `nosdn agent` takes them): the agent announces its
+    node's pod subnets; BIRD's directory is the host's /run/nosdn-bird, the MD5 password comes
+    from --bgp-password-secret.
 
     With --controller --cloud aws|gce: the cloud route controller's instead (ServiceAccount,
     RBAC, Lease Role, a Deployment of --replicas, one of which leads)."""
@@ -352,12 +455,19 @@ def manifests(
             if cloud is not None or controller_only:
                 first = "cloud" if cloud is not None else controller_only[0]
                 fail(f"--{first.replace('_', '-')} needs --controller")
+            if bgp_flags["bgp_password_file"] or bgp_dir != "/run/nosdn-bird":
+                fail(
+                    "manifests: give the MD5 password as --bgp-password-secret NAME (a Secret "
+                    "mounted into the agent), not --bgp-password-file; --bgp-dir is fixed"
+                )
             docs = agent_objects(
                 image=image or DEFAULT_IMAGE,
                 namespace=namespace,
                 cluster_cidrs=nets(cluster_cidr, "--cluster-cidr"),
                 allocate=allocate,
                 masquerade=masquerade,
+                bgp=bgp_config(**bgp_flags),
+                bgp_password_secret=bgp_password_secret,
             )
     except ValueError as e:
         fail(str(e))

@@ -643,3 +643,12 @@ def load_source(source: ClusterSource) -> Cluster:
     except SourceError as e:
         fail(str(e), EXIT_FAILURE)
     return report_nodes(listing, origin)
+
+
+#: Where the agent's BIRD lives in --bgp mode (status and doctor read its sessions).
+BgpDirOpt = option(
+    "--bgp-dir",
+    type=click.Path(path_type=Path),
+    default="/run/nosdn-bird",
+    help="The agent's BIRD directory (--bgp mode): its sessions are shown.",
+)

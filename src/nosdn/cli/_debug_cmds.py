@@ -24,6 +24,7 @@ from rich.text import Text
 from nosdn.cli._common import (
     EXIT_FAILURE,
     SOURCE_FILE_HELP,
+    BgpDirOpt,
     ClusterSource,
     Output,
     OutputOpt,
@@ -140,6 +141,7 @@ def _fixes_for(source: ClusterSource, results: list[CheckResult]) -> list[CheckR
     "exists (the agent's); yes: it must be; no: do not check.",
 )
 @option("-v", "--verbose", is_flag=True, help="Show the details under every check.")
+@BgpDirOpt
 @OutputOpt
 def doctor(
     *,
@@ -151,6 +153,7 @@ def doctor(
     cni_conf: Path,
     masquerade: Literal["auto", "yes", "no"],
     verbose: bool,
+    bgp_dir: Path,
     output: Output,
 ) -> None:
     """Check this host for everything that silently breaks pod traffic (read-only).
@@ -187,6 +190,7 @@ def doctor(
             cni_conf=cni_conf,
             masquerade=masquerade,
             program=self_command(),
+            bgp_dir=bgp_dir,
         )
     except TargetError as e:
         fail(str(e))
@@ -242,6 +246,7 @@ def doctor(
     default=DEFAULT_CNI_CONF,
     help="This node's CNI conflist (names the pod bridge).",
 )
+@BgpDirOpt
 @OutputOpt
 def trace(
     ip: str,
@@ -252,6 +257,7 @@ def trace(
     table: int,
     protocol: int,
     cni_conf: Path,
+    bgp_dir: Path,
     output: Output,
 ) -> None:
     """Where a packet to IP goes from this host, and whether nosdn wants it so (read-only).
@@ -281,6 +287,7 @@ def trace(
             cni_conf=cni_conf,
             addresses=[addr],
             firewall=False,
+            bgp_dir=bgp_dir,
         )
     except TargetError as e:
         fail(str(e))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce (the VPC route table)
 from nosdn.cli._common import (
     EXIT_FAILURE,
+    BgpDirOpt,
     ClusterSource,
     Output,
     OutputOpt,
@@ -46,6 +47,7 @@ from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reco
 
 if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn --help`
     from nosdn.backends.base import WriteError
+    from nosdn.backends.birdc import Session
     from nosdn.backends.kernel import KernelBackend
 
 #: Failed writes listed one per line; the rest are counted (with their likely cause).
@@ -217,12 +219,19 @@ def _report(
     return data
 
 
-def _print_problems(result: PassResult, notes: list[str]) -> None:
+def _print_problems(result: PassResult, notes: list[str], *, via_router: bool = False) -> None:
     w = sys.stdout.write
     for c in result.conflicts:
         w(f"! conflict {c.wanted.dst}: owned by {c.found.owner}, left alone\n")
         w(f"    wanted: {_via(c.wanted)}\n    found:  {c.found.detail}\n")
     for o in result.offlink:
+        if via_router:
+            pods = ", ".join(str(r.dst) for r in result.skipped if o.gateway in r.via)
+            w(
+                f"  via the router: {pods or 'pods'} of node {o.node or '?'} ({o.gateway}), "
+                f"announced by {o.node or '?'} over BGP (no host route: another segment)\n"
+            )
+            continue
         w(f"? off-link node {o.node or '?'} ({o.gateway}): {o.reason}; its routes are skipped\n")
     for n in notes:
         w(f"note: {n}\n")
@@ -370,6 +379,7 @@ def _apply(
 @TableOpt
 @ProtocolOpt
 @NetnsOpt
+@BgpDirOpt
 @OutputOpt
 def status(
     *,
@@ -379,10 +389,14 @@ def status(
     table: int,
     protocol: int,
     netns: str | None,
+    bgp_dir: Path,
     output: Output,
 ) -> None:
     """Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, shadowed,
     off-link.
+
+    In --bgp mode (the agent's BIRD found in --bgp-dir) every BGP session is shown too, and
+    off-link nodes are reached via the router, which learned their subnets over BGP.
 
     Shadowed: someone else's more specific route takes part of a wanted prefix (longest prefix
     wins), though nosdn's route is right; it is shown with the command that would remove it.
@@ -400,7 +414,13 @@ def status(
         shadows=True,
     )
     rows = _status_rows(result, shadowed)
-    healthy = all(r["state"] == "ok" for r in rows) and not result.offlink
+    sessions = _bgp_sessions(bgp_dir)
+    bgp_up = any(x.established for x in sessions or ())
+    healthy = all(r["state"] in ("ok", *(("off-link",) if bgp_up else ())) for r in rows) and (
+        not result.offlink or bgp_up
+    )
+    if sessions is not None:
+        healthy = healthy and bgp_up
     if output is not Output.table:
         dump(
             {
@@ -412,6 +432,7 @@ def status(
                 "routes": rows,
                 "offlink": _report(result, notes, mode, table, protocol)["offlink"],
                 "notes": notes,
+                **({"bgp": [_session_dict(x) for x in sessions]} if sessions is not None else {}),
             },
             output,
         )
@@ -433,10 +454,52 @@ def status(
             )
         # no emoji codes: rich would draw a picture for the ":a:" of fd17:0:0:a::/64
         Console(highlight=False, soft_wrap=True, emoji=False).print(t)
-        _print_problems(result, notes)
+        _print_problems(result, notes, via_router=bgp_up)
         _print_shadows(shadowed, table)
+        _print_bgp(sessions)
     if not healthy:
         raise SystemExit(EXIT_FAILURE)
+
+
+def _bgp_sessions(directory: Path) -> list[Session] | None:
+    """The agent's BIRD sessions (None: no BIRD of the agent here, not in --bgp mode)."""
+    from nosdn.backends.bird import BirdError, BirdSupervisor
+
+    bird = BirdSupervisor(directory)
+    if not bird.socket.exists():
+        return None
+    try:
+        return bird.sessions()
+    except BirdError:
+        return []
+
+
+def _session_dict(s: Session) -> dict[str, Any]:
+    return {
+        "peer": s.neighbor or s.name,
+        "peerAS": s.neighbor_as,
+        "localAS": s.local_as,
+        "state": s.bgp_state,
+        "since": s.since,
+        "announced": s.exported,
+        "lastError": s.last_error or None,
+        "fix": s.fix() or None,
+    }
+
+
+def _print_bgp(sessions: list[Session] | None) -> None:
+    if sessions is None:
+        return
+    w = sys.stdout.write
+    if not sessions:
+        w("! bgp: the agent's BIRD does not answer (the agent restarts it; read its log)\n")
+    for s in sessions:
+        peer = f"bgp peer {s.neighbor or s.name} AS {s.neighbor_as}"
+        if s.established:
+            w(f"  {peer}: Established since {s.since}, announces {s.exported} prefix(es)\n")
+        else:
+            err = f" ({s.last_error})" if s.last_error else ""
+            w(f"! {peer}: {s.bgp_state} since {s.since}{err}\n    fix: {s.fix()}\n")
 
 
 def _print_shadows(shadowed: Sequence[Shadow], table: int) -> None:

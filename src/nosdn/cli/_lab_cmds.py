@@ -87,6 +87,13 @@ AgentsOpt = option(
     "per node, and run `nosdn agent` in every node instead of `nosdn apply`; "
     "`nosdn lab node add|remove|readdress` then changes the cluster through the API.",
 )
+BgpOpt = option(
+    "--bgp",
+    is_flag=True,
+    help="With --agents --segments N --router bird|frr: the agents announce their pod subnets "
+    "to the router over BGP (`nosdn agent --bgp`); the router runs only the peer group "
+    "`nosdn render --format bird|frr --bgp` prints, no pod route.",
+)
 ApiOpt = option(
     "--api",
     type=click.Choice(["real", "emulator"]),
@@ -238,6 +245,7 @@ def _print_check(result: CheckResult) -> None:
 @SegmentsOpt
 @RouterOpt
 @AgentsOpt
+@BgpOpt
 @ApiOpt
 @NameOpt
 @option(
@@ -256,6 +264,7 @@ def up_cmd(
     segments: int,
     router: str | None,
     agents: bool,
+    bgp: bool,
     api: str,
     name: str,
     routes: bool,
@@ -270,6 +279,7 @@ def up_cmd(
             segments=segments,
             router=router,
             api=api if agents else None,
+            bgp=bgp,
         )
         start = time.monotonic()
         lab = up(spec, routes=routes, keep_on_error=keep_on_error, log=log)
@@ -380,6 +390,7 @@ def down_cmd(name: str) -> None:
 @SegmentsOpt
 @RouterOpt
 @AgentsOpt
+@BgpOpt
 @ApiOpt
 @NameOpt
 @option("--keep", is_flag=True, help="Leave the lab up afterwards to explore it.")
@@ -391,6 +402,7 @@ def demo_cmd(
     segments: int,
     router: str | None,
     agents: bool,
+    bgp: bool,
     api: str,
     name: str,
     keep: bool,
@@ -407,6 +419,7 @@ def demo_cmd(
             segments=segments,
             router=router,
             api=api if agents else None,
+            bgp=bgp,
         )
         try:
             out.print(f"[bold]1/4 up[/]: {nodes} nodes, {pods_per_node} pods each")

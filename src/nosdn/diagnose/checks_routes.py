@@ -188,6 +188,15 @@ def check_offlink(facts: Facts) -> list[CheckResult]:
                 why = look.error if look is not None and look.error else "no route"
                 stranded.append(f"{line}; its pods {r.dst} are unreachable ({why})")
     names = sorted({o.node or str(o.gateway) for o in res.offlink})
+    if facts.bgp_up and not stranded:
+        return [
+            ok(
+                check,
+                f"{len(names)} node(s) on other segments ({', '.join(names)}): reached via the "
+                "router, announced by them over BGP (this node's BGP session is up)",
+                tuple(elsewhere),
+            )
+        ]
     if stranded:
         return [
             fail(

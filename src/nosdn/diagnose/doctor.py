@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from nosdn.diagnose.checks_bgp import check_bgp
 from nosdn.diagnose.checks_cni import check_bridge, check_conflist, check_mtu
 from nosdn.diagnose.checks_firewall import (
     check_early_drops,
@@ -40,6 +41,7 @@ CHECKS: tuple[Check, ...] = (
     check_conflicts,
     check_rules,
     check_offlink,
+    check_bgp,
     check_neighbours,
     check_mtu,
     check_conflist,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Literal, TypeAlias
 
+from nosdn.backends.birdc import Session
 from nosdn.model import DEFAULT_PROTOCOL, Cluster, InstalledRoute, IPAddress, IPNetwork, Target
 from nosdn.reconcile import PassResult
 
@@ -217,6 +218,15 @@ class Facts:
     rule_tables: Mapping[int, tuple[InstalledRoute, ...]] = field(default_factory=dict)
     cni: CniFile | None = None
     masquerade: Masquerade = "auto"
+    #: BGP mode: the sessions of the agent's BIRD (None: no BIRD control socket found), and
+    #: why they could not be read
+    bgp: tuple[Session, ...] | None = None
+    bgp_error: str | None = None
+
+    @property
+    def bgp_up(self) -> bool:
+        """Whether this node announces its pods over BGP now (one session Established)."""
+        return any(s.established for s in self.bgp or ())
 
     @property
     def node_name(self) -> str | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nosdn.backends.base import ApplyResult
+from nosdn.backends.bird import DEFAULT_DIR as BIRD_DIR
 from nosdn.diagnose.facts import (
     CniFile,
     Facts,
@@ -361,6 +362,7 @@ def gather(
     addresses: Sequence[IPAddress] = (),
     firewall: bool = True,
     program: Sequence[str] = ("nosdn",),
+    bgp_dir: Path = BIRD_DIR,
 ) -> Facts:
     """Read everything the checks need from this host (plus route lookups for ``addresses``,
     which trace asks about). Raises `TargetError` only."""
@@ -422,4 +424,18 @@ def gather(
         rule_tables=rule_tables,
         cni=read_cni(cni_conf) if target is None or target.kind == "node" else None,
         masquerade=masquerade,
+        **read_bgp(bgp_dir),
     )
+
+
+def read_bgp(directory: Path) -> dict[str, Any]:
+    """The agent's BIRD sessions (``bgp``/``bgp_error`` of `Facts`), when its socket exists."""
+    from nosdn.backends.bird import BirdError, BirdSupervisor
+
+    bird = BirdSupervisor(directory)
+    if not bird.socket.exists():
+        return {}
+    try:
+        return {"bgp": tuple(bird.sessions())}
+    except BirdError as e:
+        return {"bgp": (), "bgp_error": str(e)}

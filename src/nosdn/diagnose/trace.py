@@ -279,14 +279,23 @@ def _verdict(seen: _Seen) -> tuple[Status, str, str]:
         via = ", ".join(map(str, wanted.via))
         offlink = _offlink(facts, node, seen.ip.version)
         if offlink is not None:
-            want = (
-                f"no host route: {node.name if node else '?'} ({via}) is off-link ({offlink}); "
-                "its pods are left to the router"
-            )
+            name = node.name if node else "?"
+            if facts.bgp_up:  # --bgp: the router learned the subnet from the node itself
+                want = (
+                    f"no host route: {name} ({via}) is on another segment; its pods are "
+                    f"reached via the router, announced by {name} over BGP"
+                )
+            else:
+                want = (
+                    f"no host route: {name} ({via}) is off-link ({offlink}); "
+                    "its pods are left to the router"
+                )
             if unrouted:
                 return "fail", f"unreachable: nothing routes it ({why})", want
             assert look is not None
             gw = f"via {look.gateway}" if look.gateway else f"on {look.dev}"
+            if facts.bgp_up:
+                return "ok", f"via the router ({gw}), announced by {name} over BGP", want
             return "ok", f"left to the router: the kernel sends it {gw}", want
         want = f"{wanted.dst} via {via} ({'services' if wanted.node is None else wanted.node})"
         at = [r for r in facts.installed if r.dst == wanted.dst]

@@ -38,7 +38,7 @@ from nosdn.lab.emulator import DEFAULT_PORT as EMULATOR_PORT
 from nosdn.lab.netns import LabError
 from nosdn.lab.pki import Pki
 from nosdn.lab.state import save
-from nosdn.lab.topology import LabNode, LabSpec, Topology
+from nosdn.lab.topology import NODE_ASN, ROUTER_ASN, LabNode, LabSpec, Topology
 from nosdn.model import DEFAULT_PROTOCOL
 
 if TYPE_CHECKING:
@@ -261,11 +261,27 @@ def _cidr_args(topo: Topology) -> list[str]:
     return [a for c in topo.cluster().cluster_cidrs for a in ("--cluster-cidr", str(c))]
 
 
+def bgp_dir(lab: Lab, node: str) -> Path:
+    """Where ``node``'s agent keeps its BIRD (``--bgp``): config, control socket, pid file."""
+    return lab.paths.root / "bird" / node
+
+
+def _bgp_args(lab: Lab, node: LabNode) -> list[str]:
+    """``--bgp``: announce to the router's address(es) on the node's own segment."""
+    if not lab.topo.spec.bgp:
+        return []
+    args = ["--bgp", "--bgp-asn", str(NODE_ASN), "--bgp-dir", str(bgp_dir(lab, node.name))]
+    for gw in lab.topo.bgp_peers(node):
+        host = f"[{gw}]" if gw.version == 6 else str(gw)
+        args += ["--bgp-peer", f"{host}:{ROUTER_ASN}"]
+    return args
+
+
 def agent_argv(lab: Lab, node: LabNode) -> list[str]:
     return [
         "nosdn", "agent", "--node-name", node.name, *_api_args(lab),
         "--cni-conf", str(lab.paths.conflist(node.name)),
-        "--metrics-address", AGENT_METRICS, *_cidr_args(lab.topo),
+        "--metrics-address", AGENT_METRICS, *_cidr_args(lab.topo), *_bgp_args(lab, node),
     ]  # fmt: skip
 
 
@@ -339,9 +355,12 @@ def kernel_routes(ns: str) -> dict[str, str]:
 
 
 def wanted_routes(topo: Topology, node: LabNode) -> dict[str, str]:
-    """What ``node``'s table should hold: every other node's pod subnets via its address."""
+    """What ``node``'s table should hold: every other node's pod subnets via its address
+    (``--bgp``: only the nodes on its own segment; the others are reached via the router)."""
     out = {}
     for peer in topo.nodes:
+        if topo.spec.bgp and peer.segment != node.segment:
+            continue
         if peer.name != node.name:
             for cidr in peer.pod_cidrs:
                 gw = next(ip for ip in peer.ips if ip.version == cidr.version)

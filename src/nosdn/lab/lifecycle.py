@@ -192,27 +192,32 @@ def _make_fabric(topo: Topology) -> None:
         if router is not None and peer_ns != router.netns:
             # the segment's router is everyone's default gateway, as DHCP would say
             for gw in seg.gateways:
+                if all(ip.version != gw.version for ip in ips):
+                    continue  # the API server has no IPv6 address: no IPv6 default route
                 mine.append(f"route add {'::/0' if gw.version == 6 else 'default'} via {gw}")
     for ns, batch in cmds.items():
         netns.batch(ns, batch)
 
 
 def add_node_fabric(topo: Topology, node: LabNode) -> None:
-    """One more node on a one-segment lab's switch: its namespace, veth and addresses."""
+    """One more node on its segment's switch: its namespace, veth, addresses, and (with a
+    router) its default route through the segment's router."""
+    seg = topo.segment(node.segment)
     netns.add(node.netns)
     netns.sysctl(node.netns, FORWARDING)
     netns.batch(
-        topo.switch_ns,
+        seg.switch_ns,
         [
             f"link add {node.port} mtu {LAB_MTU} type veth peer name eth0 netns {node.netns}",
             f"link set {node.port} master {SWITCH_BRIDGE} up",
         ],
     )
-    seg = topo.segment(node.segment)
     cmds = ["link set lo up", "link set eth0 up"]
     for ip in node.ips:
         nodad = " nodad" if ip.version == 6 else ""
         cmds.append(f"addr add {ip}/{seg.prefixlen(ip.version)} dev eth0{nodad}")
+    for gw in seg.gateways:
+        cmds.append(f"route add {'::/0' if gw.version == 6 else 'default'} via {gw}")
     netns.batch(node.netns, cmds)
 
 
@@ -223,6 +228,11 @@ def write_inventory(topo: Topology, paths: LabPaths) -> None:
     )
     body = yaml.safe_dump(topo.inventory(), sort_keys=False, default_flow_style=None)
     write_atomic(paths.inventory, header + body)
+    if topo.spec.bgp:
+        # a live cluster's router knows no node: only the networks the nodes peer from
+        body = yaml.safe_dump(topo.inventory(nodes=False), sort_keys=False)
+        header = f"# The router's side of lab {topo.name!r} (--bgp): no node, no pod subnet.\n"
+        write_atomic(paths.router_inventory, header + body)
 
 
 def _exec_conflist(rendered: str, ipam_dir: Path) -> dict[str, Any]:
@@ -357,11 +367,20 @@ def apply_routes(lab: Lab, *, log: Log = _quiet) -> list[ApplyRun]:
     none, runs ``nosdn apply --external`` against the API, and waits until every node's table
     holds its peers' routes (no `ApplyRun`: the agents keep running)."""
     if lab.topo.spec.api is not None:
+        if lab.topo.spec.bgp:  # the router listens before the agents announce
+            lab_router.program(lab.topo, lab.paths, log)
         t = time.monotonic()
         live.start_agents(lab, log=log)
         live.apply_external(lab, log=log)
         log("waiting for the agents' routes:")
         live.wait_routes(lab, log=log, since=t)
+        if lab.topo.spec.bgp:
+            took = lab_router.wait_bgp(lab.topo, lab.paths)
+            log(
+                f"router: every pod subnet learned over BGP "
+                f"({time.monotonic() - t:.1f} s after the agents started, {took:.1f} s after "
+                "their host routes)"
+            )
         return []
     inv = str(lab.paths.inventory)
     jobs = [(n.name, n.netns, ["apply", "-f", inv, "--node", n.name]) for n in lab.topo.nodes]

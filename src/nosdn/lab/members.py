@@ -24,6 +24,7 @@ from ipaddress import IPv4Address, ip_address
 from nosdn.inventory import load_cluster
 from nosdn.lab import cluster as live
 from nosdn.lab import netns
+from nosdn.lab import router as lab_router
 from nosdn.lab.cni import cni_path_from_env
 from nosdn.lab.lifecycle import (
     Lab,
@@ -65,10 +66,10 @@ def _node(lab: Lab, name: str) -> LabNode:
 
 
 def _one_segment(lab: Lab) -> None:
-    if len(lab.topo.segments) > 1:
+    if len(lab.topo.segments) > 1 and not lab.topo.spec.bgp:
         raise LabError(
             f"lab {lab.name} has {len(lab.topo.segments)} segments: `lab node` changes "
-            "one-segment labs only for now"
+            "one-segment labs, or labs made with --agents --bgp"
         )
 
 
@@ -88,6 +89,9 @@ def _follow(lab: Lab, t0: float, log: Log) -> None:
         live.apply_external(lab, log=log)
         log("waiting for the agents to follow:")
         live.wait_routes(lab, log=log, since=t0)
+        if lab.topo.spec.bgp:
+            lab_router.wait_bgp(lab.topo, lab.paths)
+            log(f"router: follows over BGP ({time.monotonic() - t0:.1f} s)")
     elif lab.state.routes:
         apply_routes(lab, log=log)
 
@@ -143,8 +147,13 @@ def _undo_add(old: Lab, new: Lab, node: LabNode) -> None:
 
 
 def _remove_machine(lab: Lab, node: LabNode) -> None:
-    """The node's agent, pods, namespace (its veth goes with it) and CNI state."""
+    """The node's agent, its BIRD (``--bgp``), pods, namespace (its veth goes with it) and CNI
+    state."""
     live.stop_agent(lab, node.name)
+    if lab.topo.spec.bgp:
+        # shut down, not killed: BIRD tells the router the session ends (a session that just
+        # vanishes looks like a restart, and graceful restart keeps its routes for minutes)
+        lab_router.stop_pid(live.bgp_dir(lab, node.name) / "bird.pid", node.netns)
     for ns in [lab.topo.names.pod(node.name, p) for p in node.pods] + [node.netns]:
         netns.kill_all(ns)
         netns.delete(ns)

@@ -43,7 +43,7 @@ from nosdn.plan import desired_routes
 
 Log = Callable[[str], None]
 FRR_ROOT = Path("/run/nosdn/frr")
-FRR_DAEMONS = ("zebra", "staticd")
+FRR_DAEMONS = ("zebra", "staticd", "bgpd")
 FRR_BIN = Path("/usr/lib/frr")
 #: How long the router may take to put every route in its kernel table.
 CONVERGE_TIMEOUT = 30.0
@@ -53,9 +53,15 @@ def _nosdn(*args: str) -> list[str]:
     return [sys.executable, "-m", "nosdn", *args]
 
 
-def render_config(paths: LabPaths, fmt: str) -> str:
-    """``nosdn render -f INVENTORY --format FMT`` (the router target: every pod subnet)."""
-    proc = netns.run(_nosdn("render", "-f", str(paths.inventory), "--format", fmt))
+def render_config(paths: LabPaths, fmt: str, *, bgp: bool = False) -> str:
+    """``nosdn render -f INVENTORY --format FMT`` (the router target: every pod subnet), or
+    with ``bgp`` its ``--bgp`` config from the node-less router inventory: a peer group for
+    the node networks, no pod subnet anywhere in it (a live cluster's router knows no node)."""
+    if bgp:
+        argv = _nosdn("render", "-f", str(paths.router_inventory), "--format", fmt, "--bgp")
+    else:
+        argv = _nosdn("render", "-f", str(paths.inventory), "--format", fmt)
+    proc = netns.run(argv)
     return proc.stdout
 
 
@@ -98,6 +104,27 @@ def wanted_routes(topo: Topology) -> set[tuple[str, frozenset[str]]]:
     }
 
 
+def wait_bgp(topo: Topology, paths: LabPaths, timeout: float = CONVERGE_TIMEOUT) -> float:
+    """``--bgp``: until the router's kernel table holds a route to every node's pod subnets
+    and to nothing else (learned over BGP: an IPv6 next hop is the node's link-local address,
+    so only the prefixes are compared); the seconds it took."""
+    assert topo.router is not None
+    want = {d for d, _ in wanted_routes(topo)}
+    t0 = time.monotonic()
+    found: set[str] = set()
+    while time.monotonic() - t0 < timeout:
+        found = {d for d, _ in _kernel_routes(topo.router.netns)}
+        if found == want:
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    d = daemon(topo, paths)
+    raise LabError(
+        f"router {topo.router.netns}: BGP did not bring every pod subnet within {timeout:g} s: "
+        f"missing {', '.join(sorted(want - found)) or 'none'}, unexpected "
+        f"{', '.join(sorted(found - want)) or 'none'}\n{d._why()}"
+    )
+
+
 def wait_converged(
     router: LabRouter, want: set[tuple[str, frozenset[str]]], why: Callable[[], str]
 ) -> None:
@@ -126,7 +153,7 @@ def _tail(path: Path, lines: int = 8) -> str:
         return f"(no {path})"
 
 
-def _stop_pid(pid_file: Path, ns: str) -> int | None:
+def stop_pid(pid_file: Path, ns: str) -> int | None:
     """SIGTERM the daemon named by ``pid_file`` if it lives in ``ns``; wait; SIGKILL."""
     try:
         pid = int(pid_file.read_text().split()[0])
@@ -180,12 +207,15 @@ class Bird:
 
     def start(self, log: Log) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.routes, render_config(self.paths, "bird"))
+        write_atomic(self.routes, render_config(self.paths, "bird", bgp=self.topo.spec.bgp))
         write_atomic(self.conf, self.main_config())
         netns.run(["bird", "-p", "-c", str(self.conf)])  # parse only: fail with its message
         argv = ["bird", "-c", str(self.conf), "-s", str(self.ctl), "-P", str(self.pid)]
         netns.run(netns.exec_argv(self.router.netns, argv))
         log(f"$ ip netns exec {self.router.netns} {' '.join(argv)}")
+        if self.topo.spec.bgp:
+            log(f"router {self.router.netns}: BIRD listens for the nodes' BGP sessions")
+            return
         wait_converged(self.router, wanted_routes(self.topo), self._why)
         log(f"router {self.router.netns}: BIRD carries {len(wanted_routes(self.topo))} route(s)")
 
@@ -193,6 +223,8 @@ class Bird:
         return self.ctl.exists() and self.pid.exists()
 
     def reload(self, log: Log) -> None:
+        if self.topo.spec.bgp:
+            return  # the peer group takes new nodes as they come: nothing to re-render
         write_atomic(self.routes, render_config(self.paths, "bird"))
         netns.run(["birdc", "-s", str(self.ctl), "configure"], timeout=30)
         log(f"$ birdc -s {self.ctl} configure")
@@ -205,7 +237,7 @@ class Bird:
 
     @staticmethod
     def stop(paths: LabPaths, router_ns: str) -> list[int]:
-        pid = _stop_pid(paths.router_dir / "bird.pid", router_ns)
+        pid = stop_pid(paths.router_dir / "bird.pid", router_ns)
         return [pid] if pid is not None else []
 
 
@@ -240,11 +272,12 @@ class Frr:
     def _write(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         shutil.chown(self.dir, "frr", "frr")
-        write_atomic(self.conf, render_config(self.paths, "frr"))
+        write_atomic(self.conf, render_config(self.paths, "frr", bgp=self.topo.spec.bgp))
         self.conf.chmod(0o644)
 
     def _staticd(self, log: Log) -> None:
-        argv = self._argv("staticd", str(self.conf))
+        # --bgp: bgpd with the rendered peer group instead of staticd with static routes
+        argv = self._argv("bgpd" if self.topo.spec.bgp else "staticd", str(self.conf))
         netns.run(netns.exec_argv(self.router.netns, argv))
         log(f"$ ip netns exec {self.router.netns} {' '.join(argv)}")
 
@@ -257,6 +290,9 @@ class Frr:
         while not (self.dir / "zserv.api").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         self._staticd(log)
+        if self.topo.spec.bgp:
+            log(f"router {self.router.netns}: FRR bgpd listens for the nodes' BGP sessions")
+            return
         wait_converged(self.router, wanted_routes(self.topo), self._why)
         log(f"router {self.router.netns}: FRR carries {len(wanted_routes(self.topo))} route(s)")
 
@@ -264,15 +300,17 @@ class Frr:
         return (self.dir / "zebra.pid").exists()
 
     def reload(self, log: Log) -> None:
+        if self.topo.spec.bgp:
+            return  # the peer group takes new nodes as they come: nothing to re-render
         self._write()
-        _stop_pid(self.dir / "staticd.pid", self.router.netns)
+        stop_pid(self.dir / "staticd.pid", self.router.netns)
         self._staticd(log)
         wait_converged(self.router, wanted_routes(self.topo), self._why)
 
     @staticmethod
     def stop(lab: str, router_ns: str) -> list[int]:
         d = Frr.runtime_dir(lab)
-        pids = [_stop_pid(d / f"{x}.pid", router_ns) for x in reversed(FRR_DAEMONS)]
+        pids = [stop_pid(d / f"{x}.pid", router_ns) for x in reversed(FRR_DAEMONS)]
         if d.exists():
             shutil.rmtree(d)
         return [p for p in pids if p is not None]

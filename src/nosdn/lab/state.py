@@ -5,6 +5,7 @@ reboot, which also drops the namespaces, drops it too; ``$NOSDN_LAB_DIR`` moves 
 
     state.json                      the spec (nodes, ipv6, pods) and each pod's addresses
     inventory.yaml                  the cluster, as `nosdn apply -f` reads it
+    router-bgp.yaml                 (--bgp) the router's side: CIDRs, node networks, no node
     cni/<node>/10-nosdn.conflist    the conflist, byte for byte what the agent would write
     cni/<node>/ipam/                host-local's dataDir (never the machine's /var/lib/cni)
     cni/<node>/results/<pod>.json   each pod's cached ADD result (what DEL is given)
@@ -14,6 +15,7 @@ reboot, which also drops the namespaces, drops it too; ``$NOSDN_LAB_DIR`` moves 
     api/                            (--agents) the API server's certificates, kine's SQLite
                                     database, logs, and the agents' service-account kubeconfig
     agents/<node>.log               (--agents) each node's `nosdn agent` log
+    bird/<node>/                    (--bgp) each node's BIRD: config, control socket, pid file
 
 ``lab down`` removes the directory; it does not need it to find the namespaces.
 """
@@ -53,6 +55,11 @@ class LabPaths:
     @property
     def inventory(self) -> Path:
         return self.root / "inventory.yaml"
+
+    @property
+    def router_inventory(self) -> Path:
+        """``--bgp``: the inventory the router's config is rendered from (no node in it)."""
+        return self.root / "router-bgp.yaml"
 
     def cni_dir(self, node: str) -> Path:
         return self.root / "cni" / node

@@ -55,6 +55,9 @@ API_HOST = 250
 #: The host numbers a node may have: below the API server, router and external host.
 MAX_HOST = 249
 APIS = ("real", "emulator")
+#: ``--bgp``: the nodes' AS and the router's (eBGP: the router's AS differs from the nodes').
+NODE_ASN = 64512
+ROUTER_ASN = 65000
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
@@ -180,6 +183,8 @@ class LabSpec:
     members: tuple[int, ...] = ()
     #: (node number, host number) for the nodes whose address moved
     hosts: tuple[tuple[int, int], ...] = ()
+    #: the agents announce their pod subnets to the router over BGP (``--bgp``)
+    bgp: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -219,10 +224,15 @@ class LabSpec:
             raise LabInputError(
                 f"--api {self.api}: choose real (kube-apiserver on kine) or emulator (kmock)"
             )
-        if self.api is not None and self.segments > 1:
+        if self.bgp and (self.router is None or self.api is None):
             raise LabInputError(
-                "--agents runs on one L2 segment for now: drop --segments/--router, "
-                "or use the lab without --agents"
+                "--bgp: the agents announce their pod subnets to the lab's router — use it "
+                "with --agents --segments 2 (or more) --router bird|frr"
+            )
+        if self.api is not None and self.segments > 1 and not self.bgp:
+            raise LabInputError(
+                "--agents over several segments needs --bgp (the agents announce their pod "
+                "subnets to the router): add --bgp, or drop --segments/--router"
             )
         self._check_members()
 
@@ -260,6 +270,7 @@ class LabSpec:
             "api": self.api,
             "members": list(self.members),
             "hosts": [list(h) for h in self.hosts],
+            "bgp": self.bgp,
         }
 
     @staticmethod
@@ -276,6 +287,7 @@ class LabSpec:
             api=str(api) if api is not None else None,
             members=tuple(int(i) for i in data.get("members", ())),
             hosts=tuple((int(i), int(h)) for i, h in data.get("hosts", ())),
+            bgp=bool(data.get("bgp", False)),
         )
 
 
@@ -331,8 +343,10 @@ class Topology:
             name=self.name,
         )
 
-    def inventory(self) -> dict[str, Any]:
-        """The inventory file of the lab's cluster, as `nosdn.inventory` reads it."""
+    def inventory(self, *, nodes: bool = True) -> dict[str, Any]:
+        """The inventory file of the lab's cluster, as `nosdn.inventory` reads it; without
+        ``nodes``, the router's side of ``--bgp`` (what the router may know of a live
+        cluster: its CIDRs and node networks, no node and no pod subnet)."""
         cluster = self.cluster()
         data: dict[str, Any] = {
             "clusterName": cluster.name,
@@ -347,9 +361,25 @@ class Topology:
                 "ips": [str(ip) for ip in n.ips],
                 "podCIDRs": [str(c) for c in n.pod_cidrs],
             }
-            for n in cluster.nodes
+            for n in (cluster.nodes if nodes else ())
         ]
+        if self.spec.bgp and self.router is not None:
+            # the router listens on every segment for dynamic neighbours: a node added later
+            # needs no change to its config
+            data["bgp"] = {
+                "asn": NODE_ASN,
+                "nodeNetworks": [str(n) for seg in self.segments for n in seg.nets],
+                "peers": [
+                    {"address": str(gw), "asn": ROUTER_ASN}
+                    for seg in self.segments
+                    for gw in seg.gateways
+                ],
+            }
         return data
+
+    def bgp_peers(self, node: LabNode) -> tuple[IPAddress, ...]:
+        """The router's addresses on ``node``'s segment: the node's BGP peers (``--bgp``)."""
+        return self.segment(node.segment).gateways
 
 
 def node_prefixlen(family: int) -> int:

@@ -312,6 +312,9 @@ def render_bird_node(cluster: Cluster, options: RenderOptions) -> str:
         if p.bfd:
             out.append("    bfd on;")
         out += [
+            # BIRD waits 5 s after start before its first connect: a new node (or a node whose
+            # BIRD just restarted) would announce its subnet 5 s late
+            "    connect delay time 1;",
             "    graceful restart on;",
             f"    graceful restart time {gr};",
             f"    {_family(v)} {{",
@@ -476,9 +479,14 @@ def _header(r: _RouterSide, c: str, platform: str) -> list[str]:
                 lines.append(f"    prefixes inside {net(cidr)} at exactly /{mask}")
     else:
         lines.append("  (no bgp.nodeNetworks: only the nodes below; re-render for a new node)")
+    if r.neighbours:
+        lines += [
+            "  from each inventory node: only its own subnets (and the service CIDRs from",
+            "  serviceVia nodes); never a default route, never another node's subnet.",
+        ]
+    else:  # a live cluster's router (the agents announce): it knows no node
+        lines.append("  never a default route, never a prefix of another length.")
     lines += [
-        "  from each inventory node: only its own subnets (and the service CIDRs from",
-        "  serviceVia nodes); never a default route, never another node's subnet.",
         "It announces nothing to the nodes (they reach each other via their default route).",
     ]
     if r.password:
