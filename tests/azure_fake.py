@@ -19,7 +19,8 @@ azure-mgmt-network client is pointed at it:
   ``Microsoft.Compute/virtualMachineScaleSets/{ss}/networkInterfaces`` (a scale-set NIC cannot
   be PUT, as in ARM).
 - Every request needs ``api-version`` (else 400 ``MissingApiVersionParameter``) and
-  ``Authorization: Bearer <token>`` with the token given (else 401 ``AuthenticationFailed``).
+  ``Authorization: Bearer <token>`` with the token given (else 401 ``AuthenticationFailed``), or
+  none at all when the fake is made with ``token=None``.
 - ``fail(n, status, retry_after)`` answers the next ``n`` requests with 429 (and
   ``Retry-After``) or a 5xx, shaped like ARM's error JSON; ``on_next_put`` runs a function just
   before the next table PUT is checked (a concurrent writer between our read and our write).
@@ -47,6 +48,9 @@ from typing import Any
 TOKEN = "nosdn-test-token"
 SUB = "00000000-0000-0000-0000-00000000cafe"
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,78}[A-Za-z0-9_])?\Z")
+_SERVICE_TAG = re.compile(
+    r"[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)?"
+)  # Storage, AzureCloud.westeurope
 _P = r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
 _TABLE = re.compile(_P + r"Microsoft\.Network/routeTables/(?P<name>[^/]+)$", re.I)
 _NICS = re.compile(_P + r"Microsoft\.Network/networkInterfaces(?:/(?P<name>[^/]+))?$", re.I)
@@ -103,12 +107,23 @@ def _etag() -> str:
 class AzureFake:
     """The fake ARM network API; ``url`` is what the backend gets as its endpoint."""
 
-    def __init__(self, *, page_limit: int = 50, polls: int = 1, route_limit: int = 400) -> None:
+    def __init__(
+        self,
+        *,
+        page_limit: int = 50,
+        polls: int = 1,
+        route_limit: int = 400,
+        token: str | None = TOKEN,
+    ) -> None:
         self.arm = Arm()
         self.page_limit = page_limit
         self.polls = polls
         self.route_limit = route_limit
-        self.token = TOKEN
+        #: The bearer token every request must carry; None: no Authorization header at all
+        #: (the backend sends none to a plain-http endpoint unless given a credential).
+        self.token = token
+        #: Where operation polling URLs point (a test sets another host to see it refused).
+        self.poll_base = ""
         self.log: list[tuple[str, str]] = []
         self.violations: list[str] = []
         self.counts: Counter[str] = Counter()
@@ -265,7 +280,8 @@ class AzureFake:
             if h.get("host") != self.host or not path.startswith("/subscriptions/"):
                 self.violations.append(f"{method} {h.get('host')}{raw_path}")
                 return _error(400, "InvalidRequestUri", "request not addressed to this endpoint")
-            if h.get("authorization") != f"Bearer {self.token}":
+            want = f"Bearer {self.token}" if self.token is not None else None
+            if h.get("authorization") != want:
                 return _error(
                     401,
                     "AuthenticationFailed",
@@ -355,7 +371,7 @@ class AzureFake:
         op = str(next(self._ids))
         self.arm.ops[op] = Lro(self.polls, error)
         return {
-            "Azure-AsyncOperation": f"{self.url}/subscriptions/{SUB}/providers/"
+            "Azure-AsyncOperation": f"{self.poll_base or self.url}/subscriptions/{SUB}/providers/"
             f"Microsoft.Network/locations/westeurope/operations/{op}?api-version=2026-03-01",
         }
 
@@ -404,6 +420,8 @@ class AzureFake:
             try:
                 prefix = str(ipaddress.ip_network(p.get("addressPrefix", "")))
             except ValueError:
+                prefix = str(p.get("addressPrefix", ""))
+            if not (_SERVICE_TAG.fullmatch(prefix) or "/" in prefix):
                 return _error(
                     400, "InvalidAddressPrefix", f"Route {name} has invalid addressPrefix."
                 )

@@ -24,7 +24,8 @@ Why it looks the way it does:
 - Credentials: azure-identity's ``DefaultAzureCredential`` (environment service principal,
   workload identity, managed identity, Azure CLI). Authentication and authorization failures
   become one `CloudError` line naming the credential, subscription, resource group and table.
-  A plain-http endpoint (a local test server) is accepted on loopback only.
+  A plain-http endpoint (a local test server) is accepted on loopback only, and gets no
+  credentials unless a test hands one in.
 """
 
 from __future__ import annotations
@@ -235,7 +236,10 @@ class AzureRoutes:
                 "server on loopback)"
             )
         self._credential_kind = type(credential).__name__ if credential else ""
-        if credential is None:
+        anonymous = credential is None and url.scheme == "http"
+        if anonymous:
+            self._credential_kind = "none: a local test endpoint"
+        elif credential is None:
             try:
                 from azure.identity import DefaultAzureCredential
 
@@ -271,13 +275,16 @@ class AzureRoutes:
             "per_call_policies": [Count()],
             "per_retry_policies": [Guard()],
             "retry_total": config.retry_total,
+            "retry_status": config.retry_total,  # azure-core stops at 3 bad statuses otherwise
             "retry_backoff_factor": config.backoff,
             "retry_backoff_max": config.backoff_max,
             "polling_interval": config.polling_interval,
         }
-        if url.scheme == "http":  # azure-core sends bearer tokens over TLS only; loopback test
+        if anonymous:
+            kw["authentication_policy"] = SansIOHTTPPolicy()  # sends no Authorization
+        elif url.scheme == "http":  # azure-core sends bearer tokens over TLS only
             kw["authentication_policy"] = _loopback_bearer(credential)
-        self.client = NetworkManagementClient(credential, config.subscription, **kw)
+        self.client = NetworkManagementClient(credential or _NoToken(), config.subscription, **kw)
         self._cluster: Cluster | None = None
         self._nics: dict[str, dict[str, Any]] = {}  # VM id (lowercase) -> its primary NIC
         self._listed: set[str] = set()
@@ -691,6 +698,13 @@ def _first_line(e: BaseException) -> str:
     err = getattr(e, "error", None)
     msg = str(getattr(err, "message", None) or e)
     return msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+
+
+class _NoToken:
+    """The credential of an anonymous client (its authentication policy never asks)."""
+
+    def get_token(self, *_: Any, **__: Any) -> Any:
+        raise CloudError("no Azure credential for this endpoint")
 
 
 def _loopback_bearer(credential: Any) -> Any:
