@@ -236,7 +236,8 @@ def test_an_address_not_on_the_vms_nic_is_refused(world: World) -> None:
     wrong = Node("node1", (ipaddress.ip_address("10.1.0.99"),), n1.pod_cidrs, None)
     result = sync(world.provider(), world.cluster(wrong))
     [problem] = result.problems
-    assert problem.field == "ip" and "is not an address of NIC node1-nic" in problem.message
+    assert problem.field == "ip"
+    assert "is not an address of NIC node1-nic" in problem.message
     assert world.pods() == {}
 
 
@@ -299,7 +300,8 @@ def test_a_writer_between_read_and_write_412_re_read_and_its_route_survives(
     assert routes["hijack"]["nextHopIpAddress"] == "10.1.0.250"  # never overwritten
     assert world.pods()["10.244.1.0/24"] == world.ips["node1"]
     [(_, err)] = result.errors
-    assert str(err.dst) == "10.244.3.0/24" and "taken by" in err.message
+    assert str(err.dst) == "10.244.3.0/24"
+    assert "taken by" in err.message
     again = sync(provider, cluster)  # the next pass sees it as a conflict
     assert [str(c.wanted.dst) for _, c in again.conflicts] == ["10.244.3.0/24"]
     assert again.writes == 0
