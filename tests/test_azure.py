@@ -457,3 +457,67 @@ def test_scale_set_instances_are_found_and_told_how_to_forward(world: World) -> 
     assert world.pods() == {"10.244.7.0/24": "10.1.0.40"}
     assert any("scale set pool" in n and "enableIPForwarding" in n for n in result.notes)
     assert world.fake.writes() == {"put": 1}  # a scale-set NIC is not PUT
+
+
+# --- the CLI ------------------------------------------------------------------------------
+def test_cli_plan_and_apply(tmp_path: Any) -> None:
+    """``nosdn plan|apply --cloud azure`` against a fake that wants no token: an http://
+    loopback endpoint gets no credentials (DefaultAzureCredential is never asked)."""
+    from cloud_cli import run
+
+    fake = AzureFake(token=None)
+    try:
+        world = World(fake)
+        nodes = _three(world)
+        lines = ["clusterName: demo", "clusterCIDRs: [10.244.0.0/16]", "nodes:"]
+        for n in nodes:
+            lines += [f"  - name: {n.name}", f"    ip: {n.ips[0]}"]
+            lines += [f"    podCIDR: {n.pod_cidrs[0]}"]
+        inv = tmp_path / "inventory.yaml"
+        inv.write_text("\n".join(lines) + "\n")
+        args = ["-f", str(inv), "--cloud", "azure", "--azure-subscription", SUB]
+        args += ["--azure-resource-group", RG, "--route-table", TABLE]
+        args += ["--azure-endpoint", fake.url]
+        plan = run("plan", *args)
+        assert plan.exit_code == 0, plan.output
+        assert f"+ create  {TABLE}  10.244.1.0/24 -> {vm_id(RG, 'node1')}" in plan.output
+        assert "5 of 400 routes after" in plan.output
+        assert fake.writes() == {}
+        applied = run("apply", *args)
+        assert applied.exit_code == 0, applied.output
+        assert fake.writes() == {"put": 1, "put nic": 3}
+        again = run("apply", *args)
+        assert "0 to create, 0 to replace, 0 to delete, 3 in sync" in again.output
+        assert "api calls: routeTables.get 1" in again.output
+        assert fake.violations == []
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "--cloud azure needs --azure-subscription"),
+        (["--azure-subscription", "x"], "not a subscription id (a UUID)"),
+        (["--azure-subscription", SUB], "--cloud azure needs --azure-resource-group"),
+        (["--azure-subscription", SUB, "--azure-resource-group", "rg."], "not a resource group"),
+        (["--azure-subscription", SUB, "--azure-resource-group", RG], "needs --route-table"),
+        (
+            ["--azure-subscription", SUB, "--azure-resource-group", RG, "--route-table", "a b"],
+            "'a b' is not an Azure route table name",
+        ),
+        (["--aws-region", "us-east-1"], "--aws-region is for --cloud aws, not azure"),
+    ],
+)
+def test_cli_refuses_bad_options_before_any_call(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    from cloud_cli import run
+
+    for k in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP"):
+        monkeypatch.delenv(k, raising=False)
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("clusterName: demo\nclusterCIDRs: [10.244.0.0/16]\nnodes: []\n")
+    res = run("plan", "-f", str(inv), "--cloud", "azure", *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output, res.output
