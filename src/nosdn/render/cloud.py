@@ -207,7 +207,8 @@ def render_az(cluster: Cluster, options: RenderOptions) -> str:
     routes = _routes(cluster, options, "az-cli")
     out = [
         "#!/bin/sh",
-        f'# nosdn: Azure routes for the pod subnets of Kubernetes cluster "{comment(cluster.name)}",',
+        "# nosdn: Azure routes for the pod subnets of Kubernetes cluster "
+        f'"{comment(cluster.name)}",',
         "# one `az network route-table route create` per subnet (next hop: the node's address).",
         f"# {generated_by()}",
         "#",
