@@ -585,3 +585,66 @@ def test_processes_take_over_after_a_kill_and_release_the_lease_on_sigterm(
     finally:
         a.stop(signal.SIGKILL)
         b.stop(signal.SIGKILL)
+
+
+# --- Azure ---------------------------------------------------------------------------------------
+def test_azure_two_replicas_only_the_leader_writes_one_put_per_table(
+    emulator: Emulator, replicas: list[Replica]
+) -> None:
+    """The ARM fake (no Azure networking emulator exists, see tests/azure_fake.py) behind two
+    replicas; it counts every request, so "only the leader writes" is measured at the fake."""
+    from azure_fake import SUB, AzureFake, vm_id
+
+    fake = AzureFake(token=None)  # an http:// loopback endpoint gets no credentials
+    try:
+        fake.add_table("rg", "rt")
+        fake.add_route("rg", "rt", "operator", addressPrefix="0.0.0.0/0", nextHopType="Internet")
+        for i in (1, 2):
+            ip = f"10.1.0.{10 + i}"
+            fake.add_nic("rg", f"vm{i}-nic", vm=vm_id("rg", f"vm{i}"), ip=ip)
+            obj = node_object(f"node{i}", [ip], [f"10.244.{i}.0/24"])
+            obj["spec"]["providerID"] = "azure://" + vm_id("rg", f"vm{i}")
+            emulator.create_node(obj)
+        opts = CloudOptions(
+            Cloud.azure,
+            route_tables=("rt",),
+            azure_subscription=SUB,
+            azure_resource_group="rg",
+            azure_endpoint=fake.url,
+        )
+        a = Replica("ctl-a", emulator.url, opts).start()
+        replicas.append(a)
+        wait_until(lambda: holder(emulator) == "ctl-a", 10, what="ctl-a leads")
+        b = Replica("ctl-b", emulator.url, opts).start()
+        replicas.append(b)
+
+        def pods() -> dict[str, str]:
+            return {
+                p["addressPrefix"]: p.get("nextHopIpAddress", "")
+                for p in fake.routes("rg", "rt").values()
+                if p["addressPrefix"].startswith("10.244.")
+            }
+
+        want = {f"10.244.{i}.0/24": f"10.1.0.{10 + i}" for i in (1, 2)}
+        wait_until(lambda: pods() == want, 15, what="Azure routes")
+        wait_until(
+            lambda: all(
+                condition(emulator, f"node{i}") == ("False", "RouteCreated") for i in (1, 2)
+            ),
+            10,
+            what="RouteCreated",
+        )
+        wait_until(lambda: b.running.cache.snapshot().synced, 10, what="the follower's cache")
+        assert all(n["properties"]["enableIPForwarding"] for n in fake.arm.nics.values())
+        assert "operator" in fake.routes("rg", "rt")
+        assert all(n.startswith(f"{CLUSTER}_") for n in fake.routes("rg", "rt") if n != "operator")
+        assert fake.counts["put"] == 1  # both routes in one table write
+        fake.reset_counts()
+        time.sleep(3 * TIMING["resync"])  # several resyncs of both replicas
+        assert fake.writes() == {}  # in sync: only reads
+        assert fake.counts["get"] >= 1
+        assert b.metric("nosdn_controller_leader") == 0
+        assert a.metric("nosdn_controller_leader") == 1
+        assert fake.violations == []
+    finally:
+        fake.close()

@@ -22,13 +22,19 @@ K8S_VERSION = "1.30.0"
 CIDR = (ip_network("10.244.0.0/16"),)
 AWS = CloudOptions(Cloud.aws, aws_region="eu-west-1", route_tables=("rtb-0123456789abcdef0",))
 GCE = CloudOptions(Cloud.gce, gce_project="proj", gce_zone="europe-west1-b", gce_network="k8s")
+AZURE = CloudOptions(
+    Cloud.azure,
+    route_tables=("rt-nodes",),
+    azure_subscription="00000000-0000-0000-0000-00000000cafe",
+    azure_resource_group="rg-nodes",
+)
 
 
 def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {d["kind"]: d for d in docs}
 
 
-@pytest.mark.parametrize("cloud", [AWS, GCE], ids=["aws", "gce"])
+@pytest.mark.parametrize("cloud", [AWS, GCE, AZURE], ids=["aws", "gce", "azure"])
 def test_every_object_is_valid_kubernetes(cloud: CloudOptions) -> None:
     docs = controller_manifests(cloud, cluster_cidrs=CIDR, cluster_name="prod")
     for doc in docs:
@@ -105,12 +111,40 @@ def test_two_replicas_unprivileged_in_the_host_network_with_the_controller_args(
 def test_the_deployment_args_are_accepted_by_nosdn_controller() -> None:
     """The args parse and validate (``--lease-duration 1`` makes it stop right after, before
     any connection: the check that refuses it runs after every other option was accepted)."""
-    for cloud in (AWS, GCE):
+    for cloud in (AWS, GCE, AZURE):
         dep = by_kind(controller_manifests(cloud, cluster_cidrs=CIDR))["Deployment"]
         args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
         res = CliRunner().invoke(app, [*args, "--lease-duration", "1"])
         assert res.exit_code == 2, res.output
         assert "--lease-retry-period < --lease-renew-deadline < --lease-duration" in res.output
+
+
+def test_azure_says_what_its_identity_needs_and_refuses_what_cannot_work() -> None:
+    dep = by_kind(controller_manifests(AZURE, cluster_cidrs=CIDR))["Deployment"]
+    need = dep["metadata"]["annotations"]["nosdn.io/azure-permissions"]
+    assert "Microsoft.Network/routeTables/write" in need
+    assert "Microsoft.Network/networkInterfaces/write" in need
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--azure-resource-group=rg-nodes" in args
+    assert "--route-table=rt-nodes" in args
+    base = ["manifests", "--controller", "--cloud", "azure", "--cluster-cidr", "10.244.0.0/16"]
+    for extra, message in [
+        ([], "--cloud azure needs --azure-subscription"),
+        (["--azure-subscription", "nope"], "not a subscription id"),
+        (
+            [
+                "--azure-subscription",
+                AZURE.azure_subscription or "",
+                "--azure-resource-group",
+                "rg",
+            ],
+            "--cloud azure needs --route-table NAME",
+        ),
+        (["--gce-project", "p"], "--gce-project is not for --cloud azure"),
+    ]:
+        res = CliRunner().invoke(app, [*base, *extra])
+        assert res.exit_code == 2, (extra, res.output)
+        assert message in res.output, (extra, res.output)
 
 
 def test_cli_prints_the_same_objects_and_refuses_what_cannot_work() -> None:

@@ -25,7 +25,7 @@ UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 _HOST_FORMATS = ("script", "systemd", "cloud-init")
 _ROUTER_FORMATS = ("frr", "bird", "cisco", "junos")
-_CLOUD_FORMATS = ("aws-cli", "gcloud")
+_CLOUD_FORMATS = ("aws-cli", "gcloud", "az-cli")
 
 CASES: list[tuple[str, str, str, RenderOptions]] = []
 for inv in ("post", "dual"):

@@ -34,7 +34,7 @@ from nosdn.render import FORMATS, RenderError, RenderOptions, render
 from nosdn.render.graph import picture, to_dot, to_mermaid
 
 Netns = Callable[..., str]
-SHELL_FORMATS = ("script", "systemd", "cloud-init", "aws-cli", "gcloud")
+SHELL_FORMATS = ("script", "systemd", "cloud-init", "aws-cli", "gcloud", "az-cli")
 ROUTER_FORMATS = ("frr", "bird", "cisco", "junos")
 
 #: What an injection would do: create the file named by $NOSDN_PWN.
@@ -156,7 +156,7 @@ esac
 def _stubs(tmp: Path) -> Path:
     bindir = tmp / "bin"
     bindir.mkdir(exist_ok=True)
-    for tool in ("aws", "gcloud"):
+    for tool in ("aws", "gcloud", "az"):
         (bindir / tool).write_text(STUB)
         (bindir / tool).chmod(0o755)
     return bindir
@@ -177,13 +177,15 @@ def _run_cloud(tmp: Path, text: str, fail: bool = False) -> subprocess.Completed
         "NOSDN_PWN": str(tmp / "PWNED"),
         "ROUTE_TABLE_ID": "rtb-1",
         "GCE_NETWORK": "net-1",
+        "AZ_RESOURCE_GROUP": "rg-1",
+        "AZ_ROUTE_TABLE": "rt-1",
     }
     if fail:
         env["STUB_FAIL"] = "1"
     return subprocess.run(["dash", str(f)], capture_output=True, text=True, env=env, check=False)
 
 
-@pytest.mark.parametrize("fmt", ["aws-cli", "gcloud"])
+@pytest.mark.parametrize("fmt", ["aws-cli", "gcloud", "az-cli"])
 def test_cloud_scripts_exit_1_when_every_create_fails(tmp_path: Path, fmt: str) -> None:
     res = _run_cloud(tmp_path, render(_cluster("cluster", "c1"), fmt), fail=True)
     assert res.returncode == 1
@@ -321,6 +323,8 @@ def _check_shell(tmp: Path, fmt: str, text: str, ns: str | None) -> None:
         "NOSDN_PWN": str(pwn),
         "ROUTE_TABLE_ID": "rtb-1",
         "GCE_NETWORK": "net-1",
+        "AZ_RESOURCE_GROUP": "rg-1",
+        "AZ_ROUTE_TABLE": "rt-1",
     }
     args = ["--external"] if fmt in ("script", "systemd", "cloud-init") else []
     res = subprocess.run(

@@ -24,11 +24,52 @@ def gce_route_name(cluster: str, node: str, dst: str) -> str:
     if not name[:1].isalpha():
         name = "nosdn-" + name
     if len(name) > GCE_NAME_MAX or not name[-1].isalnum():
-        import hashlib  # here: importing it costs every command 2 ms
-
-        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        digest = _digest(raw, 8)
         name = f"{name[: GCE_NAME_MAX - 9].rstrip('-')}-{digest}"
     assert GCE_NAME.fullmatch(name), name
+    return name
+
+
+AZURE_NAME_MAX = 80
+#: An Azure route name: 1-80 of ``[A-Za-z0-9._-]``, starting with a letter or digit, ending with
+#: one or ``_`` (ARM's rule for Microsoft.Network child resources). ``\Z`` as for `GCE_NAME`.
+AZURE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,78}[A-Za-z0-9_])?\Z")
+_AZURE_PREFIX_MAX = 30
+
+
+def _digest(text: str, n: int) -> str:
+    import hashlib  # here: importing it costs every command 2 ms
+
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def azure_name_prefix(cluster: str) -> str:
+    """The start every `azure_route_name` of ``cluster`` shares, ending in ``_``.
+
+    The cluster's name with every character outside ``[A-Za-z0-9.-]`` made a ``-``; a name that
+    had to change, or is longer than 30, becomes its start plus a hash of the whole, so two
+    clusters never share a prefix (``a_b`` and ``a-b`` differ). ``_`` appears in no prefix
+    before its end, so the first ``_`` of a route name ends the cluster part: no cluster's
+    prefix is the start of another's.
+    """
+    clean = re.sub(r"[^A-Za-z0-9.-]", "-", cluster)
+    if clean != cluster or len(clean) > _AZURE_PREFIX_MAX or not clean[:1].isalnum():
+        clean = f"{clean[: _AZURE_PREFIX_MAX - 7].strip('.-') or 'c'}-{_digest(cluster, 6)}"
+        if not clean[:1].isalnum():
+            clean = "c" + clean
+    return clean + "_"
+
+
+def azure_route_name(cluster: str, node: str, dst: str) -> str:
+    """``{prefix}{node}_{dst}`` as an Azure route name (``/`` and ``:`` made ``_`` and ``-``,
+    anything else outside the allowed set a ``-``); a long one keeps its start and ends in a
+    hash of the whole, so it stays unique, stable and within 80 characters."""
+    prefix = azure_name_prefix(cluster)
+    tail = re.sub(r"[^A-Za-z0-9._-]", "-", f"{node}_{dst.replace('/', '_').replace(':', '-')}")
+    name = prefix + tail
+    if len(name) > AZURE_NAME_MAX or not AZURE_NAME.fullmatch(name):
+        name = f"{name[: AZURE_NAME_MAX - 9]}-{_digest(f'{cluster}/{node}/{dst}', 8)}"
+    assert AZURE_NAME.fullmatch(name), name
     return name
 
 

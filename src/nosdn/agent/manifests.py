@@ -268,6 +268,12 @@ def daemonset(
 
 # --- the cloud route controller ---------------------------------------------------------------
 CONTROLLER_APP = "nosdn-controller"
+#: What the Azure identity of the controller must be allowed (Network Contributor has it).
+AZURE_PERMISSIONS = (
+    "Microsoft.Network/routeTables/read, Microsoft.Network/routeTables/write (the route "
+    "table), Microsoft.Network/networkInterfaces/read, Microsoft.Network/networkInterfaces/write "
+    "(the nodes' NICs, for IP forwarding)"
+)
 
 
 def _controller_args(
@@ -295,6 +301,8 @@ def _controller_args(
         ("--aws-region", cloud.aws_region),
         ("--gce-project", cloud.gce_project),
         ("--gce-zone", cloud.gce_zone),
+        ("--azure-subscription", cloud.azure_subscription),
+        ("--azure-resource-group", cloud.azure_resource_group),
     ):
         if value is not None:
             args.append(f"{flag}={value}")
@@ -315,7 +323,7 @@ def controller_manifests(
     replicas: int = 2,
 ) -> list[dict[str, Any]]:
     """ServiceAccount, ClusterRole(+Binding), Lease Role(+Binding) and the Deployment of the
-    cloud route controller (`nosdn controller --cloud aws|gce`).
+    cloud route controller (`nosdn controller --cloud aws|gce|azure`).
 
     Least privilege: list and watch Nodes (never a single GET), patch their status
     (``NetworkUnavailable``), create Events; in its own namespace, create the Lease and
@@ -324,7 +332,12 @@ def controller_manifests(
     (IRSA or the instance profile) allowing ``ec2:DescribeRouteTables``, ``DescribeInstances``,
     ``CreateRoute``, ``ReplaceRoute``, ``DeleteRoute``, ``ModifyInstanceAttribute``,
     ``CreateTags``; on GCE a service account with ``compute.routes.*``,
-    ``compute.instances.get`` and ``compute.projects.get``.
+    ``compute.instances.get`` and ``compute.projects.get``; on Azure the VM's managed identity
+    (reached from the host network) or a workload identity, allowed (`AZURE_PERMISSIONS`, also
+    written on the Deployment as the ``nosdn.io/azure-permissions`` annotation)
+    ``Microsoft.Network/routeTables/read|write`` on the route table and
+    ``Microsoft.Network/networkInterfaces/read|write`` on the nodes' NICs (the built-in role
+    Network Contributor, scoped to the resource group, holds both).
 
     The Deployment runs two replicas (one leads, one waits warm) on different nodes if it can,
     in the host network (it is what makes the pod network work, and the cloud's instance
@@ -435,11 +448,14 @@ def controller_manifests(
             "node.cloudprovider.kubernetes.io/uninitialized",
         )
     ]
+    deployment_meta = meta
+    if cloud.cloud is Cloud.azure:
+        deployment_meta = {**meta, "annotations": {"nosdn.io/azure-permissions": AZURE_PERMISSIONS}}
     objects.append(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": meta,
+            "metadata": deployment_meta,
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app.kubernetes.io/name": CONTROLLER_APP}},

@@ -1,4 +1,4 @@
-"""One pass over a cloud's route tables, shared by the AWS and GCE backends.
+"""One pass over a cloud's route tables, shared by the AWS, GCE and Azure backends.
 
 A VPC route table is the cluster's router: it needs every pod subnet, pointing at the instance
 of the node the subnet lives on. The two clouds differ in how they list and write routes, not in
@@ -270,6 +270,7 @@ _RTB = re.compile(r"^rtb-[0-9a-f]{8,17}$")
 class Cloud(StrEnum):
     aws = "aws"
     gce = "gce"
+    azure = "azure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +286,34 @@ class CloudOptions:
     gce_network: str = "default"
     gce_zone: str | None = None
     gce_endpoint: str | None = None
+    azure_subscription: str | None = None
+    azure_resource_group: str | None = None
+    azure_endpoint: str | None = None
+
+
+#: Each cloud's own options (flag, field), refused with another ``--cloud``.
+_OWN: dict[Cloud, tuple[tuple[str, str], ...]] = {
+    Cloud.aws: (("--aws-region", "aws_region"), ("--aws-endpoint", "aws_endpoint")),
+    Cloud.gce: (
+        ("--gce-project", "gce_project"),
+        ("--gce-zone", "gce_zone"),
+        ("--gce-endpoint", "gce_endpoint"),
+    ),
+    Cloud.azure: (
+        ("--azure-subscription", "azure_subscription"),
+        ("--azure-resource-group", "azure_resource_group"),
+        ("--azure-endpoint", "azure_endpoint"),
+    ),
+}
+
+
+def _refuse_others(opts: CloudOptions) -> None:
+    for cloud, own in _OWN.items():
+        if cloud is opts.cloud:
+            continue
+        for flag, attr in own:
+            if getattr(opts, attr):
+                raise ValueError(f"{flag} is for --cloud {cloud.value}, not {opts.cloud.value}")
 
 
 def build_provider(opts: CloudOptions) -> CloudProvider:
@@ -292,14 +321,10 @@ def build_provider(opts: CloudOptions) -> CloudProvider:
     `nosdn.backends.cloud.CloudError` when the cloud's client cannot be set up."""
     if opts.capacity is not None and opts.capacity < 1:
         raise ValueError(f"--capacity {opts.capacity}: must be at least 1")
+    _refuse_others(opts)
+    if opts.cloud is Cloud.azure:
+        return _azure(opts)
     if opts.cloud is Cloud.aws:
-        for flag, value in (
-            ("--gce-project", opts.gce_project),
-            ("--gce-zone", opts.gce_zone),
-            ("--gce-endpoint", opts.gce_endpoint),
-        ):
-            if value:
-                raise ValueError(f"{flag} is for --cloud gce, not aws")
         for rtb in opts.route_tables:
             if not _RTB.match(rtb):
                 raise ValueError(f"--route-table {rtb}: not a route table id (rtb-...)")
@@ -313,13 +338,8 @@ def build_provider(opts: CloudOptions) -> CloudProvider:
                 capacity=opts.capacity or DEFAULT_CAPACITY,
             )
         )
-    for flag, value in (
-        ("--aws-region", opts.aws_region),
-        ("--aws-endpoint", opts.aws_endpoint),
-        ("--route-table", ",".join(opts.route_tables)),
-    ):
-        if value:
-            raise ValueError(f"{flag} is for --cloud aws, not gce")
+    if opts.route_tables:
+        raise ValueError("--route-table is for --cloud aws|azure, not gce")
     if not opts.gce_project:
         raise ValueError(
             "--cloud gce needs the project: pass --gce-project or set GOOGLE_CLOUD_PROJECT"
@@ -333,5 +353,53 @@ def build_provider(opts: CloudOptions) -> CloudProvider:
             zone=opts.gce_zone,
             endpoint=opts.gce_endpoint,
             capacity=opts.capacity,
+        )
+    )
+
+
+def check_azure(opts: CloudOptions) -> None:
+    """Refuse (`ValueError`, naming the option) Azure options that cannot work."""
+    from nosdn.backends.azure import RESOURCE_GROUP, SUBSCRIPTION, table_ref
+
+    sub, rg = opts.azure_subscription or "", opts.azure_resource_group or ""
+    if not sub:
+        raise ValueError(
+            "--cloud azure needs --azure-subscription (the subscription id of the route table); "
+            "pass it or set AZURE_SUBSCRIPTION_ID"
+        )
+    if not SUBSCRIPTION.fullmatch(sub):
+        raise ValueError(f"--azure-subscription {sub!r}: not a subscription id (a UUID)")
+    if not rg:
+        raise ValueError(
+            "--cloud azure needs --azure-resource-group (the group of the route table and of "
+            "VMs named without one); pass it or set AZURE_RESOURCE_GROUP"
+        )
+    if not RESOURCE_GROUP.fullmatch(rg):
+        raise ValueError(
+            f"--azure-resource-group {rg!r}: not a resource group name (1-90 of letters, "
+            "digits, '._-()', not ending in '.')"
+        )
+    if not opts.route_tables:
+        raise ValueError(
+            "--cloud azure needs --route-table NAME (the table associated with the nodes' "
+            "subnet; repeat for several)"
+        )
+    for t in opts.route_tables:
+        table_ref(t, sub, rg)  # raises ValueError naming the table
+
+
+def _azure(opts: CloudOptions) -> CloudProvider:
+    """The Azure provider: subscription, resource group and tables checked before any call."""
+    from nosdn.backends.azure import DEFAULT_CAPACITY, AzureConfig, AzureRoutes
+
+    check_azure(opts)
+    sub, rg = opts.azure_subscription or "", opts.azure_resource_group or ""
+    return AzureRoutes(
+        AzureConfig(
+            subscription=sub,
+            resource_group=rg,
+            route_tables=opts.route_tables,
+            endpoint=opts.azure_endpoint,
+            capacity=opts.capacity or DEFAULT_CAPACITY,
         )
     )

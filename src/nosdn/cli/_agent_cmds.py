@@ -367,7 +367,10 @@ CONTROLLER = "The cloud route controller (--controller)"
     panel=CONTROLLER,
 )
 @option(
-    "--cloud", type=click.Choice(["aws", "gce"]), help="The controller's cloud.", panel=CONTROLLER
+    "--cloud",
+    type=click.Choice(["aws", "gce", "azure"]),
+    help="The controller's cloud.",
+    panel=CONTROLLER,
 )
 @option(
     "--cluster-name",
@@ -376,12 +379,14 @@ CONTROLLER = "The cloud route controller (--controller)"
     panel=CONTROLLER,
 )
 @option("--replicas", type=int, default=2, help="Controller replicas.", panel=CONTROLLER)
-@option("--route-table", multiple=True, help="AWS: manage these tables.", panel=CONTROLLER)
+@option("--route-table", multiple=True, help="AWS, Azure: manage these tables.", panel=CONTROLLER)
 @option("--capacity", type=int, help="Routes a table may hold.", panel=CONTROLLER)
 @option("--aws-region", help="AWS region.", panel=CONTROLLER)
 @option("--gce-project", help="GCE project.", panel=CONTROLLER)
 @option("--gce-network", default="default", help="GCE VPC network.", panel=CONTROLLER)
 @option("--gce-zone", help="Zone of instances named without one.", panel=CONTROLLER)
+@option("--azure-subscription", help="Azure subscription id.", panel=CONTROLLER)
+@option("--azure-resource-group", help="Azure resource group.", panel=CONTROLLER)
 @bgp_options
 @option(
     "--bgp-password-secret",
@@ -405,6 +410,8 @@ def manifests(
     gce_project: str | None,
     gce_network: str,
     gce_zone: str | None,
+    azure_subscription: str | None,
+    azure_resource_group: str | None,
     bgp_dir: str,
     bgp_password_secret: str | None,
     **bgp_flags: Any,
@@ -416,8 +423,9 @@ def manifests(
     node's pod subnets; BIRD's directory is the host's /run/nosdn-bird, the MD5 password comes
     from --bgp-password-secret.
 
-    With --controller --cloud aws|gce: the cloud route controller's instead (ServiceAccount,
-    RBAC, Lease Role, a Deployment of --replicas, one of which leads)."""
+    With --controller --cloud aws|gce|azure: the cloud route controller's instead
+    (ServiceAccount, RBAC, Lease Role, a Deployment of --replicas, one of which leads; on Azure
+    the Deployment's nosdn.io/azure-permissions annotation says what its identity needs)."""
     import yaml
 
     from nosdn.agent.manifests import DEFAULT_IMAGE
@@ -434,7 +442,7 @@ def manifests(
     try:
         if controller:
             if cloud is None:
-                fail("--controller needs --cloud aws|gce")
+                fail("--controller needs --cloud aws|gce|azure")
             if allocate:
                 fail("--allocate-node-cidrs is for the agent, not with --controller")
             docs = _controller_objects(
@@ -450,6 +458,8 @@ def manifests(
                 gce_project=gce_project,
                 gce_network=gce_network,
                 gce_zone=gce_zone,
+                azure_subscription=azure_subscription,
+                azure_resource_group=azure_resource_group,
             )
         else:
             if cloud is not None or controller_only:
@@ -488,14 +498,36 @@ def _controller_objects(cloud: str, **kw: Any) -> list[dict[str, Any]]:
         gce_project=kw.pop("gce_project"),
         gce_network=kw.pop("gce_network"),
         gce_zone=kw.pop("gce_zone"),
+        azure_subscription=kw.pop("azure_subscription"),
+        azure_resource_group=kw.pop("azure_resource_group"),
+    )
+    azure = (
+        ("--azure-subscription", opts.azure_subscription),
+        ("--azure-resource-group", opts.azure_resource_group),
     )
     other = {
-        Cloud.aws: (("--gce-project", opts.gce_project), ("--gce-zone", opts.gce_zone)),
-        Cloud.gce: (("--aws-region", opts.aws_region), ("--route-table", opts.route_tables)),
+        Cloud.aws: (("--gce-project", opts.gce_project), ("--gce-zone", opts.gce_zone), *azure),
+        Cloud.gce: (
+            ("--aws-region", opts.aws_region),
+            ("--route-table", opts.route_tables),
+            *azure,
+        ),
+        Cloud.azure: (
+            ("--aws-region", opts.aws_region),
+            ("--gce-project", opts.gce_project),
+            ("--gce-zone", opts.gce_zone),
+        ),
     }[opts.cloud]
     for flag, value in other:
         if value:
             fail(f"{flag} is not for --cloud {cloud}")
     if opts.cloud is Cloud.gce and not opts.gce_project:
         fail("--cloud gce needs --gce-project (the project whose network holds the routes)")
+    if opts.cloud is Cloud.azure:
+        from nosdn.backends.cloud import check_azure
+
+        try:
+            check_azure(opts)
+        except ValueError as e:
+            fail(str(e))
     return controller_manifests(opts, **kw)

@@ -1,4 +1,5 @@
-"""``--cloud aws|gce`` for ``nosdn plan`` and ``nosdn apply``: the VPC route table as the target.
+"""``--cloud aws|gce|azure`` for ``nosdn plan`` and ``nosdn apply``: the cloud's route table as
+the target.
 
 The kernel commands own ``plan``/``apply``; this module adds the cloud options to them without
 touching their bodies: `cloud_command(cmd)` returns a copy of the click command ``cmd`` with
@@ -46,7 +47,7 @@ PANEL = "Cloud route table (--cloud)"
 
 # --- the options ---------------------------------------------------------------------------
 #: The values of `nosdn.backends.cloud.Cloud` (a test keeps them equal).
-CLOUDS = ("aws", "gce")
+CLOUDS = ("aws", "gce", "azure")
 
 
 def _to_cloud(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Cloud | None:
@@ -74,14 +75,15 @@ def _cloud_params() -> list[click.Parameter]:
             "--route-table",
             multiple=True,
             help="AWS: manage this route table (repeat for several). Default: every table "
-            "tagged kubernetes.io/cluster/<clusterName>.",
+            "tagged kubernetes.io/cluster/<clusterName>. Azure (required): the table of the "
+            "nodes' subnet, as NAME, RG/NAME or its resource id.",
         ),
         opt(
             "--capacity",
             type=int,
             help="Routes a table may hold (AWS default 50, the default quota; GCE default: the "
-            "project's ROUTES quota). New routes that do not fit are left out and named; the "
-            "rest is written.",
+            "project's ROUTES quota; Azure default 400). New routes that do not fit are left "
+            "out and named; the rest is written.",
         ),
         opt(
             "--aws-region",
@@ -108,6 +110,24 @@ def _cloud_params() -> list[click.Parameter]:
             help="Compute API endpoint (every request, operation polling included, goes there). "
             "An http:// endpoint gets no credentials.",
         ),
+        opt(
+            "--azure-subscription",
+            envvar="AZURE_SUBSCRIPTION_ID",
+            help="Azure subscription id of the route table(s) (also $AZURE_SUBSCRIPTION_ID).",
+        ),
+        opt(
+            "--azure-resource-group",
+            envvar="AZURE_RESOURCE_GROUP",
+            help="Resource group of the route table(s) and of VMs named without one.",
+        ),
+        opt(
+            "--azure-endpoint",
+            envvar="NOSDN_AZURE_ENDPOINT",
+            help="Resource Manager endpoint (default https://management.azure.com; every "
+            "request, operation polling included, goes there). Credentials: "
+            "DefaultAzureCredential (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+            "workload identity, managed identity).",
+        ),
     ]
 
 
@@ -122,6 +142,9 @@ _CLOUD_DEFAULTS: dict[str, Any] = {
     "gce_network": "default",
     "gce_zone": None,
     "gce_endpoint": None,
+    "azure_subscription": None,
+    "azure_resource_group": None,
+    "azure_endpoint": None,
 }
 #: Kernel options that mean nothing for a cloud route table.
 _KERNEL_ONLY = ("node", "external", "table", "protocol", "netns")
@@ -148,7 +171,7 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
                 and ctx.get_parameter_source(k) is not ParameterSource.ENVIRONMENT
             ]
             if stray:
-                fail(f"--{stray[0].replace('_', '-')} needs --cloud aws|gce")
+                fail(f"--{stray[0].replace('_', '-')} needs --cloud aws|gce|azure")
             kernel(**kw)
             return
         for k in _KERNEL_ONLY:
@@ -157,7 +180,7 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
         source = pop_source(kw)
         if source.kind != "file":
             # The Node objects carry no cluster name, and the name is what finds (AWS tags)
-            # and names (GCE) the routes: a guessed one could claim another cluster's table.
+            # and names (GCE, Azure) the routes: a guessed one could claim another cluster's table.
             fail(
                 "--cloud needs the inventory (-f FILE, with its clusterName); for the cluster's "
                 "Node objects, the cloud route table is `nosdn controller --cloud "
@@ -175,6 +198,9 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
             gce_network=cloud_kw["gce_network"],
             gce_zone=cloud_kw["gce_zone"],
             gce_endpoint=cloud_kw["gce_endpoint"],
+            azure_subscription=cloud_kw["azure_subscription"],
+            azure_resource_group=cloud_kw["azure_resource_group"],
+            azure_endpoint=cloud_kw["azure_endpoint"],
         )
         run_cloud(
             opts,
@@ -190,7 +216,7 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
         callback=callback,
         params=[*cmd.params, *_cloud_params()],
         help=inspect.cleandoc(cmd.help or "")
-        + "\n\nWith --cloud aws|gce: the same for the cloud's VPC route table(s) instead "
+        + "\n\nWith --cloud aws|gce|azure: the same for the cloud's VPC route table(s) instead "
         "(every pod subnet routed to its node's instance; routes of others are never touched).",
         short_help=cmd.short_help,
         context_settings=cmd.context_settings,

@@ -1,4 +1,5 @@
-"""`nosdn controller --cloud aws|gce`: the cloud route controller, a Deployment of two replicas.
+"""`nosdn controller --cloud aws|gce|azure`: the cloud route controller, a Deployment of two
+replicas.
 
 Options are parsed and checked here, before anything starts; the controller lives in
 `nosdn.controller`. It takes the cloud options of ``nosdn plan/apply --cloud``
@@ -76,7 +77,7 @@ def controller(**kw: Any) -> None:
     from nosdn.sources.kubernetes import KubeSettings
 
     if kw["cloud"] is None:
-        fail("--cloud aws|gce is required: the cloud whose route tables to keep")
+        fail("--cloud aws|gce|azure is required: the cloud whose route tables to keep")
     cloud = CloudOptions(
         cloud=Cloud(kw["cloud"]),
         route_tables=tuple(kw["route_table"]),
@@ -87,6 +88,9 @@ def controller(**kw: Any) -> None:
         gce_network=kw["gce_network"],
         gce_zone=kw["gce_zone"],
         gce_endpoint=kw["gce_endpoint"],
+        azure_subscription=kw["azure_subscription"],
+        azure_resource_group=kw["azure_resource_group"],
+        azure_endpoint=kw["azure_endpoint"],
     )
     try:
         cfg = ControllerConfig(

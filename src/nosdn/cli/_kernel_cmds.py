@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce (the VPC route table)
+from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce|azure (the route table)
 from nosdn.cli._common import (
     EXIT_FAILURE,
     BgpDirOpt,

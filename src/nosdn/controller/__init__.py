@@ -1,4 +1,5 @@
-"""The cloud route controller: `nosdn controller --cloud aws|gce`, a Deployment of two replicas.
+"""The cloud route controller: `nosdn controller --cloud aws|gce|azure`, a Deployment of
+two replicas.
 
 In a cloud the VPC route table is the cluster's router: it needs every pod subnet pointing at
 its node's instance. This package keeps it so for a live cluster, with the Kubernetes Nodes as

@@ -23,7 +23,7 @@ from nosdn.render.bgp import (
     bird_node_systemd_files,
     read_passwords,
 )
-from nosdn.render.cloud import aws_files, gcloud_files
+from nosdn.render.cloud import aws_files, az_files, gcloud_files
 from nosdn.render.routers import bird_config, bird_files, cisco_files, frr_files, junos_files
 from nosdn.render.script import script_files
 from nosdn.render.units import cloud_init_files, systemd_files
@@ -129,6 +129,12 @@ FORMATS: dict[str, Format] = {
             "gcloud compute routes create commands for a GCE network (the hard way)",
             _CLOUD,
             gcloud_files,
+        ),
+        Format(
+            "az-cli",
+            "az network route-table route create commands for an Azure route table",
+            _CLOUD,
+            az_files,
         ),
         Format(
             "cni",

@@ -14,7 +14,11 @@ holds. A command that never ran, or whose failure went uncounted, cannot pass fo
 value in a command is an `addr`, `net`, checked name or `sh`-quoted word (`nosdn.render._quote`).
 
 GCE route names are derived from cluster, node and subnet (`gce_route_name`): valid GCE names
-(lowercase, at most 63 characters), unique per subnet, the same on every rendering.
+(lowercase, at most 63 characters), unique per subnet, the same on every rendering. Azure route
+names likewise (`azure_route_name`), with the cluster prefix the Azure backend owns by, so the
+controller adopts what the ``az`` script made. Each ``az`` command writes the route table once:
+the script's commands run one after the other, never two at a time (Azure refuses concurrent
+writes to one table).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import re
 
 from nosdn.model import ROUTER, Cluster, Node, Route
-from nosdn.names import gce_route_name
+from nosdn.names import azure_route_name, gce_route_name
 from nosdn.plan import desired_routes
 from nosdn.render._base import RenderedFile, RenderError, RenderOptions, generated_by
 from nosdn.render._quote import addr, check_cluster, comment, name, net, sh, token
@@ -197,6 +201,58 @@ def render_gcloud(cluster: Cluster, options: RenderOptions) -> str:
         ]
     out += _tail("created", len(routes))
     return "\n".join(out) + "\n"
+
+
+def render_az(cluster: Cluster, options: RenderOptions) -> str:
+    routes = _routes(cluster, options, "az-cli")
+    out = [
+        "#!/bin/sh",
+        "# nosdn: Azure routes for the pod subnets of Kubernetes cluster "
+        f'"{comment(cluster.name)}",',
+        "# one `az network route-table route create` per subnet (next hop: the node's address).",
+        f"# {generated_by()}",
+        "#",
+        "# Run:  AZ_RESOURCE_GROUP=my-rg AZ_ROUTE_TABLE=my-table sh nosdn-az-routes.sh",
+        "# Route names start with the cluster's nosdn prefix (the Azure controller owns them):",
+        "# `route create` updates a route of the same name (this cluster's) and touches no",
+        "# other; a failed command is counted and the script exits 1 at the end. The nodes'",
+        "# NICs need IP forwarding on (az network nic update --ip-forwarding true).",
+        "",
+        "set -u",
+        ': "${AZ_RESOURCE_GROUP:?set AZ_RESOURCE_GROUP to the route table\'s resource group}"',
+        ': "${AZ_ROUTE_TABLE:?set AZ_ROUTE_TABLE to the route table of the nodes\' subnet}"',
+        "created=0",
+        "",
+        "# create_route NAME ARGS...: one az network route-table route create, counted when it",
+        "# succeeds",
+        "create_route() {",
+        "    route=$1",
+        "    shift",
+        '    if az network route-table route create --resource-group "$AZ_RESOURCE_GROUP" \\',
+        '        --route-table-name "$AZ_ROUTE_TABLE" --name "$route" "$@" >/dev/null; then',
+        "        created=$((created + 1))",
+        "    else",
+        '        echo "nosdn: route $route not created" >&2',
+        "    fi",
+        "}",
+    ]
+    for r in routes:
+        who = name(r.node or "services")
+        dst = net(r.dst, who, "podCIDRs")
+        hop = addr(r.via[0], who)
+        route = sh(azure_route_name(cluster.name, who, dst))
+        out += [
+            "",
+            f"# {comment(who)}: {dst} via {hop}",
+            f"create_route {route} --address-prefix {dst} \\",
+            f"    --next-hop-type VirtualAppliance --next-hop-ip-address {hop}",
+        ]
+    out += _tail("created", len(routes))
+    return "\n".join(out) + "\n"
+
+
+def az_files(cluster: Cluster, options: RenderOptions) -> list[RenderedFile]:
+    return [RenderedFile("nosdn-az-routes.sh", render_az(cluster, options), 0o755)]
 
 
 def aws_files(cluster: Cluster, options: RenderOptions) -> list[RenderedFile]:
