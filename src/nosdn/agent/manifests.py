@@ -13,8 +13,10 @@ namespace, limited by name wherever the API allows it (``create`` cannot be).
 The DaemonSet runs on every node (it tolerates every taint, including not-ready and
 network-unavailable: it is what makes the node's network available), in the host's network
 namespace with ``NET_ADMIN`` and ``NET_RAW`` only (not privileged), mounts the CNI config
-directory, and probes ``/healthz`` and ``/readyz``. Rolling updates go one node at a time; the
-old agent leaves its routes in place, the new one diffs against them.
+directory, and probes ``/healthz`` and ``/readyz``. Before it, an init container (``nosdn
+install-cni``, no capabilities) copies the CNI plugins the conflist names from the image into
+the host's ``/opt/cni/bin``. Rolling updates go one node at a time; the old agent leaves its
+routes in place, the new one diffs against them.
 
 In BGP mode (``--bgp``) the agent's flags carry the peers and options, the container may also
 bind TCP 179 (``NET_BIND_SERVICE``, for BIRD), BIRD's directory is the host's
@@ -29,12 +31,15 @@ from typing import Any
 
 from nosdn.agent.bgp import BgpOptions
 from nosdn.agent.config import CONTROLLER_LEASE, CONTROLLER_METRICS_PORT, DEFAULT_METRICS_PORT
+from nosdn.agent.installcni import HOST_CNI_BIN, IMAGE_CNI_BIN
 from nosdn.backends.cloud import Cloud, CloudOptions
 from nosdn.model import IPNetwork
 
 APP = "nosdn-agent"
 DEFAULT_IMAGE = "ghcr.io/nosdn/nosdn:0.1.0"
 CNI_DIR = "/etc/cni/net.d"
+#: Where the kubelet's container runtime looks for CNI plugins on the host.
+HOST_CNI_BIN_DIR = "/opt/cni/bin"
 #: The host's /proc/sys/net, mounted where the runtime allows it (its /proc/sys is read-only).
 HOST_PROC_SYS_NET = "/host/proc/sys/net"
 BIRD_DIR = "/run/nosdn-bird"
@@ -197,6 +202,7 @@ def daemonset(
         {"name": "proc-sys-net", "mountPath": HOST_PROC_SYS_NET},
     ]
     volumes: list[dict[str, Any]] = [
+        {"name": "cni-bin", "hostPath": {"path": HOST_CNI_BIN_DIR, "type": "DirectoryOrCreate"}},
         {"name": "cni-conf", "hostPath": {"path": CNI_DIR, "type": "DirectoryOrCreate"}},
         {"name": "proc-sys-net", "hostPath": {"path": "/proc/sys/net", "type": "Directory"}},
     ]
@@ -242,6 +248,21 @@ def daemonset(
         "readinessProbe": {"httpGet": {**probe, "path": "/readyz"}, "periodSeconds": 5},
         "volumeMounts": mounts,
     }
+    # the init container: copies the CNI plugins into the host's bin dir before the agent
+    # writes a conflist that names them (root to write there, no capability needed)
+    install_cni: dict[str, Any] = {
+        "name": "install-cni",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["install-cni", f"--from={IMAGE_CNI_BIN}", f"--to={HOST_CNI_BIN}"],
+        "securityContext": {
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "volumeMounts": [{"name": "cni-bin", "mountPath": HOST_CNI_BIN}],
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -258,6 +279,7 @@ def daemonset(
                     "priorityClassName": "system-node-critical",
                     "tolerations": [{"operator": "Exists"}],
                     "terminationGracePeriodSeconds": 10,
+                    "initContainers": [install_cni],
                     "containers": [container],
                     "volumes": volumes,
                 },

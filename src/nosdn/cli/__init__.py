@@ -94,6 +94,12 @@ COMMANDS: dict[str, Entry] = {
         "Print the objects that deploy the agent (ServiceAccount, RBAC, DaemonSet) as YAML: "
         "`nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`.",
     ),
+    "install-cni": Entry(
+        "_install_cmds",
+        "install_cni",
+        "Copy the CNI plugins the conflist uses into the host's CNI bin directory (the "
+        "DaemonSet's init container): atomically, only when missing or older.",
+    ),
     "doctor": Entry(
         "_debug_cmds",
         "doctor",

@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from nosdn.agent.installcni import PLUGINS as CNI_PLUGINS
 from nosdn.inventory import load_cluster
 from nosdn.lab import cluster as live
 from nosdn.lab import netns
@@ -51,7 +52,6 @@ from nosdn.render.cni import render_cni
 Log = Callable[[str], None]
 SWITCH_BRIDGE = "br0"
 LAB_MTU = 1500
-CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 #: How many CNI sequences or `nosdn apply` runs go at once (each is a few processes).
 BUILD_PARALLEL = 4
 NO_DAD = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
@@ -121,7 +121,7 @@ def preflight(
             f"missing {', '.join(missing)} — install them "
             "(Debian: apt-get install iproute2 iputils-ping procps)"
         )
-    for plugin in CNI_PLUGINS:
+    for plugin in CNI_PLUGINS:  # the ones the DaemonSet ships: the conflist's own
         find_plugin(plugin, cni_path)
     if router is not None:
         lab_router.preflight(router)
