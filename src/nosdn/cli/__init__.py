@@ -173,10 +173,31 @@ def main() -> None:
 
         print_problems(f"{len(e.problems)} problem(s); nothing was changed", e.problems)
         _exit(EXIT_BAD_INPUT)
+    except BrokenPipeError:  # `nosdn routes | head`: the reader has what it wanted
+        _exit(EXIT_FAILURE_QUIET)
+    except Exception as e:  # every other path: one line and a hint, never a traceback
+        from nosdn.cli._errors import debugging, describe
+
+        if debugging():
+            raise
+        failure = describe(e)
+        _print_error(failure.message)
+        _exit(failure.code)
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             _exit(e.code or 0)
         raise
+
+
+#: The exit code of a command whose stdout reader went away (as `head` does).
+EXIT_FAILURE_QUIET = 1
+
+
+def _print_error(message: str) -> None:
+    from nosdn.cli._common import err
+
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False)
 
 
 #: Commands that run for long, with threads or children of their own: they exit the usual

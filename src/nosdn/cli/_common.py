@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 import click
 from click.core import ParameterSource
 
+from nosdn.cli import _errors
 from nosdn.echo import cut, echo
 from nosdn.inventory import InventoryError, load_cluster
 from nosdn.model import Cluster, IPNetwork
@@ -47,8 +48,8 @@ if TYPE_CHECKING:
     from nosdn.sources.nodes import AddressPolicy
 
 EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
+EXIT_FAILURE = _errors.EXIT_FAILURE
+EXIT_BAD_INPUT = _errors.EXIT_BAD_INPUT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -312,7 +313,9 @@ def self_command() -> tuple[str, ...]:
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    """Print ``error: MESSAGE`` (as plain text: it may hold values with [brackets]), exit."""
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False)
     raise SystemExit(code)
 
 
@@ -480,6 +483,11 @@ def resolve_source(
         )
         if given(name)
     ]
+    if kube_server is not None and not kube_server.startswith(("https://", "http://")):
+        fail(
+            f"--kube-server {echo(kube_server)}: give a URL with its scheme, e.g. "
+            f"https://{echo(kube_server)} (or http:// for a plain proxy such as kubectl proxy)"
+        )
     kind: Literal["file", "kube"] | None = None
     if file is not None and (given("file") or not api):
         if api:
