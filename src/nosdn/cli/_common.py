@@ -55,10 +55,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class LazyConsole:
-    """A rich ``Console`` (no emoji codes, no highlighting, no wrapping) made on first use.
-
-    No emoji codes: rich would turn the ":a:" of fd17:0:0:a::/64 into a picture.
-    """
+    """A rich ``Console`` made on first use, by `nosdn.cli._output.make_console`."""
 
     def __init__(self, *, stderr: bool = False) -> None:
         self._stderr = stderr
@@ -67,11 +64,9 @@ class LazyConsole:
     @property
     def console(self) -> Console:
         if self._console is None:
-            from rich.console import Console
+            from nosdn.cli._output import make_console
 
-            self._console = Console(
-                stderr=self._stderr, highlight=False, soft_wrap=True, emoji=False
-            )
+            self._console = make_console(stderr=self._stderr)
         return self._console
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
@@ -175,8 +170,36 @@ def argument(name: str, **kwargs: Any) -> Callable[[F], F]:
     return click.argument(name, cls=Argument, **kwargs)
 
 
-def _to_output(_ctx: click.Context, _param: click.Parameter, value: str) -> Output:
+#: ``-o`` values: the formats, and ``wide`` (a table with its wide-only columns).
+OUTPUT_CHOICES = ["table", "wide", "json", "yaml"]
+
+
+def _to_output(ctx: click.Context, _param: click.Parameter, value: str) -> Output:
+    """``wide`` is a table (commands see `Output.table`); `nosdn.cli._output.table` reads it."""
+    from nosdn.cli._output import WIDE_KEY
+
+    if value == "wide":
+        ctx.find_root().meta[WIDE_KEY] = True
+        return Output.table
     return Output(value)
+
+
+def _no_headers(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    from nosdn.cli._output import NO_HEADERS_KEY
+
+    if value:
+        ctx.find_root().meta[NO_HEADERS_KEY] = True
+
+
+def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several decorators as one, applied as if written top to bottom."""
+
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
 
 
 def file_option(help: str, *, required: bool = True) -> Callable[[F], F]:
@@ -195,13 +218,22 @@ def file_option(help: str, *, required: bool = True) -> Callable[[F], F]:
 FileOpt = file_option(
     "Inventory YAML (nodes, their addresses and pod subnets). Also $NOSDN_INVENTORY."
 )
-OutputOpt = option(
-    "-o",
-    "--output",
-    type=click.Choice([o.value for o in Output]),
-    default=Output.table.value,
-    callback=_to_output,
-    help="table for people; json or yaml for machines.",
+OutputOpt = stack(
+    option(
+        "-o",
+        "--output",
+        type=click.Choice(OUTPUT_CHOICES),
+        default=Output.table.value,
+        callback=_to_output,
+        help="table for people (wide: with more columns); json or yaml for machines.",
+    ),
+    option(
+        "--no-headers",
+        is_flag=True,
+        expose_value=False,
+        callback=_no_headers,
+        help="Print tables without their title and header row (for awk, cut).",
+    ),
 )
 
 
@@ -209,17 +241,6 @@ OutputOpt = option(
 API_PANEL = "Kubernetes API"
 #: `nosdn.sources.nodes.DEFAULT_ADDRESS_TYPES`, as the option's text (a test keeps them equal).
 DEFAULT_ADDRESS_TYPES = "InternalIP,ExternalIP"
-
-
-def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    """Several decorators as one, applied as if written top to bottom."""
-
-    def apply(f: F) -> F:
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-
-    return apply
 
 
 def kube_api_options(panel: str = API_PANEL) -> Callable[[F], F]:

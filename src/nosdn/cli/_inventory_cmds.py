@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nosdn.addr import ip_str, net_str
 from nosdn.checks import check_cluster
@@ -27,6 +27,7 @@ from nosdn.cli._common import (
     problem_dicts,
     source_options,
 )
+from nosdn.cli._output import Column, table
 from nosdn.echo import echo
 from nosdn.inventory import (
     InventoryError,
@@ -39,9 +40,6 @@ from nosdn.inventory import (
 from nosdn.ipam import allocate
 from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
 from nosdn.plan import desired_routes
-
-if TYPE_CHECKING:  # rich tables are built for table output only
-    from rich.table import Table
 
 
 def route_dict(r: Route) -> dict[str, Any]:
@@ -60,16 +58,23 @@ def routes_json(target: str, routes: list[Route]) -> str:
     return f'{{\n  "target": {dumps(target)},\n  "routes": {body}\n}}\n'
 
 
-def routes_table(routes: list[Route], title: str) -> Table:
-    from rich.table import Table
+ROUTE_COLUMNS = (Column("destination"), Column("via"), Column("node"), Column("family", wide=True))
 
-    t = Table(title=title, title_justify="left")
-    t.add_column("destination")
-    t.add_column("via")
-    t.add_column("node")
-    for r in routes:
-        t.add_row(str(r.dst), ", ".join(str(v) for v in r.via), r.node or "(services)")
-    return t
+
+def routes_table(routes: list[Route], title: str) -> None:
+    table(
+        ROUTE_COLUMNS,
+        (
+            (
+                str(r.dst),
+                ",".join(str(v) for v in r.via),
+                r.node or "(services)",
+                f"IPv{r.dst.version}",
+            )
+            for r in routes
+        ),
+        title=title,
+    )
 
 
 def pick_target(
@@ -157,16 +162,11 @@ def allocate_cmd(file: Path, write: bool, output: Output) -> None:
     if not data:
         out.print("every node already has its pod subnets; nothing to do")
         return
-    from rich.table import Table
-
-    t = Table(
-        title=f"{'assigned' if write else 'would assign'} ({len(data)} nodes)", title_justify="left"
+    table(
+        (Column("node"), Column("podCIDRs")),
+        ((name, ",".join(cidrs)) for name, cidrs in data.items()),
+        title=f"{'assigned' if write else 'would assign'} ({len(data)} nodes)",
     )
-    t.add_column("node")
-    t.add_column("podCIDRs")
-    for name, cidrs in data.items():
-        t.add_row(name, ", ".join(cidrs))
-    out.print(t)
     if not write:
         out.print("run again with --write to pin these in the file")
 
@@ -200,4 +200,4 @@ def routes(
     elif output is Output.yaml:
         dump({"target": str(target), "routes": [route_dict(r) for r in rs]}, output)
     else:
-        out.print(routes_table(rs, f"routes for {target} ({len(rs)})"))
+        routes_table(rs, f"routes for {target} ({len(rs)})")

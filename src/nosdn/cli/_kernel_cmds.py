@@ -39,6 +39,7 @@ from nosdn.cli._common import (
     option,
     source_options,
 )
+from nosdn.cli._output import Column
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Shadow, Target
 from nosdn.plan import desired_routes
 from nosdn.plan import shadows as find_shadows
@@ -416,27 +417,42 @@ def status(
             output,
         )
     else:
-        from rich.console import Console
-        from rich.table import Table
+        from nosdn.cli._output import table as print_table
 
-        t = Table(title=f"{result.target}: kernel table {table}, {mode}", title_justify="left")
-        for col in ("state", "destination", "wanted", "node", "found"):
-            t.add_column(col)
         style = {"ok": "green", "conflict": "red", "off-link": "yellow"}
-        for r in rows:
-            t.add_row(
-                f"[{style.get(r['state'], 'red')}]{r['state']}[/]",
-                r["dst"],
-                ", ".join(r["via"]) if r["via"] else "",
-                r["node"] or "",
-                r["found"] or "",
-            )
-        # no emoji codes: rich would draw a picture for the ":a:" of fd17:0:0:a::/64
-        Console(highlight=False, soft_wrap=True, emoji=False).print(t)
+        print_table(
+            STATUS_COLUMNS,
+            (
+                (
+                    (r["state"], style.get(r["state"], "red")),
+                    r["dst"],
+                    ",".join(r["via"]) if r["via"] else "-",
+                    r["node"] or "-",
+                    ",".join(r.get("offlinkVia", [])) or "-",
+                    ",".join(s["dst"] for s in r.get("shadowedBy", [])) or "-",
+                    r["found"] or "-",
+                )
+                for r in rows
+            ),
+            title=f"{result.target}: kernel table {table}, {mode}",
+        )
         _print_problems(result, notes)
         _print_shadows(shadowed, table)
     if not healthy:
         raise SystemExit(EXIT_FAILURE)
+
+
+#: ``status``'s columns; ``-o wide`` adds the next hops that are off-link and the routes that
+#: shadow a wanted prefix. "found" (the kernel's words, with spaces) comes last.
+STATUS_COLUMNS = (
+    Column("state"),
+    Column("destination"),
+    Column("wanted"),
+    Column("node"),
+    Column("offlink-via", wide=True),
+    Column("shadowed-by", wide=True),
+    Column("found"),
+)
 
 
 def _print_shadows(shadowed: Sequence[Shadow], table: int) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 from nosdn.cli._common import EXIT_FAILURE, Group, Output, OutputOpt, dump, option
 from nosdn.cli._lab_common import NameOpt, err, fail, help_text, lab_errors, log, out
 from nosdn.cli._lab_node_cmds import node_group
+from nosdn.cli._output import Column, color_allowed, table
 from nosdn.lab import (
     DEFAULT_NAME,
     CheckResult,
@@ -96,33 +97,35 @@ ApiOpt = option(
 )
 
 
-def _summary(lab: Lab) -> Table:
-    t = Table(title=f"lab {lab.name}", title_justify="left")
-    t.add_column("machine", no_wrap=True)
-    t.add_column("namespace", no_wrap=True)
-    t.add_column("addresses", no_wrap=True)
-    t.add_column("pod subnets", no_wrap=True)
+def _summary(lab: Lab) -> None:
+    rows: list[tuple[str, str, str, str]] = []
     pods = {p.label: p for p in lab.pods()}
     segments = len(lab.topo.segments) > 1
     for node in lab.topo.nodes:
-        t.add_row(
-            f"{node.name} (segment {node.segment})" if segments else node.name,
-            node.netns,
-            "\n".join(str(ip) for ip in node.ips),
-            "\n".join(str(c) for c in node.pod_cidrs),
+        rows.append(
+            (
+                f"{node.name}(segment-{node.segment})" if segments else node.name,
+                node.netns,
+                ",".join(str(ip) for ip in node.ips),
+                ",".join(str(c) for c in node.pod_cidrs),
+            )
         )
         for pod in node.pods:
             ep = pods[f"{node.name}/{pod}"]
-            t.add_row(f" └ {pod}", ep.netns, "\n".join(str(ip) for ip in ep.ips), "")
+            rows.append((ep.label, ep.netns, ",".join(str(ip) for ip in ep.ips), "-"))
     ext = lab.external()
-    t.add_row("external", ext.netns, "\n".join(str(ip) for ip in ext.ips), "")
+    rows.append(("external", ext.netns, ",".join(str(ip) for ip in ext.ips), "-"))
     router = lab.topo.router
     if router is not None:
-        t.add_row(f"router ({router.daemon})", router.netns, "\n".join(map(str, router.ips)), "")
+        rows.append((f"router({router.daemon})", router.netns, ",".join(map(str, router.ips)), "-"))
     if lab.topo.api_ip is not None:
-        what = "kube-apiserver" if lab.topo.spec.api == "real" else "kmock emulator"
-        t.add_row(f"API server ({what})", lab.topo.names.api, str(lab.topo.api_ip), "")
-    return t
+        what = "kube-apiserver" if lab.topo.spec.api == "real" else "kmock"
+        rows.append((f"api({what})", lab.topo.names.api, str(lab.topo.api_ip), "-"))
+    table(
+        (Column("machine"), Column("namespace"), Column("addresses"), Column("pod-subnets")),
+        rows,
+        title=f"lab {lab.name}",
+    )
 
 
 def _kube_hints(lab: Lab) -> None:
@@ -197,10 +200,34 @@ def _family_table(result: CheckResult, family: int) -> Table:
     return t
 
 
+def _family_plain(result: CheckResult, family: int) -> None:
+    """The matrix as plain columns (a pipe, NO_COLOR): ok, FAIL, or - for not probed."""
+    cells = {
+        (r.probe.src.label, r.probe.dst.label): r
+        for r in result.results
+        if r.probe.family == family
+    }
+    rows = []
+    for src in result.sources:
+        row = [src.label]
+        for dst in result.targets:
+            r = cells.get((src.label, dst.label))
+            row.append("-" if r is None else "ok" if r.ok else "FAIL")
+        rows.append(row)
+    table(
+        [Column("from"), *(Column(t.label) for t in result.targets)],
+        rows,
+        title=f"IPv{family}: ping from row to column",
+    )
+
+
 def _print_check(result: CheckResult) -> None:
     if len(result.targets) <= MATRIX_MAX_COLUMNS:
         for family in result.families:
-            out.print(_family_table(result, family))
+            if color_allowed():  # the picture, for a person at a terminal
+                out.print(_family_table(result, family))
+            else:
+                _family_plain(result, family)
     else:
         for src in result.sources:
             mine = [r for r in result.results if r.probe.src.label == src.label]
@@ -273,7 +300,7 @@ def up_cmd(
         )
         start = time.monotonic()
         lab = up(spec, routes=routes, keep_on_error=keep_on_error, log=log)
-        out.print(_summary(lab))
+        _summary(lab)
         out.print(f"lab {lab.name} is up ({time.monotonic() - start:.1f} s)")
         _hints(lab)
         _kube_hints(lab)
@@ -411,7 +438,7 @@ def demo_cmd(
         try:
             out.print(f"[bold]1/4 up[/]: {nodes} nodes, {pods_per_node} pods each")
             lab = up(spec, routes=False, log=log)
-            out.print(_summary(lab))
+            _summary(lab)
             if agents:
                 out.print("[bold]2/4 agents[/]: nosdn agent inside every node, from the API")
             else:
