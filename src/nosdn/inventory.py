@@ -27,6 +27,7 @@ from typing import Any
 from nosdn.addr import parse_ip, parse_net
 from nosdn.checks import check_cluster
 from nosdn.echo import cut, echo
+from nosdn.invocation import cmd
 from nosdn.ipam import Allocation, allocate
 from nosdn.model import (
     DEFAULT_GRACEFUL_RESTART,
@@ -733,7 +734,8 @@ def load_cluster(path: Path, *, allocate_missing: bool = True, warn: bool = True
             more = "" if len(alloc.assigned) <= 5 else f" and {len(alloc.assigned) - 5} more"
             print(
                 f"nosdn: {len(alloc.assigned)} node(s) have no podCIDRs ({names}{more}); "
-                f"allocated in memory — run `nosdn allocate -f {path} --write` to pin them",
+                f"allocated in memory — run `{cmd('allocate', '-f', str(path), '--write')}` to "
+                "pin them",
                 file=sys.stderr,
             )
         cluster = alloc.cluster

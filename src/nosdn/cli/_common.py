@@ -317,22 +317,6 @@ def address_policy(types: str, cidrs: Sequence[str]) -> AddressPolicy:
 
 
 # --- exits and loading -----------------------------------------------------------------------
-def self_command() -> tuple[str, ...]:
-    """The command that runs this very nosdn again, wherever it is printed: ``nosdn`` may not
-    be on the PATH of whoever pastes a fix (sudo, a venv not activated, ``python -m``). The
-    entry point by its absolute path when it was started as one, else this interpreter with
-    ``-m nosdn``. Quote it with `shlex.join` when printing."""
-    import shutil
-
-    argv0 = sys.argv[0] if sys.argv else ""
-    base = os.path.basename(argv0)
-    if argv0 and base not in ("-c", "-m") and not base.endswith((".py", ".pyc")):
-        path = argv0 if os.sep in argv0 else shutil.which(argv0)
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return (os.path.abspath(path),)
-    return (sys.executable, "-m", "nosdn")
-
-
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print ``error: MESSAGE`` (as plain text: it may hold values with [brackets]), exit."""
     err.print("[bold red]error:[/] ", end="")

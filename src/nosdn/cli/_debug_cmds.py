@@ -37,9 +37,9 @@ from nosdn.cli._common import (
     out,
     read_api,
     report_nodes,
-    self_command,
     source_options,
 )
+from nosdn.invocation import self_command
 from nosdn.model import DEFAULT_PROTOCOL, Cluster
 
 if TYPE_CHECKING:

@@ -37,6 +37,7 @@ from nosdn.inventory import (
     read_yaml,
     write_allocation,
 )
+from nosdn.invocation import cmd
 from nosdn.ipam import allocate
 from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
 from nosdn.plan import desired_routes
@@ -126,8 +127,10 @@ def check(file: Path, output: Output) -> None:
     elif problems:
         print_problems(f"{echo(str(file))}: {len(problems)} problem(s)", problems)
     else:
-        note = f"; {pending} node(s) without podCIDRs (run nosdn allocate)" if pending else ""
-        out.print(f"[green]ok[/] {file}: {len(cluster.nodes)} nodes{note}")
+        fix = cmd("allocate", "-f", str(file), "--write")
+        note = f"; {pending} node(s) without podCIDRs (pin them: {fix})" if pending else ""
+        out.print("[green]ok[/] ", end="")
+        out.print(f"{file}: {len(cluster.nodes)} nodes{note}", markup=False)
     if problems:
         raise SystemExit(EXIT_BAD_INPUT)
 

@@ -6,6 +6,7 @@ exec ... nosdn apply ...``) so the demo doubles as a tutorial on what nosdn does
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from nosdn.cli._common import EXIT_FAILURE, Group, Output, OutputOpt, dump, opti
 from nosdn.cli._lab_common import NameOpt, err, fail, help_text, lab_errors, log, out
 from nosdn.cli._lab_node_cmds import node_group
 from nosdn.cli._output import Column, color_allowed, table
+from nosdn.invocation import cmd
 from nosdn.lab import (
     DEFAULT_NAME,
     CheckResult,
@@ -133,49 +135,65 @@ def _kube_hints(lab: Lab) -> None:
     API server is reachable only from there)."""
     if lab.topo.spec.api is None:
         return
-    name_opt = "" if lab.name == DEFAULT_NAME else f" --name {lab.name}"
+    name = _name_args(lab)
     out.print(f"kubeconfig: {lab.paths.kubeconfig}", markup=False)
     if lab.topo.spec.api == "real":
         kubectl = binaries_dir() / "kubectl"
         out.print(
-            f"  ip netns exec {lab.topo.names.api} {kubectl} --kubeconfig "
-            f"{lab.paths.kubeconfig} get nodes -o wide",
+            "  "
+            + shlex.join(
+                [
+                    *("ip", "netns", "exec", lab.topo.names.api, str(kubectl)),
+                    *("--kubeconfig", str(lab.paths.kubeconfig), "get", "nodes", "-o", "wide"),
+                ]
+            ),
             markup=False,
         )
     out.print(f"  agents' logs: {lab.paths.agent_log('NODE')}", markup=False)
-    out.print(
-        f"change the cluster: nosdn lab node add{name_opt} | "
-        f"nosdn lab node readdress {lab.topo.nodes[0].name}{name_opt} | "
-        f"nosdn lab node remove {lab.topo.nodes[-1].name}{name_opt}",
-        markup=False,
-    )
+    out.print("change the cluster:", markup=False)
+    for line in (
+        cmd("lab", "node", "add", *name),
+        cmd("lab", "node", "readdress", lab.topo.nodes[0].name, *name),
+        cmd("lab", "node", "remove", lab.topo.nodes[-1].name, *name),
+    ):
+        out.print(f"  {line}", markup=False)
+
+
+def _name_args(lab: Lab) -> list[str]:
+    return [] if lab.name == DEFAULT_NAME else ["--name", lab.name]
+
+
+def hint_commands(lab: Lab) -> list[str]:
+    """The commands `lab up` suggests, each a shell line that runs as printed (nosdn by the
+    path it was started as: sudo and ``ip netns exec`` do not search a venv's bin)."""
+    node1 = lab.topo.nodes[0]
+    inv, conf = str(lab.paths.inventory), str(lab.paths.conflist(node1.name))
+    in_node1 = shlex.join(["ip", "netns", "exec", node1.netns])
+    lines = [
+        f"{in_node1} ip route",
+        cmd("routes", "-f", inv, "--node", node1.name),
+        shlex.join(["cat", conf]),
+        f"{in_node1} {cmd('doctor', '-f', inv, '--cni-conf', conf)}",
+    ]
+    last = lab.topo.nodes[-1]
+    far = lab.state.pods.get(f"{last.name}/{last.pods[0]}", [""])[0]
+    if far:
+        lines.append(f"{in_node1} {cmd('trace', far, '-f', inv, '--cni-conf', conf)}")
+    router = lab.topo.router
+    graph = [f"--segment={seg.nets[0]}" for seg in lab.topo.segments if router is not None]
+    if router is not None:
+        graph.append(f"--router={','.join(map(str, router.ips))}")
+    lines.append(f"{cmd('graph', '-f', inv, *graph)} > lab.svg")
+    return lines
 
 
 def _hints(lab: Lab) -> None:
-    name_opt = "" if lab.name == DEFAULT_NAME else f" --name {lab.name}"
-    node1 = lab.topo.nodes[0]
+    name = _name_args(lab)
     out.print("look around:", markup=False)
-    out.print(f"  ip netns exec {node1.netns} ip route", markup=False)
-    out.print(f"  nosdn routes -f {lab.paths.inventory} --node {node1.name}", markup=False)
-    out.print(f"  cat {lab.paths.conflist(node1.name)}", markup=False)
-    last = lab.topo.nodes[-1]
-    far = lab.state.pods.get(f"{last.name}/{last.pods[0]}", [""])[0]
-    inv = lab.paths.inventory
-    conf = lab.paths.conflist(node1.name)
-    out.print(
-        f"  ip netns exec {node1.netns} nosdn doctor -f {inv} --cni-conf {conf}", markup=False
-    )
-    if far:
-        out.print(
-            f"  ip netns exec {node1.netns} nosdn trace {far} -f {inv} --cni-conf {conf}",
-            markup=False,
-        )
-    router = lab.topo.router
-    graph = [f"--segment {seg.nets[0]}" for seg in lab.topo.segments if router is not None]
-    if router is not None:
-        graph.append(f"--router {','.join(map(str, router.ips))}")
-    out.print(f"  nosdn graph -f {' '.join([str(inv), *graph])} > lab.svg", markup=False)
-    out.print(f"then: nosdn lab check{name_opt}   and   nosdn lab down{name_opt}", markup=False)
+    for line in hint_commands(lab):
+        out.print(f"  {line}", markup=False)
+    out.print(f"then: {cmd('lab', 'check', *name)}", markup=False)
+    out.print(f"  and {cmd('lab', 'down', *name)}", markup=False)
 
 
 def _family_table(result: CheckResult, family: int) -> Table:

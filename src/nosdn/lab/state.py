@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nosdn.invocation import cmd
 from nosdn.lab.netns import LabError
 from nosdn.lab.topology import LabSpec
 
@@ -134,10 +135,10 @@ def load(paths: LabPaths) -> LabState:
     except FileNotFoundError:
         raise LabError(
             f"no lab named {name!r} (no {paths.state_file}) — start one with "
-            f"`nosdn lab up --name {name}`"
+            f"`{cmd('lab', 'up', '--name', name)}`"
         ) from None
     except (ValueError, KeyError, TypeError) as e:
         raise LabError(
             f"{paths.state_file} is damaged ({e}) — remove the lab with "
-            f"`nosdn lab down --name {name}` and start again"
+            f"`{cmd('lab', 'down', '--name', name)}` and start again"
         ) from None
