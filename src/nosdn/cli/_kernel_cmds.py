@@ -23,7 +23,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
 
 from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce (the VPC route table)
 from nosdn.cli._common import (
@@ -40,10 +42,16 @@ from nosdn.cli._common import (
     source_options,
 )
 from nosdn.cli._output import Column
-from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Shadow, Target
-from nosdn.plan import desired_routes
+from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, IPAddress, Route, Shadow, Target
+from nosdn.plan import DEFAULT_MAX_DELETE_SHARE, desired_routes
 from nosdn.plan import shadows as find_shadows
-from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_routes
+from nosdn.reconcile import (
+    MassRemovalError,
+    OffLinkError,
+    PassResult,
+    nodes_with_addresses,
+    reconcile_routes,
+)
 
 if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn --help`
     from nosdn.backends.base import WriteError
@@ -100,12 +108,14 @@ def _target(
 ) -> Target:
     if external:
         return EXTERNAL
+    addrs = backend.local_addresses()
+    names = nodes_with_addresses(cluster, addrs)
     if node is not None:
         if cluster.node(node) is None:
             fail(f"--node {node}: no such node in {where}")
+        if names and node not in names:
+            _refuse_other_node(cluster, node, names[0], addrs)
         return Target.for_node(node)
-    addrs = backend.local_addresses()
-    names = nodes_with_addresses(cluster, addrs)
     if len(names) == 1:
         return Target.for_node(names[0])
     seen = ", ".join(str(a) for a in addrs if not a.is_loopback and not a.is_link_local)
@@ -116,6 +126,20 @@ def _target(
             f"for a machine outside the cluster."
         )
     return fail(f"this host's addresses ({seen}) belong to several nodes: {', '.join(names)}")
+
+
+def _refuse_other_node(
+    cluster: Cluster, node: str, here: str, addrs: Sequence[IPAddress]
+) -> NoReturn:
+    """``--node NODE`` on the host of another node: its plan would remove the routes to
+    ``here``'s own pods (they are "stale" for NODE) and add one to NODE's pods via itself."""
+    mine = set(addrs)
+    found = next(ip for n in cluster.nodes if n.name == here for ip in n.ips if ip in mine)
+    fail(
+        f"--node {node}: this host has the address {found} of node {here}, so it is {here}, "
+        f"not {node}; its routes for {node} would remove the routes to {here}'s own pods. "
+        f"Run it on {node}, or leave out --node (this host is found as {here})"
+    )
 
 
 def _run(
@@ -129,6 +153,7 @@ def _run(
     dry_run: bool,
     strict: bool = False,
     shadows: bool = False,
+    max_delete_share: float | None = None,
 ) -> tuple[PassResult, list[str], str, tuple[Shadow, ...]]:
     # a one-shot command that allocates ~10 objects per route and frees nothing until exit:
     # the cyclic collector would only rescan them, over and over (20% of a 10,000-route pass)
@@ -148,6 +173,15 @@ def _run(
                 adjacency=backend.adjacency,
                 dry_run=dry_run,
                 strict=strict,
+                max_delete_share=max_delete_share,
+            )
+        except MassRemovalError as e:
+            _print_plan(e.result, " (refused: nothing written)", full=True)
+            fail(
+                f"{e}: is this the right inventory, cluster and node? Nothing was written. "
+                "If the plan above is what you want, run again with --force (or a higher "
+                "--max-delete-share)",
+                EXIT_FAILURE,
             )
         except OffLinkError as e:
             for o in e.offlink:
@@ -318,6 +352,14 @@ def _plan(
     "network, instead of skipping its routes.",
 )
 @option("-v", "--verbose", is_flag=True, help="List every route added/changed/removed.")
+@option(
+    "--max-delete-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_MAX_DELETE_SHARE,
+    help="Refuse (exit 1, nothing written, the plan printed) to remove more than this share "
+    "of the routes nosdn owns here at once (more than 2): the agent's deletion guard.",
+)
+@option("--force", is_flag=True, help="Remove them anyway, whatever --max-delete-share says.")
 @OutputOpt
 def _apply(
     *,
@@ -330,6 +372,8 @@ def _apply(
     dry_run: bool,
     strict: bool,
     verbose: bool,
+    max_delete_share: float,
+    force: bool,
     output: Output,
 ) -> None:
     """Make this host's kernel table hold exactly the routes it needs (root).
@@ -350,6 +394,7 @@ def _apply(
         netns=netns,
         dry_run=dry_run,
         strict=strict,
+        max_delete_share=None if force else max_delete_share,
     )
     if output is not Output.table:
         dump(_report(result, notes, mode, table, protocol), output)
