@@ -125,3 +125,30 @@ def test_allocate_write_in_an_unwritable_directory() -> None:
         assert "podCIDR" not in inv.read_text()
     finally:
         shutil.rmtree(d)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to drop to nobody"
+)
+@pytest.mark.parametrize(
+    "args",
+    [["apply", "-f", TWO, "--node", "node1"], ["flush"]],
+    ids=["apply", "flush"],
+)
+def test_not_root_is_said_once_before_trying_anything(args: list[str]) -> None:
+    """As an ordinary user: one line saying root is needed and the command to run, exit 1;
+    not one EPERM per route, nor a guess about another table's routes."""
+    r = subprocess.run(
+        [*SETPRIV_NOBODY, *NOSDN, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "HOME": "/"},
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "needs root (CAP_NET_ADMIN)" in lines[0]
+    assert f"sudo {sys.executable} -m nosdn {args[0]}" in lines[0]

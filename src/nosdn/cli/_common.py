@@ -324,6 +324,35 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise SystemExit(code)
 
 
+#: The capability that writing routes (and making namespaces) needs.
+CAP_NET_ADMIN = 12
+
+
+def has_net_admin(status: Path = Path("/proc/self/status")) -> bool:
+    """This process may change the network (CAP_NET_ADMIN in its effective set)."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def require_net_admin(what: str) -> None:
+    """Exit 1 with one line, before anything is tried, when this process cannot write routes:
+    the per-route EPERM of every write (and the wrong guesses they lead to) say it worse."""
+    if has_net_admin():
+        return
+    from nosdn.invocation import cmd
+
+    fail(
+        f"{what} needs root (CAP_NET_ADMIN), and this runs as uid {os.geteuid()} without it: "
+        f"run it as root, e.g. sudo {cmd(*sys.argv[1:])}",
+        EXIT_FAILURE,
+    )
+
+
 #: Problems listed in a table before "... and N more": a person reads the first few, and a
 #: file with a million bad lines must not print a million lines.
 SHOWN_PROBLEMS = 50

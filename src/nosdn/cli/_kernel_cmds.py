@@ -39,6 +39,7 @@ from nosdn.cli._common import (
     fail,
     load_source,
     option,
+    require_net_admin,
     source_options,
 )
 from nosdn.cli._output import Column
@@ -383,6 +384,8 @@ def _apply(
     by others are never touched. Exit 1 if any write failed OR a conflict blocks a route, so
     whoever runs it (or pages on it) sees the problem; exit 2 for bad input.
     """
+    if not dry_run:
+        require_net_admin("apply writes this host's routes: it")
     if not dry_run and protocol == DEFAULT_PROTOCOL:
         _install_protocol_name()
     result, notes, mode, _ = _run(
@@ -576,6 +579,7 @@ def flush(*, table: int, protocol: int, netns: str | None, output: Output) -> No
     Routes of every other protocol stay. Pods on other nodes become unreachable from here until
     the next `nosdn apply`. Nexthops still used by a route of another table are kept.
     """
+    require_net_admin("flush removes routes: it")
     with _backend(table, protocol, netns) as backend:
         res = backend.flush()
         notes = list(backend.notes)

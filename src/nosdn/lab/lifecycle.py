@@ -115,7 +115,7 @@ def preflight(
     if os.geteuid() != 0:
         raise LabError(
             "the lab makes network namespaces and needs root — run it as root "
-            "(e.g. `sudo nosdn lab demo`)"
+            f"(e.g. `sudo {cmd(*sys.argv[1:])}`)"
         )
     missing = [tool for tool in ("ip", "ping", "sysctl") if shutil.which(tool) is None]
     if missing:
