@@ -360,6 +360,11 @@ def manifests(
             )
     except ValueError as e:
         fail(str(e))
+    if controller and cloud is not None:
+        from nosdn.agent.manifests import cloud_access_note
+        from nosdn.backends.cloud import Cloud
+
+        sys.stdout.write("".join(f"# {line}\n" for line in cloud_access_note(Cloud(cloud))))
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False))
 
 
