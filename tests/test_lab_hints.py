@@ -8,6 +8,7 @@ namespace (the lab never does that), so no packet leaves the test.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -74,5 +75,37 @@ def test_lab_up_hints_run_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyP
         )
         assert r.returncode == 0, r.stderr
         assert not [n for n in ns.list_netns() if n.startswith(f"{name}.")]
+    finally:
+        down(name)
+
+
+def test_doctor_in_a_lab_node_reads_the_labs_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ip netns exec LAB.node1 nosdn doctor`` with no options: the lab's inventory and
+    node1's own conflist, so it passes, and no line (check or fix) names /etc/cni/net.d."""
+    name = f"t-{secrets.token_hex(3)}"
+    monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))
+    try:
+        up = subprocess.run(
+            [sys.executable, "-m", "nosdn", "lab", "up", "--nodes", "2", "--name", name],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        conflist = tmp_path / "labs" / name / "cni" / "node1" / "10-nosdn.conflist"
+        in_node1 = ["ip", "netns", "exec", f"{name}.node1", sys.executable, "-m", "nosdn"]
+        for args in (["doctor", "-o", "json"], ["trace", "10.244.2.2"]):
+            r = subprocess.run(
+                [*in_node1, *args], capture_output=True, text=True, check=False, timeout=120
+            )
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert f"its conflist {conflist}" in r.stderr
+            assert "/etc/cni" not in r.stdout + r.stderr
+            if args[0] == "doctor":
+                checks = {c["check"]: c for c in json.loads(r.stdout)["checks"]}
+                assert checks["cni.conflist"]["status"] == "ok", checks["cni.conflist"]
     finally:
         down(name)
