@@ -27,20 +27,25 @@ pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def _lab_up(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    up = subprocess.run(
+        [sys.executable, "-m", "nosdn", "lab", "up", "--nodes", "2", "--name", name],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=300,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    return up
+
+
 def test_lab_up_hints_run_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"t-{secrets.token_hex(3)}"
     monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))  # for the finally's `down`
     env = {**os.environ, "NOSDN_LAB_DIR": str(tmp_path / "labs"), "PATH": SECURE_PATH}
     try:
-        up = subprocess.run(
-            [sys.executable, "-m", "nosdn", "lab", "up", "--nodes", "2", "--name", name],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            timeout=300,
-        )
-        assert up.returncode == 0, up.stdout + up.stderr
+        up = _lab_up(name, env)
         lines = up.stdout.splitlines()
         start = lines.index("look around:")
         hints = [line.strip() for line in lines[start + 1 :] if line.startswith("  ")]
@@ -87,14 +92,7 @@ def test_doctor_in_a_lab_node_reads_the_labs_files(
     name = f"t-{secrets.token_hex(3)}"
     monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))
     try:
-        up = subprocess.run(
-            [sys.executable, "-m", "nosdn", "lab", "up", "--nodes", "2", "--name", name],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        assert up.returncode == 0, up.stdout + up.stderr
+        _lab_up(name, dict(os.environ))
         conflist = tmp_path / "labs" / name / "cni" / "node1" / "10-nosdn.conflist"
         in_node1 = ["ip", "netns", "exec", f"{name}.node1", sys.executable, "-m", "nosdn"]
         for args in (["doctor", "-o", "json"], ["trace", "10.244.2.2"]):
