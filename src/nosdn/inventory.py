@@ -38,7 +38,7 @@ from nosdn.model import (
     IPNetwork,
     Node,
 )
-from nosdn.problems import Problem, ProblemsError
+from nosdn.problems import Problem, ProblemsError, did_you_mean
 from nosdn.yamlsplit import Split, split_nodes
 
 TOP_KEYS = {
@@ -248,7 +248,8 @@ def _parse_node(
                     echo(str(key)),
                     echo(repr(raw[key])),
                     "is not a known node field",
-                    f"known fields: {', '.join(sorted(NODE_KEYS))}",
+                    f"{did_you_mean(str(key), NODE_KEYS)}known fields: "
+                    f"{', '.join(sorted(NODE_KEYS))}",
                 )
             )
     ips: list[IPAddress] = []
@@ -305,7 +306,7 @@ def _unknown_keys(
                     f"{where}.{echo(str(key))}",
                     echo(raw[key]),
                     "is not a known field",
-                    f"known fields: {', '.join(sorted(known))}",
+                    f"{did_you_mean(str(key), known)}known fields: {', '.join(sorted(known))}",
                 )
             )
 
@@ -506,7 +507,8 @@ def parse_inventory(
                     echo(str(key)),
                     echo(repr(data[key])),
                     "is not a known inventory field",
-                    f"known fields: {', '.join(sorted(TOP_KEYS))}",
+                    f"{did_you_mean(str(key), TOP_KEYS)}known fields: "
+                    f"{', '.join(sorted(TOP_KEYS))}",
                 )
             )
     cluster_cidrs = [

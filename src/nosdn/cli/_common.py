@@ -35,6 +35,7 @@ import click
 from click.core import ParameterSource
 
 from nosdn.cli import _errors
+from nosdn.cli._examples import format_examples
 from nosdn.echo import cut, echo
 from nosdn.inventory import InventoryError, load_cluster
 from nosdn.model import Cluster, IPNetwork
@@ -129,6 +130,7 @@ class Command(click.Command):
         for title, rows in self.lists.items():
             with formatter.section(title):
                 formatter.write_dl(rows)
+        format_examples(self, ctx, formatter)
 
     def get_short_help_str(self, limit: int = 45) -> str:
         """The help's whole first paragraph (click would cut it at ``limit`` characters)."""
@@ -150,8 +152,19 @@ class Group(click.Group):
 
     command_class = Command
 
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        format_examples(self, ctx, formatter)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        from nosdn.cli import resolve_or_suggest
+
+        return resolve_or_suggest(self, ctx, args)
 
 
 def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Command]:

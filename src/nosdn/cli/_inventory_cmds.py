@@ -41,6 +41,7 @@ from nosdn.invocation import cmd
 from nosdn.ipam import allocate
 from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
 from nosdn.plan import desired_routes
+from nosdn.problems import did_you_mean
 
 
 def route_dict(r: Route) -> dict[str, Any]:
@@ -86,7 +87,8 @@ def pick_target(
     if node is not None:
         if cluster.node(node) is None:
             fail(
-                f"--node {node}: no such node in {where} "
+                f"--node {node}: no such node in {where} — "
+                f"{did_you_mean(node, (n.name for n in cluster.nodes))}"
                 f"(nodes: {', '.join(n.name for n in cluster.nodes[:10])}"
                 f"{', ...' if len(cluster.nodes) > 10 else ''})"
             )

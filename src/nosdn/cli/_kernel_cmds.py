@@ -46,6 +46,7 @@ from nosdn.cli._output import Column
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, IPAddress, Route, Shadow, Target
 from nosdn.plan import DEFAULT_MAX_DELETE_SHARE, desired_routes
 from nosdn.plan import shadows as find_shadows
+from nosdn.problems import did_you_mean
 from nosdn.reconcile import (
     MassRemovalError,
     OffLinkError,
@@ -113,7 +114,8 @@ def _target(
     names = nodes_with_addresses(cluster, addrs)
     if node is not None:
         if cluster.node(node) is None:
-            fail(f"--node {node}: no such node in {where}")
+            names_all = [n.name for n in cluster.nodes]
+            fail(f"--node {node}: no such node in {where}. {did_you_mean(node, names_all)}")
         if names and node not in names:
             _refuse_other_node(cluster, node, names[0], addrs)
         return Target.for_node(node)
