@@ -288,3 +288,16 @@ def test_apply_refuses_a_mass_removal_unless_forced(
     forced = nosdn("apply", "--force", file=other)
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "proto" not in ip(host, "route", "show", "proto", "157")
+
+
+def test_plan_exit_code_is_a_drift_check(
+    nosdn: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """plan --exit-code: 1 while apply has work to do, 0 once in sync; plain plan exits 0."""
+    assert nosdn("plan").returncode == 0
+    drift = nosdn("plan", "--exit-code")
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    assert "4 to add" in drift.stdout
+    assert nosdn("apply").returncode == 0
+    assert nosdn("plan", "--exit-code").returncode == 0
+    assert nosdn("plan", "--exit-code", "--cloud", "aws").returncode == 2  # no meaning there

@@ -427,8 +427,33 @@ def json_text(data: Any) -> str:
     return "{\n" + ",\n".join(parts) + "\n}"
 
 
+#: The version of every document nosdn prints for machines (``-o json|yaml``): a field is
+#: only ever added under it; a change of meaning gets a new version.
+API_VERSION = "nosdn/v1"
+
+
+def document_kind() -> str:
+    """The ``kind`` of the running command's document: its path, capitalised ("lab check":
+    LabCheck)."""
+    from nosdn.cli._examples import command_key
+
+    ctx = click.get_current_context(silent=True)
+    key = command_key(ctx) if ctx is not None else ""
+    return "".join(w.capitalize() for w in key.split()) or "Document"
+
+
+def versioned(data: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+    """``data`` with ``apiVersion`` and ``kind`` first (unless it has them)."""
+    if "apiVersion" in data:
+        return data
+    return {"apiVersion": API_VERSION, "kind": kind or document_kind(), **data}
+
+
 def dump(data: Any, output: Output) -> None:
-    """Print ``data`` as JSON or YAML (for ``-o json|yaml``)."""
+    """Print ``data`` as JSON or YAML (for ``-o json|yaml``); a document (a dict) is
+    `versioned`."""
+    if isinstance(data, dict):
+        data = versioned(data)
     if output is Output.json:
         sys.stdout.write(json_text(data) + "\n")
     else:

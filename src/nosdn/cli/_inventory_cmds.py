@@ -11,6 +11,7 @@ from typing import Any
 from nosdn.addr import ip_str, net_str
 from nosdn.checks import check_cluster
 from nosdn.cli._common import (
+    API_VERSION,
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
     ClusterSource,
@@ -57,7 +58,8 @@ def routes_json(target: str, routes: list[Route]) -> str:
         via = ", ".join('"' + ip_str(v) + '"' for v in r.via)
         lines.append(f'    {{"dst": "{net_str(r.dst)}", "via": [{via}], "node": {dumps(r.node)}}}')
     body = "[\n" + ",\n".join(lines) + "\n  ]" if lines else "[]"
-    return f'{{\n  "target": {dumps(target)},\n  "routes": {body}\n}}\n'
+    head = f'  "apiVersion": "{API_VERSION}",\n  "kind": "Routes",\n'
+    return f'{{\n{head}  "target": {dumps(target)},\n  "routes": {body}\n}}\n'
 
 
 ROUTE_COLUMNS = (Column("destination"), Column("via"), Column("node"), Column("family", wide=True))

@@ -308,6 +308,12 @@ def failure_lines(errors: Sequence[WriteError], limit: int = MAX_FAILURE_LINES) 
 @TableOpt
 @ProtocolOpt
 @NetnsOpt
+@option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit 1 when apply would change anything or a conflict blocks a route, 0 when in "
+    "sync (a drift check, like `git diff --exit-code`); 2 stays bad input.",
+)
 @OutputOpt
 def _plan(
     *,
@@ -317,12 +323,14 @@ def _plan(
     table: int,
     protocol: int,
     netns: str | None,
+    exit_code: bool,
     output: Output,
 ) -> None:
     """Show what `apply` would change in this host's kernel table (read-only, no root needed).
 
     + add, ~ change (next hop is wrong), - remove (ours, no longer wanted). A route to the
     same prefix owned by anyone else is a conflict: shown with both routes, never touched.
+    Exit 0 (with --exit-code: 1 if there is anything to change).
     """
     result, notes, mode, _ = _run(
         source=source,
@@ -335,9 +343,12 @@ def _plan(
     )
     if output is not Output.table:
         dump(_report(result, notes, mode, table, protocol), output)
-        return
-    _print_plan(result, "", full=True)
-    _print_problems(result, notes)
+    else:
+        _print_plan(result, "", full=True)
+        _print_problems(result, notes)
+    d = result.diff
+    if exit_code and (d.add or d.change or d.remove or d.conflicts):
+        raise SystemExit(EXIT_FAILURE)
 
 
 @command("apply")

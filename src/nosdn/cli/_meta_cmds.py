@@ -15,10 +15,8 @@ from typing import Any
 
 import click
 
-from nosdn.cli._common import Output, OutputOpt, argument, command, dump
+from nosdn.cli._common import API_VERSION, Output, OutputOpt, argument, command, dump
 
-#: The ``apiVersion`` of every document nosdn prints for machines.
-API_VERSION = "nosdn/v1"
 SHELLS = ("bash", "zsh", "fish")
 
 
