@@ -579,3 +579,17 @@ def test_cli_conflict_is_shown_by_plan_and_fails_apply(world: World, tmp_path: A
     assert applied.exit_code == 1
     assert world.routes(world.table_b)["10.244.1.0/24"] == pcx
     assert world.routes(world.table_a)["10.244.1.0/24"] == world.instances["node1"]
+
+
+def test_region_from_aws_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_REGION (what the AWS CLI v2 and EKS pods set) is read, not only botocore's
+    AWS_DEFAULT_REGION; with neither, the error names both. No request is made."""
+    for name in ("AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert AwsRoutes(AwsConfig()).client.meta.region_name == "eu-west-1"
+    assert AwsRoutes(AwsConfig(region="us-east-2")).client.meta.region_name == "us-east-2"
+    monkeypatch.delenv("AWS_REGION")
+    with pytest.raises(CloudError, match="AWS_REGION \\(or AWS_DEFAULT_REGION"):
+        AwsRoutes(AwsConfig())

@@ -24,6 +24,8 @@ def test_routes_json_shape() -> None:
     r = nosdn("routes", "-f", str(EXAMPLES / "two-nodes.yaml"), "--router", "-o", "json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {
+        "apiVersion": "nosdn/v1",
+        "kind": "Routes",
         "target": "router",
         "routes": [
             {"dst": "172.17.1.0/24", "via": ["10.10.0.1"], "node": "node1"},

@@ -160,6 +160,7 @@ def test_cli_prints_the_same_objects_and_refuses_what_cannot_work() -> None:
         (["--controller", "--cloud", "aws"], "--controller needs --cluster-cidr"),
         (["--cloud", "aws"], "--cloud needs --controller"),
         (["--controller", "--cloud", "gce", "--cluster-cidr", "10.244.0.0/16"], "--gce-project"),
+        (["--controller", "--cloud", "aws", "--cluster-cidr", "10.244.0.0/16"], "--aws-region"),
         (
             [
                 "--controller",
@@ -176,3 +177,17 @@ def test_cli_prints_the_same_objects_and_refuses_what_cannot_work() -> None:
         res = CliRunner().invoke(app, ["manifests", *args])
         assert res.exit_code == 2, (args, res.output)
         assert message in res.output, (args, res.output)
+
+
+def test_aws_manifests_carry_the_region_and_say_which_iam_permissions() -> None:
+    argv = [sys.executable, "-m", "nosdn", "manifests", "--controller", "--cloud", "aws"]
+    argv += ["--cluster-cidr", "10.244.0.0/16", "--aws-region", "eu-west-1"]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    note = [line for line in proc.stdout.splitlines() if line.startswith("#")]
+    text = " ".join(note)
+    for action in ("ec2:CreateRoute", "ec2:DeleteRoute", "ec2:DescribeRouteTables"):
+        assert action in text
+    assert "eks.amazonaws.com/role-arn" in text
+    assert "instance profile" in text
+    dep = by_kind(list(yaml.safe_load_all(proc.stdout)))["Deployment"]
+    assert "--aws-region=eu-west-1" in dep["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -252,3 +252,52 @@ def test_status_reports_a_more_specific_foreign_route_as_shadowing(
     assert f"remove it only if it is wrong: {want_del}" in text.stdout
     assert nosdn("apply").returncode == 0
     assert prefix in ip(host, "route", "show", "proto", "static")
+
+
+def test_node_of_another_host_is_refused(
+    nosdn: Callable[..., subprocess.CompletedProcess[str]], host: str
+) -> None:
+    """`plan --node node2` on node1 would plan to remove the route to node2's pods: exit 2,
+    naming the address that makes this host node1."""
+    before = ip(host, "route", "show", "table", "all")
+    for cmd in ("plan", "apply"):
+        r = nosdn(cmd, "--node", "node2")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "--node node2: this host has the address 10.0.0.1 of node node1" in r.stderr
+    assert ip(host, "route", "show", "table", "all") == before
+    assert nosdn("plan", "--node", "node1").returncode == 0
+
+
+def test_apply_refuses_a_mass_removal_unless_forced(
+    nosdn: Callable[..., subprocess.CompletedProcess[str]], host: str, tmp_path: Path
+) -> None:
+    """A host of another cluster with the same address: its inventory wants none of the routes
+    installed here. apply refuses (exit 1, the plan printed, nothing written), --force goes."""
+    assert nosdn("apply").returncode == 0
+    installed = ip(host, "route", "show", "table", "all")
+    other = tmp_path / "other.yaml"
+    node1 = next(line for line in INVENTORY.splitlines() if "name: node1" in line)
+    other.write_text(f"clusterCIDRs: [172.17.0.0/16, fd17::/48]\nnodes:\n{node1}\n")
+    refused = nosdn("apply", file=other)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "would remove 4 of the 4 routes nosdn owns here at once" in refused.stderr
+    assert "--force" in refused.stderr
+    assert "- 172.17.2.0/24 nhid 1 via 10.0.0.2" in refused.stdout  # the plan, printed
+    assert ip(host, "route", "show", "table", "all") == installed
+    assert nosdn("apply", "--max-delete-share", "0", file=other).returncode == 2
+    forced = nosdn("apply", "--force", file=other)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "proto" not in ip(host, "route", "show", "proto", "157")
+
+
+def test_plan_exit_code_is_a_drift_check(
+    nosdn: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """plan --exit-code: 1 while apply has work to do, 0 once in sync; plain plan exits 0."""
+    assert nosdn("plan").returncode == 0
+    drift = nosdn("plan", "--exit-code")
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    assert "4 to add" in drift.stdout
+    assert nosdn("apply").returncode == 0
+    assert nosdn("plan", "--exit-code").returncode == 0
+    assert nosdn("plan", "--exit-code", "--cloud", "aws").returncode == 2  # no meaning there

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -180,7 +181,9 @@ def test_failed_up_removes_what_it_made(lab_name: str, tmp_path: Path) -> None:
 def test_demo_command(lab_name: str) -> None:
     r = nosdn("lab", "demo", "--name", lab_name)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "$ ip netns exec " + lab_name + ".node1 nosdn apply -f" in r.stdout
+    # the transcript shows the command that ran (this interpreter), not a `nosdn` not on PATH
+    ran = shlex.join(["ip", "netns", "exec", f"{lab_name}.node1", sys.executable, "-m", "nosdn"])
+    assert f"$ {ran} apply -f" in r.stdout
     assert "all 54 pings answered" in r.stdout
     assert "demo passed" in r.stdout
     assert lab_namespaces(lab_name) == []

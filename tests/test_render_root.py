@@ -309,6 +309,32 @@ def test_script_changes_nothing_where_it_cannot_tell_the_host(netns: Netns, tmp_
         assert _table(ns) == before
 
 
+def test_script_deletion_guard_refuses_a_mass_removal(netns: Netns, tmp_path: Path) -> None:
+    """The README's failure: the script of another cluster whose node has this host's address
+    would remove every route nosdn installed here. Refused (exit 1, nothing changed, the routes
+    named) unless --force; the share is the one `nosdn apply` uses."""
+    ours = tmp_path / "ours.sh"
+    ours.write_text(render(_cluster(), "script"))
+    ns = _host(netns, ["10.10.0.1", "fd00:10::1"])
+    assert _run(ns, ours).returncode == 0
+    installed = _table(ns)
+    assert len(_ours(ns)) == 3
+    lone = Cluster((_cluster().nodes[0],), name="another")
+    theirs = tmp_path / "theirs.sh"
+    theirs.write_text(render(lone, "script"))
+    res = _run(ns, theirs)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "refusing to remove 3 of the 3 routes nosdn owns on this host" in res.stderr
+    assert "- 172.17.2.0/24 via 10.10.0.2" in res.stderr
+    assert _table(ns) == installed
+    bad = _run(ns, theirs, "--max-delete-share", "2")
+    assert bad.returncode == 2
+    assert _table(ns) == installed
+    forced = _run(ns, theirs, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert _ours(ns) == set()
+
+
 def test_script_dry_run_writes_nothing(netns: Netns, tmp_path: Path) -> None:
     script = tmp_path / "nosdn-routes.sh"
     script.write_text(render(_cluster(), "script"))

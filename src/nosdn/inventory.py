@@ -27,6 +27,7 @@ from typing import Any
 from nosdn.addr import parse_ip, parse_net
 from nosdn.checks import check_cluster
 from nosdn.echo import cut, echo
+from nosdn.invocation import cmd
 from nosdn.ipam import Allocation, allocate
 from nosdn.model import (
     DEFAULT_GRACEFUL_RESTART,
@@ -37,7 +38,7 @@ from nosdn.model import (
     IPNetwork,
     Node,
 )
-from nosdn.problems import Problem, ProblemsError
+from nosdn.problems import Problem, ProblemsError, did_you_mean
 from nosdn.yamlsplit import Split, split_nodes
 
 TOP_KEYS = {
@@ -247,7 +248,8 @@ def _parse_node(
                     echo(str(key)),
                     echo(repr(raw[key])),
                     "is not a known node field",
-                    f"known fields: {', '.join(sorted(NODE_KEYS))}",
+                    f"{did_you_mean(str(key), NODE_KEYS)}known fields: "
+                    f"{', '.join(sorted(NODE_KEYS))}",
                 )
             )
     ips: list[IPAddress] = []
@@ -304,7 +306,7 @@ def _unknown_keys(
                     f"{where}.{echo(str(key))}",
                     echo(raw[key]),
                     "is not a known field",
-                    f"known fields: {', '.join(sorted(known))}",
+                    f"{did_you_mean(str(key), known)}known fields: {', '.join(sorted(known))}",
                 )
             )
 
@@ -505,7 +507,8 @@ def parse_inventory(
                     echo(str(key)),
                     echo(repr(data[key])),
                     "is not a known inventory field",
-                    f"known fields: {', '.join(sorted(TOP_KEYS))}",
+                    f"{did_you_mean(str(key), TOP_KEYS)}known fields: "
+                    f"{', '.join(sorted(TOP_KEYS))}",
                 )
             )
     cluster_cidrs = [
@@ -733,7 +736,8 @@ def load_cluster(path: Path, *, allocate_missing: bool = True, warn: bool = True
             more = "" if len(alloc.assigned) <= 5 else f" and {len(alloc.assigned) - 5} more"
             print(
                 f"nosdn: {len(alloc.assigned)} node(s) have no podCIDRs ({names}{more}); "
-                f"allocated in memory — run `nosdn allocate -f {path} --write` to pin them",
+                f"allocated in memory — run `{cmd('allocate', '-f', str(path), '--write')}` to "
+                "pin them",
                 file=sys.stderr,
             )
         cluster = alloc.cluster

@@ -196,3 +196,20 @@ def shadows(wanted: Iterable[Route], installed: Iterable[InstalledRoute]) -> tup
                 break
     out.sort(key=lambda s: (s.wanted.dst.version, s.wanted.dst, s.found.dst))
     return tuple(out)
+
+
+#: The share of the routes it owns that one pass may remove at once: the agent's and the
+#: controller's ``--max-delete-share`` default, and ``apply``'s and the rendered script's.
+DEFAULT_MAX_DELETE_SHARE = 0.5
+#: Removals that are never a mass deletion, whatever the share: a node or two leaving a small
+#: cluster is not one.
+ALWAYS_ALLOWED_REMOVALS = 2
+
+
+def mass_removal(removes: int, owned: int, share: float) -> bool:
+    """Removing ``removes`` of the ``owned`` routes at once is more than ``share`` of them (and
+    more than `ALWAYS_ALLOWED_REMOVALS`): the one rule of the deletion guard, everywhere.
+
+    An empty or wrong node list (another cluster's inventory, a node list cut short, a host
+    of another cluster with the same address) looks like "every route is stale"."""
+    return removes > max(share * owned, ALWAYS_ALLOWED_REMOVALS)

@@ -7,6 +7,8 @@ problems first and write nothing when there is any (exit code 2).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -42,3 +44,13 @@ class ProblemsError(ValueError):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"did you mean X? "`` for the closest of ``choices`` to a mistyped ``word`` (case
+    does not count: podcidr finds podCIDR), else ``""``: one rule for command names, node
+    names and inventory fields."""
+    options = list(choices)
+    lower = {c.lower(): c for c in options}
+    close = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.6)
+    return f"did you mean {lower[close[0]]}? " if close else ""

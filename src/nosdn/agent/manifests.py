@@ -333,6 +333,46 @@ def _controller_args(
     return args
 
 
+#: What the controller calls, for the IAM policy of its role (`cloud_access_note`).
+AWS_IAM_ACTIONS = (
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeInstances",
+    "ec2:CreateRoute",
+    "ec2:ReplaceRoute",
+    "ec2:DeleteRoute",
+    "ec2:ModifyInstanceAttribute",
+    "ec2:CreateTags",
+)
+GCE_IAM_PERMISSIONS = (
+    "compute.routes.list",
+    "compute.routes.get",
+    "compute.routes.create",
+    "compute.routes.delete",
+    "compute.instances.get",
+    "compute.projects.get",
+    "compute.networks.updatePolicy",
+)
+
+
+def cloud_access_note(cloud: Cloud) -> list[str]:
+    """Comment lines for the top of the controller's manifests: the cloud credentials its
+    pod needs, which no Kubernetes object grants."""
+    if cloud is Cloud.aws:
+        return [
+            "The controller calls EC2 with the pod's AWS credentials: give them an IAM policy",
+            f"allowing {', '.join(AWS_IAM_ACTIONS)}",
+            "(Resource: the cluster's route tables and instances). Either IRSA: annotate the",
+            "ServiceAccount below with eks.amazonaws.com/role-arn: ROLE_ARN; or the nodes'",
+            "instance profile (the pod runs in the host network, so it reaches the metadata",
+            "service; with IMDSv2 set the hop limit to 2).",
+        ]
+    return [
+        "The controller calls the Compute API with the node's (or Workload Identity's)",
+        f"service account: grant it {', '.join(GCE_IAM_PERMISSIONS)}",
+        "(roles/compute.networkAdmin covers them).",
+    ]
+
+
 def controller_manifests(
     cloud: CloudOptions,
     *,
@@ -373,6 +413,11 @@ def controller_manifests(
         )
     if replicas < 1:
         raise ValueError(f"--replicas {replicas}: use at least 1 (2: one leads, one waits)")
+    if cloud.cloud is Cloud.aws and not cloud.aws_region:
+        raise ValueError(
+            "--cloud aws needs --aws-region (the region of the cluster's VPC, e.g. "
+            "--aws-region eu-west-1): the controller's pod has no AWS_REGION of its own"
+        )
     labels = {"app.kubernetes.io/name": CONTROLLER_APP, "app.kubernetes.io/part-of": "nosdn"}
     meta = {"name": CONTROLLER_APP, "namespace": namespace, "labels": labels}
     cluster_meta = {"name": CONTROLLER_APP, "labels": labels}

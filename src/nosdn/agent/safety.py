@@ -36,7 +36,7 @@ from typing import Any
 
 from nosdn.backends.base import ApplyResult, Backend
 from nosdn.model import Diff, InstalledRoute, Route
-from nosdn.plan import diff
+from nosdn.plan import ALWAYS_ALLOWED_REMOVALS, diff, mass_removal
 from nosdn.reconcile import ReadsDiff
 
 log = logging.getLogger("nosdn.agent.safety")
@@ -100,9 +100,8 @@ class GuardState:
     relist_asked: int | None = None
 
 
-#: Removals within one window that never hold, whatever the share: the guard is for mass
-#: deletions, and a node or two leaving a small cluster is not one.
-ALWAYS_ALLOWED = 2
+#: Removals within one window that never hold, whatever the share (`nosdn.plan`'s rule).
+ALWAYS_ALLOWED = ALWAYS_ALLOWED_REMOVALS
 
 
 class DeletionGuard:
@@ -149,8 +148,7 @@ class DeletionGuard:
         base = past[0][1] if past else owned
         recent = sum(n for _t, _o, n in past)
         before = max(base, owned)
-        allowed = max(self.share * before, ALWAYS_ALLOWED)
-        if removes == 0 or recent + removes <= allowed:
+        if removes == 0 or not mass_removal(recent + removes, before, self.share):
             if st.deadline is not None:
                 log.info("node list recovered: no mass deletion pending any more")
             return self._allow(diff, now, owned, removes, reset=False)

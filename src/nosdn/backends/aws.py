@@ -25,6 +25,7 @@ Each managed route table is a `nosdn.backends.base.Backend`; `AwsRoutes` is the
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -246,9 +247,15 @@ class AwsRoutes:
         import boto3
         from botocore.config import Config
 
-        session = boto3.session.Session(region_name=self.config.region)
+        # botocore reads AWS_DEFAULT_REGION (and the config file) but not AWS_REGION, which
+        # the AWS CLI v2, the other SDKs and EKS pods' environment use
+        region = self.config.region or os.environ.get("AWS_REGION") or None
+        session = boto3.session.Session(region_name=region)
         if not session.region_name:
-            raise CloudError("no AWS region: pass --aws-region or set AWS_REGION")
+            raise CloudError(
+                "no AWS region: pass --aws-region REGION, or set AWS_REGION (or "
+                "AWS_DEFAULT_REGION, or region in the AWS config file)"
+            )
         cfg = Config(
             retries={"mode": self.config.retry_mode, "max_attempts": self.config.max_attempts},
             connect_timeout=self.config.connect_timeout,

@@ -116,6 +116,16 @@ COMMANDS: dict[str, Entry] = {
         "Draw the cluster: segments, nodes, addresses, pod subnets, the router, and which "
         "routes go where (host routes per segment, the router's table, service routes).",
     ),
+    "version": Entry(
+        "_meta_cmds",
+        "version",
+        "Print nosdn's version (and Python's, and the kernel's with -o json|yaml).",
+    ),
+    "completion": Entry(
+        "_meta_cmds",
+        "completion",
+        "Print the shell completion script for SHELL (commands, options, choices).",
+    ),
     "lab": Entry(
         "_lab_cmds",
         "lab_group",
@@ -132,6 +142,19 @@ every node, in a cloud route table, or in a router's config.
 Start with:  nosdn check -f examples/two-nodes.yaml
 then         nosdn routes -f examples/two-nodes.yaml --node node1
 """
+
+
+def resolve_or_suggest(
+    group: click.Group, ctx: click.Context, args: list[str]
+) -> tuple[str | None, click.Command | None, list[str]]:
+    """`click.Group.resolve_command`, with "did you mean" for a mistyped command."""
+    name = args[0] if args else ""
+    if args and group.get_command(ctx, name) is None and not name.startswith("-"):
+        from nosdn.problems import did_you_mean
+
+        hint = did_you_mean(name, group.list_commands(ctx)).strip()
+        ctx.fail(f"No such command {name!r}." + (f" D{hint[1:]}" if hint else ""))
+    return click.Group.resolve_command(group, ctx, args)
 
 
 class LazyGroup(click.Group):
@@ -151,16 +174,42 @@ class LazyGroup(click.Group):
             raise TypeError(f"nosdn.cli.{entry.module}.{entry.attr} is not a click command")
         return cmd
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        return resolve_or_suggest(self, ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, entry.help) for name, entry in COMMANDS.items()])
 
 
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from nosdn.cli._meta_cmds import print_version
+
+        print_version(ctx, param, value)
+
+
 app = LazyGroup(
     "nosdn",
     help=HELP,
+    params=[
+        click.Option(
+            ["--version"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_version,
+            help="Print the version and exit.",
+        )
+    ],
     no_args_is_help=True,
-    context_settings={"show_default": True, "max_content_width": 100},
+    context_settings={
+        "show_default": True,
+        "max_content_width": 100,
+        "help_option_names": ["-h", "--help"],
+    },
 )
 
 
@@ -173,16 +222,37 @@ def main() -> None:
     # (agent, controller) turn it back on.
     gc.disable()
     try:
-        app()
+        app(complete_var="_NOSDN_COMPLETE")
     except ProblemsError as e:
         from nosdn.cli._common import EXIT_BAD_INPUT, print_problems
 
         print_problems(f"{len(e.problems)} problem(s); nothing was changed", e.problems)
         _exit(EXIT_BAD_INPUT)
+    except BrokenPipeError:  # `nosdn routes | head`: the reader has what it wanted
+        _exit(EXIT_FAILURE_QUIET)
+    except Exception as e:  # every other path: one line and a hint, never a traceback
+        from nosdn.cli._errors import debugging, describe
+
+        if debugging():
+            raise
+        failure = describe(e)
+        _print_error(failure.message)
+        _exit(failure.code)
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             _exit(e.code or 0)
         raise
+
+
+#: The exit code of a command whose stdout reader went away (as `head` does).
+EXIT_FAILURE_QUIET = 1
+
+
+def _print_error(message: str) -> None:
+    from nosdn.cli._common import err
+
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False)
 
 
 #: Commands that run for long, with threads or children of their own: they exit the usual

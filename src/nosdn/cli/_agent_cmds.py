@@ -12,7 +12,6 @@ live in `nosdn.cli._common`, where the one-shot commands (status, doctor, ...) f
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from nosdn.cli._common import (
     nets,
     node_address_options,
     option,
+    require_net_admin,
     stack,
 )
 from nosdn.model import DEFAULT_PROTOCOL
@@ -330,8 +330,7 @@ def agent(
         )
     except (ConfigError, ValueError) as e:
         fail(str(e))
-    if os.geteuid() != 0:
-        fail("the agent writes routes and needs root (CAP_NET_ADMIN)", EXIT_FAILURE)
+    require_net_admin("the agent writes routes: it")
     setup_logging(log_format, log_level)
     from nosdn.agent.run import run_agent
 
@@ -481,6 +480,11 @@ def manifests(
             )
     except ValueError as e:
         fail(str(e))
+    if controller and cloud is not None:
+        from nosdn.agent.manifests import cloud_access_note
+        from nosdn.backends.cloud import Cloud
+
+        sys.stdout.write("".join(f"# {line}\n" for line in cloud_access_note(Cloud(cloud))))
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False))
 
 

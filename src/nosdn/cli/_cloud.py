@@ -147,7 +147,16 @@ _CLOUD_DEFAULTS: dict[str, Any] = {
     "azure_endpoint": None,
 }
 #: Kernel options that mean nothing for a cloud route table.
-_KERNEL_ONLY = ("node", "external", "table", "protocol", "netns")
+_KERNEL_ONLY = (
+    "node",
+    "external",
+    "table",
+    "protocol",
+    "netns",
+    "exit_code",
+    "force",
+    "max_delete_share",
+)
 
 
 def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:

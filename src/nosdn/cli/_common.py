@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 import click
 from click.core import ParameterSource
 
+from nosdn.cli import _errors
+from nosdn.cli._examples import format_examples
 from nosdn.echo import cut, echo
 from nosdn.inventory import InventoryError, load_cluster
 from nosdn.model import Cluster, IPNetwork
@@ -47,17 +49,14 @@ if TYPE_CHECKING:
     from nosdn.sources.nodes import AddressPolicy
 
 EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
+EXIT_FAILURE = _errors.EXIT_FAILURE
+EXIT_BAD_INPUT = _errors.EXIT_BAD_INPUT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class LazyConsole:
-    """A rich ``Console`` (no emoji codes, no highlighting, no wrapping) made on first use.
-
-    No emoji codes: rich would turn the ":a:" of fd17:0:0:a::/64 into a picture.
-    """
+    """A rich ``Console`` made on first use, by `nosdn.cli._output.make_console`."""
 
     def __init__(self, *, stderr: bool = False) -> None:
         self._stderr = stderr
@@ -66,11 +65,9 @@ class LazyConsole:
     @property
     def console(self) -> Console:
         if self._console is None:
-            from rich.console import Console
+            from nosdn.cli._output import make_console
 
-            self._console = Console(
-                stderr=self._stderr, highlight=False, soft_wrap=True, emoji=False
-            )
+            self._console = make_console(stderr=self._stderr)
         return self._console
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
@@ -133,6 +130,7 @@ class Command(click.Command):
         for title, rows in self.lists.items():
             with formatter.section(title):
                 formatter.write_dl(rows)
+        format_examples(self, ctx, formatter)
 
     def get_short_help_str(self, limit: int = 45) -> str:
         """The help's whole first paragraph (click would cut it at ``limit`` characters)."""
@@ -154,8 +152,19 @@ class Group(click.Group):
 
     command_class = Command
 
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        format_examples(self, ctx, formatter)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        from nosdn.cli import resolve_or_suggest
+
+        return resolve_or_suggest(self, ctx, args)
 
 
 def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Command]:
@@ -174,8 +183,36 @@ def argument(name: str, **kwargs: Any) -> Callable[[F], F]:
     return click.argument(name, cls=Argument, **kwargs)
 
 
-def _to_output(_ctx: click.Context, _param: click.Parameter, value: str) -> Output:
+#: ``-o`` values: the formats, and ``wide`` (a table with its wide-only columns).
+OUTPUT_CHOICES = ["table", "wide", "json", "yaml"]
+
+
+def _to_output(ctx: click.Context, _param: click.Parameter, value: str) -> Output:
+    """``wide`` is a table (commands see `Output.table`); `nosdn.cli._output.table` reads it."""
+    from nosdn.cli._output import WIDE_KEY
+
+    if value == "wide":
+        ctx.find_root().meta[WIDE_KEY] = True
+        return Output.table
     return Output(value)
+
+
+def _no_headers(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    from nosdn.cli._output import NO_HEADERS_KEY
+
+    if value:
+        ctx.find_root().meta[NO_HEADERS_KEY] = True
+
+
+def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several decorators as one, applied as if written top to bottom."""
+
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
 
 
 def file_option(help: str, *, required: bool = True) -> Callable[[F], F]:
@@ -194,13 +231,22 @@ def file_option(help: str, *, required: bool = True) -> Callable[[F], F]:
 FileOpt = file_option(
     "Inventory YAML (nodes, their addresses and pod subnets). Also $NOSDN_INVENTORY."
 )
-OutputOpt = option(
-    "-o",
-    "--output",
-    type=click.Choice([o.value for o in Output]),
-    default=Output.table.value,
-    callback=_to_output,
-    help="table for people; json or yaml for machines.",
+OutputOpt = stack(
+    option(
+        "-o",
+        "--output",
+        type=click.Choice(OUTPUT_CHOICES),
+        default=Output.table.value,
+        callback=_to_output,
+        help="table for people (wide: with more columns); json or yaml for machines.",
+    ),
+    option(
+        "--no-headers",
+        is_flag=True,
+        expose_value=False,
+        callback=_no_headers,
+        help="Print tables without their title and header row (for awk, cut).",
+    ),
 )
 
 
@@ -208,17 +254,6 @@ OutputOpt = option(
 API_PANEL = "Kubernetes API"
 #: `nosdn.sources.nodes.DEFAULT_ADDRESS_TYPES`, as the option's text (a test keeps them equal).
 DEFAULT_ADDRESS_TYPES = "InternalIP,ExternalIP"
-
-
-def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    """Several decorators as one, applied as if written top to bottom."""
-
-    def apply(f: F) -> F:
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-
-    return apply
 
 
 def kube_api_options(panel: str = API_PANEL) -> Callable[[F], F]:
@@ -295,25 +330,40 @@ def address_policy(types: str, cidrs: Sequence[str]) -> AddressPolicy:
 
 
 # --- exits and loading -----------------------------------------------------------------------
-def self_command() -> tuple[str, ...]:
-    """The command that runs this very nosdn again, wherever it is printed: ``nosdn`` may not
-    be on the PATH of whoever pastes a fix (sudo, a venv not activated, ``python -m``). The
-    entry point by its absolute path when it was started as one, else this interpreter with
-    ``-m nosdn``. Quote it with `shlex.join` when printing."""
-    import shutil
-
-    argv0 = sys.argv[0] if sys.argv else ""
-    base = os.path.basename(argv0)
-    if argv0 and base not in ("-c", "-m") and not base.endswith((".py", ".pyc")):
-        path = argv0 if os.sep in argv0 else shutil.which(argv0)
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return (os.path.abspath(path),)
-    return (sys.executable, "-m", "nosdn")
-
-
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    """Print ``error: MESSAGE`` (as plain text: it may hold values with [brackets]), exit."""
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False)
     raise SystemExit(code)
+
+
+#: The capability that writing routes (and making namespaces) needs.
+CAP_NET_ADMIN = 12
+
+
+def has_net_admin(status: Path = Path("/proc/self/status")) -> bool:
+    """This process may change the network (CAP_NET_ADMIN in its effective set)."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def require_net_admin(what: str) -> None:
+    """Exit 1 with one line, before anything is tried, when this process cannot write routes:
+    the per-route EPERM of every write (and the wrong guesses they lead to) say it worse."""
+    if has_net_admin():
+        return
+    from nosdn.invocation import cmd
+
+    fail(
+        f"{what} needs root (CAP_NET_ADMIN), and this runs as uid {os.geteuid()} without it: "
+        f"run it as root, e.g. sudo {cmd(*sys.argv[1:])}",
+        EXIT_FAILURE,
+    )
 
 
 #: Problems listed in a table before "... and N more": a person reads the first few, and a
@@ -377,8 +427,33 @@ def json_text(data: Any) -> str:
     return "{\n" + ",\n".join(parts) + "\n}"
 
 
+#: The version of every document nosdn prints for machines (``-o json|yaml``): a field is
+#: only ever added under it; a change of meaning gets a new version.
+API_VERSION = "nosdn/v1"
+
+
+def document_kind() -> str:
+    """The ``kind`` of the running command's document: its path, capitalised ("lab check":
+    LabCheck)."""
+    from nosdn.cli._examples import command_key
+
+    ctx = click.get_current_context(silent=True)
+    key = command_key(ctx) if ctx is not None else ""
+    return "".join(w.capitalize() for w in key.split()) or "Document"
+
+
+def versioned(data: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+    """``data`` with ``apiVersion`` and ``kind`` first (unless it has them)."""
+    if "apiVersion" in data:
+        return data
+    return {"apiVersion": API_VERSION, "kind": kind or document_kind(), **data}
+
+
 def dump(data: Any, output: Output) -> None:
-    """Print ``data`` as JSON or YAML (for ``-o json|yaml``)."""
+    """Print ``data`` as JSON or YAML (for ``-o json|yaml``); a document (a dict) is
+    `versioned`."""
+    if isinstance(data, dict):
+        data = versioned(data)
     if output is Output.json:
         sys.stdout.write(json_text(data) + "\n")
     else:
@@ -480,6 +555,11 @@ def resolve_source(
         )
         if given(name)
     ]
+    if kube_server is not None and not kube_server.startswith(("https://", "http://")):
+        fail(
+            f"--kube-server {echo(kube_server)}: give a URL with its scheme, e.g. "
+            f"https://{echo(kube_server)} (or http:// for a plain proxy such as kubectl proxy)"
+        )
     kind: Literal["file", "kube"] | None = None
     if file is not None and (given("file") or not api):
         if api:

@@ -15,10 +15,12 @@ broken is also one that may not reach the API, and what doctor can still see is 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import click
+from click.core import ParameterSource
 from rich.text import Text
 
 from nosdn.cli._common import (
@@ -32,15 +34,16 @@ from nosdn.cli._common import (
     argument,
     command,
     dump,
+    err,
     fail,
     load_source,
     option,
     out,
     read_api,
     report_nodes,
-    self_command,
     source_options,
 )
+from nosdn.invocation import self_command
 from nosdn.model import DEFAULT_PROTOCOL, Cluster
 
 if TYPE_CHECKING:
@@ -69,6 +72,30 @@ PathType = click.Path(path_type=Path)
 DEFAULT_CNI_CONF = Path("/etc/cni/net.d/10-nosdn.conflist")
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def _lab_defaults(
+    source: ClusterSource, node: str | None, cni_conf: Path
+) -> tuple[ClusterSource, str | None, Path]:
+    """In a lab node's namespace (``ip netns exec LAB.NODE nosdn doctor``), what was not
+    given comes from the lab: its inventory, the node's name and the node's own conflist, so
+    no check reads, and no fix writes, the machine's /etc/cni/net.d."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("cni_conf") is not ParameterSource.DEFAULT:
+        return source, node, cni_conf
+    from nosdn.lab.state import lab_node_here
+
+    here = lab_node_here()
+    if here is None:
+        return source, node, cni_conf
+    if source.kind is None:
+        source = replace(source, kind="file", file=here.paths.inventory)
+    err.print(
+        f"nosdn: in node {here.node} of lab {here.lab}: its conflist {here.conflist}"
+        + (f", the lab's inventory {source.file}" if source.file == here.paths.inventory else ""),
+        markup=False,
+    )
+    return source, node or here.node, here.conflist
 
 
 def _load_optional(source: ClusterSource) -> Cluster | None:
@@ -167,6 +194,7 @@ def doctor(
     """
     from nosdn.diagnose import TargetError, gather, healthy, run_checks
 
+    source, node, cni_conf = _lab_defaults(source, node, cni_conf)
     first: list[CheckResult] = []
     cluster: Cluster | None = None
     if source.kind == "kube":
@@ -275,6 +303,7 @@ def trace(
         addr = ip_address(ip)
     except ValueError:
         fail(f"{ip!r} is not an IP address — give one like 10.244.2.5 or fd00:244:0:2::5")
+    source, node, cni_conf = _lab_defaults(source, node, cni_conf)
     cluster = _load_optional(source)
     try:
         facts = gather(

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nosdn.addr import ip_str, net_str
 from nosdn.checks import check_cluster
 from nosdn.cli._common import (
+    API_VERSION,
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
     ClusterSource,
@@ -27,6 +28,7 @@ from nosdn.cli._common import (
     problem_dicts,
     source_options,
 )
+from nosdn.cli._output import Column, table
 from nosdn.echo import echo
 from nosdn.inventory import (
     InventoryError,
@@ -36,12 +38,11 @@ from nosdn.inventory import (
     read_yaml,
     write_allocation,
 )
+from nosdn.invocation import cmd
 from nosdn.ipam import allocate
 from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
 from nosdn.plan import desired_routes
-
-if TYPE_CHECKING:  # rich tables are built for table output only
-    from rich.table import Table
+from nosdn.problems import did_you_mean
 
 
 def route_dict(r: Route) -> dict[str, Any]:
@@ -57,19 +58,27 @@ def routes_json(target: str, routes: list[Route]) -> str:
         via = ", ".join('"' + ip_str(v) + '"' for v in r.via)
         lines.append(f'    {{"dst": "{net_str(r.dst)}", "via": [{via}], "node": {dumps(r.node)}}}')
     body = "[\n" + ",\n".join(lines) + "\n  ]" if lines else "[]"
-    return f'{{\n  "target": {dumps(target)},\n  "routes": {body}\n}}\n'
+    head = f'  "apiVersion": "{API_VERSION}",\n  "kind": "Routes",\n'
+    return f'{{\n{head}  "target": {dumps(target)},\n  "routes": {body}\n}}\n'
 
 
-def routes_table(routes: list[Route], title: str) -> Table:
-    from rich.table import Table
+ROUTE_COLUMNS = (Column("destination"), Column("via"), Column("node"), Column("family", wide=True))
 
-    t = Table(title=title, title_justify="left")
-    t.add_column("destination")
-    t.add_column("via")
-    t.add_column("node")
-    for r in routes:
-        t.add_row(str(r.dst), ", ".join(str(v) for v in r.via), r.node or "(services)")
-    return t
+
+def routes_table(routes: list[Route], title: str) -> None:
+    table(
+        ROUTE_COLUMNS,
+        (
+            (
+                str(r.dst),
+                ",".join(str(v) for v in r.via),
+                r.node or "(services)",
+                f"IPv{r.dst.version}",
+            )
+            for r in routes
+        ),
+        title=title,
+    )
 
 
 def pick_target(
@@ -80,7 +89,8 @@ def pick_target(
     if node is not None:
         if cluster.node(node) is None:
             fail(
-                f"--node {node}: no such node in {where} "
+                f"--node {node}: no such node in {where} — "
+                f"{did_you_mean(node, (n.name for n in cluster.nodes))}"
                 f"(nodes: {', '.join(n.name for n in cluster.nodes[:10])}"
                 f"{', ...' if len(cluster.nodes) > 10 else ''})"
             )
@@ -121,8 +131,10 @@ def check(file: Path, output: Output) -> None:
     elif problems:
         print_problems(f"{echo(str(file))}: {len(problems)} problem(s)", problems)
     else:
-        note = f"; {pending} node(s) without podCIDRs (run nosdn allocate)" if pending else ""
-        out.print(f"[green]ok[/] {file}: {len(cluster.nodes)} nodes{note}")
+        fix = cmd("allocate", "-f", str(file), "--write")
+        note = f"; {pending} node(s) without podCIDRs (pin them: {fix})" if pending else ""
+        out.print("[green]ok[/] ", end="")
+        out.print(f"{file}: {len(cluster.nodes)} nodes{note}", markup=False)
     if problems:
         raise SystemExit(EXIT_BAD_INPUT)
 
@@ -157,16 +169,11 @@ def allocate_cmd(file: Path, write: bool, output: Output) -> None:
     if not data:
         out.print("every node already has its pod subnets; nothing to do")
         return
-    from rich.table import Table
-
-    t = Table(
-        title=f"{'assigned' if write else 'would assign'} ({len(data)} nodes)", title_justify="left"
+    table(
+        (Column("node"), Column("podCIDRs")),
+        ((name, ",".join(cidrs)) for name, cidrs in data.items()),
+        title=f"{'assigned' if write else 'would assign'} ({len(data)} nodes)",
     )
-    t.add_column("node")
-    t.add_column("podCIDRs")
-    for name, cidrs in data.items():
-        t.add_row(name, ", ".join(cidrs))
-    out.print(t)
     if not write:
         out.print("run again with --write to pin these in the file")
 
@@ -200,4 +207,4 @@ def routes(
     elif output is Output.yaml:
         dump({"target": str(target), "routes": [route_dict(r) for r in rs]}, output)
     else:
-        out.print(routes_table(rs, f"routes for {target} ({len(rs)})"))
+        routes_table(rs, f"routes for {target} ({len(rs)})")

@@ -23,7 +23,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
 
 from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce|azure (the route table)
 from nosdn.cli._common import (
@@ -38,12 +40,21 @@ from nosdn.cli._common import (
     fail,
     load_source,
     option,
+    require_net_admin,
     source_options,
 )
-from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, Route, Shadow, Target
-from nosdn.plan import desired_routes
+from nosdn.cli._output import Column
+from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, IPAddress, Route, Shadow, Target
+from nosdn.plan import DEFAULT_MAX_DELETE_SHARE, desired_routes
 from nosdn.plan import shadows as find_shadows
-from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_routes
+from nosdn.problems import did_you_mean
+from nosdn.reconcile import (
+    MassRemovalError,
+    OffLinkError,
+    PassResult,
+    nodes_with_addresses,
+    reconcile_routes,
+)
 
 if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn --help`
     from nosdn.backends.base import WriteError
@@ -101,12 +112,15 @@ def _target(
 ) -> Target:
     if external:
         return EXTERNAL
-    if node is not None:
-        if cluster.node(node) is None:
-            fail(f"--node {node}: no such node in {where}")
-        return Target.for_node(node)
     addrs = backend.local_addresses()
     names = nodes_with_addresses(cluster, addrs)
+    if node is not None:
+        if cluster.node(node) is None:
+            names_all = [n.name for n in cluster.nodes]
+            fail(f"--node {node}: no such node in {where}. {did_you_mean(node, names_all)}")
+        if names and node not in names:
+            _refuse_other_node(cluster, node, names[0], addrs)
+        return Target.for_node(node)
     if len(names) == 1:
         return Target.for_node(names[0])
     seen = ", ".join(str(a) for a in addrs if not a.is_loopback and not a.is_link_local)
@@ -117,6 +131,20 @@ def _target(
             f"for a machine outside the cluster."
         )
     return fail(f"this host's addresses ({seen}) belong to several nodes: {', '.join(names)}")
+
+
+def _refuse_other_node(
+    cluster: Cluster, node: str, here: str, addrs: Sequence[IPAddress]
+) -> NoReturn:
+    """``--node NODE`` on the host of another node: its plan would remove the routes to
+    ``here``'s own pods (they are "stale" for NODE) and add one to NODE's pods via itself."""
+    mine = set(addrs)
+    found = next(ip for n in cluster.nodes if n.name == here for ip in n.ips if ip in mine)
+    fail(
+        f"--node {node}: this host has the address {found} of node {here}, so it is {here}, "
+        f"not {node}; its routes for {node} would remove the routes to {here}'s own pods. "
+        f"Run it on {node}, or leave out --node (this host is found as {here})"
+    )
 
 
 def _run(
@@ -130,6 +158,7 @@ def _run(
     dry_run: bool,
     strict: bool = False,
     shadows: bool = False,
+    max_delete_share: float | None = None,
 ) -> tuple[PassResult, list[str], str, tuple[Shadow, ...]]:
     # a one-shot command that allocates ~10 objects per route and frees nothing until exit:
     # the cyclic collector would only rescan them, over and over (20% of a 10,000-route pass)
@@ -149,6 +178,15 @@ def _run(
                 adjacency=backend.adjacency,
                 dry_run=dry_run,
                 strict=strict,
+                max_delete_share=max_delete_share,
+            )
+        except MassRemovalError as e:
+            _print_plan(e.result, " (refused: nothing written)", full=True)
+            fail(
+                f"{e}: is this the right inventory, cluster and node? Nothing was written. "
+                "If the plan above is what you want, run again with --force (or a higher "
+                "--max-delete-share)",
+                EXIT_FAILURE,
             )
         except OffLinkError as e:
             for o in e.offlink:
@@ -279,6 +317,12 @@ def failure_lines(errors: Sequence[WriteError], limit: int = MAX_FAILURE_LINES) 
 @TableOpt
 @ProtocolOpt
 @NetnsOpt
+@option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit 1 when apply would change anything or a conflict blocks a route, 0 when in "
+    "sync (a drift check, like `git diff --exit-code`); 2 stays bad input.",
+)
 @OutputOpt
 def _plan(
     *,
@@ -288,12 +332,14 @@ def _plan(
     table: int,
     protocol: int,
     netns: str | None,
+    exit_code: bool,
     output: Output,
 ) -> None:
     """Show what `apply` would change in this host's kernel table (read-only, no root needed).
 
     + add, ~ change (next hop is wrong), - remove (ours, no longer wanted). A route to the
     same prefix owned by anyone else is a conflict: shown with both routes, never touched.
+    Exit 0 (with --exit-code: 1 if there is anything to change).
     """
     result, notes, mode, _ = _run(
         source=source,
@@ -306,9 +352,12 @@ def _plan(
     )
     if output is not Output.table:
         dump(_report(result, notes, mode, table, protocol), output)
-        return
-    _print_plan(result, "", full=True)
-    _print_problems(result, notes)
+    else:
+        _print_plan(result, "", full=True)
+        _print_problems(result, notes)
+    d = result.diff
+    if exit_code and (d.add or d.change or d.remove or d.conflicts):
+        raise SystemExit(EXIT_FAILURE)
 
 
 @command("apply")
@@ -326,6 +375,14 @@ def _plan(
     "network, instead of skipping its routes.",
 )
 @option("-v", "--verbose", is_flag=True, help="List every route added/changed/removed.")
+@option(
+    "--max-delete-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_MAX_DELETE_SHARE,
+    help="Refuse (exit 1, nothing written, the plan printed) to remove more than this share "
+    "of the routes nosdn owns here at once (more than 2): the agent's deletion guard.",
+)
+@option("--force", is_flag=True, help="Remove them anyway, whatever --max-delete-share says.")
 @OutputOpt
 def _apply(
     *,
@@ -338,6 +395,8 @@ def _apply(
     dry_run: bool,
     strict: bool,
     verbose: bool,
+    max_delete_share: float,
+    force: bool,
     output: Output,
 ) -> None:
     """Make this host's kernel table hold exactly the routes it needs (root).
@@ -347,6 +406,8 @@ def _apply(
     by others are never touched. Exit 1 if any write failed OR a conflict blocks a route, so
     whoever runs it (or pages on it) sees the problem; exit 2 for bad input.
     """
+    if not dry_run:
+        require_net_admin("apply writes this host's routes: it")
     if not dry_run and protocol == DEFAULT_PROTOCOL:
         _install_protocol_name()
     result, notes, mode, _ = _run(
@@ -358,6 +419,7 @@ def _apply(
         netns=netns,
         dry_run=dry_run,
         strict=strict,
+        max_delete_share=None if force else max_delete_share,
     )
     if output is not Output.table:
         dump(_report(result, notes, mode, table, protocol), output)
@@ -437,23 +499,25 @@ def status(
             output,
         )
     else:
-        from rich.console import Console
-        from rich.table import Table
+        from nosdn.cli._output import table as print_table
 
-        t = Table(title=f"{result.target}: kernel table {table}, {mode}", title_justify="left")
-        for col in ("state", "destination", "wanted", "node", "found"):
-            t.add_column(col)
         style = {"ok": "green", "conflict": "red", "off-link": "yellow"}
-        for r in rows:
-            t.add_row(
-                f"[{style.get(r['state'], 'red')}]{r['state']}[/]",
-                r["dst"],
-                ", ".join(r["via"]) if r["via"] else "",
-                r["node"] or "",
-                r["found"] or "",
-            )
-        # no emoji codes: rich would draw a picture for the ":a:" of fd17:0:0:a::/64
-        Console(highlight=False, soft_wrap=True, emoji=False).print(t)
+        print_table(
+            STATUS_COLUMNS,
+            (
+                (
+                    (r["state"], style.get(r["state"], "red")),
+                    r["dst"],
+                    ",".join(r["via"]) if r["via"] else "-",
+                    r["node"] or "-",
+                    ",".join(r.get("offlinkVia", [])) or "-",
+                    ",".join(s["dst"] for s in r.get("shadowedBy", [])) or "-",
+                    r["found"] or "-",
+                )
+                for r in rows
+            ),
+            title=f"{result.target}: kernel table {table}, {mode}",
+        )
         _print_problems(result, notes, via_router=bgp_up)
         _print_shadows(shadowed, table)
         _print_bgp(sessions)
@@ -500,6 +564,19 @@ def _print_bgp(sessions: list[Session] | None) -> None:
         else:
             err = f" ({s.last_error})" if s.last_error else ""
             w(f"! {peer}: {s.bgp_state} since {s.since}{err}\n    fix: {s.fix()}\n")
+
+
+#: ``status``'s columns; ``-o wide`` adds the next hops that are off-link and the routes that
+#: shadow a wanted prefix. "found" (the kernel's words, with spaces) comes last.
+STATUS_COLUMNS = (
+    Column("state"),
+    Column("destination"),
+    Column("wanted"),
+    Column("node"),
+    Column("offlink-via", wide=True),
+    Column("shadowed-by", wide=True),
+    Column("found"),
+)
 
 
 def _print_shadows(shadowed: Sequence[Shadow], table: int) -> None:
@@ -578,6 +655,7 @@ def flush(*, table: int, protocol: int, netns: str | None, output: Output) -> No
     Routes of every other protocol stay. Pods on other nodes become unreachable from here until
     the next `nosdn apply`. Nexthops still used by a route of another table are kept.
     """
+    require_net_admin("flush removes routes: it")
     with _backend(table, protocol, netns) as backend:
         res = backend.flush()
         notes = list(backend.notes)

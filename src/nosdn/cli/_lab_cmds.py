@@ -6,6 +6,7 @@ exec ... nosdn apply ...``) so the demo doubles as a tutorial on what nosdn does
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from rich.table import Table
 from nosdn.cli._common import EXIT_FAILURE, Group, Output, OutputOpt, dump, option
 from nosdn.cli._lab_common import NameOpt, err, fail, help_text, lab_errors, log, out
 from nosdn.cli._lab_node_cmds import node_group
+from nosdn.cli._output import Column, color_allowed, table
+from nosdn.invocation import cmd
 from nosdn.lab import (
     DEFAULT_NAME,
     CheckResult,
@@ -103,33 +106,35 @@ ApiOpt = option(
 )
 
 
-def _summary(lab: Lab) -> Table:
-    t = Table(title=f"lab {lab.name}", title_justify="left")
-    t.add_column("machine", no_wrap=True)
-    t.add_column("namespace", no_wrap=True)
-    t.add_column("addresses", no_wrap=True)
-    t.add_column("pod subnets", no_wrap=True)
+def _summary(lab: Lab) -> None:
+    rows: list[tuple[str, str, str, str]] = []
     pods = {p.label: p for p in lab.pods()}
     segments = len(lab.topo.segments) > 1
     for node in lab.topo.nodes:
-        t.add_row(
-            f"{node.name} (segment {node.segment})" if segments else node.name,
-            node.netns,
-            "\n".join(str(ip) for ip in node.ips),
-            "\n".join(str(c) for c in node.pod_cidrs),
+        rows.append(
+            (
+                f"{node.name}(segment-{node.segment})" if segments else node.name,
+                node.netns,
+                ",".join(str(ip) for ip in node.ips),
+                ",".join(str(c) for c in node.pod_cidrs),
+            )
         )
         for pod in node.pods:
             ep = pods[f"{node.name}/{pod}"]
-            t.add_row(f" └ {pod}", ep.netns, "\n".join(str(ip) for ip in ep.ips), "")
+            rows.append((ep.label, ep.netns, ",".join(str(ip) for ip in ep.ips), "-"))
     ext = lab.external()
-    t.add_row("external", ext.netns, "\n".join(str(ip) for ip in ext.ips), "")
+    rows.append(("external", ext.netns, ",".join(str(ip) for ip in ext.ips), "-"))
     router = lab.topo.router
     if router is not None:
-        t.add_row(f"router ({router.daemon})", router.netns, "\n".join(map(str, router.ips)), "")
+        rows.append((f"router({router.daemon})", router.netns, ",".join(map(str, router.ips)), "-"))
     if lab.topo.api_ip is not None:
-        what = "kube-apiserver" if lab.topo.spec.api == "real" else "kmock emulator"
-        t.add_row(f"API server ({what})", lab.topo.names.api, str(lab.topo.api_ip), "")
-    return t
+        what = "kube-apiserver" if lab.topo.spec.api == "real" else "kmock"
+        rows.append((f"api({what})", lab.topo.names.api, str(lab.topo.api_ip), "-"))
+    table(
+        (Column("machine"), Column("namespace"), Column("addresses"), Column("pod-subnets")),
+        rows,
+        title=f"lab {lab.name}",
+    )
 
 
 def _kube_hints(lab: Lab) -> None:
@@ -137,49 +142,65 @@ def _kube_hints(lab: Lab) -> None:
     API server is reachable only from there)."""
     if lab.topo.spec.api is None:
         return
-    name_opt = "" if lab.name == DEFAULT_NAME else f" --name {lab.name}"
+    name = _name_args(lab)
     out.print(f"kubeconfig: {lab.paths.kubeconfig}", markup=False)
     if lab.topo.spec.api == "real":
         kubectl = binaries_dir() / "kubectl"
         out.print(
-            f"  ip netns exec {lab.topo.names.api} {kubectl} --kubeconfig "
-            f"{lab.paths.kubeconfig} get nodes -o wide",
+            "  "
+            + shlex.join(
+                [
+                    *("ip", "netns", "exec", lab.topo.names.api, str(kubectl)),
+                    *("--kubeconfig", str(lab.paths.kubeconfig), "get", "nodes", "-o", "wide"),
+                ]
+            ),
             markup=False,
         )
     out.print(f"  agents' logs: {lab.paths.agent_log('NODE')}", markup=False)
-    out.print(
-        f"change the cluster: nosdn lab node add{name_opt} | "
-        f"nosdn lab node readdress {lab.topo.nodes[0].name}{name_opt} | "
-        f"nosdn lab node remove {lab.topo.nodes[-1].name}{name_opt}",
-        markup=False,
-    )
+    out.print("change the cluster:", markup=False)
+    for line in (
+        cmd("lab", "node", "add", *name),
+        cmd("lab", "node", "readdress", lab.topo.nodes[0].name, *name),
+        cmd("lab", "node", "remove", lab.topo.nodes[-1].name, *name),
+    ):
+        out.print(f"  {line}", markup=False)
+
+
+def _name_args(lab: Lab) -> list[str]:
+    return [] if lab.name == DEFAULT_NAME else ["--name", lab.name]
+
+
+def hint_commands(lab: Lab) -> list[str]:
+    """The commands `lab up` suggests, each a shell line that runs as printed (nosdn by the
+    path it was started as: sudo and ``ip netns exec`` do not search a venv's bin)."""
+    node1 = lab.topo.nodes[0]
+    inv, conf = str(lab.paths.inventory), str(lab.paths.conflist(node1.name))
+    in_node1 = shlex.join(["ip", "netns", "exec", node1.netns])
+    lines = [
+        f"{in_node1} ip route",
+        cmd("routes", "-f", inv, "--node", node1.name),
+        shlex.join(["cat", conf]),
+        f"{in_node1} {cmd('doctor', '-f', inv, '--cni-conf', conf)}",
+    ]
+    last = lab.topo.nodes[-1]
+    far = lab.state.pods.get(f"{last.name}/{last.pods[0]}", [""])[0]
+    if far:
+        lines.append(f"{in_node1} {cmd('trace', far, '-f', inv, '--cni-conf', conf)}")
+    router = lab.topo.router
+    graph = [f"--segment={seg.nets[0]}" for seg in lab.topo.segments if router is not None]
+    if router is not None:
+        graph.append(f"--router={','.join(map(str, router.ips))}")
+    lines.append(f"{cmd('graph', '-f', inv, *graph)} > lab.svg")
+    return lines
 
 
 def _hints(lab: Lab) -> None:
-    name_opt = "" if lab.name == DEFAULT_NAME else f" --name {lab.name}"
-    node1 = lab.topo.nodes[0]
+    name = _name_args(lab)
     out.print("look around:", markup=False)
-    out.print(f"  ip netns exec {node1.netns} ip route", markup=False)
-    out.print(f"  nosdn routes -f {lab.paths.inventory} --node {node1.name}", markup=False)
-    out.print(f"  cat {lab.paths.conflist(node1.name)}", markup=False)
-    last = lab.topo.nodes[-1]
-    far = lab.state.pods.get(f"{last.name}/{last.pods[0]}", [""])[0]
-    inv = lab.paths.inventory
-    conf = lab.paths.conflist(node1.name)
-    out.print(
-        f"  ip netns exec {node1.netns} nosdn doctor -f {inv} --cni-conf {conf}", markup=False
-    )
-    if far:
-        out.print(
-            f"  ip netns exec {node1.netns} nosdn trace {far} -f {inv} --cni-conf {conf}",
-            markup=False,
-        )
-    router = lab.topo.router
-    graph = [f"--segment {seg.nets[0]}" for seg in lab.topo.segments if router is not None]
-    if router is not None:
-        graph.append(f"--router {','.join(map(str, router.ips))}")
-    out.print(f"  nosdn graph -f {' '.join([str(inv), *graph])} > lab.svg", markup=False)
-    out.print(f"then: nosdn lab check{name_opt}   and   nosdn lab down{name_opt}", markup=False)
+    for line in hint_commands(lab):
+        out.print(f"  {line}", markup=False)
+    out.print(f"then: {cmd('lab', 'check', *name)}", markup=False)
+    out.print(f"  and {cmd('lab', 'down', *name)}", markup=False)
 
 
 def _family_table(result: CheckResult, family: int) -> Table:
@@ -204,10 +225,34 @@ def _family_table(result: CheckResult, family: int) -> Table:
     return t
 
 
+def _family_plain(result: CheckResult, family: int) -> None:
+    """The matrix as plain columns (a pipe, NO_COLOR): ok, FAIL, or - for not probed."""
+    cells = {
+        (r.probe.src.label, r.probe.dst.label): r
+        for r in result.results
+        if r.probe.family == family
+    }
+    rows = []
+    for src in result.sources:
+        row = [src.label]
+        for dst in result.targets:
+            r = cells.get((src.label, dst.label))
+            row.append("-" if r is None else "ok" if r.ok else "FAIL")
+        rows.append(row)
+    table(
+        [Column("from"), *(Column(t.label) for t in result.targets)],
+        rows,
+        title=f"IPv{family}: ping from row to column",
+    )
+
+
 def _print_check(result: CheckResult) -> None:
     if len(result.targets) <= MATRIX_MAX_COLUMNS:
         for family in result.families:
-            out.print(_family_table(result, family))
+            if color_allowed():  # the picture, for a person at a terminal
+                out.print(_family_table(result, family))
+            else:
+                _family_plain(result, family)
     else:
         for src in result.sources:
             mine = [r for r in result.results if r.probe.src.label == src.label]
@@ -283,7 +328,7 @@ def up_cmd(
         )
         start = time.monotonic()
         lab = up(spec, routes=routes, keep_on_error=keep_on_error, log=log)
-        out.print(_summary(lab))
+        _summary(lab)
         out.print(f"lab {lab.name} is up ({time.monotonic() - start:.1f} s)")
         _hints(lab)
         _kube_hints(lab)
@@ -424,7 +469,7 @@ def demo_cmd(
         try:
             out.print(f"[bold]1/4 up[/]: {nodes} nodes, {pods_per_node} pods each")
             lab = up(spec, routes=False, log=log)
-            out.print(_summary(lab))
+            _summary(lab)
             if agents:
                 out.print("[bold]2/4 agents[/]: nosdn agent inside every node, from the API")
             else:

@@ -7,15 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from rich.console import Console
-
 from nosdn.cli._common import EXIT_BAD_INPUT, EXIT_FAILURE, option
+from nosdn.cli._output import make_console
 from nosdn.inventory import InventoryError
 from nosdn.lab import DEFAULT_NAME, LabError, LabInputError
 
-#: No emoji codes: rich would turn the ":a:" of fd00:244:0:a::2 into a picture.
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out = make_console()
+err = make_console(stderr=True)
 
 NameOpt = option(
     "--name",

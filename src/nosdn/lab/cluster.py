@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import ssl
 import subprocess
 import sys
@@ -302,8 +303,8 @@ def start_agents(lab: Lab, *, log: Log) -> list[str]:
         if pid is not None and alive(pid):
             continue
         argv = agent_argv(lab, node)
-        log(f"$ ip netns exec {node.netns} {' '.join(argv)} &")
         run = [sys.executable, "-m", *argv]
+        log(f"$ {shlex.join(['ip', 'netns', 'exec', node.netns, *run])} &")
         lab.state.agents[node.name] = _spawn(node.netns, run, lab.paths.agent_log(node.name))
         started.append(node.name)
     lab.state.routes = "nosdn agent"
@@ -326,8 +327,8 @@ def apply_external(lab: Lab, *, log: Log) -> None:
     """``nosdn apply --external`` in the external host, nodes read from the API."""
     ext = lab.topo.external_ns
     args = ["apply", "--external", *_api_args(lab), *_cidr_args(lab.topo)]
-    log(f"$ ip netns exec {ext} nosdn {' '.join(args)}")
     argv = [sys.executable, "-m", "nosdn", *args]
+    log(f"$ {shlex.join(['ip', 'netns', 'exec', ext, *argv])}")
     proc = netns.run(netns.exec_argv(ext, argv), timeout=120, check=False)
     output = (proc.stdout + proc.stderr).rstrip()
     for line in output.splitlines():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -38,6 +39,7 @@ import yaml
 
 from nosdn.agent.installcni import PLUGINS as CNI_PLUGINS
 from nosdn.inventory import load_cluster
+from nosdn.invocation import cmd
 from nosdn.lab import cluster as live
 from nosdn.lab import netns
 from nosdn.lab import router as lab_router
@@ -113,7 +115,7 @@ def preflight(
     if os.geteuid() != 0:
         raise LabError(
             "the lab makes network namespaces and needs root — run it as root "
-            "(e.g. `sudo nosdn lab demo`)"
+            f"(e.g. `sudo {cmd(*sys.argv[1:])}`)"
         )
     missing = [tool for tool in ("ip", "ping", "sysctl") if shutil.which(tool) is None]
     if missing:
@@ -132,7 +134,7 @@ def preflight(
         )
         raise LabError(
             f"lab {names.lab!r} already exists ({what}) — remove it with "
-            f"`nosdn lab down --name {names.lab}`, or pick another --name"
+            f"`{cmd('lab', 'down', '--name', names.lab)}`, or pick another --name"
         )
 
 
@@ -388,7 +390,7 @@ def apply_routes(lab: Lab, *, log: Log = _quiet) -> list[ApplyRun]:
     with ThreadPoolExecutor(max_workers=min(BUILD_PARALLEL, len(jobs))) as pool:
         runs = list(pool.map(lambda j: _apply_one(*j), jobs))
     for r in runs:
-        log(f"$ ip netns exec {r.netns} {' '.join(r.argv)}")
+        log(f"$ {shlex.join(['ip', 'netns', 'exec', r.netns, *nosdn_argv(), *r.argv[1:]])}")
         for line in r.output.splitlines():
             log(f"  {line}")
     failed = [r for r in runs if r.returncode != 0]
@@ -442,7 +444,7 @@ def check(lab: Lab, *, parallel: int = DEFAULT_PARALLEL) -> CheckResult:
     if missing:
         raise LabError(
             f"lab {lab.name}: no address recorded for {', '.join(missing)} — "
-            f"the lab is incomplete; `nosdn lab down --name {lab.name}` and up again"
+            f"the lab is incomplete; `{cmd('lab', 'down', '--name', lab.name)}` and up again"
         )
     sources = (*pods, *lab.nodes(), lab.external())
     todo = probes(sources, pods, lab.topo.families)

@@ -67,6 +67,23 @@ def list_netns() -> list[str]:
         return []
 
 
+def current_netns() -> str | None:
+    """The name of the named namespace this process is in, as ``ip netns identify`` says
+    (None: the machine's own, or an unnamed one)."""
+    try:
+        me = os.stat("/proc/self/ns/net")
+    except OSError:
+        return None
+    for name in list_netns():
+        try:
+            st = os.stat(NETNS_DIR / name)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
+            return name
+    return None
+
+
 def add(netns: str) -> None:
     run(["ip", "netns", "add", netns])
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nosdn.invocation import cmd
 from nosdn.lab.netns import LabError
 from nosdn.lab.topology import LabSpec
 
@@ -141,10 +142,39 @@ def load(paths: LabPaths) -> LabState:
     except FileNotFoundError:
         raise LabError(
             f"no lab named {name!r} (no {paths.state_file}) — start one with "
-            f"`nosdn lab up --name {name}`"
+            f"`{cmd('lab', 'up', '--name', name)}`"
         ) from None
     except (ValueError, KeyError, TypeError) as e:
         raise LabError(
             f"{paths.state_file} is damaged ({e}) — remove the lab with "
-            f"`nosdn lab down --name {name}` and start again"
+            f"`{cmd('lab', 'down', '--name', name)}` and start again"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class LabNodeHere:
+    """This process runs in a lab node's namespace: the lab's files for that node."""
+
+    lab: str
+    node: str
+    paths: LabPaths
+
+    @property
+    def conflist(self) -> Path:
+        return self.paths.conflist(self.node)
+
+
+def lab_node_here(root: Path | None = None) -> LabNodeHere | None:
+    """The lab node whose namespace this process is in (``ip netns exec LAB.NODE ...``), if
+    its lab's files exist: doctor and trace then read that node's conflist and the lab's
+    inventory, never the machine's /etc/cni/net.d."""
+    from nosdn.lab.netns import current_netns
+
+    name = current_netns()
+    if name is None or name.count(".") != 1:  # LAB.NODE; pods are LAB.NODE.POD
+        return None
+    lab, node = name.split(".")
+    paths = LabPaths.for_lab(lab, root)
+    if not paths.conflist(node).is_file() or not paths.inventory.is_file():
+        return None
+    return LabNodeHere(lab, node, paths)

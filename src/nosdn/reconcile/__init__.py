@@ -7,6 +7,7 @@ will call it repeatedly. Nothing here imports a particular backend.
 from nosdn.reconcile.once import (
     AdjacencyCheck,
     AdjacencyInfo,
+    MassRemovalError,
     OffLink,
     OffLinkError,
     PassResult,
@@ -20,6 +21,7 @@ from nosdn.reconcile.once import (
 __all__ = [
     "AdjacencyCheck",
     "AdjacencyInfo",
+    "MassRemovalError",
     "OffLink",
     "OffLinkError",
     "PassResult",

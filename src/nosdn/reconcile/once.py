@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from nosdn.backends.base import ApplyResult, Backend, WriteError
 from nosdn.model import Cluster, Conflict, Diff, IPAddress, Route, Target
-from nosdn.plan import desired_routes, diff
+from nosdn.plan import desired_routes, diff, mass_removal
 
 
 class AdjacencyInfo(Protocol):
@@ -69,6 +69,21 @@ class OffLinkError(RuntimeError):
         self.offlink = list(offlink)
         names = ", ".join(f"{o.node or '?'} ({o.gateway})" for o in offlink)
         super().__init__(f"{len(offlink)} next hop(s) not on a directly connected network: {names}")
+
+
+class MassRemovalError(RuntimeError):
+    """The pass would remove more than the allowed share of the routes it owns: nothing was
+    written (``nosdn.plan.mass_removal``); ``result`` is the plan, for printing."""
+
+    def __init__(self, result: PassResult, owned: int, share: float) -> None:
+        self.result = result
+        self.owned = owned
+        self.share = share
+        removes = len(result.diff.remove)
+        super().__init__(
+            f"would remove {removes} of the {owned} routes nosdn owns here at once, more than "
+            f"{share:g} of them"
+        )
 
 
 @dataclass(slots=True)
@@ -180,9 +195,13 @@ def reconcile_routes(
     adjacency: AdjacencyCheck | None = None,
     dry_run: bool = False,
     strict: bool = False,
+    max_delete_share: float | None = None,
 ) -> PassResult:
     """`reconcile_once` from the routes ``target`` needs (``plan.desired_routes``): a one-shot
-    command can let go of the cluster first (its nodes are ~10 MB at 50,000)."""
+    command can let go of the cluster first (its nodes are ~10 MB at 50,000).
+
+    With ``max_delete_share``, a pass that would remove more than that share of the routes it
+    owns raises `MassRemovalError` before writing anything (``apply`` without ``--force``)."""
     offlink: list[OffLink] = []
     skipped: list[Route] = []
     if adjacency is not None:
@@ -190,10 +209,17 @@ def reconcile_routes(
         if offlink and strict:
             raise OffLinkError(offlink)
     if isinstance(backend, ReadsDiff):
-        d, _owned = backend.read_diff(desired)
+        d, owned = backend.read_diff(desired)
     else:
-        d = diff(desired, backend.routes())
+        found = backend.routes()
+        d, owned = diff(desired, found), sum(1 for r in found if r.owned)
     result = PassResult(target, desired, d, offlink, skipped)
+    if (
+        not dry_run
+        and max_delete_share is not None
+        and mass_removal(len(d.remove), owned, max_delete_share)
+    ):
+        raise MassRemovalError(result, owned, max_delete_share)
     if not dry_run:
         result.applied = backend.apply(d)
     return result

@@ -22,7 +22,12 @@ It sticks to POSIX sh and awk (tested with dash and busybox) and iproute2's ``ip
 from __future__ import annotations
 
 from nosdn.model import EXTERNAL, Cluster, Route, Target
-from nosdn.plan import UnknownNodeError, desired_routes
+from nosdn.plan import (
+    ALWAYS_ALLOWED_REMOVALS,
+    DEFAULT_MAX_DELETE_SHARE,
+    UnknownNodeError,
+    desired_routes,
+)
 from nosdn.render._base import (
     RenderedFile,
     RenderError,
@@ -60,16 +65,24 @@ _HEADER = """\
 #   --external   this host is not a cluster node               (or NOSDN_EXTERNAL=1)
 #   --node NAME  skip the detection: this host is node NAME    (or NOSDN_NODE=NAME)
 #   --dry-run    print the ip commands instead of running them (or NOSDN_DRY_RUN=1)
+#   --force      remove routes even past the deletion guard     (or NOSDN_FORCE=1)
+#   --max-delete-share S  the guard's share, in (0, 1]          (or NOSDN_MAX_DELETE_SHARE=S)
+# The deletion guard (as `nosdn apply` and the agent have it): a run that would remove more
+# than @SHARE@ of the routes nosdn owns on this host at once (and more than @ALWAYS@) changes
+# nothing, prints those routes, and exits 1: the sign of a wrong node list or a host of
+# another cluster with the same address, not of nodes leaving.
 @DEFAULT_NOTE@
 # Needs a POSIX sh (dash, bash, busybox ash), awk, and iproute2's ip (busybox's ip lacks proto).
 # Exit status: 0 in sync (off-link nodes skipped); 1 conflicts or failed writes (everything
-#              else was still applied);
+#              else was still applied), or the deletion guard refused (nothing changed);
 #              2 bad arguments or this host could not be identified (nothing was changed).
 
 set -u
 
 PROTO=@PROTO@
 TABLE=@TABLE@
+MAX_DELETE_SHARE=${NOSDN_MAX_DELETE_SHARE:-@SHARE@}
+ALWAYS_ALLOWED=@ALWAYS@
 # What to do without --external/--node: detect, external, or node (then ONLY_NODE is set:
 # this copy holds only that node's routes).
 DEFAULT_MODE=@DEFAULT_MODE@
@@ -97,7 +110,7 @@ say() { printf 'nosdn: %s\n' "$*"; }
 warn() { printf 'nosdn: %s\n' "$*" >&2; }
 die() { warn "$*"; exit 2; }
 usage() {
-    echo "usage: $0 [--external | --node NAME] [--dry-run]"
+    echo "usage: $0 [--external | --node NAME] [--dry-run] [--force] [--max-delete-share S]"
     echo "installs this cluster's pod routes (proto $PROTO, table $TABLE) on this host"
 }
 truthy() { case ${1:-} in 1 | y | yes | true | on) return 0 ;; *) return 1 ;; esac; }
@@ -105,8 +118,10 @@ truthy() { case ${1:-} in 1 | y | yes | true | on) return 0 ;; *) return 1 ;; es
 mode=
 node=${NOSDN_NODE:-}
 dry=
+force=
 if truthy "${NOSDN_EXTERNAL:-}"; then mode=external; fi
 if truthy "${NOSDN_DRY_RUN:-}"; then dry=1; fi
+if truthy "${NOSDN_FORCE:-}"; then force=1; fi
 while [ $# -gt 0 ]; do
     case $1 in
     --external) mode=external ;;
@@ -117,6 +132,13 @@ while [ $# -gt 0 ]; do
         ;;
     --node=*) node=${1#--node=} ;;
     -n | --dry-run) dry=1 ;;
+    --force) force=1 ;;
+    --max-delete-share)
+        [ $# -ge 2 ] || die "--max-delete-share needs a share in (0, 1], e.g. 0.5"
+        MAX_DELETE_SHARE=$2
+        shift
+        ;;
+    --max-delete-share=*) MAX_DELETE_SHARE=${1#--max-delete-share=} ;;
     -h | --help)
         usage
         exit 0
@@ -363,6 +385,31 @@ write() {
 first() { awk 'NF { sub(/[ \t]+$/, ""); print; exit }'; }
 pods() { if [ "$1" = - ]; then echo "services"; else echo "pods of $1"; fi; }
 
+# The deletion guard, before the first write: the same rule as `nosdn apply` (nosdn.plan).
+if [ -z "$dry" ] && [ -z "$force" ]; then
+    verdict=$(printf '%s\n' "$actions" | awk -v share="$MAX_DELETE_SHARE" \
+        -v always="$ALWAYS_ALLOWED" '
+        $1 == "remove" { r++ }
+        $1 == "remove" || $1 == "keep" || $1 == "change" { o++ }
+        END {
+            if (share !~ /^(0?\.[0-9]+|1(\.0*)?)$/ || share + 0 <= 0) { print "bad"; exit }
+            if (r + 0 > share * o && r + 0 > always) print r + 0, o + 0; else print "ok"
+        }')
+    case $verdict in
+    ok) ;;
+    bad) die "--max-delete-share $MAX_DELETE_SHARE: use a share in (0, 1], e.g. 0.5" ;;
+    *)
+        # shellcheck disable=SC2086 # two numbers, split on purpose
+        set -- $verdict
+        printf '%s\n' "$actions" | awk '$1 == "remove" { print "- " $2 " via " $5 }' >&2
+        warn "refusing to remove $1 of the $2 routes nosdn owns on this host at once (more" \
+            "than $MAX_DELETE_SHARE of them): is this the right script, cluster and node?" \
+            "Nothing was changed. If the routes above should go, run again with --force."
+        exit 1
+        ;;
+    esac
+fi
+
 added=0 changed=0 removed=0 kept=0 conflicts=0 failed=0 skipped=0
 conflict() { # DST VIA NODE OWNER LINE
     conflicts=$((conflicts + 1))
@@ -566,6 +613,8 @@ def render_script(cluster: Cluster, options: RenderOptions) -> str:
         .replace("@DEFAULT_NOTE@", _default_note(target))
         .replace("@PROTO@", sh(protocol))
         .replace("@TABLE@", sh(table))
+        .replace("@SHARE@", f"{DEFAULT_MAX_DELETE_SHARE:g}")
+        .replace("@ALWAYS@", str(ALWAYS_ALLOWED_REMOVALS))
         .replace("@DEFAULT_MODE@", sh(mode))
         .replace("@ONLY_NODE@", sh(only) if only else "")
     )
