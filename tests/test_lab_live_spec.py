@@ -51,7 +51,7 @@ def test_an_old_state_file_without_changes_still_loads() -> None:
         ),  # the API server's address
         ({"members": (1, 1)}, "distinct"),
         ({"api": "etcd"}, "--api etcd"),
-        ({"api": "real", "nodes": 4, "segments": 2, "router": "bird"}, "one L2 segment"),
+        ({"api": "real", "nodes": 4, "segments": 2, "router": "bird"}, "needs --bgp"),
     ],
 )
 def test_bad_changes_are_refused(kw: dict[str, object], message: str) -> None:

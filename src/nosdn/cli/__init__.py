@@ -97,8 +97,8 @@ COMMANDS: dict[str, Entry] = {
     "install-cni": Entry(
         "_install_cmds",
         "install_cni",
-        "Copy the CNI plugins the conflist uses into the host's CNI bin directory (the "
-        "DaemonSet's init container): atomically, only when missing or older.",
+        "Copy the CNI plugins the conflist uses into the host's CNI bin directory, atomically, "
+        "only when missing or older there; never touches any other file.",
     ),
     "doctor": Entry(
         "_debug_cmds",

@@ -48,6 +48,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "nosdn manifests --controller --cloud aws --aws-region eu-west-1 "
         "--cluster-cidr 10.244.0.0/16",
     ),
+    "install-cni": (
+        "nosdn install-cni   # the DaemonSet's init container: image plugins into /opt/cni/bin",
+        "sudo nosdn install-cni --from /usr/lib/cni --to /opt/cni/bin --plugin bridge",
+    ),
     "doctor": (
         f"nosdn doctor -f {INV}",
         "nosdn doctor --kubeconfig /etc/kubernetes/admin.conf",
