@@ -114,4 +114,4 @@ def test_cli_svg_png_and_errors(tmp_path: Path) -> None:
     assert b"--segment" in bad.stderr
     bad = nosdn("graph", "-f", inv, "--format", "jpeg")
     assert bad.returncode == 2
-    assert b"svg, png, dot, mermaid" in bad.stderr
+    assert b"'svg', 'png', 'dot', 'mermaid'" in bad.stderr

@@ -43,6 +43,7 @@ from nosdn.cli._common import (
     report_nodes,
     source_options,
 )
+from nosdn.cli._params import TABLE, reexec_in_netns
 from nosdn.invocation import self_command
 from nosdn.model import DEFAULT_PROTOCOL, Cluster
 
@@ -61,7 +62,13 @@ NodeOpt = option(
 ExternalOpt = option(
     "--external", is_flag=True, help="This host is not a node (routes only, no pods)."
 )
-TableOpt = option("--table", type=int, default=254, help="Kernel routing table nosdn manages.")
+TableOpt = option(
+    "--table", type=TABLE, default="main", help="Kernel routing table nosdn manages (main = 254)."
+)
+NetnsOpt = option(
+    "--netns",
+    help="Look at this named network namespace (runs as `ip netns exec NETNS nosdn ...`).",
+)
 ProtocolOpt = option(
     "--protocol",
     type=int,
@@ -71,6 +78,12 @@ ProtocolOpt = option(
 PathType = click.Path(path_type=Path)
 DEFAULT_CNI_CONF = Path("/etc/cni/net.d/10-nosdn.conflist")
 
+#: doctor's --masquerade (the agent's true|false, or auto) as `nosdn.diagnose.gather` takes it.
+_MASQUERADE: dict[str, Literal["auto", "yes", "no"]] = {
+    "auto": "auto",
+    "true": "yes",
+    "false": "no",
+}
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
@@ -162,12 +175,13 @@ def _fixes_for(source: ClusterSource, results: list[CheckResult]) -> list[CheckR
 )
 @option(
     "--masquerade",
-    type=click.Choice(["auto", "yes", "no"]),
+    type=click.Choice(["auto", "true", "false"]),
     default="auto",
-    help="Is pod egress masqueraded here? auto: check it if a nosdn nftables table "
-    "exists (the agent's); yes: it must be; no: do not check.",
+    help="Is pod egress masqueraded here (the agent's --masquerade)? auto: check it if a "
+    "nosdn nftables table exists (the agent's); true: it must be; false: do not check.",
 )
 @option("-v", "--verbose", is_flag=True, help="Show the details under every check.")
+@NetnsOpt
 @BgpDirOpt
 @OutputOpt
 def doctor(
@@ -175,10 +189,11 @@ def doctor(
     source: ClusterSource,
     node: str | None,
     external: bool,
+    netns: str | None,
     table: int,
     protocol: int,
     cni_conf: Path,
-    masquerade: Literal["auto", "yes", "no"],
+    masquerade: Literal["auto", "true", "false"],
     verbose: bool,
     bgp_dir: Path,
     output: Output,
@@ -194,6 +209,7 @@ def doctor(
     """
     from nosdn.diagnose import TargetError, gather, healthy, run_checks
 
+    reexec_in_netns(netns)
     source, node, cni_conf = _lab_defaults(source, node, cni_conf)
     first: list[CheckResult] = []
     cluster: Cluster | None = None
@@ -216,7 +232,7 @@ def doctor(
             table=table,
             protocol=protocol,
             cni_conf=cni_conf,
-            masquerade=masquerade,
+            masquerade=_MASQUERADE[masquerade],
             program=self_command(),
             bgp_dir=bgp_dir,
         )
@@ -274,6 +290,7 @@ def doctor(
     default=DEFAULT_CNI_CONF,
     help="This node's CNI conflist (names the pod bridge).",
 )
+@NetnsOpt
 @BgpDirOpt
 @OutputOpt
 def trace(
@@ -282,6 +299,7 @@ def trace(
     source: ClusterSource,
     node: str | None,
     external: bool,
+    netns: str | None,
     table: int,
     protocol: int,
     cni_conf: Path,
@@ -303,6 +321,7 @@ def trace(
         addr = ip_address(ip)
     except ValueError:
         fail(f"{ip!r} is not an IP address — give one like 10.244.2.5 or fd00:244:0:2::5")
+    reexec_in_netns(netns)
     source, node, cni_conf = _lab_defaults(source, node, cni_conf)
     cluster = _load_optional(source)
     try:
@@ -343,6 +362,7 @@ def trace(
     "--format",
     "-F",
     "fmt",
+    type=click.Choice(["svg", "png", "dot", "mermaid"]),
     default="svg",
     help="svg or png (drawn by Graphviz), dot or mermaid.",
 )

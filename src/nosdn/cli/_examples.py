@@ -37,9 +37,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         f"nosdn status -f {INV} --no-headers | awk '$1 != \"ok\"'",
     ),
     "flush": ("sudo nosdn flush", "sudo nosdn flush --table 100"),
-    "agent": (
-        'nosdn agent --node-name "$NODE_NAME" --cluster-cidr 10.244.0.0/16   # in a DaemonSet',
-    ),
+    "agent": ('nosdn agent --node "$NODE_NAME" --cluster-cidr 10.244.0.0/16   # in a DaemonSet',),
     "controller": (
         "nosdn controller --cloud aws --aws-region eu-west-1 --cluster-cidr 10.244.0.0/16",
     ),

@@ -44,6 +44,7 @@ from nosdn.cli._common import (
     source_options,
 )
 from nosdn.cli._output import Column
+from nosdn.cli._params import NETNS_HELP, TABLE
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, IPAddress, Route, Shadow, Target
 from nosdn.plan import DEFAULT_MAX_DELETE_SHARE, desired_routes
 from nosdn.plan import shadows as find_shadows
@@ -76,7 +77,7 @@ ExternalOpt = option(
     "serviceVia nodes (ECMP).",
 )
 TableOpt = option(
-    "--table", type=int, default=254, help="Kernel routing table to manage (254 = main)."
+    "--table", type=TABLE, default="main", help="Kernel routing table to manage (main = 254)."
 )
 ProtocolOpt = option(
     "--protocol",
@@ -85,10 +86,7 @@ ProtocolOpt = option(
     help="Route protocol number that marks nosdn's routes and nexthops; "
     "routes with any other number are never touched.",
 )
-NetnsOpt = option(
-    "--netns",
-    help="Work in this named network namespace (like `ip -n`), not the current one.",
-)
+NetnsOpt = option("--netns", help=NETNS_HELP)
 
 
 @contextmanager

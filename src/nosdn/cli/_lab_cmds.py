@@ -362,9 +362,10 @@ def apply_cmd(name: str) -> None:
 @OutputOpt
 @option("--parallel", type=click.IntRange(1, 64), default=16, help="Pings in flight at once.")
 @option(
-    "--matrix-png",
+    "--out",
+    "matrix_png",
     type=click.Path(path_type=Path),
-    help="Also draw the matrix as an image (PNG; SVG if FILE ends in .svg), with Graphviz.",
+    help="Also draw the matrix into this file (PNG; SVG if it ends in .svg), with Graphviz.",
 )
 def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None) -> None:
     with lab_errors():
@@ -377,7 +378,7 @@ def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None)
         try:
             write_matrix(result, matrix_png)
         except (GraphError, OSError) as e:
-            fail(f"--matrix-png {matrix_png}: {e}", EXIT_FAILURE)
+            fail(f"--out {matrix_png}: {e}", EXIT_FAILURE)
         err.print(f"wrote {matrix_png}", markup=False)
     if output is Output.table:
         _print_check(result)
