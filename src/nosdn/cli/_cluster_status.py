@@ -71,7 +71,10 @@ def read_status(source: ClusterSource) -> ClusterStatus:
             items_iter, _ = api.list_nodes()
             items = list(items_iter)
         except ApiError as e:
-            fail(f"cannot list the Nodes at {api.server}: {e} — {_fix(e)}", EXIT_FAILURE)
+            fail(
+                f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — {_fix(e)}",
+                EXIT_FAILURE,
+            )
         events: list[Mapping[str, Any]] | None
         events_error = ""
         try:
