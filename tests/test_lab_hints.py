@@ -158,5 +158,20 @@ def test_lab_check_groups_failures_and_its_doctor_runs_as_printed(
         assert d.returncode == 1, d.stdout + d.stderr  # it found what is wrong
         assert "command not found" not in d.stderr
         assert routes[0]["dst"] in d.stdout, d.stdout
+        # ...and each fix it prints, pasted into this machine's own shell, mends node2 only
+        fixes = [x.split("fix: ", 1)[1] for x in d.stdout.splitlines() if "fix: " in x]
+        assert fixes, d.stdout
+        assert all(f.startswith(f"ip netns exec {node2} ") for f in fixes), fixes
+        host_routes = ns.run(["ip", "route", "show"]).stdout
+        for fix in fixes:
+            m = subprocess.run(
+                ["bash", "-c", fix], capture_output=True, text=True, check=False, env=env
+            )
+            assert m.returncode == 0, f"{fix}\n{m.stdout}\n{m.stderr}"
+        assert ns.run(["ip", "route", "show"]).stdout == host_routes
+        again = subprocess.run(
+            ["bash", "-c", hints[0].strip()], capture_output=True, text=True, check=False, env=env
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
     finally:
         down(name)

@@ -161,6 +161,27 @@ def _fixes_for(source: ClusterSource, results: list[CheckResult]) -> list[CheckR
     ]
 
 
+#: First words of a fix that is a command (the rest are said in words).
+_COMMAND_WORDS = ("sysctl", "ip", "nft", "iptables", "ip6tables", "modprobe", "birdc", "sh")
+
+
+def in_netns(fix: str, netns: str) -> str:
+    """``fix`` as it runs from the machine's own shell when doctor looked at ``netns``
+    (``ip netns exec NETNS ...``; through ``sh -c`` when it redirects or chains commands);
+    a fix in words is left as it is. A person reads doctor from the machine's own shell,
+    also when it ran inside a namespace (--netns, a lab node); ``-o json`` keeps each fix as
+    it runs inside, and says the namespace (``netns``)."""
+    import shlex
+
+    program = shlex.join(self_command())
+    first = fix.split(maxsplit=1)[0] if fix.strip() else ""
+    if first not in _COMMAND_WORDS and not fix.startswith(program):
+        return fix
+    if any(c in fix for c in (">", "|", ";", "&&")):
+        return f"ip netns exec {shlex.quote(netns)} sh -c {shlex.quote(fix)}"
+    return f"ip netns exec {shlex.quote(netns)} {fix}"
+
+
 @command("doctor")
 @OptionalSourceOpts
 @NodeOpt
@@ -240,10 +261,14 @@ def doctor(
         fail(str(e))
     results = [*first, *_fixes_for(source, run_checks(facts))]
     ok = healthy(results)
+    from nosdn.lab.netns import current_netns
+
+    here = current_netns()  # a fix runs there: the table's fix lines enter it
     if output is not Output.table:
         dump(
             {
                 "target": str(facts.target) if facts.target is not None else None,
+                "netns": here,
                 "ok": ok,
                 "checks": [r.as_dict() for r in results],
             },
@@ -257,7 +282,8 @@ def doctor(
             line.append(f"  {r.id:<{width}}  {r.saw}")
             out.print(line)
             if r.fix and r.status in ("fail", "warn"):
-                out.print(Text(f"      {'':<{width}}fix: {r.fix}", style="cyan"))
+                fix = in_netns(r.fix, here) if here else r.fix
+                out.print(Text(f"      {'':<{width}}fix: {fix}", style="cyan"))
             if r.details and (verbose or r.status == "fail"):
                 shown = r.details if verbose else r.details[:10]
                 for d in shown:
