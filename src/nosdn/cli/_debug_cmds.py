@@ -382,6 +382,19 @@ def trace(
         raise SystemExit(EXIT_FAILURE)
 
 
+def _unpinned(source: ClusterSource) -> frozenset[str]:
+    """Nodes of the inventory whose pod subnets exist only in memory (not in the file)."""
+    if source.kind != "file" or source.file is None:
+        return frozenset()
+    from nosdn.inventory import InventoryError, load_cluster
+
+    try:
+        raw = load_cluster(source.file, allocate_missing=False, warn=False)
+    except InventoryError:
+        return frozenset()
+    return frozenset(n.name for n in raw.nodes if not n.pod_cidrs)
+
+
 @command("graph")
 @source_options()
 @option(
@@ -437,7 +450,7 @@ def graph(
         fail(f"--router: {e} — give the router's addresses, e.g. 10.10.0.253,10.10.1.253")
     cluster = load_source(source)
     try:
-        data = render_graph(picture(cluster, nets, ips), fmt)
+        data = render_graph(picture(cluster, nets, ips, unpinned=_unpinned(source)), fmt)
     except GraphError as e:
         fail(str(e), EXIT_FAILURE)
     if out_file is not None:
