@@ -48,8 +48,9 @@ DIFFERENT_VALUES = {
     "--format",
     # doctor's is whether to check: auto, or the agent's own true|false
     "--masquerade",
-    # not yet one thing: routes --router (the router's table, a flag), graph --router ADDRS
-    # (its addresses), lab up --router bird|frr (its daemon); left for a later change
+    # routes --router (the router's table: a target, like --node and --external) and
+    # lab up|demo --router bird|frr (which daemon the lab's router runs); graph takes the
+    # router's addresses as --router-address
     "--router",
 }
 

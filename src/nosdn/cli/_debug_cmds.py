@@ -412,7 +412,8 @@ def _unpinned(source: ClusterSource) -> frozenset[str]:
     "Default: all nodes on one segment.",
 )
 @option(
-    "--router",
+    "--router-address",
+    "router",
     help="The router's addresses, comma-separated: it joins every segment it has an "
     "address in and carries every pod subnet.",
 )
@@ -433,7 +434,7 @@ def graph(
       nosdn graph -f inv.yaml > cluster.svg
       nosdn graph -f inv.yaml --format mermaid
       nosdn graph -f inv.yaml --segment 10.10.0.0/24 --segment 10.10.1.0/24 \\
-          --router 10.10.0.253,10.10.1.253 --format png --out cluster.png
+          --router-address 10.10.0.253,10.10.1.253 --format png --out cluster.png
     """
     from nosdn.addr import parse_ip, parse_net
     from nosdn.render.graph import FORMATS, GraphError, picture, render_graph
@@ -447,7 +448,7 @@ def graph(
     try:
         ips = [parse_ip(s.strip()) for s in router.split(",")] if router else []
     except ValueError as e:
-        fail(f"--router: {e} — give the router's addresses, e.g. 10.10.0.253,10.10.1.253")
+        fail(f"--router-address: {e} — give the router's addresses, e.g. 10.10.0.253,10.10.1.253")
     cluster = load_source(source)
     try:
         data = render_graph(picture(cluster, nets, ips, unpinned=_unpinned(source)), fmt)

@@ -191,7 +191,7 @@ def hint_commands(lab: Lab) -> list[str]:
     router = lab.topo.router
     graph = [f"--segment={seg.nets[0]}" for seg in lab.topo.segments if router is not None]
     if router is not None:
-        graph.append(f"--router={','.join(map(str, router.ips))}")
+        graph.append(f"--router-address={','.join(map(str, router.ips))}")
     lines.append(f"{cmd('graph', '-f', inv, *graph)} > lab.svg")
     return lines
 
