@@ -316,11 +316,14 @@ class _Progress:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.step = 0
+        self.width = 0
 
     def __call__(self, done: int, failed: int, total: int) -> None:
         line = f"pings: {done}/{total}" + (f" ({failed} failed)" if failed else "")
-        if self.tty:
-            sys.stderr.write("\r\x1b[K" + line + ("\r\x1b[K" if done == total else ""))
+        if self.tty:  # a carriage return and spaces: no escape sequence (NO_COLOR holds)
+            self.width = max(self.width, len(line))
+            end = "\r" + " " * self.width + "\r" if done == total else ""
+            sys.stderr.write("\r" + line.ljust(self.width) + end)
             sys.stderr.flush()
         elif done * 10 // total > self.step or done == 1:
             self.step = done * 10 // total
