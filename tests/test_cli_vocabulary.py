@@ -174,3 +174,17 @@ def test_render_out_writes_one_file_formats_to_that_file(tmp_path: Path) -> None
         check=True,
     )
     assert target.read_text() == printed.stdout  # --table 254 is main, said as main
+
+
+def test_a_fix_from_inside_a_namespace_enters_it() -> None:
+    from nosdn.cli._debug_cmds import in_netns
+    from nosdn.invocation import cmd
+
+    ns = "lab.node1"
+    assert in_netns("sysctl -w net.ipv4.ip_forward=1", ns) == (
+        "ip netns exec lab.node1 sysctl -w net.ipv4.ip_forward=1"
+    )
+    redirected = cmd("render", "-f", "inv.yaml", "--format", "cni") + " > /run/x.conflist"
+    assert in_netns(redirected, ns) == f"ip netns exec lab.node1 sh -c '{redirected}'"
+    words = "put them on this node's network, or route their pod subnets through a router"
+    assert in_netns(words, ns) == words  # a fix in words stays as it is
