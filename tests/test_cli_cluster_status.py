@@ -146,6 +146,11 @@ def test_json_is_data(emulator: Emulator) -> None:
     assert doc["apiVersion"] == "nosdn/v1"
     assert doc["kind"] == "ClusterStatus"
     assert (doc["ok"], doc["nodes"], doc["ready"]) == (False, 3, 1)
+    assert list(doc) == ["apiVersion", "kind", "ok", "nodes", "ready", "eventsError", "items"]
+    assert list(doc["items"][0]) == [  # as the README's Machine output table says
+        *("name", "agent", "ready", "reason", "message", "since", "kubeletReady"),
+        *("podCIDRs", "addresses", "conflicts", "offlink"),
+    ]
     by = {n["name"]: n for n in doc["items"]}
     assert by["n1"]["ready"] is True
     assert by["n1"]["conflicts"] == ["route to 10.244.2.0/24 (pods of node x) is owned by boot"]

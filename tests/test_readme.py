@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -129,3 +130,39 @@ def test_the_metrics_list_is_every_metric() -> None:
     rows = [r.split("|") for r in block_after("readme-metrics").splitlines()[2:]]
     listed = {r[1].strip().strip("`"): r[2].strip() for r in rows}
     assert listed == registered()
+
+
+DOCUMENTS = {
+    "Check": ["check", "-f", "examples/two-nodes.yaml"],
+    "Allocate": ["allocate", "-f", "examples/rack-cluster.yaml"],
+    "Routes": ["routes", "-f", "examples/two-nodes.yaml", "--router"],
+    "Plan": ["plan", "-f", "examples/two-nodes.yaml", "--external"],
+    "Status": ["status", "-f", "examples/two-nodes.yaml", "--external"],
+    "Doctor": ["doctor"],
+    "Trace": ["trace", "10.1.2.3"],
+    "Version": ["version"],
+}
+
+
+def test_the_documents_list_their_top_level_fields() -> None:
+    rows = [r.split("|") for r in block_after("readme-documents").splitlines()[2:]]
+    documented: dict[str, list[str]] = {}
+    for r in rows:
+        text = re.sub(r"\([^)]*\)", "", r[3])  # the items' fields are in parentheses
+        documented[r[1].strip().strip("`")] = re.findall(r"`([A-Za-z]+)`", text)
+    assert set(documented) == {*DOCUMENTS, "ClusterStatus"}  # that one: test_cli_cluster_status
+    for kind, args in DOCUMENTS.items():
+        r = subprocess.run(
+            [sys.executable, "-m", "nosdn", *args, "-o", "json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert r.returncode in (0, 1), r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["apiVersion"] == "nosdn/v1"
+        assert doc["kind"] == kind
+        fields = [k for k in doc if k not in ("apiVersion", "kind")]
+        optional = {"bgp"}  # --bgp mode only
+        assert set(fields) - optional == set(documented[kind]) - optional, kind
