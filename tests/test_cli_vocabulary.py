@@ -130,6 +130,7 @@ def test_table_takes_a_name_or_a_number_everywhere() -> None:
     assert TABLE.convert("100", None, None) == 100
     assert TABLE_TEXT.convert("main", None, None) == "main"
     assert TABLE_TEXT.convert("254", None, None) == "main"
+    assert TABLE_TEXT.convert("pods", None, None) == "pods"  # the target host's rt_tables
     for bad in ("local", "255", "0", "mian"):
         with pytest.raises(click.BadParameter):
             TABLE.convert(bad, None, None)

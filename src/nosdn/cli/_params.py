@@ -76,6 +76,8 @@ class TableParam(click.ParamType):  # type: ignore[type-arg]
             number = int(text)
         else:
             number = table_names().get(text)
+            if number is None and self.keep_text and text != "local":
+                return text  # a name of the host the script runs on: render checks its form
             if number is None:
                 from nosdn.problems import did_you_mean
 
@@ -100,7 +102,8 @@ class TableParam(click.ParamType):  # type: ignore[type-arg]
 
 #: ``--table`` of the commands that talk to the kernel: the number.
 TABLE = TableParam()
-#: ``--table`` of render: the same values, kept as written (the script says ``table main``).
+#: ``--table`` of render: the same values, kept as written (the script says ``table main``); a
+#: name this machine does not know is taken as one of the host the script will run on.
 TABLE_TEXT = TableParam(keep_text=True)
 
 NETNS_HELP = "Work in this named network namespace (like `ip -n`), not the current one."
