@@ -166,3 +166,34 @@ def test_the_documents_list_their_top_level_fields() -> None:
         fields = [k for k in doc if k not in ("apiVersion", "kind")]
         optional = {"bgp"}  # --bgp mode only
         assert set(fields) - optional == set(documented[kind]) - optional, kind
+
+
+def test_the_uninstall_removes_every_file_render_systemd_installs(tmp_path: Path) -> None:
+    """`render --format systemd --out DIR` writes the files; the README's uninstall removes
+    each of them (and the rt_protos name apply installs), nothing it did not write."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nosdn",
+            "render",
+            "-f",
+            "examples/two-nodes.yaml",
+            "--format",
+            "systemd",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    written = {"/" + str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    section = README[README.index("## Uninstall") :].split("\n## ", 1)[0]
+    removed = set(re.findall(r"rm -f ([^#\n]+)", section))
+    paths = {p for line in removed for p in line.split()}
+    assert written <= paths, written - paths
+    units = re.findall(r"disable --now ([^\n]+)", section)[0].split()
+    assert {f"/etc/systemd/system/{u}" for u in units} <= written
