@@ -52,7 +52,7 @@ class _Listed:
 
 def read_status(source: ClusterSource) -> ClusterStatus:
     """One list of Nodes and of the agents' Events; exits 1 (one line) when the API fails."""
-    from nosdn.cli._common import _fix
+    from nosdn.cli._common import api_fix
     from nosdn.sources.errors import ApiError
     from nosdn.sources.kubernetes import KubeApi, KubeSettings
     from nosdn.sources.listing import list_cluster
@@ -72,7 +72,8 @@ def read_status(source: ClusterSource) -> ClusterStatus:
             items = list(items_iter)
         except ApiError as e:
             fail(
-                f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — {_fix(e)}",
+                f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — "
+                f"{api_fix(e)}",
                 EXIT_FAILURE,
             )
         events: list[Mapping[str, Any]] | None

@@ -670,13 +670,13 @@ def read_api(source: ClusterSource) -> tuple[NodeList, str]:
         return list_cluster(api, policy=policy, cluster_cidrs=cidrs), api.server
     except ApiError as e:
         raise SourceError(
-            f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — {_fix(e)}"
+            f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — {api_fix(e)}"
         ) from None
     finally:
         api.close()
 
 
-def _fix(e: ApiError) -> str:
+def api_fix(e: ApiError) -> str:
     """What to do about a failed read, by how it failed."""
     text = str(e)
     if e.status == 401:
