@@ -24,7 +24,7 @@ from agent_env import Emulator, node_object
 from nosdn.agent.condition import CONDITION, REASON_UP
 from nosdn.agent.events import COMPONENT, event_body
 from nosdn.sources import clusterstatus
-from test_cli_kube import CLEAN, free_port
+from test_cli_kube import CLEAN, free_port, kubeconfig
 
 CIDRS = ["--cluster-cidr", "10.244.0.0/16"]
 NOSDN = [sys.executable, "-m", "nosdn"]
@@ -226,3 +226,22 @@ def test_events_of_a_fixed_problem_age_out() -> None:
     assert st.ok
     unread = clusterstatus.cluster_status(nodes()[:1], None, now=now, events_error="forbidden")
     assert not unread.ok  # conflicts not known is not "no conflicts"
+
+
+def test_with_nothing_given_it_reads_kubectls_kubeconfig(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """As kubectl: no --kubeconfig, no $KUBECONFIG, not in a pod: ~/.kube/config."""
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    kubeconfig(home / ".kube" / "config", {"emu": emulator.url}, "emu")
+    env = {k: v for k, v in os.environ.items() if k not in CLEAN}
+    r = subprocess.run(
+        [*NOSDN, "status", "--cluster", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**env, "HOME": str(home)},
+    )
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["nodes"] == 3
