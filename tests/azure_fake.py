@@ -18,6 +18,9 @@ azure-mgmt-network client is pointed at it:
   (``enableIPForwarding``, with If-Match and the same operation shape); the scale-set list
   ``Microsoft.Compute/virtualMachineScaleSets/{ss}/networkInterfaces`` (a scale-set NIC cannot
   be PUT, as in ARM).
+- A subscription other than ``SUB`` is 404 ``SubscriptionNotFound``; a resource group holding
+  nothing is 404 ``ResourceGroupNotFound``; an action in ``forbidden`` is 403
+  ``AuthorizationFailed`` with ARM's message (an identity without the role).
 - Every request needs ``api-version`` (else 400 ``MissingApiVersionParameter``) and
   ``Authorization: Bearer <token>`` with the token given (else 401 ``AuthenticationFailed``), or
   none at all when the fake is made with ``token=None``.
@@ -57,6 +60,8 @@ _NICS = re.compile(_P + r"Microsoft\.Network/networkInterfaces(?:/(?P<name>[^/]+
 _SS_NICS = re.compile(
     _P + r"Microsoft\.Compute/virtualMachineScaleSets/(?P<ss>[^/]+)/networkInterfaces$", re.I
 )
+_SUB = re.compile(r"^/subscriptions/([^/]+)")
+_RG = re.compile(r"^/subscriptions/[^/]+/resourceGroups/([^/]+)", re.I)
 _OPS = re.compile(
     r"^/subscriptions/([^/]+)/providers/Microsoft\.Network/locations/([^/]+)/operations/([^/]+)$"
 )
@@ -128,6 +133,9 @@ class AzureFake:
         self.violations: list[str] = []
         self.counts: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        #: ARM actions this token may not perform (``Microsoft.Network/routeTables/write``):
+        #: answered 403 ``AuthorizationFailed``, as for an identity without the role.
+        self.forbidden: set[str] = set()
         self._fail: list[tuple[int, str]] = []
         self._busy = 0
         self._next_put: list[Callable[[], None]] = []
@@ -247,6 +255,9 @@ class AzureFake:
                 self.arm.nics[(rg.lower(), name.lower())] = nic
             return nic
 
+    def _groups(self) -> set[str]:
+        return {rg for rg, _ in (*self.arm.tables, *self.arm.nics, *self.arm.ss_nics)}
+
     def fail(self, n: int, status: int = 429, retry_after: str = "0") -> None:
         with self._lock:
             self._fail.extend([(status, retry_after)] * n)
@@ -292,6 +303,28 @@ class AzureFake:
                     400,
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
+                )
+            if (sub := _SUB.match(path)) and sub.group(1) != SUB:
+                return _error(
+                    404,
+                    "SubscriptionNotFound",
+                    f"The subscription '{sub.group(1)}' could not be found.",
+                )
+            if (rg := _RG.match(path)) and rg.group(1).lower() not in self._groups():
+                return _error(
+                    404,
+                    "ResourceGroupNotFound",
+                    f"Resource group '{rg.group(1)}' could not be found.",
+                )
+            if (action := _action(method, path)) in self.forbidden:
+                scope = path.split("?")[0]
+                return _error(
+                    403,
+                    "AuthorizationFailed",
+                    f"The client 'nosdn-test' with object id '{uuid.UUID(int=7)}' does not have "
+                    f"authorization to perform action '{action}' over scope '{scope}' or the "
+                    "scope is invalid. If access was recently granted, please refresh your "
+                    "credentials.",
                 )
             if self._fail:
                 status, after = self._fail.pop(0)
@@ -475,6 +508,18 @@ class AzureFake:
         reply = json.loads(json.dumps(table))
         table["properties"]["provisioningState"] = "Succeeded"
         return (201 if old is None else 200), reply, self._lro(h)
+
+
+def _action(method: str, path: str) -> str:
+    """The ARM authorization action of a request (``Microsoft.Network/routeTables/write``)."""
+    m = re.search(r"/providers/Microsoft\.(\w+)/(\w+)(?:/[^/]+)?(?:/(\w+))?", path, re.I)
+    if m is None:
+        return ""
+    kind = m.group(2) if not m.group(3) else f"{m.group(2)}/{m.group(3)}"
+    if kind.startswith("virtualMachineScaleSets"):
+        kind = "virtualMachineScaleSets/networkInterfaces"
+    verb = "read" if method == "GET" else "delete" if method == "DELETE" else "write"
+    return f"Microsoft.{m.group(1)}/{kind}/{verb}"
 
 
 def _table_id(sub: str, rg: str, name: str) -> str:

@@ -167,7 +167,8 @@ def test_azure_header_names_its_identity_and_role_not_another_clouds() -> None:
         "Microsoft.Network/networkInterfaces/read",
     ):
         assert want in text, (want, text)
-    assert "compute." not in text and "ec2:" not in text
+    assert "compute." not in text
+    assert "ec2:" not in text
     assert all(len(line) <= 100 for line in header)
     assert list(yaml.safe_load_all(res.output)) == controller_manifests(
         CloudOptions(

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from nosdn.backends.azure_auth import missing_credential
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.cloud import CloudError, CloudTable
 from nosdn.model import Cluster, Diff, InstalledRoute, IPNetwork, Node, Route
@@ -313,9 +314,7 @@ class AzureRoutes:
         except ClientAuthenticationError as e:
             raise CloudError(
                 f"Azure authentication failed ({self._credential_kind}) {what} in "
-                f"{self._where(ref)}: {_first_line(e)}; set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
-                "AZURE_CLIENT_SECRET (a service principal) or AZURE_FEDERATED_TOKEN_FILE "
-                "(workload identity), or run where a managed identity is assigned"
+                f"{self._where(ref)}: {_first_line(e)}; {missing_credential()}"
             ) from e
         except _OffEndpoint as e:
             raise CloudError(f"{what}: refused a request off the endpoint {self._host}: {e}") from e
@@ -340,8 +339,20 @@ class AzureRoutes:
                 what, ref, lambda: self.client.route_tables.get(ref.resource_group, ref.name)
             )
         except ResourceNotFoundError as e:
+            code = _code(e)
+            if code == "SubscriptionNotFound":
+                raise CloudError(
+                    f"no subscription {ref.subscription} ({code}) reading route table {ref.name}: "
+                    "fix --azure-subscription (AZURE_SUBSCRIPTION_ID) or the table's resource id"
+                ) from e
+            if code == "ResourceGroupNotFound":
+                raise CloudError(
+                    f"no resource group {ref.resource_group} in subscription {ref.subscription} "
+                    f"({code}) reading route table {ref.name}: fix --azure-resource-group "
+                    "or --route-table RG/NAME"
+                ) from e
             raise CloudError(
-                f"no route table {ref.name} in {self._where(ref)} ({_code(e)}): create it and "
+                f"no route table {ref.name} in {self._where(ref)} ({code}): create it and "
                 "associate it with the nodes' subnet, or fix --route-table"
             ) from e
         except HttpResponseError as e:
