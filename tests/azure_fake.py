@@ -14,6 +14,9 @@ azure-mgmt-network client is pointed at it:
 - PUT validates like ARM: route names (1-80 of ``[A-Za-z0-9._-]``), addresses, unique names and
   prefixes, a next hop address for ``VirtualAppliance``, and at most ``route_limit`` routes
   (400, ARM's default; over it a 400 error with the limit in its message).
+- ``routeTables/{name}/routes/{route}``: GET, PUT and DELETE of one route (the per-route way a
+  script or ``az network route-table route create`` works; the bench's baseline), each write a
+  long-running operation that changes the table's ETag.
 - ``networkInterfaces``: list per resource group (paged with ``nextLink``), GET and PUT one
   (``enableIPForwarding``, with If-Match and the same operation shape); the scale-set list
   ``Microsoft.Compute/virtualMachineScaleSets/{ss}/networkInterfaces`` (a scale-set NIC cannot
@@ -56,6 +59,9 @@ _SERVICE_TAG = re.compile(
 )  # Storage, AzureCloud.westeurope
 _P = r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
 _TABLE = re.compile(_P + r"Microsoft\.Network/routeTables/(?P<name>[^/]+)$", re.I)
+_ROUTE = re.compile(
+    _P + r"Microsoft\.Network/routeTables/(?P<name>[^/]+)/routes/(?P<route>[^/]+)$", re.I
+)
 _NICS = re.compile(_P + r"Microsoft\.Network/networkInterfaces(?:/(?P<name>[^/]+))?$", re.I)
 _SS_NICS = re.compile(
     _P + r"Microsoft\.Compute/virtualMachineScaleSets/(?P<ss>[^/]+)/networkInterfaces$", re.I
@@ -145,6 +151,9 @@ class AzureFake:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body are two writes: without TCP_NODELAY each answer waits out the
+            # client's delayed ACK (40 ms), which is the fake's latency, not ARM's
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -343,6 +352,8 @@ class AzureFake:
     def _route(
         self, method: str, path: str, query: dict[str, str], h: dict[str, str], body: bytes
     ) -> tuple[int, Any, dict[str, str]]:
+        if (m := _ROUTE.match(path)) and method in ("GET", "PUT", "DELETE"):
+            return self._one_route(method, m, h, body)
         if m := _TABLE.match(path):
             key = (m["rg"].lower(), m["name"].lower())
             if m["sub"] != SUB:
@@ -416,6 +427,49 @@ class AzureFake:
             "etag": _etag(),
             "properties": {"provisioningState": "Succeeded", **props},
         }
+
+    def _one_route(
+        self, method: str, m: re.Match[str], h: dict[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One route as its own resource (``az network route-table route show|create|delete``,
+        the per-route way): the table's ETag changes with every write, as in ARM."""
+        t = self.arm.tables[(m["rg"].lower(), m["name"].lower())]
+        routes: list[dict[str, Any]] = t["properties"]["routes"]
+        i = next((i for i, r in enumerate(routes) if r["name"].lower() == m["route"].lower()), -1)
+        if method == "GET":
+            self.counts["get route"] += 1
+            if i < 0:
+                raise KeyError(m["route"])
+            return 200, routes[i], {}
+        self.counts[f"{method.lower()} route"] += 1
+        if self._busy:
+            self._busy -= 1
+            self.rejected["busy"] += 1
+            return _error(409, "AnotherOperationInProgress", "Another operation is in progress.")
+        if method == "DELETE":
+            if i < 0:
+                return 204, None, {}
+            del routes[i]
+            t["etag"] = _etag()
+            return 202, None, self._lro(h)
+        props = {
+            k: v
+            for k, v in json.loads(body or b"{}").get("properties", {}).items()
+            if k != "provisioningState"
+        }
+        if i < 0 and len(routes) >= self.route_limit:
+            return _error(
+                400,
+                "RouteTableRouteCountLimitReached",
+                f"Route table has {len(routes)} routes; the limit is {self.route_limit}.",
+            )
+        route = self._make_route(t["id"], m["route"], props)
+        if i < 0:
+            routes.append(route)
+        else:
+            routes[i] = route
+        t["etag"] = _etag()
+        return (201 if i < 0 else 200), route, self._lro(h)
 
     def _put_table(
         self, key: tuple[str, str], m: re.Match[str], h: dict[str, str], new: dict[str, Any]
