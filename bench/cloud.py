@@ -420,7 +420,8 @@ def run_azure(nodes: int, tables: int) -> None:
     from nosdn.backends.azure import AzureConfig, AzureRoutes
 
     sub = "00000000-0000-0000-0000-00000000cafe"
-    fake = RemoteFake(token=None)  # an http:// loopback endpoint: no credentials sent
+    # an http:// loopback endpoint: no credentials sent; the quota raised to fit, as on AWS
+    fake = RemoteFake(token=None, route_limit=max(400, nodes + 10))
     try:
         ours = [f"rt-{t}" for t in range(tables)]
         theirs = [f"rt-script-{t}" for t in range(tables)]
@@ -456,7 +457,7 @@ def run_azure(nodes: int, tables: int) -> None:
         t0 = time.perf_counter()
         first = sync(p, cluster)
         t_sync = time.perf_counter() - t0
-        assert first.ok, (first.errors, first.shortfalls, first.problems)
+        assert first.ok, (first.errors[:3], first.shortfalls, first.problems[:3])
         sync(p, cluster)
         t0 = time.perf_counter()
         noop = sync(p, cluster)
@@ -471,11 +472,11 @@ def run_azure(nodes: int, tables: int) -> None:
 
         changed = replace(cluster, 1, "vm-1-b")
         change = sync(p, changed)
-        assert change.ok, change.errors
+        assert change.ok, change.errors[:3]
         ip = _az_ip(2 * nodes)
         extra = _az_node(nodes, _az_vm(fake, sub, f"vm-{nodes}", ip), ip)
         add = sync(p, Cluster((*changed.nodes, extra), cidrs, name=CLUSTER))
-        assert add.ok, add.errors
+        assert add.ok, add.errors[:3]
 
         # --- the per-route script, on its own tables, counted the same way ---
         base = provider(theirs)
