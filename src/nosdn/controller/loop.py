@@ -1,10 +1,11 @@
 """The cloud route controller's loop: the agent's rules, one VPC instead of one kernel.
 
 The shape is the agent's (`nosdn.agent.loop`): watch events only nudge, nudges that arrive
-during a pass are coalesced, every pass recomputes everything from the node cache and lets
+during a pass are coalesced, every pass takes the cluster from the node cache (its view kept up
+to date from the nodes that changed, `nosdn.controller.liveview`) and lets
 `nosdn.backends.cloud.sync` diff it against what the tables hold (one read per table), a full
-resync runs every ``resync`` seconds whatever the events say, and a failed pass is retried with
-backoff. What differs, and why:
+resync runs every ``resync`` seconds whatever the events say (and rebuilds the view from
+scratch), and a failed pass is retried with backoff. What differs, and why:
 
 - **Only the leader touches the cloud.** Every replica keeps its node cache warm; only the one
   holding the Lease runs passes, and it asks again before each write (`nosdn.controller.gate`).
@@ -38,8 +39,9 @@ from nosdn.agent.schedule import Nudger, run_passes
 from nosdn.backends.cloud import CloudError, CloudPass, CloudProvider, sync
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.gate import GatedProvider, NotLeadingError
+from nosdn.controller.liveview import LiveView
 from nosdn.controller.metrics import ControllerMetrics
-from nosdn.controller.view import REASON_INVALID, ClusterView, cluster_view, verdicts
+from nosdn.controller.view import REASON_INVALID, ClusterView, verdicts
 from nosdn.problems import ProblemsError
 from nosdn.sources.cache import NodeCache, Snapshot
 
@@ -98,6 +100,12 @@ class Controller:
         )
         self.status = Status()
         self._view: ClusterView | None = None
+        self._live = LiveView(
+            name=cfg.cluster_name,
+            cluster_cidrs=cfg.cluster_cidrs,
+            mask_v4=cfg.node_cidr_mask_v4,
+            mask_v6=cfg.node_cidr_mask_v6,
+        )
         self._reported: set[str] = set()
         self._last_refused = 0
         self._stop = threading.Event()
@@ -131,19 +139,16 @@ class Controller:
         log.info("controller stopped; routes are left in place")
 
     # --- one pass -------------------------------------------------------------------------
-    def view(self, snap: Snapshot) -> ClusterView:
+    def view(self, snap: Snapshot, *, full: bool = False) -> ClusterView:
+        """The cluster of ``snap``: kept up to date from the nodes that changed
+        (`nosdn.controller.liveview`), rebuilt from scratch when ``full`` (the resync)."""
         v = self._view
-        if v is not None and v.generation == snap.generation:
+        if v is not None and v.generation == snap.generation and not full:
             return v
-        cfg = self.cfg
-        v = self._view = cluster_view(
-            snap,
-            name=cfg.cluster_name,
-            cluster_cidrs=cfg.cluster_cidrs,
-            mask_v4=cfg.node_cidr_mask_v4,
-            mask_v6=cfg.node_cidr_mask_v6,
-            routed=frozenset(v.cluster.nodes) if v is not None else frozenset(),
-        )
+        drifts = self._live.drifts
+        v = self._view = self._live.update(snap, full=full)
+        if self._live.drifts > drifts:
+            log.warning("the kept-up-to-date view differed from the full one; the full one is used")
         new = set(v.problems) - self._reported
         for text in sorted(new)[:20]:
             log.warning("skipped: %s", text)
@@ -178,7 +183,7 @@ class Controller:
         m.nodes.set(len(snap.nodes))
         if not self.may_write():  # a follower only keeps its cache: no view, no cloud
             return self._skip("standby: another replica holds the lease")
-        v = self.view(snap)
+        v = self.view(snap, full=full)
         m.nodes_without_subnet.set(v.without_subnet)
         m.node_problems.set(len(v.unusable))
         if not snap.connected:

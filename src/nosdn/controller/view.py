@@ -17,12 +17,14 @@ tell (a dry run) gets no verdict, and its condition is left as it is.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from nosdn.agent.condition import REASON_ERRORS, REASON_NO_ADDRESS, Wish
 from nosdn.backends.cloud import CloudPass
-from nosdn.checks import check_cluster
+from nosdn.checks import Seniority, check_cluster
 from nosdn.model import Cluster, IPNetwork, Node
+from nosdn.problems import Problem
 from nosdn.sources.cache import Snapshot
 from nosdn.sources.nodes import seniority
 
@@ -45,6 +47,29 @@ class ClusterView:
     names: frozenset[str] = frozenset()
 
 
+#: The checks of one view: (the cluster before any node is left out, who wins a conflict) ->
+#: every problem (`check_cluster`, or `nosdn.controller.liveview`'s kept-up-to-date answer).
+Checks = Callable[[Cluster, Seniority], Iterable[Problem]]
+
+
+def _full_checks(cluster: Cluster, senior: Seniority) -> Iterable[Problem]:
+    return check_cluster(cluster, seniority=senior)
+
+
+def lazy_seniority(snap: Snapshot, routed: Callable[[], frozenset[Node]]) -> Seniority:
+    """`seniority` of ``snap``'s nodes, built on its first use (only conflicts need it: in a
+    sound cluster nobody asks, and ``routed`` costs a hash of every node)."""
+    key: Seniority | None = None
+
+    def senior(node: Node) -> tuple[int, str]:
+        nonlocal key
+        if key is None:
+            key = seniority(snap.nodes, routed=routed())
+        return key(node)
+
+    return senior
+
+
 def cluster_view(
     snap: Snapshot,
     *,
@@ -52,9 +77,12 @@ def cluster_view(
     cluster_cidrs: tuple[IPNetwork, ...],
     mask_v4: int = 24,
     mask_v6: int = 64,
-    routed: frozenset[Node] = frozenset(),
+    routed: frozenset[Node] | Callable[[], frozenset[Node]] = frozenset(),
+    checks: Checks = _full_checks,
 ) -> ClusterView:
-    """``routed``: the nodes the last view routed (in a conflict with a newcomer they win)."""
+    """``routed``: the nodes the last view routed (in a conflict with a newcomer they win), or
+    a function returning them. The problems are reported sorted (each node's condition names
+    the first of its own), so any ``checks`` giving the same set gives the same view."""
     nodes: list[Node] = []
     unusable: dict[str, Wish] = {}
     problems: list[str] = []
@@ -81,10 +109,12 @@ def cluster_view(
 
     cluster = make(nodes)
     bad: dict[str, str] = {}
-    for p in check_cluster(cluster, seniority=seniority(snap.nodes, routed=routed)):
-        problems.append(str(p))
-        if p.node is not None:
-            bad.setdefault(p.node, str(p))
+    found = routed
+    senior = lazy_seniority(snap, found if callable(found) else lambda: found)
+    for text, node in sorted((str(p), p.node) for p in checks(cluster, senior)):
+        problems.append(text)
+        if node is not None:
+            bad.setdefault(node, text)
     if bad:
         cluster = make([n for n in nodes if n.name not in bad])
         for node, text in bad.items():
