@@ -32,6 +32,7 @@ from nosdn.backends.cloud import Cloud, CloudOptions, CloudProvider, CloudTable
 from nosdn.controller import loop as loop_mod
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.loop import Controller
+from nosdn.controller.view import Verdicts
 from nosdn.model import Cluster, Diff, InstalledRoute, IPNetwork
 from nosdn.problems import Problem
 from nosdn.sources.cache import NodeCache
@@ -108,9 +109,10 @@ class Timed:
 
     def __init__(self) -> None:
         self.cpu: Counter[str] = Counter()
-        for name in ("sync", "verdicts"):
+        for name in ("sync",):
             setattr(loop_mod, name, self._wrap(name, getattr(loop_mod, name)))
         Controller.view = self._wrap("view", Controller.view)  # type: ignore[method-assign]
+        Verdicts.__call__ = self._wrap("verdicts", Verdicts.__call__)  # type: ignore[method-assign]
 
     def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*a: Any, **kw: Any) -> Any:

@@ -1,5 +1,6 @@
 """`LiveView` (the controller's view kept up to date one changed Node at a time) equals the full
-`cluster_view` after every change of any sequence of changes.
+`cluster_view` after every change of any sequence of changes, and `Verdicts` (the nodes'
+conditions, judged again only for the nodes a pass names) equals `verdicts` after every pass.
 
 The nodes come from small pools that collide (shared addresses, equal, nested and covering
 subnets, addresses inside subnets, shared instances, values the checks refuse, nodes without a
@@ -9,14 +10,20 @@ depends on the last view's routed nodes) and the conditions of the skipped nodes
 
 from __future__ import annotations
 
+from collections import Counter
 from ipaddress import ip_address, ip_network
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nosdn.backends.base import ApplyResult
+from nosdn.backends.cloud import CloudTable, sync
+from nosdn.backends.fake import FakeBackend
 from nosdn.controller.liveview import LiveView
-from nosdn.controller.view import ClusterView, cluster_view
-from nosdn.model import IPAddress, IPNetwork, Node
+from nosdn.controller.view import ClusterView, Verdicts, cluster_view, verdicts
+from nosdn.model import Cluster, Diff, InstalledRoute, IPAddress, IPNetwork, Node
+from nosdn.problems import Problem
 from nosdn.sources.cache import Snapshot
 from nosdn.sources.nodes import NodeInfo
 
@@ -146,3 +153,104 @@ def test_a_routed_node_keeps_its_subnet_against_an_older_newcomer_as_in_full() -
     assert live.live_views == 1
     assert set(got.unusable) == set(ref.unusable) == {"n2"}
     assert got == ref
+
+
+# --- the verdicts, pass after pass --------------------------------------------------------
+class _Table:
+    """A route table in memory (a `CloudTable`) that can hold foreign routes, refuse writes to
+    chosen prefixes and be small."""
+
+    name = "memory"
+    quota_hint = "-"
+
+    def __init__(self, table_id: str) -> None:
+        self.table_id = table_id
+        self.backend = FakeBackend()
+        self.capacity: int | None = None
+
+    @property
+    def used(self) -> int:
+        return len(self.backend.table)
+
+    def routes(self) -> list[InstalledRoute]:
+        return self.backend.routes()
+
+    def apply(self, diff: Diff) -> ApplyResult:
+        return self.backend.apply(diff)
+
+
+class _Cloud:
+    """A `CloudProvider` over `_Table`s; nodes named in ``ghosts`` have no instance."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.all = [_Table("t0"), _Table("t1")]
+        self.count = 1
+        self.ghosts: set[str] = set()
+
+    def resolve(self, cluster: Cluster) -> tuple[dict[str, str], list[Problem]]:
+        found = {n.name: f"vm-{n.name}" for n in cluster.nodes if n.name not in self.ghosts}
+        lost = [
+            Problem(n.name, "instanceId", "?", "is no VM", "fix it")
+            for n in cluster.nodes
+            if n.name in self.ghosts
+        ]
+        return found, lost
+
+    def tables(self, cluster: Cluster, instances: dict[str, str]) -> list[CloudTable]:
+        return list(self.all[: self.count])
+
+    def check_targets(self, targets: dict[str, str]) -> tuple[list[Problem], list[str]]:
+        return [], []
+
+    def prepare_targets(self, targets: dict[str, str]) -> list[str]:
+        return []
+
+
+PODS = [ip_network(f"10.244.{i}.0/24") for i in range(6)]
+_pass = st.fixed_dictionaries(
+    {
+        "nodes": st.dictionaries(st.integers(0, 5), st.integers(0, 1), max_size=6),
+        "ghosts": st.sets(st.integers(0, 5), max_size=2),
+        "foreign": st.sets(st.integers(0, 5), max_size=2),
+        "fail": st.sets(st.integers(0, 5), max_size=2),
+        "capacity": st.sampled_from([None, None, 2, 4]),
+        "tables": st.sampled_from([1, 1, 2, 0]),
+        "stale": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(passes=st.lists(_pass, min_size=1, max_size=8))
+def test_verdicts_kept_from_pass_to_pass_equal_the_full_verdicts(
+    passes: list[dict[str, Any]],
+) -> None:
+    cloud = _Cloud()
+    kept = Verdicts()
+    made: dict[tuple[int, int], Node] = {}  # one object per node state, as the cache keeps them
+
+    def node(i: int, gen: int) -> Node:
+        if (i, gen) not in made:
+            made[i, gen] = Node(f"n{i}", (ip_address(f"10.0.{gen}.{i + 1}"),), (PODS[i],))
+        return made[i, gen]
+
+    for p in passes:
+        nodes = tuple(node(i, gen) for i, gen in sorted(p["nodes"].items()))
+        cluster = Cluster(nodes, cluster_cidrs=(CIDRS[0],), name="demo")
+        cloud.ghosts = {f"n{i}" for i in p["ghosts"]}
+        cloud.count = p["tables"]
+        for t in cloud.all:
+            t.capacity = p["capacity"]
+            t.backend.fail = {PODS[i] for i in p["fail"]}
+            t.backend.table = [r for r in t.backend.table if r.owned]
+            for i in p["foreign"]:
+                t.backend.table.append(InstalledRoute(PODS[i], (ip_address("10.9.9.9"),), False))
+            if p["stale"]:  # an owned route nobody wants: its removal names no node
+                t.backend.table.append(
+                    InstalledRoute(ip_network("10.244.200.0/24"), (ip_address("10.0.0.9"),), True)
+                )
+        result = sync(cloud, cluster)
+        assert kept(cluster, result) == verdicts(cluster, result)

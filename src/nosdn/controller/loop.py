@@ -18,10 +18,11 @@ scratch), and a failed pass is retried with backoff. What differs, and why:
   alone** (the agent's deletion guard, per table: held for a while, then confirmed by a fresh
   list, or released at once by the `nosdn.agent.safety.RELEASE_ANNOTATION` on the Lease).
 - After each pass the leader sets ``NetworkUnavailable`` on every node whose state the pass
-  established (`nosdn.controller.view.verdicts`): ``False``/``RouteCreated`` once its routes
-  exist, ``True`` with the reason when they cannot be programmed. Events report what a person
-  must fix: conflicts, nodes without an instance and failed writes on the Node, a table too
-  small for the plan and held-back deletions on the controller's Lease.
+  established (`nosdn.controller.view.Verdicts`: only the nodes a pass names are judged
+  again): ``False``/``RouteCreated`` once its routes exist, ``True`` with the reason when
+  they cannot be programmed. Events report what a person must fix: conflicts, nodes without
+  an instance and failed writes on the Node, a table too small for the plan and held-back
+  deletions on the controller's Lease.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from nosdn.controller.config import ControllerConfig
 from nosdn.controller.gate import GatedProvider, NotLeadingError
 from nosdn.controller.liveview import LiveView
 from nosdn.controller.metrics import ControllerMetrics
-from nosdn.controller.view import REASON_INVALID, ClusterView, verdicts
+from nosdn.controller.view import REASON_INVALID, ClusterView, Verdicts
 from nosdn.problems import ProblemsError
 from nosdn.sources.cache import NodeCache, Snapshot
 
@@ -100,6 +101,7 @@ class Controller:
         )
         self.status = Status()
         self._view: ClusterView | None = None
+        self._verdicts = Verdicts()
         self._live = LiveView(
             name=cfg.cluster_name,
             cluster_cidrs=cfg.cluster_cidrs,
@@ -311,7 +313,7 @@ class Controller:
                 )
 
     def _set_conditions(self, v: ClusterView, result: CloudPass) -> None:
-        wishes = {**v.unusable, **verdicts(v.cluster, result)}
+        wishes = {**v.unusable, **self._verdicts(v.cluster, result)}
         self.metrics.nodes_routed.set(sum(1 for w in wishes.values() if not w.unavailable))
         self.metrics.nodes_unroutable.set(sum(1 for w in wishes.values() if w.unavailable))
         c = self.conditions

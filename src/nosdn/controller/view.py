@@ -163,11 +163,8 @@ def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
             continue
         cidrs = node.pod_cidrs
         if all(c in have for have in exists for c in cidrs) and exists:
-            where = result.instances.get(node.name, "its instance")
-            out[node.name] = Wish(
-                False,
-                REASON_CREATED,
-                f"nosdn routes {', '.join(map(str, cidrs))} to {where} in {n_tables} table(s)",
+            out[node.name] = _created(
+                node, result.instances.get(node.name, "its instance"), n_tables
             )
             continue
         clash = next((d for d in cidrs if d in conflict), None)
@@ -180,3 +177,86 @@ def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
             out[node.name] = Wish(True, REASON_ERRORS, failed[broken])
         # else: not written (dry run, or no table): unknown, no verdict
     return out
+
+
+class Verdicts:
+    """`verdicts`, pass after pass, without redoing the nodes the pass did not touch.
+
+    A node of the cluster that no problem, conflict, write error, shortfall, addition or
+    change of this pass names has every pod subnet kept in every table: its verdict is
+    ``RouteCreated``, and its message is the last pass's when its node, instance and the number
+    of tables are the same. Only the nodes a pass names are judged by `verdicts` itself, so a
+    pass that changes one node costs one node's judgement and a lookup per other node. A pass
+    that names a stale route's removal without its node, or finds no table, is judged whole.
+    A property test checks the answer equals `verdicts` after every pass.
+    """
+
+    def __init__(self) -> None:
+        #: node -> (its Node, its instance, tables, its RouteCreated wish) of the last pass
+        self._created: dict[str, tuple[Node, str, int, Wish]] = {}
+
+    def __call__(self, cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
+        n_tables = len(result.tables)
+        named: set[str] = {p.node for p in result.problems if p.node is not None}
+        whole = n_tables == 0
+        for t in result.tables:
+            d = t.diff
+            named.update(r.node for r in d.add if r.node is not None)
+            named.update(c.new.node for c in d.change if c.new.node is not None)
+            named.update(c.wanted.node for c in d.conflicts if c.wanted.node is not None)
+            for e in t.applied.errors if t.applied is not None else ():
+                if e.node is None:
+                    whole = True  # a route no node names: whose subnet it is needs a search
+                else:
+                    named.add(e.node)
+        for s in result.shortfalls:
+            named.update(r.node for r in s.overflow if r.node is not None)
+        if whole:
+            self._created = {}
+            every = verdicts(cluster, result)
+            self._remember(cluster, result, every, n_tables)
+            return every
+        judged = verdicts(_only(cluster, named), result) if named else {}
+        out: dict[str, Wish] = {}
+        created = self._created
+        kept: dict[str, tuple[Node, str, int, Wish]] = {}
+        instances = result.instances
+        for node in cluster.nodes:
+            name = node.name
+            if not node.pod_cidrs:
+                continue
+            where = instances.get(name, "its instance")
+            if name in named:
+                if (wish := judged.get(name)) is not None:
+                    out[name] = wish
+                    if wish.reason == REASON_CREATED:
+                        kept[name] = (node, where, n_tables, wish)
+                continue
+            last = created.get(name)
+            if last is not None and last[0] is node and last[1] == where and last[2] == n_tables:
+                wish = last[3]
+            else:
+                wish = _created(node, where, n_tables)
+            out[name] = wish
+            kept[name] = (node, where, n_tables, wish)
+        self._created = kept
+        return out
+
+    def _remember(
+        self, cluster: Cluster, result: CloudPass, out: dict[str, Wish], n_tables: int
+    ) -> None:
+        for node in cluster.nodes:
+            wish = out.get(node.name)
+            if wish is not None and wish.reason == REASON_CREATED:
+                where = result.instances.get(node.name, "its instance")
+                self._created[node.name] = (node, where, n_tables, wish)
+
+
+def _only(cluster: Cluster, names: set[str]) -> Cluster:
+    """The cluster of just ``names`` (for judging them: `verdicts` reads only their nodes)."""
+    return Cluster(tuple(n for n in cluster.nodes if n.name in names), cluster.cluster_cidrs)
+
+
+def _created(node: Node, where: str, n_tables: int) -> Wish:
+    cidrs = ", ".join(map(str, node.pod_cidrs))
+    return Wish(False, REASON_CREATED, f"nosdn routes {cidrs} to {where} in {n_tables} table(s)")
