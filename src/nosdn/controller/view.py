@@ -17,7 +17,7 @@ tell (a dry run) gets no verdict, and its condition is left as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
 from nosdn.agent.condition import REASON_ERRORS, REASON_NO_ADDRESS, Wish
@@ -129,8 +129,12 @@ def cluster_view(
     )
 
 
-def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
-    """node -> its condition after ``result`` (nodes whose state is unknown are left out)."""
+def verdicts(
+    cluster: Cluster, result: CloudPass, *, only: Container[str] | None = None
+) -> dict[str, Wish]:
+    """node -> its condition after ``result`` (nodes whose state is unknown are left out).
+    ``only``: the names of ``cluster``'s nodes when it is a few of the pass's (`Verdicts`), so
+    the routes kept in each table are looked at for those nodes alone."""
     out: dict[str, Wish] = {}
     problem = {p.node: str(p) for p in result.problems if p.node is not None}
     conflict: dict[IPNetwork, str] = {}
@@ -144,7 +148,10 @@ def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
         failed.setdefault(e.dst, f"{e.action} {e.dst} in {table}: {e.message}")
     exists: list[set[IPNetwork]] = []
     for t in result.tables:
-        have = {r.dst for r in t.diff.keep}
+        if only is None:
+            have = {r.dst for r in t.diff.keep}
+        else:  # a name is cheaper to hash than a network
+            have = {r.dst for r in t.diff.keep if r.node in only}
         if t.applied is not None:
             have |= {r.dst for r in t.diff.add} | {c.new.dst for c in t.diff.change}
             have -= {e.dst for e in t.applied.errors}
@@ -216,7 +223,7 @@ class Verdicts:
             every = verdicts(cluster, result)
             self._remember(cluster, result, every, n_tables)
             return every
-        judged = verdicts(_only(cluster, named), result) if named else {}
+        judged = verdicts(_only(cluster, named), result, only=named) if named else {}
         out: dict[str, Wish] = {}
         created = self._created
         kept: dict[str, tuple[Node, str, int, Wish]] = {}
