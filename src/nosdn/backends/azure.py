@@ -293,6 +293,8 @@ class AzureRoutes:
         self._nics: dict[str, dict[str, Any]] = {}  # VM id (lowercase) -> its primary NIC
         self._listed: set[str] = set()
         self._forward: dict[str, tuple[Instance, dict[str, Any]]] = {}
+        self._hops: tuple[Cluster, dict[Any, str]] | None = None
+        self._by_name: tuple[Cluster, dict[str, Node]] | None = None
 
     # --- calls ----------------------------------------------------------------------------
     def _where(self, ref: TableRef | None = None) -> str:
@@ -428,7 +430,7 @@ class AzureRoutes:
         if hop_type == HOP and (ip := _ip(p.get("nextHopIpAddress"))) is not None:
             via = (ip,)
             hop = f"{ip}"
-            who = next((n.name for n in cluster.nodes if ip in n.ips), None)
+            who = self._hop_names(cluster).get(ip)
             if who is not None:
                 hop += f" (node {who})"
         return InstalledRoute(
@@ -440,8 +442,25 @@ class AzureRoutes:
             name,
         )
 
+    def _hop_names(self, cluster: Cluster) -> dict[Any, str]:
+        """Node address -> node name, built once per cluster (a table of N routes is parsed
+        in N lookups, not N searches of the nodes)."""
+        known = self._hops
+        if known is None or known[0] is not cluster:
+            names: dict[Any, str] = {}
+            for n in cluster.nodes:
+                for a in n.ips:
+                    names.setdefault(a, n.name)
+            known = self._hops = (cluster, names)
+        return known[1]
+
     def _node(self, name: str) -> Node | None:
-        return self._cluster.node(name) if self._cluster is not None else None
+        cluster = self._cluster
+        if cluster is None:
+            return None
+        if self._by_name is None or self._by_name[0] is not cluster:
+            self._by_name = (cluster, {n.name: n for n in reversed(cluster.nodes)})
+        return self._by_name[1].get(name)
 
     def _list_nics(self, inst: Instance) -> None:
         """Read the NICs of the instance's resource group (or scale set) once per pass."""
