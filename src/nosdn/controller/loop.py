@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nosdn.agent.condition import NodeConditions
+from nosdn.agent.condition import NodeConditions, Wish
 from nosdn.agent.events import EventRecorder, Involved
 from nosdn.agent.safety import DeletionGuard, held_message, release_hint
 from nosdn.agent.schedule import Nudger, run_passes
@@ -102,6 +102,10 @@ class Controller:
         self.status = Status()
         self._view: ClusterView | None = None
         self._verdicts = Verdicts()
+        #: node -> the wish last handed to ``conditions`` (they only drop a wish when told to)
+        self._given: dict[str, Wish] = {}
+        self._epoch = 0
+        self._given_lock = threading.Lock()
         self._live = LiveView(
             name=cfg.cluster_name,
             cluster_cidrs=cfg.cluster_cidrs,
@@ -124,6 +128,9 @@ class Controller:
         """Forget the condition wishes of our time as leader: the next leader decides."""
         if self.conditions is not None:
             self.conditions.forget(lambda _node: False)
+        with self._given_lock:
+            self._epoch += 1
+            self._given = {}
 
     def run(self) -> None:
         """Run passes until `stop`. Leaves every route in place when it returns."""
@@ -324,8 +331,12 @@ class Controller:
         c.forget(lambda name: name in v.names)
         if not self.may_write():
             return
+        epoch, given = self._epoch, self._given  # a wish handed over, unchanged, is not again
         for name, wish in wishes.items():
-            c.want(name, wish)
+            if given.get(name) is not wish:
+                c.want(name, wish)
+        with self._given_lock:  # unless the lease was lost meanwhile: then all of them again
+            self._given = wishes if self._epoch == epoch else {}
 
     # --- probes and scrapes ---------------------------------------------------------------
     def refresh_event_metrics(self) -> None:
