@@ -14,10 +14,16 @@ azure-mgmt-network client is pointed at it:
 - PUT validates like ARM: route names (1-80 of ``[A-Za-z0-9._-]``), addresses, unique names and
   prefixes, a next hop address for ``VirtualAppliance``, and at most ``route_limit`` routes
   (400, ARM's default; over it a 400 error with the limit in its message).
+- ``routeTables/{name}/routes/{route}``: GET, PUT and DELETE of one route (the per-route way a
+  script or ``az network route-table route create`` works; the bench's baseline), each write a
+  long-running operation that changes the table's ETag.
 - ``networkInterfaces``: list per resource group (paged with ``nextLink``), GET and PUT one
   (``enableIPForwarding``, with If-Match and the same operation shape); the scale-set list
   ``Microsoft.Compute/virtualMachineScaleSets/{ss}/networkInterfaces`` (a scale-set NIC cannot
   be PUT, as in ARM).
+- A subscription other than ``SUB`` is 404 ``SubscriptionNotFound``; a resource group holding
+  nothing is 404 ``ResourceGroupNotFound``; an action in ``forbidden`` is 403
+  ``AuthorizationFailed`` with ARM's message (an identity without the role).
 - Every request needs ``api-version`` (else 400 ``MissingApiVersionParameter``) and
   ``Authorization: Bearer <token>`` with the token given (else 401 ``AuthenticationFailed``), or
   none at all when the fake is made with ``token=None``.
@@ -53,10 +59,15 @@ _SERVICE_TAG = re.compile(
 )  # Storage, AzureCloud.westeurope
 _P = r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
 _TABLE = re.compile(_P + r"Microsoft\.Network/routeTables/(?P<name>[^/]+)$", re.I)
+_ROUTE = re.compile(
+    _P + r"Microsoft\.Network/routeTables/(?P<name>[^/]+)/routes/(?P<route>[^/]+)$", re.I
+)
 _NICS = re.compile(_P + r"Microsoft\.Network/networkInterfaces(?:/(?P<name>[^/]+))?$", re.I)
 _SS_NICS = re.compile(
     _P + r"Microsoft\.Compute/virtualMachineScaleSets/(?P<ss>[^/]+)/networkInterfaces$", re.I
 )
+_SUB = re.compile(r"^/subscriptions/([^/]+)")
+_RG = re.compile(r"^/subscriptions/[^/]+/resourceGroups/([^/]+)", re.I)
 _OPS = re.compile(
     r"^/subscriptions/([^/]+)/providers/Microsoft\.Network/locations/([^/]+)/operations/([^/]+)$"
 )
@@ -128,6 +139,9 @@ class AzureFake:
         self.violations: list[str] = []
         self.counts: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        #: ARM actions this token may not perform (``Microsoft.Network/routeTables/write``):
+        #: answered 403 ``AuthorizationFailed``, as for an identity without the role.
+        self.forbidden: set[str] = set()
         self._fail: list[tuple[int, str]] = []
         self._busy = 0
         self._next_put: list[Callable[[], None]] = []
@@ -137,6 +151,9 @@ class AzureFake:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body are two writes: without TCP_NODELAY each answer waits out the
+            # client's delayed ACK (40 ms), which is the fake's latency, not ARM's
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -247,6 +264,9 @@ class AzureFake:
                 self.arm.nics[(rg.lower(), name.lower())] = nic
             return nic
 
+    def _groups(self) -> set[str]:
+        return {rg for rg, _ in (*self.arm.tables, *self.arm.nics, *self.arm.ss_nics)}
+
     def fail(self, n: int, status: int = 429, retry_after: str = "0") -> None:
         with self._lock:
             self._fail.extend([(status, retry_after)] * n)
@@ -293,6 +313,28 @@ class AzureFake:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
+            if (sub := _SUB.match(path)) and sub.group(1) != SUB:
+                return _error(
+                    404,
+                    "SubscriptionNotFound",
+                    f"The subscription '{sub.group(1)}' could not be found.",
+                )
+            if (rg := _RG.match(path)) and rg.group(1).lower() not in self._groups():
+                return _error(
+                    404,
+                    "ResourceGroupNotFound",
+                    f"Resource group '{rg.group(1)}' could not be found.",
+                )
+            if (action := _action(method, path)) in self.forbidden:
+                scope = path.split("?")[0]
+                return _error(
+                    403,
+                    "AuthorizationFailed",
+                    f"The client 'nosdn-test' with object id '{uuid.UUID(int=7)}' does not have "
+                    f"authorization to perform action '{action}' over scope '{scope}' or the "
+                    "scope is invalid. If access was recently granted, please refresh your "
+                    "credentials.",
+                )
             if self._fail:
                 status, after = self._fail.pop(0)
                 self.rejected[f"{method} {path}"] += 1
@@ -310,6 +352,8 @@ class AzureFake:
     def _route(
         self, method: str, path: str, query: dict[str, str], h: dict[str, str], body: bytes
     ) -> tuple[int, Any, dict[str, str]]:
+        if (m := _ROUTE.match(path)) and method in ("GET", "PUT", "DELETE"):
+            return self._one_route(method, m, h, body)
         if m := _TABLE.match(path):
             key = (m["rg"].lower(), m["name"].lower())
             if m["sub"] != SUB:
@@ -383,6 +427,49 @@ class AzureFake:
             "etag": _etag(),
             "properties": {"provisioningState": "Succeeded", **props},
         }
+
+    def _one_route(
+        self, method: str, m: re.Match[str], h: dict[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One route as its own resource (``az network route-table route show|create|delete``,
+        the per-route way): the table's ETag changes with every write, as in ARM."""
+        t = self.arm.tables[(m["rg"].lower(), m["name"].lower())]
+        routes: list[dict[str, Any]] = t["properties"]["routes"]
+        i = next((i for i, r in enumerate(routes) if r["name"].lower() == m["route"].lower()), -1)
+        if method == "GET":
+            self.counts["get route"] += 1
+            if i < 0:
+                raise KeyError(m["route"])
+            return 200, routes[i], {}
+        self.counts[f"{method.lower()} route"] += 1
+        if self._busy:
+            self._busy -= 1
+            self.rejected["busy"] += 1
+            return _error(409, "AnotherOperationInProgress", "Another operation is in progress.")
+        if method == "DELETE":
+            if i < 0:
+                return 204, None, {}
+            del routes[i]
+            t["etag"] = _etag()
+            return 202, None, self._lro(h)
+        props = {
+            k: v
+            for k, v in json.loads(body or b"{}").get("properties", {}).items()
+            if k != "provisioningState"
+        }
+        if i < 0 and len(routes) >= self.route_limit:
+            return _error(
+                400,
+                "RouteTableRouteCountLimitReached",
+                f"Route table has {len(routes)} routes; the limit is {self.route_limit}.",
+            )
+        route = self._make_route(t["id"], m["route"], props)
+        if i < 0:
+            routes.append(route)
+        else:
+            routes[i] = route
+        t["etag"] = _etag()
+        return (201 if i < 0 else 200), route, self._lro(h)
 
     def _put_table(
         self, key: tuple[str, str], m: re.Match[str], h: dict[str, str], new: dict[str, Any]
@@ -475,6 +562,18 @@ class AzureFake:
         reply = json.loads(json.dumps(table))
         table["properties"]["provisioningState"] = "Succeeded"
         return (201 if old is None else 200), reply, self._lro(h)
+
+
+def _action(method: str, path: str) -> str:
+    """The ARM authorization action of a request (``Microsoft.Network/routeTables/write``)."""
+    m = re.search(r"/providers/Microsoft\.(\w+)/(\w+)(?:/[^/]+)?(?:/(\w+))?", path, re.I)
+    if m is None:
+        return ""
+    kind = m.group(2) if not m.group(3) else f"{m.group(2)}/{m.group(3)}"
+    if kind.startswith("virtualMachineScaleSets"):
+        kind = "virtualMachineScaleSets/networkInterfaces"
+    verb = "read" if method == "GET" else "delete" if method == "DELETE" else "write"
+    return f"Microsoft.{m.group(1)}/{kind}/{verb}"
 
 
 def _table_id(sub: str, rg: str, name: str) -> str:

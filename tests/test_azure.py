@@ -383,6 +383,118 @@ def test_a_credential_that_cannot_get_a_token_is_one_line(world: World) -> None:
     assert world.fake.counts == {}
 
 
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [
+        ({}, "no credential found: no AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET"),
+        (
+            {"AZURE_CLIENT_SECRET": "s", "AZURE_CLIENT_ID": "c"},
+            "service principal: AZURE_CLIENT_SECRET is set but AZURE_TENANT_ID is not",
+        ),
+        (
+            {"AZURE_CLIENT_CERTIFICATE_PATH": "/x.pem"},
+            "AZURE_CLIENT_CERTIFICATE_PATH is set but AZURE_TENANT_ID and AZURE_CLIENT_ID are not",
+        ),
+        (
+            {"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"},
+            "service principal c in tenant t: check that its AZURE_CLIENT_SECRET is current",
+        ),
+        ({"AZURE_TENANT_ID": "t"}, "none of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH"),
+        ({"AZURE_CLIENT_ID": "c"}, "user-assigned identity c (AZURE_CLIENT_ID) assigned"),
+        (
+            {"AZURE_FEDERATED_TOKEN_FILE": "/var/run/t", "AZURE_CLIENT_ID": "c"},
+            "workload identity: AZURE_FEDERATED_TOKEN_FILE is set but AZURE_TENANT_ID is not",
+        ),
+        (
+            {
+                "AZURE_FEDERATED_TOKEN_FILE": "/nonexistent/t",
+                "AZURE_CLIENT_ID": "c",
+                "AZURE_TENANT_ID": "t",
+            },
+            "the token file /nonexistent/t does not exist",
+        ),
+    ],
+)
+def test_the_credential_named_is_the_one_the_environment_points_at(
+    env: dict[str, str], want: str
+) -> None:
+    from nosdn.backends.azure_auth import missing_credential
+
+    assert want in missing_credential(env)
+
+
+def test_a_half_configured_service_principal_is_one_line_naming_the_missing_variable(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    for k in ("AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AZURE_CLIENT_ID", "c")
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "s")
+
+    class Chain:  # DefaultAzureCredential's failure: a first line that names nothing
+        def get_token(self, *_: Any, **__: Any) -> Any:
+            raise ClientAuthenticationError(
+                "DefaultAzureCredential failed to retrieve a token from the included "
+                "credentials.\nAttempted credentials:\n\tEnvironmentCredential: ..."
+            )
+
+    provider = AzureRoutes(
+        AzureConfig(SUB, RG, (TABLE,), endpoint=world.fake.url), credential=Chain()
+    )
+    with pytest.raises(CloudError) as e:
+        sync(provider, world.cluster(*_three(world)))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert f"subscription {SUB}, resource group {RG}, route table {TABLE}" in msg
+    assert msg.endswith("AZURE_CLIENT_SECRET is set but AZURE_TENANT_ID is not")
+    assert world.fake.counts == {}
+
+
+def test_an_identity_without_the_role_is_told_the_action_and_the_role(world: World) -> None:
+    cluster = world.cluster(*_three(world))
+    world.fake.forbidden = {"Microsoft.Network/routeTables/read"}
+    with pytest.raises(CloudError) as e:
+        sync(world.provider(), cluster)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"Azure refused reading the route table in subscription {SUB}")
+    assert "AuthorizationFailed" in msg
+    assert "'Microsoft.Network/routeTables/read'" in msg
+    assert "Network Contributor" in msg
+    world.fake.forbidden = {
+        "Microsoft.Network/routeTables/write",
+        "Microsoft.Network/networkInterfaces/write",
+    }
+    result = sync(world.provider(), cluster)
+    assert world.pods() == {}
+    assert len(result.errors) == 3
+    assert all("Network Contributor" in err.message for _, err in result.errors)
+    assert sum("could not turn on IP forwarding" in n for n in result.notes) == 3
+    assert not any(n["properties"]["enableIPForwarding"] for n in world.fake.arm.nics.values())
+
+
+def test_a_wrong_subscription_or_resource_group_is_named_as_such(world: World) -> None:
+    other = "11111111-2222-3333-4444-555555555555"
+    cases = [
+        (AzureConfig(other, RG, (TABLE,)), f"no subscription {other} (SubscriptionNotFound)"),
+        (
+            AzureConfig(SUB, "rg-typo", (TABLE,)),
+            f"no resource group rg-typo in subscription {SUB} (ResourceGroupNotFound)",
+        ),
+        (AzureConfig(SUB, RG, ("rg-typo/" + TABLE,)), "no resource group rg-typo"),
+    ]
+    for where, want in cases:
+        cfg = AzureConfig(
+            where.subscription, where.resource_group, where.route_tables, endpoint=world.fake.url
+        )
+        with pytest.raises(CloudError) as e:
+            sync(AzureRoutes(cfg, credential=StaticToken()), world.cluster(*_three(world)))
+        assert want in str(e.value)
+    assert world.fake.writes() == {}
+
+
 def test_a_missing_table_names_it_and_writes_nothing(world: World) -> None:
     with pytest.raises(CloudError, match=r"no route table nope in .*resource group rg-nodes"):
         sync(world.provider("nope"), world.cluster(*_three(world)))
@@ -468,11 +580,24 @@ def test_cli_plan_and_apply(tmp_path: Any) -> None:
     fake = AzureFake(token=None)
     try:
         world = World(fake)
-        nodes = _three(world)
+        nodes = [world.node(1), world.node(2)]
+        # the third is a scale-set instance, named by its providerID (as AKS nodes are)
+        vmss = vmss_id(RG.upper(), "aks-pool-vmss", 0)
+        fake.add_nic(RG, "pool-nic", vm=vmss, ip="10.1.0.40", scale_set="aks-pool-vmss")
+        nodes.append(
+            Node(
+                "node3",
+                (ipaddress.ip_address("10.1.0.40"),),
+                (ipaddress.ip_network("10.244.3.0/24"),),
+                "azure://" + vmss,
+            )
+        )
         lines = ["clusterName: demo", "clusterCIDRs: [10.244.0.0/16]", "nodes:"]
         for n in nodes:
             lines += [f"  - name: {n.name}", f"    ip: {n.ips[0]}"]
             lines += [f"    podCIDR: {n.pod_cidrs[0]}"]
+            if n.instance_id:
+                lines += [f"    instanceId: {n.instance_id}"]
         inv = tmp_path / "inventory.yaml"
         inv.write_text("\n".join(lines) + "\n")
         args = ["-f", str(inv), "--cloud", "azure", "--azure-subscription", SUB]
@@ -481,11 +606,19 @@ def test_cli_plan_and_apply(tmp_path: Any) -> None:
         plan = run("plan", *args)
         assert plan.exit_code == 0, plan.output
         assert f"+ create  {TABLE}  10.244.1.0/24 -> {vm_id(RG, 'node1')}" in plan.output
+        assert f"+ create  {TABLE}  10.244.3.0/24 -> {vmss} (node node3)" in plan.output
         assert "5 of 400 routes after" in plan.output
+        assert fake.writes() == {}
+        small = run("plan", *args, "--capacity", "4")  # a plan that does not fit: named
+        assert "x refused: rt-nodes would need 5 routes but holds at most 4" in small.output
+        assert "'Routes per route table'" in small.output
+        assert "--capacity 5" in small.output
         assert fake.writes() == {}
         applied = run("apply", *args)
         assert applied.exit_code == 0, applied.output
-        assert fake.writes() == {"put": 1, "put nic": 3}
+        assert fake.writes() == {"put": 1, "put nic": 2}  # a scale-set NIC is not PUT
+        assert world.pods()["10.244.3.0/24"] == "10.1.0.40"
+        assert "scale set aks-pool-vmss instance 0 (node node3)" in applied.output
         again = run("apply", *args)
         assert "0 to create, 0 to replace, 0 to delete, 3 in sync" in again.output
         assert "api calls: routeTables.get 1" in again.output

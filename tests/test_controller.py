@@ -170,6 +170,31 @@ def test_leader_routes_every_subnet_in_every_table_and_sets_route_created() -> N
     assert s.cloud.writes == before  # in sync: no write
 
 
+def test_unchanged_wishes_are_not_handed_again_until_the_lease_is_lost_and_won() -> None:
+    s = Setup()
+    s.listed(aws_node(1), aws_node(2))
+    handed: list[str] = []
+    want = s.conditions.want
+
+    def counting(node: str, wish: Any) -> None:
+        handed.append(node)
+        want(node, wish)
+
+    s.conditions.want = counting  # type: ignore[method-assign]
+    assert s.ctl.run_pass({"list"})
+    assert sorted(handed) == ["node1", "node2"]
+    handed.clear()
+    s.cache.apply("MODIFIED", aws_node(2, cidr="10.244.9.0/24"))
+    assert s.ctl.run_pass({"node"})
+    assert handed == ["node2"]  # the changed node alone
+    handed.clear()
+    s.ctl.lost_lease()  # the wishes are forgotten: the next leader pass hands them all again
+    assert s.wish("node1") is None
+    assert s.ctl.run_pass({"leader"})
+    assert sorted(handed) == ["node1", "node2"]
+    assert s.wish("node1") == ("False", "RouteCreated")
+
+
 def test_no_cloud_call_while_the_kubernetes_api_is_away() -> None:
     s = Setup()
     s.listed(aws_node(1))

@@ -593,17 +593,23 @@ def test_azure_two_replicas_only_the_leader_writes_one_put_per_table(
 ) -> None:
     """The ARM fake (no Azure networking emulator exists, see tests/azure_fake.py) behind two
     replicas; it counts every request, so "only the leader writes" is measured at the fake."""
-    from azure_fake import SUB, AzureFake, vm_id
+    from azure_fake import SUB, AzureFake, vm_id, vmss_id
 
     fake = AzureFake(token=None)  # an http:// loopback endpoint gets no credentials
     try:
         fake.add_table("rg", "rt")
         fake.add_route("rg", "rt", "operator", addressPrefix="0.0.0.0/0", nextHopType="Internet")
-        for i in (1, 2):
+        # node1 a plain VM, node2 a scale-set instance (AKS's providerID, resource group in
+        # lower case as the cloud provider writes it)
+        machines = {1: vm_id("rg", "vm1"), 2: vmss_id("rg", "pool-vmss", 4)}
+        for i, machine in machines.items():
             ip = f"10.1.0.{10 + i}"
-            fake.add_nic("rg", f"vm{i}-nic", vm=vm_id("rg", f"vm{i}"), ip=ip)
+            if i == 2:
+                fake.add_nic("RG", "pool-nic", vm=machine, ip=ip, scale_set="pool-vmss")
+            else:
+                fake.add_nic("rg", f"vm{i}-nic", vm=machine, ip=ip)
             obj = node_object(f"node{i}", [ip], [f"10.244.{i}.0/24"])
-            obj["spec"]["providerID"] = "azure://" + vm_id("rg", f"vm{i}")
+            obj["spec"]["providerID"] = "azure://" + machine
             emulator.create_node(obj)
         opts = CloudOptions(
             Cloud.azure,
@@ -639,6 +645,8 @@ def test_azure_two_replicas_only_the_leader_writes_one_put_per_table(
         assert "operator" in fake.routes("rg", "rt")
         assert all(n.startswith(f"{CLUSTER}_") for n in fake.routes("rg", "rt") if n != "operator")
         assert fake.counts["put"] == 1  # both routes in one table write
+        assert fake.counts["put nic"] == 1  # the VM's NIC; a scale set's is not PUT
+        assert fake.counts["list"] >= 2  # the group's NICs and the scale set's
         fake.reset_counts()
         time.sleep(3 * TIMING["resync"])  # several resyncs of both replicas
         assert fake.writes() == {}  # in sync: only reads

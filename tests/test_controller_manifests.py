@@ -147,6 +147,40 @@ def test_azure_says_what_its_identity_needs_and_refuses_what_cannot_work() -> No
         assert message in res.output, (extra, res.output)
 
 
+def test_azure_header_names_its_identity_and_role_not_another_clouds() -> None:
+    """The comment above the objects is what an operator reads first: on Azure it must name
+    the identity (DefaultAzureCredential: managed, workload, service principal) and the role,
+    never GCE's or AWS's permissions."""
+    argv = ["manifests", "--controller", "--cloud", "azure", "--cluster-cidr", "10.244.0.0/16"]
+    argv += ["--azure-subscription", AZURE.azure_subscription or "", "--route-table", "rt"]
+    res = CliRunner().invoke(app, [*argv, "--azure-resource-group", "rg-nodes"])
+    assert res.exit_code == 0, res.output
+    header = [line for line in res.output.splitlines() if line.startswith("#")]
+    text = " ".join(line.lstrip("# ") for line in header)
+    for want in (
+        "DefaultAzureCredential",
+        "managed identity",
+        "azure.workload.identity/client-id",
+        "AZURE_CLIENT_SECRET",
+        "Network Contributor",
+        "Microsoft.Network/routeTables/read",
+        "Microsoft.Network/networkInterfaces/read",
+    ):
+        assert want in text, (want, text)
+    assert "compute." not in text
+    assert "ec2:" not in text
+    assert all(len(line) <= 100 for line in header)
+    assert list(yaml.safe_load_all(res.output)) == controller_manifests(
+        CloudOptions(
+            Cloud.azure,
+            route_tables=("rt",),
+            azure_subscription=AZURE.azure_subscription,
+            azure_resource_group="rg-nodes",
+        ),
+        cluster_cidrs=CIDR,
+    )
+
+
 def test_cli_prints_the_same_objects_and_refuses_what_cannot_work() -> None:
     argv = [sys.executable, "-m", "nosdn", "manifests", "--controller", "--cloud", "gce"]
     argv += ["--cluster-cidr", "10.244.0.0/16", "--gce-project", "proj"]

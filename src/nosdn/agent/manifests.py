@@ -366,6 +366,20 @@ def cloud_access_note(cloud: Cloud) -> list[str]:
             "instance profile (the pod runs in the host network, so it reaches the metadata",
             "service; with IMDSv2 set the hop limit to 2).",
         ]
+    if cloud is Cloud.azure:
+        return [
+            "The controller calls Azure Resource Manager with DefaultAzureCredential: in the",
+            "host network it reaches the node VM's managed identity (with several user-assigned",
+            "identities on the VM, set AZURE_CLIENT_ID on the Deployment to pick one); or",
+            'workload identity (label the pod azure.workload.identity/use: "true" and',
+            "annotate the ServiceAccount azure.workload.identity/client-id: CLIENT_ID); or a",
+            "service principal (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET from a",
+            "Secret). Give that identity the role Network Contributor on the resource group(s)",
+            "of the route table and of the nodes' NICs (az role assignment create --assignee ID",
+            "--role 'Network Contributor' --scope /subscriptions/SUB/resourceGroups/RG),",
+            "or a custom role allowing Microsoft.Network/routeTables/read and .../write, and",
+            "Microsoft.Network/networkInterfaces/read and .../write (IP forwarding on the NICs).",
+        ]
     return [
         "The controller calls the Compute API with the node's (or Workload Identity's)",
         f"service account: grant it {', '.join(GCE_IAM_PERMISSIONS)}",

@@ -31,14 +31,17 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+import threading
 import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from nosdn.backends.azure_auth import missing_credential
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.cloud import CloudError, CloudTable
 from nosdn.model import Cluster, Diff, InstalledRoute, IPNetwork, Node, Route
@@ -50,6 +53,8 @@ QUOTA_HINT = (
     "Azure subscription limit 'Routes per route table' (Networking limits; a support request)"
 )
 ARM = "https://management.azure.com"
+#: The API version of the lists nosdn reads itself (``networkInterfaces``), a stable one.
+LIST_API_VERSION = "2024-05-01"
 HOP = "VirtualAppliance"
 _ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
@@ -81,6 +86,8 @@ class AzureConfig:
     route_tables: tuple[str, ...]
     endpoint: str | None = None
     capacity: int = DEFAULT_CAPACITY
+    #: NIC updates (IP forwarding on) run at once, each a long-running operation.
+    nic_workers: int = 8
     #: PUTs tried per table per pass when the table changed under us (412) or was busy (409).
     write_attempts: int = 5
     retry_total: int = 8
@@ -223,12 +230,14 @@ class AzureRoutes:
 
         self.config = config
         self.calls: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
         self.refs = [
             table_ref(t, config.subscription, config.resource_group) for t in config.route_tables
         ]
         endpoint = (config.endpoint or ARM).rstrip("/")
         url = urllib.parse.urlsplit(endpoint)
         self._host = url.netloc
+        self._endpoint = endpoint
         loopback = url.hostname in ("127.0.0.1", "::1", "localhost")
         if url.scheme != "https" and not (url.scheme == "http" and loopback):
             raise CloudError(
@@ -264,11 +273,10 @@ class AzureRoutes:
                 if target.netloc != owner._host:
                     raise _OffEndpoint(f"{req.method} {target.netloc}{target.path}")
                 op = _op_name(req.method, target.path)
-                if request.context.get("nosdn_fresh"):
-                    request.context["nosdn_fresh"] = False
-                    owner.calls[op] += 1
-                else:
-                    owner.calls["retry:" + op] += 1
+                fresh = request.context.get("nosdn_fresh")
+                request.context["nosdn_fresh"] = False
+                with owner._count_lock:  # NIC updates and their pollers run in threads
+                    owner.calls[op if fresh else "retry:" + op] += 1
 
         kw: dict[str, Any] = {
             "base_url": endpoint,
@@ -289,6 +297,8 @@ class AzureRoutes:
         self._nics: dict[str, dict[str, Any]] = {}  # VM id (lowercase) -> its primary NIC
         self._listed: set[str] = set()
         self._forward: dict[str, tuple[Instance, dict[str, Any]]] = {}
+        self._hops: tuple[Cluster, dict[Any, str]] | None = None
+        self._by_name: tuple[Cluster, dict[str, Node]] | None = None
 
     # --- calls ----------------------------------------------------------------------------
     def _where(self, ref: TableRef | None = None) -> str:
@@ -313,9 +323,7 @@ class AzureRoutes:
         except ClientAuthenticationError as e:
             raise CloudError(
                 f"Azure authentication failed ({self._credential_kind}) {what} in "
-                f"{self._where(ref)}: {_first_line(e)}; set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
-                "AZURE_CLIENT_SECRET (a service principal) or AZURE_FEDERATED_TOKEN_FILE "
-                "(workload identity), or run where a managed identity is assigned"
+                f"{self._where(ref)}: {_first_line(e)}; {missing_credential()}"
             ) from e
         except _OffEndpoint as e:
             raise CloudError(f"{what}: refused a request off the endpoint {self._host}: {e}") from e
@@ -331,22 +339,80 @@ class AzureRoutes:
         except ServiceRequestError as e:
             raise CloudError(f"{what}: cannot reach {self._host}: {_first_line(e)}") from e
 
+    def _finish(self, poller: Any) -> None:
+        """Wait for a long-running write to end (its errors raised), without building the
+        SDK's model of the final resource: nothing reads it, and for a table it is every route
+        once more."""
+        poller.wait(timeout=self.config.operation_timeout)
+        if not poller.done():
+            raise CloudError(
+                f"the operation did not finish within {self.config.operation_timeout:.0f} s"
+            )
+
+    def _pages(self, path: str) -> list[dict[str, Any]]:
+        """Every item of an ARM list, page after page (``nextLink``), as plain JSON, through
+        the client's pipeline (credentials, retries, the endpoint guard, the counting)."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceNotFoundError,
+            map_error,
+        )
+        from azure.core.rest import HttpRequest
+        from azure.mgmt.core.exceptions import ARMErrorFormat
+
+        url: str | None = f"{self._endpoint}{path}?api-version={LIST_API_VERSION}"
+        items: list[dict[str, Any]] = []
+        while url:
+            resp = self.client.send_request(HttpRequest("GET", url))
+            if resp.status_code != 200:
+                errors = {401: ClientAuthenticationError, 404: ResourceNotFoundError}
+                map_error(status_code=resp.status_code, response=resp, error_map=errors)
+                raise HttpResponseError(response=resp, error_format=ARMErrorFormat)
+            body = resp.json()
+            items.extend(x for x in body.get("value") or [] if isinstance(x, dict))
+            url = body.get("nextLink") or None
+        return items
+
     def read_table(self, ref: TableRef) -> _Table:
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
         what = "reading the route table"
         try:
             rt = self._api(
-                what, ref, lambda: self.client.route_tables.get(ref.resource_group, ref.name)
+                what,
+                ref,
+                # the bytes, not the SDK's models: a table of thousands of routes is read every
+                # pass, and building a model per route costs ~0.5 ms each
+                lambda: json.loads(
+                    b"".join(
+                        cast(
+                            Iterable[bytes],
+                            self.client.route_tables.get(ref.resource_group, ref.name, stream=True),
+                        )
+                    )
+                ),
             )
         except ResourceNotFoundError as e:
+            code = _code(e)
+            if code == "SubscriptionNotFound":
+                raise CloudError(
+                    f"no subscription {ref.subscription} ({code}) reading route table {ref.name}: "
+                    "fix --azure-subscription (AZURE_SUBSCRIPTION_ID) or the table's resource id"
+                ) from e
+            if code == "ResourceGroupNotFound":
+                raise CloudError(
+                    f"no resource group {ref.resource_group} in subscription {ref.subscription} "
+                    f"({code}) reading route table {ref.name}: fix --azure-resource-group "
+                    "or --route-table RG/NAME"
+                ) from e
             raise CloudError(
-                f"no route table {ref.name} in {self._where(ref)} ({_code(e)}): create it and "
+                f"no route table {ref.name} in {self._where(ref)} ({code}): create it and "
                 "associate it with the nodes' subnet, or fix --route-table"
             ) from e
         except HttpResponseError as e:
             raise CloudError(f"{what} {ref.id}: {_code(e)}: {_first_line(e)}") from e
-        body = _plain(rt)
+        body = rt if isinstance(rt, dict) else {}
         routes = list(_props(body).get("routes") or [])
         return _Table(ref, str(body.get("etag") or ""), body, routes)
 
@@ -414,7 +480,7 @@ class AzureRoutes:
         if hop_type == HOP and (ip := _ip(p.get("nextHopIpAddress"))) is not None:
             via = (ip,)
             hop = f"{ip}"
-            who = next((n.name for n in cluster.nodes if ip in n.ips), None)
+            who = self._hop_names(cluster).get(ip)
             if who is not None:
                 hop += f" (node {who})"
         return InstalledRoute(
@@ -426,8 +492,25 @@ class AzureRoutes:
             name,
         )
 
+    def _hop_names(self, cluster: Cluster) -> dict[Any, str]:
+        """Node address -> node name, built once per cluster (a table of N routes is parsed
+        in N lookups, not N searches of the nodes)."""
+        known = self._hops
+        if known is None or known[0] is not cluster:
+            names: dict[Any, str] = {}
+            for n in cluster.nodes:
+                for a in n.ips:
+                    names.setdefault(a, n.name)
+            known = self._hops = (cluster, names)
+        return known[1]
+
     def _node(self, name: str) -> Node | None:
-        return self._cluster.node(name) if self._cluster is not None else None
+        cluster = self._cluster
+        if cluster is None:
+            return None
+        if self._by_name is None or self._by_name[0] is not cluster:
+            self._by_name = (cluster, {n.name: n for n in reversed(cluster.nodes)})
+        return self._by_name[1].get(name)
 
     def _list_nics(self, inst: Instance) -> None:
         """Read the NICs of the instance's resource group (or scale set) once per pass."""
@@ -435,17 +518,16 @@ class AzureRoutes:
         if key in self._listed:
             return
         self._listed.add(key)
-        nics = self.client.network_interfaces
         what = f"listing the network interfaces of {inst.scale_set or inst.resource_group}"
+        base = f"/subscriptions/{inst.subscription}/resourceGroups/{inst.resource_group}/providers"
+        if inst.scale_set:
+            path = f"{base}/Microsoft.Compute/virtualMachineScaleSets/{inst.scale_set}"
+            path += "/networkInterfaces"
+        else:
+            path = f"{base}/Microsoft.Network/networkInterfaces"
 
         def read() -> list[dict[str, Any]]:
-            if inst.scale_set:
-                pages = nics.list_virtual_machine_scale_set_network_interfaces(
-                    inst.resource_group, inst.scale_set
-                )
-            else:
-                pages = nics.list(inst.resource_group)
-            return [_plain(n) for n in pages]
+            return self._pages(path)
 
         from azure.core.exceptions import HttpResponseError
 
@@ -511,6 +593,7 @@ class AzureRoutes:
         from azure.core.exceptions import HttpResponseError
 
         notes: list[str] = []
+        jobs: list[tuple[str, str, Callable[[], Any]]] = []
         for node in sorted(targets):
             if node not in self._forward:
                 continue
@@ -533,21 +616,34 @@ class AzureRoutes:
             def put(
                 rg: str = rg, name: str = name, body: dict[str, Any] = body, etag: str = etag
             ) -> Any:
-                from azure.mgmt.network.models import NetworkInterface
-
                 poller = self.client.network_interfaces.begin_create_or_update(
-                    rg, name, NetworkInterface(body), headers={"If-Match": etag} if etag else {}
+                    rg, name, cast(Any, body), headers={"If-Match": etag} if etag else {}
                 )
-                return poller.result(timeout=self.config.operation_timeout)
+                return self._finish(poller)
 
+            jobs.append((node, name, put))
+
+        def run(job: tuple[str, str, Callable[[], Any]]) -> str:
+            node, name, put = job
             try:
                 self._api(f"turning on IP forwarding on NIC {name}", None, put)
-                notes.append(f"turned on IP forwarding on NIC {name} (node {node})")
+                return f"turned on IP forwarding on NIC {name} (node {node})"
             except (HttpResponseError, CloudError) as e:
-                notes.append(
+                return (
                     f"could not turn on IP forwarding on NIC {name} (node {node}); Azure will "
                     f"drop its pods' traffic: {_first_line(e)}"
                 )
+
+        # Each NIC update is its own long-running operation on its own resource (no table
+        # lock): a few at once, so a new cluster's first pass waits for them ~workers times
+        # less, while staying far below ARM's write rate limits.
+        if len(jobs) <= 1 or self.config.nic_workers <= 1:
+            notes.extend(run(j) for j in jobs)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.config.nic_workers, len(jobs))) as pool:
+                notes.extend(pool.map(run, jobs))  # in node order, as they were started
         return notes
 
     # --- writes ---------------------------------------------------------------------------
@@ -581,12 +677,10 @@ class AzureRoutes:
             def put(
                 body: dict[str, Any] = body, etag: str = current.etag, ref: TableRef = ref
             ) -> Any:
-                from azure.mgmt.network.models import RouteTable
-
                 poller = self.client.route_tables.begin_create_or_update(
-                    ref.resource_group, ref.name, RouteTable(body), headers={"If-Match": etag}
+                    ref.resource_group, ref.name, cast(Any, body), headers={"If-Match": etag}
                 )
-                return poller.result(timeout=self.config.operation_timeout)
+                return self._finish(poller)
 
             try:
                 self._api("writing the route table", ref, put)
@@ -665,21 +759,18 @@ class AzureRoutes:
 
 def _op_name(method: str, path: str) -> str:
     parts = [p for p in path.split("/") if p]
-    kinds = [p for p in parts if p in ("routeTables", "networkInterfaces")]
+    kinds = [i for i, p in enumerate(parts) if p in ("routeTables", "networkInterfaces")]
     if not kinds:
         return "operations.get" if method == "GET" else f"{method.lower()}.other"
-    kind = kinds[-1]
+    i = kinds[-1]
+    kind = (
+        "routes" if parts[i] == "routeTables" and parts[i + 2 : i + 3] == ["routes"] else parts[i]
+    )
     listing = parts[-1] == kind
     verb = {"GET": "list" if listing else "get", "PUT": "createOrUpdate"}.get(
         method, method.lower()
     )
     return f"{kind}.{verb}"
-
-
-def _plain(model: Any) -> dict[str, Any]:
-    """An SDK model as plain JSON data (ARM's field names)."""
-    out = model.as_dict() if hasattr(model, "as_dict") else dict(model)
-    return dict(out)
 
 
 def _ip(text: Any) -> Any:

@@ -265,7 +265,8 @@ class GceRoutes:
     def tables(self, cluster: Cluster, instances: dict[str, str]) -> list[CloudTable]:
         from google.api_core import exceptions as gexc
 
-        node_of = {path: cluster.node(n) for n, path in instances.items()}
+        by_name = {n.name: n for n in reversed(cluster.nodes)}  # the first of a name, as .node
+        node_of = {path: by_name.get(n) for n, path in instances.items()}
         want_cluster = description(cluster.name, "").split(" in cluster ", 1)[1]
         prefix = name_prefix(cluster.name)
         installed: list[InstalledRoute] = []

@@ -27,7 +27,7 @@ LEASE = "Leader election (one replica writes)"
     "--cluster-name",
     default="kubernetes",
     help="The cluster's name in the cloud: AWS tables tagged kubernetes.io/cluster/NAME, GCE "
-    "route names and descriptions.",
+    "route names and descriptions, Azure route names (the prefix of the routes it owns).",
     panel=ROUTING,
 )
 @option(

@@ -7,6 +7,7 @@ the source (``spec.podCIDRs``, ``spec.providerID``) and `nosdn.backends.cloud.sy
 pass. It is built from the node agent's parts (node cache and watch, Lease elector, deletion
 guard, metrics, probes, events, the ``NetworkUnavailable`` writer), generalised where one node
 had to become many, so both daemons behave alike and share their tests' guarantees:
-`config` (options), `view` (cluster and per-node verdicts, pure), `gate` (leadership and the
-deletion guard in front of every write), `loop` (the passes), `run` (threads and wiring).
+`config` (options), `view` (cluster and per-node verdicts, pure), `liveview` (the view kept
+up to date one changed Node at a time), `gate` (leadership and the deletion guard in front of
+every write), `loop` (the passes), `run` (threads and wiring).
 """

@@ -1,10 +1,11 @@
 """The cloud route controller's loop: the agent's rules, one VPC instead of one kernel.
 
 The shape is the agent's (`nosdn.agent.loop`): watch events only nudge, nudges that arrive
-during a pass are coalesced, every pass recomputes everything from the node cache and lets
+during a pass are coalesced, every pass takes the cluster from the node cache (its view kept up
+to date from the nodes that changed, `nosdn.controller.liveview`) and lets
 `nosdn.backends.cloud.sync` diff it against what the tables hold (one read per table), a full
-resync runs every ``resync`` seconds whatever the events say, and a failed pass is retried with
-backoff. What differs, and why:
+resync runs every ``resync`` seconds whatever the events say (and rebuilds the view from
+scratch), and a failed pass is retried with backoff. What differs, and why:
 
 - **Only the leader touches the cloud.** Every replica keeps its node cache warm; only the one
   holding the Lease runs passes, and it asks again before each write (`nosdn.controller.gate`).
@@ -17,10 +18,11 @@ backoff. What differs, and why:
   alone** (the agent's deletion guard, per table: held for a while, then confirmed by a fresh
   list, or released at once by the `nosdn.agent.safety.RELEASE_ANNOTATION` on the Lease).
 - After each pass the leader sets ``NetworkUnavailable`` on every node whose state the pass
-  established (`nosdn.controller.view.verdicts`): ``False``/``RouteCreated`` once its routes
-  exist, ``True`` with the reason when they cannot be programmed. Events report what a person
-  must fix: conflicts, nodes without an instance and failed writes on the Node, a table too
-  small for the plan and held-back deletions on the controller's Lease.
+  established (`nosdn.controller.view.Verdicts`: only the nodes a pass names are judged
+  again): ``False``/``RouteCreated`` once its routes exist, ``True`` with the reason when
+  they cannot be programmed. Events report what a person must fix: conflicts, nodes without
+  an instance and failed writes on the Node, a table too small for the plan and held-back
+  deletions on the controller's Lease.
 """
 
 from __future__ import annotations
@@ -31,15 +33,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nosdn.agent.condition import NodeConditions
+from nosdn.agent.condition import NodeConditions, Wish
 from nosdn.agent.events import EventRecorder, Involved
 from nosdn.agent.safety import DeletionGuard, held_message, release_hint
 from nosdn.agent.schedule import Nudger, run_passes
 from nosdn.backends.cloud import CloudError, CloudPass, CloudProvider, sync
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.gate import GatedProvider, NotLeadingError
+from nosdn.controller.liveview import LiveView
 from nosdn.controller.metrics import ControllerMetrics
-from nosdn.controller.view import REASON_INVALID, ClusterView, cluster_view, verdicts
+from nosdn.controller.view import REASON_INVALID, ClusterView, Verdicts
 from nosdn.problems import ProblemsError
 from nosdn.sources.cache import NodeCache, Snapshot
 
@@ -98,6 +101,17 @@ class Controller:
         )
         self.status = Status()
         self._view: ClusterView | None = None
+        self._verdicts = Verdicts()
+        #: node -> the wish last handed to ``conditions`` (they only drop a wish when told to)
+        self._given: dict[str, Wish] = {}
+        self._epoch = 0
+        self._given_lock = threading.Lock()
+        self._live = LiveView(
+            name=cfg.cluster_name,
+            cluster_cidrs=cfg.cluster_cidrs,
+            mask_v4=cfg.node_cidr_mask_v4,
+            mask_v6=cfg.node_cidr_mask_v6,
+        )
         self._reported: set[str] = set()
         self._last_refused = 0
         self._stop = threading.Event()
@@ -114,6 +128,9 @@ class Controller:
         """Forget the condition wishes of our time as leader: the next leader decides."""
         if self.conditions is not None:
             self.conditions.forget(lambda _node: False)
+        with self._given_lock:
+            self._epoch += 1
+            self._given = {}
 
     def run(self) -> None:
         """Run passes until `stop`. Leaves every route in place when it returns."""
@@ -131,19 +148,16 @@ class Controller:
         log.info("controller stopped; routes are left in place")
 
     # --- one pass -------------------------------------------------------------------------
-    def view(self, snap: Snapshot) -> ClusterView:
+    def view(self, snap: Snapshot, *, full: bool = False) -> ClusterView:
+        """The cluster of ``snap``: kept up to date from the nodes that changed
+        (`nosdn.controller.liveview`), rebuilt from scratch when ``full`` (the resync)."""
         v = self._view
-        if v is not None and v.generation == snap.generation:
+        if v is not None and v.generation == snap.generation and not full:
             return v
-        cfg = self.cfg
-        v = self._view = cluster_view(
-            snap,
-            name=cfg.cluster_name,
-            cluster_cidrs=cfg.cluster_cidrs,
-            mask_v4=cfg.node_cidr_mask_v4,
-            mask_v6=cfg.node_cidr_mask_v6,
-            routed=frozenset(v.cluster.nodes) if v is not None else frozenset(),
-        )
+        drifts = self._live.drifts
+        v = self._view = self._live.update(snap, full=full)
+        if self._live.drifts > drifts:
+            log.warning("the kept-up-to-date view differed from the full one; the full one is used")
         new = set(v.problems) - self._reported
         for text in sorted(new)[:20]:
             log.warning("skipped: %s", text)
@@ -178,7 +192,7 @@ class Controller:
         m.nodes.set(len(snap.nodes))
         if not self.may_write():  # a follower only keeps its cache: no view, no cloud
             return self._skip("standby: another replica holds the lease")
-        v = self.view(snap)
+        v = self.view(snap, full=full)
         m.nodes_without_subnet.set(v.without_subnet)
         m.node_problems.set(len(v.unusable))
         if not snap.connected:
@@ -219,7 +233,9 @@ class Controller:
         if result.dry_run:
             stuck |= {r.dst for t in result.tables for r in t.diff.add}
             stuck |= {c.new.dst for t in result.tables for c in t.diff.change}
-        m.routes_programmed.set(sum(1 for r in result.desired if r.dst not in stuck))
+        # every stuck destination is one of the desired routes' (conflicts, failed additions
+        # and changes, left out, not written): no need to look at the thousands that are not
+        m.routes_programmed.set(max(0, len(result.desired) - len(stuck)))
         m.route_conflicts.set(len(result.conflicts))
         m.route_writes.inc(result.writes)
         held = self.provider.held
@@ -306,7 +322,7 @@ class Controller:
                 )
 
     def _set_conditions(self, v: ClusterView, result: CloudPass) -> None:
-        wishes = {**v.unusable, **verdicts(v.cluster, result)}
+        wishes = {**v.unusable, **self._verdicts(v.cluster, result)}
         self.metrics.nodes_routed.set(sum(1 for w in wishes.values() if not w.unavailable))
         self.metrics.nodes_unroutable.set(sum(1 for w in wishes.values() if w.unavailable))
         c = self.conditions
@@ -315,8 +331,12 @@ class Controller:
         c.forget(lambda name: name in v.names)
         if not self.may_write():
             return
+        epoch, given = self._epoch, self._given  # a wish handed over, unchanged, is not again
         for name, wish in wishes.items():
-            c.want(name, wish)
+            if given.get(name) is not wish:
+                c.want(name, wish)
+        with self._given_lock:  # unless the lease was lost meanwhile: then all of them again
+            self._given = wishes if self._epoch == epoch else {}
 
     # --- probes and scrapes ---------------------------------------------------------------
     def refresh_event_metrics(self) -> None:

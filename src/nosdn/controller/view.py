@@ -17,12 +17,14 @@ tell (a dry run) gets no verdict, and its condition is left as it is.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
 from nosdn.agent.condition import REASON_ERRORS, REASON_NO_ADDRESS, Wish
 from nosdn.backends.cloud import CloudPass
-from nosdn.checks import check_cluster
+from nosdn.checks import Seniority, check_cluster
 from nosdn.model import Cluster, IPNetwork, Node
+from nosdn.problems import Problem
 from nosdn.sources.cache import Snapshot
 from nosdn.sources.nodes import seniority
 
@@ -45,6 +47,29 @@ class ClusterView:
     names: frozenset[str] = frozenset()
 
 
+#: The checks of one view: (the cluster before any node is left out, who wins a conflict) ->
+#: every problem (`check_cluster`, or `nosdn.controller.liveview`'s kept-up-to-date answer).
+Checks = Callable[[Cluster, Seniority], Iterable[Problem]]
+
+
+def _full_checks(cluster: Cluster, senior: Seniority) -> Iterable[Problem]:
+    return check_cluster(cluster, seniority=senior)
+
+
+def lazy_seniority(snap: Snapshot, routed: Callable[[], frozenset[Node]]) -> Seniority:
+    """`seniority` of ``snap``'s nodes, built on its first use (only conflicts need it: in a
+    sound cluster nobody asks, and ``routed`` costs a hash of every node)."""
+    key: Seniority | None = None
+
+    def senior(node: Node) -> tuple[int, str]:
+        nonlocal key
+        if key is None:
+            key = seniority(snap.nodes, routed=routed())
+        return key(node)
+
+    return senior
+
+
 def cluster_view(
     snap: Snapshot,
     *,
@@ -52,9 +77,12 @@ def cluster_view(
     cluster_cidrs: tuple[IPNetwork, ...],
     mask_v4: int = 24,
     mask_v6: int = 64,
-    routed: frozenset[Node] = frozenset(),
+    routed: frozenset[Node] | Callable[[], frozenset[Node]] = frozenset(),
+    checks: Checks = _full_checks,
 ) -> ClusterView:
-    """``routed``: the nodes the last view routed (in a conflict with a newcomer they win)."""
+    """``routed``: the nodes the last view routed (in a conflict with a newcomer they win), or
+    a function returning them. The problems are reported sorted (each node's condition names
+    the first of its own), so any ``checks`` giving the same set gives the same view."""
     nodes: list[Node] = []
     unusable: dict[str, Wish] = {}
     problems: list[str] = []
@@ -81,10 +109,12 @@ def cluster_view(
 
     cluster = make(nodes)
     bad: dict[str, str] = {}
-    for p in check_cluster(cluster, seniority=seniority(snap.nodes, routed=routed)):
-        problems.append(str(p))
-        if p.node is not None:
-            bad.setdefault(p.node, str(p))
+    found = routed
+    senior = lazy_seniority(snap, found if callable(found) else lambda: found)
+    for text, node in sorted((str(p), p.node) for p in checks(cluster, senior)):
+        problems.append(text)
+        if node is not None:
+            bad.setdefault(node, text)
     if bad:
         cluster = make([n for n in nodes if n.name not in bad])
         for node, text in bad.items():
@@ -99,8 +129,12 @@ def cluster_view(
     )
 
 
-def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
-    """node -> its condition after ``result`` (nodes whose state is unknown are left out)."""
+def verdicts(
+    cluster: Cluster, result: CloudPass, *, only: Container[str] | None = None
+) -> dict[str, Wish]:
+    """node -> its condition after ``result`` (nodes whose state is unknown are left out).
+    ``only``: the names of ``cluster``'s nodes when it is a few of the pass's (`Verdicts`), so
+    the routes kept in each table are looked at for those nodes alone."""
     out: dict[str, Wish] = {}
     problem = {p.node: str(p) for p in result.problems if p.node is not None}
     conflict: dict[IPNetwork, str] = {}
@@ -114,7 +148,10 @@ def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
         failed.setdefault(e.dst, f"{e.action} {e.dst} in {table}: {e.message}")
     exists: list[set[IPNetwork]] = []
     for t in result.tables:
-        have = {r.dst for r in t.diff.keep}
+        if only is None:
+            have = {r.dst for r in t.diff.keep}
+        else:  # a name is cheaper to hash than a network
+            have = {r.dst for r in t.diff.keep if r.node in only}
         if t.applied is not None:
             have |= {r.dst for r in t.diff.add} | {c.new.dst for c in t.diff.change}
             have -= {e.dst for e in t.applied.errors}
@@ -133,11 +170,8 @@ def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
             continue
         cidrs = node.pod_cidrs
         if all(c in have for have in exists for c in cidrs) and exists:
-            where = result.instances.get(node.name, "its instance")
-            out[node.name] = Wish(
-                False,
-                REASON_CREATED,
-                f"nosdn routes {', '.join(map(str, cidrs))} to {where} in {n_tables} table(s)",
+            out[node.name] = _created(
+                node, result.instances.get(node.name, "its instance"), n_tables
             )
             continue
         clash = next((d for d in cidrs if d in conflict), None)
@@ -150,3 +184,86 @@ def verdicts(cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
             out[node.name] = Wish(True, REASON_ERRORS, failed[broken])
         # else: not written (dry run, or no table): unknown, no verdict
     return out
+
+
+class Verdicts:
+    """`verdicts`, pass after pass, without redoing the nodes the pass did not touch.
+
+    A node of the cluster that no problem, conflict, write error, shortfall, addition or
+    change of this pass names has every pod subnet kept in every table: its verdict is
+    ``RouteCreated``, and its message is the last pass's when its node, instance and the number
+    of tables are the same. Only the nodes a pass names are judged by `verdicts` itself, so a
+    pass that changes one node costs one node's judgement and a lookup per other node. A pass
+    that names a stale route's removal without its node, or finds no table, is judged whole.
+    A property test checks the answer equals `verdicts` after every pass.
+    """
+
+    def __init__(self) -> None:
+        #: node -> (its Node, its instance, tables, its RouteCreated wish) of the last pass
+        self._created: dict[str, tuple[Node, str, int, Wish]] = {}
+
+    def __call__(self, cluster: Cluster, result: CloudPass) -> dict[str, Wish]:
+        n_tables = len(result.tables)
+        named: set[str] = {p.node for p in result.problems if p.node is not None}
+        whole = n_tables == 0
+        for t in result.tables:
+            d = t.diff
+            named.update(r.node for r in d.add if r.node is not None)
+            named.update(c.new.node for c in d.change if c.new.node is not None)
+            named.update(c.wanted.node for c in d.conflicts if c.wanted.node is not None)
+            for e in t.applied.errors if t.applied is not None else ():
+                if e.node is None:
+                    whole = True  # a route no node names: whose subnet it is needs a search
+                else:
+                    named.add(e.node)
+        for s in result.shortfalls:
+            named.update(r.node for r in s.overflow if r.node is not None)
+        if whole:
+            self._created = {}
+            every = verdicts(cluster, result)
+            self._remember(cluster, result, every, n_tables)
+            return every
+        judged = verdicts(_only(cluster, named), result, only=named) if named else {}
+        out: dict[str, Wish] = {}
+        created = self._created
+        kept: dict[str, tuple[Node, str, int, Wish]] = {}
+        instances = result.instances
+        for node in cluster.nodes:
+            name = node.name
+            if not node.pod_cidrs:
+                continue
+            where = instances.get(name, "its instance")
+            if name in named:
+                if (wish := judged.get(name)) is not None:
+                    out[name] = wish
+                    if wish.reason == REASON_CREATED:
+                        kept[name] = (node, where, n_tables, wish)
+                continue
+            last = created.get(name)
+            if last is not None and last[0] is node and last[1] == where and last[2] == n_tables:
+                wish = last[3]
+            else:
+                wish = _created(node, where, n_tables)
+            out[name] = wish
+            kept[name] = (node, where, n_tables, wish)
+        self._created = kept
+        return out
+
+    def _remember(
+        self, cluster: Cluster, result: CloudPass, out: dict[str, Wish], n_tables: int
+    ) -> None:
+        for node in cluster.nodes:
+            wish = out.get(node.name)
+            if wish is not None and wish.reason == REASON_CREATED:
+                where = result.instances.get(node.name, "its instance")
+                self._created[node.name] = (node, where, n_tables, wish)
+
+
+def _only(cluster: Cluster, names: set[str]) -> Cluster:
+    """The cluster of just ``names`` (for judging them: `verdicts` reads only their nodes)."""
+    return Cluster(tuple(n for n in cluster.nodes if n.name in names), cluster.cluster_cidrs)
+
+
+def _created(node: Node, where: str, n_tables: int) -> Wish:
+    cidrs = ", ".join(map(str, node.pod_cidrs))
+    return Wish(False, REASON_CREATED, f"nosdn routes {cidrs} to {where} in {n_tables} table(s)")
