@@ -35,11 +35,12 @@ lint: setup
 unit: setup
 	$(PY) -m pytest -q -m "not root"
 
-# The real kube-apiserver, kubectl and kine for the tests: built once per machine from the Go
-# module proxy into ~/.cache/nosdn (tools/build-kube.sh). Without Go the tier is skipped, said
-# here and by pytest; under CI=true a missing Go is a failure.
+# The real kube-apiserver, kubectl and kine for the tests, and helm for the chart's: built once
+# per machine from the Go module proxy into ~/.cache/nosdn (tools/build-kube.sh,
+# tools/build-helm.sh). Without Go the tier is skipped, said here and by pytest; under CI=true
+# a missing Go is a failure.
 kube:
-	@if command -v go >/dev/null 2>&1; then tools/build-kube.sh >/dev/null; \
+	@if command -v go >/dev/null 2>&1; then tools/build-kube.sh >/dev/null && tools/build-helm.sh >/dev/null; \
 	elif [ "$$CI" = true ]; then echo "CI: no Go toolchain for the real kube-apiserver tier" >&2; exit 1; \
 	else echo "no Go toolchain: the real kube-apiserver tests will be skipped (install Go 1.26+)"; fi
 
