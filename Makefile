@@ -3,10 +3,11 @@
 #   make test   - set up, then lint, type-check and run the whole test suite
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-DEBS   := iproute2 iputils-ping containernetworking-plugins nftables bird2 frr shellcheck busybox dash graphviz
+DEBS   := iproute2 iputils-ping containernetworking-plugins nftables bird2 frr shellcheck busybox dash graphviz \
+          debootstrap umoci runc
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup debs kube demo test lint unit bench clean
+.PHONY: setup debs kube image demo test lint unit bench clean
 
 setup: $(VENV)/.installed debs
 
@@ -44,7 +45,15 @@ kube:
 	elif [ "$$CI" = true ]; then echo "CI: no Go toolchain for the real kube-apiserver tier" >&2; exit 1; \
 	else echo "no Go toolchain: the real kube-apiserver tests will be skipped (install Go 1.26+)"; fi
 
-test: lint kube
+# The nosdn OCI image for tests/test_image.py, without Docker: debootstrap + pip + umoci, cached
+# in ~/.cache/nosdn/image keyed on its inputs (tools/build-image.sh; a first build takes ~8
+# minutes, mostly debootstrap). Needs root and a Debian mirror; under CI=true both are required.
+image: setup
+	@if [ "$$(id -u)" = 0 ]; then PYTHON=$(abspath $(PY)) tools/build-image.sh >/dev/null; \
+	elif [ "$$CI" = true ]; then echo "CI: the image build needs root" >&2; exit 1; \
+	else echo "not root: the image is not built and its tests are skipped"; fi
+
+test: lint kube image
 	$(PY) -m pytest -q
 
 bench: setup
