@@ -234,3 +234,45 @@ def test_controller_runs_as_65532_without_capabilities_on_a_read_only_root(image
     assert proc.stdout.split()[0] == "65532"
     assert "ok" in proc.stdout.split()
     assert "read-only" in proc.stdout
+
+
+def test_the_cleanup_daemonset_cleans_the_containers_network_and_waits(image: Image) -> None:
+    """The uninstall DaemonSet's containers, as granted: the init container (NET_ADMIN only)
+    removes our route, nexthop and table and leaves a foreign route; the waiting one (65532,
+    nothing granted, read-only root) exits 0 on SIGTERM."""
+    from nosdn.agent.uninstall_manifests import uninstall_manifests
+
+    ds = next(d for d in uninstall_manifests() if d["kind"] == "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert security(init)[:2] == (0, ["CAP_NET_ADMIN"])
+    script = (
+        "set -e; ip link add br0 type bridge; ip link set br0 up; "
+        "ip addr add 10.0.0.1/24 dev br0; "
+        "ip nexthop add id 7 via 10.0.0.2 dev br0 proto 157; "
+        "ip route add 10.244.2.0/24 nhid 7 proto 157; "
+        "ip route add 10.99.0.0/24 via 10.0.0.9 proto static; "
+        "nft add table inet nosdn; nft add table inet other; "
+        "nosdn uninstall --node-local --cni-conf= --agent-address=127.0.0.1:9712; "
+        "echo ROUTES; ip route show proto 157; ip route show proto static; "
+        "echo NEXTHOPS; ip nexthop show; echo TABLES; nft list tables"
+    )
+    proc = run(image, init, "sh", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "routes and nexthops removed: 2" in out
+    after = out.split("ROUTES", 1)[1]
+    assert "10.244.2.0/24" not in after
+    assert "10.99.0.0/24 via 10.0.0.9" in after
+    assert "id 7" not in after
+    assert after.split("TABLES", 1)[1].split() == ["table", "inet", "other"]
+    (done,) = pod["containers"]
+    waited = run(
+        image,
+        done,
+        "sh",
+        "-c",
+        "nosdn uninstall --wait & sleep 2; kill -TERM $!; wait $!; echo rc=$?",
+    )
+    assert waited.returncode == 0, waited.stderr
+    assert "rc=0" in waited.stdout
