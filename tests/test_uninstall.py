@@ -59,7 +59,7 @@ def sh(ns: str, *argv: str, check: bool = True, **kw: Any) -> subprocess.Complet
 def routes(ns: str) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     for fam in ("-4", "-6"):
-        text = sh(ns, "ip", "-j", fam, "route", "show", "table", "all").stdout
+        text = sh(ns, "ip", "-N", "-j", fam, "route", "show", "table", "all").stdout
         for r in json.loads(text or "[]"):
             if r.get("type", "unicast") == "unicast" and r.get("protocol") not in ("kernel",):
                 out.add((r["dst"], str(r.get("protocol"))))
@@ -67,7 +67,7 @@ def routes(ns: str) -> set[tuple[str, str]]:
 
 
 def nexthops(ns: str) -> set[tuple[int, str]]:
-    text = sh(ns, "ip", "-j", "nexthop", "show").stdout
+    text = sh(ns, "ip", "-N", "-j", "nexthop", "show").stdout
     return {(n["id"], str(n.get("protocol"))) for n in json.loads(text or "[]")}
 
 

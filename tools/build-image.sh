@@ -99,8 +99,12 @@ have=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [ "$want" = "$have" ] || { echo "build-image: the image has Python $want, $PYTHON is $have" >&2; exit 1; }
 site="$work/bundle/rootfs/usr/local/lib/python$want/dist-packages"
 printf '%s\n' "$pins" >"$work/constraints.txt"
+# from a copy of exactly the hashed files (pip would leave build/ in the work tree)
+mkdir "$work/src"
+(cd "$ROOT" && git ls-files -z src pyproject.toml README.md LICENSE | tar --null -T - -cf -) |
+  tar -C "$work/src" -xf -
 PIP_CACHE_DIR="$CACHE/../pip" "$PYTHON" -m pip install -q --disable-pip-version-check \
-  --no-warn-script-location --target "$site" -c "$work/constraints.txt" "$ROOT"
+  --no-warn-script-location --target "$site" -c "$work/constraints.txt" "$work/src"
 rm -rf "${site:?}/bin"
 cat >"$work/bundle/rootfs/usr/local/bin/nosdn" <<'PY'
 #!/usr/bin/python3
