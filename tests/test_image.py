@@ -253,7 +253,7 @@ def test_the_cleanup_daemonset_cleans_the_containers_network_and_waits(image: Im
         "ip route add 10.244.2.0/24 nhid 7 proto 157; "
         "ip route add 10.99.0.0/24 via 10.0.0.9 proto static; "
         "nft add table inet nosdn; nft add table inet other; "
-        "nosdn uninstall --node-local --cni-conf= --agent-address=127.0.0.1:9712; "
+        f"nosdn {' '.join(init['args'])}; "  # exactly as the DaemonSet runs it
         "echo ROUTES; ip route show proto 157; ip route show proto static; "
         "echo NEXTHOPS; ip nexthop show; echo TABLES; nft list tables"
     )
@@ -272,7 +272,19 @@ def test_the_cleanup_daemonset_cleans_the_containers_network_and_waits(image: Im
         done,
         "sh",
         "-c",
-        "nosdn uninstall --wait & sleep 2; kill -TERM $!; wait $!; echo rc=$?",
+        f"nosdn {' '.join(done['args'])} & sleep 2; kill -TERM $!; wait $!; echo rc=$?",
     )
     assert waited.returncode == 0, waited.stderr
     assert "rc=0" in waited.stdout
+
+
+def test_the_image_takes_every_argument_its_manifests_give_it(image: Image) -> None:
+    """Each container's args, as the manifests write them, parse in the image's nosdn (an
+    unknown or misspelt option fails before --help is honoured)."""
+    pod = agent_pod()
+    containers = [*pod["initContainers"], *pod["containers"], controller_container()]
+    for c in containers:
+        proc = run(image, c, "nosdn", *c["args"], "--help")
+        assert proc.returncode == 0, (c["name"], proc.stderr)
+    bad = run(image, pod["containers"][0], "nosdn", "agent", "--no-such-flag", "--help")
+    assert bad.returncode == 2
