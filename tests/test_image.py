@@ -288,3 +288,30 @@ def test_the_image_takes_every_argument_its_manifests_give_it(image: Image) -> N
         assert proc.returncode == 0, (c["name"], proc.stderr)
     bad = run(image, pod["containers"][0], "nosdn", "agent", "--no-such-flag", "--help")
     assert bad.returncode == 2
+
+
+#: Every SDK import nosdn makes (most of them lazily, inside the backends), and the backends.
+SDK_IMPORTS = """
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from google.api_core import exceptions, retry
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.identity import DefaultAzureCredential
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NetworkInterface, RouteTable
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+import nosdn.backends.aws, nosdn.backends.gce, nosdn.backends.azure, nosdn.backends.kernel
+import nosdn.sources.kubernetes, nosdn.agent.run, nosdn.controller.run
+print("imported")
+"""
+
+
+def test_every_sdk_nosdn_imports_is_in_the_image(image: Image) -> None:
+    proc = run(image, controller_container(), "python3", "-c", SDK_IMPORTS)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "imported"

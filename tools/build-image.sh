@@ -106,6 +106,9 @@ mkdir "$work/src"
 PIP_CACHE_DIR="$CACHE/../pip" "$PYTHON" -m pip install -q --disable-pip-version-check \
   --no-warn-script-location --target "$site" -c "$work/constraints.txt" "$work/src"
 rm -rf "${site:?}/bin"
+# the asyncio twins of the Kubernetes and Azure network clients (79 MB): nosdn uses the
+# synchronous ones (tests/test_image.py imports every SDK module nosdn does, in the image)
+rm -rf "$site/kubernetes/aio" "$site/azure/mgmt/network/aio"
 cat >"$work/bundle/rootfs/usr/local/bin/nosdn" <<'PY'
 #!/usr/bin/python3
 import sys
