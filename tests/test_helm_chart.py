@@ -354,3 +354,29 @@ def test_chart_defaults_are_the_commands_defaults() -> None:
     from nosdn import __version__
 
     assert chart["appVersion"] == __version__
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"agent": {"allocateNodeCidrs": True}}, "'allocateNodeCidrs' not allowed"),
+        ({"agent": {"bgp": {"enabled": True, "peers": ["10.0.0.1"]}}}, "does not match pattern"),
+        ({"controller": {"cloud": "ibm"}}, "/controller/cloud"),
+        ({"clusterCIDRs": "10.244.0.0/16"}, "/clusterCIDRs"),
+    ],
+    ids=["misspelt", "peer-without-asn", "unknown-cloud", "cidrs-not-a-list"],
+)
+def test_a_wrong_value_is_refused_not_ignored(
+    helm: str, tmp_path: Path, values: dict[str, Any], said: str
+) -> None:
+    """values.schema.json: a misspelt key would otherwise render the defaults without a word."""
+    vf = tmp_path / "values.yaml"
+    vf.write_text(yaml.safe_dump(values))
+    proc = subprocess.run(
+        [helm, "template", "n", str(CHART), "-f", str(vf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert said in proc.stderr, proc.stderr
