@@ -1,31 +1,48 @@
 # Two commands do everything on a fresh Debian machine:
-#   make demo   - set up, then build a 3-node cluster of network namespaces, apply routes, ping
-#   make test   - set up, then lint, type-check and run the whole test suite
+#   make demo   - set up what the demo needs, then build a 3-node cluster of network namespaces,
+#                 apply routes, ping
+#   make test   - set up everything the tests need, then lint, type-check and run the whole suite
+# and `sudo make install` puts nosdn on sudo's PATH (/usr/local/bin), so `sudo nosdn ...` runs.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-DEBS   := iproute2 iputils-ping containernetworking-plugins nftables bird2 frr shellcheck busybox dash graphviz \
-          debootstrap umoci runc
+#: What `nosdn lab demo` runs: ip, ping, the CNI plugins; nftables for doctor's firewall checks.
+DEMO_DEBS := iproute2 iputils-ping containernetworking-plugins nftables
+#: The tests also run the routing daemons (routers, --router labs), shells and Graphviz, and
+#: build and run the image (tools/build-image.sh: debootstrap, umoci; tests/test_image.py: runc).
+DEBS   := $(DEMO_DEBS) bird2 frr shellcheck busybox dash graphviz debootstrap umoci runc
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BINDIR ?= /usr/local/bin
 
-.PHONY: setup debs kube image demo test lint unit bench clean
+.PHONY: setup debs demo-debs kube image demo install test lint unit bench clean
 
 setup: $(VENV)/.installed debs
 
-$(VENV)/.installed: pyproject.toml
+# nosdn alone (the demo) and nosdn with the test tools (everything else)
+$(VENV)/.installed-base: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-base
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-debs:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+debs demo-debs: WANT = $(if $(filter demo-debs,$@),$(DEMO_DEBS),$(DEBS))
+debs demo-debs:
+	@missing=""; for p in $(WANT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: setup
+demo: $(VENV)/.installed-base demo-debs
 	$(SUDO) $(VENV)/bin/nosdn lab demo
+
+# A link, not a copy: the venv stays the one install (`make clean` breaks it; re-run make demo).
+install: $(VENV)/.installed-base
+	ln -sfn "$(CURDIR)/$(VENV)/bin/nosdn" "$(BINDIR)/nosdn"
+	@echo "nosdn is $(BINDIR)/nosdn -> $(CURDIR)/$(VENV)/bin/nosdn"
 
 lint: setup
 	$(PY) -m ruff format --check src tests bench
@@ -46,8 +63,8 @@ kube:
 	else echo "no Go toolchain: the real kube-apiserver tests will be skipped (install Go 1.26+)"; fi
 
 # The nosdn OCI image for tests/test_image.py, without Docker: debootstrap + pip + umoci, cached
-# in ~/.cache/nosdn/image keyed on its inputs (tools/build-image.sh; a first build takes ~8
-# minutes, mostly debootstrap). Needs root and a Debian mirror; under CI=true both are required.
+# in ~/.cache/nosdn/image keyed on its inputs (tools/build-image.sh; a first build took 337 s here,
+# debootstrap 116-316 s of it). Needs root and a Debian mirror; under CI=true both are required.
 image: setup
 	@if [ "$$(id -u)" = 0 ]; then PYTHON=$(abspath $(PY)) tools/build-image.sh >/dev/null; \
 	elif [ "$$CI" = true ]; then echo "CI: the image build needs root" >&2; exit 1; \

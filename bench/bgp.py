@@ -21,7 +21,7 @@ name and a state directory of its own, and is removed at the end.
 
 Targets (issue 14): change p99 under 1 s; 200 nodes reachable under 15 s.
 
-    sudo PYTHONPATH=src .venv/bin/python bench/bgp.py [--changes 50] [--nodes 200]
+    sudo PYTHONPATH=src .venv/bin/python bench/bgp.py [--changes 50] [--nodes 200] [--api real]
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ def on_router(watch: KernelWatch, cidr: str, since: float) -> float:
     return watch.route_at[key] - since
 
 
-def changes_bgp(n: int) -> list[float]:
+def changes_bgp(n: int, api: str) -> list[float]:
     """Figure 1 with BGP: node3's pod subnet moved ``n`` times through the API."""
-    spec = {"nodes": 3, "segments": 3, "router": "bird", "api": "emulator", "bgp": True}
+    spec = {"nodes": 3, "segments": 3, "router": "bird", "api": api, "bgp": True}
     spec["pods_per_node"] = 1
     with lab(spec, routes=True) as lb:
         assert lb.topo.router is not None
@@ -154,9 +154,9 @@ def nodes_have_all(lb: Lab, todo: set[str]) -> bool:
     return not todo
 
 
-def start_bgp(nodes: int) -> tuple[float, tuple[int, int]]:
+def start_bgp(nodes: int, api: str) -> tuple[float, tuple[int, int]]:
     """Figure 2 with BGP: agents started -> every route in place."""
-    spec = {"nodes": nodes, "segments": 3, "router": "bird", "api": "emulator", "bgp": True}
+    spec = {"nodes": nodes, "segments": 3, "router": "bird", "api": api, "bgp": True}
     spec["pods_per_node"] = 1
     with lab(spec, routes=False) as lb:
         lab_router.program(lb.topo, lb.paths, quiet)  # the router listens first
@@ -205,6 +205,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--changes", type=int, default=50, help="0: skip figure 1")
     ap.add_argument("--nodes", type=int, default=200)
+    ap.add_argument(
+        "--api",
+        choices=["emulator", "real"],
+        default="emulator",
+        help="the lab's API server: kmock, or kube-apiserver on kine (tools/build-kube.sh)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/bgp.py needs root (network namespaces)")
@@ -219,19 +225,19 @@ def main() -> None:
 def figures(args: argparse.Namespace) -> None:
     w = sys.stdout.write
     if args.changes:
-        figure1(args.changes)
-    w(f"2. {args.nodes} nodes on 3 segments: start -> every route in place\n")
-    tb, pb = start_bgp(args.nodes)
+        figure1(args.changes, args.api)
+    w(f"2. {args.nodes} nodes on 3 segments: start -> every route in place ({args.api} API)\n")
+    tb, pb = start_bgp(args.nodes, args.api)
     ts, ps = start_static(args.nodes)
     w(f"   agent --bgp (BIRD)             {tb:6.1f} s   ext->pod pings {pb[0]}/{pb[1]}\n")
     w(f"   baseline: apply + static routes {ts:6.1f} s   ext->pod pings {ps[0]}/{ps[1]}\n")
     w(f"   ratio bgp/baseline {tb / ts:.2f}  (target < 15 s)\n")
 
 
-def figure1(n: int) -> None:
+def figure1(n: int, api: str) -> None:
     w = sys.stdout.write
-    w(f"1. pod subnet change -> prefix in the router's kernel ({n} changes)\n")
-    bgp = changes_bgp(n)
+    w(f"1. pod subnet change -> prefix in the router's kernel ({n} changes, {api} API)\n")
+    bgp = changes_bgp(n, api)
     static = changes_static(n)
     w(f"   {'':28} {'p50':>8} {'p99':>8}\n")
     for label, xs in (("agent --bgp (BIRD)", bgp), ("baseline: render + configure", static)):

@@ -239,7 +239,7 @@ class AgentProcess:
         self.argv = [
             "ip", "netns", "exec", netns,
             sys.executable, "-m", "nosdn", "agent",
-            "--node-name", node,
+            "--node", node,
             *(["--kubeconfig", str(kubeconfig)] if kubeconfig else ["--kube-server", api_url]),
             "--cni-conf", str(self.cni),
             "--metrics-address", f"127.0.0.1:{METRICS_PORT}",

@@ -166,7 +166,7 @@ def test_agent_flags_refused_before_anything_starts() -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "nosdn", "agent", "--node-name", "n1", *args],
+            [sys.executable, "-m", "nosdn", "agent", "--node", "n1", *args],
             capture_output=True,
             text=True,
             env=env,

@@ -436,7 +436,7 @@ def test_the_allocator_asks_for_leadership_before_every_write() -> None:
 def test_config_refuses_bad_values_with_the_option_named() -> None:
     with pytest.raises(ConfigError, match="--allocate-node-cidrs needs --cluster-cidr"):
         AgentConfig(node_name="n", allocate=True)
-    with pytest.raises(ConfigError, match="--node-name is empty"):
+    with pytest.raises(ConfigError, match="--node is empty"):
         AgentConfig(node_name="")
     with pytest.raises(ConfigError, match="--max-delete-share 0"):
         AgentConfig(node_name="n", max_delete_share=0)

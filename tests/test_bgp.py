@@ -313,14 +313,14 @@ def test_the_password_file_is_read_and_the_output_is_0600(tmp_path: Path) -> Non
     inv = _with_key(tmp_path, b"s3cret-Key\n")
     out = tmp_path / "out"
     r = nosdn("render", "-f", str(inv), "--format", "bird-node-systemd", "--node", "node1",
-              "--out-dir", str(out))  # fmt: skip
+              "--out", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     conf = out / "etc/nosdn/bird-node.conf"
     assert 'password "s3cret-Key";' in conf.read_text()
     assert conf.stat().st_mode & 0o777 == 0o600
     assert "s3cret-Key" not in r.stderr
     r = nosdn("render", "-f", str(inv), "--format", "frr", "--bgp", "--peer", "10.20.0.254",
-              "--out-dir", str(out))  # fmt: skip
+              "--out", str(out))  # fmt: skip
     assert r.returncode == 0
     assert (out / "nosdn-frr-bgp.conf").stat().st_mode & 0o777 == 0o644
 

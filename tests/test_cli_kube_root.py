@@ -194,7 +194,7 @@ def test_doctor_without_the_api_still_checks_the_host(node: Node) -> None:
 def test_trace_names_the_node_of_a_pod_address(node: Node) -> None:
     assert node.nosdn("apply").returncode == 0
     _, t, _ = node.json("trace", "10.244.3.7")
-    assert (t["kind"], t["node"]) == ("pod", "node3")
+    assert (t["kind"], t["addressKind"], t["node"]) == ("Trace", "pod", "node3")
     assert t["wanted"] == {"dst": "10.244.3.0/24", "via": ["10.10.0.3"]}
     assert t["kernel"]["gateway"] == "10.10.0.3"
     text = node.nosdn("trace", "10.244.3.7")

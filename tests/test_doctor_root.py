@@ -140,7 +140,7 @@ def test_doctor_changes_nothing(lab: Lab) -> None:
     sh(lab, "sysctl -qw net.ipv4.ip_forward=0; ip route del 10.244.2.0/24; ip link set cni0 down")
     try:
         before = snapshot(lab)
-        rc, _ = doctor(lab, "--masquerade", "yes")
+        rc, _ = doctor(lab, "--masquerade", "true")
         assert rc == 1
         assert snapshot(lab) == before
     finally:
@@ -474,7 +474,7 @@ def test_pod_bridge_down(lab: Lab) -> None:
 
 def test_masquerade(lab: Lab) -> None:
     # expected but absent
-    seen = break_fix_mend(lab, "masquerade.ipv4", "--masquerade", "yes")
+    seen = break_fix_mend(lab, "masquerade.ipv4", "--masquerade", "true")
     assert seen["fix"].startswith("nft 'add table inet nosdn; ")
     try:
         # a rule that masquerades everything from the pods hides them from other nodes too

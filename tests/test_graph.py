@@ -3,6 +3,7 @@ Graphviz (skipped where Graphviz is not installed)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,13 @@ def test_picture_groups_nodes_and_routes_by_segment() -> None:
     assert pic.router.segments == (1, 2)
     assert len(pic.router.routes) == 5  # every pod subnet, the far node's too
     assert [n.name for n in pic.elsewhere] == ["far"]
-    assert pic.notes == ("far: on none of the segments, off-link for every host route",)
+    assert pic.notes == (
+        "1 router route(s) via an address on none of the router's segments: it cannot reach them",
+        "far: on none of the segments, off-link for every host route",
+    )
+    far = {n.name: n for n in CLUSTER.nodes}["far"]
+    assert pic.unreachable == frozenset(far.pod_cidrs)  # marked in the router's table
+    assert "unreachable from the router" in to_dot(pic)
     assert [str(r.dst) for r in pic.services] == ["10.96.0.0/12"]
     # without a router the segments cannot reach each other, and the picture says so
     assert "no router joins every segment" in picture(CLUSTER, SEGMENTS).notes[0]
@@ -114,4 +121,27 @@ def test_cli_svg_png_and_errors(tmp_path: Path) -> None:
     assert b"--segment" in bad.stderr
     bad = nosdn("graph", "-f", inv, "--format", "jpeg")
     assert bad.returncode == 2
-    assert b"svg, png, dot, mermaid" in bad.stderr
+    assert b"'svg', 'png', 'dot', 'mermaid'" in bad.stderr
+
+
+def test_a_hundred_nodes_stay_an_overview(tmp_path: Path) -> None:
+    """100 nodes on one segment: one summary box in inventory order and a handful of edges,
+    not a comb of 100; a node whose subnet is only in memory is marked, also past the cut."""
+    lines = ["clusterCIDRs: [10.244.0.0/16]", "nodes:"]
+    for i in range(1, 101):
+        pod = f", podCIDR: 10.244.{i}.0/24" if i != 77 else ""
+        lines.append(f"  - {{name: w{i:03d}, ip: 10.20.{i // 250}.{i % 250 + 1}{pod}}}")
+    inv = tmp_path / "big.yaml"
+    inv.write_text("\n".join(lines) + "\n")
+    r = nosdn("graph", "-f", str(inv), "--format", "dot")
+    assert r.returncode == 0, r.stderr
+    dot = r.stdout.decode()
+    assert dot.count("->") <= 4, dot.count("->")
+    names = re.findall(r"w\d{3}", dot.split("100 nodes")[1])
+    assert names[:20] == [f"w{i:03d}" for i in range(1, 21)]  # node order kept
+    assert "and 77 more" in dot
+    assert "subnet only in memory (allocate --write): w077" in dot
+    assert "allocated in memory only" in dot
+    mermaid = nosdn("graph", "-f", str(inv), "--format", "mermaid").stdout.decode()
+    assert mermaid.count("---") <= 3
+    assert "w077" in mermaid

@@ -147,7 +147,7 @@ def test_live_cluster_on_the_real_api_server(lab_name: str, kube_bins: Path) -> 
     procs = lab_processes(lab_name)
     for i in nodes:
         mine = [c for p, c in procs.items() if p in ns.pids(f"{lab_name}.node{i}")]
-        assert any(f"nosdn agent --node-name node{i} --kubeconfig" in c for c in mine), mine
+        assert any(f"nosdn agent --node node{i} --kubeconfig" in c for c in mine), mine
         log = (state_dir / "agents" / f"node{i}.log").read_text()
         assert "routes: 2 added" in log, log
     assert any("kube-apiserver" in c for c in procs.values())

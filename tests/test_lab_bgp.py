@@ -6,7 +6,7 @@ What each test proves, through the CLI as a person would run it:
 
 - the router's config is only the rendered peer group (no pod route); every pod pings every
   pod across all segments, and the external host pings every pod (``lab demo``), with BIRD and
-  with FRR, IPv4 and dual stack;
+  with FRR, IPv4 and dual stack, on kmock and on the real kube-apiserver;
 - a node added is learned by the router and reachable from every segment while the router's
   config file stays byte for byte the same; a node removed is withdrawn; a node's pod subnet
   changed in the API is withdrawn and the new one announced;
@@ -14,7 +14,7 @@ What each test proves, through the CLI as a person would run it:
   pod is lost, and the router's route to it never flaps (``ip monitor route`` on the router).
 
 Each lab has a unique name and is removed in teardown (state under tmp_path); the API server
-is the kmock emulator here (the real kube-apiserver path is the one test_lab_agents covers).
+is the kmock emulator, and the real kube-apiserver for two of the demos.
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ from conftest import requires_root
 from nosdn.lab import cluster as live
 from nosdn.lab import down, open_lab
 from nosdn.lab import netns as ns
-from test_lab_agents import ok  # the CLI as a person runs it, failing with its output
+from test_lab_agents import (
+    kube_bins,  # noqa: F401 - the fixture, asked for by name
+    ok,  # the CLI as a person runs it, failing with its output
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 
@@ -70,12 +73,26 @@ def wait_for(pred: object, timeout: float, what: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("router", "ipv6"), [("bird", False), ("frr", True)], ids=["bird-ipv4", "frr-dual-stack"]
+    ("router", "ipv6", "api"),
+    [
+        ("bird", False, "emulator"),
+        ("bird", True, "real"),
+        ("frr", False, "real"),
+        ("frr", True, "emulator"),
+    ],
+    ids=[
+        "bird-ipv4-kmock",
+        "bird-dual-stack-apiserver",
+        "frr-ipv4-apiserver",
+        "frr-dual-stack-kmock",
+    ],
 )
 def test_demo_every_pod_pings_every_pod_across_three_segments(
-    lab_name: str, router: str, ipv6: bool
+    lab_name: str, router: str, ipv6: bool, api: str, request: pytest.FixtureRequest
 ) -> None:
-    args = ["lab", "demo", "--agents", "--api", "emulator", "--segments", "3", "--nodes", "6"]
+    if api == "real":
+        request.getfixturevalue("kube_bins")  # built by `make kube`; skipped without Go
+    args = ["lab", "demo", "--agents", "--api", api, "--segments", "3", "--nodes", "6"]
     args += ["--router", router, "--bgp", "--pods-per-node", "1", "--name", lab_name]
     out = ok(*args, *(["--ipv6"] if ipv6 else []))
     assert "every pod subnet learned over BGP" in out

@@ -107,3 +107,71 @@ def test_doctor_in_a_lab_node_reads_the_labs_files(
                 assert checks["cni.conflist"]["status"] == "ok", checks["cni.conflist"]
     finally:
         down(name)
+
+
+def test_lab_check_groups_failures_and_its_doctor_runs_as_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One route removed by hand in node2: `lab check` says "every ping from node2 to
+    node1's pods fails" (not a line per ping), and the doctor it names next runs as printed
+    (sudo's PATH, no nosdn on it) and finds the missing route."""
+    name = f"t-{secrets.token_hex(3)}"
+    monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))
+    env = {**os.environ, "NOSDN_LAB_DIR": str(tmp_path / "labs"), "PATH": SECURE_PATH}
+    try:
+        _lab_up(name, env)
+        node2 = f"{name}.node2"
+        shown = subprocess.run(
+            ["ip", "-j", "-n", node2, "route", "show", "proto", "157"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        routes = json.loads(shown.stdout)
+        assert len(routes) == 1, routes  # two nodes: node2's one route, to node1's pods
+        subprocess.run(["ip", "-n", node2, "route", "del", routes[0]["dst"]], check=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "nosdn", "lab", "check", "--name", name],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            timeout=300,
+        )
+        assert r.returncode == 1, r.stdout + r.stderr
+        said = "every ping between node1's pods and node2's pods fails, both ways"
+        assert f"{said}: node2 cannot reach the other's pods either" in r.stdout, r.stdout
+        assert "✗ node1/pod1 →" not in r.stdout  # grouped, not a line per ping
+        assert "pings: " in r.stderr  # progress, on a pipe a few lines
+        lines = r.stdout.splitlines()
+        hints = lines[lines.index("next, on the host the failures point at:") + 1 :]
+        assert hints, r.stdout
+        assert f"--netns {node2}" in hints[0]
+        d = subprocess.run(
+            ["bash", "-c", hints[0].strip()],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            timeout=120,
+        )
+        assert d.returncode == 1, d.stdout + d.stderr  # it found what is wrong
+        assert "command not found" not in d.stderr
+        assert routes[0]["dst"] in d.stdout, d.stdout
+        # ...and each fix it prints, pasted into this machine's own shell, mends node2 only
+        fixes = [x.split("fix: ", 1)[1] for x in d.stdout.splitlines() if "fix: " in x]
+        assert fixes, d.stdout
+        assert all(f.startswith(f"ip netns exec {node2} ") for f in fixes), fixes
+        host_routes = ns.run(["ip", "route", "show"]).stdout
+        for fix in fixes:
+            m = subprocess.run(
+                ["bash", "-c", fix], capture_output=True, text=True, check=False, env=env
+            )
+            assert m.returncode == 0, f"{fix}\n{m.stdout}\n{m.stderr}"
+        assert ns.run(["ip", "route", "show"]).stdout == host_routes
+        again = subprocess.run(
+            ["bash", "-c", hints[0].strip()], capture_output=True, text=True, check=False, env=env
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        down(name)

@@ -126,10 +126,10 @@ def test_two_segments_with_bird(lab_name: str) -> None:
         {(src, "node4/pod1", 4) for src in far}  # no way there
         | {("node4/pod1", dst, 4) for dst in ("node1/pod1", "node2/pod1")}  # no way back
     )
-    # ...and the matrix drawn by `lab check --matrix-png` shows it (Graphviz, where installed)
+    # ...and the matrix drawn by `lab check --out` shows it (Graphviz, where installed)
     if shutil.which("dot"):
         png = Path(lab.paths.root.parent / "matrix.png")
-        drawn = nosdn("lab", "check", "--name", lab_name, "--matrix-png", str(png))
+        drawn = nosdn("lab", "check", "--name", lab_name, "--out", str(png))
         assert drawn.returncode == 1
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         from nosdn.lab.matrix import matrix_dot

@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 CIDR = "10.244.0.0/16"
 COMMANDS: dict[str, tuple[str, ...]] = {
     "status": ("status",),
+    "status --cluster": ("status", "--cluster"),
     "plan": ("plan",),
     "apply": ("apply",),
     "doctor": ("doctor",),
@@ -168,3 +169,39 @@ def test_every_command_fails_in_one_clear_line_when_the_server_cannot_be_used(
         assert nosdn_routes(node.ns) == {}  # apply wrote nothing
     finally:
         node.api.call("DELETE", "/api/v1/namespaces/default/serviceaccounts/nobody")
+
+
+def test_status_cluster_from_the_real_server(node: Node) -> None:
+    """``status --cluster`` reads the conditions the agents write (through the status
+    subresource, as they do) and the Events they post, from kube-apiserver itself."""
+    from nosdn.agent.condition import CONDITION, REASON_NO_PEER, REASON_UP
+    from nosdn.agent.events import event_body
+
+    api = node.api
+
+    def set_condition(name: str, status: str, reason: str, message: str) -> None:
+        cond = {"type": CONDITION, "status": status, "reason": reason, "message": message}
+        api.patch_node(name, {"status": {"conditions": [cond]}})
+
+    set_condition("node1", "False", REASON_UP, "nosdn programmed routes to 2 pod subnet(s)")
+    set_condition("node2", "True", REASON_NO_PEER, "node node3 (10.10.0.3): not on-link")
+    body = event_body(
+        "node2",
+        namespace="default",
+        etype="Warning",
+        reason="NodeOffLink",
+        message="node node3 (10.10.0.3): not on-link; its pod routes are skipped",
+    )
+    api.call("POST", "/api/v1/namespaces/default/events", body)
+    r = node.nosdn("status", "--cluster", kubeconfig=api.kubeconfig())
+    assert r.returncode == 1, r.stdout + r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:4]}
+    assert rows["node1"][1:3] == ["ready", "NosdnIsUp"]
+    assert rows["node2"][1:5] == ["not", "ready", REASON_NO_PEER, "0"]
+    assert rows["node2"][5] == "1"  # one off-link peer, from the Event
+    assert rows["node3"][1:3] == ["no", "agent"]
+    assert "node2: off-link: node node3 (10.10.0.3): not on-link" in r.stdout
+    assert "agents ready: 1/3" in r.stdout
+    _, doc = node.json("status", "--cluster", kubeconfig=api.kubeconfig())
+    assert doc["kind"] == "ClusterStatus"
+    assert [n["ready"] for n in doc["items"]] == [True, False, False]

@@ -558,7 +558,7 @@ def test_cli_out_dir_writes_the_files_with_their_modes(tmp_path: Path) -> None:
             str(GOLDEN / "post.yaml"),
             "--format",
             "systemd",
-            "--out-dir",
+            "--out",
             str(tmp_path),
         ],
     )
@@ -577,7 +577,7 @@ def test_cli_out_dir_writes_the_files_with_their_modes(tmp_path: Path) -> None:
         (["--format", "aws-cli", "--node", "node1"], "does not take --node"),
         (["--format", "script", "--node", "ghost"], "no such node"),
         (["--format", "cni"], "is per node"),
-        (["--format", "xml"], "unknown format"),
+        (["--format", "xml"], "Invalid value for '--format'"),
         (["--format", "script", "--protocol", "4"], "protocol 4"),
     ],
 )

@@ -72,11 +72,12 @@ def test_local_pod(lab: Lab) -> None:
     ip = pod_ip(lab, "node1")
     rc, t, text = trace(lab, ip)
     assert rc == 0
-    assert (t["kind"], t["node"], t["status"]) == ("local-pod", "node1", "ok")
+    assert (t["addressKind"], t["node"], t["status"]) == ("local-pod", "node1", "ok")
     assert t["kernel"]["dev"] == "cni0" == route_get(lab, ip)["dev"]
     assert t["kernel"]["gateway"] is None
     assert t["route"].startswith("10.244.1.0/24 dev cni0 proto kernel")
-    assert t["path"] == ["node1", f"─cni0→ pod {ip}"]
+    assert t["hops"] == [{"to": ip, "dev": "cni0", "what": "pod"}]  # data, no arrows
+    assert f"node1 ─cni0→ pod {ip}" in text
     assert "delivered locally on cni0" in text
 
 
@@ -86,11 +87,12 @@ def test_remote_pod_same_segment(lab: Lab, family: int) -> None:
     rc, t, text = trace(lab, ip)
     gw = "10.10.0.2" if family == 4 else "fd00:10::2"
     assert rc == 0
-    assert (t["kind"], t["node"], t["status"]) == ("pod", "node2", "ok")
+    assert (t["addressKind"], t["node"], t["status"]) == ("pod", "node2", "ok")
     assert t["kernel"]["gateway"] == gw == route_get(lab, ip)["gateway"]
     assert t["routeOwner"] == "nosdn"
     assert t["wanted"]["via"] == [gw]
-    assert t["path"][:2] == ["node1", f"─eth0→ {gw} (node2)"]
+    assert t["hops"][0] == {"to": gw, "dev": "eth0", "what": "node2"}
+    assert f"node1 ─eth0→ {gw} (node2)" in text
     assert f"routed as nosdn wants, via {gw}" in text
 
 
@@ -98,17 +100,17 @@ def test_offlink_pod_other_segment(lab: Lab) -> None:
     ip = pod_ip(lab, "node4")
     rc, t, text = trace(lab, ip)
     assert rc == 0
-    assert (t["kind"], t["node"], t["status"]) == ("offlink-pod", "node4", "ok")
+    assert (t["addressKind"], t["node"], t["status"]) == ("offlink-pod", "node4", "ok")
     assert t["kernel"]["gateway"] == "10.10.0.253" == route_get(lab, ip)["gateway"]
     assert t["route"].startswith("0.0.0.0/0 via 10.10.0.253")
     assert t["routeOwner"] != "nosdn"
     assert "off-link" in text
-    assert t["path"] == [
-        "node1",
-        "─eth0→ 10.10.0.253 (router)",
-        "─→ node4 (10.10.1.4)",
-        f"─pod bridge→ pod {ip}",
+    assert t["hops"] == [
+        {"to": "10.10.0.253", "dev": "eth0", "what": "router"},
+        {"to": "10.10.1.4", "dev": None, "what": "node", "node": "node4"},
+        {"to": ip, "dev": "pod bridge", "what": "pod"},
     ]
+    assert f"node1 ─eth0→ 10.10.0.253 (router) ─→ node4 (10.10.1.4) ─pod bridge→ pod {ip}" in text
     # ...and the router it is left to really carries node4's subnet (BIRD, proto bird)
     assert lab.topo.router is not None
     via = ns.run(["ip", "-n", lab.topo.router.netns, "route", "get", ip]).stdout
@@ -118,10 +120,10 @@ def test_offlink_pod_other_segment(lab: Lab) -> None:
 def test_address_in_no_pod_subnet(lab: Lab) -> None:
     rc, t, text = trace(lab, "192.0.2.7")
     assert rc == 0
-    assert (t["kind"], t["node"], t["wanted"]) == ("outside", None, None)
+    assert (t["addressKind"], t["node"], t["wanted"]) == ("outside", None, None)
     assert "in no pod subnet or service CIDR" in text
     rc, t, _ = trace(lab, "10.244.200.1")
-    assert (t["kind"], t["status"]) == ("unallocated", "warn")
+    assert (t["addressKind"], t["status"]) == ("unallocated", "warn")
 
 
 def test_remote_pod_with_its_route_deleted(lab: Lab) -> None:

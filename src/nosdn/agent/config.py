@@ -76,7 +76,7 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if not self.node_name:
             raise ConfigError(
-                "--node-name is empty: pass the name of this node's Node object "
+                "--node is empty: pass the name of this node's Node object "
                 "(in a DaemonSet: env NODE_NAME from spec.nodeName)"
             )
         if not 0 < self.protocol < 256:

@@ -60,37 +60,19 @@ from nosdn.agent.safety import (
     release_token,
 )
 from nosdn.agent.schedule import Nudger, run_passes
+from nosdn.agent.view import ClusterView, Views
 from nosdn.backends.base import Backend
-from nosdn.checks import check_cluster
 from nosdn.model import Cluster, IPAddress, IPNetwork, Node, Target
 from nosdn.problems import Problem
 from nosdn.reconcile import AdjacencyCheck, PassResult, reconcile_once
 from nosdn.render.cni import render_cni
 from nosdn.sources.cache import NodeCache, Snapshot
-from nosdn.sources.nodes import seniority
 
 log = logging.getLogger("nosdn.agent")
 
 #: Local addresses with the interface holding each (for the pods' MTU).
 LocalAddresses = Callable[[], Sequence[tuple[IPAddress, str]]]
 FALLBACK_MTU = 1500
-
-
-@dataclass(slots=True)
-class ClusterView:
-    """The cluster built from one cache generation, with what had to be left out."""
-
-    generation: int
-    cluster: Cluster
-    me: Node | None
-    without_subnet: int
-    problems: list[str]
-    masquerade_exempt: tuple[IPNetwork, ...]
-    #: Why other nodes were left out, each naming the node skipped (and ``party``, the node it
-    #: conflicts with, if any).
-    skipped: tuple[Problem, ...] = ()
-    #: Other nodes whose object names pod subnets (routable or not).
-    peers: int = 0
 
 
 @dataclass(slots=True)
@@ -155,8 +137,7 @@ class Agent:
         self.announcer = announcer
         self.status = Status()
         self._view: ClusterView | None = None
-        #: The nodes the last view routed: in a conflict with a newcomer, they keep their routes
-        self._routed: frozenset[Node] | None = None
+        self._views = Views(cfg)
         self._mtu: int | None = cfg.mtu
         self._reported_problems: set[str] = set()
         self._stop = threading.Event()
@@ -227,75 +208,24 @@ class Agent:
         return (version, prefixlen, address) in self._wanted
 
     # --- building the cluster -------------------------------------------------------------
-    def view(self, snap: Snapshot) -> ClusterView:
-        """The cluster of one cache generation: usable nodes, checked (cached per generation)."""
+    def view(self, snap: Snapshot, *, full: bool = False) -> ClusterView:
+        """The cluster of one cache generation: usable nodes, checked (cached per generation).
+
+        Built from the last view and the nodes changed since (`nosdn.agent.view`); ``full``
+        rebuilds it from the whole snapshot, as every resync does."""
         v = self._view
-        if v is not None and v.generation == snap.generation:
+        if v is not None and v.generation == snap.generation and not full:
             return v
-        cfg = self.cfg
-        problems: list[str] = []
-        nodes: list[Node] = []
-        me: Node | None = None
-        without = 0
-        peers = 0
-        mine = cfg.node_name
-        append = nodes.append
-        for info in snap.nodes:  # once per node change, over every node: kept lean
-            node = info.node
-            if info.problems:
-                problems.extend(info.problems)
-            if info.claims_subnet and info.name != mine:
-                peers += 1
-            if info.name == mine:
-                me = node
-                append(node)
-            elif not node.pod_cidrs:
-                without += 1
-            elif node.ips:
-                append(node)
-        cluster = Cluster(
-            tuple(nodes),
-            cluster_cidrs=cfg.cluster_cidrs,
-            node_cidr_mask_size_v4=cfg.node_cidr_mask_v4,
-            node_cidr_mask_size_v6=cfg.node_cidr_mask_v6,
-        )
-        bad: set[str] = set()
-        skipped: list[Problem] = []
-        if self._routed is None:  # first view since start: what the last run left is routed
-            self._routed = self._found_routed(cluster)
-        rank = seniority(snap.nodes, routed=self._routed, me=mine)
-        for p in check_cluster(cluster, seniority=rank):
-            problems.append(str(p))
-            if p.node is not None and p.node != mine:
-                bad.add(p.node)
-                skipped.append(p)
-        if bad:
-            cluster = Cluster(
-                tuple(n for n in cluster.nodes if n.name not in bad),
-                cluster_cidrs=cluster.cluster_cidrs,
-                node_cidr_mask_size_v4=cluster.node_cidr_mask_size_v4,
-                node_cidr_mask_size_v6=cluster.node_cidr_mask_size_v6,
-            )
-        exempt = cfg.cluster_cidrs or tuple(c for n in cluster.nodes for c in n.pod_cidrs)
-        v = ClusterView(
-            snap.generation,
-            cluster,
-            me,
-            without,
-            problems,
-            tuple(exempt) + cfg.no_masquerade_cidrs,
-            tuple(skipped),
-            peers,
-        )
-        self._view = v
-        self._routed = frozenset(cluster.nodes)
-        new = set(problems) - self._reported_problems
+        views = self._views
+        changed = None if full else self.cache.changes_since(views.generation, snap.generation)
+        v = self._view = views.build(snap, changed, self._found_routed)
+        new = set(v.problems) - self._reported_problems
         for text in sorted(new)[:20]:
             log.warning("skipped: %s", text)
         if len(new) > 20:
             log.warning("... and %d more node problems", len(new) - 20)
-        self._reported_problems = set(problems)
-        self._report_skipped(skipped, mine)
+        self._reported_problems = set(v.problems)
+        self._report_skipped(v.skipped, self.cfg.node_name)
         return v
 
     def _found_routed(self, cluster: Cluster) -> frozenset[Node]:
@@ -312,7 +242,7 @@ class Agent:
             if n.pod_cidrs and all((c, (n.ip_for(c.version),)) in found for c in n.pod_cidrs)
         )
 
-    def _report_skipped(self, skipped: list[Problem], mine: str) -> None:
+    def _report_skipped(self, skipped: Sequence[Problem], mine: str) -> None:
         """An Event on each Node skipped for a conflict with this one. Only the parties of a
         conflict post it, so one bad Node costs the API an Event per node it conflicts with,
         not one per node of the cluster."""
@@ -342,7 +272,7 @@ class Agent:
             self.forget_lookups()  # next hops may have moved on or off link
             if full:
                 self._mtu = self.cfg.mtu
-        v = self.view(snap)
+        v = self.view(snap, full=full)
         me = v.me
         m.nodes.set(len(snap.nodes))
         m.nodes_without_subnet.set(v.without_subnet)

@@ -67,7 +67,7 @@ COMMANDS: dict[str, Entry] = {
         "_kernel_cmds",
         "status",
         "Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, shadowed, "
-        "off-link.",
+        "off-link. With --cluster: every node of the cluster, from the Kubernetes API.",
     ),
     "flush": Entry(
         "_kernel_cmds",

@@ -33,6 +33,7 @@ from nosdn.cli._common import (
     require_net_admin,
     stack,
 )
+from nosdn.cli._params import TABLE, reexec_in_netns
 from nosdn.model import DEFAULT_PROTOCOL
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -85,6 +86,7 @@ bgp_options = stack(
     ),
     option(
         "--bgp-dir",
+        type=click.Path(),
         default="/run/nosdn-bird",
         help="BIRD's config, control socket and pid file (status and doctor read it).",
         panel=BGP,
@@ -156,7 +158,7 @@ routing_options = stack(
     option("--resync", type=float, default=30.0, help="Full pass every N seconds.", panel=ROUTING),
     option(
         "--max-delete-share",
-        type=float,
+        type=click.FloatRange(0, 1, min_open=True),
         default=0.5,
         help="Hold route removals once they exceed this share of our routes within "
         "--deletion-window.",
@@ -223,11 +225,19 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
 # --- nosdn agent -----------------------------------------------------------------------------
 @command("agent")
 @option(
-    "--node-name",
+    "--node",
+    "node_name",
     envvar="NODE_NAME",
     default="",
     show_default=False,
     help="This node's Node object name (DaemonSet: env NODE_NAME from spec.nodeName).",
+)
+@option(
+    "--node-name",
+    "old_node_name",
+    default=None,
+    hidden=True,
+    help="The old name of --node (kept for manifests made before it).",
 )
 @api_options
 @routing_options
@@ -240,10 +250,19 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
 )
 @option("--lease-namespace", default="kube-system", panel=ROUTING)
 @option("--lease-name", default="nosdn-ipam", panel=ROUTING)
-@option("--table", type=int, default=254, help="Kernel routing table (254 = main).")
+@option(
+    "--netns",
+    help="Run in this named network namespace (as `ip netns exec NETNS nosdn agent ...`).",
+)
+@option("--table", type=TABLE, default="main", help="Kernel routing table (main = 254).")
 @option("--protocol", type=int, default=DEFAULT_PROTOCOL, help="Protocol number of our routes.")
-@option("--cni-conf", default="/etc/cni/net.d/10-nosdn.conflist", help="Conflist ('' none).")
-@option("--cni-bridge", default="cni0")
+@option(
+    "--cni-conf",
+    type=click.Path(),
+    default="/etc/cni/net.d/10-nosdn.conflist",
+    help="Conflist ('' none).",
+)
+@option("--cni-bridge", default="cni0", help="Pod bridge name.")
 @option("--mtu", type=int, help="Pod MTU (default: MTU of the node address's interface).")
 @option("--ip-forward", default=True, **BOOL)
 @option("--proc-sys-net", default="/proc/sys/net")
@@ -254,6 +273,8 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
 def agent(
     *,
     node_name: str,
+    old_node_name: str | None,
+    netns: str | None,
     kubeconfig: str | None,
     kube_server: str | None,
     context: str | None,
@@ -296,6 +317,8 @@ def agent(
     from nosdn.sources.errors import ApiError
     from nosdn.sources.kubernetes import KubeSettings
 
+    reexec_in_netns(netns)
+    node_name = old_node_name if old_node_name is not None and not node_name else node_name
     try:
         cfg = AgentConfig(
             node_name=node_name,

@@ -466,7 +466,8 @@ def dump(data: Any, output: Output) -> None:
 SOURCE_PANEL = "Nodes from the Kubernetes API (without -f)"
 SOURCE_FILE_HELP = (
     "Inventory YAML. Without it: the cluster's Node objects, read from the Kubernetes API "
-    "(--kubeconfig, --kube-server, else $KUBECONFIG, else in a pod its service account). On "
+    "(--kubeconfig, --kube-server, else $KUBECONFIG, else in a pod its service account, else "
+    "~/.kube/config). On "
     "the command line -f and --kubeconfig/--kube-server exclude each other; each beats the "
     "other's environment variable."
 )
@@ -513,6 +514,12 @@ class ClusterSource:
         for cidr in self.address_cidrs:
             out += ["--node-address-cidr", cidr]
         return out
+
+
+def default_kubeconfig() -> Path:
+    """kubectl's kubeconfig when nothing names one: ``~/.kube/config``. A command that needs
+    nodes and was given no source reads it, as kubectl would."""
+    return Path.home() / ".kube" / "config"
 
 
 def in_cluster() -> bool:
@@ -574,6 +581,10 @@ def resolve_source(
     elif api or node or os.environ.get("KUBECONFIG") or in_cluster():
         kind = "kube"
         file = None
+    elif required and default_kubeconfig().is_file():  # as kubectl: ~/.kube/config
+        kind = "kube"
+        file = None
+        kubeconfig = str(default_kubeconfig())
     elif required:
         fail(
             "no nodes to work from: give the inventory with -f FILE (or $NOSDN_INVENTORY), or "
@@ -659,13 +670,13 @@ def read_api(source: ClusterSource) -> tuple[NodeList, str]:
         return list_cluster(api, policy=policy, cluster_cidrs=cidrs), api.server
     except ApiError as e:
         raise SourceError(
-            f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — {_fix(e)}"
+            f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — {api_fix(e)}"
         ) from None
     finally:
         api.close()
 
 
-def _fix(e: ApiError) -> str:
+def api_fix(e: ApiError) -> str:
     """What to do about a failed read, by how it failed."""
     text = str(e)
     if e.status == 401:

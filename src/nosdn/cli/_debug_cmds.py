@@ -43,6 +43,7 @@ from nosdn.cli._common import (
     report_nodes,
     source_options,
 )
+from nosdn.cli._params import TABLE, reexec_in_netns
 from nosdn.invocation import self_command
 from nosdn.model import DEFAULT_PROTOCOL, Cluster
 
@@ -61,7 +62,13 @@ NodeOpt = option(
 ExternalOpt = option(
     "--external", is_flag=True, help="This host is not a node (routes only, no pods)."
 )
-TableOpt = option("--table", type=int, default=254, help="Kernel routing table nosdn manages.")
+TableOpt = option(
+    "--table", type=TABLE, default="main", help="Kernel routing table nosdn manages (main = 254)."
+)
+NetnsOpt = option(
+    "--netns",
+    help="Look at this named network namespace (runs as `ip netns exec NETNS nosdn ...`).",
+)
 ProtocolOpt = option(
     "--protocol",
     type=int,
@@ -71,6 +78,12 @@ ProtocolOpt = option(
 PathType = click.Path(path_type=Path)
 DEFAULT_CNI_CONF = Path("/etc/cni/net.d/10-nosdn.conflist")
 
+#: doctor's --masquerade (the agent's true|false, or auto) as `nosdn.diagnose.gather` takes it.
+_MASQUERADE: dict[str, Literal["auto", "yes", "no"]] = {
+    "auto": "auto",
+    "true": "yes",
+    "false": "no",
+}
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
@@ -148,6 +161,27 @@ def _fixes_for(source: ClusterSource, results: list[CheckResult]) -> list[CheckR
     ]
 
 
+#: First words of a fix that is a command (the rest are said in words).
+_COMMAND_WORDS = ("sysctl", "ip", "nft", "iptables", "ip6tables", "modprobe", "birdc", "sh")
+
+
+def in_netns(fix: str, netns: str) -> str:
+    """``fix`` as it runs from the machine's own shell when doctor looked at ``netns``
+    (``ip netns exec NETNS ...``; through ``sh -c`` when it redirects or chains commands);
+    a fix in words is left as it is. A person reads doctor from the machine's own shell,
+    also when it ran inside a namespace (--netns, a lab node); ``-o json`` keeps each fix as
+    it runs inside, and says the namespace (``netns``)."""
+    import shlex
+
+    program = shlex.join(self_command())
+    first = fix.split(maxsplit=1)[0] if fix.strip() else ""
+    if first not in _COMMAND_WORDS and not fix.startswith(program):
+        return fix
+    if any(c in fix for c in (">", "|", ";", "&&")):
+        return f"ip netns exec {shlex.quote(netns)} sh -c {shlex.quote(fix)}"
+    return f"ip netns exec {shlex.quote(netns)} {fix}"
+
+
 @command("doctor")
 @OptionalSourceOpts
 @NodeOpt
@@ -162,12 +196,13 @@ def _fixes_for(source: ClusterSource, results: list[CheckResult]) -> list[CheckR
 )
 @option(
     "--masquerade",
-    type=click.Choice(["auto", "yes", "no"]),
+    type=click.Choice(["auto", "true", "false"]),
     default="auto",
-    help="Is pod egress masqueraded here? auto: check it if a nosdn nftables table "
-    "exists (the agent's); yes: it must be; no: do not check.",
+    help="Is pod egress masqueraded here (the agent's --masquerade)? auto: check it if a "
+    "nosdn nftables table exists (the agent's); true: it must be; false: do not check.",
 )
 @option("-v", "--verbose", is_flag=True, help="Show the details under every check.")
+@NetnsOpt
 @BgpDirOpt
 @OutputOpt
 def doctor(
@@ -175,10 +210,11 @@ def doctor(
     source: ClusterSource,
     node: str | None,
     external: bool,
+    netns: str | None,
     table: int,
     protocol: int,
     cni_conf: Path,
-    masquerade: Literal["auto", "yes", "no"],
+    masquerade: Literal["auto", "true", "false"],
     verbose: bool,
     bgp_dir: Path,
     output: Output,
@@ -194,6 +230,7 @@ def doctor(
     """
     from nosdn.diagnose import TargetError, gather, healthy, run_checks
 
+    reexec_in_netns(netns)
     source, node, cni_conf = _lab_defaults(source, node, cni_conf)
     first: list[CheckResult] = []
     cluster: Cluster | None = None
@@ -216,7 +253,7 @@ def doctor(
             table=table,
             protocol=protocol,
             cni_conf=cni_conf,
-            masquerade=masquerade,
+            masquerade=_MASQUERADE[masquerade],
             program=self_command(),
             bgp_dir=bgp_dir,
         )
@@ -224,10 +261,14 @@ def doctor(
         fail(str(e))
     results = [*first, *_fixes_for(source, run_checks(facts))]
     ok = healthy(results)
+    from nosdn.lab.netns import current_netns
+
+    here = current_netns()  # a fix runs there: the table's fix lines enter it
     if output is not Output.table:
         dump(
             {
                 "target": str(facts.target) if facts.target is not None else None,
+                "netns": here,
                 "ok": ok,
                 "checks": [r.as_dict() for r in results],
             },
@@ -241,7 +282,8 @@ def doctor(
             line.append(f"  {r.id:<{width}}  {r.saw}")
             out.print(line)
             if r.fix and r.status in ("fail", "warn"):
-                out.print(Text(f"      {'':<{width}}fix: {r.fix}", style="cyan"))
+                fix = in_netns(r.fix, here) if here else r.fix
+                out.print(Text(f"      {'':<{width}}fix: {fix}", style="cyan"))
             if r.details and (verbose or r.status == "fail"):
                 shown = r.details if verbose else r.details[:10]
                 for d in shown:
@@ -274,6 +316,7 @@ def doctor(
     default=DEFAULT_CNI_CONF,
     help="This node's CNI conflist (names the pod bridge).",
 )
+@NetnsOpt
 @BgpDirOpt
 @OutputOpt
 def trace(
@@ -282,6 +325,7 @@ def trace(
     source: ClusterSource,
     node: str | None,
     external: bool,
+    netns: str | None,
     table: int,
     protocol: int,
     cni_conf: Path,
@@ -303,6 +347,7 @@ def trace(
         addr = ip_address(ip)
     except ValueError:
         fail(f"{ip!r} is not an IP address — give one like 10.244.2.5 or fd00:244:0:2::5")
+    reexec_in_netns(netns)
     source, node, cni_conf = _lab_defaults(source, node, cni_conf)
     cluster = _load_optional(source)
     try:
@@ -337,12 +382,26 @@ def trace(
         raise SystemExit(EXIT_FAILURE)
 
 
+def _unpinned(source: ClusterSource) -> frozenset[str]:
+    """Nodes of the inventory whose pod subnets exist only in memory (not in the file)."""
+    if source.kind != "file" or source.file is None:
+        return frozenset()
+    from nosdn.inventory import InventoryError, load_cluster
+
+    try:
+        raw = load_cluster(source.file, allocate_missing=False, warn=False)
+    except InventoryError:
+        return frozenset()
+    return frozenset(n.name for n in raw.nodes if not n.pod_cidrs)
+
+
 @command("graph")
 @source_options()
 @option(
     "--format",
     "-F",
     "fmt",
+    type=click.Choice(["svg", "png", "dot", "mermaid"]),
     default="svg",
     help="svg or png (drawn by Graphviz), dot or mermaid.",
 )
@@ -353,7 +412,8 @@ def trace(
     "Default: all nodes on one segment.",
 )
 @option(
-    "--router",
+    "--router-address",
+    "router",
     help="The router's addresses, comma-separated: it joins every segment it has an "
     "address in and carries every pod subnet.",
 )
@@ -374,7 +434,7 @@ def graph(
       nosdn graph -f inv.yaml > cluster.svg
       nosdn graph -f inv.yaml --format mermaid
       nosdn graph -f inv.yaml --segment 10.10.0.0/24 --segment 10.10.1.0/24 \\
-          --router 10.10.0.253,10.10.1.253 --format png --out cluster.png
+          --router-address 10.10.0.253,10.10.1.253 --format png --out cluster.png
     """
     from nosdn.addr import parse_ip, parse_net
     from nosdn.render.graph import FORMATS, GraphError, picture, render_graph
@@ -388,10 +448,10 @@ def graph(
     try:
         ips = [parse_ip(s.strip()) for s in router.split(",")] if router else []
     except ValueError as e:
-        fail(f"--router: {e} — give the router's addresses, e.g. 10.10.0.253,10.10.1.253")
+        fail(f"--router-address: {e} — give the router's addresses, e.g. 10.10.0.253,10.10.1.253")
     cluster = load_source(source)
     try:
-        data = render_graph(picture(cluster, nets, ips), fmt)
+        data = render_graph(picture(cluster, nets, ips, unpinned=_unpinned(source)), fmt)
     except GraphError as e:
         fail(str(e), EXIT_FAILURE)
     if out_file is not None:

@@ -35,11 +35,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         f"nosdn status -f {INV}",
         f"nosdn status -f {INV} -o wide",
         f"nosdn status -f {INV} --no-headers | awk '$1 != \"ok\"'",
+        "nosdn status --cluster --kubeconfig ~/.kube/config   # every node's agent",
+        "nosdn status --cluster --watch",
     ),
     "flush": ("sudo nosdn flush", "sudo nosdn flush --table 100"),
-    "agent": (
-        'nosdn agent --node-name "$NODE_NAME" --cluster-cidr 10.244.0.0/16   # in a DaemonSet',
-    ),
+    "agent": ('nosdn agent --node "$NODE_NAME" --cluster-cidr 10.244.0.0/16   # in a DaemonSet',),
     "controller": (
         "nosdn controller --cloud aws --aws-region eu-west-1 --cluster-cidr 10.244.0.0/16",
     ),

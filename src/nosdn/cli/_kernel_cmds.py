@@ -44,6 +44,7 @@ from nosdn.cli._common import (
     source_options,
 )
 from nosdn.cli._output import Column
+from nosdn.cli._params import NETNS_HELP, TABLE
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, IPAddress, Route, Shadow, Target
 from nosdn.plan import DEFAULT_MAX_DELETE_SHARE, desired_routes
 from nosdn.plan import shadows as find_shadows
@@ -76,7 +77,7 @@ ExternalOpt = option(
     "serviceVia nodes (ECMP).",
 )
 TableOpt = option(
-    "--table", type=int, default=254, help="Kernel routing table to manage (254 = main)."
+    "--table", type=TABLE, default="main", help="Kernel routing table to manage (main = 254)."
 )
 ProtocolOpt = option(
     "--protocol",
@@ -85,10 +86,7 @@ ProtocolOpt = option(
     help="Route protocol number that marks nosdn's routes and nexthops; "
     "routes with any other number are never touched.",
 )
-NetnsOpt = option(
-    "--netns",
-    help="Work in this named network namespace (like `ip -n`), not the current one.",
-)
+NetnsOpt = option("--netns", help=NETNS_HELP)
 
 
 @contextmanager
@@ -442,6 +440,19 @@ def _apply(
 @ProtocolOpt
 @NetnsOpt
 @BgpDirOpt
+@option(
+    "--cluster",
+    is_flag=True,
+    help="The whole cluster from the Kubernetes API instead of this host: every node's agent "
+    "ready or not and why, conflicts and off-link nodes its agent reported.",
+)
+@option("-w", "--watch", is_flag=True, help="With --cluster: print it again when it changes.")
+@option(
+    "--interval",
+    type=int,
+    default=2,
+    help="With --watch: seconds between two reads of the API.",
+)
 @OutputOpt
 def status(
     *,
@@ -452,10 +463,13 @@ def status(
     protocol: int,
     netns: str | None,
     bgp_dir: Path,
+    cluster: bool,
+    watch: bool,
+    interval: int,
     output: Output,
 ) -> None:
     """Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, shadowed,
-    off-link.
+    off-link. With --cluster: every node of the cluster, from the Kubernetes API.
 
     In --bgp mode (the agent's BIRD found in --bgp-dir) every BGP session is shown too, and
     off-link nodes are reached via the router, which learned their subnets over BGP.
@@ -463,8 +477,25 @@ def status(
     Shadowed: someone else's more specific route takes part of a wanted prefix (longest prefix
     wins), though nosdn's route is right; it is shown with the command that would remove it.
 
-    Exit 0 when every wanted route is installed as wanted, 1 otherwise (for monitoring).
+    --cluster (as `cilium status`): one line per Node — its agent ready, not ready (the
+    NetworkUnavailable reason and message it wrote) or absent, and how many conflicts and
+    off-link peers its agent reported (Events of the last 15 minutes) — then one line per
+    problem, "agents ready: N/M" and what to run next. --watch prints it again on change.
+
+    Exit 0 when every wanted route is installed as wanted (--cluster: every agent ready, no
+    conflict, no off-link node), 1 otherwise (for monitoring).
     """
+    if watch and not cluster:
+        fail("--watch goes with --cluster (this host's routes: watch -n 2 nosdn status ...)")
+    if interval < 1:
+        fail(f"--interval {interval}: give a number of seconds, at least 1")
+    if cluster:
+        if node is not None or external or netns is not None:
+            fail("--cluster shows every node: it takes no --node, --external or --netns")
+        from nosdn.cli._cluster_status import run_cluster_status
+
+        run_cluster_status(source, output, watch=watch, interval=interval)
+        return
     result, notes, mode, shadowed = _run(
         source=source,
         node=node,

@@ -7,6 +7,7 @@ exec ... nosdn apply ...``) so the demo doubles as a tutorial on what nosdn does
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from nosdn.lab import (
     up,
 )
 from nosdn.lab.kubeapi import binaries_dir
+from nosdn.lab.verdict import groups, owner
 
 #: Above this many pods the matrix no longer fits a terminal; a per-source summary is shown.
 MATRIX_MAX_COLUMNS = 12
@@ -189,7 +191,7 @@ def hint_commands(lab: Lab) -> list[str]:
     router = lab.topo.router
     graph = [f"--segment={seg.nets[0]}" for seg in lab.topo.segments if router is not None]
     if router is not None:
-        graph.append(f"--router={','.join(map(str, router.ips))}")
+        graph.append(f"--router-address={','.join(map(str, router.ips))}")
     lines.append(f"{cmd('graph', '-f', inv, *graph)} > lab.svg")
     return lines
 
@@ -246,7 +248,9 @@ def _family_plain(result: CheckResult, family: int) -> None:
     )
 
 
-def _print_check(result: CheckResult) -> None:
+def _print_check(result: CheckResult, lab: Lab | None) -> None:
+    """The matrix (or a line per source), the failures grouped by what they share, and the
+    doctor commands to run next (``lab`` None: the lab is gone, as after the demo)."""
     if len(result.targets) <= MATRIX_MAX_COLUMNS:
         for family in result.families:
             if color_allowed():  # the picture, for a person at a terminal
@@ -259,16 +263,72 @@ def _print_check(result: CheckResult) -> None:
             ok = sum(r.ok for r in mine)
             colour = "green" if ok == len(mine) else "bold red"
             out.print(f"{src.label}: [{colour}]{ok}/{len(mine)}[/] pings answered")
-    for r in result.failed:
+    found, left = groups(result.results)
+    for g in found:
+        first = g.results[0]
+        out.print(
+            f"[bold red]✗[/] {g.text} ({len(g.results)} pings; e.g. {first.probe.src.label} → "
+            f"{first.probe.dst.label} {first.probe.ip}: {first.detail})",
+            highlight=False,
+            markup=True,
+        )
+    for r in left[:SHOWN_FAILURES]:
         p = r.probe
         out.print(
             f"[bold red]✗[/] {p.src.label} → {p.dst.label} ({p.ip}): {r.detail}", highlight=False
         )
+    if len(left) > SHOWN_FAILURES:
+        out.print(f"  ... and {len(left) - SHOWN_FAILURES} more (-o json has every ping)")
     n, bad = len(result.results), len(result.failed)
     if bad:
         out.print(f"[bold red]{bad} of {n} pings failed[/]")
     else:
         out.print(f"[green]all {n} pings answered[/]")
+    if bad and lab is not None:
+        suspects = [g.suspect for g in found] or [owner(r.probe.src) for r in left]
+        out.print("next, on the host the failures point at:", highlight=False)
+        for s in dict.fromkeys(suspects[:3]):
+            out.print(f"  {_doctor_cmd(lab, s)}", markup=False, highlight=False)
+
+
+#: Single failures listed before "... and N more".
+SHOWN_FAILURES = 20
+
+
+def _doctor_cmd(lab: Lab, where: str) -> str:
+    """The doctor command that looks at lab node (or external host) ``where``, as it runs."""
+    if where == "external":
+        return cmd(
+            "doctor",
+            "--netns",
+            lab.topo.external_ns,
+            "-f",
+            str(lab.paths.inventory),
+            "--external",
+        )
+    return cmd("doctor", "--netns", lab.topo.names.node(where))
+
+
+class _Progress:
+    """``pings: 120/450 (3 failed)`` on stderr, rewritten in place on a terminal; on a pipe
+    one line at the start and every 10% (a CI log gets a handful of lines, not 450)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.step = 0
+        self.width = 0
+
+    def __call__(self, done: int, failed: int, total: int) -> None:
+        line = f"pings: {done}/{total}" + (f" ({failed} failed)" if failed else "")
+        if self.tty:  # a carriage return and spaces: no escape sequence (NO_COLOR holds)
+            self.width = max(self.width, len(line))
+            end = "\r" + " " * self.width + "\r" if done == total else ""
+            sys.stderr.write("\r" + line.ljust(self.width) + end)
+            sys.stderr.flush()
+        elif done * 10 // total > self.step or done == 1:
+            self.step = done * 10 // total
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
 
 
 @lab_group.command(
@@ -362,14 +422,15 @@ def apply_cmd(name: str) -> None:
 @OutputOpt
 @option("--parallel", type=click.IntRange(1, 64), default=16, help="Pings in flight at once.")
 @option(
-    "--matrix-png",
+    "--out",
+    "matrix_png",
     type=click.Path(path_type=Path),
-    help="Also draw the matrix as an image (PNG; SVG if FILE ends in .svg), with Graphviz.",
+    help="Also draw the matrix into this file (PNG; SVG if it ends in .svg), with Graphviz.",
 )
 def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None) -> None:
     with lab_errors():
         lab = open_lab(name)
-        result = check(lab, parallel=parallel)
+        result = check(lab, parallel=parallel, progress=_Progress())
     if matrix_png is not None:
         from nosdn.lab.matrix import write_matrix
         from nosdn.render.graph import GraphError
@@ -377,10 +438,10 @@ def check_cmd(name: str, output: Output, parallel: int, matrix_png: Path | None)
         try:
             write_matrix(result, matrix_png)
         except (GraphError, OSError) as e:
-            fail(f"--matrix-png {matrix_png}: {e}", EXIT_FAILURE)
+            fail(f"--out {matrix_png}: {e}", EXIT_FAILURE)
         err.print(f"wrote {matrix_png}", markup=False)
     if output is Output.table:
-        _print_check(result)
+        _print_check(result, lab)
     else:
         dump(result.as_dict(), output)
     if not result.ok:
@@ -476,14 +537,17 @@ def demo_cmd(
                 out.print("[bold]2/4 apply[/]: nosdn apply inside every node and the external host")
             apply_routes(lab, log=log)
             out.print("[bold]3/4 check[/]: ping every pod from every pod, node and the outside")
-            result = check(lab)
-            _print_check(result)
+            result = check(lab, progress=_Progress())
+            _print_check(result, lab if keep else None)
             ok = result.ok
         finally:
             if keep:
                 if lab is not None:
                     _kube_hints(lab)
-                out.print(f"lab {name} kept; remove it with: nosdn lab down --name {name}")
+                out.print(
+                    f"lab {name} kept; remove it with: {cmd('lab', 'down', '--name', name)}",
+                    markup=False,
+                )
             else:
                 out.print("[bold]4/4 down[/]")
                 report = down(name)

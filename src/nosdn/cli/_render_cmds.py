@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import click
@@ -24,6 +25,7 @@ from nosdn.cli._common import (
     option,
     source_options,
 )
+from nosdn.cli._params import TABLE_TEXT
 from nosdn.echo import echo
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Target
 from nosdn.render import (
@@ -44,12 +46,12 @@ the node at run time; --node NAME pins one node, --external a machine outside th
 given --external or --node. Cloud formats take neither.
 
 Several files (systemd) print one after another, each after a '# ==> PATH <==' line;
---out-dir DIR writes them instead, at those paths under DIR.
+--out DIR writes them instead, at those paths under DIR (one file: --out FILE).
 
 \b
 Examples:
   nosdn render -f examples/two-nodes.yaml --format script > nosdn-routes.sh
-  nosdn render -f inv.yaml --format systemd --out-dir /   (installs the units)
+  nosdn render -f inv.yaml --format systemd --out /   (installs the units)
   nosdn render -f inv.yaml --format bird --external > /etc/bird/nosdn.conf
 
 BGP (the inventory's bgp: section): --format bird-node --node NAME gives a node the BIRD
@@ -100,15 +102,18 @@ def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
     "--format",
     "-F",
     "fmt",
+    type=click.Choice(list(FORMATS)),
     required=True,
-    help=f"What to render: {', '.join(FORMATS)} (see above).",
+    help="What to render (see Formats above).",
 )
 @option("--node", help="Render for this node only (cni: required).")
 @option("--external", is_flag=True, help="Render for a machine outside the cluster.")
 @option(
-    "--out-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write the files under this directory instead of printing them.",
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Write the files under this directory instead of printing them (a format of one "
+    "file: this file, unless it is a directory).",
 )
 @option(
     "--protocol",
@@ -116,7 +121,7 @@ def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
     default=DEFAULT_PROTOCOL,
     help="Route protocol number the script stamps on its routes (and FRR's tag).",
 )
-@option("--table", default="main", help="Routing table the script manages.")
+@option("--table", type=TABLE_TEXT, default="main", help="Routing table the script manages.")
 @option(
     "--interval", type=int, default=60, help="Seconds between re-applies (systemd, cloud-init)."
 )
@@ -128,7 +133,7 @@ def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
     help="With --bgp: render for this router of bgp.peers (repeat for its other address).",
 )
 @option("--mtu", type=int, default=1500, help="Pod interface MTU (cni).")
-@option("--bridge", default="cni0", help="Pod bridge name (cni).")
+@option("--cni-bridge", "bridge", default="cni0", help="Pod bridge name (cni).")
 def render_cmd(
     *,
     source: ClusterSource,
@@ -175,8 +180,11 @@ def render_cmd(
         click.echo(join_files(files), nl=False)
         return
     try:
-        written = write_files(out_dir, files)
+        if len(files) == 1 and not out_dir.is_dir():
+            written = write_files(out_dir.parent, [replace(files[0], path=out_dir.name)])
+        else:
+            written = write_files(out_dir, files)
     except (OSError, ValueError) as e:
-        fail(f"--out-dir {out_dir}: {e}", EXIT_FAILURE)
+        fail(f"--out {out_dir}: {e}", EXIT_FAILURE)
     for path in written:
         err.print(f"wrote {path}")

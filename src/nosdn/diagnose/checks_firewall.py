@@ -290,7 +290,7 @@ def check_masquerade(facts: Facts) -> list[CheckResult]:
             out.append(skip(check, "not needed: this host is not a node"))
             continue
         if facts.masquerade == "no":
-            out.append(skip(check, "not expected (--masquerade no)"))
+            out.append(skip(check, "not expected (--masquerade false)"))
             continue
         if facts.firewall.error is not None:
             out.append(
@@ -306,7 +306,7 @@ def check_masquerade(facts: Facts) -> list[CheckResult]:
                 skip(
                     check,
                     "no nosdn nftables table: pod egress is not masqueraded here "
-                    "(--masquerade yes if pods must reach outside the cluster through this node)",
+                    "(--masquerade true if pods must reach outside the cluster through this node)",
                 )
             )
             continue

@@ -17,6 +17,7 @@ Like the doctor checks, `explain` is a pure function of `Facts`; only `gather` r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,7 @@ class Trace:
     kind: str  # local-pod, pod, offlink-pod, service, node, unallocated, outside
     node: str | None  # the node the address belongs to
     steps: tuple[Step, ...]
-    path: tuple[str, ...]
+    path: tuple[str, ...]  # as the table prints it
     status: Status
     verdict: str
     lookup: RouteLookup | None = None
@@ -51,12 +52,17 @@ class Trace:
     neighbour: Neighbour | None = None
     wanted: Route | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the path as data: where it starts, then each hop (to, dev, what; node; error)
+    start: str = ""
+    hops: tuple[dict[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
+        """Data for ``-o json|yaml``: the path as hops (no arrows), the address's kind as
+        ``addressKind`` (``kind`` is the document's, Trace)."""
         look = self.lookup
         return {
             "ip": str(self.ip),
-            "kind": self.kind,
+            "addressKind": self.kind,
             "node": self.node,
             "status": self.status,
             "verdict": self.verdict,
@@ -84,7 +90,7 @@ class Trace:
             if self.wanted is None
             else {"dst": str(self.wanted.dst), "via": [str(v) for v in self.wanted.via]},
             "steps": [s.as_dict() for s in self.steps],
-            "path": list(self.path),
+            "hops": [dict(h) for h in self.hops],
         }
 
 
@@ -199,7 +205,8 @@ def explain(facts: Facts, ip: IPAddress) -> Trace:
     seen = _Seen(facts, ip, kind, node, look, route, table, wanted, neigh)
     status, verdict, nosdn_text = _verdict(seen)
     steps.append(Step("nosdn", f"wants {nosdn_text}" if nosdn_text[0].isdigit() else nosdn_text))
-    path = _path(seen, here)
+    start, hops = _path(seen, here)
+    path = _path_text(start, hops)
     if kind == "pod" and _offlink(facts, node, ip.version) is not None:
         kind = "offlink-pod"
     return Trace(
@@ -214,6 +221,8 @@ def explain(facts: Facts, ip: IPAddress) -> Trace:
         route,
         neigh,
         wanted,
+        start=start,
+        hops=tuple(hops),
     )
 
 
@@ -356,25 +365,49 @@ def _not_ours(seen: _Seen, used: InstalledRoute, wanted: Route) -> str:
     return f"the kernel uses {used.detail}, not nosdn's route to {wanted.dst}"
 
 
-def _path(seen: _Seen, here: str) -> list[str]:
+def _hop(to: object, dev: str | None = None, what: str | None = None) -> dict[str, Any]:
+    """One hop of the path as data (``-o json``): where to, out of which device, what it is."""
+    return {"to": str(to), "dev": dev, "what": what}
+
+
+def _path_text(start: str, hops: Sequence[dict[str, Any]]) -> list[str]:
+    """The path as the table prints it (``node1 ─eth0→ 10.10.0.3 (node3) ─→ pod``)."""
+    out = [start]
+    for h in hops:
+        if h.get("error"):
+            out.append(f"✗ {h['to']} ({h['error']})")
+        elif h["what"] == "this host":
+            out.append(f"{h['to']} (this host)")
+        elif h["what"] == "pod":
+            out.append(f"─{h['dev'] or ''}→ pod {h['to']}")
+        elif h["what"] == "node":
+            out.append(f"─→ {h['node']} ({h['to']})")
+        else:
+            out.append(f"─{h['dev'] or ''}→ {h['to']}" + (f" ({h['what']})" if h["what"] else ""))
+    return out
+
+
+def _path(seen: _Seen, here: str) -> tuple[str, list[dict[str, Any]]]:
+    """Where the packet starts, and each hop it takes from there."""
     facts, ip, kind, node, look = seen.facts, seen.ip, seen.kind, seen.node, seen.look
     me = facts.node_name or here
     if look is None or not look.routed:
-        return [me, f"✗ {ip} ({look.error if look and look.error else 'no route'})"]
-    hops = [me]
+        error = look.error if look and look.error else "no route"
+        return me, [{**_hop(ip), "error": error}]
     if look.kind == "local":
-        return [me, f"{ip} (this host)"]
+        return me, [_hop(ip, what="this host")]
+    hops = []
     if look.gateway is not None:
         who = _name_of(facts.cluster, look.gateway)
         role = who or ("router" if kind in ("offlink-pod", "pod") else "gateway")
-        hops.append(f"─{look.dev}→ {look.gateway} ({role})")
+        hops.append(_hop(look.gateway, look.dev, role))
         if kind == "pod" and node is not None and who != node.name:
-            hops.append(f"─→ {node.name} ({node.ip_for(ip.version)})")
+            hops.append({**_hop(node.ip_for(ip.version), None, "node"), "node": node.name})
     if kind in ("pod", "local-pod") and node is not None:
         dev = look.dev if kind == "local-pod" else "pod bridge"
-        hops.append(f"─{dev}→ pod {ip}")
+        hops.append(_hop(ip, dev, "pod"))
     elif look.gateway is None:
-        hops.append(f"─{look.dev}→ {ip}")
+        hops.append(_hop(ip, look.dev))
     else:
-        hops.append(f"─→ {ip}")
-    return hops
+        hops.append(_hop(ip))
+    return me, hops

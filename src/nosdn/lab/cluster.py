@@ -280,7 +280,7 @@ def _bgp_args(lab: Lab, node: LabNode) -> list[str]:
 
 def agent_argv(lab: Lab, node: LabNode) -> list[str]:
     return [
-        "nosdn", "agent", "--node-name", node.name, *_api_args(lab),
+        "nosdn", "agent", "--node", node.name, *_api_args(lab),
         "--cni-conf", str(lab.paths.conflist(node.name)),
         "--metrics-address", AGENT_METRICS, *_cidr_args(lab.topo), *_bgp_args(lab, node),
     ]  # fmt: skip

@@ -437,7 +437,12 @@ class CheckResult:
         }
 
 
-def check(lab: Lab, *, parallel: int = DEFAULT_PARALLEL) -> CheckResult:
+def check(
+    lab: Lab,
+    *,
+    parallel: int = DEFAULT_PARALLEL,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> CheckResult:
     """Ping every pod from every other pod, every node and the external host, per family."""
     pods = lab.pods()
     missing = [p.label for p in pods if len(p.ips) != len(lab.topo.families)]
@@ -448,7 +453,7 @@ def check(lab: Lab, *, parallel: int = DEFAULT_PARALLEL) -> CheckResult:
         )
     sources = (*pods, *lab.nodes(), lab.external())
     todo = probes(sources, pods, lab.topo.families)
-    results = run_probes(todo, parallel=parallel)
+    results = run_probes(todo, parallel=parallel, progress=progress)
     return CheckResult(lab.name, lab.topo.families, sources, tuple(pods), tuple(results))
 
 

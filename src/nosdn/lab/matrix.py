@@ -1,4 +1,4 @@
-"""The ping matrix of `lab check` as a picture (``--matrix-png FILE``): one grid per IP
+"""The ping matrix of `lab check` as a picture (``lab check --out FILE``): one grid per IP
 family, a row per source, a column per pod, green where the ping was answered and red where
 it was not, so a broken route shows up as a red cross-shaped pattern at a glance.
 

@@ -8,8 +8,8 @@ and every result is kept, so a failure names the exact source, destination and f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from nosdn.lab.netns import LabError, exec_argv, run
@@ -90,10 +90,21 @@ def ping_once(probe: Probe, timeout: int = 1) -> ProbeResult:
 
 
 def run_probes(
-    todo: Sequence[Probe], *, parallel: int = DEFAULT_PARALLEL, timeout: int = 1
+    todo: Sequence[Probe],
+    *,
+    parallel: int = DEFAULT_PARALLEL,
+    timeout: int = 1,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> list[ProbeResult]:
-    """Ping every probe, at most ``parallel`` at a time; results in the order given."""
+    """Ping every probe, at most ``parallel`` at a time; results in the order given.
+    ``progress(done, failed, total)`` is called as each ping ends (from this thread)."""
     if not todo:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(todo)))) as pool:
-        return list(pool.map(lambda p: ping_once(p, timeout), todo))
+        futures = [pool.submit(ping_once, p, timeout) for p in todo]
+        if progress is not None:
+            failed = 0
+            for done, f in enumerate(as_completed(futures), 1):
+                failed += not f.result().ok
+                progress(done, failed, len(todo))
+        return [f.result() for f in futures]

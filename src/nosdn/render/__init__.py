@@ -69,7 +69,7 @@ FORMATS: dict[str, Format] = {
         Format(
             "systemd",
             "the script plus a oneshot service and a timer that re-applies it every minute "
-            "(files at their install paths: --out-dir / installs them)",
+            "(files at their install paths: --out / installs them)",
             _HOST,
             systemd_files,
         ),

@@ -2,7 +2,7 @@
 
 Renderers are pure functions ``(Cluster, RenderOptions) -> list[RenderedFile]``: no I/O, same
 input, same bytes. A rendered file carries the path it is meant to live at (an install path for
-multi-file formats such as the systemd units), so ``--out-dir`` and stdout show the same thing.
+multi-file formats such as the systemd units), so ``--out`` and stdout show the same thing.
 Every value that reaches a shell script or a router config is checked or quoted first, by the
 one function of its output language in `nosdn.render._quote`: an inventory is input, and a
 rendered script is run as root.
@@ -71,7 +71,7 @@ class RenderOptions:
 
 @dataclass(frozen=True, slots=True)
 class RenderedFile:
-    """One output file: where it goes (relative to ``--out-dir``; for installable files the
+    """One output file: where it goes (relative to ``--out``; for installable files the
     path it has on the target machine, without the leading ``/``), its text and its mode."""
 
     path: str

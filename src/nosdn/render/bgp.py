@@ -64,7 +64,7 @@ from nosdn.render._quote import (
     token,
 )
 
-#: Installed paths of the node's files (``--format bird-node-systemd``, ``--out-dir /``).
+#: Installed paths of the node's files (``--format bird-node-systemd``, ``--out /``).
 NODE_CONF_PATH = "etc/nosdn/bird-node.conf"
 NODE_SOCKET_DIR = "nosdn-bird"
 NODE_SERVICE_PATH = "etc/systemd/system/nosdn-bird.service"

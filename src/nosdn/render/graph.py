@@ -9,6 +9,12 @@ functions; SVG and PNG come from Graphviz's own ``dot`` program (`render_dot`), 
 hand. Routes are shown as tables inside the boxes rather than as one arrow per route: a
 segment of N nodes has N² host routes, but every node of it carries the same N, so one table
 per segment says it all and the picture stays readable at a few dozen nodes.
+
+At a hundred nodes a box per node is a comb of a hundred edges nobody can read, so a segment of
+more than `SUMMARY_AT` nodes is drawn as one box listing its nodes in inventory order (cut like
+a route table), with one edge. What is wrong is marked, so it survives the summary: a node
+without a pod subnet, a subnet allocated only in memory (``nosdn allocate --write`` pins it),
+a router route whose next hop is on none of the router's segments (it cannot reach it).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from nosdn.render._quote import comment, dot_html, dot_str
 MAX_ROWS = 24
 #: Nodes per row inside one segment box.
 ROW = 8
+#: A segment with more nodes than this is drawn as one summary box.
+SUMMARY_AT = 16
 FORMATS = ("svg", "png", "dot", "mermaid")
 
 
@@ -69,6 +77,18 @@ class Picture:
     elsewhere: tuple[Node, ...] = ()
     services: tuple[Route, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: nodes whose pod subnets were allocated in memory for this picture only
+    unpinned: frozenset[str] = frozenset()
+    #: router routes whose next hop is on none of the router's segments
+    unreachable: frozenset[IPNetwork] = frozenset()
+
+    def node_marks(self, n: Node) -> list[str]:
+        """What is wrong with a node, as the picture says it."""
+        if not n.pod_cidrs:
+            return ["no pod subnet"]
+        if n.name in self.unpinned:
+            return ["subnet only in memory (allocate --write)"]
+        return []
 
 
 def picture(
@@ -76,10 +96,13 @@ def picture(
     segments: Sequence[IPNetwork] = (),
     router: Sequence[IPAddress] = (),
     router_name: str = "router",
+    unpinned: frozenset[str] = frozenset(),
 ) -> Picture:
     """What to draw. ``segments``: the L2 networks the nodes sit on (none: all on one);
-    ``router``: the router's addresses (it joins every segment it has an address in)."""
+    ``router``: the router's addresses (it joins every segment it has an address in);
+    ``unpinned``: nodes whose subnets were allocated in memory."""
     wanted = desired_routes(cluster, ROUTER)
+    notes: list[str] = []
     views: list[SegmentView] = []
     placed: set[str] = set()
     nets: list[IPNetwork | None] = list(segments) or [None]
@@ -96,10 +119,24 @@ def picture(
         views.append(SegmentView(i, net, members, routes, gw))
     elsewhere = tuple(n for n in cluster.nodes if n.name not in placed)
     rv = None
+    unreachable: set[IPNetwork] = set()
     if router:
         attached = tuple(v.index for v in views if v.gateway)
         rv = RouterView(router_name, tuple(router), tuple(wanted), attached)
-    notes: list[str] = []
+        reach = [v.net for v in views if v.gateway]
+        for r in wanted:
+            if not any(net is None or via in net for via in r.via for net in reach):
+                unreachable.add(r.dst)
+        if unreachable:
+            notes.append(
+                f"{len(unreachable)} router route(s) via an address on none of the router's "
+                "segments: it cannot reach them"
+            )
+    if unpinned:
+        notes.append(
+            f"{len(unpinned)} node(s) with pod subnets allocated in memory only: "
+            "nosdn allocate -f INVENTORY --write pins them"
+        )
     if len(views) > 1 and (rv is None or len(rv.segments) < len(views)):
         notes.append(
             "no router joins every segment: pods on different segments cannot reach each other"
@@ -108,11 +145,27 @@ def picture(
         who = ", ".join(n.name for n in elsewhere)
         notes.append(f"{who}: on none of the segments, off-link for every host route")
     services = tuple(r for r in desired_routes(cluster, EXTERNAL) if r.node is None)
-    return Picture(cluster, tuple(views), rv, elsewhere, services, tuple(notes))
+    return Picture(
+        cluster,
+        tuple(views),
+        rv,
+        elsewhere,
+        services,
+        tuple(notes),
+        frozenset(unpinned),
+        frozenset(unreachable),
+    )
 
 
-def _route_rows(routes: Sequence[Route]) -> list[str]:
-    rows = [f"{r.dst} → {', '.join(map(str, r.via))} ({r.node or 'services'})" for r in routes]
+def _route_rows(
+    routes: Sequence[Route], unreachable: frozenset[IPNetwork] = frozenset()
+) -> list[str]:
+    rows = [
+        ("✗ " if r.dst in unreachable else "")
+        + f"{r.dst} → {', '.join(map(str, r.via))} ({r.node or 'services'})"
+        + (": unreachable from the router" if r.dst in unreachable else "")
+        for r in routes
+    ]
     if len(rows) > MAX_ROWS:
         rows = [*rows[: MAX_ROWS - 1], f"... and {len(rows) - MAX_ROWS + 1} more"]
     return rows
@@ -140,11 +193,32 @@ def _table(title: str, rows: Sequence[str], colour: str, title_colour: str) -> s
     )
 
 
-def _node_label(n: Node) -> str:
+def _summary_rows(pic: Picture, nodes: Sequence[Node]) -> list[str]:
+    """One line per node, in order, for a segment drawn as one box; what is wrong is repeated
+    at the end, so a cut list still says it."""
+    rows = [
+        f"{n.name}  {', '.join(map(str, n.ips))}  "
+        + (", ".join(f"pods {c}" for c in n.pod_cidrs) or "no pod subnet")
+        + "".join(f"  ✗ {m}" for m in pic.node_marks(n) if n.pod_cidrs)
+        for n in nodes
+    ]
+    if len(rows) > MAX_ROWS:
+        rows = [*rows[: MAX_ROWS - 1], f"... and {len(rows) - MAX_ROWS + 1} more"]
+    for mark in dict.fromkeys(m for n in nodes for m in pic.node_marks(n)):
+        who = [n.name for n in nodes if mark in pic.node_marks(n)]
+        shown = ", ".join(who[:5]) + (f" and {len(who) - 5} more" if len(who) > 5 else "")
+        rows.append(f"✗ {mark}: {shown}")
+    return rows
+
+
+def _node_label(n: Node, marks: Sequence[str] = ()) -> str:
     rows = "".join(f"<TR><TD>{_h(ip)}</TD></TR>" for ip in n.ips)
     pods = "".join(f'<TR><TD BGCOLOR="#e8f5e9">pods {_h(c)}</TD></TR>' for c in n.pod_cidrs)
     if not n.pod_cidrs:
         pods = '<TR><TD BGCOLOR="#ffebee"><I>no pod subnet</I></TD></TR>'
+    pods += "".join(
+        f'<TR><TD BGCOLOR="#fff8e1"><I>{_h(m)}</I></TD></TR>' for m in marks if n.pod_cidrs
+    )
     return (
         '<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="4" BGCOLOR="white">'
         f'<TR><TD BGCOLOR="#bbdefb"><B>{_h(n.name)}</B></TD></TR>{rows}{pods}</TABLE>>'
@@ -170,8 +244,13 @@ def to_dot(pic: Picture) -> str:
             f'    {sw} [shape=box style="rounded,filled" fillcolor="#cfd8dc" '
             f'label="switch {seg.index}"];',
         ]
-        for i, n in enumerate(seg.nodes):
-            out.append(f"    {_id('n_' + n.name)} [label={_node_label(n)}];")
+        if len(seg.nodes) > SUMMARY_AT:  # an overview: one box, not a comb of edges
+            title = f"{len(seg.nodes)} nodes (in inventory order)"
+            box = _table(title, _summary_rows(pic, seg.nodes), "white", "#bbdefb")
+            out.append(f"    nodes{seg.index} [label={box}];")
+            out.append(f"    {sw} -> nodes{seg.index};")
+        for i, n in enumerate(seg.nodes if len(seg.nodes) <= SUMMARY_AT else ()):
+            out.append(f"    {_id('n_' + n.name)} [label={_node_label(n, pic.node_marks(n))}];")
             out.append(f"    {sw} -> {_id('n_' + n.name)};")
             if i >= ROW:  # wrap long segments into rows instead of one very wide line
                 above = _id("n_" + seg.nodes[i - ROW].name)
@@ -194,7 +273,7 @@ def to_dot(pic: Picture) -> str:
         out.append("  }")
     if pic.router is not None:
         r = pic.router
-        rows = _route_rows(r.routes)
+        rows = _route_rows(r.routes, pic.unreachable)
         title = f"{r.name} {' / '.join(map(str, r.ips))}: static routes (nosdn render)"
         out.append(f"  router [label={_table(title, rows, 'white', '#e1bee7')}];")
         for i in r.segments:
@@ -224,9 +303,14 @@ def to_mermaid(pic: Picture) -> str:
     for seg in pic.segments:
         out.append(f'  subgraph seg{seg.index}["{_m(seg.label)}"]')
         out.append(f'    switch{seg.index}(["switch {seg.index}"])')
-        for n in seg.nodes:
+        if len(seg.nodes) > SUMMARY_AT:
+            rows = [f"<b>{len(seg.nodes)} nodes</b>", *map(_m, _summary_rows(pic, seg.nodes))]
+            out.append(f'    nodes{seg.index}["{"<br/>".join(rows)}"]')
+            out.append(f"    switch{seg.index} --- nodes{seg.index}")
+        for n in seg.nodes if len(seg.nodes) <= SUMMARY_AT else ():
             lines = [f"<b>{_m(n.name)}</b>", *map(_m, n.ips)]
             lines += [f"pods {_m(c)}" for c in n.pod_cidrs] or ["no pod subnet"]
+            lines += [f"✗ {_m(m)}" for m in pic.node_marks(n) if n.pod_cidrs]
             out.append(f'    {_id("n_" + n.name)}["{"<br/>".join(lines)}"]')
             out.append(f"    switch{seg.index} --- {_id('n_' + n.name)}")
         rows = [_m(r) for r in _route_rows(seg.host_routes)]
@@ -242,7 +326,7 @@ def to_mermaid(pic: Picture) -> str:
         out.append("  end")
     if pic.router is not None:
         r = pic.router
-        rows = [_m(x) for x in _route_rows(r.routes)]
+        rows = [_m(x) for x in _route_rows(r.routes, pic.unreachable)]
         title = f"<b>{_m(r.name)}</b> {_m(' / '.join(map(str, r.ips)))}"
         out.append(f'  router{{{{"{"<br/>".join([title, *rows])}"}}}}')
         out += [f"  router === switch{i}" for i in r.segments]

@@ -9,7 +9,7 @@ conflict or failed write makes the run exit 1, which shows as a failed unit in
 ``systemctl --failed`` and in the journal.
 
 Both formats carry the same files at the same install paths (``RenderedFile.path`` is the path on
-the machine, without the leading ``/``), so ``--out-dir /`` installs the systemd format as is.
+the machine, without the leading ``/``), so ``--out /`` installs the systemd format as is.
 """
 
 from __future__ import annotations

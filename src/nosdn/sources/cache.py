@@ -12,6 +12,10 @@ in full (lists and events hand the cache their raw JSON for that), and counts it
 would. This node's own object (kept whole for its conditions) and a cache that tracks a
 condition always take the full path.
 
+Each generation remembers the names it changed (`changes_since`), so a reader that keeps its own
+state per node (the agent's view) applies only those. The log is bounded: a reader that fell
+further behind gets None and rebuilds from the whole snapshot.
+
 A relist replaces the whole content (nodes missing from the list are gone) and counts
 ``relists``; the deletion guard uses that count to know the list was read again. While the API
 is away the content simply stays: the loop keeps serving the last known state.
@@ -27,8 +31,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +51,13 @@ from nosdn.sources.nodes import (
 log = logging.getLogger("nosdn.sources.cache")
 
 _TYPES = {b"MODIFIED": "MODIFIED", b"ADDED": "ADDED"}
+
+#: Generations whose changed names are kept (a reader further behind rebuilds in full).
+_LOG_SIZE = 4096
+
+
+def _name(info: NodeInfo) -> str:
+    return info.name
 
 
 def condition_of(obj: Mapping[str, Any], ctype: str) -> tuple[str, str] | None:
@@ -73,9 +85,9 @@ class Snapshot:
     connected: bool
 
     def node(self, name: str) -> NodeInfo | None:
-        for n in self.nodes:
-            if n.name == name:
-                return n
+        i = bisect_left(self.nodes, name, key=_name)
+        if i < len(self.nodes) and self.nodes[i].name == name:
+            return self.nodes[i]
         return None
 
 
@@ -105,6 +117,10 @@ class NodeCache:
         #: node name (bytes) -> what its next status-only event carries (`statusonly.marks`)
         self._marks: dict[bytes, statusonly.Marks] = {}
         self._generation = 0
+        #: The generations since ``_log_floor``, each with the names it changed.
+        self._log_gens: list[int] = []
+        self._log_names: list[Sequence[str]] = []
+        self._log_floor = 0
         self._relists = 0
         self._synced = False
         self._connected = False
@@ -119,6 +135,18 @@ class NodeCache:
         self._on_change = on_change
 
     # --- writers (the watch thread) -------------------------------------------------------
+    def _changed(self, names: Sequence[str]) -> None:
+        """One new generation that changed ``names`` (called with the lock held)."""
+        self._generation += 1
+        self._snap = None
+        self._log_gens.append(self._generation)
+        self._log_names.append(names)
+        if len(self._log_gens) > _LOG_SIZE:
+            half = _LOG_SIZE // 2
+            self._log_floor = self._log_gens[half - 1]
+            del self._log_gens[:half]
+            del self._log_names[:half]
+
     def _store(self, name: str, fp: Fingerprint, created: str) -> None:
         self._fps[name] = fp
         self._infos[name] = node_info(fp, name, self.policy, created)
@@ -156,18 +184,17 @@ class NodeCache:
             fps[name] = fp
             if name == self.self_name:
                 self_obj = obj
-        changed = False
         with self._lock:
-            for name, fp in fps.items():
-                if self._fps.get(name) != fp:
-                    self._store(name, fp, created[name])
-                    changed = True
-            for name in [n for n in self._fps if n not in fps]:
+            names = [n for n, fp in fps.items() if self._fps.get(n) != fp]
+            for name in names:
+                self._store(name, fps[name], created[name])
+            gone = [n for n in self._fps if n not in fps]
+            for name in gone:
                 del self._fps[name]
                 del self._infos[name]
-                changed = True
+            changed = bool(names or gone)
             if changed:
-                self._generation += 1
+                self._changed(names + gone)
             self._relists += 1
             first = not self._synced
             self._synced = True
@@ -236,8 +263,7 @@ class NodeCache:
                     return False
                 del self._fps[name]
                 del self._infos[name]
-                self._generation += 1
-                self._snap = None
+                self._changed((name,))
         else:
             fp = fingerprint(obj)
             if self._fps.get(name) == fp:  # read without the lock: only this thread writes
@@ -247,8 +273,7 @@ class NodeCache:
                 return False
             with self._lock:
                 self._store(name, fp, created_at(obj))
-                self._generation += 1
-                self._snap = None
+                self._changed((name,))
             if marks is not None:
                 self._marks[key] = marks
         if self._on_change is not None:
@@ -268,6 +293,16 @@ class NodeCache:
     @property
     def generation(self) -> int:
         return self._generation
+
+    def changes_since(self, since: int, until: int) -> set[str] | None:
+        """The names of the nodes changed after generation ``since`` up to ``until`` (None:
+        the log no longer reaches back that far; read the whole snapshot)."""
+        with self._lock:
+            if since < self._log_floor:
+                return None
+            i = bisect_right(self._log_gens, since)
+            j = bisect_right(self._log_gens, until)
+            return {name for names in self._log_names[i:j] for name in names}
 
     def snapshot(self) -> Snapshot:
         with self._lock:

@@ -531,6 +531,24 @@ class KubeApi:
     def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
         self._call("create event", self.core.create_namespaced_event, namespace, dict(event))
 
+    def list_events(self, field_selector: str = "") -> list[Mapping[str, Any]]:
+        """Events of every namespace matching ``field_selector`` (``nosdn status --cluster``
+        reads the agents' RouteConflict and NodeOffLink Events about Nodes with it)."""
+        kw: dict[str, Any] = {"limit": LIST_PAGE}
+        if field_selector:
+            kw["field_selector"] = field_selector
+        out: list[Mapping[str, Any]] = []
+        cont: str | None = None
+        while True:
+            if cont:
+                kw["_continue"] = cont
+            data = self._raw("list events", self.core.list_event_for_all_namespaces, **kw)
+            items, meta = split_list(data)
+            out.extend(items)
+            cont = meta.get("continue")
+            if not cont:
+                return out
+
     # --- leases ---------------------------------------------------------------------------
     def get_lease(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         try:

@@ -252,7 +252,12 @@ def seniority(
     created = {i.name: i.created for i in infos}
 
     def key(node: Node) -> tuple[int, str]:
-        standing = 0 if node.name == me else 1 if node in routed else 2
-        return standing, created.get(node.name, "")
+        return rank(node.name == me, node in routed, created.get(node.name, ""))
 
     return key
+
+
+def rank(me: bool, routed: bool, created: str) -> tuple[int, str]:
+    """The seniority key of one node (lower keeps its routes): this node, then the routed
+    ones, then by creation time (see `seniority`)."""
+    return 0 if me else 1 if routed else 2, created
