@@ -221,3 +221,26 @@ def test_cli_prints_the_cleanup_and_refuses_it_with_the_controller() -> None:
                          capture_output=True, text=True, check=False)  # fmt: skip
     assert bad.returncode == 2
     assert "--uninstall" in bad.stderr
+
+
+@pytest.mark.root
+@requires_root
+def test_netns_runs_the_whole_cleanup_there(node: tuple[str, Path]) -> None:
+    """``--netns NS`` from outside: routes and the nftables table of NS go (ip netns exec)."""
+    ns, conf = node
+    proc = subprocess.run(
+        [
+            NOSDN,
+            "uninstall",
+            "--node-local",
+            "--netns",
+            ns,
+            f"--cni-conf={conf / '10-nosdn.conflist'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not {r for r in routes(ns) if r[1] == OURS}
+    assert nft_tables(ns) == {"inet other", "ip nat"}

@@ -8,8 +8,11 @@ import sys
 import threading
 from pathlib import Path
 
+import click
+
 from nosdn.agent.installcni import HOST_CNI_BIN, IMAGE_CNI_BIN, PLUGINS, InstallError, install
 from nosdn.cli._common import EXIT_FAILURE, command, fail, option, require_net_admin
+from nosdn.cli._params import NETNS_HELP, TABLE, reexec_in_netns
 from nosdn.model import DEFAULT_PROTOCOL
 
 
@@ -41,10 +44,11 @@ def install_cni(*, src: str, dst: str, plugin: tuple[str, ...]) -> None:
     is_flag=True,
     help="Clean this node (required: the cluster-wide cleanup is `nosdn manifests --uninstall`).",
 )
-@option("--table", type=int, default=254, help="Kernel routing table the agent managed.")
+@option("--table", type=TABLE, default="main", help="Kernel routing table the agent managed.")
 @option("--protocol", type=int, default=DEFAULT_PROTOCOL, help="Protocol number of our routes.")
 @option(
     "--cni-conf",
+    type=click.Path(),
     default="/etc/cni/net.d/10-nosdn.conflist",
     help="The agent's conflist (removed only if it is nosdn's; '' to keep it).",
 )
@@ -53,6 +57,7 @@ def install_cni(*, src: str, dst: str, plugin: tuple[str, ...]) -> None:
     default="127.0.0.1:9712",
     help="Refuse while the agent answers here ('' to skip the check).",
 )
+@option("--netns", help=NETNS_HELP + " (nftables too: the whole command runs there)")
 @option(
     "--wait",
     is_flag=True,
@@ -60,7 +65,14 @@ def install_cni(*, src: str, dst: str, plugin: tuple[str, ...]) -> None:
     "once its init container cleaned the node).",
 )
 def uninstall(
-    *, node_local: bool, table: int, protocol: int, cni_conf: str, agent_address: str, wait: bool
+    *,
+    node_local: bool,
+    table: int,
+    protocol: int,
+    cni_conf: str,
+    agent_address: str,
+    netns: str | None,
+    wait: bool,
 ) -> None:
     """Remove nosdn's routes and nexthops (its protocol only), its CNI conflist and its nftables
     table from this node; nothing else."""
@@ -79,6 +91,7 @@ def uninstall(
     if agent_address and ":" not in agent_address:
         fail(f"--agent-address {agent_address!r}: want HOST:PORT, e.g. 127.0.0.1:9712")
     require_net_admin("uninstall removes routes: it")
+    reexec_in_netns(netns)
     from nosdn.agent.uninstall import UninstallError, uninstall_node
 
     try:
