@@ -7,12 +7,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 #: What `nosdn lab demo` runs: ip, ping, the CNI plugins; nftables for doctor's firewall checks.
 DEMO_DEBS := iproute2 iputils-ping containernetworking-plugins nftables
-#: The tests also run the routing daemons (routers, --router labs), shells and Graphviz.
-DEBS   := $(DEMO_DEBS) bird2 frr shellcheck busybox dash graphviz
+#: The tests also run the routing daemons (routers, --router labs), shells and Graphviz, and
+#: build and run the image (tools/build-image.sh: debootstrap, umoci; tests/test_image.py: runc).
+DEBS   := $(DEMO_DEBS) bird2 frr shellcheck busybox dash graphviz debootstrap umoci runc
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BINDIR ?= /usr/local/bin
 
-.PHONY: setup debs demo-debs kube demo install test lint unit bench clean
+.PHONY: setup debs demo-debs kube image demo install test lint unit bench clean
 
 setup: $(VENV)/.installed debs
 
@@ -52,15 +53,24 @@ lint: setup
 unit: setup
 	$(PY) -m pytest -q -m "not root"
 
-# The real kube-apiserver, kubectl and kine for the tests: built once per machine from the Go
-# module proxy into ~/.cache/nosdn (tools/build-kube.sh). Without Go the tier is skipped, said
-# here and by pytest; under CI=true a missing Go is a failure.
+# The real kube-apiserver, kubectl and kine for the tests, and helm for the chart's: built once
+# per machine from the Go module proxy into ~/.cache/nosdn (tools/build-kube.sh,
+# tools/build-helm.sh). Without Go the tier is skipped, said here and by pytest; under CI=true
+# a missing Go is a failure.
 kube:
-	@if command -v go >/dev/null 2>&1; then tools/build-kube.sh >/dev/null; \
+	@if command -v go >/dev/null 2>&1; then tools/build-kube.sh >/dev/null && tools/build-helm.sh >/dev/null; \
 	elif [ "$$CI" = true ]; then echo "CI: no Go toolchain for the real kube-apiserver tier" >&2; exit 1; \
 	else echo "no Go toolchain: the real kube-apiserver tests will be skipped (install Go 1.26+)"; fi
 
-test: lint kube
+# The nosdn OCI image for tests/test_image.py, without Docker: debootstrap + pip + umoci, cached
+# in ~/.cache/nosdn/image keyed on its inputs (tools/build-image.sh; a first build took 337 s here,
+# debootstrap 116-316 s of it). Needs root and a Debian mirror; under CI=true both are required.
+image: setup
+	@if [ "$$(id -u)" = 0 ]; then PYTHON=$(abspath $(PY)) tools/build-image.sh >/dev/null; \
+	elif [ "$$CI" = true ]; then echo "CI: the image build needs root" >&2; exit 1; \
+	else echo "not root: the image is not built and its tests are skipped"; fi
+
+test: lint kube image
 	$(PY) -m pytest -q
 
 bench: setup

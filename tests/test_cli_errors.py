@@ -132,8 +132,8 @@ def test_allocate_write_in_an_unwritable_directory() -> None:
 )
 @pytest.mark.parametrize(
     "args",
-    [["apply", "-f", TWO, "--node", "node1"], ["flush"]],
-    ids=["apply", "flush"],
+    [["apply", "-f", TWO, "--node", "node1"], ["flush"], ["uninstall", "--node-local"]],
+    ids=["apply", "flush", "uninstall"],
 )
 def test_not_root_is_said_once_before_trying_anything(args: list[str]) -> None:
     """As an ordinary user: one line saying root is needed and the command to run, exit 1;

@@ -100,6 +100,12 @@ COMMANDS: dict[str, Entry] = {
         "Copy the CNI plugins the conflist uses into the host's CNI bin directory, atomically, "
         "only when missing or older there; never touches any other file.",
     ),
+    "uninstall": Entry(
+        "_install_cmds",
+        "uninstall",
+        "Remove nosdn's routes and nexthops (its protocol only), its CNI conflist and its "
+        "nftables table from this node; nothing else.",
+    ),
     "doctor": Entry(
         "_debug_cmds",
         "doctor",

@@ -400,6 +400,12 @@ CONTROLLER = "The cloud route controller (--controller)"
     help="Tag/name of the cluster in the cloud.",
     panel=CONTROLLER,
 )
+@option(
+    "--uninstall",
+    is_flag=True,
+    help="Print the one-shot cleanup instead: a DaemonSet removing nosdn's routes, nexthops, "
+    "conflist and nftables table from every node (apply it once the agent is deleted).",
+)
 @option("--replicas", type=int, default=2, help="Controller replicas.", panel=CONTROLLER)
 @option("--route-table", multiple=True, help="AWS, Azure: manage these tables.", panel=CONTROLLER)
 @option("--capacity", type=int, help="Routes a table may hold.", panel=CONTROLLER)
@@ -423,6 +429,7 @@ def manifests(
     namespace: str,
     masquerade: bool,
     controller: bool,
+    uninstall: bool,
     cloud: str | None,
     cluster_name: str,
     replicas: int,
@@ -447,7 +454,11 @@ def manifests(
 
     With --controller --cloud aws|gce|azure: the cloud route controller's instead
     (ServiceAccount, RBAC, Lease Role, a Deployment of --replicas, one of which leads; on Azure
-    the Deployment's nosdn.io/azure-permissions annotation says what its identity needs)."""
+    the Deployment's nosdn.io/azure-permissions annotation says what its identity needs).
+
+    With --uninstall: the cleanup DaemonSet (its ServiceAccount has no rights). Delete the
+    agent's DaemonSet first, apply this, wait for `kubectl -n kube-system rollout status
+    daemonset/nosdn-uninstall`, then delete it."""
     import yaml
 
     from nosdn.agent.manifests import DEFAULT_IMAGE
@@ -462,7 +473,13 @@ def manifests(
         and ctx.get_parameter_source(p.name or "") is click.core.ParameterSource.COMMANDLINE
     ]
     try:
-        if controller:
+        if uninstall:
+            if controller:
+                fail("--uninstall cleans the agent's nodes; it does not go with --controller")
+            from nosdn.agent.uninstall_manifests import uninstall_manifests
+
+            docs = uninstall_manifests(image=image or DEFAULT_IMAGE, namespace=namespace)
+        elif controller:
             if cloud is None:
                 fail("--controller needs --cloud aws|gce|azure")
             if allocate:

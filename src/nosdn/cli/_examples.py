@@ -47,10 +47,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -",
         "nosdn manifests --controller --cloud aws --aws-region eu-west-1 "
         "--cluster-cidr 10.244.0.0/16",
+        "nosdn manifests --uninstall | kubectl apply -f -",
     ),
     "install-cni": (
         "nosdn install-cni   # the DaemonSet's init container: image plugins into /opt/cni/bin",
         "sudo nosdn install-cni --from /usr/lib/cni --to /opt/cni/bin --plugin bridge",
+    ),
+    "uninstall": (
+        "nosdn manifests --uninstall | kubectl apply -f -   # every node, once the agent is gone",
+        "sudo nosdn uninstall --node-local   # this node only",
     ),
     "doctor": (
         f"nosdn doctor -f {INV}",

@@ -1,0 +1,382 @@
+"""The Helm chart (deploy/helm/nosdn) renders exactly what `nosdn manifests` prints.
+
+For each of the main value combinations, ``helm template`` with those values and ``nosdn
+manifests`` with the equivalent flags give the same objects (compared as parsed objects,
+keyed by kind, namespace and name: Helm orders them by kind), and every rendered object
+validates against the Kubernetes schema as the manifests do (strict: unknown fields are
+errors). ``helm lint`` passes, and the chart refuses what the command refuses, with the same
+words. helm is built from the Go module proxy by tools/build-helm.sh (`make test` does it);
+without Go this module is skipped, and under CI=true that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from test_manifests import K8S_VERSION
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "deploy" / "helm" / "nosdn"
+BUILD = ROOT / "tools" / "build-helm.sh"
+AZ_SUB = "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    proc = subprocess.run([str(BUILD)], capture_output=True, text=True, check=False)
+    if proc.returncode == 3:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI: the chart tests must run, and there is no Go toolchain for helm")
+        pytest.skip("no Go toolchain: the Helm chart tests are skipped (install Go 1.26+)")
+    assert proc.returncode == 0, f"tools/build-helm.sh failed:\n{proc.stderr[-4000:]}"
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def key(doc: dict[str, Any]) -> tuple[str, str, str]:
+    meta = doc["metadata"]
+    return doc["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def keyed(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    out = {key(d): d for d in docs}
+    assert len(out) == len(docs), "two objects with one kind, namespace and name"
+    return out
+
+
+def render(helm: str, values: dict[str, Any], tmp_path: Path, namespace: str) -> list[Any]:
+    vf = tmp_path / "values.yaml"
+    vf.write_text(yaml.safe_dump(values))
+    proc = subprocess.run(
+        [helm, "template", "nosdn", str(CHART), "--namespace", namespace, "-f", str(vf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def nosdn_manifests(*flags: str) -> list[Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nosdn", "manifests", *flags],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+CIDR = ["--cluster-cidr", "10.244.0.0/16"]
+BGP_FLAGS = [
+    "--bgp",
+    "--bgp-asn",
+    "64600",
+    "--bgp-peer",
+    "10.10.0.254:65000",
+    "--bgp-peer",
+    "[fd00:10::fe]:65000",
+    "--bgp-graceful-restart-time",
+    "90",
+]
+BGP_VALUES = {
+    "enabled": True,
+    "asn": 64600,
+    "peers": ["10.10.0.254:65000", "[fd00:10::fe]:65000"],
+    "gracefulRestartTime": 90,
+}
+
+#: (id, flags of `nosdn manifests`, chart values (beyond the defaults), namespace)
+CASES: list[tuple[str, list[str], dict[str, Any], str]] = [
+    ("defaults", [], {}, "kube-system"),
+    (
+        "image-cidrs-namespace",
+        [
+            "--image",
+            "registry.example/nosdn:9",
+            "--namespace",
+            "net",
+            *CIDR,
+            "--cluster-cidr",
+            "fd10::/56",
+        ],
+        {"image": "registry.example/nosdn:9", "clusterCIDRs": ["10.244.0.0/16", "fd10::/56"]},
+        "net",
+    ),
+    (
+        "allocator-no-masquerade",
+        [*CIDR, "--allocate-node-cidrs", "--masquerade=false"],
+        {
+            "clusterCIDRs": ["10.244.0.0/16"],
+            "agent": {"allocateNodeCIDRs": True, "masquerade": False},
+        },
+        "kube-system",
+    ),
+    (
+        "bgp",
+        [*CIDR, *BGP_FLAGS],
+        {"clusterCIDRs": ["10.244.0.0/16"], "agent": {"bgp": BGP_VALUES}},
+        "kube-system",
+    ),
+    (
+        "bgp-everything",
+        [
+            *CIDR,
+            *BGP_FLAGS,
+            "--bgp-multihop",
+            "2",
+            "--bgp-bfd=true",
+            "--bgp-service-cidr",
+            "10.96.0.0/12",
+            "--bgp-service-via",
+            "node1",
+            "--bgp-service-via",
+            "node2",
+            "--bgp-password-secret",
+            "bgp-md5",
+        ],
+        {
+            "clusterCIDRs": ["10.244.0.0/16"],
+            "agent": {
+                "bgp": {
+                    **BGP_VALUES,
+                    "multihop": 2,
+                    "bfd": True,
+                    "serviceCIDRs": ["10.96.0.0/12"],
+                    "serviceVia": ["node1", "node2"],
+                    "passwordSecret": "bgp-md5",
+                }
+            },
+        },
+        "kube-system",
+    ),
+    (
+        "controller-aws",
+        [
+            "--controller",
+            "--cloud",
+            "aws",
+            "--aws-region",
+            "eu-west-1",
+            *CIDR,
+            "--route-table",
+            "rtb-1",
+            "--route-table",
+            "rtb-2",
+            "--capacity",
+            "200",
+            "--cluster-name",
+            "prod",
+        ],
+        {
+            "clusterCIDRs": ["10.244.0.0/16"],
+            "agent": {"enabled": False},
+            "controller": {
+                "enabled": True,
+                "cloud": "aws",
+                "aws": {"region": "eu-west-1"},
+                "routeTables": ["rtb-1", "rtb-2"],
+                "capacity": 200,
+                "clusterName": "prod",
+            },
+        },
+        "kube-system",
+    ),
+    (
+        "controller-gce",
+        [
+            "--controller",
+            "--cloud",
+            "gce",
+            "--gce-project",
+            "p1",
+            "--gce-network",
+            "vpc1",
+            "--gce-zone",
+            "europe-west1-b",
+            *CIDR,
+            "--replicas",
+            "3",
+        ],
+        {
+            "clusterCIDRs": ["10.244.0.0/16"],
+            "agent": {"enabled": False},
+            "controller": {
+                "enabled": True,
+                "cloud": "gce",
+                "replicas": 3,
+                "gce": {"project": "p1", "network": "vpc1", "zone": "europe-west1-b"},
+            },
+        },
+        "kube-system",
+    ),
+    (
+        "controller-azure",
+        [
+            "--controller",
+            "--cloud",
+            "azure",
+            "--azure-subscription",
+            AZ_SUB,
+            "--azure-resource-group",
+            "rg1",
+            "--route-table",
+            "rt1",
+            *CIDR,
+        ],
+        {
+            "clusterCIDRs": ["10.244.0.0/16"],
+            "agent": {"enabled": False},
+            "controller": {
+                "enabled": True,
+                "cloud": "azure",
+                "routeTables": ["rt1"],
+                "azure": {"subscription": AZ_SUB, "resourceGroup": "rg1"},
+            },
+        },
+        "kube-system",
+    ),
+    (
+        "uninstall",
+        ["--uninstall", "--image", "x/nosdn:1"],
+        {"image": "x/nosdn:1", "uninstall": {"enabled": True}},
+        "kube-system",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("flags", "values", "namespace"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_chart_renders_what_manifests_prints(
+    helm: str, tmp_path: Path, flags: list[str], values: dict[str, Any], namespace: str
+) -> None:
+    chart = render(helm, values, tmp_path, namespace)
+    for doc in chart:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    want = keyed(nosdn_manifests(*flags))
+    got = keyed(chart)
+    assert sorted(got) == sorted(want)
+    for k, doc in want.items():
+        assert got[k] == doc, k
+
+
+def test_agent_and_controller_together_are_both_commands(helm: str, tmp_path: Path) -> None:
+    values = {
+        "clusterCIDRs": ["10.244.0.0/16"],
+        "controller": {"enabled": True, "cloud": "aws", "aws": {"region": "us-east-1"}},
+    }
+    got = keyed(render(helm, values, tmp_path, "kube-system"))
+    agent = keyed(nosdn_manifests(*CIDR))
+    ctl = keyed(
+        nosdn_manifests("--controller", "--cloud", "aws", "--aws-region", "us-east-1", *CIDR)
+    )
+    assert got == {**agent, **ctl}
+
+
+def test_the_uninstall_replaces_the_agent(helm: str, tmp_path: Path) -> None:
+    """Upgrading the release with uninstall.enabled removes the agent and adds the cleanup."""
+    values = {
+        "clusterCIDRs": ["10.244.0.0/16"],
+        "uninstall": {"enabled": True},
+        "controller": {"enabled": True, "cloud": "aws", "aws": {"region": "us-east-1"}},
+    }
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in render(helm, values, tmp_path, "x")}
+    assert kinds == {("ServiceAccount", "nosdn-uninstall"), ("DaemonSet", "nosdn-uninstall")}
+
+
+@pytest.mark.parametrize(
+    ("values", "flags"),
+    [
+        ({"agent": {"allocateNodeCIDRs": True}}, ["--allocate-node-cidrs"]),
+        (
+            {
+                "agent": {"enabled": False},
+                "controller": {"enabled": True, "cloud": "aws", "aws": {"region": "x"}},
+            },
+            ["--controller", "--cloud", "aws", "--aws-region", "x"],
+        ),
+        (
+            {
+                "clusterCIDRs": ["10.0.0.0/8"],
+                "agent": {"enabled": False},
+                "controller": {"enabled": True, "cloud": "aws"},
+            },
+            ["--controller", "--cloud", "aws", "--cluster-cidr", "10.0.0.0/8"],
+        ),
+    ],
+    ids=["allocate-without-cidr", "controller-without-cidr", "aws-without-region"],
+)
+def test_chart_refuses_what_manifests_refuses(
+    helm: str, tmp_path: Path, values: dict[str, Any], flags: list[str]
+) -> None:
+    vf = tmp_path / "values.yaml"
+    vf.write_text(yaml.safe_dump(values))
+    proc = subprocess.run(
+        [helm, "template", "n", str(CHART), "-f", str(vf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "nosdn", "manifests", *flags],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert cli.returncode == 2
+    said = cli.stderr.strip().removeprefix("error: ").split(" (")[0].split(", e.g.")[0]
+    assert said[:40] in proc.stderr, (said, proc.stderr)
+
+
+def test_helm_lint_passes(helm: str) -> None:
+    proc = subprocess.run(
+        [helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_chart_defaults_are_the_commands_defaults() -> None:
+    from nosdn.agent.manifests import DEFAULT_IMAGE
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"] == DEFAULT_IMAGE
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    from nosdn import __version__
+
+    assert chart["appVersion"] == __version__
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"agent": {"allocateNodeCidrs": True}}, "'allocateNodeCidrs' not allowed"),
+        ({"agent": {"bgp": {"enabled": True, "peers": ["10.0.0.1"]}}}, "does not match pattern"),
+        ({"controller": {"cloud": "ibm"}}, "/controller/cloud"),
+        ({"clusterCIDRs": "10.244.0.0/16"}, "/clusterCIDRs"),
+    ],
+    ids=["misspelt", "peer-without-asn", "unknown-cloud", "cidrs-not-a-list"],
+)
+def test_a_wrong_value_is_refused_not_ignored(
+    helm: str, tmp_path: Path, values: dict[str, Any], said: str
+) -> None:
+    """values.schema.json: a misspelt key would otherwise render the defaults without a word."""
+    vf = tmp_path / "values.yaml"
+    vf.write_text(yaml.safe_dump(values))
+    proc = subprocess.run(
+        [helm, "template", "n", str(CHART), "-f", str(vf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert said in proc.stderr, proc.stderr
