@@ -380,3 +380,34 @@ def test_a_wrong_value_is_refused_not_ignored(
     )
     assert proc.returncode != 0
     assert said in proc.stderr, proc.stderr
+
+
+#: Options of `nosdn manifests` that are no chart value, and why.
+NOT_VALUES = {
+    "--help": "help",
+    "--namespace": "the release's namespace (helm --namespace), tested by every case",
+    "--bgp-password-file": "refused by manifests: the password is --bgp-password-secret",
+    "--bgp-dir": "refused by manifests unless the default, which the DaemonSet mounts",
+}
+
+
+def test_every_manifests_option_is_a_chart_value_proven_equal() -> None:
+    """The chart is written by hand beside `nosdn manifests`: a new option of the command that
+    no case above renders both ways would let the two drift apart unseen. Each option must be
+    used by a case (so `helm template` is compared with it), or be listed in NOT_VALUES."""
+    import click
+
+    from nosdn.cli import app
+
+    command = app.get_command(click.Context(app), "manifests")
+    assert command is not None
+    options = {
+        max(p.opts, key=len) for p in command.params if p.opts and not getattr(p, "hidden", False)
+    }
+    options.add("--help")
+    used = {f.split("=")[0] for c in CASES for f in c[1] if f.startswith("--")}
+    missing = sorted(options - used - set(NOT_VALUES))
+    assert not missing, (
+        f"nosdn manifests options no chart case renders: {missing}; give each a chart value "
+        "(deploy/helm/nosdn) and a case in CASES comparing helm template with the command"
+    )
