@@ -229,6 +229,29 @@ def test_bad_values_are_refused_in_one_line(args: list[str]) -> None:
         assert "main" in run.stderr  # did you mean
 
 
+#: What each command that takes --netns needs besides it, to get as far as reading it.
+NETNS_ARGS = {"trace": ["10.244.1.5"], "agent": [], "flush": []}
+
+
+@pytest.mark.parametrize("name", sorted(HOST_COMMANDS))
+def test_an_unknown_netns_is_bad_input_everywhere(name: str) -> None:
+    """plan/apply/status/flush once said "cannot open the kernel's routing table: [Errno 2]"
+    and exit 1; every --netns command now says the same line, exit 2, nothing read or run."""
+    args = NETNS_ARGS.get(name, ["-f", "examples/two-nodes.yaml"])
+    for bad in ("no-such-netns-q7", "../../etc"):
+        run = subprocess.run(
+            [sys.executable, "-m", "nosdn", name, *args, "--netns", bad],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == 2, run.stderr
+        assert f"'{bad}': no such network namespace (ip netns list shows them)" in run.stderr
+        assert "Traceback" not in run.stderr
+        assert "Errno" not in run.stderr
+        assert run.stdout == ""
+
+
 RENDER = [sys.executable, "-m", "nosdn", "render", "-f", "examples/two-nodes.yaml", "-F", "script"]
 
 
