@@ -221,3 +221,20 @@ def test_license_and_bench_internals_are_where_the_readme_says() -> None:
     for script in sorted((ROOT / "bench").glob("*.py")):
         assert f"bench/{script.name}" in bench or script.name in bench, script.name
     assert "median" in bench.lower() or "baseline" in bench.lower()  # the internals live there
+
+
+def test_a_transcript_is_what_the_command_prints() -> None:
+    """The README's ``$ nosdn routes ...`` block, run as written: its output, whole (it lacked
+    apiVersion and kind once they were added to every document)."""
+    block = block_after("readme-output: routes")
+    command, shown = block.split("\n", 1)
+    assert command.startswith("$ nosdn ")
+    r = subprocess.run(
+        [sys.executable, "-m", "nosdn", *command.removeprefix("$ nosdn ").split()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == shown
