@@ -152,3 +152,87 @@ def test_not_root_is_said_once_before_trying_anything(args: list[str]) -> None:
     assert len(lines) == 1, r.stderr
     assert "needs root (CAP_NET_ADMIN)" in lines[0]
     assert f"sudo {sys.executable} -m nosdn {args[0]}" in lines[0]
+
+
+#: One failing invocation per command of the tree (bad input: exit 2; a runtime failure:
+#: exit 1). The walker below fails when a command is added without its case here.
+EVERY: dict[str, tuple[list[str], int]] = {
+    "check": (["-f", "{tmp}/nope.yaml"], 2),
+    "allocate": (["-f", "{tmp}/nope.yaml"], 2),
+    "routes": (["-f", "{tmp}/nope.yaml", "--router"], 2),
+    "render": (["-f", TWO, "--format", "script", "--router"], 2),
+    "plan": (["-f", TWO, "--node", "node9"], 2),
+    "apply": (["-f", "{tmp}/nope.yaml"], 2),
+    "status": (["-f", TWO, "--netns", "no-such-netns-q7"], 2),
+    "flush": (["--netns", "no-such-netns-q7"], 2),
+    "agent": (["--netns", "no-such-netns-q7"], 2),
+    "controller": (["--cloud", "aws", "--cluster-cidr", "10.244.0.0/16", "--capacity", "0"], 2),
+    "manifests": (["--cluster-cidr", "notacidr"], 2),
+    "install-cni": (["--from", "{tmp}/no-plugins", "--to", "{tmp}/bin"], 1),
+    "doctor": (["-f", "{tmp}/nope.yaml"], 2),
+    "trace": (["not-an-ip", "-f", TWO], 2),
+    "graph": (["-f", TWO, "--out", "{tmp}/missing/x.svg"], 1),
+    "version": (["-o", "xml"], 2),
+    "completion": (["tcsh"], 2),
+    "lab up": (["--nodes", "0", "--name", "errwalk"], 2),
+    "lab demo": (["--nodes", "0", "--name", "errwalk"], 2),
+    "lab apply": (["--name", "no-such-lab-q7"], 1),
+    "lab check": (["--name", "no-such-lab-q7"], 1),
+    "lab down": (["--name", "bad name!"], 2),
+    "lab node add": (["--name", "no-such-lab-q7"], 1),
+    "lab node remove": (["node9", "--name", "no-such-lab-q7"], 1),
+    "lab node readdress": (["node9", "--name", "no-such-lab-q7"], 1),
+}
+
+
+def _every_command() -> list[str]:
+    import click
+
+    from nosdn.cli import app
+
+    def walk(cmd: click.Command, path: tuple[str, ...]) -> list[str]:
+        if not isinstance(cmd, click.Group):
+            return [" ".join(path)]
+        ctx = click.Context(cmd)
+        found: list[str] = []
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None
+            found += walk(sub, (*path, name))
+        return found
+
+    return walk(app, ())
+
+
+def test_every_command_has_an_error_case() -> None:
+    assert set(_every_command()) == set(EVERY)
+
+
+@pytest.mark.parametrize("name", sorted(EVERY))
+def test_every_commands_error_path_ends_without_a_traceback(tmp_path: Path, name: str) -> None:
+    """The issue's "every command's error path ends without a traceback", command by command:
+    exit 1 or 2 as the failure is, nothing on stdout, an error said on stderr."""
+    args, code = EVERY[name]
+    r = run(*name.split(), *(a.replace("{tmp}", str(tmp_path)) for a in args))
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == code, r.stderr
+    assert r.stdout == ""
+    assert r.stderr.strip(), "an error must say what failed"
+    assert "site-packages" not in r.stderr, r.stderr
+    assert "Errno" not in r.stderr, r.stderr  # an OSError said in words, not as repr
+
+
+def test_a_png_is_refused_on_a_terminal() -> None:
+    """``graph --format png`` with stdout on a terminal: one line, exit 2, no binary bytes on
+    the terminal; redirected (not a terminal) the same command writes the PNG."""
+    from test_cli_output import _on_a_terminal
+
+    shown = _on_a_terminal(["graph", "-f", TWO, "--format", "png"], {"NO_COLOR": "1"})
+    assert b"a PNG is binary: write it with --out FILE or redirect stdout" in shown, shown
+    assert b"\x89PNG" not in shown
+    assert b"Traceback" not in shown
+    piped = subprocess.run(
+        [*NOSDN, "graph", "-f", TWO, "--format", "png"], capture_output=True, check=False
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""`nosdn lab demo|up --agents --segments 3 --router bird|frr --bgp` end to end (root): the
+"""`nosdn lab demo|up --agents --segments 3 --router-daemon bird|frr --bgp` end to end (root): the
 nodes announce their pod subnets to the router over BGP, so a cluster spans L3 segments with
 no pod route in the router's config.
 
@@ -93,7 +93,7 @@ def test_demo_every_pod_pings_every_pod_across_three_segments(
     if api == "real":
         request.getfixturevalue("kube_bins")  # built by `make kube`; skipped without Go
     args = ["lab", "demo", "--agents", "--api", api, "--segments", "3", "--nodes", "6"]
-    args += ["--router", router, "--bgp", "--pods-per-node", "1", "--name", lab_name]
+    args += ["--router-daemon", router, "--bgp", "--pods-per-node", "1", "--name", lab_name]
     out = ok(*args, *(["--ipv6"] if ipv6 else []))
     assert "every pod subnet learned over BGP" in out
     # 6 pods: 5 others from each pod, 6 from each of 6 nodes and the external host
@@ -106,7 +106,7 @@ def test_nodes_come_go_and_change_subnet_with_the_routers_config_untouched(
     lab_name: str,
 ) -> None:
     ok("lab", "up", "--agents", "--api", "emulator", "--segments", "3", "--nodes", "3",
-       "--router", "bird", "--bgp", "--pods-per-node", "1", "--name", lab_name)  # fmt: skip
+       "--router-daemon", "bird", "--bgp", "--pods-per-node", "1", "--name", lab_name)  # fmt: skip
     lab = open_lab(lab_name)
     conf = lab.paths.router_dir / "nosdn-bird.conf"
     text = conf.read_text()
@@ -145,7 +145,7 @@ def test_nodes_come_go_and_change_subnet_with_the_routers_config_untouched(
 
 def test_sigkill_of_an_agent_loses_no_ping_and_no_router_route_flaps(lab_name: str) -> None:
     ok("lab", "up", "--agents", "--api", "emulator", "--segments", "3", "--nodes", "3",
-       "--router", "bird", "--bgp", "--pods-per-node", "1", "--name", lab_name)  # fmt: skip
+       "--router-daemon", "bird", "--bgp", "--pods-per-node", "1", "--name", lab_name)  # fmt: skip
     lab = open_lab(lab_name)
     pod = lab.state.pods["node3/pod1"][0]  # on segment 3: the external host goes via the router
     pid = lab.state.agents["node3"]

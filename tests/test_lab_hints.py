@@ -27,9 +27,9 @@ pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _lab_up(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _lab_up(name: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     up = subprocess.run(
-        [sys.executable, "-m", "nosdn", "lab", "up", "--nodes", "2", "--name", name],
+        [sys.executable, "-m", "nosdn", "lab", "up", "--nodes", "2", "--name", name, *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -40,12 +40,21 @@ def _lab_up(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return up
 
 
-def test_lab_up_hints_run_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--segments", "2", "--router-daemon", "bird"]],
+    ids=["one-segment", "router"],
+)
+def test_lab_up_hints_run_as_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]
+) -> None:
+    """With a router the hints differ (graph gets --segment and --router-address, the far
+    pod is behind the router): those run as printed too."""
     name = f"t-{secrets.token_hex(3)}"
     monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))  # for the finally's `down`
     env = {**os.environ, "NOSDN_LAB_DIR": str(tmp_path / "labs"), "PATH": SECURE_PATH}
     try:
-        up = _lab_up(name, env)
+        up = _lab_up(name, env, *extra)
         lines = up.stdout.splitlines()
         start = lines.index("look around:")
         hints = [line.strip() for line in lines[start + 1 :] if line.startswith("  ")]
@@ -53,6 +62,8 @@ def test_lab_up_hints_run_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyP
         then = [line.removeprefix("then: ") for line in lines if line.startswith("then: ")]
         ran = [line.removeprefix("$ ") for line in lines if line.startswith("$ ")]
         assert len(hints) >= 5, up.stdout
+        if extra:
+            assert any("--router-address=" in h for h in hints), up.stdout
         assert then, up.stdout
         assert ran, up.stdout
         down_cmd = hints.pop()  # "and ... lab down": run last, by the finally's check

@@ -77,7 +77,7 @@ def test_two_segments_with_bird(lab_name: str) -> None:
     host_before = this_machines_network()
     r = nosdn(
         "lab", "up", "--name", lab_name, "--nodes", "4", "--ipv6", "--pods-per-node", "1",
-        "--segments", "2", "--router", "bird",
+        "--segments", "2", "--router-daemon", "bird",
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     lab = open_lab(lab_name)

@@ -76,9 +76,9 @@ def test_router_namespaces_are_owned_and_torn_down_last() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"segments": 2}, "need a router between them — add --router bird"),
+        ({"segments": 2}, "need a router between them — add --router-daemon bird"),
         ({"router": "bird"}, "use it with --segments 2"),
-        ({"segments": 2, "router": "quagga"}, "--router quagga: choose one of bird, frr"),
+        ({"segments": 2, "router": "quagga"}, "--router-daemon quagga: choose one of bird, frr"),
         ({"segments": 4, "nodes": 3, "router": "bird"}, "use at least --nodes 4"),
         ({"segments": 9, "nodes": 9, "router": "bird"}, "--segments 9"),
     ],

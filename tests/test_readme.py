@@ -197,3 +197,44 @@ def test_the_uninstall_removes_every_file_render_systemd_installs(tmp_path: Path
     assert written <= paths, written - paths
     units = re.findall(r"disable --now ([^\n]+)", section)[0].split()
     assert {f"/etc/systemd/system/{u}" for u in units} <= written
+
+
+def test_the_first_screen_says_what_it_needs_and_where_to_go() -> None:
+    """The issue's first screen: what it is, the requirements (Linux with nexthop objects,
+    Python, root for writes), the demo, a real-cluster quick start (kubeadm's pod network CIDR
+    -> image -> manifests -> doctor), before any reference section."""
+    first = README[: README.index("\n## Two commands")]
+    for needle in ("plain IP routes", "nexthop objects", "Python 3.11", "root", "make demo"):
+        assert needle in first, needle
+    quick = first[first.index("## Quick start on a real cluster") :]
+    steps = [quick.index(s) for s in ("--pod-network-cidr", "docker build", "manifests", "doctor")]
+    assert steps == sorted(steps), "the quick start's steps are out of order"
+    assert '"Install on a real cluster"' in quick
+
+
+def test_license_and_bench_internals_are_where_the_readme_says() -> None:
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
+    assert 'license-files = ["LICENSE"]' in (ROOT / "pyproject.toml").read_text()
+    speed = README[README.index("## Speed") :].split("\n## ", 1)[0]
+    assert "[bench/README.md](bench/README.md)" in speed
+    bench = (ROOT / "bench/README.md").read_text()
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        assert f"bench/{script.name}" in bench or script.name in bench, script.name
+    assert "median" in bench.lower() or "baseline" in bench.lower()  # the internals live there
+
+
+def test_a_transcript_is_what_the_command_prints() -> None:
+    """The README's ``$ nosdn routes ...`` block, run as written: its output, whole (it lacked
+    apiVersion and kind once they were added to every document)."""
+    block = block_after("readme-output: routes")
+    command, shown = block.split("\n", 1)
+    assert command.startswith("$ nosdn ")
+    r = subprocess.run(
+        [sys.executable, "-m", "nosdn", *command.removeprefix("$ nosdn ").split()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == shown

@@ -511,7 +511,7 @@ def test_protocols_that_belong_to_others_are_refused(protocol: int) -> None:
     [
         ("aws-cli", RenderOptions(target=Target.for_node("node1")), "does not take --node"),
         ("gcloud", RenderOptions(target=EXTERNAL), "does not take --external"),
-        ("script", RenderOptions(target=Target("router")), "does not take a router target"),
+        ("script", RenderOptions(target=Target("router")), "does not take --router"),
         ("cni", RenderOptions(), "is per node"),
         ("script", RenderOptions(target=Target.for_node("ghost")), "--node ghost: no such node"),
         ("nope", RenderOptions(), "unknown format 'nope'"),

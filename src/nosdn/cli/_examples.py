@@ -66,7 +66,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "lab": ("sudo nosdn lab demo", "sudo nosdn lab up --nodes 3 --ipv6"),
     "lab up": (
         "sudo nosdn lab up",
-        "sudo nosdn lab up --nodes 4 --segments 2 --router bird",
+        "sudo nosdn lab up --nodes 4 --segments 2 --router-daemon bird",
         "sudo nosdn lab up --agents",
     ),
     "lab apply": ("sudo nosdn lab apply",),

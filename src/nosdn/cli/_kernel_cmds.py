@@ -44,7 +44,7 @@ from nosdn.cli._common import (
     source_options,
 )
 from nosdn.cli._output import Column
-from nosdn.cli._params import NETNS_HELP, TABLE
+from nosdn.cli._params import NETNS_HELP, TABLE, netns_exists
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, IPAddress, Route, Shadow, Target
 from nosdn.plan import DEFAULT_MAX_DELETE_SHARE, desired_routes
 from nosdn.plan import shadows as find_shadows
@@ -86,7 +86,7 @@ ProtocolOpt = option(
     help="Route protocol number that marks nosdn's routes and nexthops; "
     "routes with any other number are never touched.",
 )
-NetnsOpt = option("--netns", help=NETNS_HELP)
+NetnsOpt = option("--netns", callback=netns_exists, help=NETNS_HELP)
 
 
 @contextmanager

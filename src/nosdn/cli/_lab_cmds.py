@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -55,7 +56,7 @@ Step by step:    sudo nosdn lab up --nodes 3 --ipv6
                  sudo nosdn lab down
 
 \b
-With a router:   sudo nosdn lab up --nodes 4 --segments 2 --router bird
+With a router:   sudo nosdn lab up --nodes 4 --segments 2 --router-daemon bird
                  (two L2 segments; BIRD 2 in NAME.rt carries the pod subnets
                  of the other segment's nodes)
 
@@ -78,13 +79,38 @@ SegmentsOpt = option(
     type=int,
     default=1,
     help="L2 segments to split the nodes over (10.10.0.0/24, 10.10.1.0/24, ...); more "
-    "than one needs --router. Host routes then cover same-segment peers only.",
+    "than one needs --router-daemon. Host routes then cover same-segment peers only.",
 )
-RouterOpt = option(
-    "--router",
-    help="Join the segments with a router namespace running bird (BIRD 2) or frr, "
-    "configured with what `nosdn render --format bird|frr` prints.",
-)
+ROUTER_DAEMONS = ["bird", "frr"]
+
+
+def RouterOpt(f: Callable[..., None]) -> Callable[..., None]:
+    """``--router-daemon bird|frr``, and the hidden ``--router bird|frr`` it was called before
+    (``--router`` alone is the router *target* of routes and render: one name, one meaning)."""
+    f = option(
+        "--router",
+        "router_old",
+        type=click.Choice(ROUTER_DAEMONS),
+        hidden=True,
+        help="The old name of --router-daemon (still read, for scripts).",
+    )(f)
+    return option(
+        "--router-daemon",
+        "router",
+        type=click.Choice(ROUTER_DAEMONS),
+        help="Join the segments with a router namespace running this daemon: bird (BIRD 2) "
+        "or frr, configured with what `nosdn render --format bird|frr` prints.",
+    )(f)
+
+
+def _daemon(router: str | None, router_old: str | None) -> str | None:
+    if router_old is not None:
+        if router is not None and router != router_old:
+            fail(f"--router {router_old} and --router-daemon {router}: give one", 2)
+        err.print(f"note: --router {router_old} is now --router-daemon {router_old}", markup=False)
+    return router or router_old
+
+
 AgentsOpt = option(
     "--agents",
     is_flag=True,
@@ -95,8 +121,8 @@ AgentsOpt = option(
 BgpOpt = option(
     "--bgp",
     is_flag=True,
-    help="With --agents --segments N --router bird|frr: the agents announce their pod subnets "
-    "to the router over BGP (`nosdn agent --bgp`); the router runs only the peer group "
+    help="With --agents --segments N --router-daemon bird|frr: the agents announce their pod "
+    "subnets to the router over BGP (`nosdn agent --bgp`); the router runs only the peer group "
     "`nosdn render --format bird|frr --bgp` prints, no pod route.",
 )
 ApiOpt = option(
@@ -335,9 +361,10 @@ class _Progress:
     "up",
     help=help_text(
         "Build a lab: switch, nodes, external host, pods (real CNI plugins), and routes.",
-        "With --segments 2 --router bird|frr the nodes are split over two switches joined by "
-        "a router namespace whose daemon runs the config `nosdn render --format bird|frr` "
-        "prints; nodes keep host routes to same-segment peers only and reach the rest through "
+        "With --segments 2 --router-daemon bird|frr the nodes are split over two switches "
+        "joined by a router namespace whose daemon runs the config "
+        "`nosdn render --format bird|frr` prints; nodes keep host routes to same-segment "
+        "peers only and reach the rest through "
         "their default route to the router.",
         "Node addresses come from 10.10.0.0/24 (and fd00:10::/64 with --ipv6), pod subnets "
         "from 10.244.0.0/16 (fd00:244::/56). The inventory, each node's CNI conflist and the "
@@ -368,6 +395,7 @@ def up_cmd(
     pods_per_node: int,
     segments: int,
     router: str | None,
+    router_old: str | None,
     agents: bool,
     bgp: bool,
     api: str,
@@ -382,7 +410,7 @@ def up_cmd(
             ipv6=ipv6,
             pods_per_node=pods_per_node,
             segments=segments,
-            router=router,
+            router=_daemon(router, router_old),
             api=api if agents else None,
             bgp=bgp,
         )
@@ -507,6 +535,7 @@ def demo_cmd(
     pods_per_node: int,
     segments: int,
     router: str | None,
+    router_old: str | None,
     agents: bool,
     bgp: bool,
     api: str,
@@ -523,7 +552,7 @@ def demo_cmd(
             ipv6=ipv6,
             pods_per_node=pods_per_node,
             segments=segments,
-            router=router,
+            router=_daemon(router, router_old),
             api=api if agents else None,
             bgp=bgp,
         )

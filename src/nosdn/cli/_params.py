@@ -113,6 +113,23 @@ IN_NETNS_ENV = "NOSDN_IN_NETNS"
 _NETNS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
+def _refuse_unknown_netns(netns: str) -> None:
+    if not _NETNS_NAME.fullmatch(netns) or not (Path("/run/netns") / netns).exists():
+        raise click.BadParameter(
+            f"{netns!r}: no such network namespace (ip netns list shows them)",
+            param_hint="'--netns'",
+        )
+
+
+def netns_exists(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--netns`` callback of the commands that open the namespace themselves (plan, apply,
+    status, flush): a name ``ip netns`` does not know is bad input (exit 2), said as the
+    commands that re-run themselves inside it say it, before anything is read."""
+    if value is not None:
+        _refuse_unknown_netns(value)
+    return value
+
+
 def reexec_in_netns(netns: str | None) -> None:
     """Run this very command again inside ``netns`` (``ip netns exec NETNS nosdn ...``),
     unless it is already running there; returns only when there is nothing to do."""
@@ -120,11 +137,7 @@ def reexec_in_netns(netns: str | None) -> None:
         return
     from nosdn.invocation import self_command
 
-    if not _NETNS_NAME.fullmatch(netns) or not (Path("/run/netns") / netns).exists():
-        raise click.BadParameter(
-            f"{netns!r}: no such network namespace (ip netns list shows them)",
-            param_hint="'--netns'",
-        )
+    _refuse_unknown_netns(netns)
     argv = ["ip", "netns", "exec", netns, *self_command(), *sys.argv[1:]]
     env = {**os.environ, IN_NETNS_ENV: netns}
     sys.stdout.flush()

@@ -27,7 +27,7 @@ from nosdn.cli._common import (
 )
 from nosdn.cli._params import TABLE_TEXT
 from nosdn.echo import echo
-from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Target
+from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, ROUTER, Target
 from nosdn.render import (
     FORMATS,
     RenderedFile,
@@ -42,8 +42,8 @@ router config, cloud CLI commands or a node's CNI config.
 
 Targets: the host formats (script, systemd, cloud-init) serve every node by default and find
 the node at run time; --node NAME pins one node, --external a machine outside the cluster
-(adds the service CIDRs). Router formats render the router's table (every pod subnet) unless
-given --external or --node. Cloud formats take neither.
+(adds the service CIDRs). Router formats render the router's table (every pod subnet, or
+--router to say so) unless given --external or --node. Cloud formats take only --router.
 
 Several files (systemd) print one after another, each after a '# ==> PATH <==' line;
 --out DIR writes them instead, at those paths under DIR (one file: --out FILE).
@@ -109,6 +109,12 @@ def write_files(out_dir: Path, files: list[RenderedFile]) -> list[Path]:
 @option("--node", help="Render for this node only (cni: required).")
 @option("--external", is_flag=True, help="Render for a machine outside the cluster.")
 @option(
+    "--router",
+    is_flag=True,
+    help="Render the router's table (every pod subnet): the default of the router and cloud "
+    "formats, said explicitly.",
+)
+@option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
@@ -140,6 +146,7 @@ def render_cmd(
     fmt: str,
     node: str | None,
     external: bool,
+    router: bool,
     out_dir: Path | None,
     protocol: int,
     table: str,
@@ -149,8 +156,8 @@ def render_cmd(
     bgp: bool,
     peers: tuple[str, ...],
 ) -> None:
-    if node is not None and external:
-        fail("choose at most one of --node NAME and --external")
+    if sum([node is not None, external, router]) > 1:
+        fail("choose at most one of --node NAME, --external and --router")
     if peers and not bgp:
         fail("--peer goes with --bgp")
     peer_ips = []
@@ -160,7 +167,15 @@ def render_cmd(
         except ValueError:
             fail(f"--peer {echo(text)}: not an IP address — give a bgp.peers address")
     cluster = load_source(source)
-    target = Target.for_node(node) if node is not None else EXTERNAL if external else None
+    target = (
+        Target.for_node(node)
+        if node is not None
+        else EXTERNAL
+        if external
+        else ROUTER
+        if router
+        else None
+    )
     options = RenderOptions(
         target=target,
         protocol=protocol,

@@ -71,14 +71,14 @@ def preflight(router: str) -> None:
         missing = [t for t in ("bird", "birdc") if shutil.which(t) is None]
         if missing:
             raise LabError(
-                f"--router bird needs {' and '.join(missing)} — install BIRD 2 "
+                f"--router-daemon bird needs {' and '.join(missing)} — install BIRD 2 "
                 "(Debian: apt-get install bird2)"
             )
     elif router == "frr":
         missing = [d for d in FRR_DAEMONS if not (FRR_BIN / d).is_file()]
         if missing:
             raise LabError(
-                f"--router frr needs {', '.join(missing)} in {FRR_BIN} — install FRR "
+                f"--router-daemon frr needs {', '.join(missing)} in {FRR_BIN} — install FRR "
                 "(Debian: apt-get install frr)"
             )
 

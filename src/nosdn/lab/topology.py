@@ -208,17 +208,18 @@ class LabSpec:
             )
         if self.router is not None and self.router not in ROUTERS:
             raise LabInputError(
-                f"--router {self.router}: choose one of {', '.join(ROUTERS)} "
+                f"--router-daemon {self.router}: choose one of {', '.join(ROUTERS)} "
                 "(BIRD 2 from Debian's bird2, or FRR)"
             )
         if self.segments > 1 and self.router is None:
             raise LabInputError(
                 f"--segments {self.segments}: nodes on different segments are off-link for "
-                "host routes and need a router between them — add --router bird"
+                "host routes and need a router between them — add --router-daemon bird"
             )
         if self.segments == 1 and self.router is not None:
             raise LabInputError(
-                f"--router {self.router} joins L2 segments: use it with --segments 2 (or more)"
+                f"--router-daemon {self.router} joins L2 segments: use it with --segments 2 "
+                "(or more)"
             )
         if self.api is not None and self.api not in APIS:
             raise LabInputError(
@@ -227,12 +228,12 @@ class LabSpec:
         if self.bgp and (self.router is None or self.api is None):
             raise LabInputError(
                 "--bgp: the agents announce their pod subnets to the lab's router — use it "
-                "with --agents --segments 2 (or more) --router bird|frr"
+                "with --agents --segments 2 (or more) --router-daemon bird|frr"
             )
         if self.api is not None and self.segments > 1 and not self.bgp:
             raise LabInputError(
                 "--agents over several segments needs --bgp (the agents announce their pod "
-                "subnets to the router): add --bgp, or drop --segments/--router"
+                "subnets to the router): add --bgp, or drop --segments/--router-daemon"
             )
         self._check_members()
 

@@ -147,7 +147,7 @@ FORMATS: dict[str, Format] = {
 }
 
 
-_FLAG = {"node": "--node NAME", "external": "--external", "router": "a router target"}
+_FLAG = {"node": "--node NAME", "external": "--external", "router": "--router"}
 
 
 def _check_target(f: Format, target: Target | None) -> None:
@@ -156,7 +156,7 @@ def _check_target(f: Format, target: Target | None) -> None:
             raise RenderError(f"--format {f.name} is per node: give --node NAME")
         return
     if target.kind not in f.targets:
-        allowed = [_FLAG[k] for k in sorted(f.targets) if k != "router"]
+        allowed = [_FLAG[k] for k in sorted(f.targets)]
         takes = f"it takes {' or '.join(allowed)}" if allowed else "it takes neither"
         raise RenderError(f"--format {f.name} does not take {_FLAG[target.kind]}: {takes}")
 

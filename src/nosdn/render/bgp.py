@@ -406,7 +406,7 @@ class _RouterSide:
 
 
 def _router_side(cluster: Cluster, options: RenderOptions) -> _RouterSide:
-    if options.target is not None:
+    if options.target is not None and options.target.kind != "router":
         raise RenderError("--bgp renders the router's side: it takes neither --node nor --external")
     check_cluster(cluster)
     bgp = _needs_bgp(cluster, "--bgp")
