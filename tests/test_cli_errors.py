@@ -169,6 +169,7 @@ EVERY: dict[str, tuple[list[str], int]] = {
     "controller": (["--cloud", "aws", "--cluster-cidr", "10.244.0.0/16", "--capacity", "0"], 2),
     "manifests": (["--cluster-cidr", "notacidr"], 2),
     "install-cni": (["--from", "{tmp}/no-plugins", "--to", "{tmp}/bin"], 1),
+    "uninstall": (["--node-local", "--netns", "no-such-netns-q7"], 2),
     "doctor": (["-f", "{tmp}/nope.yaml"], 2),
     "trace": (["not-an-ip", "-f", TWO], 2),
     "graph": (["-f", TWO, "--out", "{tmp}/missing/x.svg"], 1),
