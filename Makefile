@@ -3,7 +3,7 @@
 #   make test   - set up, then lint, type-check and run the whole test suite
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-DEBS   := iproute2 iputils-ping containernetworking-plugins nftables bird2 frr shellcheck busybox dash graphviz
+DEBS   := iproute2 iputils-ping containernetworking-plugins nftables bird2 frr shellcheck busybox dash graphviz prometheus
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup debs kube demo test lint unit bench clean

@@ -203,3 +203,44 @@ class AgentMetrics(RouteMetrics):
             "Times BIRD was told to load a changed config (birdc configure)",
             registry=r,
         )
+        # datapath probes (`nosdn.agent.probes`): ICMP from this node's pod bridge address to
+        # each peer's; per-peer series only up to a bound (5,000 nodes would make 25 million)
+        self.probe_peers = Gauge(
+            "nosdn_probe_peers",
+            "Peers by what the datapath probe last saw (reachable, unreachable, unknown: not "
+            "probed yet)",
+            ["state"],
+            registry=r,
+        )
+        self.probe_peer_reachable = Gauge(
+            "nosdn_probe_peer_reachable",
+            "1 if the peer's pod bridge address answered the last probe through the pod path, "
+            "0 if not (unreachable peers first, up to --probe-peer-series peers)",
+            ["peer"],
+            registry=r,
+        )
+        self.probe_rtt = Histogram(
+            "nosdn_probe_rtt_seconds",
+            "Round trip of an answered datapath probe (ICMP echo, pod bridge to pod bridge)",
+            buckets=(
+                0.0001,
+                0.00025,
+                0.0005,
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                1,
+            ),
+            registry=r,
+        )
+        self.probes = Counter(
+            "nosdn_probes_total",
+            "Datapath probes sent, by result (answered, lost)",
+            ["result"],
+            registry=r,
+        )

@@ -360,6 +360,11 @@ CONTROLLER = "The cloud route controller (--controller)"
 @option("--namespace", default="kube-system")
 @option("--masquerade", default=True, **BOOL)
 @option(
+    "--monitoring",
+    is_flag=True,
+    help="Add scrape annotations, a PodMonitor and the alert rules as a PrometheusRule.",
+)
+@option(
     "--controller",
     is_flag=True,
     help="Print the cloud route controller's Deployment and RBAC instead of the agent's.",
@@ -399,6 +404,7 @@ def manifests(
     allocate: bool,
     namespace: str,
     masquerade: bool,
+    monitoring: bool,
     controller: bool,
     cloud: str | None,
     cluster_name: str,
@@ -424,7 +430,10 @@ def manifests(
 
     With --controller --cloud aws|gce|azure: the cloud route controller's instead
     (ServiceAccount, RBAC, Lease Role, a Deployment of --replicas, one of which leads; on Azure
-    the Deployment's nosdn.io/azure-permissions annotation says what its identity needs)."""
+    the Deployment's nosdn.io/azure-permissions annotation says what its identity needs).
+
+    With --monitoring: prometheus.io/* scrape annotations on the pods, a PodMonitor and the
+    alert rules as a PrometheusRule (prometheus-operator's monitoring.coreos.com/v1)."""
     import yaml
 
     from nosdn.agent.manifests import DEFAULT_IMAGE
@@ -480,6 +489,10 @@ def manifests(
             )
     except ValueError as e:
         fail(str(e))
+    if monitoring:
+        from nosdn.agent.monitoring import with_monitoring
+
+        docs = with_monitoring(docs, namespace)
     if controller and cloud is not None:
         from nosdn.agent.manifests import cloud_access_note
         from nosdn.backends.cloud import Cloud
