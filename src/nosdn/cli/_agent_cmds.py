@@ -249,6 +249,24 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
 @option("--proc-sys-net", default="/proc/sys/net")
 @option("--masquerade", default=True, help="Masquerade pod traffic leaving the cluster.", **BOOL)
 @option("--no-masquerade-cidr", multiple=True, help="Never masquerade to these (repeatable).")
+@option(
+    "--probe-interval",
+    type=float,
+    default=10.0,
+    help="Seconds between datapath probe batches (0: no probes).",
+    panel=SERVING,
+)
+@option("--probe-batch", type=int, default=64, help="Peers probed per batch.", panel=SERVING)
+@option(
+    "--probe-timeout", type=float, default=1.0, help="Seconds to wait for answers.", panel=SERVING
+)
+@option(
+    "--probe-series",
+    type=int,
+    default=200,
+    help="Per-peer reachability series at most (unreachable peers first).",
+    panel=SERVING,
+)
 @bgp_options
 @serving_options(9712)
 def agent(
@@ -287,6 +305,10 @@ def agent(
     log_format: str,
     log_level: str,
     bgp_dir: str,
+    probe_interval: float,
+    probe_batch: int,
+    probe_timeout: float,
+    probe_series: int,
     **bgp_flags: Any,
 ) -> None:
     """Run the node agent: keep this node's routes, CNI config and egress rules equal to the
@@ -327,6 +349,10 @@ def agent(
             lease_name=lease_name,
             bgp=bgp_config(**bgp_flags),
             bgp_dir=Path(bgp_dir),
+            probe_interval=probe_interval,
+            probe_batch=probe_batch,
+            probe_timeout=probe_timeout,
+            probe_series=probe_series,
         )
     except (ConfigError, ValueError) as e:
         fail(str(e))
