@@ -1,0 +1,81 @@
+"""The probes' pure parts: ICMP packets, which peers a batch picks, doctor's lines."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_network
+
+from nosdn.agent.metrics import AgentMetrics
+from nosdn.agent.probes import Pinger, Prober, _checksum, echo_request, parse_reply
+from nosdn.diagnose.checks_probes import check_probes
+from nosdn.diagnose.facts import Facts
+from nosdn.model import Node
+from nosdn.sources.nodes import NodeInfo
+
+
+def test_echo_request_checksums_to_zero_and_replies_parse() -> None:
+    pkt = echo_request(4, 0x1234, 7, b"nosdn-probe")
+    assert _checksum(pkt) == 0
+    reply = bytes([0]) + pkt[1:]  # type 0: an echo reply
+    ip_header = bytes([0x45]) + bytes(19)
+    assert parse_reply(4, ip_header + reply) == (0x1234, 7)
+    assert parse_reply(4, ip_header + pkt) is None  # a request is no reply
+    assert parse_reply(6, bytes([129, 0, 0, 0, 0x12, 0x34, 0, 9])) == (0x1234, 9)
+    assert parse_reply(4, b"short") is None
+
+
+def nodes(n: int) -> list[NodeInfo]:
+    return [
+        NodeInfo(
+            f"node{i}",
+            Node(f"node{i}", (ip_address(f"10.10.0.{i}"),), (ip_network(f"10.244.{i}.0/24"),)),
+        )
+        for i in range(1, n + 1)
+    ]
+
+
+def test_a_batch_rotates_through_every_peer_and_retries_failing_ones_first() -> None:
+    p = Prober(lambda: nodes(11), "node1", AgentMetrics(), pinger=Pinger(), batch=4)
+    p.peers = {}
+    seen: list[list[str]] = []
+
+    class Fake(Pinger):
+        """Answers every probe but node5's (no socket: the batch logic only)."""
+
+        def ping(self, pairs, timeout):  # type: ignore[no-untyped-def]
+            seen.append([str(d) for _, d in pairs])
+            return [None if str(d) == "10.244.5.1" else 0.001 for _, d in pairs]
+
+    p.pinger = Fake()
+    for _ in range(4):
+        p.step()
+    # 10 peers, 4 per batch: every peer within 3 batches; node5 is retried first once lost
+    assert {d for b in seen[:3] for d in b} == {f"10.244.{i}.1" for i in range(2, 12)}
+    assert seen[2][0] == "10.244.5.1"
+    assert seen[3][0] == "10.244.5.1"
+    assert all(len(b) == 4 for b in seen)
+    assert p.report()["unreachable"][0]["peer"] == "node5"
+
+
+def test_doctor_names_the_peer_and_the_cause() -> None:
+    assert check_probes(Facts())[0].status == "skip"
+    report = {
+        "peers": 3,
+        "reachable": 2,
+        "unknown": 0,
+        "unreachable": [
+            {
+                "peer": "node3",
+                "src": "10.244.1.1",
+                "dst": "10.244.3.1",
+                "since": 0,
+                "cause": "route missing here: no route to 10.244.3.0/24",
+            }
+        ],
+    }
+    (line,) = check_probes(Facts(probes=report))
+    assert line.status == "fail"
+    assert line.id == "probes.node3"
+    assert "node3 does not answer over the pod path (10.244.1.1 -> 10.244.3.1)" in line.saw
+    assert line.saw.endswith("route missing here: no route to 10.244.3.0/24")
+    good = check_probes(Facts(probes={**report, "reachable": 3, "unreachable": []}))
+    assert [(r.status, r.saw) for r in good] == [("ok", "3 of 3 peers answer over the pod path")]
