@@ -78,6 +78,7 @@ class RouteMetrics:
             registry=r,
         )
         self.errors = Counter("nosdn_errors_total", "Failures, by kind", ["kind"], registry=r)
+        self.errors.labels("route")  # at 0 from the start: rate() and dashboards see a series
         events = Counter(
             "nosdn_node_events_total",
             "Node watch events, by type and whether they changed routing input",
@@ -145,6 +146,8 @@ class AgentMetrics(RouteMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.registry
+        for kind in ("kernel", "cni", "egress"):
+            self.errors.labels(kind)
         self.peers = Gauge(
             "nosdn_peers",
             "Other nodes with pod subnets (whether they can be routed or not)",
