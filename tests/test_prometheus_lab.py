@@ -97,7 +97,7 @@ class Prom:
         import http.client
 
         class Conn(http.client.HTTPConnection):
-            def connect(conn) -> None:  # noqa: N805 - the connection, not the test's self
+            def connect(conn) -> None:  # conn: the connection; self: the Prom
                 s = ns.socket_in(self.netns)
                 s.settimeout(10)
                 s.connect(("127.0.0.1", self.port))
@@ -133,9 +133,7 @@ def wait_for(what: str, cond: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def start_prometheus(prometheus: str, netns: str, work: Path) -> None:
-    targets = [
-        {"targets": [f"{ip}:9712"], "labels": {"node": name}} for name, ip in NODES.items()
-    ]
+    targets = [{"targets": [f"{ip}:9712"], "labels": {"node": name}} for name, ip in NODES.items()]
     (work / "targets.json").write_text(json.dumps(targets))
     (work / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
