@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import secrets
 import subprocess
 import threading
@@ -100,6 +101,7 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=5000)
     p.add_argument("--seconds", type=float, default=60)
     args = p.parse_args()
+    logging.getLogger("nosdn").setLevel(logging.ERROR)  # a lost probe would log a line
     n, secs = args.nodes, args.seconds
     nodes = cluster(n)
     with namespaces(n) as (node_ns, _peers):

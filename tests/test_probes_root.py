@@ -147,7 +147,7 @@ def test_probes_see_a_route_deleted_and_a_firewall_and_the_repair(lab_name: str)
         assert value(m1, "nosdn_probe_peers", state="unreachable") == 1
         (bad,) = p1.report()["unreachable"]
         assert bad["peer"] == "node3"
-        assert bad["cause"].startswith("route missing here: no route to 10.244.3.0/24")
+        assert bad["cause"] == "route missing here: no route for 10.244.3.0/24"
         etype, reason, msg = events["node1"].seen[-1]
         assert (etype, reason) == ("Warning", "PeerUnreachable")
         assert "node3 does not answer over the pod path (10.244.1.1 -> 10.244.3.1" in msg

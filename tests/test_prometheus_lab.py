@@ -216,7 +216,7 @@ def test_prometheus_scrapes_every_agent_and_sees_a_broken_route(
         line = lines["probes.node3"]
         assert line["status"] == "fail"
         assert "node3 does not answer over the pod path (10.244.1.1 -> 10.244.3.1" in line["saw"]
-        assert "route missing here" in line["saw"]
+        assert line["saw"].endswith("route missing here: a blackhole route for 10.244.3.0/24")
     finally:
         ns.run(["ip", "-n", node1, "route", "del", "blackhole", "10.244.3.0/24"], check=False)
     wait_for("node1 -> node3 answers again", lambda: reachable() == dict.fromkeys(pairs, 1.0))

@@ -146,6 +146,21 @@ def socket_in(netns: str | None, family: int, proto: int) -> socket.socket:
         os.close(home)
 
 
+#: Receive buffer of a probe socket: a batch's answers arrive together (at the default
+#: 212,992 bytes about 250 of them fit; each takes ~770 bytes of buffer).
+RCVBUF = 4 << 20
+#: Echoes sent between two reads of the answers already there (a batch of thousands would
+#: otherwise overflow even the raised buffer).
+SEND_CHUNK = 256
+
+
+def _raise_rcvbuf(s: socket.socket, size: int) -> None:
+    try:
+        s.setsockopt(socket.SOL_SOCKET, 33, size)  # SO_RCVBUFFORCE (root: over rmem_max)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 class Pinger:
     """ICMP echo over raw sockets (``NET_RAW``), one per source address, in ``netns``."""
 
@@ -169,6 +184,7 @@ class Pinger:
             try:
                 s.bind((str(src), 0))  # the source, and only replies to it are received
                 s.setblocking(False)
+                _raise_rcvbuf(s, RCVBUF)
             except OSError:
                 s.close()
                 raise
@@ -189,6 +205,8 @@ class Pinger:
         pending: dict[tuple[IPAddress, int], tuple[int, float]] = {}
         socks: dict[int, tuple[socket.socket, IPAddress]] = {}
         for i, (src, dst) in enumerate(pairs):
+            if i and i % SEND_CHUNK == 0:
+                self._collect(socks, pending, out, time.monotonic() + 0.001)
             try:
                 s = self._socket(src)
             except OSError as e:
@@ -204,7 +222,17 @@ class Pinger:
                 continue
             self.sent += 1
             pending[(src, self.seq)] = (i, time.monotonic())
-        deadline = time.monotonic() + timeout
+        self._collect(socks, pending, out, time.monotonic() + timeout)
+        return out
+
+    def _collect(
+        self,
+        socks: dict[int, tuple[socket.socket, IPAddress]],
+        pending: dict[tuple[IPAddress, int], tuple[int, float]],
+        out: list[float | int | None],
+        deadline: float,
+    ) -> None:
+        """Read answers until every pending echo has one or ``deadline`` passes."""
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -224,7 +252,6 @@ class Pinger:
                     hit = pending.pop((src, got[1]), None)
                     if hit is not None:
                         out[hit[0]] = now - hit[1]
-        return out
 
 
 @dataclass
@@ -278,6 +305,8 @@ class Prober:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._series: set[str] = set()
+        self._nodes_seen: object = None
+        self._order: list[str] = []
         self.answered = metrics.probes.labels("answered")
         self.lost_counter = metrics.probes.labels("lost")
 
@@ -300,8 +329,7 @@ class Prober:
         self._cursor = (start + i) % n if n else 0
         return chosen
 
-    def step(self) -> None:
-        current = {t.peer: t for t in targets(self.nodes(), self.node_name)}
+    def _sync(self, current: dict[str, Target]) -> None:
         with self._lock:
             for gone in set(self.peers) - set(current):
                 del self.peers[gone]
@@ -309,8 +337,14 @@ class Prober:
                 st = self.peers.get(name)
                 if st is None or st.target != t:
                     self.peers[name] = PeerState(t)
-            order = sorted(self.peers)
-        chosen = self.pick(order)
+            self._order = sorted(self.peers)
+
+    def step(self) -> None:
+        nodes = self.nodes()
+        if nodes is not self._nodes_seen:  # the cache's snapshot: the same object until a change
+            self._nodes_seen = nodes
+            self._sync({t.peer: t for t in targets(nodes, self.node_name)})
+        chosen = self.pick(self._order)
         if chosen:
             states = [self.peers[p] for p in chosen]
             results = self.pinger.ping([(s.target.src, s.target.dst) for s in states], self.timeout)
@@ -450,6 +484,16 @@ def _run(netns: str | None, argv: list[str]) -> subprocess.CompletedProcess[str]
     return subprocess.run(full, capture_output=True, text=True, check=False, timeout=10)
 
 
+#: What a failed route lookup means (`KernelBackend.route_used`: the kernel names no route
+#: for a blackhole, unreachable or prohibit one, only their errno).
+_NO_ROUTE = {
+    errno.ENETUNREACH: "no route",
+    errno.EINVAL: "a blackhole route",
+    errno.EHOSTUNREACH: "an unreachable route",
+    errno.EACCES: "a prohibit route",
+}
+
+
 #: Where the kernel sends a packet to an address: (route, table) or the lookup's errno
 #: (`nosdn.backends.kernel.KernelBackend.route_used`).
 RouteUsed = Callable[[IPAddress], "tuple[InstalledRoute, int] | int"]
@@ -472,7 +516,8 @@ def kernel_diagnosis(
             lookup.append(route_used())
         r = lookup[0](t.dst)
         if isinstance(r, int):
-            return f"route missing here: no route to {t.subnet} ({os.strerror(r)})"
+            what = _NO_ROUTE.get(r, f"no route ({os.strerror(r)})")
+            return f"route missing here: {what} for {t.subnet}"
         route, _table = r
         if route.kind not in ("", "unicast"):
             return f"route missing here: {t.subnet} meets a {route.kind} route ({route.detail})"

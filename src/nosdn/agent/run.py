@@ -77,7 +77,8 @@ def build_prober(
         pinger=pinger,
         events=events,
         diagnose=kernel_diagnosis(route_used, pinger, node_ips, timeout=cfg.probe_timeout),
-        ensure_bridge=ensure_bridge(cfg.netns, cfg.cni_bridge),
+        # only where the agent writes the conflist: the bridge is then ours to make
+        ensure_bridge=ensure_bridge(cfg.netns, cfg.cni_bridge) if cfg.cni_conf else None,
         interval=cfg.probe_interval,
         batch=cfg.probe_batch,
         timeout=cfg.probe_timeout,
