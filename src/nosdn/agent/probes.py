@@ -74,21 +74,33 @@ def bridge_address(net: IPNetwork) -> IPAddress:
 def targets(nodes: Sequence[NodeInfo], self_name: str) -> list[Target]:
     """A target per peer with a pod subnet in a family this node has one of (IPv4 first)."""
     me = next((n for n in nodes if n.name == self_name), None)
-    if me is None or not me.node.pod_cidrs:
+    mine = own_subnets(me)
+    if not mine:
         return []
-    mine = {net.version: net for net in reversed(me.node.pod_cidrs)}
     out = []
     for info in nodes:
-        if info.name == self_name or not info.node.pod_cidrs:
-            continue
-        for net in sorted(info.node.pod_cidrs, key=lambda n: n.version):
-            own = mine.get(net.version)
-            if own is None:
-                continue
-            ip = next((a for a in info.node.ips if a.version == net.version), None)
-            out.append(Target(info.name, bridge_address(own), bridge_address(net), ip, net, own))
-            break
+        if info.name != self_name:
+            t = target(mine, info)
+            if t is not None:
+                out.append(t)
     return out
+
+
+def own_subnets(me: NodeInfo | None) -> dict[int, IPNetwork]:
+    """This node's pod subnet per family (the first of each)."""
+    if me is None:
+        return {}
+    return {net.version: net for net in reversed(me.node.pod_cidrs)}
+
+
+def target(mine: dict[int, IPNetwork], info: NodeInfo) -> Target | None:
+    for net in sorted(info.node.pod_cidrs, key=lambda n: n.version):
+        own = mine.get(net.version)
+        if own is None:
+            continue
+        ip = next((a for a in info.node.ips if a.version == net.version), None)
+        return Target(info.name, bridge_address(own), bridge_address(net), ip, net, own)
+    return None
 
 
 def _checksum(data: bytes) -> int:
@@ -306,6 +318,8 @@ class Prober:
         self._thread: threading.Thread | None = None
         self._series: set[str] = set()
         self._nodes_seen: object = None
+        self._me: NodeInfo | None = None
+        self._memo: dict[str, tuple[NodeInfo, Target | None]] = {}
         self._order: list[str] = []
         self.answered = metrics.probes.labels("answered")
         self.lost_counter = metrics.probes.labels("lost")
@@ -329,13 +343,39 @@ class Prober:
         self._cursor = (start + i) % n if n else 0
         return chosen
 
+    def _targets(self, nodes: Sequence[NodeInfo]) -> dict[str, Target]:
+        """`targets`, reusing the target of every NodeInfo the cache kept (the cache makes a
+        new one only for a node whose routing input changed): a change costs its node only."""
+        me = next((n for n in nodes if n.name == self.node_name), None)
+        if me is not self._me:
+            self._me, self._memo = me, {}
+        mine = own_subnets(me)
+        memo = self._memo
+        out: dict[str, Target] = {}
+        if not mine:
+            return out
+        for info in nodes:
+            if info.name == self.node_name:
+                continue
+            hit = memo.get(info.name)
+            if hit is not None and hit[0] is info:
+                t = hit[1]
+            else:
+                t = target(mine, info)
+                memo[info.name] = (info, t)
+            if t is not None:
+                out[info.name] = t
+        if len(memo) > len(nodes):
+            self._memo = {n.name: memo[n.name] for n in nodes if n.name in memo}
+        return out
+
     def _sync(self, current: dict[str, Target]) -> None:
         with self._lock:
             for gone in set(self.peers) - set(current):
                 del self.peers[gone]
             for name, t in current.items():
                 st = self.peers.get(name)
-                if st is None or st.target != t:
+                if st is None or (st.target is not t and st.target != t):
                     self.peers[name] = PeerState(t)
             self._order = sorted(self.peers)
 
@@ -343,7 +383,7 @@ class Prober:
         nodes = self.nodes()
         if nodes is not self._nodes_seen:  # the cache's snapshot: the same object until a change
             self._nodes_seen = nodes
-            self._sync({t.peer: t for t in targets(nodes, self.node_name)})
+            self._sync(self._targets(nodes))
         chosen = self.pick(self._order)
         if chosen:
             states = [self.peers[p] for p in chosen]
