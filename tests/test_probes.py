@@ -79,3 +79,19 @@ def test_doctor_names_the_peer_and_the_cause() -> None:
     assert line.saw.endswith("route missing here: no route to 10.244.3.0/24")
     good = check_probes(Facts(probes={**report, "reachable": 3, "unreachable": []}))
     assert [(r.status, r.saw) for r in good] == [("ok", "3 of 3 peers answer over the pod path")]
+
+
+def test_a_node_change_rebuilds_that_nodes_target_only() -> None:
+    cluster = nodes(6)
+    p = Prober(lambda: cluster, "node1", AgentMetrics(), pinger=Pinger(), batch=1)
+    first = p._targets(cluster)
+    moved = NodeInfo(
+        "node4", Node("node4", (ip_address("10.10.9.4"),), (ip_network("10.244.4.0/24"),))
+    )
+    cluster = [*cluster[:3], moved, *cluster[4:]]
+    again = p._targets(cluster)
+    assert again["node4"].node_ip == ip_address("10.10.9.4")
+    assert all(again[n] is first[n] for n in ("node2", "node3", "node5", "node6"))
+    me = NodeInfo("node1", Node("node1", (ip_address("10.10.0.1"),), (ip_network("10.9.1.0/24"),)))
+    mine = p._targets([me, *cluster[1:]])  # this node's own subnet changed: every source did
+    assert {str(t.src) for t in mine.values()} == {"10.9.1.1"}
