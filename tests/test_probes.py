@@ -95,3 +95,25 @@ def test_a_node_change_rebuilds_that_nodes_target_only() -> None:
     me = NodeInfo("node1", Node("node1", (ip_address("10.10.0.1"),), (ip_network("10.9.1.0/24"),)))
     mine = p._targets([me, *cluster[1:]])  # this node's own subnet changed: every source did
     assert {str(t.src) for t in mine.values()} == {"10.9.1.1"}
+
+
+def test_while_every_peer_fails_the_rotation_still_goes_round() -> None:
+    p = Prober(lambda: nodes(21), "node1", AgentMetrics(), pinger=Pinger(), batch=4)
+    seen: list[list[str]] = []
+
+    class Dead(Pinger):
+        """Nothing answers (this node cut off): no socket, the batch logic only."""
+
+        def ping(self, pairs, timeout):  # type: ignore[no-untyped-def]
+            seen.append([str(d) for _, d in pairs])
+            return [None] * len(pairs)
+
+    p.pinger = Dead()
+    for _ in range(12):
+        p.step()
+    assert all(len(b) == 4 for b in seen)
+    # every peer is probed at least twice (and so confirmed unreachable) within 12 batches
+    counts = {d: sum(d in b for b in seen) for d in {f"10.244.{i}.1" for i in range(2, 22)}}
+    assert min(counts.values()) >= 2, counts
+    assert p.report()["reachable"] == 0
+    assert len(p.report()["unreachable"]) == 20

@@ -276,6 +276,11 @@ class PeerState:
     since: float = field(default_factory=time.time)
 
 
+def _no_source(res: float | int | None) -> bool:
+    """The probe could not be sent for want of its source address (no pod bridge here)."""
+    return isinstance(res, int) and res == errno.EADDRNOTAVAIL
+
+
 #: The cause of a failure, for a target (the kernel's view from this node).
 Diagnose = Callable[[Target, "int | None"], str]
 
@@ -313,6 +318,7 @@ class Prober:
         self.max_series = max_series
         self.peers: dict[str, PeerState] = {}
         self._cursor = 0
+        self._fail_cursor = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -326,10 +332,16 @@ class Prober:
 
     # --- one interval ------------------------------------------------------------------------
     def pick(self, order: Sequence[str]) -> list[str]:
-        """This interval's peers: the ones that failed or are unconfirmed first, then the
-        next ones of the rotation, ``batch`` at most."""
+        """This interval's peers, ``batch`` at most: first the ones whose last probe was lost
+        (up to half the batch, in turns when there are more), then the next ones of the
+        rotation, so that the whole cluster is still gone through while many peers fail."""
         failing = [p for p in order if self.peers[p].lost > 0]
-        chosen = failing[: self.batch]
+        room = max(1, self.batch // 2)
+        if len(failing) > room:
+            k = self._fail_cursor % len(failing)
+            failing = (failing[k:] + failing[:k])[:room]
+            self._fail_cursor = k + room
+        chosen = failing
         seen = set(chosen)
         n = len(order)
         start = self._cursor % n if n else 0
@@ -388,16 +400,12 @@ class Prober:
         if chosen:
             states = [self.peers[p] for p in chosen]
             results = self.pinger.ping([(s.target.src, s.target.dst) for s in states], self.timeout)
-            if errno.EADDRNOTAVAIL in results:
+            missing = [s.target for s, r in zip(states, results, strict=True) if _no_source(r)]
+            if missing and self.ensure_bridge is not None:
                 # no pod bridge address here yet: make it, and probe next interval (no verdict)
-                if self.ensure_bridge is not None:
-                    self.ensure_bridge([s.target for s in states])
-                results = [None if r == errno.EADDRNOTAVAIL else r for r in results]
-                for st, res in zip(states, results, strict=True):
-                    if res is not None:
-                        self._update(st, res)
-            else:
-                for st, res in zip(states, results, strict=True):
+                self.ensure_bridge(missing)
+            for st, res in zip(states, results, strict=True):
+                if not _no_source(res):
                     self._update(st, res)
         self.publish()
 
