@@ -6,7 +6,8 @@ addresses (port 9712, as the DaemonSet does); Prometheus runs in the lab's API h
 every node over the node network. The test queries it (through a socket made in that
 namespace) and sees every node's series; then a route broken by hand (a blackhole over one
 peer's pod subnet, someone else's route, so the agent leaves it alone) shows in the probe
-series of exactly that pair, and its removal brings the series back. Then every query of the
+series of exactly that pair, both ways (the answers back go through it too), and its removal
+brings the series back. Then every query of the
 Grafana dashboard is parsed and answered by this Prometheus with data.
 
 The lab has a unique name and is removed in teardown with its Prometheus (a process of the
@@ -32,7 +33,7 @@ import pytest
 
 from conftest import requires_root
 from nosdn.agent.monitoring import dashboard
-from nosdn.lab import down
+from nosdn.lab import down, open_lab
 from nosdn.lab import netns as ns
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
@@ -124,11 +125,13 @@ class Prom:
         }
 
 
-def wait_for(what: str, cond: Callable[[], bool], timeout: float = 60) -> None:
+def wait_for(
+    what: str, cond: Callable[[], bool], timeout: float = 60, seen: Callable[[], object] = str
+) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:g} s: {what}")
+            pytest.fail(f"not within {timeout:g} s: {what} (last seen: {seen()})")
         time.sleep(0.5)
 
 
@@ -197,12 +200,17 @@ def test_prometheus_scrapes_every_agent_and_sees_a_broken_route(
     node1 = f"{lab_name}.node1"
     ns.run(["ip", "-n", node1, "route", "replace", "blackhole", "10.244.3.0/24", "proto", "static"])
     try:
-        broken = {**dict.fromkeys(pairs, 1.0), ("node1", "node3"): 0.0}
-        wait_for("node1 -> node3 unreachable in Prometheus", lambda: reachable() == broken)
+        # both ways: node1 cannot send to node3's pods, nor answer them
+        broken = {**dict.fromkeys(pairs, 1.0), ("node1", "node3"): 0.0, ("node3", "node1"): 0.0}
+        wait_for(
+            "node1 -> node3 unreachable in Prometheus",
+            lambda: reachable() == broken,
+            seen=reachable,
+        )
         assert prom.by('nosdn_probe_peers{state="unreachable"}', "node") == {
             ("node1",): 1.0,
             ("node2",): 0.0,
-            ("node3",): 0.0,
+            ("node3",): 1.0,
         }
         assert prom.by("nosdn_route_conflicts", "node")[("node1",)] == 1.0
         # doctor on node1 names the peer and the cause
@@ -217,6 +225,21 @@ def test_prometheus_scrapes_every_agent_and_sees_a_broken_route(
         assert line["status"] == "fail"
         assert "node3 does not answer over the pod path (10.244.1.1 -> 10.244.3.1" in line["saw"]
         assert line["saw"].endswith("route missing here: a blackhole route for 10.244.3.0/24")
+        # and so does status
+        kubeconfig = open_lab(lab_name).paths.agent_kubeconfig
+        status = subprocess.run(
+            ["ip", "netns", "exec", node1, sys.executable, "-m", "nosdn", "status",
+             "--kubeconfig", str(kubeconfig)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip
+        assert status.returncode == 1, status.stderr  # the blackhole is a conflict
+        assert (
+            "! probes: node3 does not answer over the pod path (10.244.1.1 -> 10.244.3.1): "
+            "route missing here: a blackhole route for 10.244.3.0/24"
+        ) in status.stdout
+        assert "  probes: 1 of 2 peers answer over the pod path" in status.stdout
     finally:
         ns.run(["ip", "-n", node1, "route", "del", "blackhole", "10.244.3.0/24"], check=False)
     wait_for("node1 -> node3 answers again", lambda: reachable() == dict.fromkeys(pairs, 1.0))
