@@ -23,6 +23,7 @@ from nosdn.agent.probes import (
     Pinger,
     Prober,
     Target,
+    bridge_address,
     ensure_bridge,
     kernel_diagnosis,
     targets,
@@ -204,3 +205,20 @@ def test_per_peer_series_are_bounded_unreachable_first(lab_name: str) -> None:
         assert value(m, "nosdn_probe_peers", state="reachable") == 2
     finally:
         p.pinger.close()
+
+
+def test_ipv6_echo_over_the_pod_path(lab_name: str) -> None:
+    """Dual-stack: the IPv6 pod bridge addresses answer an ICMPv6 echo (the kernel computes
+    its checksum) over nosdn's IPv6 routes; a deleted IPv6 route is a send error."""
+    lab = up(LabSpec(name=lab_name, nodes=2, ipv6=True, pods_per_node=1), routes=True)
+    v6 = {n.name: next(c for c in n.pod_cidrs if c.version == 6) for n in lab.topo.cluster().nodes}
+    src, dst = bridge_address(v6["node1"]), bridge_address(v6["node2"])
+    pinger = Pinger(lab.topo.node("node1").netns)
+    try:
+        (rtt,) = pinger.ping([(src, dst)], 1.0)
+        assert isinstance(rtt, float), rtt
+        ns.run(["ip", "-n", lab.topo.node("node1").netns, "-6", "route", "del", str(v6["node2"])])
+        (lost,) = pinger.ping([(src, dst)], 0.5)
+        assert not isinstance(lost, float)
+    finally:
+        pinger.close()
