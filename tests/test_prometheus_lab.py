@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -171,7 +172,10 @@ def dashboard_queries() -> list[str]:
 def test_prometheus_scrapes_every_agent_and_sees_a_broken_route(
     lab_name: str, kube_bins: Path, prometheus: str, tmp_path: Path
 ) -> None:
-    nosdn("lab", "up", "--agents", "--nodes", "3", "--pods-per-node", "1", "--name", lab_name)
+    up = nosdn("lab", "up", "--agents", "--nodes", "3", "--pods-per-node", "1", "--name", lab_name)
+    line = next(x for x in up.splitlines() if "kubectl --kubeconfig" in x)
+    kubectl = shlex.split(line)
+    kubectl = kubectl[: kubectl.index("--kubeconfig") + 2]
     api_ns = f"{lab_name}.api"
     start_prometheus(prometheus, api_ns, tmp_path)
     prom = Prom(api_ns, PROM_PORT)
@@ -240,6 +244,22 @@ def test_prometheus_scrapes_every_agent_and_sees_a_broken_route(
             "route missing here: a blackhole route for 10.244.3.0/24"
         ) in status.stdout
         assert "  probes: 1 of 2 peers answer over the pod path" in status.stdout
+        # and an Event on node1's Node names the peer and the cause
+        events = subprocess.run(
+            [*kubectl, "get", "events", "-n", "default", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        mine = [
+            e
+            for e in json.loads(events.stdout)["items"]
+            if e["reason"] == "PeerUnreachable" and e["involvedObject"]["name"] == "node1"
+        ]
+        assert mine, events.stdout[-2000:]
+        assert mine[0]["type"] == "Warning"
+        assert "node3 does not answer over the pod path" in mine[0]["message"]
+        assert "route missing here: a blackhole route for 10.244.3.0/24" in mine[0]["message"]
     finally:
         ns.run(["ip", "-n", node1, "route", "del", "blackhole", "10.244.3.0/24"], check=False)
     wait_for("node1 -> node3 answers again", lambda: reachable() == dict.fromkeys(pairs, 1.0))
