@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import ip_address, ip_network
 
+import pytest
+
+from nosdn.agent.config import AgentConfig, ConfigError
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.probes import Pinger, Prober, _checksum, echo_request, parse_reply
 from nosdn.diagnose.checks_probes import check_probes
@@ -117,3 +121,18 @@ def test_while_every_peer_fails_the_rotation_still_goes_round() -> None:
     assert min(counts.values()) >= 2, counts
     assert p.report()["reachable"] == 0
     assert len(p.report()["unreachable"]) == 20
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"probe_interval": 0.5}, "--probe-interval 0.5: use at least 1 second (0: off)"),
+        ({"probe_batch": 0}, "--probe-batch 0: use 1..10000"),
+        ({"probe_timeout": 6.0}, "--probe-timeout 6: use 0.05..10 s, at most half"),
+        ({"probe_series": -1}, "--probe-series -1: use 0 or more"),
+    ],
+)
+def test_bad_probe_settings_are_refused(kw: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        AgentConfig(node_name="node1", **kw)  # type: ignore[arg-type]
+    AgentConfig(node_name="node1", probe_interval=0, probe_timeout=6.0)  # off: no bound
