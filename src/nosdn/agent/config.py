@@ -72,6 +72,12 @@ class AgentConfig:
     bgp: BgpOptions | None = None
     #: BIRD's config, control socket and pid file (``--bgp-dir``).
     bgp_dir: Path = BIRD_DIR
+    #: Datapath probes (`nosdn.agent.probes`): seconds between batches (0: off), peers per
+    #: batch, seconds to wait for answers, per-peer series at most.
+    probe_interval: float = 10.0
+    probe_batch: int = 64
+    probe_timeout: float = 1.0
+    probe_series: int = 200
 
     def __post_init__(self) -> None:
         if not self.node_name:
@@ -102,6 +108,21 @@ class AgentConfig:
         if self.mtu is not None and not 68 <= self.mtu <= 65535:
             raise ConfigError(f"--mtu {self.mtu}: use 68..65535 (1280+ with IPv6), e.g. 1500")
         check_metrics_address(self.metrics_address, DEFAULT_METRICS_PORT)
+        if self.probe_interval and not self.probe_interval >= 1:
+            raise ConfigError(
+                f"--probe-interval {self.probe_interval:g}: use at least 1 second (0: off)"
+            )
+        if not 1 <= self.probe_batch <= 10_000:
+            raise ConfigError(f"--probe-batch {self.probe_batch}: use 1..10000 (default 64)")
+        if not 0.05 <= self.probe_timeout <= 10 or (
+            self.probe_interval and self.probe_timeout * 2 > self.probe_interval
+        ):
+            raise ConfigError(
+                f"--probe-timeout {self.probe_timeout:g}: use 0.05..10 s, at most half the "
+                "--probe-interval (default 1)"
+            )
+        if self.probe_series < 0:
+            raise ConfigError(f"--probe-series {self.probe_series}: use 0 or more (default 200)")
 
     @property
     def metrics_host_port(self) -> tuple[str, int] | None:

@@ -78,6 +78,7 @@ class RouteMetrics:
             registry=r,
         )
         self.errors = Counter("nosdn_errors_total", "Failures, by kind", ["kind"], registry=r)
+        self.errors.labels("route")  # at 0 from the start: rate() and dashboards see a series
         events = Counter(
             "nosdn_node_events_total",
             "Node watch events, by type and whether they changed routing input",
@@ -145,6 +146,8 @@ class AgentMetrics(RouteMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.registry
+        for kind in ("kernel", "cni", "egress"):
+            self.errors.labels(kind)
         self.peers = Gauge(
             "nosdn_peers",
             "Other nodes with pod subnets (whether they can be routed or not)",
@@ -201,5 +204,46 @@ class AgentMetrics(RouteMetrics):
         self.bgp_configures = Counter(
             "nosdn_bgp_bird_configures_total",
             "Times BIRD was told to load a changed config (birdc configure)",
+            registry=r,
+        )
+        # datapath probes (`nosdn.agent.probes`): ICMP from this node's pod bridge address to
+        # each peer's; per-peer series only up to a bound (5,000 nodes would make 25 million)
+        self.probe_peers = Gauge(
+            "nosdn_probe_peers",
+            "Peers by what the datapath probe last saw (reachable, unreachable, unknown: not "
+            "probed yet)",
+            ["state"],
+            registry=r,
+        )
+        self.probe_peer_reachable = Gauge(
+            "nosdn_probe_peer_reachable",
+            "1 if the peer's pod bridge address answered the last probe through the pod path, "
+            "0 if not (unreachable peers first, up to --probe-peer-series peers)",
+            ["peer"],
+            registry=r,
+        )
+        self.probe_rtt = Histogram(
+            "nosdn_probe_rtt_seconds",
+            "Round trip of an answered datapath probe (ICMP echo, pod bridge to pod bridge)",
+            buckets=(
+                0.0001,
+                0.00025,
+                0.0005,
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                1,
+            ),
+            registry=r,
+        )
+        self.probes = Counter(
+            "nosdn_probes_total",
+            "Datapath probes sent, by result (answered, lost)",
+            ["result"],
             registry=r,
         )

@@ -26,6 +26,7 @@ from nosdn.agent.events import EventRecorder
 from nosdn.agent.loop import Agent
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.monitor import NetlinkMonitor
+from nosdn.agent.probes import Pinger, Prober, RouteUsed, ensure_bridge, kernel_diagnosis
 from nosdn.agent.server import HealthServer
 from nosdn.backends.bird import BirdSupervisor
 from nosdn.backends.kernel import KernelBackend
@@ -47,6 +48,42 @@ def _local_addresses(backend: KernelBackend) -> Callable[[], list[tuple[IPAddres
         ]
 
     return read
+
+
+def build_prober(
+    cfg: AgentConfig,
+    cache: NodeCache,
+    metrics: AgentMetrics,
+    events: EventRecorder,
+    backend: KernelBackend,
+) -> Prober | None:
+    """The datapath prober (`nosdn.agent.probes`), or None with ``--probe-interval 0``."""
+    if not cfg.probe_interval:
+        return None
+    pinger = Pinger(cfg.netns)
+
+    def node_ips() -> list[IPAddress]:
+        me = cache.snapshot().node(cfg.node_name)
+        return list(me.node.ips) if me is not None else []
+
+    def route_used() -> RouteUsed:
+        # the probe thread's own netlink socket: the loop's is not shared between threads
+        return KernelBackend(table=cfg.table, protocol=cfg.protocol, netns=cfg.netns).route_used
+
+    return Prober(
+        lambda: cache.snapshot().nodes,
+        cfg.node_name,
+        metrics,
+        pinger=pinger,
+        events=events,
+        diagnose=kernel_diagnosis(route_used, pinger, node_ips, timeout=cfg.probe_timeout),
+        # only where the agent writes the conflist: the bridge is then ours to make
+        ensure_bridge=ensure_bridge(cfg.netns, cfg.cni_bridge) if cfg.cni_conf else None,
+        interval=cfg.probe_interval,
+        batch=cfg.probe_batch,
+        timeout=cfg.probe_timeout,
+        max_series=cfg.probe_series,
+    )
 
 
 class Running:
@@ -118,6 +155,7 @@ class Running:
             invalidate=self.backend.forget_lookups,
             wanted=self.agent.wants_prefix,
         )
+        self.prober = build_prober(cfg, self.cache, self.metrics, self.events, self.backend)
         self.server: HealthServer | None = None
         hp = cfg.metrics_host_port
         if hp is not None:
@@ -126,7 +164,10 @@ class Running:
                 self.agent.refresh_event_metrics()
                 return self.metrics.render()
 
-            self.server = HealthServer(hp[0], hp[1], render, self.agent.healthz, self.agent.readyz)
+            pages = {} if self.prober is None else {"/probes": self.prober.report_json}
+            self.server = HealthServer(
+                hp[0], hp[1], render, self.agent.healthz, self.agent.readyz, extra=pages
+            )
         self.allocator: Callable[[], None] | None = None
         if cfg.allocate:
             from nosdn.agent.allocator import start_allocator
@@ -152,6 +193,8 @@ class Running:
         self.reflector.start()
         if self.announcer is not None:
             self.announcer.start()
+        if self.prober is not None:
+            self.prober.start()
         try:
             self.agent.run(freeze_gc=True)
         finally:
@@ -164,6 +207,8 @@ class Running:
         if self.allocator is not None:
             self.allocator()
         self.reflector.stop()
+        if self.prober is not None:
+            self.prober.stop()
         if self.announcer is not None:
             self.announcer.stop()  # BIRD keeps running: the routers keep the routes
         self.monitor.stop()

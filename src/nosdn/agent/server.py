@@ -3,7 +3,8 @@
 The standard library's threading HTTP server is enough for a scrape every few seconds and a
 kubelet probe; it keeps the agent free of a web framework. ``/healthz`` says whether the loop is
 alive (a liveness probe restarts a wedged agent); ``/readyz`` whether routes are programmed (a
-DaemonSet rolling update waits for it). Both answer with a one-line reason.
+DaemonSet rolling update waits for it). Both answer with a one-line reason. Further JSON pages
+(the agent's ``/probes``, read by `nosdn doctor`) are passed in as ``extra``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ class HealthServer:
         metrics: Callable[[], bytes],
         healthz: Probe,
         readyz: Probe,
+        *,
+        extra: dict[str, Callable[[], bytes]] | None = None,
     ) -> None:
         outer = self
+        pages = dict(extra or {})
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -40,6 +44,8 @@ class HealthServer:
                 elif path in ("/healthz", "/readyz"):
                     ok, why = (outer.healthz if path == "/healthz" else outer.readyz)()
                     self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
+                elif path in pages:
+                    self._send(200, pages[path](), "application/json")
                 else:
                     self._send(404, b"not found: try /metrics, /healthz, /readyz\n", "text/plain")
 

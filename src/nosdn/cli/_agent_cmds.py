@@ -268,6 +268,24 @@ def serving_options(metrics_port: int) -> Callable[[F], F]:
 @option("--proc-sys-net", default="/proc/sys/net")
 @option("--masquerade", default=True, help="Masquerade pod traffic leaving the cluster.", **BOOL)
 @option("--no-masquerade-cidr", multiple=True, help="Never masquerade to these (repeatable).")
+@option(
+    "--probe-interval",
+    type=float,
+    default=10.0,
+    help="Seconds between datapath probe batches (0: no probes).",
+    panel=SERVING,
+)
+@option("--probe-batch", type=int, default=64, help="Peers probed per batch.", panel=SERVING)
+@option(
+    "--probe-timeout", type=float, default=1.0, help="Seconds to wait for answers.", panel=SERVING
+)
+@option(
+    "--probe-series",
+    type=int,
+    default=200,
+    help="Per-peer reachability series at most (unreachable peers first).",
+    panel=SERVING,
+)
 @bgp_options
 @serving_options(9712)
 def agent(
@@ -308,6 +326,10 @@ def agent(
     log_format: str,
     log_level: str,
     bgp_dir: str,
+    probe_interval: float,
+    probe_batch: int,
+    probe_timeout: float,
+    probe_series: int,
     **bgp_flags: Any,
 ) -> None:
     """Run the node agent: keep this node's routes, CNI config and egress rules equal to the
@@ -350,6 +372,10 @@ def agent(
             lease_name=lease_name,
             bgp=bgp_config(**bgp_flags),
             bgp_dir=Path(bgp_dir),
+            probe_interval=probe_interval,
+            probe_batch=probe_batch,
+            probe_timeout=probe_timeout,
+            probe_series=probe_series,
         )
     except (ConfigError, ValueError) as e:
         fail(str(e))
@@ -382,6 +408,11 @@ CONTROLLER = "The cloud route controller (--controller)"
 )
 @option("--namespace", default="kube-system")
 @option("--masquerade", default=True, **BOOL)
+@option(
+    "--monitoring",
+    is_flag=True,
+    help="Add scrape annotations, a PodMonitor and the alert rules as a PrometheusRule.",
+)
 @option(
     "--controller",
     is_flag=True,
@@ -428,6 +459,7 @@ def manifests(
     allocate: bool,
     namespace: str,
     masquerade: bool,
+    monitoring: bool,
     controller: bool,
     uninstall: bool,
     cloud: str | None,
@@ -458,7 +490,10 @@ def manifests(
 
     With --uninstall: the cleanup DaemonSet (its ServiceAccount has no rights). Delete the
     agent's DaemonSet first, apply this, wait for `kubectl -n kube-system rollout status
-    daemonset/nosdn-uninstall`, then delete it."""
+    daemonset/nosdn-uninstall`, then delete it.
+
+    With --monitoring: prometheus.io/* scrape annotations on the pods, a PodMonitor and the
+    alert rules as a PrometheusRule (prometheus-operator's monitoring.coreos.com/v1)."""
     import yaml
 
     from nosdn.agent.manifests import DEFAULT_IMAGE
@@ -520,6 +555,10 @@ def manifests(
             )
     except ValueError as e:
         fail(str(e))
+    if monitoring:
+        from nosdn.agent.monitoring import with_monitoring
+
+        docs = with_monitoring(docs, namespace)
     if controller and cloud is not None:
         from nosdn.agent.manifests import cloud_access_note
         from nosdn.backends.cloud import Cloud

@@ -362,6 +362,7 @@ def trace(
             addresses=[addr],
             firewall=False,
             bgp_dir=bgp_dir,
+            agent=None,
         )
     except TargetError as e:
         fail(str(e))

@@ -514,6 +514,7 @@ def status(
     )
     if sessions is not None:
         healthy = healthy and bgp_up
+    probes = _agent_probes() if netns is None else None
     if output is not Output.table:
         dump(
             {
@@ -526,6 +527,7 @@ def status(
                 "offlink": _report(result, notes, mode, table, protocol)["offlink"],
                 "notes": notes,
                 **({"bgp": [_session_dict(x) for x in sessions]} if sessions is not None else {}),
+                **({"probes": probes} if probes is not None else {}),
             },
             output,
         )
@@ -552,6 +554,7 @@ def status(
         _print_problems(result, notes, via_router=bgp_up)
         _print_shadows(shadowed, table)
         _print_bgp(sessions)
+        _print_probes(probes)
     if not healthy:
         raise SystemExit(EXIT_FAILURE)
 
@@ -580,6 +583,28 @@ def _session_dict(s: Session) -> dict[str, Any]:
         "lastError": s.last_error or None,
         "fix": s.fix() or None,
     }
+
+
+def _agent_probes() -> dict[str, Any] | None:
+    """What this node's agent's datapath probes saw (its ``/probes``), if an agent answers."""
+    from nosdn.diagnose.gather import AGENT_ADDRESS, read_probes
+
+    return read_probes(AGENT_ADDRESS, timeout=0.5)
+
+
+def _print_probes(probes: dict[str, Any] | None) -> None:
+    """One line for the peers that answer over the pod path, one per peer that does not."""
+    if probes is None:
+        return
+    w = sys.stdout.write
+    bad = probes.get("unreachable", [])
+    w(f"  probes: {probes.get('reachable', 0)} of {probes.get('peers', 0)} peers answer over ")
+    w(f"the pod path ({probes.get('unknown', 0)} not probed yet)\n")
+    for b in bad:
+        w(
+            f"! probes: {b.get('peer')} does not answer over the pod path "
+            f"({b.get('src')} -> {b.get('dst')}): {b.get('cause') or 'cause unknown'}\n"
+        )
 
 
 def _print_bgp(sessions: list[Session] | None) -> None:

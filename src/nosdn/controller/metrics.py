@@ -18,6 +18,7 @@ class ControllerMetrics(RouteMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.registry
+        self.errors.labels("cloud")
         self.is_leader = Gauge(
             "nosdn_controller_leader", "1 while this replica holds the controller Lease", registry=r
         )

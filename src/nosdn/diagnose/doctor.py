@@ -3,7 +3,8 @@
 From the host outward: does this node forward at all, do filters drop what it forwards (in the
 forward chain, or before routing), are the routes there and right, does a policy rule send pod
 traffic elsewhere, do their next hops answer, are the pods' own config and bridge right,
-does egress leave, and is the kernel fit for scale; last, what doctor does not check. Each
+does egress leave, and is the kernel fit for scale; do packets reach the peers (the
+agent's datapath probes); last, what doctor does not check. Each
 check is a pure function of the facts, so this module is only the list and the verdict.
 """
 
@@ -20,6 +21,7 @@ from nosdn.diagnose.checks_firewall import (
     check_scope,
 )
 from nosdn.diagnose.checks_host import check_forwarding, check_nexthops, check_rp_filter
+from nosdn.diagnose.checks_probes import check_probes
 from nosdn.diagnose.checks_routes import (
     check_conflicts,
     check_neighbours,
@@ -49,6 +51,7 @@ CHECKS: tuple[Check, ...] = (
     check_masquerade,
     check_nexthops,
     check_scope,
+    check_probes,
 )
 
 

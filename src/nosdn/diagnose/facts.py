@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from nosdn.backends.birdc import Session
 from nosdn.model import DEFAULT_PROTOCOL, Cluster, InstalledRoute, IPAddress, IPNetwork, Target
@@ -222,6 +222,9 @@ class Facts:
     #: why they could not be read
     bgp: tuple[Session, ...] | None = None
     bgp_error: str | None = None
+    #: the agent's datapath probes (its ``/probes``: counts and the unreachable peers with
+    #: their likely cause); None: no agent answered on this host
+    probes: Mapping[str, Any] | None = None
 
     @property
     def bgp_up(self) -> bool:

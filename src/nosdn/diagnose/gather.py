@@ -56,6 +56,11 @@ _TYPES = {
 }
 
 
+#: Where the agent serves ``/probes`` on its node (the DaemonSet's --metrics-address, host
+#: network).
+AGENT_ADDRESS = "127.0.0.1:9712"
+
+
 class TargetError(ValueError):
     """Which node this host is cannot be told; the message says what to pass."""
 
@@ -363,6 +368,7 @@ def gather(
     firewall: bool = True,
     program: Sequence[str] = ("nosdn",),
     bgp_dir: Path = BIRD_DIR,
+    agent: str | None = AGENT_ADDRESS,
 ) -> Facts:
     """Read everything the checks need from this host (plus route lookups for ``addresses``,
     which trace asks about). Raises `TargetError` only."""
@@ -425,7 +431,21 @@ def gather(
         cni=read_cni(cni_conf) if target is None or target.kind == "node" else None,
         masquerade=masquerade,
         **read_bgp(bgp_dir),
+        probes=read_probes(agent) if agent else None,
     )
+
+
+def read_probes(address: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The agent's ``/probes`` report, or None when no agent answers there."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{address}/probes", timeout=timeout) as r:
+            doc = json.loads(r.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def read_bgp(directory: Path) -> dict[str, Any]:

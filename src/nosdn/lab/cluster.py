@@ -46,7 +46,10 @@ if TYPE_CHECKING:
     from nosdn.lab.lifecycle import Lab
 
 Log = Callable[[str], None]
-AGENT_METRICS = "127.0.0.1:9712"
+#: On every address, as in the DaemonSet: a Prometheus on the lab's switch can scrape them.
+AGENT_METRICS = "0.0.0.0:9712"
+#: The lab's agents probe faster than the default 10 s, so a break shows within seconds.
+AGENT_PROBES = ("--probe-interval", "2", "--probe-timeout", "0.5")
 SA_NAMESPACE = "kube-system"
 SA_NAME = "nosdn-agent"
 #: The agents' token lives as long as a lab reasonably stays up (the API server signs it).
@@ -282,7 +285,8 @@ def agent_argv(lab: Lab, node: LabNode) -> list[str]:
     return [
         "nosdn", "agent", "--node", node.name, *_api_args(lab),
         "--cni-conf", str(lab.paths.conflist(node.name)),
-        "--metrics-address", AGENT_METRICS, *_cidr_args(lab.topo), *_bgp_args(lab, node),
+        "--metrics-address", AGENT_METRICS, *AGENT_PROBES, *_cidr_args(lab.topo),
+        *_bgp_args(lab, node),
     ]  # fmt: skip
 
 
