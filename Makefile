@@ -8,7 +8,8 @@ PY     := $(VENV)/bin/python
 #: What `nosdn lab demo` runs: ip, ping, the CNI plugins; nftables for doctor's firewall checks.
 DEMO_DEBS := iproute2 iputils-ping containernetworking-plugins nftables
 #: The tests also run the routing daemons (routers, --router labs), shells, Graphviz and
-#: Prometheus (promtool, the lab's scrape test), and build and run the image (tools/build-image.sh: debootstrap, umoci; tests/test_image.py: runc).
+#: Prometheus (promtool, the lab's scrape test), and build and run the image
+#: (tools/build-image.sh: debootstrap, umoci; tests/test_image.py: runc).
 DEBS   := $(DEMO_DEBS) bird2 frr shellcheck busybox dash graphviz debootstrap umoci runc prometheus
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BINDIR ?= /usr/local/bin
