@@ -392,10 +392,15 @@ def test_chart_refuses_what_manifests_refuses(
     assert said[:40] in proc.stderr, (said, proc.stderr)
 
 
-def test_helm_lint_passes(helm: str) -> None:
-    proc = subprocess.run(
-        [helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False
-    )
+@pytest.mark.parametrize(
+    "sets",
+    [[], ["monitoring.enabled=true", "monitoring.dashboard.enabled=true"]],
+    ids=["defaults", "monitoring"],
+)
+def test_helm_lint_passes(helm: str, sets: list[str]) -> None:
+    """Lint renders the templates with the values: the monitoring ones only render when set."""
+    argv = [helm, "lint", "--strict", str(CHART), *(a for s in sets for a in ("--set", s))]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
