@@ -40,6 +40,16 @@ def helm() -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
+#: The prometheus-operator's kinds (PodMonitor, PrometheusRule) have no schema offline: they are
+#: held equal to the command's, whose rules tests/test_alerts.py checks with promtool.
+CRD_GROUPS = ("monitoring.coreos.com/",)
+
+
+def validate(doc: dict[str, Any]) -> None:
+    if not doc["apiVersion"].startswith(CRD_GROUPS):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
 def key(doc: dict[str, Any]) -> tuple[str, str, str]:
     meta = doc["metadata"]
     return doc["kind"], meta.get("namespace", ""), meta["name"]
@@ -245,6 +255,38 @@ CASES: list[tuple[str, list[str], dict[str, Any], str]] = [
         "kube-system",
     ),
     (
+        "agent-monitoring",
+        [*CIDR, "--monitoring", "--namespace", "obs"],
+        {"clusterCIDRs": ["10.244.0.0/16"], "monitoring": {"enabled": True}},
+        "obs",
+    ),
+    (
+        "agent-dashboard",
+        ["--dashboard"],
+        {"monitoring": {"dashboard": {"enabled": True}}},
+        "kube-system",
+    ),
+    (
+        "controller-monitoring-dashboard",
+        [
+            "--controller",
+            "--cloud",
+            "aws",
+            "--aws-region",
+            "eu-west-1",
+            *CIDR,
+            "--monitoring",
+            "--dashboard",
+        ],
+        {
+            "clusterCIDRs": ["10.244.0.0/16"],
+            "agent": {"enabled": False},
+            "controller": {"enabled": True, "cloud": "aws", "aws": {"region": "eu-west-1"}},
+            "monitoring": {"enabled": True, "dashboard": {"enabled": True}},
+        },
+        "kube-system",
+    ),
+    (
         "uninstall",
         ["--uninstall", "--image", "x/nosdn:1"],
         {"image": "x/nosdn:1", "uninstall": {"enabled": True}},
@@ -261,7 +303,7 @@ def test_chart_renders_what_manifests_prints(
 ) -> None:
     chart = render(helm, values, tmp_path, namespace)
     for doc in chart:
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        validate(doc)
     want = keyed(nosdn_manifests(*flags))
     got = keyed(chart)
     assert sorted(got) == sorted(want)
@@ -269,25 +311,37 @@ def test_chart_renders_what_manifests_prints(
         assert got[k] == doc, k
 
 
-def test_agent_and_controller_together_are_both_commands(helm: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("monitoring", [False, True], ids=["plain", "monitoring"])
+def test_agent_and_controller_together_are_both_commands(
+    helm: str, tmp_path: Path, monitoring: bool
+) -> None:
+    """With monitoring, both workloads are annotated, and the one PodMonitor (selecting
+    part-of: nosdn) and PrometheusRule are the ones each command prints."""
     values = {
         "clusterCIDRs": ["10.244.0.0/16"],
         "controller": {"enabled": True, "cloud": "aws", "aws": {"region": "us-east-1"}},
+        "monitoring": {"enabled": monitoring},
     }
     got = keyed(render(helm, values, tmp_path, "kube-system"))
-    agent = keyed(nosdn_manifests(*CIDR))
+    mon = ["--monitoring"] if monitoring else []
+    agent = keyed(nosdn_manifests(*CIDR, *mon))
     ctl = keyed(
-        nosdn_manifests("--controller", "--cloud", "aws", "--aws-region", "us-east-1", *CIDR)
+        nosdn_manifests("--controller", "--cloud", "aws", "--aws-region", "us-east-1", *CIDR, *mon)
     )
+    shared = agent.keys() & ctl.keys()
+    assert {k[0] for k in shared} == ({"PodMonitor", "PrometheusRule"} if monitoring else set())
+    assert all(agent[k] == ctl[k] for k in shared)
     assert got == {**agent, **ctl}
 
 
 def test_the_uninstall_replaces_the_agent(helm: str, tmp_path: Path) -> None:
-    """Upgrading the release with uninstall.enabled removes the agent and adds the cleanup."""
+    """Upgrading the release with uninstall.enabled removes the agent and adds the cleanup
+    (the monitoring objects go too: nothing is left to scrape)."""
     values = {
         "clusterCIDRs": ["10.244.0.0/16"],
         "uninstall": {"enabled": True},
         "controller": {"enabled": True, "cloud": "aws", "aws": {"region": "us-east-1"}},
+        "monitoring": {"enabled": True, "dashboard": {"enabled": True}},
     }
     kinds = {(d["kind"], d["metadata"]["name"]) for d in render(helm, values, tmp_path, "x")}
     assert kinds == {("ServiceAccount", "nosdn-uninstall"), ("DaemonSet", "nosdn-uninstall")}
@@ -338,10 +392,15 @@ def test_chart_refuses_what_manifests_refuses(
     assert said[:40] in proc.stderr, (said, proc.stderr)
 
 
-def test_helm_lint_passes(helm: str) -> None:
-    proc = subprocess.run(
-        [helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False
-    )
+@pytest.mark.parametrize(
+    "sets",
+    [[], ["monitoring.enabled=true", "monitoring.dashboard.enabled=true"]],
+    ids=["defaults", "monitoring"],
+)
+def test_helm_lint_passes(helm: str, sets: list[str]) -> None:
+    """Lint renders the templates with the values: the monitoring ones only render when set."""
+    argv = [helm, "lint", "--strict", str(CHART), *(a for s in sets for a in ("--set", s))]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -363,8 +422,17 @@ def test_chart_defaults_are_the_commands_defaults() -> None:
         ({"agent": {"bgp": {"enabled": True, "peers": ["10.0.0.1"]}}}, "does not match pattern"),
         ({"controller": {"cloud": "ibm"}}, "/controller/cloud"),
         ({"clusterCIDRs": "10.244.0.0/16"}, "/clusterCIDRs"),
+        ({"monitoring": {"dashboards": {"enabled": True}}}, "'dashboards' not allowed"),
+        ({"monitoring": True}, "/monitoring"),
     ],
-    ids=["misspelt", "peer-without-asn", "unknown-cloud", "cidrs-not-a-list"],
+    ids=[
+        "misspelt",
+        "peer-without-asn",
+        "unknown-cloud",
+        "cidrs-not-a-list",
+        "dashboards-misspelt",
+        "monitoring-not-an-object",
+    ],
 )
 def test_a_wrong_value_is_refused_not_ignored(
     helm: str, tmp_path: Path, values: dict[str, Any], said: str
@@ -411,3 +479,29 @@ def test_every_manifests_option_is_a_chart_value_proven_equal() -> None:
         f"nosdn manifests options no chart case renders: {missing}; give each a chart value "
         "(deploy/helm/nosdn) and a case in CASES comparing helm template with the command"
     )
+
+
+#: The chart's copies of the package's monitoring files (Helm reads only files inside the chart):
+#: chart path -> package path. Refresh with the cp lines in deploy/helm/nosdn/README.md.
+CHART_FILES = {
+    "files/rules/nosdn-alerts.yaml": "nosdn-alerts.yaml",
+    "files/dashboards/nosdn-dashboard.json": "nosdn-dashboard.json",
+}
+
+
+@pytest.mark.parametrize("chart_path", sorted(CHART_FILES))
+def test_the_chart_copy_is_the_package_file(chart_path: str) -> None:
+    """One source of truth: src/nosdn/data/ is edited, the chart's copy follows byte for byte
+    (else `helm install` and `nosdn manifests --monitoring` would ship different rules)."""
+    package = ROOT / "src" / "nosdn" / "data" / CHART_FILES[chart_path]
+    assert (CHART / chart_path).read_bytes() == package.read_bytes(), (
+        f"deploy/helm/nosdn/{chart_path} differs from {package.relative_to(ROOT)}: "
+        f"cp {package.relative_to(ROOT)} deploy/helm/nosdn/{chart_path}"
+    )
+
+
+def test_the_chart_files_are_only_those_copies() -> None:
+    """templates/dashboard.yaml ships every files/dashboards/*.json: a stray one would be a
+    dashboard `nosdn manifests --dashboard` does not print."""
+    files = {str(p.relative_to(CHART)) for p in (CHART / "files").rglob("*") if p.is_file()}
+    assert files == set(CHART_FILES)

@@ -132,3 +132,28 @@ def test_bgp_mode_carries_the_peers_bird_and_the_password_secret() -> None:
     assert "bird" not in {v["name"] for v in plain["volumes"]}
     with pytest.raises(ValueError, match="--bgp-password-secret goes with --bgp"):
         manifests(bgp_password_secret="x")
+
+
+def test_dashboard_is_a_configmap_the_grafana_sidecar_loads() -> None:
+    """`--dashboard`: the package's dashboard JSON as it is (not re-serialised), in a ConfigMap
+    labelled grafana_dashboard: "1", in the given namespace, after the agent's objects."""
+    from importlib import resources
+
+    def run_manifests(*flags: str) -> list[Any]:
+        argv = [sys.executable, "-m", "nosdn", "manifests", *flags]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return [d for d in yaml.safe_load_all(out) if d]
+
+    plain = run_manifests("--namespace", "obs")
+    docs = run_manifests("--namespace", "obs", "--dashboard")
+    assert docs[:-1] == plain
+    cm = docs[-1]
+    kubernetes_validate.validate(cm, K8S_VERSION, strict=True)
+    assert (cm["kind"], cm["metadata"]["name"], cm["metadata"]["namespace"]) == (
+        "ConfigMap",
+        "nosdn-dashboard",
+        "obs",
+    )
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    text = resources.files("nosdn").joinpath("data/nosdn-dashboard.json").read_text()
+    assert cm["data"] == {"nosdn-dashboard.json": text}

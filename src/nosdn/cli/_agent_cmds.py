@@ -414,6 +414,12 @@ CONTROLLER = "The cloud route controller (--controller)"
     help="Add scrape annotations, a PodMonitor and the alert rules as a PrometheusRule.",
 )
 @option(
+    "--dashboard",
+    is_flag=True,
+    help='Add the Grafana dashboard as a ConfigMap labelled grafana_dashboard: "1" (for the '
+    "Grafana sidecar).",
+)
+@option(
     "--controller",
     is_flag=True,
     help="Print the cloud route controller's Deployment and RBAC instead of the agent's.",
@@ -460,6 +466,7 @@ def manifests(
     namespace: str,
     masquerade: bool,
     monitoring: bool,
+    dashboard: bool,
     controller: bool,
     uninstall: bool,
     cloud: str | None,
@@ -493,9 +500,8 @@ def manifests(
     daemonset/nosdn-uninstall`, then delete it.
 
     With --monitoring: prometheus.io/* scrape annotations on the pods, a PodMonitor and the
-    alert rules as a PrometheusRule (prometheus-operator's monitoring.coreos.com/v1)."""
-    import yaml
-
+    alert rules as a PrometheusRule (prometheus-operator's monitoring.coreos.com/v1). With
+    --dashboard: the Grafana dashboard as a ConfigMap the Grafana sidecar loads."""
     from nosdn.agent.manifests import DEFAULT_IMAGE
     from nosdn.agent.manifests import manifests as agent_objects
 
@@ -559,12 +565,32 @@ def manifests(
         from nosdn.agent.monitoring import with_monitoring
 
         docs = with_monitoring(docs, namespace)
+    if dashboard:
+        from nosdn.agent.dashboard_configmap import dashboard_configmap
+
+        docs = [*docs, dashboard_configmap(namespace)]
     if controller and cloud is not None:
         from nosdn.agent.manifests import cloud_access_note
         from nosdn.backends.cloud import Cloud
 
         sys.stdout.write("".join(f"# {line}\n" for line in cloud_access_note(Cloud(cloud))))
-    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False))
+    sys.stdout.write(_yaml_docs(docs))
+
+
+def _yaml_docs(docs: list[dict[str, Any]]) -> str:
+    """The documents as YAML, multi-line strings (the dashboard's JSON, a rule's expression) as
+    literal blocks, readable as they are in their files, rather than one quoted line."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump_all(docs, Dumper=Dumper, sort_keys=False, default_flow_style=False)
 
 
 def _controller_objects(cloud: str, **kw: Any) -> list[dict[str, Any]]:
