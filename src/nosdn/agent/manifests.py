@@ -37,6 +37,21 @@ from nosdn.model import IPNetwork
 
 APP = "nosdn-agent"
 DEFAULT_IMAGE = "ghcr.io/nosdn/nosdn:0.1.0"
+
+
+def non_root() -> dict[str, Any]:
+    """The securityContext of a container that needs no privilege at all: uid 65532, no
+    capability, a read-only root (a new dict each time: YAML would print a shared one as an
+    alias)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 CNI_DIR = "/etc/cni/net.d"
 #: Where the kubelet's container runtime looks for CNI plugins on the host.
 HOST_CNI_BIN_DIR = "/opt/cni/bin"
@@ -500,13 +515,7 @@ def controller_manifests(
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": non_root(),
         "resources": {
             "requests": {"cpu": "20m", "memory": "64Mi"},
             "limits": {"memory": "256Mi"},

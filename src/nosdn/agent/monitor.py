@@ -34,14 +34,14 @@ not an error: events were lost, so the loop is nudged and re-reads everything an
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
-import os
 import socket
 import struct
 import threading
 from collections.abc import Callable
+
+from nosdn.netns import socket_in
 
 log = logging.getLogger("nosdn.agent.monitor")
 
@@ -72,26 +72,6 @@ AF_INET, AF_INET6 = 2, 10
 #: Whether a prefix is one we want: (IP version, prefix length, address as an int).
 Wanted = Callable[[int, int, int], bool]
 _HDR = struct.Struct("=IHHII")
-_CLONE_NEWNET = 0x40000000
-
-
-def _open(netns: str | None) -> socket.socket:
-    if netns is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-    libc = ctypes.CDLL(None, use_errno=True)
-    path = netns if "/" in netns else f"/run/netns/{netns}"
-    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(target, _CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {path}")
-        try:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-        finally:
-            libc.setns(home, _CLONE_NEWNET)
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 def classify(buf: bytes, protocol: int, table: int, wanted: Wanted | None = None) -> str | None:
@@ -202,7 +182,7 @@ class NetlinkMonitor:
         self.wanted = wanted
         self.protocol = protocol
         self.table = table
-        self.sock = _open(netns)
+        self.sock = socket_in(netns, socket.AF_NETLINK, socket.SOCK_RAW, 0)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.bind((0, 0))
         for group in GROUPS:

@@ -43,13 +43,13 @@ from typing import Any
 
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.model import InstalledRoute, IPAddress, IPNetwork
+from nosdn.netns import socket_in
 from nosdn.sources.nodes import NodeInfo
 
 log = logging.getLogger("nosdn.agent.probes")
 
 ICMP_ECHO, ICMP_ECHOREPLY = 8, 0
 ICMP6_ECHO, ICMP6_ECHOREPLY = 128, 129
-_CLONE_NEWNET = 0x40000000
 
 
 @dataclass(frozen=True)
@@ -135,29 +135,6 @@ def parse_reply(version: int, packet: bytes) -> tuple[int, int] | None:
     return ident, seq
 
 
-def socket_in(netns: str | None, family: int, proto: int) -> socket.socket:
-    """A raw socket of ``netns`` (None: this thread's): a socket stays in the namespace it was
-    made in, so only the ``socket()`` call runs with this thread switched over."""
-    if netns is None:
-        return socket.socket(family, socket.SOCK_RAW, proto)
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    target = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(target, _CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {netns}")
-        try:
-            return socket.socket(family, socket.SOCK_RAW, proto)
-        finally:
-            if libc.setns(home, _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home")
-    finally:
-        os.close(target)
-        os.close(home)
-
-
 #: Receive buffer of a probe socket: a batch's answers arrive together (at the default
 #: 212,992 bytes about 250 of them fit; each takes ~770 bytes of buffer).
 RCVBUF = 4 << 20
@@ -192,7 +169,7 @@ class Pinger:
                 if src.version == 6
                 else (socket.AF_INET, socket.IPPROTO_ICMP)
             )
-            s = socket_in(self.netns, fam, proto)
+            s = socket_in(self.netns, fam, socket.SOCK_RAW, proto)
             try:
                 s.bind((str(src), 0))  # the source, and only replies to it are received
                 s.setblocking(False)

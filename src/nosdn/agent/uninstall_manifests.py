@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from nosdn.agent.config import DEFAULT_METRICS_PORT
-from nosdn.agent.manifests import CNI_DIR, DEFAULT_IMAGE
+from nosdn.agent.manifests import CNI_DIR, DEFAULT_IMAGE, non_root
 
 UNINSTALL_APP = "nosdn-uninstall"
 #: The agent's conflist as the DaemonSet's agent writes it (its --cni-conf default).
@@ -58,13 +58,7 @@ def uninstall_manifests(
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["uninstall", "--wait"],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": non_root(),
         "resources": {"requests": {"cpu": "1m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
     }
     return [

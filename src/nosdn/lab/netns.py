@@ -9,17 +9,16 @@ names the machine's own namespace: every command carries ``-n NS`` or ``netns ex
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from nosdn.netns import socket_in as netns_socket
+
 NETNS_DIR = Path("/run/netns")
-_CLONE_NEWNET = 0x40000000
 
 
 class LabError(RuntimeError):
@@ -128,27 +127,7 @@ def delete(netns: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _entered(netns: str) -> Iterator[None]:
-    """This thread in ``netns`` for the body, then back home."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    target = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(target, _CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {netns}")
-        try:
-            yield
-        finally:
-            if libc.setns(home, _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home")
-    finally:
-        os.close(target)
-        os.close(home)
-
-
 def socket_in(netns: str) -> socket.socket:
     """A TCP socket of ``netns`` (a socket stays in the namespace it was made in): how the lab
     talks to its API server without anything listening in this machine's own namespace."""
-    with _entered(netns):
-        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    return netns_socket(netns, socket.AF_INET, socket.SOCK_STREAM)

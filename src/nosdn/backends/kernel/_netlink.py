@@ -25,7 +25,6 @@ Only the message types and attributes nosdn needs are decoded; addresses stay ``
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import socket
@@ -36,6 +35,8 @@ from collections import Counter
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias, overload
+
+from nosdn.netns import socket_in
 
 # --- constants (linux/netlink.h, linux/rtnetlink.h, linux/nexthop.h, linux/if_addr.h) -------
 NETLINK_ROUTE = 0
@@ -140,7 +141,6 @@ MAX_BATCH_BYTES = 1 << 20
 WANT_SNDBUF = 4 << 20
 WANT_RCVBUF = 32 << 20
 
-_CLONE_NEWNET = 0x40000000
 AF_INET = socket.AF_INET
 
 
@@ -291,35 +291,11 @@ class BatchResult:
     batches: int = 0
 
 
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"setns: {os.strerror(e)}")
-
-
-def _open_socket(netns: str | None) -> socket.socket:
-    if netns is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    path = netns if "/" in netns else f"/run/netns/{netns}"
-    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target)
-        try:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
-
-
 class Netlink:
     """An rtnetlink socket (optionally inside the network namespace ``netns``)."""
 
     def __init__(self, netns: str | None = None) -> None:
-        self.sock = _open_socket(netns)
+        self.sock = socket_in(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         s = self.sock
         s.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         s.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
