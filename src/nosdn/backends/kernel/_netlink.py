@@ -531,6 +531,27 @@ class Netlink:
         nexthop objects (before 5.3)."""
         return [parse_nexthop(p) for p in self.nexthop_payloads()]
 
+    def nexthop(self, nh_id: int) -> NexthopMsg | None:
+        """One nexthop object by id (``ip nexthop get id N``), or None when there is none: a
+        lookup that needs one nexthop need not dump them all (there is one per node)."""
+        self.seq += 1
+        seq = self.seq
+        body = _NHMSG.pack(0, 0, 0, 0, 0) + rta(NHA_ID, struct.pack("=I", nh_id))
+        self.sock.send(_HDR.pack(16 + len(body), RTM_GETNEXTHOP, NLM_F_REQUEST, seq, 0) + body)
+        while True:
+            buf = bytes(self._recv())
+            off = 0
+            while off + 16 <= len(buf):
+                length, t, _flags, s, _pid = _HDR.unpack_from(buf, off)
+                if length < 16:
+                    break
+                if s == seq:
+                    if t == RTM_NEWNEXTHOP:
+                        return parse_nexthop(buf[off + 16 : off + length])
+                    if t == NLMSG_ERROR:
+                        return None
+                off += (length + 3) & ~3
+
     def addresses(self) -> list[AddrMsg]:
         """Every address on every interface (IPv4 and IPv6)."""
         out: list[AddrMsg] = []

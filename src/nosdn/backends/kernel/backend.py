@@ -542,7 +542,13 @@ class KernelBackend:
         r = self.nl.fib_match(dst.packed)
         if isinstance(r, int):
             return r
-        nhs = self._nexthop_table() if r.nh_id else {}
+        nhs: dict[int, nl.NexthopMsg] = {}
+        nh = self.nl.nexthop(r.nh_id) if r.nh_id and self.nexthops_supported else None
+        if nh is not None:  # only the route's nexthop (and a group's members), not all of them
+            nhs[nh.id] = nh
+            for m in nh.group:
+                if (member := self.nl.nexthop(m)) is not None:
+                    nhs[m] = member
         return self._describe(r, self.nl.links(), nhs), r.table
 
     def table_routes(self, table: int) -> list[InstalledRoute]:
