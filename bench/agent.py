@@ -1,8 +1,9 @@
 """Benchmark: `nosdn agent` on a 5,000-node cluster served by the `kmock` emulator and, with
 ``--api real``, by kube-apiserver on kine, the figures printed side by side (root).
 
-Each server gets a fresh network namespace made here (removed at the end): ``eth0`` holds
-10.20.0.1/16 so every peer is on-link, the API server listens on that namespace's loopback
+Each server gets a fresh network namespace made here, and a second one for the peers (both
+removed at the end; `make_namespace`): ``eth0`` holds 10.20.0.1/16 so every peer is on-link,
+the peers answer on their node and pod bridge addresses, the API server listens on that namespace's loopback
 (kube-apiserver with TLS and RBAC, `nosdn.lab.kubeapi`; the agent uses the admin's client
 certificate; the Nodes are created through the API), and the agent runs exactly as in
 production (``ip netns exec NS nosdn agent``). Kernel events are timed by a netlink socket of
@@ -29,12 +30,20 @@ Figures, each next to a baseline run side by side (the floor for that figure):
    agent's per-event code alone, in process (hot caches, no socket), and its watch reader over
    a socket pair where the same events have queued (many per read, as from a busy API server).
 4. peak RSS of the agent (VmHWM); baseline: a bare Python that imports the Kubernetes client.
+5. the datapath probes' cost: the agent's CPU over ``--probe-seconds`` (60) of a quiet cluster
+   with the default probes, beside a second agent started in its place with
+   ``--probe-interval 0`` over the same length; the probes sent per second and how many were
+   answered (every peer answers: ``NS-peers`` holds each peer's node and pod bridge address).
+
+Every agent runs with no resync and no watch restart inside a figure: each restart makes kmock
+replay all 5,000 Nodes (~0.2 s of the agent's CPU), which would land in whichever figure it
+fell in.
 
 Targets (issue 4): initial sync < 3 s, change p99 < 50 ms, < 20 ms CPU per 1,000 status-only
-events, RSS < 120 MB.
+events, RSS < 120 MB; (issue 16) the probes under 1% of one core.
 
     sudo .venv/bin/python bench/agent.py [--api kmock|real] [--nodes 5000] [--changes 100]
-                                         [--events 1000] [--pace 500]
+                                         [--events 1000] [--pace 500] [--probe-seconds 60]
 """
 
 from __future__ import annotations
@@ -86,7 +95,7 @@ def node_ip(i: int) -> str:
 def realistic_node(i: int) -> dict[str, Any]:
     """A Node shaped like a kubelet's (labels, conditions, capacity, images): ~3 KB of JSON."""
     name = f"node-{i}"
-    cidr = f"10.{64 + (i >> 8)}.{i & 255}.0/24"
+    cidr = f"10.{64 + (i >> 8)}.{i & 255}.0/24"  # its gateway: pod_gateway(i)
     conds = [
         {
             "type": t,
@@ -334,11 +343,22 @@ def metric(netns: str, name: str) -> float:
     return total
 
 
+def replayed_events(netns: str) -> float:
+    """ADDED events the agent's watch has seen (kmock's replay of the cluster)."""
+    return sum(
+        metric(netns, f'nosdn_node_events_total{{relevant="{r}",type="ADDED"}}')
+        for r in ("false", "true")
+    )
+
+
 class KmockApi:
     """The emulator seeded with the cluster, in the bench namespace (its loopback)."""
 
     name = "kmock"
     threads = 1  # kmock serves one request at a time; the loader sends one after another
+    #: kmock's watch first replays every Node as ADDED (tens of ms per 100 at 5,000): a change
+    #: sent before the replay is through waits behind it, and would be timed with it
+    replays = True
 
     def __init__(self, ns: str, work: Path, nodes: list[dict[str, Any]]) -> None:
         t = time.perf_counter()
@@ -376,6 +396,7 @@ class RealApi:
 
     name = "kube-apiserver"
     threads = 8  # the loader's connections: one kubelet's patch waits for its answer
+    replays = False  # the watch starts at the list's resourceVersion
 
     def __init__(self, ns: str, work: Path, nodes: list[dict[str, Any]]) -> None:
         from nosdn.lab.kubeapi import KubeApiServer, find_binaries
@@ -483,6 +504,36 @@ def heartbeat_time(k: int) -> str:
 
 
 @dataclass
+class ProbeCost:
+    """Figure 5: the agent's CPU over the same quiet period with the default probes and
+    without (a second agent, ``--probe-interval 0``), and the probes sent and answered."""
+
+    seconds: float
+    cpu_on: float
+    cpu_off: float
+    sent: float
+    answered: float
+
+    @property
+    def per_minute(self) -> float:
+        """CPU seconds a minute the probes cost."""
+        return (self.cpu_on - self.cpu_off) * 60 / self.seconds
+
+    @property
+    def core_share(self) -> float:
+        return self.per_minute / 60
+
+    def line(self) -> str:
+        return (
+            f"datapath probes (--probe-interval 10 --probe-batch 64), {self.seconds:.0f} s "
+            f"quiet each: agent CPU {ms(self.cpu_on * 60 / self.seconds)} a minute with them, "
+            f"{ms(self.cpu_off * 60 / self.seconds)} without: {ms(self.per_minute)} a minute, "
+            f"{self.core_share:.2%} of one core (target < 1%); {self.sent / self.seconds:.1f} "
+            f"probes/s, {self.answered:.0f} of {self.sent:.0f} answered"
+        )
+
+
+@dataclass
 class Figures:
     """One agent run against one API server."""
 
@@ -502,6 +553,7 @@ class Figures:
     pace: float
     rss: float
     lost: int
+    probes: ProbeCost | None
 
     @property
     def p50(self) -> float:
@@ -513,27 +565,59 @@ class Figures:
         return lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
 
 
-def make_namespace() -> str:
+def make_namespace(n: int, changes: int) -> str:
+    """The agent's namespace (node-0: ``eth0`` 10.20.0.1/16, its pod bridge ``cni0`` with
+    10.64.0.1/24 as on a node that has run a pod) and, over a veth, ``NS-peers``: every peer's
+    node address on the veth and its pod bridge address on the loopback, so each peer answers
+    ARP and the datapath probes (in the kernel) as a live cluster would."""
     ns = f"nosdn-bench-{secrets.token_hex(3)}"
+    peers = f"{ns}-peers"
     subprocess.run(["ip", "netns", "add", ns], check=True)
-    for cmd in (
+    subprocess.run(["ip", "netns", "add", peers], check=True)
+    here = [
         "link set lo up",
-        "link add eth0 type veth peer name peer0",
-        "link set peer0 up",
+        f"link add eth0 type veth peer name peer0 netns {peers}",
         "addr add 10.20.0.1/16 dev eth0",
         "link set eth0 up",
-    ):
-        subprocess.run(["ip", "-n", ns, *cmd.split()], check=True)
+        "link add cni0 type bridge",
+        "link set cni0 up",
+        "addr add 10.64.0.1/24 dev cni0",
+    ]
+    addresses = [node_ip(i) for i in range(1, n)] + [changed_ip(k) for k in range(changes)]
+    there = ["link set lo up", "link set peer0 up"]
+    there += [f"addr add {a}/{16 if k == 0 else 32} dev peer0" for k, a in enumerate(addresses)]
+    there += [f"addr add {pod_gateway(i)}/32 dev lo" for i in range(1, n)]
+    there += ["route add 10.64.0.0/24 via 10.20.0.1"]
+    try:
+        for netns, cmds in ((ns, here), (peers, there)):
+            subprocess.run(
+                ["ip", "-n", netns, "-batch", "-"], input="\n".join(cmds) + "\n", text=True,
+                check=True,
+            )  # fmt: skip
+    except BaseException:
+        remove_namespace(ns)
+        raise
     return ns
 
 
+def changed_ip(k: int) -> str:
+    """The address change number ``k`` (figure 2) moves its node to."""
+    return f"10.20.{200 + k // 250}.{k % 250 + 1}"
+
+
+def pod_gateway(i: int) -> str:
+    """Node ``i``'s pod bridge address: the first of its pod subnet (`realistic_node`)."""
+    return f"10.{64 + (i >> 8)}.{i & 255}.1"
+
+
 def remove_namespace(ns: str) -> None:
-    for pid in subprocess.run(
-        ["ip", "netns", "pids", ns], capture_output=True, text=True, check=False
-    ).stdout.split():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), 9)
-    subprocess.run(["ip", "netns", "del", ns], check=False)
+    for netns in (ns, f"{ns}-peers"):
+        for pid in subprocess.run(
+            ["ip", "netns", "pids", netns], capture_output=True, text=True, check=False
+        ).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), 9)
+        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
 
 
 def measure(ns: str, api: Api, work: Path, n: int, args: argparse.Namespace) -> Figures:
@@ -543,10 +627,7 @@ def measure(ns: str, api: Api, work: Path, n: int, args: argparse.Namespace) -> 
     try:
         # --- 1. start -> all routes ----------------------------------------------------
         t0 = time.perf_counter()
-        agent = api.agent(
-            ns, work, "--resync", "600", "--watch-timeout", "600", "--log-level", "info",
-            "--cluster-cidr", "10.64.0.0/11",
-        ).start()  # fmt: skip
+        agent = api.agent(ns, work, *AGENT_ARGS).start()
         while len(watch.routes) < n - 1:
             if not agent.running():
                 sys.exit(f"agent died:\n{agent.logs()[-3000:]}")
@@ -554,10 +635,7 @@ def measure(ns: str, api: Api, work: Path, n: int, args: argparse.Namespace) -> 
                 sys.exit(f"only {len(watch.routes)} routes after 120 s")
             time.sleep(0.005)
         sync_s = watch.last_route_at - t0
-        while agent.get("/readyz")[0] != 200:
-            time.sleep(0.05)
-        assert agent.proc is not None
-        pid = agent.proc.pid
+        pid = wait_ready(ns, api, agent, n)
 
         # --- 2. change -> kernel -------------------------------------------------------
         pass_s0 = metric(ns, "nosdn_reconcile_duration_seconds_sum")
@@ -567,7 +645,7 @@ def measure(ns: str, api: Api, work: Path, n: int, args: argparse.Namespace) -> 
         rtt: list[float] = []
         for k in range(args.changes):
             i = 1 + (k * 37) % (n - 1)
-            new = f"10.20.{200 + k // 250}.{k % 250 + 1}"
+            new = changed_ip(k)
             packed = socket.inet_aton(new)
             addresses = [
                 {"type": "InternalIP", "address": new},
@@ -642,14 +720,62 @@ def measure(ns: str, api: Api, work: Path, n: int, args: argparse.Namespace) -> 
 
         # --- 4. RSS ----------------------------------------------------------------------
         rss = peak_rss_mb(pid)
+
+        # --- 5. the datapath probes' cost: this agent, then one without probes ---------
+        probes = None
+        if args.probe_seconds > 0:
+            on = quiet_period(ns, pid, args.probe_seconds)
+            agent.stop()
+            agent = api.agent(ns, work, *AGENT_ARGS, "--probe-interval", "0").start()
+            time.sleep(PROBE_SETTLE)
+            off = quiet_period(ns, wait_ready(ns, api, agent, n), args.probe_seconds)
+            probes = ProbeCost(args.probe_seconds, on[0], off[0], on[1], on[2])
         return Figures(
             sync_s, lat, which, rtt, passes, pass_mean, cpu_events * 1000 / args.events,
             bare_1000, writes, c1 - c0, c2 - c1, idle_s, busy_s, pace[0], rss, watch.lost,
+            probes,
         )  # fmt: skip
     finally:
         if agent is not None:
             agent.stop()
         watch.close()
+
+
+#: The agent's flags in every run: no resync and no watch restart inside a figure (a watch
+#: is capped at 3/4 of --watch-deadline, and each restart makes kmock replay every Node).
+AGENT_ARGS = (
+    "--resync", "600", "--watch-timeout", "600", "--watch-deadline", "900", "--log-level", "info",
+    "--cluster-cidr", "10.64.0.0/11",
+)  # fmt: skip
+#: Before the second agent's quiet period: its start (the first pass, the replay) is over.
+PROBE_SETTLE = 5.0
+
+
+def wait_ready(ns: str, api: Api, agent: AgentProcess, n: int) -> int:
+    """Wait until the agent is ready and its watch is live; its pid."""
+    while agent.get("/readyz")[0] != 200:
+        if not agent.running():
+            sys.exit(f"agent died:\n{agent.logs()[-3000:]}")
+        time.sleep(0.05)
+    replayed = time.perf_counter() + 120
+    while api.replays and replayed_events(ns) < n:
+        if time.perf_counter() > replayed:
+            sys.exit("the agent's watch did not replay the cluster within 120 s")
+        time.sleep(0.1)
+    assert agent.proc is not None
+    return int(agent.proc.pid)
+
+
+def quiet_period(ns: str, pid: int, seconds: float) -> tuple[float, float, float]:
+    """The agent's CPU seconds over ``seconds`` with nothing changing in the cluster, and the
+    datapath probes it sent and got answered meanwhile."""
+    sent0 = metric(ns, "nosdn_probes_total")
+    answered0 = metric(ns, 'nosdn_probes_total{result="answered"}')
+    c0 = proc_cpu(pid)
+    time.sleep(seconds)
+    cpu = proc_cpu(pid) - c0
+    sent = metric(ns, "nosdn_probes_total") - sent0
+    return cpu, sent, metric(ns, 'nosdn_probes_total{result="answered"}') - answered0
 
 
 def in_process(nodes: list[dict[str, Any]], beats: list[int]) -> tuple[float, float, float, int]:
@@ -679,7 +805,7 @@ def kmock_run(
 ) -> tuple[Figures, float, float]:
     """The kmock run, with its baselines: (figures, nosdn apply s, ip route replace s)."""
     n = len(nodes)
-    ns = make_namespace()
+    ns = make_namespace(len(nodes), args.changes)
     api: KmockApi | None = None
     try:
         print(f"kmock: namespace {ns}")
@@ -719,7 +845,7 @@ def kmock_run(
 
 
 def real_run(args: argparse.Namespace, nodes: list[dict[str, Any]], work: Path) -> Figures:
-    ns = make_namespace()
+    ns = make_namespace(len(nodes), args.changes)
     api: RealApi | None = None
     try:
         print(f"kube-apiserver: namespace {ns}")
@@ -789,6 +915,8 @@ def details(fig: Figures) -> None:
         f"status-only updates sent at {fig.pace:.0f}/s; the agent had seen them all after "
         f"{fig.busy_s:.1f} s"
     )
+    if fig.probes is not None:
+        print(fig.probes.line())
     if fig.lost:
         print(f"note: the timing socket overflowed {fig.lost} time(s)")
 
@@ -807,6 +935,10 @@ def print_beside(kmock: Figures, real: Figures, pace: float) -> None:
         ("status-only updates sent per second", f"{kmock.pace:.0f}", f"{real.pace:.0f}",
          f"{pace:.0f} (5,000 kubelets)", real.pace >= 0.95 * pace),
     ]  # fmt: skip
+    if kmock.probes is not None and real.probes is not None:
+        on, real_on = kmock.probes.core_share, real.probes.core_share
+        rows.append(("datapath probes, share of one core", f"{on:.2%}", f"{real_on:.2%}", "< 1%",
+                     real_on < 0.01))  # fmt: skip
     for name, a, b, target, ok in rows:
         mark = "" if not target else ("ok" if ok else "MISSED")
         print(f"{name:44} {a:>12} {b:>15}  {target} {mark}")
@@ -849,6 +981,12 @@ def main() -> None:
         choices=["kmock", "real"],
         default="kmock",
         help="real: also run against kube-apiserver on kine, figures printed beside kmock's",
+    )
+    p.add_argument(
+        "--probe-seconds",
+        type=float,
+        default=60,
+        help="figure 5's quiet period, probes on and then off (0: skip the figure)",
     )
     p.add_argument(
         "--pace",

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from ipaddress import ip_address, ip_network
 
 import pytest
 
 from nosdn.agent.config import AgentConfig, ConfigError
 from nosdn.agent.metrics import AgentMetrics
-from nosdn.agent.probes import Pinger, Prober, _checksum, echo_request, parse_reply
+from nosdn.agent.probes import (
+    FIRST_LIST_POLL,
+    Pinger,
+    Prober,
+    _checksum,
+    echo_request,
+    parse_reply,
+)
 from nosdn.diagnose.checks_probes import check_probes
 from nosdn.diagnose.facts import Facts
 from nosdn.model import Node
@@ -136,3 +145,26 @@ def test_bad_probe_settings_are_refused(kw: dict[str, float], message: str) -> N
     with pytest.raises(ConfigError, match=re.escape(message)):
         AgentConfig(node_name="node1", **kw)  # type: ignore[arg-type]
     AgentConfig(node_name="node1", probe_interval=0, probe_timeout=6.0)  # off: no bound
+
+
+def test_the_first_interval_waits_for_the_first_list_of_nodes() -> None:
+    """The thread starts with the agent, before the list: probing an empty cluster there and
+    then sleeping a whole interval would leave a new agent blind for that interval."""
+    listed: list[NodeInfo] = []
+    pinged = threading.Event()
+
+    class Fake(Pinger):
+        def ping(self, pairs, timeout):  # type: ignore[no-untyped-def]
+            pinged.set()
+            return [0.001 for _ in pairs]
+
+    p = Prober(lambda: listed, "node1", AgentMetrics(), pinger=Fake(), interval=3600)
+    p.start()
+    try:
+        time.sleep(3 * FIRST_LIST_POLL)
+        assert not pinged.is_set()
+        listed.extend(nodes(3))
+        assert pinged.wait(10 * FIRST_LIST_POLL), "no probe after the list, one interval early"
+        assert p.report()["reachable"] == 2
+    finally:
+        p.stop()

@@ -243,6 +243,10 @@ class Pinger:
                         out[hit[0]] = now - hit[1]
 
 
+#: Seconds between two looks for the first list of nodes (`Prober._run`).
+FIRST_LIST_POLL = 0.2
+
+
 @dataclass
 class PeerState:
     target: Target
@@ -470,6 +474,11 @@ class Prober:
         self._thread.start()
 
     def _run(self) -> None:
+        # The first interval waits for the first list of nodes (the thread starts with the
+        # agent, before it): probing then, not up to one interval later, and building every
+        # target during the agent's start rather than in its first quiet minute.
+        while not self.nodes() and not self._stop.wait(FIRST_LIST_POLL):
+            pass
         while not self._stop.is_set():
             began = time.monotonic()
             try:
