@@ -131,3 +131,62 @@ def test_cloud_choices_are_the_clouds() -> None:
     from nosdn.cli._cloud import CLOUDS
 
     assert list(CLOUDS) == [c.value for c in Cloud]
+
+
+#: Run ``nosdn ARGV`` as its own process, saying whether the cyclic collector was turned off
+#: and whether the interpreter's teardown (atexit) ran.
+PROCESS_TRICKS = """
+import atexit, gc, sys
+real_disable = gc.disable
+def disable():
+    print("collector off", flush=True)
+    real_disable()
+gc.disable = disable
+atexit.register(lambda: print("teardown", flush=True))
+sys.argv = ["nosdn", *sys.argv[1:]]
+from nosdn.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "one_shot"),
+    [
+        (["version"], True),
+        (["routes", "-f", TWO, "--node", "node1", "-o", "json"], True),
+        (["lab", "--help"], False),
+        (["agent", "--help"], False),
+        (["controller", "--help"], False),
+        (["--help"], False),
+    ],
+)
+def test_only_one_shot_commands_turn_the_collector_off_and_skip_the_teardown(
+    argv: list[str], one_shot: bool
+) -> None:
+    """The daemons and the lab have threads and children to join and atexit handlers to run;
+    a one-shot command has neither, and its objects are freed by the kernel. The choice is the
+    command's (`Entry.one_shot`), not a guess from the command line."""
+    r = subprocess.run(
+        [sys.executable, "-c", PROCESS_TRICKS, *argv], capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    assert ("collector off" in r.stdout) is one_shot
+    assert ("teardown" in r.stdout) is not one_shot
+
+
+def test_a_caller_running_the_app_in_its_own_process_keeps_its_collector() -> None:
+    """A test's CliRunner (or any script calling `app`) is not the command's process."""
+    import gc
+
+    assert gc.isenabled()
+    result = CliRunner().invoke(app, ["version"])
+    assert result.exit_code == 0
+    assert gc.isenabled()
+
+
+def test_the_daemons_and_the_lab_are_the_only_commands_that_are_not_one_shot() -> None:
+    assert {name for name, e in COMMANDS.items() if not e.one_shot} == {
+        "agent",
+        "controller",
+        "lab",
+    }

@@ -9,7 +9,6 @@ working while the agent is restarted or upgraded.
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import logging
 import shutil
@@ -221,7 +220,6 @@ class Running:
 
 def run_agent(cfg: AgentConfig, settings: KubeSettings) -> None:
     """Run the agent in this thread until SIGTERM or SIGINT."""
-    gc.enable()  # the CLI turns it off for one-shot commands; a daemon needs it
     running = Running(cfg, KubeApi(settings))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

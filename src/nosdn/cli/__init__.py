@@ -29,6 +29,9 @@ class Entry(NamedTuple):
     attr: str
     #: One line for ``nosdn --help`` (the command's own help says the rest).
     help: str
+    #: A command that builds its objects, prints and ends (`_one_shot`): no cyclic garbage
+    #: collector, no teardown. Not for the daemons and the lab (threads, children, atexit).
+    one_shot: bool = False
 
 
 COMMANDS: dict[str, Entry] = {
@@ -36,43 +39,51 @@ COMMANDS: dict[str, Entry] = {
         "_inventory_cmds",
         "check",
         "Check an inventory and report every problem at once (exit 2 if any).",
+        one_shot=True,
     ),
     "allocate": Entry(
         "_inventory_cmds",
         "allocate_cmd",
         "Give every node without a pod subnet one per family from the cluster CIDRs.",
+        one_shot=True,
     ),
     "routes": Entry(
         "_inventory_cmds",
         "routes",
         "Print the routes one machine needs (no root: this only computes).",
+        one_shot=True,
     ),
     "render": Entry(
         "_render_cmds",
         "render_cmd",
         "Render the cluster's routes as a file you deploy: a script, systemd units, "
         "cloud-init, a router config, cloud CLI commands or a node's CNI config.",
+        one_shot=True,
     ),
     "plan": Entry(
         "_kernel_cmds",
         "plan",
         "Show what `apply` would change in this host's kernel table (read-only, no root needed).",
+        one_shot=True,
     ),
     "apply": Entry(
         "_kernel_cmds",
         "apply",
         "Make this host's kernel table hold exactly the routes it needs (root).",
+        one_shot=True,
     ),
     "status": Entry(
         "_kernel_cmds",
         "status",
         "Desired vs actual routes on this host: ok, missing, wrong, stale, conflict, shadowed, "
         "off-link. With --cluster: every node of the cluster, from the Kubernetes API.",
+        one_shot=True,
     ),
     "flush": Entry(
         "_kernel_cmds",
         "flush",
         "Remove every route and nexthop nosdn owns (its protocol number) from this host (root).",
+        one_shot=True,
     ),
     "agent": Entry(
         "_agent_cmds",
@@ -93,44 +104,52 @@ COMMANDS: dict[str, Entry] = {
         "manifests",
         "Print the objects that deploy the agent (ServiceAccount, RBAC, DaemonSet) as YAML: "
         "`nosdn manifests --cluster-cidr 10.244.0.0/16 | kubectl apply -f -`.",
+        one_shot=True,
     ),
     "install-cni": Entry(
         "_install_cmds",
         "install_cni",
         "Copy the CNI plugins the conflist uses into the host's CNI bin directory, atomically, "
         "only when missing or older there; never touches any other file.",
+        one_shot=True,
     ),
     "uninstall": Entry(
         "_install_cmds",
         "uninstall",
         "Remove nosdn's routes and nexthops (its protocol only), its CNI conflist and its "
         "nftables table from this node; nothing else.",
+        one_shot=True,
     ),
     "doctor": Entry(
         "_debug_cmds",
         "doctor",
         "Check this host for everything that silently breaks pod traffic (read-only).",
+        one_shot=True,
     ),
     "trace": Entry(
         "_debug_cmds",
         "trace",
         "Where a packet to IP goes from this host, and whether nosdn wants it so (read-only).",
+        one_shot=True,
     ),
     "graph": Entry(
         "_debug_cmds",
         "graph",
         "Draw the cluster: segments, nodes, addresses, pod subnets, the router, and which "
         "routes go where (host routes per segment, the router's table, service routes).",
+        one_shot=True,
     ),
     "version": Entry(
         "_meta_cmds",
         "version",
         "Print nosdn's version (and Python's, and the kernel's with -o json|yaml).",
+        one_shot=True,
     ),
     "completion": Entry(
         "_meta_cmds",
         "completion",
         "Print the shell completion script for SHELL (commands, options, choices).",
+        one_shot=True,
     ),
     "lab": Entry(
         "_lab_cmds",
@@ -183,7 +202,11 @@ class LazyGroup(click.Group):
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        return resolve_or_suggest(self, ctx, args)
+        name, cmd, rest = resolve_or_suggest(self, ctx, args)
+        entry = COMMANDS.get(name or "")
+        if entry is not None and entry.one_shot:
+            _one_shot()
+        return name, cmd, rest
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -223,10 +246,7 @@ def main() -> None:
     """Entry point: bad input anywhere becomes exit 2 with every problem listed."""
     from nosdn.problems import ProblemsError
 
-    # One-shot commands build a few hundred thousand small objects and exit: the cyclic GC
-    # only re-scans them (it doubled `nosdn check` on 50,000 nodes). Long-running commands
-    # (agent, controller) turn it back on.
-    gc.disable()
+    _PROCESS[0] = True
     try:
         app(complete_var="_NOSDN_COMPLETE")
     except ProblemsError as e:
@@ -261,17 +281,26 @@ def _print_error(message: str) -> None:
     err.print(message, markup=False)
 
 
-#: Commands that run for long, with threads or children of their own: they exit the usual
-#: way (joining threads, running atexit handlers).
-_USUAL_EXIT = {"agent", "controller", "lab"}
+#: [this process is the `nosdn` command (`main`), the command running is one-shot]: the
+#: process tricks below are for the command's own process only, never for a caller that
+#: runs `app` in its own (a test's CliRunner, a script).
+_PROCESS: list[bool] = [False, False]
+
+
+def _one_shot() -> None:
+    """A one-shot command builds a few hundred thousand small objects and exits: the cyclic
+    collector would only re-scan them (it doubled `nosdn check` on 50,000 nodes), and freeing
+    them one by one at exit is time spent on memory the kernel frees anyway (`_exit`)."""
+    if _PROCESS[0]:
+        gc.disable()
+        _PROCESS[1] = True
 
 
 def _exit(code: int) -> NoReturn:
-    """End a one-shot command without freeing its objects one by one: the interpreter's own
-    teardown of a 10,000-route apply takes ~10 ms, for memory the kernel frees anyway.
-    Output is flushed first; long-running commands exit the usual way."""
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    if command in _USUAL_EXIT:
+    """End a one-shot command without the interpreter's teardown (output flushed first);
+    every other command (the daemons, the lab, a usage error) exits the usual way, joining
+    threads and running atexit handlers."""
+    if not _PROCESS[1]:
         raise SystemExit(code)
     try:
         sys.stdout.flush()

@@ -9,6 +9,7 @@ only when it changed (``-o json``: one document per change), until Ctrl-C.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Mapping
@@ -152,6 +153,8 @@ def run_cluster_status(
             "status --cluster reads the Kubernetes API: give --kubeconfig FILE or --kube-server "
             "URL (or $KUBECONFIG), not an inventory"
         )
+    if watch:  # a one-shot command's collector is off (`Entry.one_shot`); this runs for hours
+        gc.enable()
     last: object = None
     try:
         while True:

@@ -17,7 +17,6 @@ would otherwise spend longer printing than the kernel spends installing them.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -158,9 +157,6 @@ def _run(
     shadows: bool = False,
     max_delete_share: float | None = None,
 ) -> tuple[PassResult, list[str], str, tuple[Shadow, ...]]:
-    # a one-shot command that allocates ~10 objects per route and frees nothing until exit:
-    # the cyclic collector would only rescan them, over and over (20% of a 10,000-route pass)
-    gc.disable()
     if node is not None and external:  # before reading any node
         fail("--node and --external exclude each other: a host is either a node or not")
     cluster = load_source(source)

@@ -13,7 +13,6 @@ way out.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -202,7 +201,6 @@ def run_controller(
 ) -> None:
     """Run one replica in this thread until SIGTERM or SIGINT (``provider``: default, the one
     ``cfg.cloud`` describes)."""
-    gc.enable()  # the CLI turns it off for one-shot commands; a daemon needs it
     running = Running(cfg, KubeApi(settings), KubeApi(lease_settings(settings, cfg)), provider)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
