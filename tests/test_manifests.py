@@ -157,3 +157,38 @@ def test_dashboard_is_a_configmap_the_grafana_sidecar_loads() -> None:
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     text = resources.files("nosdn").joinpath("data/nosdn-dashboard.json").read_text()
     assert cm["data"] == {"nosdn-dashboard.json": text}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image", "bad image!"], "--image 'bad image!': not a container image reference"),
+        (["--image", "x/y:z\nkind: Secret"], "not a container image reference"),
+        (["--namespace", "Kube_System"], "--namespace 'Kube_System': not a Kubernetes namespace"),
+        (["--uninstall", "--image", "a b"], "--image 'a b': not a container image reference"),
+        (["--uninstall", "--monitoring"], "--uninstall prints a one-shot cleanup"),
+        (["--uninstall", "--dashboard"], "leave out --dashboard"),
+    ],
+)
+def test_what_would_not_be_valid_yaml_for_kubernetes_is_refused(
+    args: list[str], message: str
+) -> None:
+    """The image and the namespace go into YAML that kubectl applies as written: a space or a
+    newline there would be a broken or another object. Refused, with exit 2 and no output."""
+    r = subprocess.run(
+        [sys.executable, "-m", "nosdn", "manifests", *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout
+    assert message in r.stderr
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["ghcr.io/nosdn/nosdn:0.1.0", "localhost:5000/nosdn", "nosdn", f"nosdn@sha256:{'ab' * 32}"],
+)
+def test_image_references_kubernetes_takes_are_taken(image: str) -> None:
+    from nosdn.names import install_names_problem
+
+    assert install_names_problem(image, "kube-system") is None

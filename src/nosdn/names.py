@@ -100,3 +100,34 @@ RESERVED_PROTOCOLS: dict[int, str] = {
     189: "rip",
     192: "eigrp",
 }
+
+
+#: A Kubernetes namespace (or any DNS-1123 label): what ``metadata.namespace`` accepts.
+DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
+#: A container image reference, as the distribution spec's grammar has it:
+#: ``[host[:port]/]path[:tag][@algorithm:hex]``, path components lowercase.
+_DOMAIN_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_IMAGE_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_PATH = rf"{_PATH_PART}(?:/{_PATH_PART})*"
+IMAGE_REFERENCE = re.compile(
+    rf"^(?:{_IMAGE_DOMAIN}/)?{_IMAGE_PATH}(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
+)
+
+
+def install_names_problem(image: str, namespace: str) -> str | None:
+    """What is wrong with the image and namespace the manifests would carry, if anything:
+    both go into YAML that ``kubectl apply`` reads, so each must be what Kubernetes accepts
+    (a space or a newline there would be another field)."""
+    if len(image) > 255 or not IMAGE_REFERENCE.fullmatch(image):
+        return (
+            f"--image {image!r}: not a container image reference; give "
+            "[REGISTRY/]NAME[:TAG][@sha256:DIGEST], e.g. ghcr.io/nosdn/nosdn:0.1.0"
+        )
+    if not DNS_LABEL.fullmatch(namespace):
+        return (
+            f"--namespace {namespace!r}: not a Kubernetes namespace name; use lowercase "
+            "letters, digits and '-', at most 63, starting and ending with a letter or digit"
+        )
+    return None

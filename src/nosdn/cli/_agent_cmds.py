@@ -504,7 +504,11 @@ def manifests(
     --dashboard: the Grafana dashboard as a ConfigMap the Grafana sidecar loads."""
     from nosdn.agent.manifests import DEFAULT_IMAGE
     from nosdn.agent.manifests import manifests as agent_objects
+    from nosdn.names import install_names_problem
 
+    problem = install_names_problem(image or DEFAULT_IMAGE, namespace)
+    if problem is not None:
+        fail(problem)
     ctx = click.get_current_context()
     controller_only = [
         p.name
@@ -517,6 +521,13 @@ def manifests(
         if uninstall:
             if controller:
                 fail("--uninstall cleans the agent's nodes; it does not go with --controller")
+            if monitoring or dashboard:
+                fail(
+                    f"--uninstall prints a one-shot cleanup, nothing to scrape: leave out "
+                    f"{'--monitoring' if monitoring else '--dashboard'} (to remove the "
+                    "monitoring objects: nosdn manifests --monitoring --dashboard | kubectl "
+                    "delete -f -)"
+                )
             from nosdn.agent.uninstall_manifests import uninstall_manifests
 
             docs = uninstall_manifests(image=image or DEFAULT_IMAGE, namespace=namespace)
