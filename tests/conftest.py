@@ -9,6 +9,10 @@ when the test fails. Nothing is ever added to the machine's own (default) namesp
 - ``netns``: a factory fixture; ``netns()`` returns the name of a fresh namespace with ``lo``
   up, ``netns("lab")`` uses a readable prefix. All are removed after the test.
 - ``ip(ns, *args)``: run ``ip -n NS ...`` and return its stdout (raises on failure).
+- ``lab_name``: a unique lab name (the test module's ``LAB_PREFIX`` and a random suffix, state
+  kept under tmp_path) whose lab is brought down afterwards, no namespace of it left;
+  ``lab_namespaces(name)`` lists a lab's namespaces, ``this_machines_network()`` is the
+  test runner's own network, to compare before and after.
 """
 
 from __future__ import annotations
@@ -113,3 +117,39 @@ def kapi(kube_api: Any) -> Any:
     kube_api.delete_all_nodes()
     kube_api.call("DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases")
     return kube_api
+
+
+def lab_namespaces(name: str) -> list[str]:
+    """Every namespace of lab ``name`` (its nodes, pods, switch, router, external host)."""
+    from nosdn.lab import netns as ns
+
+    return [n for n in ns.list_netns() if n.startswith(f"{name}.")]
+
+
+def this_machines_network() -> str:
+    """Links, addresses and every route of the namespace the tests run in."""
+    from nosdn.lab import netns as ns
+
+    show = [
+        ["link"],
+        ["addr"],
+        ["route", "show", "table", "all"],
+        ["-6", "route", "show", "table", "all"],
+    ]
+    return "".join(ns.run(["ip", "-o", *args]).stdout for args in show)
+
+
+@pytest.fixture
+def lab_name(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A unique lab name whose lab (and state, kept under tmp_path) is gone afterwards."""
+    from nosdn.lab import down
+
+    name = f"{getattr(request.module, 'LAB_PREFIX', 't')}-{secrets.token_hex(3)}"
+    monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))
+    try:
+        yield name
+    finally:
+        down(name)
+        assert lab_namespaces(name) == []

@@ -7,57 +7,30 @@ to this machine's own namespace (the lab never does that), so no packet leaves t
 from __future__ import annotations
 
 import json
-import secrets
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import requires_root
+from conftest import lab_namespaces, requires_root, this_machines_network
 from nosdn.lab import Lab, LabError, LabSpec, apply_routes, check, down, open_lab, up
 from nosdn.lab import netns as ns
 from nosdn.lab.cni import CniError
 from nosdn.lab.topology import LabNames
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
+#: Labs made here are named LAB_PREFIX-xxxxxx (the `lab_name` fixture).
+LAB_PREFIX = "t"
 
 
 def nosdn(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nosdn", *args], capture_output=True, text=True, check=False
     )
-
-
-def lab_namespaces(name: str) -> list[str]:
-    return [n for n in ns.list_netns() if n.startswith(f"{name}.")]
-
-
-@pytest.fixture
-def lab_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A unique lab name whose lab (and state, kept under tmp_path) is gone afterwards."""
-    name = f"t-{secrets.token_hex(3)}"
-    monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))
-    try:
-        yield name
-    finally:
-        down(name)
-        assert lab_namespaces(name) == []
-
-
-def this_machines_network() -> str:
-    """Links, addresses and every route of the namespace the tests run in."""
-    show = [
-        ["link"],
-        ["addr"],
-        ["route", "show", "table", "all"],
-        ["-6", "route", "show", "table", "all"],
-    ]
-    return "".join(ns.run(["ip", "-o", *args]).stdout for args in show)
 
 
 def failed_pairs(result_json: dict[str, object]) -> set[tuple[str, str, int]]:

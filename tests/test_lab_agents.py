@@ -14,21 +14,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent_env import nosdn_routes
-from conftest import requires_root
-from nosdn.lab import down
+from conftest import lab_namespaces, requires_root
 from nosdn.lab import netns as ns
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
+#: Labs made here are named LAB_PREFIX-xxxxxx (the `lab_name` fixture).
+LAB_PREFIX = "g"
 
 
 def nosdn(*args: str) -> subprocess.CompletedProcess[str]:
@@ -45,10 +44,6 @@ def ok(*args: str) -> str:
     r = nosdn(*args)
     assert r.returncode == 0, f"nosdn {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
     return r.stdout
-
-
-def lab_namespaces(name: str) -> list[str]:
-    return [n for n in ns.list_netns() if n.startswith(f"{name}.")]
 
 
 def lab_processes(name: str) -> dict[int, str]:
@@ -70,17 +65,6 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-@pytest.fixture
-def lab_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    name = f"g-{secrets.token_hex(3)}"
-    monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))
-    try:
-        yield name
-    finally:
-        down(name)
-        assert lab_namespaces(name) == []
 
 
 @pytest.fixture(scope="module")

@@ -21,36 +21,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from conftest import requires_root
 from nosdn.lab import cluster as live
-from nosdn.lab import down, open_lab
-from nosdn.lab import netns as ns
+from nosdn.lab import open_lab
 from test_lab_agents import (
     kube_bins,  # noqa: F401 - the fixture, asked for by name
     ok,  # the CLI as a person runs it, failing with its output
 )
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
-
-
-@pytest.fixture
-def lab_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    name = f"b-{secrets.token_hex(3)}"
-    monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))
-    try:
-        yield name
-    finally:
-        down(name)
-        assert [n for n in ns.list_netns() if n.startswith(f"{name}.")] == []
+#: Labs made here are named LAB_PREFIX-xxxxxx (the `lab_name` fixture).
+LAB_PREFIX = "b"
 
 
 def router_routes(lab: str) -> set[str]:

@@ -9,52 +9,27 @@ teardown, routing daemon included; nothing is attached to this machine's own nam
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import requires_root
+from conftest import lab_namespaces, requires_root, this_machines_network
 from nosdn.lab import LabSpec, apply_routes, check, down, open_lab, up
 from nosdn.lab import netns as ns
 from nosdn.lab.router import FRR_ROOT, wanted_routes
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
+#: Labs made here are named LAB_PREFIX-xxxxxx (the `lab_name` fixture).
+LAB_PREFIX = "r"
 
 
 def nosdn(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nosdn", *args], capture_output=True, text=True, check=False
     )
-
-
-def lab_namespaces(name: str) -> list[str]:
-    return [n for n in ns.list_netns() if n.startswith(f"{name}.")]
-
-
-def this_machines_network() -> str:
-    show = [
-        ["link"],
-        ["addr"],
-        ["route", "show", "table", "all"],
-        ["-6", "route", "show", "table", "all"],
-    ]
-    return "".join(ns.run(["ip", "-o", *args]).stdout for args in show)
-
-
-@pytest.fixture
-def lab_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    name = f"r-{secrets.token_hex(3)}"
-    monkeypatch.setenv("NOSDN_LAB_DIR", str(tmp_path / "labs"))
-    try:
-        yield name
-    finally:
-        down(name)
-        assert lab_namespaces(name) == []
 
 
 def routes(netns: str, *args: str) -> set[tuple[str, str]]:
