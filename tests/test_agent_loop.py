@@ -20,14 +20,15 @@ import pytest
 
 from agent_env import node_object
 from nosdn.agent.allocator import Allocator
-from nosdn.agent.condition import ConditionSetter, Wish
-from nosdn.agent.config import AgentConfig, ConfigError
+from nosdn.agent.config import AgentConfig
 from nosdn.agent.egress import render
-from nosdn.agent.events import EventRecorder
-from nosdn.agent.logs import JsonFormatter
 from nosdn.agent.loop import Agent, Nudger
 from nosdn.agent.monitor import classify, invalidates_lookups
 from nosdn.backends.fake import FakeBackend
+from nosdn.daemon.condition import ConditionSetter, Wish
+from nosdn.daemon.config import ConfigError
+from nosdn.daemon.events import EventRecorder
+from nosdn.daemon.logs import JsonFormatter
 from nosdn.model import InstalledRoute
 from nosdn.sources.cache import NodeCache
 

@@ -20,8 +20,8 @@ import yaml
 
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.monitoring import alert_rules
-from nosdn.agent.server import HealthServer
 from nosdn.controller.metrics import ControllerMetrics
+from nosdn.daemon.server import HealthServer
 
 HERE = Path(__file__).parent
 CASES = HERE / "promtool" / "nosdn-alerts.test.yaml"

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from agent_env import Emulator, node_object
-from nosdn.agent.condition import CONDITION, REASON_UP
-from nosdn.agent.events import COMPONENT, event_body
+from nosdn.daemon.condition import CONDITION, REASON_UP
+from nosdn.daemon.events import COMPONENT, event_body
 from nosdn.sources import clusterstatus
 from test_cli_kube import CLEAN, free_port, kubeconfig
 

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 
 from agent_env import node_object
-from nosdn.agent.condition import NodeConditions, Wish
-from nosdn.agent.config import ConfigError
-from nosdn.agent.events import EventRecorder
 from nosdn.backends.base import ApplyResult
 from nosdn.backends.cloud import Cloud, CloudError, CloudOptions, CloudTable
 from nosdn.backends.fake import FakeBackend
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.loop import Controller
 from nosdn.controller.view import cluster_view
+from nosdn.daemon.condition import NodeConditions, Wish
+from nosdn.daemon.config import ConfigError
+from nosdn.daemon.events import EventRecorder
 from nosdn.model import Cluster, Diff, InstalledRoute
 from nosdn.problems import Problem
 from nosdn.sources.cache import NodeCache

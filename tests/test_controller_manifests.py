@@ -14,9 +14,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from nosdn.agent.manifests import controller_manifests
 from nosdn.backends.cloud import Cloud, CloudOptions
 from nosdn.cli import app
+from nosdn.controller.manifests import controller_manifests
 
 K8S_VERSION = "1.30.0"
 CIDR = (ip_network("10.244.0.0/16"),)

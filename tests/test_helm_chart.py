@@ -405,7 +405,7 @@ def test_helm_lint_passes(helm: str, sets: list[str]) -> None:
 
 
 def test_chart_defaults_are_the_commands_defaults() -> None:
-    from nosdn.agent.manifests import DEFAULT_IMAGE
+    from nosdn.daemon.deploy import DEFAULT_IMAGE
 
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["image"] == DEFAULT_IMAGE

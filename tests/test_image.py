@@ -31,8 +31,9 @@ import pytest
 
 from conftest import requires_root
 from nosdn.agent.installcni import PLUGINS
-from nosdn.agent.manifests import controller_manifests, manifests
+from nosdn.agent.manifests import manifests
 from nosdn.backends.cloud import Cloud, CloudOptions
+from nosdn.controller.manifests import controller_manifests
 
 pytestmark = [pytest.mark.root, requires_root]
 

@@ -9,7 +9,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from nosdn.agent.config import AgentConfig, ConfigError
+from nosdn.agent.config import AgentConfig
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.probes import (
     FIRST_LIST_POLL,
@@ -19,6 +19,7 @@ from nosdn.agent.probes import (
     echo_request,
     parse_reply,
 )
+from nosdn.daemon.config import ConfigError
 from nosdn.diagnose.checks_probes import check_probes
 from nosdn.diagnose.facts import Facts
 from nosdn.model import Node

@@ -174,8 +174,8 @@ def test_every_command_fails_in_one_clear_line_when_the_server_cannot_be_used(
 def test_status_cluster_from_the_real_server(node: Node) -> None:
     """``status --cluster`` reads the conditions the agents write (through the status
     subresource, as they do) and the Events they post, from kube-apiserver itself."""
-    from nosdn.agent.condition import CONDITION, REASON_NO_PEER, REASON_UP
-    from nosdn.agent.events import event_body
+    from nosdn.daemon.condition import CONDITION, REASON_NO_PEER, REASON_UP
+    from nosdn.daemon.events import event_body
 
     api = node.api
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
 
-from nosdn.agent.safety import DeletionGuard, held_message, release_hint
+from nosdn.daemon.safety import DeletionGuard, held_message, release_hint
 from nosdn.model import Diff, InstalledRoute
 
 

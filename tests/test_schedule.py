@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from nosdn.agent.schedule import Nudger, run_passes
+from nosdn.daemon.schedule import Nudger, run_passes
 
 
 def test_failed_pass_is_retried_without_a_nudge_and_nudges_coalesce() -> None:

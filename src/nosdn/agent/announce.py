@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nosdn.agent.bgp import BgpConfigError, BgpOptions, bird_config, node_overrides
-from nosdn.agent.events import EventRecorder
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.backends.bird import BirdError, BirdSupervisor
 from nosdn.backends.birdc import Session
+from nosdn.daemon.events import EventRecorder
 from nosdn.model import BgpPeer, Node
 from nosdn.render._base import RenderError, Secret
 from nosdn.render.bgp import read_password

@@ -10,22 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nosdn.agent.bgp import BgpOptions
-from nosdn.agent.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.backends.bird import DEFAULT_DIR as BIRD_DIR
+from nosdn.daemon.config import ConfigError, check_metrics_address, metrics_host_port
+from nosdn.daemon.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.model import DEFAULT_PROTOCOL, IPNetwork
 from nosdn.render.cni import CONFLIST_PATH
 from nosdn.sources.nodes import AddressPolicy
 from nosdn.sources.reflector import DEFAULT_WATCH_DEADLINE
 
 DEFAULT_METRICS_PORT = 9712
-#: The cloud route controller's (`nosdn.controller`): beside the agent's, as both may run in
-#: the host network of one node; here so the manifests and the controller agree.
-CONTROLLER_METRICS_PORT = 9713
-CONTROLLER_LEASE = "nosdn-controller"
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,23 +120,3 @@ class AgentConfig:
     @property
     def metrics_host_port(self) -> tuple[str, int] | None:
         return metrics_host_port(self.metrics_address)
-
-
-def check_metrics_address(address: str | None, default_port: int) -> None:
-    """Refuse a ``--metrics-address`` that is not HOST:PORT (None or '' turn the server off)."""
-    if address is None:
-        return
-    _host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(
-            f"--metrics-address {address!r}: use HOST:PORT, "
-            f"e.g. 0.0.0.0:{default_port} (or --metrics-address '' to disable)"
-        )
-
-
-def metrics_host_port(address: str | None) -> tuple[str, int] | None:
-    """Where the metrics server listens, from a checked ``--metrics-address`` (None: off)."""
-    if not address:
-        return None
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)

@@ -19,7 +19,7 @@ Safety rules live here, in order of the damage they prevent:
   node whose every peer was refused (by the checks, off-link, a conflict) is not ready with
   0 routes; a single-node cluster is;
 - removals over a share of our routes within a short window are held, and go only after a hold
-  time and a fresh list, or when an operator releases them (`nosdn.agent.safety`);
+  time and a fresh list, or when an operator releases them (`nosdn.daemon.safety`);
 - on stop, nothing is removed.
 
 After the routes, the pass does this node's own chores: CNI conflist, IP forwarding, egress
@@ -37,7 +37,13 @@ from dataclasses import dataclass, field
 
 from nosdn.agent.announce import Announcer
 from nosdn.agent.cni import interface_mtu, interface_of, write_if_changed
-from nosdn.agent.condition import (
+from nosdn.agent.config import AgentConfig
+from nosdn.agent.egress import Egress, EgressError, render
+from nosdn.agent.forwarding import ensure_forwarding
+from nosdn.agent.metrics import AgentMetrics
+from nosdn.agent.view import ClusterView, Views
+from nosdn.backends.base import Backend
+from nosdn.daemon.condition import (
     REASON_ERRORS,
     REASON_NO_ADDRESS,
     REASON_NO_BGP,
@@ -47,21 +53,15 @@ from nosdn.agent.condition import (
     ConditionSetter,
     Wish,
 )
-from nosdn.agent.config import AgentConfig
-from nosdn.agent.egress import Egress, EgressError, render
-from nosdn.agent.events import EventRecorder, Involved
-from nosdn.agent.forwarding import ensure_forwarding
-from nosdn.agent.metrics import AgentMetrics
-from nosdn.agent.safety import (
+from nosdn.daemon.events import EventRecorder, Involved
+from nosdn.daemon.safety import (
     DeletionGuard,
     GuardedBackend,
     held_message,
     release_hint,
     release_token,
 )
-from nosdn.agent.schedule import Nudger, run_passes
-from nosdn.agent.view import ClusterView, Views
-from nosdn.backends.base import Backend
+from nosdn.daemon.schedule import Nudger, run_passes
 from nosdn.model import Cluster, IPAddress, IPNetwork, Node, Target
 from nosdn.problems import Problem
 from nosdn.reconcile import AdjacencyCheck, PassResult, reconcile_once

@@ -18,17 +18,17 @@ from collections.abc import Callable
 from types import FrameType
 
 from nosdn.agent.announce import Announcer
-from nosdn.agent.condition import ConditionSetter
 from nosdn.agent.config import AgentConfig
 from nosdn.agent.egress import Egress
-from nosdn.agent.events import EventRecorder
 from nosdn.agent.loop import Agent
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.agent.monitor import NetlinkMonitor
 from nosdn.agent.probes import Pinger, Prober, RouteUsed, ensure_bridge, kernel_diagnosis
-from nosdn.agent.server import HealthServer
 from nosdn.backends.bird import BirdSupervisor
 from nosdn.backends.kernel import KernelBackend
+from nosdn.daemon.condition import ConditionSetter
+from nosdn.daemon.events import EventRecorder
+from nosdn.daemon.server import HealthServer
 from nosdn.model import IPAddress
 from nosdn.sources.cache import NodeCache
 from nosdn.sources.kubernetes import KubeApi, KubeSettings

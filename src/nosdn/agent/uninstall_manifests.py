@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from nosdn.agent.config import DEFAULT_METRICS_PORT
-from nosdn.agent.manifests import CNI_DIR, DEFAULT_IMAGE, non_root
+from nosdn.agent.manifests import CNI_DIR
+from nosdn.daemon.deploy import DEFAULT_IMAGE, non_root
 
 UNINSTALL_APP = "nosdn-uninstall"
 #: The agent's conflist as the DaemonSet's agent writes it (its --cni-conf default).

@@ -334,8 +334,9 @@ def agent(
 ) -> None:
     """Run the node agent: keep this node's routes, CNI config and egress rules equal to the
     cluster's Node objects, repair what others break, never flush. Runs until SIGTERM."""
-    from nosdn.agent.config import AgentConfig, ConfigError
-    from nosdn.agent.logs import setup_logging
+    from nosdn.agent.config import AgentConfig
+    from nosdn.daemon.config import ConfigError
+    from nosdn.daemon.logs import setup_logging
     from nosdn.sources.errors import ApiError
     from nosdn.sources.kubernetes import KubeSettings
 
@@ -502,8 +503,8 @@ def manifests(
     With --monitoring: prometheus.io/* scrape annotations on the pods, a PodMonitor and the
     alert rules as a PrometheusRule (prometheus-operator's monitoring.coreos.com/v1). With
     --dashboard: the Grafana dashboard as a ConfigMap the Grafana sidecar loads."""
-    from nosdn.agent.manifests import DEFAULT_IMAGE
     from nosdn.agent.manifests import manifests as agent_objects
+    from nosdn.daemon.deploy import DEFAULT_IMAGE
     from nosdn.names import install_names_problem
 
     problem = install_names_problem(image or DEFAULT_IMAGE, namespace)
@@ -581,8 +582,8 @@ def manifests(
 
         docs = [*docs, dashboard_configmap(namespace)]
     if controller and cloud is not None:
-        from nosdn.agent.manifests import cloud_access_note
         from nosdn.backends.cloud import Cloud
+        from nosdn.controller.manifests import cloud_access_note
 
         sys.stdout.write("".join(f"# {line}\n" for line in cloud_access_note(Cloud(cloud))))
     sys.stdout.write(_yaml_docs(docs))
@@ -607,8 +608,8 @@ def _yaml_docs(docs: list[dict[str, Any]]) -> str:
 def _controller_objects(cloud: str, **kw: Any) -> list[dict[str, Any]]:
     """The controller's objects; refuses cloud options the other cloud's controller would
     refuse at start (`nosdn.backends.cloud.build_provider` checks the rest when it runs)."""
-    from nosdn.agent.manifests import controller_manifests
     from nosdn.backends.cloud import Cloud, CloudOptions
+    from nosdn.controller.manifests import controller_manifests
 
     opts = CloudOptions(
         Cloud(cloud),

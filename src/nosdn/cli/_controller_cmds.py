@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nosdn.agent.config import CONTROLLER_LEASE, CONTROLLER_METRICS_PORT
 from nosdn.cli._agent_cmds import ROUTING, api_options, routing_options, serving_options
 from nosdn.cli._cloud import _cloud_params
 from nosdn.cli._common import EXIT_FAILURE, address_policy, command, fail, nets, option
+from nosdn.controller.config import DEFAULT_LEASE, DEFAULT_METRICS_PORT
 
 LEASE = "Leader election (one replica writes)"
 
@@ -37,7 +37,7 @@ LEASE = "Leader election (one replica writes)"
     panel=ROUTING,
 )
 @option("--lease-namespace", default="kube-system", panel=LEASE)
-@option("--lease-name", default=CONTROLLER_LEASE, panel=LEASE)
+@option("--lease-name", default=DEFAULT_LEASE, panel=LEASE)
 @option(
     "--identity",
     default="",
@@ -63,16 +63,16 @@ LEASE = "Leader election (one replica writes)"
     help="Seconds between tries to acquire or renew.",
     panel=LEASE,
 )
-@serving_options(CONTROLLER_METRICS_PORT)
+@serving_options(DEFAULT_METRICS_PORT)
 def controller(**kw: Any) -> None:
     """Run the cloud route controller: keep the VPC route table(s) holding every node's pod
     subnet routed to its instance, from the cluster's Node objects (spec.podCIDRs,
     spec.providerID), and set NetworkUnavailable=False (RouteCreated) on the nodes whose routes
     exist. One replica leads (a Lease); the others wait warm. Runs until SIGTERM."""
-    from nosdn.agent.config import ConfigError
-    from nosdn.agent.logs import setup_logging
     from nosdn.backends.cloud import Cloud, CloudError, CloudOptions, build_provider
     from nosdn.controller.config import ControllerConfig
+    from nosdn.daemon.config import ConfigError
+    from nosdn.daemon.logs import setup_logging
     from nosdn.sources.errors import ApiError
     from nosdn.sources.kubernetes import KubeSettings
 

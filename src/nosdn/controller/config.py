@@ -10,21 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nosdn.agent.config import (
-    CONTROLLER_LEASE,
-    CONTROLLER_METRICS_PORT,
-    ConfigError,
-    check_metrics_address,
-    metrics_host_port,
-)
-from nosdn.agent.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.backends.cloud import CloudOptions
+from nosdn.daemon.config import ConfigError, check_metrics_address, metrics_host_port
+from nosdn.daemon.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.model import IPNetwork
 from nosdn.sources.nodes import AddressPolicy
 from nosdn.sources.reflector import DEFAULT_WATCH_DEADLINE
 
-DEFAULT_METRICS_PORT = CONTROLLER_METRICS_PORT
-DEFAULT_LEASE = CONTROLLER_LEASE
+#: Beside the agent's 9712, as both may run in the host network of one node.
+DEFAULT_METRICS_PORT = 9713
+DEFAULT_LEASE = "nosdn-controller"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +35,7 @@ class ControllerConfig:
     addresses: AddressPolicy = field(default_factory=AddressPolicy)
     #: Full pass at least this often (seconds): one describe per table each time.
     resync: float = 30.0
-    #: The deletion guard, per table (`nosdn.agent.safety`).
+    #: The deletion guard, per table (`nosdn.daemon.safety`).
     max_delete_share: float = 0.5
     deletion_hold: float = DEFAULT_HOLD
     deletion_window: float = DEFAULT_WINDOW

@@ -8,7 +8,7 @@ checks:
   written (not only when the pass starts: reading the tables and instances takes API calls, and
   a Lease can be lost meanwhile). A replica that no longer holds its Lease raises `NotLeadingError`
   and writes nothing more; the pass is dropped.
-- **the deletion guard** of the agent (`nosdn.agent.safety.DeletionGuard`), one per table:
+- **the deletion guard** of the agent (`nosdn.daemon.safety.DeletionGuard`), one per table:
   removals beyond a share of the routes nosdn owns in a table within a window are held, until
   the hold time is over and a fresh node list still wants them, or an operator releases them.
   One guard per table, because a guard's state is reset by a pass with no removals, and a
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nosdn.agent.safety import DeletionGuard
 from nosdn.backends.base import ApplyResult
 from nosdn.backends.cloud import CloudProvider, CloudTable
+from nosdn.daemon.safety import DeletionGuard
 from nosdn.model import Cluster, Diff, InstalledRoute
 from nosdn.problems import Problem
 

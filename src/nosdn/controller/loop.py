@@ -16,7 +16,7 @@ scratch), and a failed pass is retried with backoff. What differs, and why:
   stale view of a whole cluster is worth less than one of a single node, so it waits.
 - **Nothing before the first complete list; never a mass deletion on the node list's word
   alone** (the agent's deletion guard, per table: held for a while, then confirmed by a fresh
-  list, or released at once by the `nosdn.agent.safety.RELEASE_ANNOTATION` on the Lease).
+  list, or released at once by the `nosdn.daemon.safety.RELEASE_ANNOTATION` on the Lease).
 - After each pass the leader sets ``NetworkUnavailable`` on every node whose state the pass
   established (`nosdn.controller.view.Verdicts`: only the nodes a pass names are judged
   again): ``False``/``RouteCreated`` once its routes exist, ``True`` with the reason when
@@ -33,16 +33,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nosdn.agent.condition import NodeConditions, Wish
-from nosdn.agent.events import EventRecorder, Involved
-from nosdn.agent.safety import DeletionGuard, held_message, release_hint
-from nosdn.agent.schedule import Nudger, run_passes
 from nosdn.backends.cloud import CloudError, CloudPass, CloudProvider, sync
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.gate import GatedProvider, NotLeadingError
 from nosdn.controller.liveview import LiveView
 from nosdn.controller.metrics import ControllerMetrics
 from nosdn.controller.view import REASON_INVALID, ClusterView, Verdicts
+from nosdn.daemon.condition import NodeConditions, Wish
+from nosdn.daemon.events import EventRecorder, Involved
+from nosdn.daemon.safety import DeletionGuard, held_message, release_hint
+from nosdn.daemon.schedule import Nudger, run_passes
 from nosdn.problems import ProblemsError
 from nosdn.sources.cache import NodeCache, Snapshot
 

@@ -1,6 +1,6 @@
 """The controller's Prometheus metrics: the agent's shared series plus the cloud's own.
 
-Shared with the agent (`nosdn.agent.metrics.RouteMetrics`): routes desired and programmed,
+Shared with the agent (`nosdn.daemon.metrics.RouteMetrics`): routes desired and programmed,
 conflicts, writes, passes, node events, the deletion guard, the API connection. Added here:
 who leads, what the cloud API was asked (``nosdn_cloud_api_calls_total{op}``, retries as
 ``retry:<op>``: the rate-limit budget is what runs out first in a big VPC), how often a plan was
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from nosdn.agent.metrics import RouteMetrics
+from nosdn.daemon.metrics import RouteMetrics
 
 
 class ControllerMetrics(RouteMetrics):

@@ -21,14 +21,14 @@ import threading
 import uuid
 from types import FrameType
 
-from nosdn.agent.condition import CONDITION, NodeConditions
-from nosdn.agent.events import EventRecorder, Involved
-from nosdn.agent.safety import RELEASE_ANNOTATION, release_token
-from nosdn.agent.server import HealthServer
 from nosdn.backends.cloud import CloudProvider, build_provider
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.loop import Controller
 from nosdn.controller.metrics import ControllerMetrics
+from nosdn.daemon.condition import CONDITION, NodeConditions
+from nosdn.daemon.events import EventRecorder, Involved
+from nosdn.daemon.safety import RELEASE_ANNOTATION, release_token
+from nosdn.daemon.server import HealthServer
 from nosdn.sources.cache import NodeCache
 from nosdn.sources.errors import ApiError
 from nosdn.sources.kubernetes import KubeApi, KubeSettings

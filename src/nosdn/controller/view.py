@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
-from nosdn.agent.condition import REASON_ERRORS, REASON_NO_ADDRESS, Wish
 from nosdn.backends.cloud import CloudPass
 from nosdn.checks import Seniority, check_cluster
+from nosdn.daemon.condition import REASON_ERRORS, REASON_NO_ADDRESS, Wish
 from nosdn.model import Cluster, IPNetwork, Node
 from nosdn.problems import Problem
 from nosdn.sources.cache import Snapshot

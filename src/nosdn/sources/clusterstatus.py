@@ -23,11 +23,11 @@ from typing import Any
 
 from nosdn.problems import Problem
 
-#: The condition the agent writes (``nosdn.agent.condition.CONDITION``; a test keeps them equal).
+#: The condition the agent writes (``nosdn.daemon.condition.CONDITION``; a test keeps them equal).
 CONDITION = "NetworkUnavailable"
-#: Its reason when the agent's routes are programmed (``nosdn.agent.condition.REASON_UP``).
+#: Its reason when the agent's routes are programmed (``nosdn.daemon.condition.REASON_UP``).
 REASON_UP = "NosdnIsUp"
-#: The agent's Event source (``nosdn.agent.events.COMPONENT``).
+#: The agent's Event source (``nosdn.daemon.events.COMPONENT``).
 AGENT_COMPONENT = "nosdn-agent"
 #: Event reasons shown per node, and the column they count in.
 CONFLICT_REASONS = {"RouteConflict": "conflicts", "RouteDeletionsRefused": "conflicts"}

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from nosdn.agent.metrics import CONTENT_TYPE
+from nosdn.daemon.metrics import CONTENT_TYPE
 
-log = logging.getLogger("nosdn.agent.server")
+log = logging.getLogger("nosdn.daemon.server")
 
 #: A probe: (ok, one-line reason).
 Probe = Callable[[], tuple[bool, str]]

@@ -26,12 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nosdn.agent.events import now_rfc3339
+from nosdn.daemon.events import now_rfc3339
 from nosdn.sources.cache import condition_of
 from nosdn.sources.errors import ApiError
 from nosdn.sources.reflector import Backoff
 
-log = logging.getLogger("nosdn.agent.condition")
+log = logging.getLogger("nosdn.daemon.condition")
 
 CONDITION = "NetworkUnavailable"
 REASON_UP = "NosdnIsUp"

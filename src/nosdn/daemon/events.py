@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from nosdn.sources.errors import ApiError
 
-log = logging.getLogger("nosdn.agent.events")
+log = logging.getLogger("nosdn.daemon.events")
 
 COMPONENT = "nosdn-agent"
 

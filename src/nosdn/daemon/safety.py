@@ -39,7 +39,7 @@ from nosdn.model import Diff, InstalledRoute, Route
 from nosdn.plan import ALWAYS_ALLOWED_REMOVALS, diff, mass_removal
 from nosdn.reconcile import ReadsDiff
 
-log = logging.getLogger("nosdn.agent.safety")
+log = logging.getLogger("nosdn.daemon.safety")
 
 #: Set (to any new value, e.g. a timestamp) on the agent's Node or the controller's Lease to
 #: let the removals held now go at once.
