@@ -3,11 +3,11 @@
 
 Each server gets a fresh network namespace made here, and a second one for the peers (both
 removed at the end; `make_namespace`): ``eth0`` holds 10.20.0.1/16 so every peer is on-link,
-the peers answer on their node and pod bridge addresses, the API server listens on that namespace's loopback
-(kube-apiserver with TLS and RBAC, `nosdn.lab.kubeapi`; the agent uses the admin's client
-certificate; the Nodes are created through the API), and the agent runs exactly as in
-production (``ip netns exec NS nosdn agent``). Kernel events are timed by a netlink socket of
-this process opened inside the namespace.
+the peers answer on their node and pod bridge addresses, the API server listens on that
+namespace's loopback (kube-apiserver with TLS and RBAC, `nosdn.lab.kubeapi`; the agent uses the
+admin's client certificate; the Nodes are created through the API), and the agent runs exactly
+as in production (``ip netns exec NS nosdn agent``). Kernel events are timed by a netlink
+socket of this process opened inside the namespace.
 
 Figures, each next to a baseline run side by side (the floor for that figure):
 
@@ -742,10 +742,11 @@ def measure(ns: str, api: Api, work: Path, n: int, args: argparse.Namespace) -> 
 
 
 #: The agent's flags in every run: no resync and no watch restart inside a figure (a watch
-#: is capped at 3/4 of --watch-deadline, and each restart makes kmock replay every Node).
+#: is capped at 3/4 of --watch-deadline, and each restart makes kmock replay every Node), and
+#: the default probes (the tests' agents run without them).
 AGENT_ARGS = (
     "--resync", "600", "--watch-timeout", "600", "--watch-deadline", "900", "--log-level", "info",
-    "--cluster-cidr", "10.64.0.0/11",
+    "--cluster-cidr", "10.64.0.0/11", "--probe-interval", "10",
 )  # fmt: skip
 #: Before the second agent's quiet period: its start (the first pass, the replay) is over.
 PROBE_SETTLE = 5.0
