@@ -55,8 +55,8 @@ os.environ.update(
 
 import boto3  # imported after the fake credentials are in place
 
-from nosdn.backends.aws import CLUSTER_TAG, AwsConfig, AwsRoutes
-from nosdn.backends.cloud import sync
+from nosdn.backends.cloud.aws import CLUSTER_TAG, AwsConfig, AwsRoutes
+from nosdn.backends.cloud.sync import sync
 from nosdn.model import ROUTER, Cluster, Node
 from nosdn.plan import desired_routes
 
@@ -417,7 +417,7 @@ def _az_table_writes(calls: Counter[str]) -> int:
 
 
 def run_azure(nodes: int, tables: int) -> None:
-    from nosdn.backends.azure import AzureConfig, AzureRoutes
+    from nosdn.backends.cloud.azure import AzureConfig, AzureRoutes
 
     sub = "00000000-0000-0000-0000-00000000cafe"
     # an http:// loopback endpoint: no credentials sent; the quota raised to fit, as on AWS

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from nosdn.backends.base import ApplyResult
-from nosdn.backends.cloud import Cloud, CloudOptions, CloudProvider, CloudTable
+from nosdn.backends.cloud.contract import CloudProvider, CloudTable
+from nosdn.backends.cloud.factory import Cloud, CloudOptions
 from nosdn.controller import loop as loop_mod
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.loop import Controller
@@ -130,7 +131,7 @@ def measure(size: int, changes: int, cloud: str, timed: Timed) -> dict[str, floa
     fake = None
     if cloud == "azure":
         from cloud import AZ_RG, RemoteFake
-        from nosdn.backends.azure import AzureConfig, AzureRoutes
+        from nosdn.backends.cloud.azure import AzureConfig, AzureRoutes
 
         sub = "00000000-0000-0000-0000-00000000cafe"
         fake = RemoteFake(token=None, route_limit=size + 10)

@@ -18,7 +18,7 @@ import pytest
 from aws_moto import FAKE_ENV, Ec2Proxy, moto_server, reset_moto
 from cloud_cli import run as _run
 from no_internet import no_internet
-from nosdn.backends.aws import (
+from nosdn.backends.cloud.aws import (
     CLUSTER_TAG,
     OWNER_TAG,
     AwsConfig,
@@ -26,7 +26,8 @@ from nosdn.backends.aws import (
     instance_of,
     parse_route,
 )
-from nosdn.backends.cloud import CloudError, sync
+from nosdn.backends.cloud.contract import CloudError
+from nosdn.backends.cloud.sync import sync
 from nosdn.model import Cluster, Node
 from nosdn.plan import diff
 from nosdn.problems import ProblemsError

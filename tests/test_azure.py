@@ -17,8 +17,9 @@ import pytest
 
 from azure_fake import SUB, AzureFake, StaticToken, vm_id, vmss_id
 from no_internet import no_internet
-from nosdn.backends.azure import AzureConfig, AzureRoutes, instance_of
-from nosdn.backends.cloud import CloudError, sync
+from nosdn.backends.cloud.azure import AzureConfig, AzureRoutes, instance_of
+from nosdn.backends.cloud.contract import CloudError
+from nosdn.backends.cloud.sync import sync
 from nosdn.model import Cluster, Node
 from nosdn.names import AZURE_NAME, azure_name_prefix, azure_route_name
 from nosdn.problems import ProblemsError
@@ -418,7 +419,7 @@ def test_a_credential_that_cannot_get_a_token_is_one_line(world: World) -> None:
 def test_the_credential_named_is_the_one_the_environment_points_at(
     env: dict[str, str], want: str
 ) -> None:
-    from nosdn.backends.azure_auth import missing_credential
+    from nosdn.backends.cloud.azure_auth import missing_credential
 
     assert want in missing_credential(env)
 

@@ -127,7 +127,7 @@ def test_cloud_project_from_the_environment_does_not_block_the_kernel_commands(
 
 
 def test_cloud_choices_are_the_clouds() -> None:
-    from nosdn.backends.cloud import Cloud
+    from nosdn.backends.cloud.factory import Cloud
     from nosdn.cli._cloud import CLOUDS
 
     assert list(CLOUDS) == [c.value for c in Cloud]

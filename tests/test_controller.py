@@ -17,7 +17,8 @@ import pytest
 
 from agent_env import node_object
 from nosdn.backends.base import ApplyResult
-from nosdn.backends.cloud import Cloud, CloudError, CloudOptions, CloudTable
+from nosdn.backends.cloud.contract import CloudError, CloudTable
+from nosdn.backends.cloud.factory import Cloud, CloudOptions
 from nosdn.backends.fake import FakeBackend
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.loop import Controller

@@ -34,8 +34,8 @@ from agent_env import Emulator, http_request, node_object, wait_until
 from aws_moto import FAKE_ENV, Ec2Proxy, free_port, moto_server, reset_moto
 from gce_fake import GceFake, instance_url, network_url
 from no_internet import no_internet
-from nosdn.backends.aws import CLUSTER_TAG
-from nosdn.backends.cloud import Cloud, CloudOptions
+from nosdn.backends.cloud.aws import CLUSTER_TAG
+from nosdn.backends.cloud.factory import Cloud, CloudOptions
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.run import Running, lease_settings
 from nosdn.sources.kubernetes import KubeApi, KubeSettings

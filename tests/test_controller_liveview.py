@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nosdn.backends.base import ApplyResult
-from nosdn.backends.cloud import CloudTable, sync
+from nosdn.backends.cloud.contract import CloudTable
+from nosdn.backends.cloud.sync import sync
 from nosdn.backends.fake import FakeBackend
 from nosdn.controller.liveview import LiveView
 from nosdn.controller.view import ClusterView, Verdicts, cluster_view, verdicts

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from nosdn.backends.cloud import Cloud, CloudOptions
+from nosdn.backends.cloud.factory import Cloud, CloudOptions
 from nosdn.cli import app
 from nosdn.controller.manifests import controller_manifests
 

@@ -17,8 +17,8 @@ import pytest
 
 from gce_fake import GceFake, instance_url, network_url
 from no_internet import no_internet
-from nosdn.backends.cloud import sync
-from nosdn.backends.gce import GceConfig, GceRoutes, name_prefix, route_name
+from nosdn.backends.cloud.gce import GceConfig, GceRoutes, name_prefix, route_name
+from nosdn.backends.cloud.sync import sync
 from nosdn.model import Cluster, Node
 from nosdn.problems import ProblemsError
 from nosdn.render.cloud import gce_route_name

@@ -32,7 +32,7 @@ import pytest
 from conftest import requires_root
 from nosdn.agent.installcni import PLUGINS
 from nosdn.agent.manifests import manifests
-from nosdn.backends.cloud import Cloud, CloudOptions
+from nosdn.backends.cloud.factory import Cloud, CloudOptions
 from nosdn.controller.manifests import controller_manifests
 
 pytestmark = [pytest.mark.root, requires_root]
@@ -306,7 +306,8 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import NetworkInterface, RouteTable
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-import nosdn.backends.aws, nosdn.backends.gce, nosdn.backends.azure, nosdn.backends.kernel
+import nosdn.backends.cloud.aws, nosdn.backends.cloud.gce, nosdn.backends.cloud.azure
+import nosdn.backends.kernel
 import nosdn.sources.kubernetes, nosdn.agent.run, nosdn.controller.run
 print("imported")
 """

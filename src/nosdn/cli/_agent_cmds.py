@@ -582,7 +582,7 @@ def manifests(
 
         docs = [*docs, dashboard_configmap(namespace)]
     if controller and cloud is not None:
-        from nosdn.backends.cloud import Cloud
+        from nosdn.backends.cloud.factory import Cloud
         from nosdn.controller.manifests import cloud_access_note
 
         sys.stdout.write("".join(f"# {line}\n" for line in cloud_access_note(Cloud(cloud))))
@@ -607,8 +607,8 @@ def _yaml_docs(docs: list[dict[str, Any]]) -> str:
 
 def _controller_objects(cloud: str, **kw: Any) -> list[dict[str, Any]]:
     """The controller's objects; refuses cloud options the other cloud's controller would
-    refuse at start (`nosdn.backends.cloud.build_provider` checks the rest when it runs)."""
-    from nosdn.backends.cloud import Cloud, CloudOptions
+    refuse at start (`nosdn.backends.cloud.factory.build_provider` checks the rest when it runs)."""
+    from nosdn.backends.cloud.factory import Cloud, CloudOptions
     from nosdn.controller.manifests import controller_manifests
 
     opts = CloudOptions(
@@ -645,7 +645,7 @@ def _controller_objects(cloud: str, **kw: Any) -> list[dict[str, Any]]:
     if opts.cloud is Cloud.gce and not opts.gce_project:
         fail("--cloud gce needs --gce-project (the project whose network holds the routes)")
     if opts.cloud is Cloud.azure:
-        from nosdn.backends.cloud import check_azure
+        from nosdn.backends.cloud.factory import check_azure
 
         try:
             check_azure(opts)

@@ -12,8 +12,8 @@ which shells on GCE have) is no reason to refuse a kernel ``plan``.
 The nodes come from the inventory only: a cloud route table is found and named by the
 cluster's name, which Node objects do not carry; ``nosdn controller`` takes it as an option.
 
-The provider is built by `nosdn.backends.cloud.build_provider`, which ``nosdn controller
---cloud`` uses too before calling `nosdn.backends.cloud.sync` once per pass.
+The provider is built by `nosdn.backends.cloud.factory.build_provider`, which ``nosdn controller
+--cloud`` uses too before calling `nosdn.backends.cloud.sync.sync` once per pass.
 """
 
 from __future__ import annotations
@@ -40,20 +40,21 @@ from nosdn.cli._common import (
 )
 
 if TYPE_CHECKING:  # imported when --cloud is given: a kernel plan/apply does without
-    from nosdn.backends.cloud import Cloud, CloudOptions, CloudPass
+    from nosdn.backends.cloud.factory import Cloud, CloudOptions
+    from nosdn.backends.cloud.sync import CloudPass
 
 PANEL = "Cloud route table (--cloud)"
 
 
 # --- the options ---------------------------------------------------------------------------
-#: The values of `nosdn.backends.cloud.Cloud` (a test keeps them equal).
+#: The values of `nosdn.backends.cloud.factory.Cloud` (a test keeps them equal).
 CLOUDS = ("aws", "gce", "azure")
 
 
 def _to_cloud(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Cloud | None:
     if value is None:
         return None
-    from nosdn.backends.cloud import Cloud
+    from nosdn.backends.cloud.factory import Cloud
 
     return Cloud(value)
 
@@ -195,7 +196,7 @@ def cloud_command(cmd: click.Command, *, always_dry_run: bool) -> Command:
                 "Node objects, the cloud route table is `nosdn controller --cloud "
                 f"{cloud_kw['cloud']} --cluster-name NAME`'s (--dry-run shows what it would do)"
             )
-        from nosdn.backends.cloud import CloudOptions
+        from nosdn.backends.cloud.factory import CloudOptions
 
         opts = CloudOptions(
             cloud=cloud_kw["cloud"],
@@ -245,7 +246,9 @@ def run_cloud(
     """Load, check, run one pass, print. Exit 2 on bad input (nothing written); else, like the
     kernel commands, ``plan`` (``show_only``) exits 0 and ``apply`` exits 1 on write errors,
     conflicts or a refusal."""
-    from nosdn.backends.cloud import CloudError, build_provider, sync
+    from nosdn.backends.cloud.contract import CloudError
+    from nosdn.backends.cloud.factory import build_provider
+    from nosdn.backends.cloud.sync import sync
     from nosdn.problems import ProblemsError
 
     cluster = load_source(source)

@@ -69,7 +69,8 @@ def controller(**kw: Any) -> None:
     subnet routed to its instance, from the cluster's Node objects (spec.podCIDRs,
     spec.providerID), and set NetworkUnavailable=False (RouteCreated) on the nodes whose routes
     exist. One replica leads (a Lease); the others wait warm. Runs until SIGTERM."""
-    from nosdn.backends.cloud import Cloud, CloudError, CloudOptions, build_provider
+    from nosdn.backends.cloud.contract import CloudError
+    from nosdn.backends.cloud.factory import Cloud, CloudOptions, build_provider
     from nosdn.controller.config import ControllerConfig
     from nosdn.daemon.config import ConfigError
     from nosdn.daemon.logs import setup_logging

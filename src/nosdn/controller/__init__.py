@@ -3,7 +3,7 @@ two replicas.
 
 In a cloud the VPC route table is the cluster's router: it needs every pod subnet pointing at
 its node's instance. This package keeps it so for a live cluster, with the Kubernetes Nodes as
-the source (``spec.podCIDRs``, ``spec.providerID``) and `nosdn.backends.cloud.sync` doing each
+the source (``spec.podCIDRs``, ``spec.providerID``) and `nosdn.backends.cloud.sync.sync` doing each
 pass. It is built from the node agent's parts (node cache and watch, Lease elector, deletion
 guard, metrics, probes, events, the ``NetworkUnavailable`` writer), generalised where one node
 had to become many, so both daemons behave alike and share their tests' guarantees:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nosdn.backends.cloud import CloudOptions
+from nosdn.backends.cloud.factory import CloudOptions
 from nosdn.daemon.config import ConfigError, check_metrics_address, metrics_host_port
 from nosdn.daemon.safety import DEFAULT_HOLD, DEFAULT_WINDOW, check_guard_options
 from nosdn.model import IPNetwork

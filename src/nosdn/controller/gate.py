@@ -1,4 +1,4 @@
-"""What stands between one pass of `nosdn.backends.cloud.sync` and the cloud's tables.
+"""What stands between one pass of `nosdn.backends.cloud.sync.sync` and the cloud's tables.
 
 `sync` is shared with ``nosdn apply --cloud`` and knows nothing of leases or of the node list's
 history, so the controller hands it a wrapped provider whose every write first passes two
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nosdn.backends.base import ApplyResult
-from nosdn.backends.cloud import CloudProvider, CloudTable
+from nosdn.backends.cloud.contract import CloudProvider, CloudTable
 from nosdn.daemon.safety import DeletionGuard
 from nosdn.model import Cluster, Diff, InstalledRoute
 from nosdn.problems import Problem

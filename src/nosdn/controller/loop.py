@@ -3,7 +3,7 @@
 The shape is the agent's (`nosdn.agent.loop`): watch events only nudge, nudges that arrive
 during a pass are coalesced, every pass takes the cluster from the node cache (its view kept up
 to date from the nodes that changed, `nosdn.controller.liveview`) and lets
-`nosdn.backends.cloud.sync` diff it against what the tables hold (one read per table), a full
+`nosdn.backends.cloud.sync.sync` diff it against what the tables hold (one read per table), a full
 resync runs every ``resync`` seconds whatever the events say (and rebuilds the view from
 scratch), and a failed pass is retried with backoff. What differs, and why:
 
@@ -33,7 +33,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nosdn.backends.cloud import CloudError, CloudPass, CloudProvider, sync
+from nosdn.backends.cloud.contract import CloudError, CloudProvider
+from nosdn.backends.cloud.sync import CloudPass, sync
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.gate import GatedProvider, NotLeadingError
 from nosdn.controller.liveview import LiveView

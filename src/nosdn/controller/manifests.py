@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nosdn.backends.cloud import Cloud, CloudOptions
+from nosdn.backends.cloud.factory import Cloud, CloudOptions
 from nosdn.controller.config import DEFAULT_LEASE, DEFAULT_METRICS_PORT
 from nosdn.daemon.deploy import DEFAULT_IMAGE, non_root
 from nosdn.model import IPNetwork

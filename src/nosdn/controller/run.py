@@ -21,7 +21,8 @@ import threading
 import uuid
 from types import FrameType
 
-from nosdn.backends.cloud import CloudProvider, build_provider
+from nosdn.backends.cloud.contract import CloudProvider
+from nosdn.backends.cloud.factory import build_provider
 from nosdn.controller.config import ControllerConfig
 from nosdn.controller.loop import Controller
 from nosdn.controller.metrics import ControllerMetrics

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
-from nosdn.backends.cloud import CloudPass
+from nosdn.backends.cloud.sync import CloudPass
 from nosdn.checks import Seniority, check_cluster
 from nosdn.daemon.condition import REASON_ERRORS, REASON_NO_ADDRESS, Wish
 from nosdn.model import Cluster, IPNetwork, Node

@@ -3,8 +3,8 @@
 An Azure virtual network drops packets to addresses it has no route for, so a pod subnet needs a
 user-defined route (next hop ``VirtualAppliance``, the node's private address) in the route table
 of the nodes' subnet, and the node's NIC needs IP forwarding on. Each managed table is a
-`nosdn.backends.cloud.CloudTable`; `AzureRoutes` is the `nosdn.backends.cloud.CloudProvider`.
-Why it looks the way it does:
+`nosdn.backends.cloud.contract.CloudTable`; `AzureRoutes` is the
+`nosdn.backends.cloud.contract.CloudProvider`. Why it looks the way it does:
 
 - Ownership is in the route's name: it starts with `nosdn.names.azure_name_prefix` of the
   cluster, and its destination lies in the cluster CIDRs. The operator's routes, other
@@ -41,9 +41,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from nosdn.backends.azure_auth import missing_credential
 from nosdn.backends.base import ApplyResult, WriteError
-from nosdn.backends.cloud import CloudError, CloudTable
+from nosdn.backends.cloud.azure_auth import missing_credential
+from nosdn.backends.cloud.contract import CloudError, CloudTable
 from nosdn.model import Cluster, Diff, InstalledRoute, IPNetwork, Node, Route
 from nosdn.names import AZURE_NAME, azure_name_prefix, azure_route_name
 from nosdn.problems import Problem

@@ -1,8 +1,8 @@
 """GCE routes as a nosdn backend (google-cloud-compute; the only module that imports it).
 
 A GCE VPC network has one route collection, so the network is the one "table"
-(`GceNetworkTable`); `GceRoutes` is the `nosdn.backends.cloud.CloudProvider`. Why it looks the
-way it does:
+(`GceNetworkTable`); `GceRoutes` is the `nosdn.backends.cloud.contract.CloudProvider`. Why it
+looks the way it does:
 
 - Ownership is written on the route itself: its description says ``nosdn: pods of node N in
   cluster C`` and its name starts with the cluster's name (`route_name`: cluster, node and
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nosdn.backends.base import ApplyResult, WriteError
-from nosdn.backends.cloud import CloudError, CloudTable
+from nosdn.backends.cloud.contract import CloudError, CloudTable
 from nosdn.model import Cluster, Diff, InstalledRoute, IPNetwork, Node
 from nosdn.names import GCE_NAME, gce_route_name
 from nosdn.problems import Problem

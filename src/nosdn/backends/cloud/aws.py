@@ -1,8 +1,8 @@
 """AWS VPC route tables as a nosdn backend (boto3; the only module that imports it).
 
 Each managed route table is a `nosdn.backends.base.Backend`; `AwsRoutes` is the
-`nosdn.backends.cloud.CloudProvider` that finds them and the nodes' instances, and
-`nosdn.backends.cloud.sync` runs the pass. Why it looks the way it does:
+`nosdn.backends.cloud.contract.CloudProvider` that finds them and the nodes' instances, and
+`nosdn.backends.cloud.sync.sync` runs the pass. Why it looks the way it does:
 
 - Several tables: one per AZ or subnet is common. They are found by the tag the Kubernetes AWS
   cloud provider uses (``kubernetes.io/cluster/<name>``), or given by id. One paged
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nosdn.backends.base import ApplyResult, WriteError
-from nosdn.backends.cloud import CloudError, CloudTable
+from nosdn.backends.cloud.contract import CloudError, CloudTable
 from nosdn.model import Cluster, Diff, InstalledRoute, IPNetwork, Node
 from nosdn.problems import Problem
 
