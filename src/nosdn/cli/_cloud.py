@@ -28,7 +28,6 @@ from click.core import ParameterSource
 from nosdn.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
-    ClusterSource,
     Command,
     Option,
     Output,
@@ -38,6 +37,7 @@ from nosdn.cli._common import (
     load_source,
     pop_source,
 )
+from nosdn.sources.select import ClusterSource
 
 if TYPE_CHECKING:  # imported when --cloud is given: a kernel plan/apply does without
     from nosdn.backends.cloud.factory import Cloud, CloudOptions

@@ -15,17 +15,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from nosdn.cli._common import (
-    EXIT_FAILURE,
-    ClusterSource,
-    Output,
-    address_policy,
-    dump,
-    fail,
-    nets,
-)
+from nosdn.cli._common import EXIT_FAILURE, Output, address_policy, dump, fail, nets
 from nosdn.cli._output import Column, color_allowed, no_headers, table_lines, wide
 from nosdn.sources.clusterstatus import ClusterStatus, NodeNetwork, cluster_status
+from nosdn.sources.select import ClusterSource
 
 COLUMNS = (
     Column("node"),
@@ -53,19 +46,15 @@ class _Listed:
 
 def read_status(source: ClusterSource) -> ClusterStatus:
     """One list of Nodes and of the agents' Events; exits 1 (one line) when the API fails."""
-    from nosdn.cli._common import api_fix
     from nosdn.sources.errors import ApiError
-    from nosdn.sources.kubernetes import KubeApi, KubeSettings
     from nosdn.sources.listing import list_cluster
+    from nosdn.sources.select import SourceError, api_fix, open_api
 
     policy = address_policy(source.address_types, source.address_cidrs)
     cidrs = nets(source.cluster_cidrs, "--cluster-cidr")
-    settings = KubeSettings(
-        server=source.kube_server, kubeconfig=source.kubeconfig, context=source.context
-    )
     try:
-        api = KubeApi(settings)
-    except ApiError as e:
+        api = open_api(source)
+    except SourceError as e:
         fail(str(e), EXIT_FAILURE)
     try:
         try:

@@ -26,10 +26,9 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -40,11 +39,11 @@ from nosdn.echo import cut, echo
 from nosdn.inventory import InventoryError, load_cluster
 from nosdn.model import Cluster, IPNetwork
 from nosdn.problems import Problem
+from nosdn.sources.select import DEFAULT_ADDRESS_TYPES, ClusterSource, SourceError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from nosdn.sources.errors import ApiError
     from nosdn.sources.listing import NodeList
     from nosdn.sources.nodes import AddressPolicy
 
@@ -252,8 +251,6 @@ OutputOpt = stack(
 
 # --- nodes from the Kubernetes API: the daemons' options, also the one-shot commands' ---------
 API_PANEL = "Kubernetes API"
-#: `nosdn.sources.nodes.DEFAULT_ADDRESS_TYPES`, as the option's text (a test keeps them equal).
-DEFAULT_ADDRESS_TYPES = "InternalIP,ExternalIP"
 
 
 def kube_api_options(panel: str = API_PANEL) -> Callable[[F], F]:
@@ -299,34 +296,23 @@ def cluster_cidr_option(panel: str = API_PANEL) -> Callable[[F], F]:
 
 
 def nets(values: Sequence[str], option: str) -> tuple[IPNetwork, ...]:
-    """Networks from repeated and/or comma-separated values; exit 2 naming a bad one."""
-    from nosdn.addr import parse_net
+    """`nosdn.sources.select.networks`; exit 2 naming a bad one."""
+    from nosdn.sources.select import networks
 
-    out: list[IPNetwork] = []
-    for text in values:
-        for raw in text.split(","):
-            part = raw.strip()
-            if not part:
-                continue
-            try:
-                out.append(parse_net(part))
-            except ValueError as e:
-                fail(f"{option} {part!r}: not a network ({e}) — e.g. 10.244.0.0/16")
-    return tuple(out)
+    try:
+        return networks(values, option)
+    except ValueError as e:
+        fail(str(e))
 
 
 def address_policy(types: str, cidrs: Sequence[str]) -> AddressPolicy:
-    """The `AddressPolicy` of ``--node-address-types`` and ``--node-address-cidr``; exit 2 if
-    it cannot be one."""
-    from nosdn.sources.nodes import AddressPolicy
+    """`nosdn.sources.select.address_policy`; exit 2 if it cannot be one."""
+    from nosdn.sources.select import address_policy as policy
 
     try:
-        return AddressPolicy(
-            tuple(t.strip() for t in types.split(",") if t.strip()),
-            nets(cidrs, "--node-address-cidr"),
-        )
+        return policy(types, cidrs)
     except ValueError as e:
-        fail(f"--node-address-types: {e}")
+        fail(str(e))
 
 
 # --- exits and loading -----------------------------------------------------------------------
@@ -471,60 +457,6 @@ SOURCE_FILE_HELP = (
     "the command line -f and --kubeconfig/--kube-server exclude each other; each beats the "
     "other's environment variable."
 )
-#: Where a pod's service account token is (the in-cluster configuration reads it).
-SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterSource:
-    """Where one command's nodes come from: ``kind`` "file" (``file``), "kube" (the rest), or
-    None (nothing given; only commands that can do without nodes get one)."""
-
-    kind: Literal["file", "kube"] | None
-    file: Path | None = None
-    kubeconfig: str | None = None
-    kube_server: str | None = None
-    context: str | None = None
-    cluster_cidrs: tuple[str, ...] = ()
-    address_types: str = DEFAULT_ADDRESS_TYPES
-    address_cidrs: tuple[str, ...] = ()
-
-    @property
-    def what(self) -> str:
-        """The nodes' source, as a message names it ("no such node in ...")."""
-        return "the inventory" if self.kind == "file" else "the cluster's Node objects"
-
-    def argv(self) -> list[str]:
-        """The options that name this source again, for a command line to paste (what came
-        from the environment stays there)."""
-        if self.kind == "file":
-            return ["-f", str(self.file)]
-        out: list[str] = []
-        for flag, value in (
-            ("--kubeconfig", self.kubeconfig),
-            ("--kube-server", self.kube_server),
-            ("--context", self.context),
-        ):
-            if value is not None:
-                out += [flag, value]
-        for cidr in self.cluster_cidrs:
-            out += ["--cluster-cidr", cidr]
-        if self.address_types != DEFAULT_ADDRESS_TYPES:
-            out += ["--node-address-types", self.address_types]
-        for cidr in self.address_cidrs:
-            out += ["--node-address-cidr", cidr]
-        return out
-
-
-def default_kubeconfig() -> Path:
-    """kubectl's kubeconfig when nothing names one: ``~/.kube/config``. A command that needs
-    nodes and was given no source reads it, as kubectl would."""
-    return Path.home() / ".kube" / "config"
-
-
-def in_cluster() -> bool:
-    """Running in a pod with a service account (what the in-cluster configuration needs)."""
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and SERVICE_ACCOUNT_TOKEN.exists()
 
 
 def resolve_source(
@@ -539,68 +471,24 @@ def resolve_source(
     required: bool,
 ) -> ClusterSource:
     """Decide where nodes come from, before anything is read (exit 2 on a contradiction)."""
+    from nosdn.sources.select import SourceChoiceError, choose
+
     ctx = click.get_current_context()
-
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
-
-    api = [
-        f"--{name.replace('_', '-')}"
-        for name, value in (
-            ("kubeconfig", kubeconfig),
-            ("kube_server", kube_server),
-            ("context", context),
+    given = {n for n in SOURCE_KEYS if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE}
+    try:
+        return choose(
+            file=file,
+            kubeconfig=kubeconfig,
+            kube_server=kube_server,
+            context=context,
+            cluster_cidr=cluster_cidr,
+            address_types=address_types,
+            address_cidr=address_cidr,
+            given=given,
+            required=required,
         )
-        if value is not None
-    ]
-    node = [
-        flag
-        for name, flag in (
-            ("cluster_cidr", "--cluster-cidr"),
-            ("address_types", "--node-address-types"),
-            ("address_cidr", "--node-address-cidr"),
-        )
-        if given(name)
-    ]
-    if kube_server is not None and not kube_server.startswith(("https://", "http://")):
-        fail(
-            f"--kube-server {echo(kube_server)}: give a URL with its scheme, e.g. "
-            f"https://{echo(kube_server)} (or http:// for a plain proxy such as kubectl proxy)"
-        )
-    kind: Literal["file", "kube"] | None = None
-    if file is not None and (given("file") or not api):
-        if api:
-            fail(f"-f {file} and {api[0]} both say where the nodes come from: give one of them")
-        if node:
-            how = "-f" if given("file") else "$NOSDN_INVENTORY"
-            fail(
-                f"{node[0]} is for nodes read from the Kubernetes API, and the inventory "
-                f"({how} {file}) says that itself (clusterCIDRs, ips)"
-            )
-        kind = "file"
-    elif api or node or os.environ.get("KUBECONFIG") or in_cluster():
-        kind = "kube"
-        file = None
-    elif required and default_kubeconfig().is_file():  # as kubectl: ~/.kube/config
-        kind = "kube"
-        file = None
-        kubeconfig = str(default_kubeconfig())
-    elif required:
-        fail(
-            "no nodes to work from: give the inventory with -f FILE (or $NOSDN_INVENTORY), or "
-            "read the cluster's Node objects with --kubeconfig FILE or --kube-server URL "
-            "(or $KUBECONFIG)"
-        )
-    return ClusterSource(
-        kind,
-        file,
-        kubeconfig,
-        kube_server,
-        context,
-        cluster_cidr,
-        address_types,
-        address_cidr,
-    )
+    except SourceChoiceError as e:
+        fail(str(e))
 
 
 #: The keywords `source_options` adds to a command, collapsed into ``source`` by `pop_source`.
@@ -646,57 +534,15 @@ def source_options(
     return decorate
 
 
-class SourceError(Exception):
-    """The Kubernetes API could not be read; the message says which and why."""
-
-
 def read_api(source: ClusterSource) -> tuple[NodeList, str]:
-    """One list of the cluster's Nodes, built and checked (`nosdn.sources.listing`), and the
-    server it came from. Raises `SourceError`; exits 2 on a bad option value."""
-    from nosdn.sources.errors import ApiError
-    from nosdn.sources.kubernetes import KubeApi, KubeSettings
-    from nosdn.sources.listing import list_cluster
+    """`nosdn.sources.select.read_nodes`; exits 2 on a bad option value (raises
+    `SourceError` when the API cannot be read)."""
+    from nosdn.sources.select import read_nodes
 
-    policy = address_policy(source.address_types, source.address_cidrs)
-    cidrs = nets(source.cluster_cidrs, "--cluster-cidr")
-    settings = KubeSettings(
-        server=source.kube_server, kubeconfig=source.kubeconfig, context=source.context
-    )
     try:
-        api = KubeApi(settings)
-    except ApiError as e:
-        raise SourceError(f"{e} (or give the inventory with -f FILE)") from None
-    try:
-        return list_cluster(api, policy=policy, cluster_cidrs=cidrs), api.server
-    except ApiError as e:
-        raise SourceError(
-            f"cannot read the Nodes from the Kubernetes API at {api.server}: {e} — {api_fix(e)}"
-        ) from None
-    finally:
-        api.close()
-
-
-def api_fix(e: ApiError) -> str:
-    """What to do about a failed read, by how it failed."""
-    text = str(e)
-    if e.status == 401:
-        return (
-            "the server refused the credentials (an expired or wrong token or certificate): "
-            "get a fresh kubeconfig"
-        )
-    if e.status == 403:
-        return (
-            "this account may not list Nodes: use one bound to the ClusterRole `nosdn "
-            "manifests` prints, or an admin kubeconfig"
-        )
-    if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
-        return (
-            "the server's certificate is not signed by the kubeconfig's certificate-authority: "
-            "check the kubeconfig's cluster entry"
-        )
-    if e.status == 0:
-        return "is the server up and its address right? (check with: kubectl get nodes)"
-    return "check the server with: kubectl get nodes"
+        return read_nodes(source)
+    except ValueError as e:
+        fail(str(e))
 
 
 def report_nodes(listing: NodeList, origin: str) -> Cluster:

@@ -27,10 +27,8 @@ from nosdn.cli._common import (
     EXIT_FAILURE,
     SOURCE_FILE_HELP,
     BgpDirOpt,
-    ClusterSource,
     Output,
     OutputOpt,
-    SourceError,
     argument,
     command,
     dump,
@@ -46,6 +44,7 @@ from nosdn.cli._common import (
 from nosdn.cli._params import TABLE, reexec_in_netns
 from nosdn.invocation import self_command
 from nosdn.model import DEFAULT_PROTOCOL, Cluster
+from nosdn.sources.select import ClusterSource, SourceError
 
 if TYPE_CHECKING:
     from nosdn.diagnose import CheckResult

@@ -14,7 +14,6 @@ from nosdn.cli._common import (
     API_VERSION,
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
-    ClusterSource,
     FileOpt,
     Output,
     OutputOpt,
@@ -43,6 +42,7 @@ from nosdn.ipam import allocate
 from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
 from nosdn.plan import desired_routes
 from nosdn.problems import did_you_mean
+from nosdn.sources.select import ClusterSource
 
 
 def route_dict(r: Route) -> dict[str, Any]:

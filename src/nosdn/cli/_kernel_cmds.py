@@ -30,7 +30,6 @@ from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce|azure (the ro
 from nosdn.cli._common import (
     EXIT_FAILURE,
     BgpDirOpt,
-    ClusterSource,
     Output,
     OutputOpt,
     command,
@@ -55,6 +54,7 @@ from nosdn.reconcile import (
     nodes_with_addresses,
     reconcile_routes,
 )
+from nosdn.sources.select import ClusterSource
 
 if TYPE_CHECKING:  # the backend is imported when a command runs, not for `nosdn --help`
     from nosdn.backends.base import WriteError

@@ -15,16 +15,7 @@ from pathlib import Path, PurePosixPath
 import click
 
 from nosdn.addr import parse_ip
-from nosdn.cli._common import (
-    EXIT_FAILURE,
-    ClusterSource,
-    command,
-    err,
-    fail,
-    load_source,
-    option,
-    source_options,
-)
+from nosdn.cli._common import EXIT_FAILURE, command, err, fail, load_source, option, source_options
 from nosdn.cli._params import TABLE_TEXT
 from nosdn.echo import echo
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, ROUTER, Target
@@ -36,6 +27,7 @@ from nosdn.render import (
     read_passwords,
     render_files,
 )
+from nosdn.sources.select import ClusterSource
 
 _HELP = """Render the cluster's routes as a file you deploy: a script, systemd units, cloud-init, a
 router config, cloud CLI commands or a node's CNI config.
