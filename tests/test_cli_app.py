@@ -22,7 +22,7 @@ from nosdn.cli import COMMANDS, LazyGroup, app
 EXAMPLES = Path(__file__).parent.parent / "examples"
 TWO = str(EXAMPLES / "two-nodes.yaml")
 #: The CLI's shared modules (options, errors, output), which every command imports.
-PLUMBING = {"nosdn.cli._common", "nosdn.cli._errors", "nosdn.cli._examples", "nosdn.cli._output"}
+PLUMBING = {"nosdn.cli._click", "nosdn.cli._errors", "nosdn.cli._examples", "nosdn.cli._output"}
 #: Never needed to print routes as JSON.
 HEAVY = ("typer", "pydantic", "rich", "nosdn.backends.kernel", "boto3", "google", "nosdn.lab")
 

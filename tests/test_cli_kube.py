@@ -351,7 +351,7 @@ def test_routes_from_a_file_imports_no_kubernetes_client() -> None:
         for line in r.stderr.splitlines()
         if line.startswith("import time:") and "|" in line
     }
-    assert "nosdn.cli._common" in modules  # the listing is real
+    assert "nosdn.cli._click" in modules  # the listing is real
     assert not [m for m in modules if m.split(".")[0] in ("kubernetes", "urllib3")]
     # where the nodes come from is decided (`sources.select`), and nothing else of sources
     assert {m for m in modules if m.startswith("nosdn.sources")} <= {

@@ -21,7 +21,7 @@ import click
 import pytest
 
 from nosdn.cli import app
-from nosdn.cli._common import OUTPUT_CHOICES
+from nosdn.cli._click import OUTPUT_CHOICES
 
 #: Names that were ever used for what now has one name, and the name to use.
 RETIRED = {

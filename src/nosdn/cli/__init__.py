@@ -8,9 +8,9 @@ A command module may import heavy things at its top (rich tables, the lab), sinc
 imported to run its command; what is only needed on some paths (the kernel backend, the cloud
 SDKs) stays imported inside the function that needs it.
 
-``_common`` holds the options commands share (``-f/--file``, ``-o/--output``) and the one way
+``_click`` holds the options commands share (``-f/--file``, ``-o/--output``) and the one way
 inventories are loaded and checked, so every command refuses a bad inventory the same way
-(exit 2, nothing written). Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
+(exit 2, nothing written); ``_output`` how they print and end. Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def main() -> None:
     try:
         app(complete_var="_NOSDN_COMPLETE")
     except ProblemsError as e:
-        from nosdn.cli._common import EXIT_BAD_INPUT, print_problems
+        from nosdn.cli._output import EXIT_BAD_INPUT, print_problems
 
         print_problems(f"{len(e.problems)} problem(s); nothing was changed", e.problems)
         _exit(EXIT_BAD_INPUT)
@@ -275,7 +275,7 @@ EXIT_FAILURE_QUIET = 1
 
 
 def _print_error(message: str) -> None:
-    from nosdn.cli._common import err
+    from nosdn.cli._output import err
 
     err.print("[bold red]error:[/] ", end="")
     err.print(message, markup=False)

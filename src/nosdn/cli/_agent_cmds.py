@@ -7,7 +7,7 @@ because that is how they are written in a DaemonSet's args. The options both dae
 (the API connection, node addresses, cluster CIDRs, resync, logging, probes, events) are
 defined once here and used by ``nosdn controller`` (`nosdn.cli._controller_cmds`) too; those
 that every reader of Node objects takes (the API connection, node addresses, cluster CIDRs)
-live in `nosdn.cli._common`, where the one-shot commands (status, doctor, ...) find them.
+live in `nosdn.cli._click`, where the one-shot commands (status, doctor, ...) find them.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ from typing import Any, TypeVar
 
 import click
 
-from nosdn.cli._common import (
+from nosdn.cli._click import (
     API_PANEL,
-    EXIT_FAILURE,
     address_policy,
     cluster_cidr_option,
     command,
-    fail,
     kube_api_options,
     nets,
     node_address_options,
@@ -33,6 +31,7 @@ from nosdn.cli._common import (
     require_net_admin,
     stack,
 )
+from nosdn.cli._output import EXIT_FAILURE, fail
 from nosdn.cli._params import TABLE, reexec_in_netns
 from nosdn.model import DEFAULT_PROTOCOL
 

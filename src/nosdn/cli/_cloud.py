@@ -25,18 +25,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from nosdn.cli._common import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILURE,
-    Command,
-    Option,
-    Output,
-    dump,
-    err,
-    fail,
-    load_source,
-    pop_source,
-)
+from nosdn.cli._click import Command, Option, load_source, pop_source
+from nosdn.cli._output import EXIT_BAD_INPUT, EXIT_FAILURE, Output, dump, err, fail
 from nosdn.sources.select import ClusterSource
 
 if TYPE_CHECKING:  # imported when --cloud is given: a kernel plan/apply does without

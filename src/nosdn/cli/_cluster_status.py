@@ -15,8 +15,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from nosdn.cli._common import EXIT_FAILURE, Output, address_policy, dump, fail, nets
-from nosdn.cli._output import Column, color_allowed, no_headers, table_lines, wide
+from nosdn.cli._click import address_policy, nets
+from nosdn.cli._output import (
+    EXIT_FAILURE,
+    Column,
+    Output,
+    color_allowed,
+    dump,
+    fail,
+    no_headers,
+    table_lines,
+    wide,
+)
 from nosdn.sources.clusterstatus import ClusterStatus, NodeNetwork, cluster_status
 from nosdn.sources.select import ClusterSource
 

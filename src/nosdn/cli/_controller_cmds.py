@@ -4,7 +4,7 @@ replicas.
 Options are parsed and checked here, before anything starts; the controller lives in
 `nosdn.controller`. It takes the cloud options of ``nosdn plan/apply --cloud``
 (`nosdn.cli._cloud`) and the Kubernetes, node and logging options of ``nosdn agent``
-(`nosdn.cli._agent_cmds`, which takes the API and node options from `nosdn.cli._common`), so
+(`nosdn.cli._agent_cmds`, which takes the API and node options from `nosdn.cli._click`), so
 one flag means the same thing everywhere.
 """
 
@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from nosdn.cli._agent_cmds import ROUTING, api_options, routing_options, serving_options
+from nosdn.cli._click import address_policy, command, nets, option
 from nosdn.cli._cloud import _cloud_params
-from nosdn.cli._common import EXIT_FAILURE, address_policy, command, fail, nets, option
+from nosdn.cli._output import EXIT_FAILURE, fail
 from nosdn.controller.config import DEFAULT_LEASE, DEFAULT_METRICS_PORT
 
 LEASE = "Leader election (one replica writes)"

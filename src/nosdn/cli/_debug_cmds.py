@@ -5,7 +5,7 @@ what it saw and the command that fixes it, or a path read top to bottom. Output 
 through rich `Text` objects (never markup: addresses and rules contain brackets and colons).
 
 The cluster comes from the inventory or from the cluster's Node objects
-(`nosdn.cli._common.source_options`): on a cluster run by ``nosdn agent`` there is no
+(`nosdn.cli._click.source_options`): on a cluster run by ``nosdn agent`` there is no
 inventory, and the person who is paged should not have to write one. Doctor read from the API
 adds a ``nodes`` line (how many Nodes, which have no pod subnet yet); when the API cannot be
 read, that line fails and the host's own checks still run, because a host whose pod network is
@@ -23,24 +23,19 @@ import click
 from click.core import ParameterSource
 from rich.text import Text
 
-from nosdn.cli._common import (
-    EXIT_FAILURE,
+from nosdn.cli._click import (
     SOURCE_FILE_HELP,
     BgpDirOpt,
-    Output,
     OutputOpt,
     argument,
     command,
-    dump,
-    err,
-    fail,
     load_source,
     option,
-    out,
     read_api,
     report_nodes,
     source_options,
 )
+from nosdn.cli._output import EXIT_FAILURE, Output, dump, err, fail, out
 from nosdn.cli._params import TABLE, reexec_in_netns
 from nosdn.invocation import self_command
 from nosdn.model import DEFAULT_PROTOCOL, Cluster

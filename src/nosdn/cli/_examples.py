@@ -1,6 +1,6 @@
 """The Examples block of every command's help, in one table (kubectl's ``Examples:``).
 
-Keyed by the command's path under ``nosdn`` ("apply", "lab node add"); `nosdn.cli._common`'s
+Keyed by the command's path under ``nosdn`` ("apply", "lab node add"); `nosdn.cli._click`'s
 `Command` and `Group` print the entry after the help text, so a new command gets its block by
 adding a line here, and a test checks that every command has one. A command whose docstring
 already holds an ``Examples:`` block keeps it (render, graph, version, completion).

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from nosdn.agent.installcni import HOST_CNI_BIN, IMAGE_CNI_BIN, PLUGINS, InstallError, install
-from nosdn.cli._common import EXIT_FAILURE, command, fail, option, require_net_admin
+from nosdn.cli._click import command, option, require_net_admin
+from nosdn.cli._output import EXIT_FAILURE, fail
 from nosdn.cli._params import NETNS_HELP, TABLE, reexec_in_netns
 from nosdn.model import DEFAULT_PROTOCOL
 

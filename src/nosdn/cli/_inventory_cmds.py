@@ -1,5 +1,5 @@
 """Commands that only compute: check, allocate (an inventory), routes (an inventory or the
-cluster's Node objects, see `nosdn.cli._common.source_options`). No root."""
+cluster's Node objects, see `nosdn.cli._click.source_options`). No root."""
 
 from __future__ import annotations
 
@@ -10,24 +10,20 @@ from typing import Any
 
 from nosdn.addr import ip_str, net_str
 from nosdn.checks import check_cluster
-from nosdn.cli._common import (
+from nosdn.cli._click import FileOpt, OutputOpt, command, load_source, option, source_options
+from nosdn.cli._output import (
     API_VERSION,
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
-    FileOpt,
+    Column,
     Output,
-    OutputOpt,
-    command,
     dump,
     fail,
-    load_source,
-    option,
     out,
     print_problems,
     problem_dicts,
-    source_options,
+    table,
 )
-from nosdn.cli._output import Column, table
 from nosdn.echo import echo
 from nosdn.inventory import (
     InventoryError,

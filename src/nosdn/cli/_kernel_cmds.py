@@ -5,7 +5,7 @@ host is comes from ``--node``/``--external`` or, by default, from its own addres
 same command line (and the same inventory) works unchanged on every node.
 
 The nodes come from the inventory or from one list of the cluster's Node objects
-(`nosdn.cli._common.source_options`). ``apply`` takes the API too, not only ``plan`` and
+(`nosdn.cli._click.source_options`). ``apply`` takes the API too, not only ``plan`` and
 ``status``: on a cluster run by ``nosdn agent`` it is how a person restores a node's routes by
 hand while its agent is down, and what doctor's fix says. It computes what the agent computes
 (same Node objects, same checks, same protocol number), so with the agent's node-address
@@ -26,22 +26,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce|azure (the route table)
-from nosdn.cli._common import (
-    EXIT_FAILURE,
+from nosdn.cli._click import (
     BgpDirOpt,
-    Output,
     OutputOpt,
     command,
-    dump,
-    err,
-    fail,
     load_source,
     option,
     require_net_admin,
     source_options,
 )
-from nosdn.cli._output import Column
+from nosdn.cli._cloud import cloud_command  # adds --cloud aws|gce|azure (the route table)
+from nosdn.cli._output import EXIT_FAILURE, Column, Output, dump, err, fail
 from nosdn.cli._params import NETNS_HELP, TABLE, netns_exists
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, Cluster, IPAddress, Route, Shadow, Target
 from nosdn.plan import DEFAULT_MAX_DELETE_SHARE, desired_routes

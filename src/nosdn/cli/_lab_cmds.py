@@ -15,10 +15,10 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from nosdn.cli._common import EXIT_FAILURE, Group, Output, OutputOpt, dump, option
+from nosdn.cli._click import Group, OutputOpt, option
 from nosdn.cli._lab_common import NameOpt, err, fail, help_text, lab_errors, log, out
 from nosdn.cli._lab_node_cmds import node_group
-from nosdn.cli._output import Column, color_allowed, table
+from nosdn.cli._output import EXIT_FAILURE, Column, Output, color_allowed, dump, table
 from nosdn.invocation import cmd
 from nosdn.lab import (
     DEFAULT_NAME,

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from nosdn.cli._common import EXIT_BAD_INPUT, EXIT_FAILURE, option
-from nosdn.cli._output import make_console
+from nosdn.cli._click import option
+from nosdn.cli._output import EXIT_BAD_INPUT, EXIT_FAILURE, make_console
 from nosdn.inventory import InventoryError
 from nosdn.lab import DEFAULT_NAME, LabError, LabInputError
 

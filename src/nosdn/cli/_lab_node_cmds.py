@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from nosdn.cli._common import Group, argument, option
+from nosdn.cli._click import Group, argument, option
 from nosdn.cli._lab_common import NameOpt, help_text, lab_errors, log, out
 from nosdn.lab import add_node, open_lab, readdress_node, remove_node
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from nosdn.cli._common import API_VERSION, Output, OutputOpt, argument, command, dump
+from nosdn.cli._click import OutputOpt, argument, command
+from nosdn.cli._output import API_VERSION, Output, dump
 
 SHELLS = ("bash", "zsh", "fish")
 

@@ -1,7 +1,7 @@
 """``nosdn render``: the cluster's routes as files people use today (script, units, router
 and cloud configs). Parses, calls `nosdn.render`, prints or writes; no logic of its own.
 
-The cluster is the inventory's or the Node objects' (`nosdn.cli._common.source_options`): a
+The cluster is the inventory's or the Node objects' (`nosdn.cli._click.source_options`): a
 network team renders its router's config from the live cluster, and doctor's fix for a node's
 CNI conflist is a render command that must work where there is no inventory."""
 
@@ -15,7 +15,8 @@ from pathlib import Path, PurePosixPath
 import click
 
 from nosdn.addr import parse_ip
-from nosdn.cli._common import EXIT_FAILURE, command, err, fail, load_source, option, source_options
+from nosdn.cli._click import command, load_source, option, source_options
+from nosdn.cli._output import EXIT_FAILURE, err, fail
 from nosdn.cli._params import TABLE_TEXT
 from nosdn.echo import echo
 from nosdn.model import DEFAULT_PROTOCOL, EXTERNAL, ROUTER, Target

@@ -1,86 +1,55 @@
-"""What every command shares: where nodes come from, output formats, and loading with checks.
+"""The click side every command shares: its classes, the options it is built from, and where
+its nodes come from.
 
 Nodes come from an inventory file (``-f``) or, for the commands that read a live cluster
 (status, plan, apply, doctor, trace, routes, graph), from the Kubernetes API with the options
 ``nosdn agent`` and ``nosdn controller`` take, defined here once so a flag means the same thing
 in all of them (`kube_api_options`, `node_address_options`, `cluster_cidr_option`).
-`source_options` adds them to a command and hands it one `ClusterSource`; `load_source` turns
-that into a checked `Cluster`, refusing bad Node objects the way a bad inventory is refused
-(exit 2, every problem named). Which source wins is decided before anything is read (see
-`SOURCE_HELP`); only the API path imports the Kubernetes client, so ``nosdn routes -f`` stays
+`source_options` adds them to a command and hands it one `ClusterSource`
+(`nosdn.sources.select` decides it, before anything is read); `load_source` turns that into a
+checked `Cluster`, refusing bad Node objects the way a bad inventory is refused (exit 2, every
+problem named). Only the API path imports the Kubernetes client, so ``nosdn routes -f`` stays
 as light as it was.
 
 Also the two click classes every command is built from (`Command`, `Group`): help that keeps
 arguments documented, options grouped in titled sections (``panel=``) and subcommands listed
-in the order they were written, which is the order they are taught in.
-
-rich is imported on first print, not here: ``nosdn routes -o json`` prints nothing through it,
-and importing it costs more than computing a small cluster's routes.
+in the order they were written, which is the order they are taught in. How commands print is
+`nosdn.cli._output`.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
-from nosdn.cli import _errors
 from nosdn.cli._examples import format_examples
-from nosdn.echo import cut, echo
+from nosdn.cli._output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    Output,
+    err,
+    fail,
+    print_problems,
+)
+from nosdn.echo import echo
 from nosdn.inventory import InventoryError, load_cluster
 from nosdn.model import Cluster, IPNetwork
-from nosdn.problems import Problem
 from nosdn.sources.select import DEFAULT_ADDRESS_TYPES, ClusterSource, SourceError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from nosdn.sources.listing import NodeList
     from nosdn.sources.nodes import AddressPolicy
 
-EXIT_OK = 0
-EXIT_FAILURE = _errors.EXIT_FAILURE
-EXIT_BAD_INPUT = _errors.EXIT_BAD_INPUT
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class LazyConsole:
-    """A rich ``Console`` made on first use, by `nosdn.cli._output.make_console`."""
-
-    def __init__(self, *, stderr: bool = False) -> None:
-        self._stderr = stderr
-        self._console: Console | None = None
-
-    @property
-    def console(self) -> Console:
-        if self._console is None:
-            from nosdn.cli._output import make_console
-
-            self._console = make_console(stderr=self._stderr)
-        return self._console
-
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        self.console.print(*objects, **kwargs)
-
-
-out = LazyConsole()
-err = LazyConsole(stderr=True)
-
-
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-    yaml = "yaml"
 
 
 # --- click pieces ----------------------------------------------------------------------------
@@ -316,11 +285,6 @@ def address_policy(types: str, cidrs: Sequence[str]) -> AddressPolicy:
 
 
 # --- exits and loading -----------------------------------------------------------------------
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    """Print ``error: MESSAGE`` (as plain text: it may hold values with [brackets]), exit."""
-    err.print("[bold red]error:[/] ", end="")
-    err.print(message, markup=False)
-    raise SystemExit(code)
 
 
 #: The capability that writing routes (and making namespaces) needs.
@@ -352,40 +316,6 @@ def require_net_admin(what: str) -> None:
     )
 
 
-#: Problems listed in a table before "... and N more": a person reads the first few, and a
-#: file with a million bad lines must not print a million lines.
-SHOWN_PROBLEMS = 50
-#: Characters of each field of a problem (node, field, value, message, hint) that are printed.
-FIELD_LIMIT = 200
-
-
-def _cut_problem(p: Problem) -> Problem:
-    """``p`` with every field cut to `FIELD_LIMIT`: values come from untrusted input, and a
-    value the parser did not cut (a name, another node's name in a message) can be huge."""
-    return Problem(
-        None if p.node is None else echo(p.node, FIELD_LIMIT),
-        cut(p.field, FIELD_LIMIT),
-        cut(p.value, FIELD_LIMIT),
-        cut(p.message, FIELD_LIMIT),
-        cut(p.hint, FIELD_LIMIT),
-    )
-
-
-def problem_dicts(problems: Sequence[Problem]) -> list[dict[str, str | None]]:
-    """Every problem for ``-o json|yaml``, each field cut like in the table."""
-    return [_cut_problem(p).as_dict() for p in problems]
-
-
-def print_problems(header: str, problems: Sequence[Problem]) -> None:
-    """``header`` (which gives the total), then the first `SHOWN_PROBLEMS` problems and how
-    many more there are, on stderr as plain text: a value is never read as rich markup."""
-    err.print(header, style="bold red", markup=False)
-    for p in problems[:SHOWN_PROBLEMS]:
-        err.print(f"  - {_cut_problem(p)}", markup=False)
-    if len(problems) > SHOWN_PROBLEMS:
-        err.print(f"  ... and {len(problems) - SHOWN_PROBLEMS} more (-o json for all)")
-
-
 def load(path: Path) -> Cluster:
     """Load and check an inventory; on any problem print them all and exit 2."""
     try:
@@ -395,57 +325,6 @@ def load(path: Path) -> Cluster:
             f"{echo(str(path))}: {len(e.problems)} problem(s); nothing was changed", e.problems
         )
         raise SystemExit(EXIT_BAD_INPUT) from None
-
-
-def json_text(data: Any) -> str:
-    """JSON with one line per list item: readable, diffable, and written by the C encoder
-    (``indent=`` switches json to its pure-Python encoder, 5x slower at 50,000 routes)."""
-    if not isinstance(data, dict):
-        return json.dumps(data)
-    parts = []
-    for key, value in data.items():
-        k = json.dumps(key)
-        if isinstance(value, list) and value:
-            items = ",\n    ".join(json.dumps(v) for v in value)
-            parts.append(f"  {k}: [\n    {items}\n  ]")
-        else:
-            parts.append(f"  {k}: {json.dumps(value)}")
-    return "{\n" + ",\n".join(parts) + "\n}"
-
-
-#: The version of every document nosdn prints for machines (``-o json|yaml``): a field is
-#: only ever added under it; a change of meaning gets a new version.
-API_VERSION = "nosdn/v1"
-
-
-def document_kind() -> str:
-    """The ``kind`` of the running command's document: its path, capitalised ("lab check":
-    LabCheck)."""
-    from nosdn.cli._examples import command_key
-
-    ctx = click.get_current_context(silent=True)
-    key = command_key(ctx) if ctx is not None else ""
-    return "".join(w.capitalize() for w in key.split()) or "Document"
-
-
-def versioned(data: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
-    """``data`` with ``apiVersion`` and ``kind`` first (unless it has them)."""
-    if "apiVersion" in data:
-        return data
-    return {"apiVersion": API_VERSION, "kind": kind or document_kind(), **data}
-
-
-def dump(data: Any, output: Output) -> None:
-    """Print ``data`` as JSON or YAML (for ``-o json|yaml``); a document (a dict) is
-    `versioned`."""
-    if isinstance(data, dict):
-        data = versioned(data)
-    if output is Output.json:
-        sys.stdout.write(json_text(data) + "\n")
-    else:
-        import yaml
-
-        sys.stdout.write(yaml.dump(data, sort_keys=False, Dumper=yaml.CSafeDumper))
 
 
 # --- where a command's nodes come from -------------------------------------------------------
