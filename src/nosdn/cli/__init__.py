@@ -10,7 +10,8 @@ SDKs) stays imported inside the function that needs it.
 
 ``_click`` holds the options commands share (``-f/--file``, ``-o/--output``) and the one way
 inventories are loaded and checked, so every command refuses a bad inventory the same way
-(exit 2, nothing written); ``_output`` how they print and end. Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
+(exit 2, nothing written); ``_output`` how they print and end. Exit codes: 0 ok, 1 runtime
+failure, 2 bad input or usage.
 """
 
 from __future__ import annotations

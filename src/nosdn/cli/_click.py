@@ -338,38 +338,6 @@ SOURCE_FILE_HELP = (
 )
 
 
-def resolve_source(
-    *,
-    file: Path | None,
-    kubeconfig: str | None,
-    kube_server: str | None,
-    context: str | None,
-    cluster_cidr: tuple[str, ...],
-    address_types: str,
-    address_cidr: tuple[str, ...],
-    required: bool,
-) -> ClusterSource:
-    """Decide where nodes come from, before anything is read (exit 2 on a contradiction)."""
-    from nosdn.sources.select import SourceChoiceError, choose
-
-    ctx = click.get_current_context()
-    given = {n for n in SOURCE_KEYS if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE}
-    try:
-        return choose(
-            file=file,
-            kubeconfig=kubeconfig,
-            kube_server=kube_server,
-            context=context,
-            cluster_cidr=cluster_cidr,
-            address_types=address_types,
-            address_cidr=address_cidr,
-            given=given,
-            required=required,
-        )
-    except SourceChoiceError as e:
-        fail(str(e))
-
-
 #: The keywords `source_options` adds to a command, collapsed into ``source`` by `pop_source`.
 SOURCE_KEYS = (
     "file",
@@ -383,16 +351,24 @@ SOURCE_KEYS = (
 
 
 def pop_source(kw: dict[str, Any], *, required: bool = True) -> ClusterSource:
-    """Take the `source_options` keywords out of a command's ``kw`` and decide the source."""
+    """Take the `source_options` keywords out of a command's ``kw`` and decide the source
+    (`nosdn.sources.select.choose`, before anything is read; exit 2 on a contradiction)."""
+    from nosdn.sources.select import SourceChoiceError, choose
+
     raw = {k: kw.pop(k) for k in SOURCE_KEYS}
-    return resolve_source(**raw, required=required)
+    ctx = click.get_current_context()
+    given = {n for n in SOURCE_KEYS if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE}
+    try:
+        return choose(**raw, given=given, required=required)
+    except SourceChoiceError as e:
+        fail(str(e))
 
 
 def source_options(
     *, required: bool = True, file_help: str = SOURCE_FILE_HELP
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``-f/--file`` and the Kubernetes API options, handed to the command as one
-    ``source: ClusterSource`` keyword (decided by `resolve_source` when it runs).
+    ``source: ClusterSource`` keyword (decided by `pop_source` when it runs).
 
     Without ``required``, a command given neither gets ``ClusterSource(None)`` (doctor and
     trace then look at the host alone)."""
