@@ -647,9 +647,9 @@ def _taken(items: list[Any]) -> Iterator[Any]:
 
 
 def _parse_file(path: Path) -> tuple[Cluster, list[Problem]]:
-    """`parse_inventory` of the file, with a node list's YAML freed as it is parsed (at 50,000
-    nodes that keeps ~40 MB off the peak); a big node list is parsed a piece at a time
-    (`nosdn.yamlsplit`: the same result, a fraction of the memory)."""
+    """`parse_inventory` of the file, each node's YAML let go once it is parsed; a big node
+    list is parsed a piece at a time (`nosdn.yamlsplit`: the same result, a fraction of the
+    memory; figures in bench/README.md)."""
     text = _read_text(path)
     split = split_nodes(text) if len(text) >= _SPLIT_FROM else None
     del text  # the split keeps it while it is needed

@@ -3,9 +3,9 @@
 The client library is used for what it is good at (kubeconfig and in-cluster configuration,
 TLS, token refresh, request building) and bypassed for what it is slow at: every call asks for
 the raw response (``_preload_content=False``) and parses JSON with the standard library, because
-turning a 5,000-node list into generated model objects takes seconds and a watch event into one
-takes far longer than the whole routing decision. Lists are paged (``limit``/``continue``); a
-watch's body is read by `nosdn.sources._watchstream`.
+turning Nodes into generated model objects costs far more than the whole routing decision
+(figures in bench/README.md). Lists are paged (``limit``/``continue``); a watch's body is
+read by `nosdn.sources._watchstream`.
 
 A dead connection is noticed, not waited out. When the API server's host vanishes without a
 FIN or RST (a failover to another machine behind the same address), a socket stays ESTABLISHED
