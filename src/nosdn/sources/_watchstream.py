@@ -5,11 +5,9 @@ response body itself: one ``read1`` (one recv at most) per wake-up from the resp
 buffered socket file, the chunked framing undone by `Dechunker` with bytes operations, events
 split at newlines, as many per read as have queued. A response that is not plainly chunked
 (compressed, or of another framing) is read through urllib3's own reader, which goes through
-several layers for each chunk's size line, data and CRLF (its cost: bench/README.md). The end
-of the response (the last chunk) ends the stream normally; a read that waits past the deadline
-raises `WatchSilentError`, a broken connection `ApiUnavailableError`. Private to
-`nosdn.sources.kubernetes`, which opens the request; `tests/test_watch_stream.py` and
-`tests/test_watch_fixtures.py` read it over a socket and over recorded bodies.
+several layers for each chunk's size line, data and CRLF (its cost: bench/README.md). Private
+to `nosdn.sources.kubernetes`, which opens the request; `tests/test_watch_stream.py` reads it
+over a socket, `tests/test_watch_fixtures.py` over recorded bodies.
 """
 
 from __future__ import annotations
