@@ -1,4 +1,4 @@
-"""The watch reader (`nosdn.sources.kubernetes._WatchStream`): HTTP chunked framing undone by
+"""The watch reader (`nosdn.sources._watchstream.EventStream`): HTTP chunked framing undone by
 hand, tested where it can break.
 
 `Dechunker` is fed every split of a stream (a chunk header, its CRLF, an event cut anywhere,
@@ -26,8 +26,9 @@ import pytest
 
 from agent_env import in_netns, netns_socket
 from conftest import requires_root
+from nosdn.sources._watchstream import Dechunker, EventStream
 from nosdn.sources.errors import ApiUnavailableError, WatchSilentError
-from nosdn.sources.kubernetes import Dechunker, KubeApi, KubeSettings, _WatchStream
+from nosdn.sources.kubernetes import KubeApi, KubeSettings
 
 EVENTS = [
     {"type": "ADDED", "object": {"metadata": {"name": f"n{i}"}, "x": "y" * (i * 37)}}
@@ -138,7 +139,7 @@ class ScriptedServer:
 
 def watch(
     server: ScriptedServer, timeout: int = 30, deadline: float = 40
-) -> tuple[KubeApi, _WatchStream]:
+) -> tuple[KubeApi, EventStream]:
     api = KubeApi(KubeSettings(server=f"http://127.0.0.1:{server.port}"))
     stream = api.watch_nodes("", timeout, deadline)
     assert stream._fp is not None  # the hand-made reader, not urllib3's

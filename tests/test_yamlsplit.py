@@ -136,3 +136,39 @@ def test_a_piece_with_the_wrong_item_count_is_refused() -> None:
     wrong = Split(split.head, split.text, [split.starts[0], *split.starts[2:]], split.end)
     with pytest.raises(inventory._CannotSplit):
         inventory._parse_split(wrong, "inv.yaml")
+
+
+@pytest.mark.parametrize("name", ["block", "anchor and alias"])
+def test_the_file_reader_drops_each_node_once_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Read in pieces ("block") or whole ("anchor and alias"), the YAML of every node is let go
+    once it is parsed: no node list the reader parsed still holds an entry at the end."""
+    text = LAYOUTS.get(name) or WHOLE[name]
+    path = tmp_path / "inv.yaml"
+    path.write_text(text)
+    parsed: list[object] = []
+    real = inventory._parse_yaml
+
+    def recording(text: str) -> object:
+        got = real(text)
+        parsed.append(got)
+        return got
+
+    monkeypatch.setattr(inventory, "_parse_yaml", recording)
+    cluster, problems = inventory._parse_file(path)
+    assert problems == []
+    assert cluster.nodes
+    lists = [d for d in parsed if isinstance(d, list)]
+    lists += [d["nodes"] for d in parsed if isinstance(d, dict) and d.get("nodes")]
+    assert lists, "no node list was parsed"
+    assert all(item is None for items in lists for item in items)
+
+
+def test_parse_inventory_leaves_the_callers_data_as_it_was() -> None:
+    data = {"nodes": [{"name": "a", "ip": "10.0.0.1"}, {"name": "b", "ips": ["10.0.0.2"]}]}
+    before = repr(data)
+    cluster, problems = inventory.parse_inventory(data, "inv.yaml")
+    assert [n.name for n in cluster.nodes] == ["a", "b"]
+    assert problems == []
+    assert repr(data) == before

@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,6 @@ TOP_KEYS = {
     "nodes",
 }
 NODE_KEYS = {"name", "ips", "ip", "podCIDRs", "podCIDR", "instanceId", "asn"}
-#: The keys the quick path reads (``asn`` goes through `_parse_node`, which collects it).
-_NODE_KEYS = frozenset(NODE_KEYS - {"asn"})
 BGP_KEYS = {"asn", "peers", "gracefulRestartTime", "nodeNetworks"}
 PEER_KEYS = {"address", "asn", "passwordFile", "multihop", "bfd", "nodes", "nodeNetworks"}
 #: 0 is reserved (RFC 7607), 23456 is AS_TRANS (RFC 6793): neither can be a speaker's ASN.
@@ -89,17 +87,17 @@ class InventoryError(ProblemsError):
     """The inventory could not be used; ``problems`` lists every reason."""
 
 
-def _as_list(value: object) -> list[object]:
+def _as_list(value: object) -> Sequence[object]:
     if value is None:
-        return []
+        return ()
     if isinstance(value, list | tuple):
-        return list(value)
-    return [value]
+        return value
+    return (value,)
 
 
 def _plural(
     raw: Mapping[str, Any], plural: str, singular: str, node: str | None, problems: list[Problem]
-) -> list[object]:
+) -> Sequence[object]:
     if plural in raw and singular in raw:
         problems.append(
             Problem(
@@ -131,15 +129,15 @@ def parse_network(
     value: object, node: str | None, field: str, out: list[Problem]
 ) -> IPNetwork | None:
     text = str(value)
-    shown = echo(text)
     if "%" in text or text != text.strip():
         try:
             parse_net(text)
         except ValueError as e:
             why = "is not a plain CIDR (" + str(e).rpartition(" has ")[2] + ")"
-            out.append(Problem(node, field, shown, why, "write e.g. 172.17.1.0/24"))
+            out.append(Problem(node, field, echo(text), why, "write e.g. 172.17.1.0/24"))
             return None
     if "/" not in text:
+        shown = echo(text)
         out.append(
             Problem(
                 node, field, shown, "has no prefix length", f"write it as a CIDR, e.g. {shown}/24"
@@ -151,12 +149,21 @@ def parse_network(
     except ValueError as e:
         if "host bits set" in str(e):
             fixed = ipaddress.ip_network(text, strict=False)
-            out.append(Problem(node, field, shown, "has host bits set", f"did you mean {fixed}?"))
+            why, hint = "has host bits set", f"did you mean {fixed}?"
         else:
-            out.append(
-                Problem(node, field, shown, "is not a valid CIDR", "write e.g. 172.17.1.0/24")
-            )
+            why, hint = "is not a valid CIDR", "write e.g. 172.17.1.0/24"
+        out.append(Problem(node, field, echo(text), why, hint))
         return None
+
+
+#: A node's list fields, in `Node`'s order: (field, its singular shorthand, how one value is
+#: read: the value, or None once a problem naming node, field and value is recorded).
+_NODE_LISTS: tuple[
+    tuple[str, str, Callable[[object, str | None, str, list[Problem]], Any]], ...
+] = (
+    ("ips", "ip", parse_address),
+    ("podCIDRs", "podCIDR", parse_network),
+)
 
 
 def _parse_int(raw: Mapping[str, Any], key: str, default: int, out: list[Problem]) -> int:
@@ -167,54 +174,27 @@ def _parse_int(raw: Mapping[str, Any], key: str, default: int, out: list[Problem
     return value
 
 
-def _strings(value: object) -> list[str] | None:
-    if type(value) is str:
-        return [value]
-    if type(value) is list and all(type(v) is str for v in value):
-        return value
-    return None
-
-
-def _quick_node(raw: object) -> Node | None:
-    """The usual node (known fields, a name, addresses and CIDRs written as strings, all
-    valid) built without the bookkeeping that only mistakes need; None for anything else,
-    which `_parse_node` then reads field by field and reports. At 10,000 nodes this is a
-    third of loading the inventory."""
-    if type(raw) is not dict or not _NODE_KEYS.issuperset(raw):
-        return None
-    name = raw.get("name")
-    ips = raw.get("ips")
-    cidrs = raw.get("podCIDRs")
-    if ips is None:
-        ips = raw.get("ip")
-    elif "ip" in raw:
-        return None
-    if cidrs is None:
-        cidrs = raw.get("podCIDR", ())
-    elif "podCIDR" in raw:
-        return None
-    ip_texts = _strings(ips)
-    cidr_texts = _strings(cidrs) if cidrs != () else []
-    if type(name) is not str or not name or ip_texts is None or cidr_texts is None:
-        return None
-    try:
-        addrs = tuple([parse_ip(t) for t in ip_texts])
-        nets = tuple([parse_net(t) for t in cidr_texts if "/" in t])
-    except ValueError:
-        return None
-    if len(nets) != len(cidr_texts):
-        return None
-    instance = raw.get("instanceId")
-    return Node(name, addrs, nets, str(instance) if instance is not None else None)
+def _unknown_fields(
+    raw: Mapping[str, Any], known: set[str], node: str | None, kind: str, out: list[Problem]
+) -> None:
+    """A problem for each key of ``raw`` (a node, or the inventory's top) not in ``known``."""
+    for key in raw:
+        if key not in known:
+            out.append(
+                Problem(
+                    node,
+                    echo(str(key)),
+                    echo(repr(raw[key])),
+                    f"is not a known {kind} field",
+                    f"{did_you_mean(str(key), known)}known fields: {', '.join(sorted(known))}",
+                )
+            )
 
 
 def _parse_node(
     index: int, raw: object, out: list[Problem], asns: list[tuple[str, object]]
 ) -> Node | None:
-    quick = _quick_node(raw)
-    if quick is not None:
-        return quick
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # YAML gives dicts: no ABC check
         out.append(
             Problem(
                 None, f"nodes[{index}]", echo(repr(raw)), "is not a mapping", "write name: and ip:"
@@ -240,32 +220,22 @@ def _parse_node(
             )
         )
         return None
-    for key in raw:
-        if key not in NODE_KEYS:
-            out.append(
-                Problem(
-                    name,
-                    echo(str(key)),
-                    echo(repr(raw[key])),
-                    "is not a known node field",
-                    f"{did_you_mean(str(key), NODE_KEYS)}known fields: "
-                    f"{', '.join(sorted(NODE_KEYS))}",
-                )
-            )
-    ips: list[IPAddress] = []
-    for value in _plural(raw, "ips", "ip", name, out):
-        ip = parse_address(value, name, "ips", out)
-        if ip is not None:
-            ips.append(ip)
-    cidrs: list[IPNetwork] = []
-    for value in _plural(raw, "podCIDRs", "podCIDR", name, out):
-        net = parse_network(value, name, "podCIDRs", out)
-        if net is not None:
-            cidrs.append(net)
+    if not NODE_KEYS.issuperset(raw):
+        _unknown_fields(raw, NODE_KEYS, name, "node", out)
+    ips, cidrs = [
+        tuple(
+            [
+                v
+                for x in _plural(raw, key, short, name, out)
+                if (v := read(x, name, key, out)) is not None
+            ]
+        )
+        for key, short, read in _NODE_LISTS
+    ]
     instance = raw.get("instanceId")
     if "asn" in raw:
         asns.append((name, raw["asn"]))
-    return Node(name, tuple(ips), tuple(cidrs), str(instance) if instance is not None else None)
+    return Node(name, ips, cidrs, str(instance) if instance is not None else None)
 
 
 def parse_asn(value: object, node: str | None, field: str, out: list[Problem]) -> int | None:
@@ -477,20 +447,18 @@ def _parse_bgp(
     return Bgp(asn, tuple(peers), gr, tuple(networks), tuple(node_asns))
 
 
-def parse_inventory(
-    data: object,
-    source: str = "inventory",
-    *,
-    consume: bool = False,
-    node_pieces: Iterable[list[Any]] | None = None,
-) -> tuple[Cluster, list[Problem]]:
-    """Turn parsed YAML into a Cluster plus every problem met on the way (no checks yet).
+def parse_inventory(data: object, source: str = "inventory") -> tuple[Cluster, list[Problem]]:
+    """Turn parsed YAML into a Cluster plus every problem met on the way (no checks yet);
+    ``source`` (the file) names the document in a problem with its shape."""
+    return _parse(data, source, None)
 
-    With ``consume`` the raw node list is emptied as it is parsed, so the YAML objects are freed
-    while the model is built (at 50,000 nodes that keeps ~40 MB off the peak RSS).
-    ``node_pieces``: the node list comes in pieces, in order (``data`` has ``nodes:`` empty),
-    each emptied as it is parsed.
-    """
+
+def _parse(
+    data: object, source: str, entries: Iterable[object] | None
+) -> tuple[Cluster, list[Problem]]:
+    """`parse_inventory`; ``entries``, when the file reader has them, are the node list's
+    entries in order (``data``'s ``nodes`` is then left unread): read one at a time, so the
+    reader can free each once it is parsed."""
     problems: list[Problem] = []
     if data is None:
         data = {}
@@ -499,18 +467,7 @@ def parse_inventory(
             Problem(None, source, type(data).__name__, "is not a mapping", "see examples/")
         )
         return Cluster(()), problems
-    for key in data:
-        if key not in TOP_KEYS:
-            problems.append(
-                Problem(
-                    None,
-                    echo(str(key)),
-                    echo(repr(data[key])),
-                    "is not a known inventory field",
-                    f"{did_you_mean(str(key), TOP_KEYS)}known fields: "
-                    f"{', '.join(sorted(TOP_KEYS))}",
-                )
-            )
+    _unknown_fields(data, TOP_KEYS, None, "inventory", problems)
     cluster_cidrs = [
         n
         for v in _plural(data, "clusterCIDRs", "clusterCIDR", None, problems)
@@ -525,26 +482,20 @@ def parse_inventory(
     mask4 = _parse_int(data, v4_key, 24, problems)
     mask6 = _parse_int(data, "nodeCIDRMaskSizeIPv6", 64, problems)
     via = [str(v) for v in _as_list(data.get("serviceVia"))]
-    raw_nodes = data.get("nodes")
-    if raw_nodes is None:
-        raw_nodes = []
-    if not isinstance(raw_nodes, Sequence) or isinstance(raw_nodes, str):
-        problems.append(
-            Problem(None, "nodes", echo(repr(raw_nodes)), "is not a list", "see examples/")
-        )
-        raw_nodes = []
+    if entries is None:
+        entries = data.get("nodes")
+        if entries is None:
+            entries = []
+        if not isinstance(entries, Sequence) or isinstance(entries, str):
+            problems.append(
+                Problem(None, "nodes", echo(repr(entries)), "is not a list", "see examples/")
+            )
+            entries = []
     nodes: list[Node] = []
     asns: list[tuple[str, object]] = []
-    i = 0
-    for piece in [raw_nodes] if node_pieces is None else node_pieces:
-        consuming = consume or node_pieces is not None
-        for k in range(len(piece)):
-            raw = piece[k]
-            if consuming and isinstance(piece, list):
-                piece[k] = None
-            if (nd := _parse_node(i, raw, problems, asns)) is not None:
-                nodes.append(nd)
-            i += 1
+    for i, raw in enumerate(entries):
+        if (nd := _parse_node(i, raw, problems, asns)) is not None:
+            nodes.append(nd)
     name = data.get("clusterName", "kubernetes")
     cluster = Cluster(
         nodes=tuple(nodes),
@@ -686,9 +637,19 @@ class _CannotSplit(Exception):
     """The node list, cut in pieces, did not parse as it should: read the whole document."""
 
 
+def _taken(items: list[Any]) -> Iterator[Any]:
+    """The items in order, each dropped from ``items`` as it is handed out (so it is freed
+    once parsed)."""
+    for k in range(len(items)):
+        item = items[k]
+        items[k] = None
+        yield item
+
+
 def _parse_file(path: Path) -> tuple[Cluster, list[Problem]]:
-    """`parse_inventory` of the file; a big node list is parsed a piece at a time
-    (`nosdn.yamlsplit`: the same result, a fraction of the memory)."""
+    """`parse_inventory` of the file, each node's YAML let go once it is parsed; a big node
+    list is parsed a piece at a time (`nosdn.yamlsplit`: the same result, a fraction of the
+    memory; figures in bench/README.md)."""
     text = _read_text(path)
     split = split_nodes(text) if len(text) >= _SPLIT_FROM else None
     del text  # the split keeps it while it is needed
@@ -697,7 +658,11 @@ def _parse_file(path: Path) -> tuple[Cluster, list[Problem]]:
             return _parse_split(split, str(path))
         except _CannotSplit:
             pass
-    return parse_inventory(_parse_text(_read_text(path), path), str(path), consume=True)
+    data = _parse_text(_read_text(path), path)
+    entries = data.get("nodes") if isinstance(data, dict) else None
+    if type(entries) is not list:
+        return parse_inventory(data, str(path))
+    return _parse(data, str(path), _taken(entries))
 
 
 def _parse_split(split: Split, source: str) -> tuple[Cluster, list[Problem]]:
@@ -708,7 +673,7 @@ def _parse_split(split: Split, source: str) -> tuple[Cluster, list[Problem]]:
     if not isinstance(head, dict) or "nodes" not in head or head["nodes"] is not None:
         raise _CannotSplit
 
-    def pieces() -> Iterator[list[Any]]:
+    def entries() -> Iterator[Any]:
         for piece, count in split.pieces(_PIECE):
             try:
                 items = _parse_yaml(piece)
@@ -716,9 +681,9 @@ def _parse_split(split: Split, source: str) -> tuple[Cluster, list[Problem]]:
                 raise _CannotSplit from None
             if not isinstance(items, list) or len(items) != count:
                 raise _CannotSplit
-            yield items
+            yield from _taken(items)
 
-    return parse_inventory(head, source, node_pieces=pieces())
+    return _parse(head, source, entries())
 
 
 def load_cluster(path: Path, *, allocate_missing: bool = True, warn: bool = True) -> Cluster:

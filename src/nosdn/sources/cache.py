@@ -6,12 +6,6 @@ routing does not care about (conditions, heartbeats, images). Each event is redu
 bumps ``generation`` and nudges the loop. An unchanged fingerprint costs a dict lookup and a
 tuple comparison, and causes no kernel work at all.
 
-Cheaper still, a status-only event need not be decoded at all: `quick` recognizes it from its
-raw line against what `nosdn.sources.statusonly` recorded of that node when it was last decoded
-in full (lists and events hand the cache their raw JSON for that), and counts it like `apply`
-would. This node's own object (kept whole for its conditions) and a cache that tracks a
-condition always take the full path.
-
 Each generation remembers the names it changed (`changes_since`), so a reader that keeps its own
 state per node (the agent's view) applies only those. The log is bounded: a reader that fell
 further behind gets None and rebuilds from the whole snapshot.
@@ -37,7 +31,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nosdn.sources import statusonly
 from nosdn.sources.nodes import (
     AddressPolicy,
     Fingerprint,
@@ -49,8 +42,6 @@ from nosdn.sources.nodes import (
 )
 
 log = logging.getLogger("nosdn.sources.cache")
-
-_TYPES = {b"MODIFIED": "MODIFIED", b"ADDED": "ADDED"}
 
 #: Generations whose changed names are kept (a reader further behind rebuilds in full).
 _LOG_SIZE = 4096
@@ -114,8 +105,6 @@ class NodeCache:
         self._lock = threading.Lock()
         self._fps: dict[str, Fingerprint] = {}
         self._infos: dict[str, NodeInfo] = {}
-        #: node name (bytes) -> what its next status-only event carries (`statusonly.marks`)
-        self._marks: dict[bytes, statusonly.Marks] = {}
         self._generation = 0
         #: The generations since ``_log_floor``, each with the names it changed.
         self._log_gens: list[int] = []
@@ -160,7 +149,6 @@ class NodeCache:
         created: dict[str, str] = {}
         self_obj: Mapping[str, Any] | None = None
         conds: dict[str, tuple[str, str]] = {}
-        all_marks: dict[bytes, statusonly.Marks] = {}
         ctype = self.condition_type
         for obj in objects:
             name = node_name(obj)
@@ -171,10 +159,6 @@ class NodeCache:
                 created[name] = created_at(obj)
                 if ctype is not None and (c := condition_of(obj, ctype)) is not None:
                     conds[name] = c
-                elif ctype is None and name != self.self_name:
-                    raw = statusonly.raw_of(obj)
-                    if raw is not None and (m := statusonly.marks(raw, obj)) is not None:
-                        all_marks[name.encode()] = m
             except Exception:  # a shape nobody foresaw: this node keeps what it had
                 log.exception("node %s: cannot read the listed object; kept as it was", name)
                 if name in self._fps:
@@ -202,52 +186,26 @@ class NodeCache:
             self.self_object = self_obj
             if ctype is not None:
                 self.conditions = conds
-            self._marks = all_marks
         if self._on_change is not None:
             self._on_change("list" if changed or first else "relist")
         return changed
 
-    def quick(self, line: bytes) -> str | None:
-        """A raw watch event line that is status-only for a node this cache knows: counted
-        (as `apply` would) and its resourceVersion returned ("" if it has none). None: decode
-        the line and `apply` it."""
-        found = statusonly.match(line, self._marks)
-        if found is None:
-            return None
-        etype = _TYPES[found[0]]
-        self.events[etype] += 1
-        self.ignored[etype] += 1
-        version = found[1]
-        return "" if version is None else version.decode()
-
-    def apply(self, etype: str, obj: Mapping[str, Any], raw: bytes | str | None = None) -> bool:
+    def apply(self, etype: str, obj: Mapping[str, Any]) -> bool:
         """Apply one watch event (ADDED, MODIFIED, DELETED); returns whether routing input
-        changed. The common case, a status-only MODIFIED, returns False after one lookup.
-        ``raw``, the event's JSON line, lets `quick` recognize this node's next status-only
-        events. An object that cannot be read at all is logged and ignored: the watch goes on
-        for every other node."""
+        changed. The common case, a status-only MODIFIED, returns False after one lookup. An
+        object that cannot be read at all is logged and ignored: the watch goes on for every
+        other node."""
         try:
-            return self._apply(etype, obj, raw)
+            return self._apply(etype, obj)
         except Exception:  # a shape nobody foresaw (fingerprint itself never raises)
             log.exception("node %s: cannot read a %s event; ignored", node_name(obj), etype)
             return False
 
-    def _apply(self, etype: str, obj: Mapping[str, Any], raw: bytes | str | None) -> bool:
+    def _apply(self, etype: str, obj: Mapping[str, Any]) -> bool:
         name = node_name(obj)
         self.events[etype] += 1
         if not name:
             return False
-        key = name.encode()
-        marks = None
-        if (
-            raw is not None
-            and etype != "DELETED"
-            and self.condition_type is None
-            and name != self.self_name
-        ):
-            marks = statusonly.marks(raw, obj)
-        if marks is None:
-            self._marks.pop(key, None)
         if name == self.self_name:
             self.self_object = obj if etype != "DELETED" else None
         if self.condition_type is not None:
@@ -268,14 +226,10 @@ class NodeCache:
             fp = fingerprint(obj)
             if self._fps.get(name) == fp:  # read without the lock: only this thread writes
                 self.ignored[etype] += 1
-                if marks is not None:
-                    self._marks[key] = marks
                 return False
             with self._lock:
                 self._store(name, fp, created_at(obj))
                 self._changed((name,))
-            if marks is not None:
-                self._marks[key] = marks
         if self._on_change is not None:
             self._on_change("node")
         return True

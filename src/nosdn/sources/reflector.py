@@ -27,15 +27,12 @@ the API server's watch cache. TCP keepalive and ``TCP_USER_TIMEOUT`` on the conn
 (`nosdn.sources.kubernetes.socket_options`) catch a vanished host at the kernel's level too.
 
 The API is a small protocol (`NodeApi`), implemented for real by `nosdn.sources.kubernetes` and
-by fakes in tests. A stream that can hand out its raw event lines (``lines()``) is read that
-way: each line is first offered to `NodeCache.quick`, which recognizes a status-only event from
-its bytes, and only the rest is decoded (and applied with its line, so the cache can recognize
-that node's next ones).
+by fakes in tests. Every event reaches the cache decoded; the cache's fingerprint compare is
+what makes a status-only one cost no pass.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -211,29 +208,11 @@ class Reflector:
             stream.close()
 
     def _consume(self, stream: WatchStream, rv: str) -> str:
-        lines = getattr(stream, "lines", None)
-        if lines is not None:
-            return self._consume_lines(lines(), rv)
         for event in stream:
-            rv = self._event(event, rv, None)
+            rv = self._event(event, rv)
         return rv
 
-    def _consume_lines(self, lines: Iterator[bytes], rv: str) -> str:
-        quick = self.cache.quick
-        loads = json.loads
-        for line in lines:
-            version = quick(line)
-            if version is not None:
-                rv = version or rv
-                continue
-            try:
-                event = loads(line)
-            except ValueError as e:
-                raise ApiError(f"watch nodes: an event that is not JSON ({e})") from None
-            rv = self._event(event, rv, line)
-        return rv
-
-    def _event(self, event: Mapping[str, Any], rv: str, line: bytes | None) -> str:
+    def _event(self, event: Mapping[str, Any], rv: str) -> str:
         if not isinstance(event, Mapping):
             raise ApiError("watch nodes: an event that is not a JSON object")
         etype = event.get("type")
@@ -250,5 +229,5 @@ class Reflector:
         version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
         rv = version if isinstance(version, str) and version else rv
         if etype != "BOOKMARK":
-            self.cache.apply(str(etype), obj, line)
+            self.cache.apply(str(etype), obj)
         return rv
