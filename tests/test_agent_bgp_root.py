@@ -35,9 +35,9 @@ import pytest
 
 from agent_env import AgentProcess, Emulator, node_object, wait_until
 from conftest import ip, requires_root
-from nosdn.inventory import load_cluster
 from nosdn.render import RenderOptions
 from nosdn.render.bgp import read_passwords, render_bird_bgp
+from nosdn.sources.inventory import load_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 

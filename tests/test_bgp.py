@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from nosdn.inventory import load_cluster
 from nosdn.model import Bgp, BgpPeer, Cluster, Node, Target
 from nosdn.render import RenderError, RenderOptions, read_passwords, render
 from nosdn.render.bgp import render_bird_bgp
+from nosdn.sources.inventory import load_cluster
 
 GOLDEN = Path(__file__).parent / "golden" / "render"
 INV = GOLDEN / "bgp.yaml"

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ip, requires_root
-from nosdn.inventory import load_cluster
 from nosdn.model import Target
 from nosdn.render import RenderOptions, read_passwords, render
 from nosdn.render.bgp import render_bird_bgp
+from nosdn.sources.inventory import load_cluster
 
 pytestmark = [
     pytest.mark.root,

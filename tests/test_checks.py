@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from nosdn.checks import check_cluster
-from nosdn.inventory import parse_inventory
 from nosdn.ipam import allocate
 from nosdn.model import Cluster, Node
 from nosdn.problems import Problem
+from nosdn.sources.inventory import parse_inventory
 
 
 def problems_of(data: dict[str, Any]) -> list[Problem]:

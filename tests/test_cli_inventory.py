@@ -117,8 +117,13 @@ def test_allocate_write_through_a_symlink_writes_its_target(tmp_path: Path) -> N
 
 
 def test_allocate_write_refuses_a_file_changed_since_it_was_read(tmp_path: Path) -> None:
-    from nosdn.inventory import WriteError, parse_inventory, read_inventory, write_allocation
     from nosdn.ipam import allocate
+    from nosdn.sources.inventory import (
+        WriteError,
+        parse_inventory,
+        read_inventory,
+        write_allocation,
+    )
 
     f = tmp_path / "inv.yaml"
     f.write_text(NEEDS_ALLOC)
@@ -137,8 +142,13 @@ def test_allocate_write_failure_is_one_line(
     import errno
     import tempfile
 
-    from nosdn.inventory import WriteError, parse_inventory, read_inventory, write_allocation
     from nosdn.ipam import allocate
+    from nosdn.sources.inventory import (
+        WriteError,
+        parse_inventory,
+        read_inventory,
+        write_allocation,
+    )
 
     f = tmp_path / "inv.yaml"
     f.write_text(NEEDS_ALLOC)

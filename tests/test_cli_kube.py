@@ -353,10 +353,12 @@ def test_routes_from_a_file_imports_no_kubernetes_client() -> None:
     }
     assert "nosdn.cli._click" in modules  # the listing is real
     assert not [m for m in modules if m.split(".")[0] in ("kubernetes", "urllib3")]
-    # where the nodes come from is decided (`sources.select`), and nothing else of sources
+    # where the nodes come from is decided (`sources.select`) and the file read
+    # (`sources.inventory`): nothing of the Kubernetes side of sources
     assert {m for m in modules if m.startswith("nosdn.sources")} <= {
         "nosdn.sources",
         "nosdn.sources.select",
+        "nosdn.sources.inventory",
     }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nosdn import inventory
+from nosdn.sources import inventory
 
 
 def nosdn(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

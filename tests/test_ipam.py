@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nosdn.checks import check_cluster
-from nosdn.inventory import load_cluster, parse_inventory, write_allocation
 from nosdn.ipam import allocate
 from nosdn.model import Cluster, Node
+from nosdn.sources.inventory import load_cluster, parse_inventory, write_allocation
 
 
 def cluster_of(n: int, cidrs: tuple[str, ...] = ("172.17.0.0/16", "fd00:17::/56")) -> Cluster:

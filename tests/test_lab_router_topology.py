@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nosdn.inventory import load_cluster
 from nosdn.lab.lifecycle import _teardown_order
 from nosdn.lab.topology import LabInputError, LabNames, LabSpec, build
 from nosdn.model import ROUTER
 from nosdn.plan import desired_routes
 from nosdn.render.routers import bird_config
+from nosdn.sources.inventory import load_cluster
 
 
 def test_nodes_split_in_order_and_keep_their_host_numbers() -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nosdn.inventory import load_cluster
 from nosdn.lab.cni import result_ips
 from nosdn.lab.lifecycle import _exec_conflist, _teardown_order
 from nosdn.lab.ping import Endpoint, probes
@@ -17,6 +16,7 @@ from nosdn.lab.topology import LabInputError, LabNames, LabSpec, build
 from nosdn.model import Target
 from nosdn.plan import desired_routes
 from nosdn.render.cni import render_cni
+from nosdn.sources.inventory import load_cluster
 
 
 def test_addresses_and_subnets_dual_stack() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nosdn.inventory import load_cluster
 from nosdn.model import (
     EXTERNAL,
     ROUTER,
@@ -21,6 +20,7 @@ from nosdn.model import (
     route_sort_key,
 )
 from nosdn.plan import _sort_key, apply_diff, desired_routes, diff
+from nosdn.sources.inventory import load_cluster
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

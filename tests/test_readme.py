@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from nosdn.agent.metrics import AgentMetrics
 from nosdn.controller.metrics import ControllerMetrics
-from nosdn.inventory import BGP_KEYS, NODE_KEYS, TOP_KEYS
+from nosdn.sources.inventory import BGP_KEYS, NODE_KEYS, TOP_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

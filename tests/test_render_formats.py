@@ -27,12 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nosdn.cli import app
-from nosdn.inventory import load_cluster
 from nosdn.model import EXTERNAL, Cluster, Node, Route, Target
 from nosdn.names import GCE_NAME_MAX, gce_route_name
 from nosdn.plan import desired_routes
 from nosdn.render import FORMATS, RenderError, RenderOptions, render, render_files
 from nosdn.render.routers import bird_config
+from nosdn.sources.inventory import load_cluster
 
 GOLDEN = Path(__file__).parent / "golden" / "render"
 SHELLS = [s for s in ("dash", "busybox") if shutil.which(s)]

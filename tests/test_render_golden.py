@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from nosdn.inventory import load_cluster
 from nosdn.model import EXTERNAL, Target
 from nosdn.render import FORMATS, RenderOptions, read_passwords, render
+from nosdn.sources.inventory import load_cluster
 
 GOLDEN = Path(__file__).parent / "golden" / "render"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

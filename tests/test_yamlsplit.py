@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nosdn import inventory
-from nosdn.inventory import InventoryError
+from nosdn.sources import inventory
+from nosdn.sources.inventory import InventoryError
 from nosdn.yamlsplit import Split, split_nodes
 
 HEAD = "clusterCIDRs: [10.244.0.0/16]\nnodeCIDRMaskSize: 24\n"

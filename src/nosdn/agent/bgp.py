@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nosdn.inventory import parse_asn
 from nosdn.model import (
     DEFAULT_GRACEFUL_RESTART,
     Bgp,
@@ -34,6 +33,7 @@ from nosdn.model import (
 from nosdn.problems import Problem
 from nosdn.render._base import RenderOptions, Secret
 from nosdn.render.bgp import render_bird_node
+from nosdn.sources.inventory import parse_asn
 
 PEERS_ANNOTATION = "nosdn.io/bgp-peers"
 ASN_ANNOTATION = "nosdn.io/bgp-asn"

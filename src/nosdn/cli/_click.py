@@ -40,8 +40,8 @@ from nosdn.cli._output import (
     print_problems,
 )
 from nosdn.echo import echo
-from nosdn.inventory import InventoryError, load_cluster
 from nosdn.model import Cluster, IPNetwork
+from nosdn.sources.inventory import InventoryError, load_cluster
 from nosdn.sources.select import DEFAULT_ADDRESS_TYPES, ClusterSource, SourceError
 
 if TYPE_CHECKING:

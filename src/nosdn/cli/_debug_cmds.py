@@ -381,7 +381,7 @@ def _unpinned(source: ClusterSource) -> frozenset[str]:
     """Nodes of the inventory whose pod subnets exist only in memory (not in the file)."""
     if source.kind != "file" or source.file is None:
         return frozenset()
-    from nosdn.inventory import InventoryError, load_cluster
+    from nosdn.sources.inventory import InventoryError, load_cluster
 
     try:
         raw = load_cluster(source.file, allocate_missing=False, warn=False)

@@ -25,7 +25,12 @@ from nosdn.cli._output import (
     table,
 )
 from nosdn.echo import echo
-from nosdn.inventory import (
+from nosdn.invocation import cmd
+from nosdn.ipam import allocate
+from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
+from nosdn.plan import desired_routes
+from nosdn.problems import did_you_mean
+from nosdn.sources.inventory import (
     InventoryError,
     WriteError,
     parse_inventory,
@@ -33,11 +38,6 @@ from nosdn.inventory import (
     read_yaml,
     write_allocation,
 )
-from nosdn.invocation import cmd
-from nosdn.ipam import allocate
-from nosdn.model import EXTERNAL, ROUTER, Cluster, Route, Target
-from nosdn.plan import desired_routes
-from nosdn.problems import did_you_mean
 from nosdn.sources.select import ClusterSource
 
 

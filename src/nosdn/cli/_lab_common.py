@@ -9,8 +9,8 @@ from typing import NoReturn
 
 from nosdn.cli._click import option
 from nosdn.cli._output import EXIT_BAD_INPUT, EXIT_FAILURE, make_console
-from nosdn.inventory import InventoryError
 from nosdn.lab import DEFAULT_NAME, LabError, LabInputError
+from nosdn.sources.inventory import InventoryError
 
 out = make_console()
 err = make_console(stderr=True)

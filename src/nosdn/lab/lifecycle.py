@@ -38,7 +38,6 @@ from typing import Any
 import yaml
 
 from nosdn.agent.installcni import PLUGINS as CNI_PLUGINS
-from nosdn.inventory import load_cluster
 from nosdn.invocation import cmd
 from nosdn.lab import cluster as live
 from nosdn.lab import netns
@@ -50,6 +49,7 @@ from nosdn.lab.state import LabPaths, LabState, load, save, write_atomic
 from nosdn.lab.topology import LabNames, LabNode, LabSpec, Topology, build, check_name
 from nosdn.model import Cluster, IPAddress
 from nosdn.render.cni import render_cni
+from nosdn.sources.inventory import load_cluster
 
 Log = Callable[[str], None]
 SWITCH_BRIDGE = "br0"

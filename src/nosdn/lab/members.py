@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address, ip_address
 
-from nosdn.inventory import load_cluster
 from nosdn.lab import cluster as live
 from nosdn.lab import netns
 from nosdn.lab import router as lab_router
@@ -43,6 +42,7 @@ from nosdn.lab.topology import (
     LabSpec,
     build,
 )
+from nosdn.sources.inventory import load_cluster
 
 Log = Callable[[str], None]
 

@@ -345,7 +345,7 @@ class Topology:
         )
 
     def inventory(self, *, nodes: bool = True) -> dict[str, Any]:
-        """The inventory file of the lab's cluster, as `nosdn.inventory` reads it; without
+        """The inventory file of the lab's cluster, as `nosdn.sources.inventory` reads it; without
         ``nodes``, the router's side of ``--bgp`` (what the router may know of a live
         cluster: its CIDRs and node networks, no node and no pod subnet)."""
         cluster = self.cluster()
