@@ -87,7 +87,7 @@ def _name_problems(n: Node) -> Iterable[Problem]:
 
 def _no_next_hop(ip: IPAddress) -> bool:
     """Unspecified, loopback, multicast or link-local. For IPv4, the ranges ``ipaddress``
-    uses, tested on the integer (its properties cost ~0.15 µs each, four per node)."""
+    uses, tested on the integer (its properties are Python code, four per node)."""
     if isinstance(ip, IPv4Address):
         v = int(ip)
         return v == 0 or v >> 24 == 127 or v >> 28 == 14 or v >> 16 == 0xA9FE

@@ -38,7 +38,7 @@ _AZURE_PREFIX_MAX = 30
 
 
 def _digest(text: str, n: int) -> str:
-    import hashlib  # here: importing it costs every command 2 ms
+    import hashlib  # here: importing it would cost every command, and few need it
 
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 

@@ -1,8 +1,8 @@
 """Cut a big inventory's node list into pieces that parse on their own.
 
 Why: yaml-rs parses a document in one go, holding its own tree of it and then the Python
-objects built from that tree: for a 50,000-node inventory (3 MB) that is ~60 MB of peak memory,
-more than everything else ``nosdn apply`` needs. Parsed a thousand items at a time, each piece
+objects built from that tree: for a big inventory that peak is more than everything else
+``nosdn apply`` needs (figures: bench/README.md, "Figures behind the code"). Parsed a thousand items at a time, each piece
 turned into nodes before the next is read, the peak is one piece's worth (and parsing is faster).
 
 Only a block sequence under a top-level ``nodes:`` key is cut, and only when nothing in the file
@@ -27,7 +27,7 @@ _NODES = re.compile(r"^nodes:(?:[ ]+#.*)?[ ]*$", re.M)
 _FIRST_ITEM = re.compile(r"^( *)-(?: |$)", re.M)
 #: The first line after the node list: at column 0, neither a comment nor (when the items
 #: themselves are at column 0) an item. (Patterns start with a newline, not ``^``: a literal
-#: start lets the regex engine skip ahead, ~10x faster on a 50,000-line list.)
+#: start lets the regex engine skip ahead, several times faster on a long list.)
 _END_INDENTED = re.compile(r"\n[^ #\n]")
 _END_AT_0 = re.compile(r"\n(?!-(?: |\n|$)|#)[^ \n]")
 

@@ -86,7 +86,7 @@ class Status:
     heartbeat: float = field(default_factory=time.monotonic)
     skipped_reason: str = ""
     #: False from the start of a loop that freezes the collector until that is done (the
-    #: full collection after the first pass takes ~0.1 s: not ready before it is over)
+    #: full collection after the first pass takes a while: not ready before it is over)
     settled: bool = True
     #: Other nodes with pod subnets, and how many of them the last pass routed.
     peers: int = 0
@@ -176,7 +176,7 @@ class Agent:
                 gc.freeze()
                 # a pass allocates some 30,000 short-lived objects (at 5,000 nodes), freed by
                 # reference counting: collecting the young generation every 700 allocations
-                # only rescanned them, 1.5 ms a pass
+                # only rescanned them, over and over
                 gc.set_threshold(50_000, 20, 20)
                 frozen = True
                 self.status.settled = True

@@ -46,8 +46,8 @@ def route_dict(r: Route) -> dict[str, Any]:
 
 
 def routes_json(target: str, routes: list[Route]) -> str:
-    """The routes document, one route per line, formatted directly: 50,000 routes in 0.1 s,
-    against 0.7 s through dicts and the json module. Addresses need no escaping."""
+    """The routes document, one route per line, formatted directly (several times faster than
+    through dicts and the json module at 50,000 routes). Addresses need no escaping."""
     dumps = json.dumps
     lines = []
     for r in routes:

@@ -198,7 +198,7 @@ def reconcile_routes(
     max_delete_share: float | None = None,
 ) -> PassResult:
     """`reconcile_once` from the routes ``target`` needs (``plan.desired_routes``): a one-shot
-    command can let go of the cluster first (its nodes are ~10 MB at 50,000).
+    command can let go of the cluster first (its nodes are most of its memory).
 
     With ``max_delete_share``, a pass that would remove more than that share of the routes it
     owns raises `MassRemovalError` before writing anything (``apply`` without ``--force``)."""

@@ -8,8 +8,8 @@ model from what parsed, runs the checks on that, and raises once with everything
 libyaml (fast enough for 50,000 nodes); writing back (``allocate --write``) uses ruamel's round
 trip, which keeps comments and order.
 
-Reading uses yaml-rs (Rust, YAML 1.2: ``no`` stays a string, duplicate keys are an error):
-bench/plan.py measured PyYAML's libyaml loader at 6.3 s for 50,000 nodes against 0.3 s.
+Reading uses yaml-rs (Rust, YAML 1.2: ``no`` stays a string, duplicate keys are an error),
+an order of magnitude faster than PyYAML's libyaml loader on a big inventory (bench/plan.py).
 PyYAML's loader remains the fallback where yaml-rs has no wheel.
 """
 
@@ -74,7 +74,7 @@ try:
 
     _YAMLError: tuple[type[Exception], ...] = (yaml_rs.YAMLDecodeError,)
 except ImportError:  # pragma: no cover - platforms without a yaml-rs wheel
-    import yaml  # PyYAML: 8 ms to import, so only where yaml-rs is missing
+    import yaml  # PyYAML: slower to import, so only where yaml-rs is missing
 
     def _parse_yaml(text: str) -> object:
         loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -383,7 +383,7 @@ class AzureRoutes:
                 what,
                 ref,
                 # the bytes, not the SDK's models: a table of thousands of routes is read every
-                # pass, and building a model per route costs ~0.5 ms each
+                # pass, and building an SDK model per route is most of such a read
                 lambda: json.loads(
                     b"".join(
                         cast(

@@ -167,7 +167,7 @@ def sync(
     passes: list[TablePass] = []
     for table in tables:
         actual = table.routes()
-        if frozen:  # (else no need to hash every destination: ~2 µs a route)
+        if frozen:  # (else no need to hash every destination)
             actual = [r for r in actual if not (r.owned and r.dst in frozen)]
         passes.append(TablePass(table, diff(desired, actual)))
     result = CloudPass(provider.name, desired, passes, instances, list(problems), dry_run=dry_run)
