@@ -2,8 +2,9 @@
 
 Why: yaml-rs parses a document in one go, holding its own tree of it and then the Python
 objects built from that tree: for a big inventory that peak is more than everything else
-``nosdn apply`` needs (figures: bench/README.md, "Figures behind the code"). Parsed a thousand items at a time, each piece
-turned into nodes before the next is read, the peak is one piece's worth (and parsing is faster).
+``nosdn apply`` needs (figures: bench/README.md, "Figures behind the code"). Parsed a
+thousand items at a time, each piece turned into nodes before the next is read, the peak is one
+piece's worth (and parsing is faster).
 
 Only a block sequence under a top-level ``nodes:`` key is cut, and only when nothing in the file
 can make one item's text depend on another's: anchors and aliases, tags, block scalars,
