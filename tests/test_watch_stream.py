@@ -82,14 +82,12 @@ def test_random_many_way_splits_and_byte_by_byte() -> None:
     assert decode([stream[i : i + 1] for i in range(len(stream))]) == (LINES, True)
 
 
-def test_idle_only_between_whole_lines_and_framing_errors_are_api_errors() -> None:
+def test_a_line_waits_for_its_newline_and_framing_errors_are_api_errors() -> None:
     d = Dechunker()
     assert d.feed(b"4\r\nab") == []
-    assert not d.idle
     assert d.feed(b"c\n\r\n") == [b"abc"]
-    assert d.idle
-    assert d.feed(b"3\r\nab\r\n") == []
-    assert not d.idle  # "ab" waits for its newline
+    assert d.feed(b"2\r\nab\r\n") == []  # "ab" waits for its newline
+    assert d.feed(b"2\r\nc\n\r\n") == [b"abc"]
     for bad in (b"zz\r\n", b"3\r\nabcXY", b"-3\r\nabc\r\n", b"1" * 2000):
         with pytest.raises(ApiUnavailableError, match="chunked"):
             Dechunker().feed(bad)

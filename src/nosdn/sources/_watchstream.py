@@ -120,24 +120,6 @@ class EventStream:
                     if self.closed:
                         return
                     raise ApiUnavailableError("watch nodes: the connection closed mid-stream")
-                if chunks.idle:
-                    # the usual read: one whole chunk that holds one whole event (the same
-                    # as Dechunker.feed would find, in a few C calls)
-                    eol = got.find(b"\r\n", 0, 10)
-                    if eol > 0:
-                        end = len(got)
-                        try:
-                            whole = int(got[:eol], 16) == end - eol - 4
-                        except ValueError:
-                            whole = False
-                        if (
-                            whole
-                            and got.endswith(b"\n\r\n")
-                            and got.find(b"\n", eol + 2) == end - 3
-                            and got[eol + 2] == 123  # "{"
-                        ):
-                            yield got[eol + 2 : -3]
-                            continue
                 yield from chunks.feed(got)
                 if chunks.ended:
                     return
@@ -192,8 +174,8 @@ class Dechunker:
     """HTTP/1.1 chunked framing undone, bytes in, newline-delimited lines out.
 
     `feed` takes whatever one read returned (a chunk header cut anywhere, an event spread over
-    chunks, many chunks at once) and returns the lines it completed; ``idle`` says nothing is
-    pending (the next read starts a chunk and a line), ``ended`` that the last chunk came.
+    chunks, many chunks at once) and returns the lines it completed; ``ended`` says the last
+    chunk came.
     Chunk extensions are ignored, trailers are not read: the stream ends at the last chunk.
     """
 
@@ -201,7 +183,6 @@ class Dechunker:
         self.data = b""  # framing not decoded yet
         self.need = 0  # > 0: chunk data still to come; -1: the CRLF after it; 0: a header
         self.tail = b""  # decoded bytes after the last newline: a line still incomplete
-        self.idle = True
         self.ended = False
 
     def feed(self, got: bytes) -> list[bytes]:
@@ -251,7 +232,6 @@ class Dechunker:
             lines = (self.tail + body if self.tail else body).split(b"\n")
             self.tail = lines.pop()
             lines = [line for line in lines if line.strip()]
-        self.idle = not need and not self.data and not self.tail
         return lines
 
 
