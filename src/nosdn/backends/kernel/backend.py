@@ -38,7 +38,7 @@ from itertools import chain, compress
 
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.kernel import _netlink as nl
-from nosdn.backends.kernel._adjacent import default_rules, shared_lookups
+from nosdn.backends.kernel._lookup_sharing import default_rules, shared_lookups
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
 from nosdn.backends.kernel._steady import (
@@ -655,7 +655,7 @@ class KernelBackend:
             lookups[g] = res
 
     def _shared_lookups(self, gws: list[bytes]) -> list[bytes | None]:
-        """For each gateway, the one whose lookup answers it too (`_adjacent`), or None."""
+        """For each gateway, the one whose lookup answers it too (`_lookup_sharing`), or None."""
         out: list[bytes | None] = [None] * len(gws)
         for family, width in ((AF4, 4), (AF6, 16)):
             at = [i for i, g in enumerate(gws) if len(g) == width]
