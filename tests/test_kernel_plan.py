@@ -13,7 +13,16 @@ from ipaddress import ip_address, ip_network
 import pytest
 
 from nosdn.backends.kernel import _netlink as nl
-from nosdn.backends.kernel._plan import parse_ref, plan_nexthops, plan_plain
+from nosdn.backends.kernel._plan import plan_nexthops, plan_plain
+from nosdn.backends.kernel._steps import (
+    NO_REF,
+    DeleteRoute,
+    KernelRef,
+    NewGroup,
+    NewNexthop,
+    PutRoute,
+    kernel_ref,
+)
 from nosdn.model import Change, Diff, InstalledRoute, Route
 
 ON_LINK = nl.Lookup(0, nl.RTN_UNICAST, 3)
@@ -28,7 +37,7 @@ def nexthop(i: int, gw: str, protocol: int = 157) -> nl.NexthopMsg:
 
 
 def installed(dst: str, gw: str, nhid: int) -> InstalledRoute:
-    return InstalledRoute(ip_network(dst), (ip_address(gw),), True, ref=f"nhid={nhid} metric=0")
+    return InstalledRoute(ip_network(dst), (ip_address(gw),), True, handle=KernelRef(nhid, 0))
 
 
 def route(dst: str, *gws: str, node: str = "n2") -> Route:
@@ -162,7 +171,10 @@ def test_every_failure_is_traced_to_its_route_and_node() -> None:
 
 def test_plain_mode_writes_gateway_routes_with_the_old_metric() -> None:
     old = InstalledRoute(
-        ip_network("fd17:0:0:2::/64"), (ip_address("fd00::9"),), True, ref="nhid=0 metric=1024"
+        ip_network("fd17:0:0:2::/64"),
+        (ip_address("fd00::9"),),
+        True,
+        handle=KernelRef(0, 1024),
     )
     diff = Diff(change=(Change(old, route("fd17:0:0:2::/64", "fd00::2")),))
     plan = plan_plain(diff, lookups("fd00::2"), table=254, protocol=157)
@@ -172,9 +184,11 @@ def test_plain_mode_writes_gateway_routes_with_the_old_metric() -> None:
     assert nl.rta_u32(nl.RTA_PRIORITY, 1024) in payload  # replaces our route, not another
 
 
-def test_parse_ref() -> None:
-    assert parse_ref("nhid=12 metric=1024") == (12, 1024)
-    assert parse_ref("") == (0, 0)
+def test_kernel_ref_is_the_handle_or_none() -> None:
+    route = installed("172.17.2.0/24", "10.0.0.2", 12)
+    assert kernel_ref(route) == KernelRef(12, 0)
+    other = InstalledRoute(ip_network("172.17.2.0/24"), (), False, ref="a-cloud-route")
+    assert kernel_ref(other) is NO_REF
 
 
 def test_reserved_protocol_numbers_are_refused() -> None:
@@ -216,3 +230,40 @@ def test_bulk_requests_are_the_message_builders_bytes() -> None:
             nl.route_msg(ip_address("172.17.2.0").packed, 24, table=table, protocol=157, nh_id=1),
             nl.route_msg(ip_address("fd17::").packed, 64, table=table, protocol=157, nh_id=2),
         ]
+
+
+def test_steps_name_the_routes_they_serve() -> None:
+    """Each step names its route(s); a failed creation is traced to every route whose put
+    needs it (here through the group too), each with the nexthop's own words."""
+    gone = installed("172.17.9.0/24", "10.0.0.9", 5)
+    diff = Diff(
+        add=(
+            route("10.96.0.0/12", "10.0.0.2", "10.0.0.3", node=None),
+            route("172.17.2.0/24", "10.0.0.2"),
+        ),
+        remove=(gone,),
+    )
+    plan = plan_nexthops(
+        diff, lookups("10.0.0.2", "10.0.0.3"), {}, lambda _ids: {}, table=254, protocol=157
+    )
+    gw2, gw3 = ip_address("10.0.0.2").packed, ip_address("10.0.0.3").packed
+    assert plan.steps == [
+        NewNexthop(1, gw2, 3, 0),
+        NewNexthop(2, gw3, 3, 0),
+        NewGroup(3, (1, 2), 0),
+        PutRoute(0, ip_network("10.96.0.0/12"), None, 3),
+        PutRoute(1, ip_network("172.17.2.0/24"), None, 1),
+        DeleteRoute(0, gone.dst, KernelRef(5, 0)),
+    ]
+    assert len(plan.reqs) == len(plan.steps)
+    errors, failed = plan.explain({0: (errno.EINVAL, "Nexthop has invalid gateway")})
+    assert [(str(e.dst), e.node, e.action) for e in errors] == [
+        ("10.96.0.0/12", None, "add"),
+        ("172.17.2.0/24", "n2", "add"),
+    ]
+    assert {e.message for e in errors} == {"nexthop 1 via 10.0.0.2: Nexthop has invalid gateway"}
+    assert failed == {0}
+    group_failed, _ = plan.explain({2: (errno.EINVAL, "bad group")})
+    assert [(str(e.dst), e.message) for e in group_failed] == [
+        ("10.96.0.0/12", "nexthop group 3: bad group")
+    ]

@@ -169,6 +169,13 @@ class Route:
         return self.dst.version
 
 
+class BackendRef:
+    """Base of a backend's typed handle on a route it read (`InstalledRoute.handle`): only
+    the backend that made it reads it."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class InstalledRoute:
     """A route a backend found (kernel table, cloud route table, ...).
@@ -176,7 +183,9 @@ class InstalledRoute:
     ``owned`` says whether nosdn wrote it (our protocol number, our tag, our name). ``owner``
     is a human label of who did (``nosdn``, ``static``, ``bird``, ``igw-0abc``); ``detail`` is
     the backend's own one-line rendering, shown when reporting a conflict; ``ref`` is an
-    opaque handle a backend may need to change or delete it (route name, table id).
+    opaque handle a backend may need to change or delete it (route name, table id);
+    ``handle`` is the same for a backend that types its own (the kernel's nexthop id and
+    metric), opaque to everything else.
     """
 
     dst: IPNetwork
@@ -187,6 +196,7 @@ class InstalledRoute:
     ref: str = field(default="", compare=False)
     #: the route's type where a backend has types: unicast, blackhole, unreachable, ...
     kind: str = field(default="unicast", compare=False)
+    handle: BackendRef | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,10 @@
-"""Turning a diff into netlink requests, in dependency order, without any I/O.
+"""Turning a diff into typed steps (`._steps`), in dependency order, without any I/O.
 
 Nexthop mode: nexthop replaces (a node's address change), nexthop creations (one per new peer
-gateway, one group per new ECMP set), then route adds/changes pointing at them, then route
-deletions. Plain mode: gateway routes only.
-
-The bookkeeping is deliberately flat (parallel lists of ints, no object per request): a
-50,000-route apply makes 100,000 requests, and one small object each cost more time and memory
-than the rest of the plan. Who a failed request belongs to is worked out only when something
-fails (``explain``), from the request's index.
+gateway, one group per new ECMP set), then route puts pointing at them, then route deletions.
+Plain mode: gateway routes only, then deletions. Step ``i`` is request ``i`` of `Plan.reqs`
+(`._steps.encode`); a failed request is traced to its routes and nodes from its step
+(`Plan.explain`).
 """
 
 from __future__ import annotations
@@ -17,28 +14,23 @@ import os
 from array import array
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
-from socket import AF_INET, AF_INET6
 from typing import overload
 
 from nosdn.backends.base import WriteError
 from nosdn.backends.kernel import _netlink as nl
+from nosdn.backends.kernel._steps import (
+    DeleteRoute,
+    NewGroup,
+    NewNexthop,
+    PutRoute,
+    ReplaceNexthop,
+    Step,
+    encode,
+    kernel_ref,
+)
 from nosdn.model import Diff, InstalledRoute, IPAddress, Route
 
-_NEW = nl.NLM_F_CREATE | nl.NLM_F_EXCL
-_REPLACE = nl.NLM_F_CREATE | nl.NLM_F_REPLACE
 _NONE = -1
-
-
-def parse_ref(ref: str) -> tuple[int, int]:
-    """(nexthop id, metric) from an ``InstalledRoute.ref`` written by the kernel backend."""
-    nhid = metric = 0
-    for part in ref.split():
-        key, _, value = part.partition("=")
-        if key == "nhid":
-            nhid = int(value)
-        elif key == "metric":
-            metric = int(value)
-    return nhid, metric
 
 
 def _addr(b: bytes) -> IPAddress:
@@ -58,11 +50,11 @@ def oif_for(lookups: Mapping[bytes, nl.Lookup], gw: bytes) -> tuple[int, str | N
 
 
 class Created:
-    """Nexthop id -> index of the request creating it.
+    """Nexthop id -> index of the step (and request) creating it.
 
     Every creation takes the next free id, so the ids a plan creates run on from the first
-    one without a gap: an array of request indexes from that id holds the map in 4 bytes an
-    entry (a dict of 50,000 ints was 4 MB). Reads like a dict of exactly those entries.
+    one without a gap: an array of step indexes from that id holds the map in 4 bytes an
+    entry (a dict of ints is many times that). Reads like a dict of exactly those entries.
     """
 
     __slots__ = ("at", "first")
@@ -101,34 +93,6 @@ class Created:
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
-
-
-class Moves:
-    """(request index, old nexthop id, new nexthop id) of each route write, as three arrays."""
-
-    __slots__ = ("new", "old", "req")
-
-    def __init__(self) -> None:
-        self.req = array("i")
-        self.old = array("I")
-        self.new = array("I")
-
-    def append(self, move: tuple[int, int, int]) -> None:
-        self.req.append(move[0])
-        self.old.append(move[1])
-        self.new.append(move[2])
-
-    def extend_from(self, start: int, old: array[int], new: array[int]) -> None:
-        """Moves of requests ``start``, ``start + 1``, ... (one per pair of ``old``/``new``)."""
-        self.req.extend(range(start, start + len(old)))
-        self.old.extend(old)
-        self.new.extend(new)
-
-    def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        return zip(self.req, self.old, self.new, strict=True)
-
-    def __len__(self) -> int:
-        return len(self.req)
 
 
 class Wanted(Sequence[tuple[Route, "InstalledRoute | None"]]):
@@ -173,128 +137,100 @@ class Wanted(Sequence[tuple[Route, "InstalledRoute | None"]]):
 
 
 class Plan:
-    """The requests of one apply and, per request, what it is for.
+    """The steps of one apply (`._steps`), their requests, and what could not be planned.
 
-    ``owner[i]`` is the index in ``wanted`` of the route request ``i`` is for (for a nexthop
-    creation: the first route that needed it), or ``-1 - k`` for ``diff.remove[k]``.
-    ``dep[i]`` is the index of the nexthop creation a route request needs (-1: none); ECMP
-    routes list theirs in ``multi_deps``. ``moves`` holds (request index, old nexthop id, new
-    nexthop id) of every route write, for garbage collection. Requests and the per-request
-    columns are compact (`nl.Requests`, arrays of ints): 100,000 of them at 50,000 routes.
+    ``created`` maps each nexthop id the plan creates to its step; ``groups`` holds the
+    members of the groups created. ``reqs`` is set by `encode` once the steps are complete.
     """
 
-    __slots__ = (
-        "created",
-        "dep",
-        "errors",
-        "groups",
-        "moves",
-        "multi_deps",
-        "owner",
-        "removes",
-        "reqs",
-        "retargets",
-        "wanted",
-    )
+    __slots__ = ("created", "errors", "groups", "removes", "reqs", "steps", "wanted")
 
     def __init__(self, diff: Diff) -> None:
-        self.reqs = nl.Requests()
+        self.steps: list[Step] = []
         self.wanted = Wanted(diff)
         self.removes: tuple[InstalledRoute, ...] = diff.remove
-        self.owner = array("i")
-        self.dep = array("i")
-        self.multi_deps: dict[int, tuple[int, ...]] = {}
-        self.retargets: dict[int, list[int]] = {}
-        self.moves = Moves()
-        #: nexthop id -> index of the request creating it
+        #: nexthop id -> index of the step creating it
         self.created = Created()
         #: members of the groups created
         self.groups: dict[int, tuple[int, ...]] = {}
         #: routes that could not even be planned (no usable next hop)
         self.errors: list[WriteError] = []
+        self.reqs = nl.Requests()
 
-    def add(self, req: nl.Request, owner: int, dep: int = _NONE) -> int:
-        self.owner.append(owner)
-        self.dep.append(dep)
-        return self.reqs.append(req)
+    def encode(self, *, table: int, protocol: int) -> None:
+        self.reqs = encode(self.steps, table=table, protocol=protocol)
 
-    def plan_removes(self, table: int, protocol: int) -> None:
+    @property
+    def moves(self) -> Iterator[tuple[int, int, int]]:
+        """(step index, old nexthop id, new nexthop id) of every route write that changes
+        which nexthop a route of ours uses, for garbage collection."""
+        for i, s in enumerate(self.steps):
+            if isinstance(s, PutRoute):
+                old = s.replaces.nhid if s.replaces is not None else 0
+                if old or s.nexthop:
+                    yield i, old, s.nexthop
+            elif isinstance(s, DeleteRoute) and s.ref.nhid:
+                yield i, s.ref.nhid, 0
+
+    def plan_removes(self) -> None:
+        append = self.steps.append
         for k, old in enumerate(self.removes):
-            nhid, metric = parse_ref(old.ref)
-            payload = nl.route_msg(
-                old.dst.network_address.packed,
-                old.dst.prefixlen,
-                table=table,
-                protocol=protocol,
-                priority=metric,
-            )
-            i = self.add((nl.RTM_DELROUTE, 0, payload), -1 - k)
-            if nhid:
-                self.moves.append((i, nhid, 0))
+            append(DeleteRoute(k, old.dst, kernel_ref(old)))
+
+    def needs(self, put: PutRoute) -> tuple[int, ...]:
+        """The steps creating the nexthops ``put`` points at (its nexthop, a group's members)."""
+        nh = put.nexthop
+        created = self.created
+        if not nh or not created:
+            return ()
+        ids = (nh, *self.groups[nh]) if nh in self.groups else (nh,)
+        return tuple(created[i] for i in ids if i in created)
+
+    def served(self) -> dict[int, list[int]]:
+        """Nexthop creation step -> the wanted routes whose puts need it (worked out only when
+        a creation failed)."""
+        out: dict[int, list[int]] = {}
+        for s in self.steps:
+            if isinstance(s, PutRoute):
+                for d in self.needs(s):
+                    out.setdefault(d, []).append(s.route)
+        return out
 
     def explain(self, errors: Mapping[int, tuple[int, str]]) -> tuple[list[WriteError], set[int]]:
         """WriteErrors for the failed requests (each with its route's node), and the indexes
         of the requests that really failed (deleting an already deleted route did not)."""
         out: list[WriteError] = []
         failed = set(errors)
-        dependents: dict[int, list[int]] | None = None
+        steps = self.steps
+        served: dict[int, list[int]] | None = None
         for i, (code, text) in sorted(errors.items()):
-            mtype, _flags, payload = self.reqs[i]
-            if mtype == nl.RTM_DELROUTE:
+            s = steps[i]
+            if isinstance(s, DeleteRoute):
                 if code == errno.ESRCH:
                     failed.discard(i)  # already gone: the table is as we want it
                     continue
-                gone = self.removes[-1 - self.owner[i]]
-                out.append(WriteError(gone.dst, None, "remove", text))
-            elif mtype == nl.RTM_NEWNEXTHOP:
-                if i in self.retargets:
-                    routes = self.retargets[i]
+                out.append(WriteError(s.dst, None, "remove", text))
+            elif isinstance(s, PutRoute):
+                if any(d in failed for d in self.needs(s)):
+                    continue  # reported with the nexthop's own error
+                route, old = self.wanted[s.route]
+                action = "add" if old is None else "change"
+                out.append(WriteError(route.dst, route.node, action, text))
+            else:
+                # a replace serves exactly its routes; a creation the routes whose puts need
+                # it, or the one it was made for if that route's put was never planned
+                if isinstance(s, ReplaceNexthop):
+                    routes = s.routes
                 else:
-                    if dependents is None:
-                        dependents = self._dependents()
-                    routes = dependents.get(i, [self.owner[i]])
-                label = _nexthop_label(payload)
+                    if served is None:
+                        served = self.served()
+                    routes = served.get(i, [s.made_for])
+                label = s.label
                 for w in routes:
                     route, old = self.wanted[w]
                     action = "add" if old is None else "change"
                     out.append(WriteError(route.dst, route.node, action, f"{label}: {text}"))
-            else:
-                deps = self.multi_deps.get(i) or ((self.dep[i],) if self.dep[i] >= 0 else ())
-                if any(d in failed for d in deps):
-                    continue  # reported with the nexthop's own error
-                route, old = self.wanted[self.owner[i]]
-                action = "add" if old is None else "change"
-                out.append(WriteError(route.dst, route.node, action, text))
         return out, failed
-
-    def _dependents(self) -> dict[int, list[int]]:
-        """Nexthop creation request -> the routes (indexes in ``wanted``) that need it."""
-        out: dict[int, list[int]] = {}
-        for i, (mtype, _f, _p) in enumerate(self.reqs):
-            if mtype != nl.RTM_NEWROUTE:
-                continue
-            deps = self.multi_deps.get(i) or ((self.dep[i],) if self.dep[i] >= 0 else ())
-            for d in deps:
-                out.setdefault(d, []).append(self.owner[i])
-        return out
-
-
-def _nexthop_label(payload: bytes) -> str:
-    """ "nexthop via GW" / "nexthop group" from a RTM_NEWNEXTHOP payload (only on failure)."""
-    a = 8
-    nhid = 0
-    while a + 4 <= len(payload):
-        alen, atype = nl._RTA.unpack_from(payload, a)
-        if alen < 4:
-            break
-        if atype == nl.NHA_ID:
-            nhid = nl._U32.unpack_from(payload, a + 4)[0]
-        elif atype == nl.NHA_GATEWAY:
-            return f"nexthop {nhid} via {_addr(payload[a + 4 : a + alen])}"
-        elif atype == nl.NHA_GROUP:
-            return f"nexthop group {nhid}"
-        a += (alen + 3) & ~3
-    return f"nexthop {nhid}"
 
 
 def plan_plain(
@@ -302,21 +238,12 @@ def plan_plain(
 ) -> Plan:
     """Plain gateway routes (kernels without nexthop objects, or by choice)."""
     plan = Plan(diff)
+    append = plan.steps.append
     for w, (route, old) in enumerate(plan.wanted):
-        gws = [(gw.packed, oif_for(lookups, gw.packed)[0]) for gw in route.via]
-        nhid, metric = parse_ref(old.ref) if old is not None else (0, 0)
-        payload = nl.route_msg(
-            route.dst.network_address.packed,
-            route.dst.prefixlen,
-            table=table,
-            protocol=protocol,
-            priority=metric,
-            gateways=gws,
-        )
-        i = plan.add((nl.RTM_NEWROUTE, _NEW if old is None else _REPLACE, payload), w)
-        if nhid:
-            plan.moves.append((i, nhid, 0))
-    plan.plan_removes(table, protocol)
+        gws = tuple((gw.packed, oif_for(lookups, gw.packed)[0]) for gw in route.via)
+        append(PutRoute(w, route.dst, None if old is None else kernel_ref(old), 0, gws))
+    plan.plan_removes()
+    plan.encode(table=table, protocol=protocol)
     return plan
 
 
@@ -329,7 +256,7 @@ def plan_nexthops(
     table: int,
     protocol: int,
 ) -> Plan:
-    """Requests in dependency order: nexthop replaces and creations, then routes, then route
+    """Steps in dependency order: nexthop replaces and creations, then route puts, then route
     deletions (unused nexthops are collected after the writes, once nothing refers to them).
 
     ``lookups`` must hold a route lookup for every gateway the diff wants; ``count_refs``
@@ -349,6 +276,8 @@ def plan_nexthops(
     by_gw, by_group = _reusable(nexthops, protocol, wanted_gws, ecmp)
     next_id = max(nexthops, default=0) + 1
     created = plan.created = Created(next_id)
+    steps = plan.steps
+    append = steps.append
 
     # 1. a node changed address: replace its nexthop in place when every route on it moves to
     #    the same new gateway (one write instead of one per route)
@@ -365,9 +294,7 @@ def plan_nexthops(
         if old_gw is not None and by_gw.get(old_gw) == nhid:
             del by_gw[old_gw]
         by_gw[new_gw] = nhid
-        payload = nl.nexthop_msg(nhid, protocol=protocol, gateway=new_gw, oif=oif)
-        i = plan.add((nl.RTM_NEWNEXTHOP, _REPLACE, payload), ws[0])
-        plan.retargets[i] = ws
+        append(ReplaceNexthop(nhid, new_gw, oif, ws))
 
     def single(gw: bytes, w: int) -> int | str:
         """The nexthop id for one gateway (created if needed), or why there is none."""
@@ -380,10 +307,8 @@ def plan_nexthops(
             return err
         i = by_gw[gw] = next_id
         next_id += 1
-        created[i] = plan.add(
-            (nl.RTM_NEWNEXTHOP, _NEW, nl.nexthop_msg(i, protocol=protocol, gateway=gw, oif=oif)),
-            w,
-        )
+        created[i] = len(steps)
+        append(NewNexthop(i, gw, oif, w))
         return i
 
     def group(route: Route, w: int) -> int | str:
@@ -401,33 +326,17 @@ def plan_nexthops(
         g = by_group[key] = next_id
         next_id += 1
         plan.groups[g] = key
-        created[g] = plan.add(
-            (nl.RTM_NEWNEXTHOP, _NEW, nl.nexthop_group_msg(g, protocol=protocol, members=key)),
-            w,
-        )
+        created[g] = len(steps)
+        append(NewGroup(g, key, w))
         return g
 
-    # 2. routes to add or change, each pointing at its nexthop. The single-gateway case is
-    #    written out inline: it runs once per route, 50,000 times for a large cluster. Route
-    #    requests are queued and appended after every nexthop they may need.
-    # Two passes over the wanted routes, so that every route request follows every nexthop
-    # it may need without a second buffer: the first makes the nexthops and notes, per
-    # route, the nexthop it points at and the request creating it; the second writes routes.
-    nexthop_msg = nl.nexthop_msg
-    # the bulk case (IPv4, a main-range table, no metric) packed here, header and all, in one
-    # call each, straight into the request buffer
-    pack_nh4 = nl.NEXTHOP_MSG[4].pack
-    nh4_len = nl.NEXTHOP_MSG[4].size
-    reqs, owner, dep = plan.reqs, plan.owner, plan.dep
-    add_msg = reqs.append_message
+    # 2. routes to add or change, each pointing at its nexthop: the nexthops are made as the
+    #    routes need them, the puts kept aside and appended after every nexthop step. The
+    #    single-gateway case is written out inline: it runs once per route, 50,000 times for
+    #    a large cluster.
+    puts: list[PutRoute] = []
+    put = puts.append
     unicast = nl.RTN_UNICAST
-    rtm_newnh = nl.RTM_NEWNEXTHOP
-    request = nl.NLM_F_REQUEST
-    #: per wanted route: the nexthop id it points at (0: nothing to write) and the index of
-    #: the request creating that nexthop (-1: none)
-    route_nh = array("I", bytes(4 * len(plan.wanted)))
-    route_dep = array("i", [_NONE]) * len(plan.wanted)
-    route_multi: dict[int, tuple[int, ...]] = {}
     for w, (route, old) in enumerate(plan.wanted):
         via = route.via
         want: int | str
@@ -444,96 +353,28 @@ def plan_nexthops(
                 ):
                     got = by_gw[gw] = next_id
                     next_id += 1
-                    owner.append(w)
-                    dep.append(_NONE)
-                    if len(gw) == 4:
-                        at = add_msg(pack_nh4(
-                            nh4_len, rtm_newnh, request | _NEW, 0, 0,
-                            AF_INET, 0, protocol, 0, 0,
-                            8, nl.NHA_ID, got, 8, nl.NHA_GATEWAY, gw, 8, nl.NHA_OIF, res.oif,
-                        ))  # fmt: skip
-                    else:
-                        msg = nexthop_msg(got, protocol=protocol, gateway=gw, oif=res.oif)
-                        at = reqs.append((rtm_newnh, _NEW, msg))
-                    created[got] = route_dep[w] = at
-                    route_nh[w] = got
+                    created[got] = len(steps)
+                    append(NewNexthop(got, gw, res.oif, w))
+                    # a fresh id: never the one the route points at already
+                    put(PutRoute(w, route.dst, None if old is None else kernel_ref(old), got))
                     continue
                 want = single(gw, w)  # says why there is no nexthop
             else:
                 want = got
-            if isinstance(want, int):
-                route_dep[w] = created.get(want, _NONE)
         else:
             want = group(route, w)
-            if isinstance(want, int):
-                members = [by_gw[gw.packed] for gw in via]
-                deps = tuple(created[i] for i in (want, *members) if i in created)
-                if deps:
-                    route_multi[w] = deps
         if isinstance(want, str):
             action = "add" if old is None else "change"
             plan.errors.append(WriteError(route.dst, route.node, action, want))
             continue
-        route_nh[w] = want
-    _route_requests(plan, route_nh, route_dep, route_multi, table=table, protocol=protocol)
-    plan.plan_removes(table, protocol)
-    return plan
-
-
-def _route_requests(
-    plan: Plan,
-    route_nh: array[int],
-    route_dep: array[int],
-    route_multi: dict[int, tuple[int, ...]],
-    *,
-    table: int,
-    protocol: int,
-) -> None:
-    """The second pass of `plan_nexthops`: a route request for each wanted route that has a
-    nexthop (``route_nh``) other than the one it already points at."""
-    route_msg = nl.route_msg
-    pack_route = {n: (st.pack, st.size) for n, st in nl.ROUTE_NH_MSG.items()}
-    af = {4: AF_INET, 16: AF_INET6}
-    short_table = table < 256
-    reqs, owner, dep, moves = plan.reqs, plan.owner, plan.dep, plan.moves
-    add_msg = reqs.append_message
-    unicast = nl.RTN_UNICAST
-    rtm_newroute = nl.RTM_NEWROUTE
-    request = nl.NLM_F_REQUEST
-    start = len(reqs)
-    route_old = array("I")
-    route_new = array("I")
-    for w, (route, old) in enumerate(plan.wanted):
-        want = route_nh[w]
-        if not want:
-            continue  # could not be planned: reported in plan.errors
-        old_nh, metric = parse_ref(old.ref) if old is not None else (0, 0)
-        if old_nh == want:
+        ref = None if old is None else kernel_ref(old)
+        if ref is not None and ref.nhid == want:
             continue  # its nexthop was replaced in place: already right
-        multi = route_multi.get(w) if route_multi else None
-        if multi is not None:
-            plan.multi_deps[len(reqs)] = multi
-        dst = route.dst
-        raw = dst.network_address.packed
-        flags = _NEW if old is None else _REPLACE
-        if short_table and not metric:
-            n = len(raw)
-            pack, size = pack_route[n]
-            add_msg(pack(
-                size, rtm_newroute, request | flags, 0, 0,
-                af[n], dst.prefixlen, 0, 0, table, protocol, 0, unicast, 0,
-                4 + n, nl.RTA_DST, raw, 8, nl.RTA_NH_ID, want,
-            ))  # fmt: skip
-        else:
-            msg = route_msg(
-                raw, dst.prefixlen, table=table, protocol=protocol, priority=metric, nh_id=want
-            )
-            reqs.append((rtm_newroute, flags, msg))
-        owner.append(w)
-        dep.append(route_dep[w])
-        route_old.append(old_nh)
-        route_new.append(want)
-    moves.extend_from(start, route_old, route_new)
+        put(PutRoute(w, route.dst, ref, want))
+    steps += puts
+    plan.plan_removes()
+    plan.encode(table=table, protocol=protocol)
+    return plan
 
 
 def _reusable(
@@ -579,7 +420,7 @@ def _retargets(
     for w, (route, old) in enumerate(plan.wanted):
         if old is None or len(route.via) != 1:
             continue
-        nhid, _m = parse_ref(old.ref)
+        nhid = kernel_ref(old).nhid
         nh = nexthops.get(nhid)
         if nh is None or nh.protocol != protocol or nh.group or nh.gateway is None:
             continue

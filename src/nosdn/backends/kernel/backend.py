@@ -38,7 +38,7 @@ from itertools import chain, compress
 
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.kernel import _netlink as nl
-from nosdn.backends.kernel._adjacent import default_rules, shared_lookups
+from nosdn.backends.kernel._lookup_sharing import default_rules, shared_lookups
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
 from nosdn.backends.kernel._steady import (
@@ -48,6 +48,7 @@ from nosdn.backends.kernel._steady import (
     nexthop_index,
     steady,
 )
+from nosdn.backends.kernel._steps import NO_REF, KernelRef
 from nosdn.model import (
     DEFAULT_PROTOCOL,
     Conflict,
@@ -515,8 +516,9 @@ class KernelBackend:
             owner,
             f"{RELEVANT_TYPES[r.type]}{ntop(fam, raw_dst)}/{plen}{nhid_text}{via_text}{dev_text}"
             f" proto {owner}{metric_text}",
-            f"nhid={nh_id} metric={r.priority}",
+            "",
             _KINDS[r.type],
+            KernelRef(nh_id, r.priority) if nh_id or r.priority else NO_REF,
         )
         return f.route
 
@@ -591,8 +593,8 @@ class KernelBackend:
         if r.table != self.table:
             words.append(f"table {r.table}")
         owned = r.protocol == self.protocol and r.type == nl.RTN_UNICAST and r.table == self.table
-        ref = f"nhid={r.nh_id} metric={r.priority}"
-        return InstalledRoute(net, via, owned, owner, " ".join(words), ref, kind)
+        ref = KernelRef(r.nh_id, r.priority) if r.nh_id or r.priority else NO_REF
+        return InstalledRoute(net, via, owned, owner, " ".join(words), "", kind, ref)
 
     def nexthops(self) -> list[nl.NexthopMsg]:
         """The nexthop objects carrying our protocol (empty without kernel support)."""
@@ -655,7 +657,7 @@ class KernelBackend:
             lookups[g] = res
 
     def _shared_lookups(self, gws: list[bytes]) -> list[bytes | None]:
-        """For each gateway, the one whose lookup answers it too (`_adjacent`), or None."""
+        """For each gateway, the one whose lookup answers it too (`_lookup_sharing`), or None."""
         out: list[bytes | None] = [None] * len(gws)
         for family, width in ((AF4, 4), (AF6, 16)):
             at = [i for i, g in enumerate(gws) if len(g) == width]

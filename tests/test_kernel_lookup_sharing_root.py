@@ -1,4 +1,4 @@
-"""Shared route lookups (`_adjacent`): one lookup per connected network must give, for every
+"""Shared route lookups (`_lookup_sharing`): one lookup per connected network must give, for every
 next hop, exactly the verdict a lookup of its own gives (root, in namespaces).
 
 Each test compares the backend's adjacency verdicts (sharing on: many next hops) with the
@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 import pytest
 
 from conftest import ip, requires_root
-from nosdn.backends.kernel import KernelBackend, _adjacent
+from nosdn.backends.kernel import KernelBackend, _lookup_sharing
 from nosdn.backends.kernel import _netlink as nl
 
 pytestmark = [pytest.mark.root, requires_root]
@@ -121,9 +121,9 @@ def test_policy_rules_turn_sharing_off(netns: Callable[..., str]) -> None:
 def test_default_rules_are_recognised(netns: Callable[..., str]) -> None:
     ns = host(netns)
     with nl.Netlink(ns) as link:
-        assert _adjacent.default_rules(link.rule_payloads(nl.socket.AF_INET))
-        assert _adjacent.default_rules(link.rule_payloads(nl.socket.AF_INET6))
+        assert _lookup_sharing.default_rules(link.rule_payloads(nl.socket.AF_INET))
+        assert _lookup_sharing.default_rules(link.rule_payloads(nl.socket.AF_INET6))
     ip(ns, "rule", "add", "fwmark", "7", "lookup", "main", "priority", "200")
     with nl.Netlink(ns) as link:
-        assert not _adjacent.default_rules(link.rule_payloads(nl.socket.AF_INET))
-        assert _adjacent.default_rules(link.rule_payloads(nl.socket.AF_INET6))
+        assert not _lookup_sharing.default_rules(link.rule_payloads(nl.socket.AF_INET))
+        assert _lookup_sharing.default_rules(link.rule_payloads(nl.socket.AF_INET6))

@@ -1,8 +1,8 @@
-"""Which next hops can share one kernel route lookup.
+"""Lookup sharing: which next hops one kernel route lookup answers for.
 
-Why: the adjacency check asks the kernel ``ip route get`` for every peer's address, and at
-10,000 peers those lookups were a sixth of a whole ``nosdn apply`` (~50 ms), although nearly
-every peer sits on one connected network and gets the same answer.
+Why: the adjacency check asks the kernel ``ip route get`` for every peer's address, and with
+many peers those lookups were a large part of a whole ``nosdn apply`` (bench/README.md),
+although nearly every peer sits on one connected network and gets the same answer.
 
 When the policy rules are the kernel's defaults (``lookup local``, ``lookup main``, ``lookup
 default``: nothing else, no selectors), the kernel answers a lookup from the longest prefix
