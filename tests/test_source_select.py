@@ -11,6 +11,7 @@ import pytest
 from nosdn.sources.nodes import DEFAULT_ADDRESS_TYPES as TYPES
 from nosdn.sources.select import (
     DEFAULT_ADDRESS_TYPES,
+    ClusterSource,
     SourceChoiceError,
     address_policy,
     choose,
@@ -18,7 +19,9 @@ from nosdn.sources.select import (
 )
 
 
-def pick(given: set[str] = frozenset(), environ: dict[str, str] | None = None, **kw: Any):  # type: ignore[no-untyped-def,assignment]
+def pick(
+    given: frozenset[str] | set[str] = frozenset(), environ: dict[str, str] | None = None, **kw: Any
+) -> ClusterSource:
     values: dict[str, Any] = {
         "file": None,
         "kubeconfig": None,

@@ -32,7 +32,7 @@ from typing import Any
 from nosdn.agent.bgp import BgpOptions
 from nosdn.agent.config import DEFAULT_METRICS_PORT
 from nosdn.agent.installcni import HOST_CNI_BIN, IMAGE_CNI_BIN
-from nosdn.daemon.deploy import DEFAULT_IMAGE
+from nosdn.daemon.deploy import DEFAULT_IMAGE, serving
 from nosdn.model import IPNetwork
 
 APP = "nosdn-agent"
@@ -220,7 +220,6 @@ def daemonset(
                     "secret": {"secretName": bgp_password_secret, "defaultMode": 0o400},
                 }
             )
-    probe = {"port": metrics_port, "host": "127.0.0.1"}
     container: dict[str, Any] = {
         "name": "agent",
         "image": image,
@@ -233,18 +232,7 @@ def daemonset(
             "privileged": False,
             "capabilities": {"add": caps, "drop": ["ALL"]},
         },
-        "resources": {
-            "requests": {"cpu": "20m", "memory": "64Mi"},
-            "limits": {"memory": "256Mi"},
-        },
-        "ports": [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}],
-        "livenessProbe": {
-            "httpGet": {**probe, "path": "/healthz"},
-            "initialDelaySeconds": 10,
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
-        "readinessProbe": {"httpGet": {**probe, "path": "/readyz"}, "periodSeconds": 5},
+        **serving(metrics_port),
         "volumeMounts": mounts,
     }
     # the init container: copies the CNI plugins into the host's bin dir before the agent

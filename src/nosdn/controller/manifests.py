@@ -9,7 +9,7 @@ from typing import Any
 
 from nosdn.backends.cloud.factory import Cloud, CloudOptions
 from nosdn.controller.config import DEFAULT_LEASE, DEFAULT_METRICS_PORT
-from nosdn.daemon.deploy import DEFAULT_IMAGE, non_root
+from nosdn.daemon.deploy import DEFAULT_IMAGE, non_root, serving
 from nosdn.model import IPNetwork
 
 CONTROLLER_APP = "nosdn-controller"
@@ -214,7 +214,6 @@ def controller_manifests(
         lease_name=lease_name,
         metrics_port=metrics_port,
     )
-    probe = {"port": metrics_port, "host": "127.0.0.1"}
     container: dict[str, Any] = {
         "name": "controller",
         "image": image,
@@ -224,18 +223,7 @@ def controller_manifests(
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
         "securityContext": non_root(),
-        "resources": {
-            "requests": {"cpu": "20m", "memory": "64Mi"},
-            "limits": {"memory": "256Mi"},
-        },
-        "ports": [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}],
-        "livenessProbe": {
-            "httpGet": {**probe, "path": "/healthz"},
-            "initialDelaySeconds": 10,
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
-        "readinessProbe": {"httpGet": {**probe, "path": "/readyz"}, "periodSeconds": 5},
+        **serving(metrics_port),
     }
     tolerations = [
         {"key": key, "operator": "Exists", "effect": "NoSchedule"}

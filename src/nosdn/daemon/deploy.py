@@ -20,3 +20,24 @@ def non_root() -> dict[str, Any]:
         "runAsUser": 65532,
         "capabilities": {"drop": ["ALL"]},
     }
+
+
+def serving(metrics_port: int) -> dict[str, Any]:
+    """What a daemon's container carries for its health and metrics server (`nosdn.daemon.
+    server`, on ``metrics_port``): its resources, the port, and the probes of ``/healthz`` and
+    ``/readyz`` (asked on loopback: both daemons run in the host network)."""
+    probe = {"port": metrics_port, "host": "127.0.0.1"}
+    return {
+        "resources": {
+            "requests": {"cpu": "20m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "ports": [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}],
+        "livenessProbe": {
+            "httpGet": {**probe, "path": "/healthz"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "readinessProbe": {"httpGet": {**probe, "path": "/readyz"}, "periodSeconds": 5},
+    }
