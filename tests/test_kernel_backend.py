@@ -18,7 +18,8 @@ import pytest
 from conftest import ip, requires_root
 from nosdn.backends.kernel import KernelBackend
 from nosdn.backends.kernel import _netlink as nl
-from nosdn.backends.kernel import backend as kernel_backend
+from nosdn.backends.kernel import cache as kernel_cache
+from nosdn.backends.kernel.cache import KernelCache
 from nosdn.model import EXTERNAL, Cluster, Node, Target
 from nosdn.plan import desired_routes, diff
 from nosdn.reconcile import OffLinkError, PassResult, nodes_with_addresses, reconcile_once
@@ -326,15 +327,16 @@ def test_other_table_and_protocol_number(host: str) -> None:
 
 @pytest.mark.parametrize("compat", ["0", "1"])
 def test_one_backend_reads_what_changed_behind_an_unchanged_route(host: str, compat: str) -> None:
-    """A watched backend (the agent's) keeps what routes() built from each route message; a
-    nexthop replaced under a route (with nexthop_compat_mode=0 the route message stays byte
-    for byte the same), or a member of a route's group, must still show in the next read."""
+    """The agent's cache keeps what was built from each route message; a nexthop replaced
+    under a route (with nexthop_compat_mode=0 the route message stays byte for byte the
+    same), or a member of a route's group, must still show in the next read."""
     subprocess.run(
         ["ip", "netns", "exec", host, "sysctl", "-qw", f"net.ipv4.nexthop_compat_mode={compat}"],
         check=True,
     )
     c = cluster(node(1, v6=False), node(2, v6=False), node(3, v6=False), service_via=("n2", "n3"))
-    with KernelBackend(netns=host, watched=True) as b:
+    with KernelBackend(netns=host) as table:
+        b = KernelCache(table)
         assert reconcile_once(c, EXTERNAL, b, adjacency=b.adjacency).ok
         first = {str(r.dst): r for r in b.routes()}
         again = {str(r.dst): r for r in b.routes()}
@@ -342,11 +344,11 @@ def test_one_backend_reads_what_changed_behind_an_unchanged_route(host: str, com
         assert again["172.17.3.0/24"] is first["172.17.3.0/24"]  # not decoded again
         (nh2,) = [nh.split()[1] for nh in nexthops_of(host) if "via 10.0.0.2 " in nh]
         # someone moves n2's nexthop, with our protocol (the agent's monitor takes that for an
-        # echo of its own writes): the watched backend reuses its last read until told...
+        # echo of its own writes): the cache reuses its last read until invalidated...
         ip(host, "nexthop", "replace", "id", nh2, "via", "10.0.0.9", "dev", "br0", "proto", "157")
         stale = {str(r.dst): r for r in b.routes()}
         assert stale["172.17.2.0/24"] is first["172.17.2.0/24"]
-        b.forget_lookups()  # ...as the periodic resync does
+        b.invalidate()  # ...as the periodic resync does
         after = {str(r.dst): r for r in b.routes()}
         assert after["172.17.2.0/24"].via == (ip_address("10.0.0.9"),)
         assert after["10.96.0.0/12"].via == (ip_address("10.0.0.3"), ip_address("10.0.0.9"))
@@ -403,10 +405,11 @@ def test_lookup_answers_decode_every_field(host: str) -> None:
 
 
 @pytest.mark.parametrize("compat", ["0", "1"])
-def test_read_diff_is_the_diff_of_the_routes_read(host: str, compat: str) -> None:
-    """read_diff skips building routes that are exactly as wanted: the result must be the
-    diff of every route read, whatever the table holds (kept, changed, stale, doubled and
-    foreign routes, ECMP groups) and whatever is wanted (changes, ECMP, a prefix twice)."""
+def test_the_diff_of_entries_is_the_diff_of_the_routes_read(host: str, compat: str) -> None:
+    """The entries the diff reads (key, gateways, ownership; the route built only when not
+    kept) must diff exactly like the routes read, whatever the table holds (kept, changed,
+    stale, doubled and foreign routes, ECMP groups) and whatever is wanted (changes, ECMP, a
+    prefix twice), read plainly or through the agent's cache."""
     subprocess.run(
         ["ip", "netns", "exec", host, "sysctl", "-qw", f"net.ipv4.nexthop_compat_mode={compat}"],
         check=True,
@@ -420,22 +423,23 @@ def test_read_diff_is_the_diff_of_the_routes_read(host: str, compat: str) -> Non
         node(1), node(2, v4="10.0.0.22"), node(3), node(4), node(5), service_via=("n3", "n4")
     )
     with KernelBackend(netns=host) as b:
+        cached = KernelCache(b)
         want = desired_routes(moved, EXTERNAL)
         want += [want[0], next(w for w in want if str(w.dst) == "172.17.3.0/24")]  # twice
         for desired in (want, desired_routes(c, EXTERNAL), []):
-            got, owned = b.read_diff(desired)
             found = b.routes()
-            assert got == diff(desired, found)
-            assert owned == sum(1 for r in found if r.owned)
-        assert len(got.remove) == owned  # nothing wanted: all ours goes
-        got, _ = b.read_diff(desired_routes(moved, EXTERNAL))
+            got = diff(desired, b.entries())
+            assert got == diff(desired, found) == diff(desired, cached.entries())
+            assert got.owned == sum(1 for r in found if r.owned) > 0
+        assert len(got.remove) == got.owned  # nothing wanted: all ours goes
+        got = diff(desired_routes(moved, EXTERNAL), b.entries())
         assert {str(ch.new.dst) for ch in got.change} >= {"172.17.2.0/24", "10.96.0.0/12"}
         removed = [str(r.dst) for r in got.remove]
         assert removed == ["172.17.4.0/24", "172.17.6.0/24", "fd17:0:0:6::/64"]  # 4: the extra
         assert [str(k.wanted.dst) for k in got.conflicts] == ["172.17.5.0/24"]
 
 
-def test_read_diff_of_a_table_without_our_routes(host: str) -> None:
+def test_the_diff_of_a_table_without_our_routes(host: str) -> None:
     """The first apply's shortcut (nothing of ours in the table) must still be the diff of
     every route read: foreign routes to wanted prefixes are conflicts, the rest adds."""
     ip(host, "route", "add", "172.17.5.0/24", "via", "10.0.0.5", "proto", "static")
@@ -445,9 +449,9 @@ def test_read_diff_of_a_table_without_our_routes(host: str) -> None:
     with KernelBackend(netns=host) as b:
         want = desired_routes(c, EXTERNAL)
         want += [next(w for w in want if str(w.dst) == "172.17.5.0/24")]  # wanted twice
-        got, owned = b.read_diff(want)
+        got = diff(want, b.entries())
         assert got == diff(want, b.routes())
-        assert owned == 0
+        assert got.owned == 0
         assert [str(k.wanted.dst) for k in got.conflicts] == [
             "172.17.5.0/24",
             "fd17:0:0:3::/64",
@@ -456,46 +460,51 @@ def test_read_diff_of_a_table_without_our_routes(host: str) -> None:
         assert len(got.add) == len(want) - 3
 
 
-def test_watched_backend_reuses_lookups_until_told(host: str) -> None:
-    """The agent's backend is watched: its monitor calls forget_lookups on link, address and
-    route changes. Until then a lookup's answer stands; after it, it is asked again."""
+def test_cached_lookups_stand_until_invalidated(host: str) -> None:
+    """The agent's cache keeps next-hop lookups; its monitor reports link, address and route
+    changes, and the pass they wake invalidates. Until then a lookup's answer stands; after
+    it, it is asked again. The plain backend asks every time."""
     gw = ip_address("10.0.0.2")
 
     def renumber(old: str, new: str) -> None:
         ip(host, "addr", "del", old, "dev", "br0")
         ip(host, "addr", "add", new, "dev", "br0")
 
-    with KernelBackend(netns=host, watched=True) as b, KernelBackend(netns=host) as fresh:
+    with KernelBackend(netns=host) as table, KernelBackend(netns=host) as fresh:
+        b = KernelCache(table)
         assert b.adjacency([gw])[gw].on_link
         renumber("10.0.0.1/24", "10.0.0.1/31")
         assert b.adjacency([gw])[gw].on_link  # not asked again
-        assert not fresh.adjacency([gw])[gw].on_link  # unwatched: asked every time
-        b.forget_lookups()
+        assert not fresh.adjacency([gw])[gw].on_link  # uncached: asked every time
+        b.invalidate(lookups=False)
+        assert b.adjacency([gw])[gw].on_link  # our table changed: lookups still stand
+        b.invalidate()
         assert not b.adjacency([gw])[gw].on_link
         renumber("10.0.0.1/31", "10.0.0.1/24")
         assert fresh.adjacency([gw])[gw].on_link
 
 
 @pytest.mark.parametrize("warm_after", [1, 10**9])
-def test_watched_backend_counts_other_tables_until_told(
+def test_cache_counts_other_tables_until_invalidated(
     host: str, warm_after: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A node's address change replaces its nexthop in place only when no other route uses
-    it. A watched backend counts other tables' routes once (or right after a bulk write,
-    with the table read back), and again after forget_lookups."""
-    monkeypatch.setattr(kernel_backend, "_WARM_AFTER", warm_after)
+    it. The agent's cache counts other tables' routes once (or right after a bulk write,
+    with the table read back), and again after it is invalidated."""
+    monkeypatch.setattr(kernel_cache, "_WARM_AFTER", warm_after)
     c = cluster(node(1, v6=False), node(2, v6=False), node(3, v6=False))
     n3_moved = cluster(node(1, v6=False), node(2, v6=False), node(3, v4="10.0.0.33", v6=False))
     moved = cluster(
         node(1, v6=False), node(2, v4="10.0.0.22", v6=False), node(3, v4="10.0.0.33", v6=False)
     )
-    with KernelBackend(netns=host, watched=True) as b:
+    with KernelBackend(netns=host) as table:
+        b = KernelCache(table)
         assert reconcile_once(c, N1, b, adjacency=b.adjacency).ok
         (nh2,) = [nh.split()[1] for nh in nexthops_of(host) if "via 10.0.0.2 " in nh]
         # n3 moves: its nexthop is replaced in place, after counting every table's routes
         assert reconcile_once(n3_moved, N1, b, adjacency=b.adjacency).writes == 1
         ip(host, "route", "add", "192.168.7.0/24", "nhid", nh2, "table", "100", "proto", "static")
-        b.forget_lookups()  # what the monitor does on that route event
+        b.invalidate()  # what the pass the monitor's report wakes does
         res = reconcile_once(moved, N1, b, adjacency=b.adjacency)
         assert res.ok
     # n2's nexthop was not replaced in place (table 100 uses it): a new one carries n2's route
@@ -522,21 +531,22 @@ def test_one_backend_many_passes_sees_a_node_go_off_link(host: str) -> None:
     assert nexthops_of(host) == []
 
 
-def test_watched_backend_reads_again_when_told_the_table_changed(host: str) -> None:
-    """A watched backend reuses its last read until `table_changed` (the agent's monitor calls
-    it on every notification that is not our own echo) or a write of its own."""
+def test_cache_reads_again_once_invalidated(host: str) -> None:
+    """The agent's cache reuses its last read until invalidated (a pass woken by the monitor's
+    report of a change that is not our own echo) or a write of its own."""
     c = cluster(node(1), node(2), node(3))
     desired = desired_routes(c, N1)
-    with KernelBackend(netns=host, watched=True) as b:
+    with KernelBackend(netns=host) as table:
+        b = KernelCache(table)
         assert reconcile_once(c, N1, b, adjacency=b.adjacency).ok
-        assert b.read_diff(desired)[0].writes == 0  # read again after its own writes
+        assert diff(desired, b.entries()).writes == 0  # read again after its own writes
         ip(host, "route", "del", "172.17.2.0/24", "proto", "157")
-        assert b.read_diff(desired)[0].writes == 0  # not told: the last read stands
-        b.table_changed()
-        again, _ = b.read_diff(desired)
+        assert diff(desired, b.entries()).writes == 0  # not told: the last read stands
+        b.invalidate(lookups=False)
+        again = diff(desired, b.entries())
         assert [str(r.dst) for r in again.add] == ["172.17.2.0/24"]
         assert b.apply(again).writes == 1
-        assert b.read_diff(desired)[0].writes == 0
+        assert diff(desired, b.entries()).writes == 0
 
 
 def test_reader_and_writer_agree_on_link_local_and_multicast(host: str) -> None:

@@ -208,6 +208,7 @@ def test_writes_raced_by_another_writer_say_so(host: str) -> None:
     from nosdn.backends.kernel import KernelBackend
     from nosdn.cli._kernel_cmds import failure_lines
     from nosdn.model import Route
+    from nosdn.plan import diff as plan_diff
 
     wanted = [
         Route(ip_network(f"172.17.{i}.0/24"), (ip_address(f"10.0.0.{2 + i % 3}"),), f"n{i}")
@@ -215,7 +216,7 @@ def test_writes_raced_by_another_writer_say_so(host: str) -> None:
     ]
     with KernelBackend(netns=host) as b:
         b.adjacency(sorted({r.via[0] for r in wanted}))
-        diff, _owned = b.read_diff(wanted)
+        diff = plan_diff(wanted, b.entries())
         batch = "".join(f"route add {r.dst} via {r.via[0]} proto static\n" for r in wanted)
         subprocess.run(["ip", "-n", host, "-batch", "-"], input=batch, text=True, check=True)
         res = b.apply(diff)

@@ -150,7 +150,8 @@ def _reference_diff(desired: list[Route], actual: list[InstalledRoute]) -> Diff:
     for dst, ours in owned.items():
         if dst not in wanted:
             remove.extend(ours)
-    return Diff(tuple(add), tuple(change), tuple(remove), tuple(keep), tuple(conflicts))
+    owned_n = sum(len(v) for v in owned.values())
+    return Diff(tuple(add), tuple(change), tuple(remove), tuple(keep), tuple(conflicts), owned_n)
 
 
 # both families, with prefixes equal as (integer, length) but not as prefixes (0.0.0.0/0 and
@@ -193,6 +194,7 @@ def test_diff_equals_the_reference_diff(desired: list[Route], actual: list[Insta
     got = diff(desired, actual)
     want = _reference_diff(desired, actual)
     assert got == want
+    assert got.owned == sum(1 for r in actual if r.owned)
     # the very same objects, not just equal ones (apply_diff and backends use identity)
     assert all(a is b for a, b in zip(got.remove, want.remove, strict=True))
     assert all(a.old is b.old for a, b in zip(got.change, want.change, strict=True))

@@ -198,6 +198,23 @@ class InstalledRoute:
     kind: str = field(default="unicast", compare=False)
     handle: BackendRef | None = field(default=None, compare=False)
 
+    # the `plan.Found` surface: an InstalledRoute is its own light entry
+    @property
+    def key(self) -> RouteKey:
+        return (self.dst.network_address.packed, self.dst.prefixlen)
+
+    @property
+    def gateways(self) -> tuple[bytes, ...]:
+        return tuple(sorted(g.packed for g in self.via))
+
+    def installed(self) -> InstalledRoute:
+        return self
+
+
+#: A prefix as `plan.diff` keys it: the packed network address (4 or 16 bytes, which says
+#: the family) and the prefix length. Equal exactly when the prefixes are equal, hashed in C.
+RouteKey: TypeAlias = tuple[bytes, int]
+
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -232,6 +249,9 @@ class Diff:
     remove: tuple[InstalledRoute, ...] = ()
     keep: tuple[Route, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
+    #: how many routes of ours the table held when this was computed (the deletion guard's
+    #: denominator; 0 where a diff is made by hand)
+    owned: int = 0
 
     @property
     def writes(self) -> int:

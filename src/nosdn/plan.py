@@ -9,7 +9,8 @@ someone else owns is a conflict, never something to change or remove.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from nosdn.model import (
     Change,
@@ -20,6 +21,7 @@ from nosdn.model import (
     IPAddress,
     IPNetwork,
     Route,
+    RouteKey,
     Shadow,
     Target,
 )
@@ -86,78 +88,127 @@ def desired_routes(cluster: Cluster, target: Target) -> list[Route]:
     return routes
 
 
-#: A prefix as a plain tuple (address as an int, length, family): equal exactly when the
-#: prefixes are equal, and hashed and compared in C (an ``ipaddress`` network hashes and
-#: compares in Python, and the diff looks every route up several times).
-_Key = tuple[int, int, int]
+class Found(Protocol):
+    """A route read from a table, as `diff` needs it: its key, its gateways packed and sorted,
+    whether it is ours, and the full `InstalledRoute`, built only for what is not kept (a
+    kernel table of 5,000 routes is read every agent pass; `InstalledRoute` is its own)."""
+
+    @property
+    def key(self) -> RouteKey: ...
+
+    @property
+    def gateways(self) -> tuple[bytes, ...]: ...
+
+    @property
+    def owned(self) -> bool: ...
+
+    def installed(self) -> InstalledRoute: ...
 
 
-def diff(desired: Iterable[Route], actual: Iterable[InstalledRoute]) -> Diff:
+def _packed(via: tuple[IPAddress, ...]) -> tuple[bytes, ...]:
+    return (via[0].packed,) if len(via) == 1 else tuple(g.packed for g in via)
+
+
+def diff(desired: Sequence[Route], actual: Iterable[Found]) -> Diff:
     """Compare the routes wanted with the routes found.
 
     - wanted and owned with the same next hops: keep; owned with other next hops: change;
     - wanted but owned by someone else: conflict (and nothing is written for that prefix);
     - owned but no longer wanted: remove. Foreign routes that nobody wants are not our business.
-    Extra owned routes to one prefix (left by a crash, say) are removed.
+    Extra owned routes to one prefix (left by a crash, say) are removed; of several, the first
+    with the wanted next hops is kept, or else the first is changed.
 
-    Every pass of the agent runs this over the whole table, so each route costs one key and a
-    few dict operations on it.
+    ``actual`` is read once, as it comes (a kernel dump can stream through it): a route of ours
+    that is exactly as wanted costs a key lookup and is let go; only the others are kept and
+    built in full. This is the one diff: every backend, the agent and ``apply`` use it.
     """
-    owned: dict[_Key, list[InstalledRoute]] = {}
-    foreign: dict[_Key, InstalledRoute] = {}
-    k: _Key
-    for r in actual:
-        d = r.dst
-        k = (int(d.network_address), d.prefixlen, d.version)
-        if r.owned:
-            same = owned.get(k)
-            if same is None:
-                owned[k] = [r]
-            else:
-                same.append(r)
-        elif k not in foreign:
-            foreign[k] = r
-
-    if not owned and not foreign:  # an empty table (a first apply): everything is an add
-        return Diff(tuple(desired), (), (), (), ())
+    wants: dict[RouteKey, tuple[bytes, ...]] = {}
+    keys: list[RouteKey] = []
+    for w in desired:
+        d = w.dst
+        k = (d.network_address.packed, d.prefixlen)
+        keys.append(k)
+        wants.setdefault(k, _packed(w.via))
+    twice: set[RouteKey] = set()
+    if len(wants) != len(keys):  # a prefix wanted twice (callers that skip the checks)
+        seen: set[RouteKey] = set()
+        for k in keys:
+            if k in seen:
+                twice.add(k)
+            seen.add(k)
+    kept: set[RouteKey] = set()  # the first route of ours on the key, with the wanted next hops
+    kept_twice: dict[RouteKey, Found] = {}  # the same, for keys wanted twice (compared again)
+    ours: dict[RouteKey, list[Found]] = {}  # every other route of ours on a wanted key
+    theirs: dict[RouteKey, Found] = {}  # the first route of someone else's on a wanted key
+    stray: dict[RouteKey, list[Found]] = {}  # routes of ours on keys nobody wants
+    owned = 0
+    for e in actual:
+        k = e.key
+        want = wants.get(k)
+        if not e.owned:
+            if want is not None and k not in theirs:
+                theirs[k] = e
+            continue
+        owned += 1
+        if want is None:
+            stray.setdefault(k, []).append(e)
+        elif k not in kept and k not in ours and e.gateways == want:
+            kept.add(k)
+            if twice and k in twice:
+                kept_twice[k] = e
+        else:
+            ours.setdefault(k, []).append(e)
+    if not owned and not theirs:  # nothing of ours, nothing in the way: everything is an add
+        return Diff(tuple(desired))
+    special = ours.keys() | theirs.keys() | twice if ours or theirs or twice else None
+    if special is None:  # each wanted prefix is kept or added: the usual pass
+        keep_all = len(kept) == len(keys)
+        return Diff(
+            ()
+            if keep_all
+            else tuple(w for k, w in zip(keys, desired, strict=True) if k not in kept),
+            (),
+            tuple(o.installed() for group in stray.values() for o in group),
+            tuple(desired)
+            if keep_all
+            else tuple(w for k, w in zip(keys, desired, strict=True) if k in kept),
+            (),
+            owned,
+        )
     add: list[Route] = []
     change: list[Change] = []
     keep: list[Route] = []
     conflicts: list[Conflict] = []
     remove: list[InstalledRoute] = []
-    wanted: set[_Key] = set()
-    for want in desired:
-        d = want.dst
-        k = (int(d.network_address), d.prefixlen, d.version)
-        wanted.add(k)
-        theirs = foreign.get(k) if foreign else None
-        if theirs is not None:
-            conflicts.append(Conflict(want, theirs))
-        ours = owned.get(k)
-        if not ours:
-            if theirs is None:
-                add.append(want)
+    for k, w in zip(keys, desired, strict=True):
+        if k not in special:  # kept or added, as above
+            (keep if k in kept else add).append(w)
             continue
-        via = want.via
-        if len(ours) == 1:  # the usual case, without a generator
-            o = ours[0]
-            matches = o.via == via if len(o.via) == 1 else tuple(sorted(o.via)) == via
-            if matches:
-                keep.append(want)
-            else:
-                change.append(Change(o, want))
+        t = theirs.get(k)
+        if t is not None:
+            conflicts.append(Conflict(w, t.installed()))
+        more = ours.get(k)
+        first = kept_twice.get(k)
+        mine = [*([first] if first is not None else []), *(more or ())]
+        if k in kept and first is None:  # kept, and not needed again: the rest goes
+            keep.append(w)
+            remove.extend(o.installed() for o in mine)
             continue
-        match = next((o for o in ours if tuple(sorted(o.via)) == via), None)
+        if not mine:
+            if t is None:
+                add.append(w)
+            continue
+        via = _packed(w.via)
+        match = next((o for o in mine if o.gateways == via), None)
         if match is not None:
-            keep.append(want)
-            remove.extend(o for o in ours if o is not match)
+            keep.append(w)
+            remove.extend(o.installed() for o in mine if o is not match)
         else:
-            change.append(Change(ours[0], want))
-            remove.extend(ours[1:])
-    for k, ours in owned.items():
-        if k not in wanted:
-            remove.extend(ours)
-    return Diff(tuple(add), tuple(change), tuple(remove), tuple(keep), tuple(conflicts))
+            change.append(Change(mine[0].installed(), w))
+            remove.extend(o.installed() for o in mine[1:])
+    for group in stray.values():
+        remove.extend(o.installed() for o in group)
+    return Diff(tuple(add), tuple(change), tuple(remove), tuple(keep), tuple(conflicts), owned)
 
 
 def apply_diff(actual: Iterable[InstalledRoute], d: Diff) -> list[InstalledRoute]:

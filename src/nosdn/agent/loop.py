@@ -73,6 +73,12 @@ log = logging.getLogger("nosdn.agent")
 #: Local addresses with the interface holding each (for the pods' MTU).
 LocalAddresses = Callable[[], Sequence[tuple[IPAddress, str]]]
 FALLBACK_MTU = 1500
+#: The netlink monitor's reasons after which next hops may lead elsewhere (links, addresses,
+#: connected routes, others' routes and nexthops: "netlink-lookups" is a note, not a nudge),
+#: or after which nothing it reported can be trusted to be complete (an overflow).
+LOOKUP_REASONS = frozenset(
+    {"netlink-link", "netlink-addr", "netlink-connected", "netlink-lookups", "netlink-overflow"}
+)
 
 
 @dataclass(slots=True)
@@ -107,7 +113,7 @@ class Agent:
         request_relist: Callable[[], None],
         adjacency: AdjacencyCheck | None = None,
         local_addresses: LocalAddresses | None = None,
-        forget_lookups: Callable[[], None] = lambda: None,
+        invalidate: Callable[[bool], None] = lambda lookups: None,
         metrics: AgentMetrics | None = None,
         events: EventRecorder | None = None,
         condition: ConditionSetter | None = None,
@@ -130,7 +136,7 @@ class Agent:
         self.backend = GuardedBackend(backend, self.guard)
         self.adjacency = adjacency
         self.local_addresses = local_addresses
-        self.forget_lookups = forget_lookups
+        self.invalidate = invalidate
         self.events = events
         self.condition = condition
         self.egress = egress
@@ -268,10 +274,12 @@ class Agent:
             self.status.skipped_reason = "waiting for the first list of nodes"
             return True
         t0 = time.perf_counter()
-        if full or reasons & {"netlink-link", "netlink-addr", "netlink-connected"}:
-            self.forget_lookups()  # next hops may have moved on or off link
+        if full or reasons & LOOKUP_REASONS:
+            self.invalidate(True)  # next hops may have moved on or off link
             if full:
                 self._mtu = self.cfg.mtu
+        elif any(r.startswith("netlink-") for r in reasons):
+            self.invalidate(False)  # our table changed under us: read it again
         v = self.view(snap, full=full)
         me = v.me
         m.nodes.set(len(snap.nodes))
@@ -385,11 +393,14 @@ class Agent:
         st = self.status
         lost = {c.wanted.dst for c in result.diff.conflicts}
         lost.update(e.dst for e in result.errors if e.action != "remove")
-        routed = {
-            r.node
-            for r in result.desired
-            if r.node is not None and r.node != me.name and r.dst not in lost
-        }
+        if lost:
+            routed = {
+                r.node
+                for r in result.desired
+                if r.node is not None and r.node != me.name and r.dst not in lost
+            }
+        else:  # the usual pass: no prefix to hash (a network hashes in Python)
+            routed = {r.node for r in result.desired if r.node is not None and r.node != me.name}
         if self.announcer is not None and self.announcer.established():
             # BGP mode: off-link nodes are reached through the router, which learned their
             # subnets from them over BGP: the path is there, not an error

@@ -21,11 +21,12 @@ Additions and replacements *with our protocol* are ignored: they are the echo of
 writes, and reacting to them would cost a second, empty pass after every change. Someone
 writing routes with nosdn's own protocol number is caught by the periodic resync.
 
-The monitor also keeps the backend's next-hop lookups honest: whether a peer is on-link is
-asked of the kernel once and reused pass after pass (one route lookup per peer and pass was a
-sixth of a pass at 5,000 nodes), so ``invalidate`` is called on anything that can change an
-answer: a link or address event, and any route or nexthop event that is not the echo of our
-own writes (another protocol, or another table: lookups follow policy rules to every table).
+The monitor also keeps what the agent remembers of the kernel honest (`KernelCache`: whether
+a peer is on-link is asked once and reused pass after pass): ``invalidate`` is called on
+anything that can change an answer: a link or address event, and any route or nexthop event
+that is not the echo of our own writes (another protocol, or another table: lookups follow
+policy rules to every table). The agent makes that a note for its next pass, so the cache is
+only ever touched from the agent's own loop.
 
 Notifications are only parsed down to the few header bytes that decide this; the pass that
 follows re-reads everything. A receive-buffer overflow (ENOBUFS: a burst too big to queue) is
@@ -164,7 +165,7 @@ def _table_attr(buf: bytes, a: int, end: int) -> int | None:
 
 class NetlinkMonitor:
     """Calls ``nudge(reason)`` for kernel changes that may need a pass, and ``invalidate()``
-    (before the nudge) for those that may change a next-hop lookup (daemon thread);
+    (before the nudge) for those that may change a next-hop lookup (from its own thread);
     ``wanted`` says which prefixes are ours to watch in other protocols' routes."""
 
     def __init__(

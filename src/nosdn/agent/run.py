@@ -26,6 +26,7 @@ from nosdn.agent.monitor import NetlinkMonitor
 from nosdn.agent.probes import Pinger, Prober, RouteUsed, ensure_bridge, kernel_diagnosis
 from nosdn.backends.bird import BirdSupervisor
 from nosdn.backends.kernel import KernelBackend
+from nosdn.backends.kernel.cache import KernelCache
 from nosdn.daemon.condition import ConditionSetter
 from nosdn.daemon.events import EventRecorder
 from nosdn.daemon.server import HealthServer
@@ -95,10 +96,10 @@ class Running:
         self.reflector = Reflector(
             api, self.cache, watch_timeout=cfg.watch_timeout, deadline=cfg.watch_deadline
         )
-        # watched: the netlink monitor below calls forget_lookups on every change that matters
-        self.backend = KernelBackend(
-            table=cfg.table, protocol=cfg.protocol, netns=cfg.netns, watched=True
-        )
+        self.table = KernelBackend(table=cfg.table, protocol=cfg.protocol, netns=cfg.netns)
+        # what the agent keeps of its table between passes: the netlink monitor below reports
+        # every kernel change that makes it stale, and the pass it wakes invalidates it
+        self.backend = KernelCache(self.table)
         self.metrics = AgentMetrics()
 
         def uid() -> str | None:
@@ -130,8 +131,8 @@ class Running:
             self.backend,
             request_relist=self.reflector.request_relist,
             adjacency=self.backend.adjacency,
-            local_addresses=_local_addresses(self.backend),
-            forget_lookups=self.backend.forget_lookups,
+            local_addresses=_local_addresses(self.table),
+            invalidate=lambda lookups: self.backend.invalidate(lookups=lookups),
             metrics=self.metrics,
             events=self.events,
             condition=self.condition,
@@ -142,19 +143,15 @@ class Running:
         if self.announcer is not None:
             self.announcer.on_change = self.agent.nudge  # a session up or down: pass again
 
-        def kernel_changed(reason: str) -> None:
-            self.backend.table_changed()  # before the nudge: the pass it starts reads again
-            self.agent.nudge(reason)
-
         self.monitor = NetlinkMonitor(
-            kernel_changed,
+            self.agent.nudge,
             protocol=cfg.protocol,
             table=cfg.table,
             netns=cfg.netns,
-            invalidate=self.backend.forget_lookups,
+            invalidate=lambda: self.agent.nudger.note("netlink-lookups"),
             wanted=self.agent.wants_prefix,
         )
-        self.prober = build_prober(cfg, self.cache, self.metrics, self.events, self.backend)
+        self.prober = build_prober(cfg, self.cache, self.metrics, self.events, self.table)
         self.server: HealthServer | None = None
         hp = cfg.metrics_host_port
         if hp is not None:
@@ -214,7 +211,7 @@ class Running:
         self.condition.stop()
         if self.server is not None:
             self.server.stop()
-        self.backend.close()
+        self.table.close()
         self.api.close()
 
 

@@ -59,8 +59,7 @@ class GatedTable:
     def apply(self, diff: Diff) -> ApplyResult:
         if not self.may_write():
             raise NotLeadingError(f"lost the lease before writing {self.table_id}")
-        owned = sum(1 for r in self.inner.routes() if r.owned)
-        return self.inner.apply(self.guard.check(diff, owned))
+        return self.inner.apply(self.guard.check(diff, diff.owned))
 
 
 class GatedProvider:

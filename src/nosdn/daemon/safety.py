@@ -30,14 +30,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from nosdn.backends.base import ApplyResult, Backend
-from nosdn.model import Diff, InstalledRoute, Route
-from nosdn.plan import ALWAYS_ALLOWED_REMOVALS, diff, mass_removal
-from nosdn.reconcile import ReadsDiff
+from nosdn.model import Diff, InstalledRoute
+from nosdn.plan import ALWAYS_ALLOWED_REMOVALS, Found, mass_removal
+from nosdn.reconcile import ReadsEntries
 
 log = logging.getLogger("nosdn.daemon.safety")
 
@@ -220,26 +220,20 @@ class DeletionGuard:
 
 
 class GuardedBackend:
-    """A backend whose ``apply`` first passes the diff through a `DeletionGuard`."""
+    """A backend whose ``apply`` first passes the diff through a `DeletionGuard` (judged
+    against the routes of ours the diff found: `Diff.owned`)."""
 
     def __init__(self, inner: Backend, guard: DeletionGuard) -> None:
         self.inner = inner
         self.guard = guard
         self.name = inner.name
-        self._owned = 0
 
     def routes(self) -> list[InstalledRoute]:
-        found = self.inner.routes()
-        self._owned = sum(1 for r in found if r.owned)
-        return found
+        return self.inner.routes()
 
-    def read_diff(self, desired: Sequence[Route]) -> tuple[Diff, int]:
+    def entries(self) -> Iterable[Found]:
         inner = self.inner
-        if isinstance(inner, ReadsDiff):
-            d, self._owned = inner.read_diff(desired)
-        else:
-            d = diff(desired, self.routes())
-        return d, self._owned
+        return inner.entries() if isinstance(inner, ReadsEntries) else inner.routes()
 
     def apply(self, diff: Diff) -> ApplyResult:
-        return self.inner.apply(self.guard.check(diff, self._owned))
+        return self.inner.apply(self.guard.check(diff, diff.owned))

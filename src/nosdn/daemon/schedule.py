@@ -19,17 +19,27 @@ class Nudger:
     def __init__(self) -> None:
         self._cv = threading.Condition()
         self._reasons: set[str] = set()
+        self._notes: set[str] = set()
 
     def nudge(self, reason: str) -> None:
         with self._cv:
             self._reasons.add(reason)
             self._cv.notify()
 
+    def note(self, reason: str) -> None:
+        """A reason for the next pass to know, without waking the loop for it (a kernel
+        change that makes what the agent keeps stale but needs no pass of its own)."""
+        with self._cv:
+            self._notes.add(reason)
+
     def wait(self, timeout: float) -> set[str]:
+        """The reasons (and notes) since the last call, once there is a reason or after
+        ``timeout``."""
         with self._cv:
             if not self._reasons and timeout > 0:
                 self._cv.wait(timeout)
-            reasons, self._reasons = self._reasons, set()
+            reasons = self._reasons | self._notes
+            self._reasons, self._notes = set(), set()
             return reasons
 
 

@@ -9,19 +9,19 @@ Off-link next hops are dropped *before* diffing: a host route to a node that is 
 directly connected network would silently go through some gateway, which is never what the
 operator meant. They are reported (or, with ``strict``, refused before anything is written).
 
-A backend that can read and diff in one go (`ReadsDiff`: the kernel backend) does so; the
-result is by contract ``plan.diff`` of everything it read, only cheaper to get.
+A backend whose table reads as light entries (`ReadsEntries`: the kernel backend) hands those
+to ``plan.diff``, which builds a full route only for what is not kept; the diff is the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from nosdn.backends.base import ApplyResult, Backend, WriteError
 from nosdn.model import Cluster, Conflict, Diff, IPAddress, Route, Target
-from nosdn.plan import desired_routes, diff, mass_removal
+from nosdn.plan import Found, desired_routes, diff, mass_removal
 
 
 class AdjacencyInfo(Protocol):
@@ -42,13 +42,12 @@ AdjacencyCheck = Callable[[Sequence[IPAddress]], Mapping[IPAddress, AdjacencyInf
 
 
 @runtime_checkable
-class ReadsDiff(Protocol):
-    """A backend that reads its table and diffs it in one go: ``read_diff(desired)`` returns
-    exactly ``plan.diff(desired, routes())``, read now, and how many routes of its own the
-    table holds, but may skip building objects for routes that are already as wanted (the
-    kernel backend; the agent runs a whole pass per node change)."""
+class ReadsEntries(Protocol):
+    """A backend whose table reads as `plan.Found` entries: ``entries()`` is ``routes()``
+    with each route built only when asked (the kernel backend: the agent reads its whole
+    table every pass, and most routes are exactly as wanted)."""
 
-    def read_diff(self, desired: Sequence[Route]) -> tuple[Diff, int]: ...
+    def entries(self) -> Iterable[Found]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,11 +207,9 @@ def reconcile_routes(
         desired, offlink, skipped = drop_offlink(desired, adjacency)
         if offlink and strict:
             raise OffLinkError(offlink)
-    if isinstance(backend, ReadsDiff):
-        d, owned = backend.read_diff(desired)
-    else:
-        found = backend.routes()
-        d, owned = diff(desired, found), sum(1 for r in found if r.owned)
+    found = backend.entries() if isinstance(backend, ReadsEntries) else backend.routes()
+    d = diff(desired, found)
+    owned = d.owned
     result = PassResult(target, desired, d, offlink, skipped)
     if (
         not dry_run

@@ -29,7 +29,7 @@ provider that ``build_provider(CloudOptions(...))`` makes from the options the C
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.cloud.contract import CloudProvider, CloudTable
@@ -129,12 +129,10 @@ def _without(d: Diff, bad_nodes: set[str]) -> Diff:
     """The diff minus the writes that would point a route at an unusable instance."""
     if not bad_nodes:
         return d
-    return Diff(
-        tuple(r for r in d.add if r.node not in bad_nodes),
-        tuple(c for c in d.change if c.new.node not in bad_nodes),
-        d.remove,
-        d.keep,
-        d.conflicts,
+    return replace(
+        d,
+        add=tuple(r for r in d.add if r.node not in bad_nodes),
+        change=tuple(c for c in d.change if c.new.node not in bad_nodes),
     )
 
 
@@ -196,7 +194,7 @@ def sync(
             result.shortfalls.append(
                 Shortfall(t.table.table_id, cap, t.after, t.table.quota_hint, over)
             )
-            t.diff = Diff(d.add[:room], d.change, d.remove, d.keep, d.conflicts)
+            t.diff = replace(d, add=d.add[:room])
     if result.shortfalls:
         targets = _targets(passes, instances)  # no instance prepared for a route left out
     if not dry_run:

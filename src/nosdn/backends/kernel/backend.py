@@ -17,12 +17,10 @@ table (ours or anyone's) refers to it, because deleting a nexthop deletes its ro
 Every write is batched through :mod:`._netlink` and every error is matched to its route and
 node; when the kernel drops replies (ENOBUFS) the table is re-read to find what did not happen.
 
-Reading is the agent's hot path: events only nudge, and every pass reads the whole table and
-diffs it (5,000 routes per node change). So what is decoded from each route and nexthop message
-is kept and reused while the message comes back byte for byte; `read_diff` builds nothing for
-a route that is already as wanted; and a ``watched`` backend (the agent's, whose netlink monitor
-reports every change that matters) keeps next-hop lookups and other tables' use of our nexthops
-between passes. The table itself is still read in full every time.
+This backend keeps nothing from one pass to the next: each read dumps the table, each
+`adjacency` asks the kernel. The one state it holds is the pass in progress (the last read and
+the last lookups, which ``apply`` plans from). What a long-running caller may keep between
+passes is the agent's `nosdn.backends.kernel.cache.KernelCache`, which hands it in.
 """
 
 from __future__ import annotations
@@ -31,27 +29,29 @@ import errno
 import os
 import socket
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from itertools import chain, compress
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Network, IPv6Network
 
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.kernel import _netlink as nl
 from nosdn.backends.kernel._lookup_sharing import default_rules, shared_lookups
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
-from nosdn.backends.kernel._steady import (
+from nosdn.backends.kernel._read import (
     RELEVANT_TYPES,
-    ignored,
+    TYPE_NAMES,
+    Context,
+    Entry,
+    ReadMemo,
+    describe,
+    gateways_of,
     never_routed,
-    nexthop_index,
-    steady,
+    scan,
+    to_addr,
 )
-from nosdn.backends.kernel._steps import NO_REF, KernelRef
 from nosdn.model import (
     DEFAULT_PROTOCOL,
-    Conflict,
     Diff,
     InstalledRoute,
     IPAddress,
@@ -59,7 +59,6 @@ from nosdn.model import (
     Route,
 )
 from nosdn.names import RESERVED_PROTOCOLS
-from nosdn.plan import diff
 
 AF4 = socket.AF_INET
 AF6 = socket.AF_INET6
@@ -67,22 +66,11 @@ MAIN_TABLE = 254
 LOCAL_TABLE = 255
 #: From this many next hops to look up, those on one connected network share a lookup.
 _SHARE_FROM = 64
-
-_TYPE_NAMES = {
-    nl.RTN_LOCAL: "local",
-    nl.RTN_BROADCAST: "broadcast",
-    nl.RTN_MULTICAST: "multicast",
-    nl.RTN_BLACKHOLE: "blackhole",
-    nl.RTN_UNREACHABLE: "unreachable",
-    nl.RTN_PROHIBIT: "prohibit",
-    nl.RTN_THROW: "throw",
-}
-#: The `InstalledRoute.kind` of each route type the reader reports.
-_KINDS = {t: (prefix.strip() or "unicast") for t, prefix in RELEVANT_TYPES.items()}
 _NO_NEXTHOPS = {errno.EOPNOTSUPP, errno.EINVAL, errno.EPROTONOSUPPORT}
-#: After a write of at least this many messages, a watched backend also counts the routes of
-#: other tables that use its nexthops (it reads its own table back after every write).
-_WARM_AFTER = 1000
+#: Next-hop lookups by packed address: what ``apply`` needs to know of each gateway.
+Lookups = dict[bytes, nl.Lookup]
+#: How many routes of the other tables use each nexthop id (deleting a nexthop deletes them).
+OtherRefs = Callable[[], Counter[int]]
 
 
 class NexthopsUnsupportedError(RuntimeError):
@@ -113,44 +101,14 @@ class Adjacency:
 
 
 @dataclass(slots=True)
-class _Snapshot:
-    """What the last read found: enough to plan writes without reading again."""
+class TableRead:
+    """What one read of the table found beyond its routes: enough to plan writes without
+    reading again."""
 
     links: dict[int, str]
     nexthops: dict[int, nl.NexthopMsg]
     #: How many routes of our table refer to each nexthop id directly (any protocol, any type).
     table_refs: Counter[int] = field(default_factory=Counter)
-
-
-@dataclass(slots=True)
-class _Found:
-    """What one route message of our table says, kept from one read to the next (the agent
-    reads the whole table every pass; an unchanged message is not decoded again)."""
-
-    #: the decoded message, None if it is not a route to report (another table, a cached
-    #: clone, a local/broadcast/multicast/link-local route)
-    msg: nl.RouteMsg | None
-    #: (destination, prefix length) of a route to report, as the diff keys it
-    key: tuple[bytes, int] | None = None
-    owned: bool = False
-    #: its gateways, and the one gateway of a route of ours that has exactly one
-    gws: list[bytes] = field(default_factory=list)
-    gw: bytes | None = None
-    nh_id: int = 0
-    #: the nexthop it was read through: the entry is reused only while that is still the
-    #: current nexthop object of that id (`_UNCACHED`: never)
-    nh: nl.NexthopMsg | None = None
-    #: built on first need (`KernelBackend._route`)
-    route: InstalledRoute | None = None
-
-
-#: The nexthop of an entry that is decoded again at every read (a group: its members may
-#: change while the route message stays the same).
-_UNCACHED = nl.NexthopMsg(0, 0, 0)
-
-
-def _to_addr(b: bytes) -> IPAddress:
-    return IPv4Address(b) if len(b) == 4 else IPv6Address(b)
 
 
 def _to_net(family: int, dst: bytes, plen: int) -> IPNetwork:
@@ -164,13 +122,6 @@ class KernelBackend:
 
     ``use_nexthops``: None detects nexthop-object support, False forces plain gateway routes.
     ``netns``: a named network namespace to work in (tests, the lab); None is this one.
-    ``watched``: the caller watches the kernel's notifications and calls `forget_lookups` on
-    every link or address change and every route or nexthop change that is not the echo of
-    its own writes (the agent's netlink monitor does), and `table_changed` on any other route or
-    nexthop change it reports. The backend then keeps, from one pass to the next, what only
-    such changes can alter: the next-hop lookups behind `adjacency`, how many routes of other
-    tables use our nexthops, and its last read of the table (read back right after each of
-    its own writes). Unwatched, all of it is read every time.
     """
 
     name = "kernel"
@@ -181,7 +132,6 @@ class KernelBackend:
         protocol: int = DEFAULT_PROTOCOL,
         use_nexthops: bool | None = None,
         netns: str | None = None,
-        watched: bool = False,
     ) -> None:
         if not 0 < protocol < 256:
             raise ValueError(f"--protocol {protocol}: must be 1..255 (nosdn's default is 157)")
@@ -194,29 +144,12 @@ class KernelBackend:
             raise ValueError(f"table {table} cannot hold nosdn routes")
         self.table = table
         self.protocol = protocol
-        self.watched = watched
         self.nl = nl.Netlink(netns)
         self.notes: list[str] = []
         self._names = protocol_names()
-        self._lookups: dict[bytes, nl.Lookup] = {}
-        self._verdicts: dict[IPAddress, Adjacency] = {}
-        #: the gateway objects adjacency() was asked about, by packed address
-        self._gw_objects: dict[bytes, IPAddress] = {}
-        #: (packed, objects) of adjacency() calls not yet merged into ``_gw_objects``: most
-        #: passes never need the map (100,000 entries' worth of memory at 50,000 routes)
-        self._asked: list[tuple[list[bytes], list[IPAddress]]] = []
-        self._memo: dict[bytes, _Found] = {}
-        #: the last read of a watched backend and whether it may be stale (see `_read`)
-        self._last_read: (
-            tuple[list[_Found], dict[int, str], dict[int, nl.NexthopMsg], Counter[int]] | None
-        ) = None
-        self._table_dirty = True
-        self._memo_links: dict[int, str] = {}
-        self._nh_memo: dict[bytes, nl.NexthopMsg] = {}
-        #: routes of other tables that use each nexthop id (kept only when ``watched``)
-        self._other_refs: Counter[int] | None = None
-        self._stale = False
-        self._snap: _Snapshot | None = None
+        #: the pass in progress: the last complete read, and the last lookups (`apply`'s)
+        self.last_read: TableRead | None = None
+        self._lookups: Lookups = {}
         try:
             self._nh_first: list[bytes] | None = self.nl.nexthop_payloads()
             self.nexthops_supported = True
@@ -250,290 +183,55 @@ class KernelBackend:
     def protocol_name(self, number: int) -> str:
         return self._names.get(number, str(number))
 
-    def _take_nexthop_payloads(self) -> list[bytes]:
-        """The nexthop dump: the one made at start (to detect support) if not yet used."""
-        found = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
-        self._nh_first = None
-        return found
+    def _context(self, links: dict[int, str]) -> Context:
+        return Context(links, self._names, self.table, self.protocol)
 
-    def _nexthop_table(self) -> dict[int, nl.NexthopMsg]:
-        """Every nexthop object by id; an unchanged nexthop is the same object as last time
-        (the route cache below relies on that)."""
+    def _nexthop_table(self, memo: ReadMemo | None = None) -> dict[int, nl.NexthopMsg]:
+        """Every nexthop object by id (the dump made at start, to detect support, if unused)."""
         if not self.nexthops_supported:
             return {}
-        found = self._take_nexthop_payloads()
+        found = self._nh_first if self._nh_first is not None else self.nl.nexthop_payloads()
+        self._nh_first = None
+        if memo is not None:
+            return memo.nexthops(found)
         table: dict[int, nl.NexthopMsg] = {}
-        if not self.watched:  # read once: nothing to keep for next time
-            for p in found:
-                one = nl.parse_nexthop(p)
-                table[one.id] = one
-            return table
-        memo = self._nh_memo
         for p in found:
-            nh = memo.get(p)
-            if nh is None:
-                nh = memo[p] = nl.parse_nexthop(p)
-            table[nh.id] = nh
-        if len(memo) > len(found) + 64 + len(found) // 4:  # drop what is gone
-            self._nh_memo = {p: memo[p] for p in found}
+            one = nl.parse_nexthop(p)
+            table[one.id] = one
         return table
 
-    def routes(self) -> list[InstalledRoute]:
-        """Every unicast-space route of the table (ours and others'), minus others' routes to
-        link-local and multicast destinations (`_steady.never_routed`: nosdn never writes
-        there); local/broadcast routes live in the local table and are never read.
+    def entries(self, memo: ReadMemo | None = None) -> Iterator[Entry]:
+        """Every unicast-space route of the table (ours and others'), as `plan.diff` takes them,
+        minus others' routes to link-local and multicast destinations (`_read.never_routed`:
+        nosdn never writes there); local/broadcast routes live in the local table and are
+        never read. Decoded as they are consumed: a route the diff keeps is let go at once.
+        Once all are consumed, `last_read` is what ``apply`` plans from.
 
-        The whole table is read every time. What is built from each route message is kept
-        until the next read: a message that comes back byte for byte (and whose nexthop is the
-        same) gives the same `InstalledRoute` without decoding anything, so a long-running
-        caller (the agent: one read per pass) pays for the routes that changed only.
-        """
-        found, links = self._read()
-        addrs: dict[bytes, tuple[IPAddress, str]] = {}
-        return [self._route(f, links, addrs) for f in found if f.key is not None]
-
-    def read_diff(self, desired: Sequence[Route]) -> tuple[Diff, int]:
-        """``plan.diff(desired, self.routes())`` and how many of our routes the table holds,
-        read now, without building an `InstalledRoute` for a route that is exactly as wanted.
-
-        A route of ours whose prefix is wanted once, with the one gateway it has, and that no
-        other route of the table shares, is a "keep" by any reading of the diff; only the other
-        routes (changes, strays, conflicts, ECMP) go through ``plan.diff``. At 10,000 routes a
-        no-op read and diff cost 80 ms this way instead of 25.
-        """
-        if not self.watched:  # one read: first see, cheaply, whether anything is to be done
-            owned = self._read_steady(desired)
-            if owned is not None:
-                return Diff(keep=tuple(desired)), owned
-        found, links = self._read()
-        keys = [f.key for f in found if f.key is not None]
-        if not any(f.owned for f in found):  # a first apply: adds, and conflicts if any
-            return self._diff_unowned(desired, found, links), 0
-        index: dict[tuple[bytes, int], tuple[int, bytes] | None] = {}
-        for i, w in enumerate(desired):
-            d = w.dst
-            k = (d.network_address.packed, d.prefixlen)
-            if k in index or len(w.via) != 1:
-                index[k] = None  # wanted twice, or ECMP: plan.diff decides
-            else:
-                index[k] = (i, w.via[0].packed)
-        shared: set[tuple[bytes, int]] = set()
-        if len(set(keys)) != len(keys):  # some prefix has several routes: never a plain keep
-            seen: set[tuple[bytes, int]] = set()
-            for k in keys:
-                if k in seen:
-                    shared.add(k)
-                seen.add(k)
-        kept = [False] * len(desired)
-        actual: list[InstalledRoute] = []
-        owned = 0
-        addrs: dict[bytes, tuple[IPAddress, str]] = {}
-        get = index.get
-        for f in found:
-            fk = f.key
-            if fk is None:
-                continue
-            if f.owned:
-                owned += 1
-                if f.gw is not None:
-                    hit = get(fk)
-                    if hit is not None and hit[1] == f.gw and fk not in shared:
-                        kept[hit[0]] = True
-                        continue
-            actual.append(self._route(f, links, addrs))
-        slow = [i for i, k in enumerate(kept) if not k]
-        if len(slow) == len(desired):
-            return diff(desired, actual), owned
-        rest = diff([desired[i] for i in slow], actual)
-        if rest.keep:  # back to their places in desired (one route may be wanted twice)
-            at: dict[int, list[int]] = {}
-            for i in reversed(slow):
-                at.setdefault(id(desired[i]), []).append(i)
-            for w in rest.keep:
-                kept[at[id(w)].pop()] = True
-        keep = tuple(compress(desired, kept))
-        return Diff(rest.add, rest.change, rest.remove, keep, rest.conflicts), owned
-
-    def _read_steady(self, desired: Sequence[Route]) -> int | None:
-        """`_steady.steady` of the table as it is now; when it is steady, the snapshot
-        ``apply`` plans from says so (nothing to reuse, nothing to collect). The nexthop dump
-        is let go once indexed, and the route dump is read as it comes, keeping nothing."""
-        if self.nexthops_supported:
-            nexthops = self._take_nexthop_payloads()
-            index = nexthop_index(nexthops, self.protocol)
-            if index is None or (desired and self.use_nexthops and not index[1]):
-                self._nh_first = nexthops  # not steady (a first apply, say): the full read
-                return None
-            del nexthops
-        else:
-            index = {}, set()
-        streams = [self.nl.route_stream(AF4, self.table), self.nl.route_stream(AF6, self.table)]
-        try:
-            owned = steady(
-                desired, chain(*streams), *index, table=self.table, protocol=self.protocol
-            )
-        except nl.DumpInterruptedError:
-            return None
-        finally:
-            for s in streams:
-                s.close()  # one left early reads its dump to the end
-        if owned is None:
-            return None
-        self._snap = _Snapshot(self.nl.links(), {})
-        return owned
-
-    def _diff_unowned(
-        self, desired: Sequence[Route], found: list[_Found], links: dict[int, str]
-    ) -> Diff:
-        """`read_diff` of a table with no route of ours: every wanted route is an add, but
-        for one whose prefix someone else holds (a conflict). Only wanted routes with the
-        prefix length of some route found are looked up."""
-        first: dict[tuple[bytes, int], _Found] = {}
-        for f in found:
-            if f.key is not None and f.key not in first:
-                first[f.key] = f
-        plens = {k[1] for k in first}
-        add: list[Route] = []
-        conflicts: list[Conflict] = []
-        addrs: dict[bytes, tuple[IPAddress, str]] = {}
-        for w in desired:
-            d = w.dst
-            if d.prefixlen in plens:
-                hit = first.get((d.network_address.packed, d.prefixlen))
-                if hit is not None:
-                    conflicts.append(Conflict(w, self._route(hit, links, addrs)))
-                    continue
-            add.append(w)
-        return Diff(tuple(add), (), (), (), tuple(conflicts))
-
-    def _read(self) -> tuple[list[_Found], dict[int, str]]:
-        """Every route message of our table, as `_Found` (kept between reads, see `routes`),
-        and the interface names; the snapshot ``apply`` plans from is taken here.
-
-        A watched backend whose table nothing has changed since its last read (no
-        `table_changed`, no `forget_lookups`, no write of its own) reuses that read: the
-        dumps were a fifth of an agent pass at 5,000 nodes. What the monitor does not report
-        (someone writing with our own protocol number) waits for the periodic resync, which
-        calls `forget_lookups`, as the monitor's design already says."""
-        last = self._last_read
-        if self.watched and last is not None and not self._table_dirty:
-            self._snap = _Snapshot(last[1], last[2], Counter(last[3]))
-            return last[0], last[1]
-        self._table_dirty = False  # before the dumps: a change during them dirties it again
+        ``memo``: the decode cache of a caller that reads again and again (the agent)."""
+        self.last_read = None
         links = self.nl.links()
-        if links != self._memo_links:
-            self._memo = {}  # ``detail`` names devices
-            self._memo_links = links
-        nhs = self._nexthop_table()
-        memo = self._memo
+        ctx = self._context(links)
+        nhs = self._nexthop_table(memo)
         payloads = self.nl.route_payloads(AF4, self.table) + self.nl.route_payloads(AF6, self.table)
-        found: list[_Found] = []
-        nh_ids: list[int] = []
-        if not self.watched:  # read once: nothing to keep for next time
-            scan = self._scan
-            found = [scan(p, nhs) for p in payloads]
-            del payloads
-            nh_ids = [f.nh_id for f in found if f.nh_id]
-            self._snap = _Snapshot(links, nhs, Counter(nh_ids))
-            return found, links
-        for p in payloads:
-            f = memo.get(p)
-            if f is None or (f.nh is not None and nhs.get(f.nh_id) is not f.nh):
-                f = memo[p] = self._scan(p, nhs)
-            found.append(f)
-            if f.nh_id:
-                nh_ids.append(f.nh_id)
-        if len(memo) > len(payloads) + 64 + len(payloads) // 4:  # drop what is gone
-            self._memo = dict(zip(payloads, found, strict=True))
-        refs = Counter(nh_ids)
-        self._snap = _Snapshot(links, nhs, refs)
-        self._last_read = (found, links, nhs, Counter(refs))
-        return found, links
-
-    def _scan(self, p: bytes, nhs: dict[int, nl.NexthopMsg]) -> _Found:
-        """What one route message says, without building anything for it yet."""
-        r = nl.parse_route(p)
-        if r is None or r.table != self.table:
-            return _Found(None)
-        if r.type not in RELEVANT_TYPES or ignored(r, self.protocol):
-            return _Found(None, nh_id=r.nh_id)  # not reported, but its nexthop is in use
-        nh_id = r.nh_id
-        nh = nhs.get(nh_id) if nh_id else None
-        if nh is not None and nh.gateway and not nh.group:
-            gws = [nh.gateway]
+        refs: Counter[int] = Counter()
+        if memo is not None:
+            for f in memo.routes(payloads, nhs, memo.context(links, ctx)):
+                if f.nh_id:
+                    refs[f.nh_id] += 1
+                if isinstance(f, Entry):
+                    yield f
         else:
-            gws = self._gateways(r, nhs)
-        owned = r.protocol == self.protocol and r.type == nl.RTN_UNICAST
-        key = (r.dst or bytes(4 if r.family == AF4 else 16), r.dst_len)
-        if nh_id and (nh is None or nh.group):
-            nh = _UNCACHED  # group members may change under the same message
-        elif r.gateway is not None:
-            nh = None  # the message names the gateway (nexthop_compat_mode): it changes with it
-        gw = gws[0] if owned and len(gws) == 1 else None
-        return _Found(r, key, owned, gws, gw, nh_id, nh)
+            for p in payloads:
+                f = scan(p, nhs, ctx)
+                if f.nh_id:
+                    refs[f.nh_id] += 1
+                if isinstance(f, Entry):
+                    yield f
+        self.last_read = TableRead(links, nhs, refs)
 
-    def _route(
-        self, f: _Found, links: dict[int, str], addrs: dict[bytes, tuple[IPAddress, str]]
-    ) -> InstalledRoute:
-        """The `InstalledRoute` of a reported route message (built once, then kept)."""
-        if f.route is not None:
-            return f.route
-        r = f.msg
-        assert r is not None
-        fam = r.family
-        ntop = socket.inet_ntop
-        via: list[IPAddress] = []
-        texts: list[str] = []
-        for g in f.gws:
-            hit = addrs.get(g)
-            if hit is None:
-                # the objects adjacency() was given: diff then compares them by identity
-                a = self._gw_object(g) or _to_addr(g)
-                hit = addrs[g] = (a, ntop(AF4 if len(g) == 4 else AF6, g))
-            via.append(hit[0])
-            texts.append(hit[1])
-        if len(via) > 1:
-            pairs = sorted(zip(via, texts, strict=True), key=lambda q: q[0])
-            via = [q[0] for q in pairs]
-            texts = [q[1] for q in pairs]
-        raw_dst = r.dst or bytes(4 if fam == AF4 else 16)
-        plen = r.dst_len
-        dst = IPv4Network((raw_dst, plen)) if fam == AF4 else IPv6Network((raw_dst, plen))
-        owner = self._names.get(r.protocol) or str(r.protocol)
-        # one f-string: this runs once per route of a table read for the first time
-        nh_id = r.nh_id
-        nhid_text = f" nhid {nh_id}" if nh_id else ""
-        if len(texts) == 1:
-            via_text = f" via {texts[0]}"
-        else:
-            via_text = "".join(f" nexthop via {t}" for t in texts)
-        dev_text = f" dev {links.get(r.oif, r.oif)}" if r.oif else ""
-        metric_text = f" metric {r.priority}" if r.priority else ""
-        f.route = InstalledRoute(
-            dst,
-            tuple(via),
-            f.owned,
-            owner,
-            f"{RELEVANT_TYPES[r.type]}{ntop(fam, raw_dst)}/{plen}{nhid_text}{via_text}{dev_text}"
-            f" proto {owner}{metric_text}",
-            "",
-            _KINDS[r.type],
-            KernelRef(nh_id, r.priority) if nh_id or r.priority else NO_REF,
-        )
-        return f.route
-
-    @staticmethod
-    def _gateways(r: nl.RouteMsg, nhs: dict[int, nl.NexthopMsg]) -> list[bytes]:
-        if r.nh_id:
-            nh = nhs.get(r.nh_id)
-            if nh is not None:
-                if nh.group:
-                    return [g for m in nh.group if (g := _nh_gateway(nhs.get(m)))]
-                if nh.gateway:
-                    return [nh.gateway]
-        if r.gateway:
-            return [r.gateway]
-        return [g for g, _ in r.multipath if g]
+    def routes(self) -> list[InstalledRoute]:
+        """`entries`, each built in full."""
+        return [e.installed() for e in self.entries()]
 
     def route_used(self, dst: IPAddress) -> tuple[InstalledRoute, int] | int:
         """The route the kernel picks for a packet to ``dst`` from this host, and its table
@@ -551,12 +249,12 @@ class KernelBackend:
             for m in nh.group:
                 if (member := self.nl.nexthop(m)) is not None:
                     nhs[m] = member
-        return self._describe(r, self.nl.links(), nhs), r.table
+        return describe(r, self._context(self.nl.links()), gateways_of(r, nhs)), r.table
 
     def table_routes(self, table: int) -> list[InstalledRoute]:
         """Every unicast-space route of another table, both families (for doctor: the tables
         policy rules send traffic to). Never ours to change: ``owned`` is always False."""
-        links = self.nl.links()
+        ctx = self._context(self.nl.links())
         nhs: dict[int, nl.NexthopMsg] | None = None
         out: list[InstalledRoute] = []
         for fam in (AF4, AF6):
@@ -565,36 +263,8 @@ class KernelBackend:
                     continue
                 if r.nh_id and nhs is None:
                     nhs = self._nexthop_table()
-                out.append(self._describe(r, links, nhs or {}))
+                out.append(describe(r, ctx, gateways_of(r, nhs or {})))
         return out
-
-    def _describe(
-        self, r: nl.RouteMsg, links: dict[int, str], nhs: dict[int, nl.NexthopMsg]
-    ) -> InstalledRoute:
-        """An `InstalledRoute` for a route message of any table, worded like `routes`' own,
-        with ``table N`` when it is not ours."""
-        gws = self._gateways(r, nhs)
-        fam = r.family
-        raw = r.dst or bytes(4 if fam == AF4 else 16)
-        net = _to_net(fam, raw, r.dst_len)
-        owner = self._names.get(r.protocol) or str(r.protocol)
-        kind = _KINDS.get(r.type) or _TYPE_NAMES.get(r.type, str(r.type))
-        via = tuple(sorted(_to_addr(g) for g in gws))
-        words = [] if kind == "unicast" else [kind]
-        words.append(f"{socket.inet_ntop(fam, raw)}/{r.dst_len}")
-        if r.nh_id:
-            words.append(f"nhid {r.nh_id}")
-        words += [f"via {g}" for g in via] if len(via) == 1 else [f"nexthop via {g}" for g in via]
-        if r.oif:
-            words.append(f"dev {links.get(r.oif, r.oif)}")
-        words.append(f"proto {owner}")
-        if r.priority:
-            words.append(f"metric {r.priority}")
-        if r.table != self.table:
-            words.append(f"table {r.table}")
-        owned = r.protocol == self.protocol and r.type == nl.RTN_UNICAST and r.table == self.table
-        ref = KernelRef(r.nh_id, r.priority) if r.nh_id or r.priority else NO_REF
-        return InstalledRoute(net, via, owned, owner, " ".join(words), "", kind, ref)
 
     def nexthops(self) -> list[nl.NexthopMsg]:
         """The nexthop objects carrying our protocol (empty without kernel support)."""
@@ -602,32 +272,45 @@ class KernelBackend:
 
     def local_addresses(self) -> list[IPAddress]:
         """Every address configured on this host (both families, all interfaces)."""
-        return [_to_addr(a.address) for a in self.nl.addresses() if len(a.address) in (4, 16)]
+        return [to_addr(a.address) for a in self.nl.addresses() if len(a.address) in (4, 16)]
 
-    def forget_lookups(self) -> None:
-        """Forget what was learned about the kernel beyond our own routes (next-hop lookups,
-        other tables' use of our nexthops): the next pass asks again. Cheap and safe from
-        another thread (a monitor): it only sets a flag, so a pass that is running keeps the
-        answers it started with. The table is read again too (`table_changed`)."""
-        self._stale = True
-        self._table_dirty = True
+    def count_other_refs(self) -> Counter[int]:
+        """How many routes of every other table use each nexthop id."""
+        return self.nl.count_nexthop_refs(exclude_table=self.table)
 
-    def table_changed(self) -> None:
-        """The kernel's routes or nexthops may have changed (a monitor saw a notification that
-        is not the echo of our own writes): a watched backend reads its table again at the
-        next read instead of reusing the last one. Safe from another thread (a flag)."""
-        self._table_dirty = True
+    # --- next hops -------------------------------------------------------------------------
+    def adjacency(
+        self, gateways: Sequence[IPAddress], *, lookups: Lookups | None = None
+    ) -> dict[IPAddress, Adjacency]:
+        """For each gateway: is it on a directly connected network (a route lookup finds no
+        gateway), and if not, which gateway the kernel would use instead.
 
-    def _forget_now(self) -> None:
-        self._stale = False
-        self._lookups = {}
-        self._verdicts = {}
-        self._gw_objects = {}
-        self._asked = []
-        self._other_refs = None
+        Asks the kernel for every gateway not in ``lookups`` (a fresh set of lookups when
+        None; ``apply`` reuses them for the interface of each new nexthop, so one pass looks
+        every next hop up at most once)."""
+        if lookups is None:
+            lookups = {}
+        self._lookups = lookups
+        packed = [g.packed for g in gateways]
+        self._lookup_many(packed, lookups)
+        links = self.nl.links()
+        unicast = nl.RTN_UNICAST
+        out: dict[IPAddress, Adjacency] = {}
+        on_link: dict[int, Adjacency] = {}  # one verdict object per device, shared
+        for gw, pk in zip(gateways, packed, strict=True):
+            res = lookups[pk]
+            if res.gateway is None and res.type == unicast and not res.error:  # on-link
+                shared = on_link.get(res.oif)
+                if shared is None:
+                    dev = links.get(res.oif) if res.oif else None
+                    shared = on_link[res.oif] = Adjacency(True, dev)
+                out[gw] = shared
+            else:
+                out[gw] = _verdict(res, links)
+        return out
 
-    def _lookup_many(self, gws: Iterable[bytes]) -> None:
-        lookups = self._lookups
+    def _lookup_many(self, gws: Iterable[bytes], lookups: Lookups) -> None:
+        """Fill ``lookups`` for every gateway it lacks."""
         if lookups:
             missing = list(dict.fromkeys(g for g in gws if g not in lookups))
         else:
@@ -670,105 +353,45 @@ class KernelBackend:
                 out[i] = leader
         return out
 
-    def adjacency(self, gateways: Sequence[IPAddress]) -> dict[IPAddress, Adjacency]:
-        """For each gateway: is it on a directly connected network (a route lookup finds no
-        gateway), and if not, which gateway the kernel would use instead.
-
-        Asks the kernel afresh, unless the backend is ``watched``: then the answers of earlier
-        calls stand until `forget_lookups` (at 5,000 peers, one lookup each cost a sixth of a
-        pass). ``apply`` reuses these answers (the interface of each new nexthop), so one pass
-        looks every next hop up at most once.
-        """
-        if not self.watched or self._stale:
-            self._forget_now()
-        verdicts = self._verdicts
-        out: dict[IPAddress, Adjacency] = {}
-        if verdicts:
-            known = verdicts.get
-            missing: list[IPAddress] = []
-            for gw in gateways:  # one hash per gateway and dict: they are hashed in Python
-                v = known(gw)
-                if v is None:
-                    missing.append(gw)
-                else:
-                    out[gw] = v
-        else:
-            missing = list(gateways)
-        if not missing:
-            return out
-        packed = [g.packed for g in missing]
-        self._lookup_many(packed)
-        links = self.nl.links()
-        lookups = self._lookups
-        self._asked.append((packed, missing))
-        unicast = nl.RTN_UNICAST
-        keep = self.watched
-        on_link: dict[int, Adjacency] = {}  # one verdict object per device, shared
-        for gw, pk in zip(missing, packed, strict=True):
-            res = lookups[pk]
-            if res.gateway is None and res.type == unicast and not res.error:  # on-link
-                shared = on_link.get(res.oif)
-                if shared is None:
-                    dev = links.get(res.oif) if res.oif else None
-                    shared = on_link[res.oif] = Adjacency(True, dev)
-                v = shared
-            else:
-                v = self._verdict(res, links)
-            out[gw] = v
-            if keep:
-                verdicts[gw] = v
-        return out
-
-    def _gw_object(self, packed: bytes) -> IPAddress | None:
-        """The gateway object adjacency() was given for ``packed``, if any (diff then
-        compares the routes read with the routes wanted by identity)."""
-        if self._asked:
-            for pks, objs in self._asked:
-                self._gw_objects.update(zip(pks, objs, strict=True))
-            self._asked = []
-        return self._gw_objects.get(packed)
-
-    @staticmethod
-    def _verdict(res: nl.Lookup, links: dict[int, str] | None) -> Adjacency:
-        dev = (links or {}).get(res.oif) if res.oif else None
-        if res.error:
-            return Adjacency(False, error=f"no route to it ({os.strerror(res.error)})")
-        if res.type == nl.RTN_LOCAL:
-            return Adjacency(False, dev, error="it is an address of this host")
-        if res.type != nl.RTN_UNICAST:
-            kind = _TYPE_NAMES.get(res.type, str(res.type))
-            return Adjacency(False, dev, error=f"the kernel has a {kind} route for it")
-        if res.gateway:
-            return Adjacency(False, dev, via=_to_addr(res.gateway))
-        return Adjacency(True, dev)
-
     # --- writing ---------------------------------------------------------------------------
-    def apply(self, diff: Diff) -> ApplyResult:
+    def apply(
+        self,
+        diff: Diff,
+        *,
+        read: TableRead | None = None,
+        lookups: Lookups | None = None,
+        other_refs: OtherRefs | None = None,
+    ) -> ApplyResult:
         """Make the table match ``diff``: adds, changes, removes; every error reported with
         the node its route belongs to. Nexthops no longer used by any route are deleted.
         A route to a link-local or multicast destination is refused (an error, nothing
-        written): the reader would not see it as ours (`_steady.never_routed`)."""
+        written): the reader would not see it as ours (`_read.never_routed`).
+
+        Plans from ``read`` (else the last complete read, else a read now) and ``lookups``
+        (else the last `adjacency`'s); ``other_refs`` counts other tables' use of our
+        nexthops (else counted now, if a nexthop is to be replaced)."""
         diff, refused = _refuse_never_routed(diff)
-        snap = self._snap
+        snap = read or self.last_read
         if snap is None:
             self.routes()
-            snap = self._snap
+            snap = self.last_read
         assert snap is not None
-        self._snap = None  # what we read is stale once we write
-        if self._stale:
-            self._forget_now()
-        self._lookup_many(gw.packed for r in _wanted(diff) for gw in r.via)
+        self.last_read = None  # what we read is stale once we write
+        if lookups is None:
+            lookups = self._lookups
+        self._lookup_many((gw.packed for r in _wanted(diff) for gw in r.via), lookups)
+        count_others = other_refs or self.count_other_refs
         if self.use_nexthops:
             plan = plan_nexthops(
                 diff,
-                self._lookups,
+                lookups,
                 snap.nexthops,
-                lambda ids: self._refs_before_writes(snap, ids),
+                lambda ids: _refs_before_writes(snap, count_others(), ids),
                 table=self.table,
                 protocol=self.protocol,
             )
         else:
-            plan = plan_plain(diff, self._lookups, table=self.table, protocol=self.protocol)
+            plan = plan_plain(diff, lookups, table=self.table, protocol=self.protocol)
         batch = self.nl.write(plan.reqs) if plan.reqs else nl.BatchResult()
         errors, failed = plan.explain(batch.errors)
         result = ApplyResult(len(plan.reqs) - len(failed), [*refused, *plan.errors, *errors])
@@ -780,37 +403,11 @@ class KernelBackend:
             self._verify(diff, result)
         elif self.nexthops_supported:
             self._collect_garbage(snap, plan, failed, result)
-        wrote = bool(plan.reqs or result.writes)
-        if wrote:
-            self._table_dirty = True  # our own writes: the next read dumps the table again
-        if self.watched and wrote:
-            # Read the table back now, once the kernel has what was wanted: the next pass (the
-            # next node change) then starts from this read instead of dumping and decoding the
-            # table on its own critical path; after a bulk write, nor does it count every
-            # table's routes before replacing a nexthop.
-            self._read()
-            self._snap = None
-            if len(plan.reqs) >= _WARM_AFTER and self.use_nexthops and self._other_refs is None:
-                self._other_refs = self.nl.count_nexthop_refs(exclude_table=self.table)
+        self.last_read = None
         return result
 
-    def _all_refs(self) -> Counter[int]:
-        """How many routes in every table refer to each nexthop id directly."""
-        return self.nl.count_nexthop_refs()
-
-    def _refs_before_writes(self, snap: _Snapshot, ids: Iterable[int]) -> dict[int, int]:
-        """How many routes of every table use each of ``ids`` before this apply's writes: our
-        table as read for the diff, the others counted now, or (``watched``) as counted last
-        time: a route change outside our own writes calls `forget_lookups`."""
-        other = self._other_refs
-        if other is None:
-            other = self.nl.count_nexthop_refs(exclude_table=self.table)
-            if self.watched:
-                self._other_refs = other
-        return {i: snap.table_refs[i] + other[i] for i in ids}
-
     def _collect_garbage(
-        self, snap: _Snapshot, plan: Plan, failed: set[int], result: ApplyResult
+        self, snap: TableRead, plan: Plan, failed: set[int], result: ApplyResult
     ) -> None:
         """Delete our nexthops that no route refers to any more (groups before members).
 
@@ -874,7 +471,7 @@ class KernelBackend:
         result: ApplyResult,
         keep_note: bool = False,
     ) -> None:
-        refs = self._all_refs()
+        refs = self.nl.count_nexthop_refs()
         unused = self._unused(owned, nexthops, refs)
         for i in sorted(set(owned) - unused):
             if keep_note:
@@ -922,7 +519,6 @@ class KernelBackend:
         """Remove every route of our protocol from the table (both families), then every
         nexthop of our protocol that no route in any table still uses."""
         result = ApplyResult()
-        self._table_dirty = True
         for _attempt in range(3):
             reqs: list[nl.Request] = []
             dsts: list[IPNetwork] = []
@@ -955,7 +551,7 @@ class KernelBackend:
             owned = {i: nh for i, nh in nexthops.items() if nh.protocol == self.protocol}
             if owned:
                 self._delete_unused(owned, nexthops, result, keep_note=True)
-        self._snap = None
+        self.last_read = None
         return result
 
 
@@ -976,11 +572,7 @@ def _refuse_never_routed(diff: Diff) -> tuple[Diff, list[WriteError]]:
     change = tuple(c for c in diff.change if keep(c.new, "change"))
     if not refused:
         return diff, refused
-    return Diff(add, change, diff.remove, diff.keep, diff.conflicts), refused
-
-
-def _nh_gateway(nh: nl.NexthopMsg | None) -> bytes | None:
-    return nh.gateway if nh is not None else None
+    return replace(diff, add=add, change=change), refused
 
 
 def _wanted(diff: Diff) -> list[Route]:
@@ -989,3 +581,23 @@ def _wanted(diff: Diff) -> list[Route]:
 
 def _wanted_with_old(diff: Diff) -> list[tuple[Route, InstalledRoute | None]]:
     return [*((r, None) for r in diff.add), *((c.new, c.old) for c in diff.change)]
+
+
+def _refs_before_writes(snap: TableRead, other: Counter[int], ids: Iterable[int]) -> dict[int, int]:
+    """How many routes of every table use each of ``ids`` before this apply's writes: our
+    table as read for the diff, and the others."""
+    return {i: snap.table_refs[i] + other[i] for i in ids}
+
+
+def _verdict(res: nl.Lookup, links: dict[int, str] | None) -> Adjacency:
+    dev = (links or {}).get(res.oif) if res.oif else None
+    if res.error:
+        return Adjacency(False, error=f"no route to it ({os.strerror(res.error)})")
+    if res.type == nl.RTN_LOCAL:
+        return Adjacency(False, dev, error="it is an address of this host")
+    if res.type != nl.RTN_UNICAST:
+        kind = TYPE_NAMES.get(res.type, str(res.type))
+        return Adjacency(False, dev, error=f"the kernel has a {kind} route for it")
+    if res.gateway:
+        return Adjacency(False, dev, via=to_addr(res.gateway))
+    return Adjacency(True, dev)
