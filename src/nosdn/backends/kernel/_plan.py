@@ -97,8 +97,8 @@ class Created:
 
 class Wanted(Sequence[tuple[Route, "InstalledRoute | None"]]):
     """The routes to write, as (route, the installed route it replaces or None): the diff's
-    adds, then its changes, read from the diff itself (50,000 pairs made up front cost 3 MB
-    at the busiest moment of a first apply)."""
+    adds, then its changes, read from the diff itself (pairs made up front were memory at the
+    busiest moment of a first apply: bench/README.md, "Kernel apply")."""
 
     __slots__ = ("add", "change")
 
