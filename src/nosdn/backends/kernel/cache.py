@@ -85,9 +85,13 @@ class KernelCache:
     def apply(self, diff: Diff) -> ApplyResult:
         if self._read is None:
             self.entries()
-        result = self.table.apply(
-            diff, read=self._read, lookups=self._lookups, other_refs=self._count_other_refs
-        )
+        try:
+            result = self.table.apply(
+                diff, read=self._read, lookups=self._lookups, other_refs=self._count_other_refs
+            )
+        except BaseException:
+            self.invalidate(lookups=False)  # some writes may have happened: read again
+            raise
         if diff.writes or result.writes:
             # Read the table back now, once the kernel has what was wanted: the next pass (the
             # next node change) starts from this read instead of dumping the table itself.
