@@ -1,0 +1,686 @@
+"""The rtnetlink messages nosdn reads and writes, declared once, and the codec that reads them.
+
+Why: every message kind (route, nexthop, address, link, route lookup answer) used to have a
+hand-written walker with an ``if``/``elif`` per attribute, and each builder its own packing, so
+adding an attribute meant finding every copy. Here each kind is a `Message`: its fixed header
+(a ``struct`` format and which record field each header field fills) and a table of its
+attributes (type -> record field and `Kind`). One walker (`decode`) reads any of them; one
+encoder (`attrs`, `encode`) writes attributes from the same table. Adding an
+attribute is one line in a table (and a field in the record).
+
+The walker skips attributes the table does not name and stops at the first truncated one
+(a length shorter than its head or longer than what is left), keeping what it read so far.
+
+Fast paths (one ``struct`` call for a whole message of one exact layout) stand beside the
+walker only where ``bench/codec.py`` shows they pay (bench/README.md, "Attribute codec"); each
+refuses any other layout (the walker then reads it), and ``tests/test_kernel_codec.py`` checks
+that both give the same answer.
+
+Addresses stay ``bytes`` (the backend turns them into ``ipaddress`` objects).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from operator import itemgetter
+from typing import Any, Final, Generic, NamedTuple, TypeVar
+
+# --- attribute types and field values (linux/rtnetlink.h, nexthop.h, if_addr.h, if_link.h) --
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_PRIORITY = 6
+RTA_PREFSRC = 7
+RTA_MULTIPATH = 9
+RTA_TABLE = 15
+RTA_VIA = 18
+RTA_NH_ID = 30
+
+RTN_UNICAST = 1
+RTN_LOCAL = 2
+RTN_BROADCAST = 3
+RTN_ANYCAST = 4
+RTN_MULTICAST = 5
+RTN_BLACKHOLE = 6
+RTN_UNREACHABLE = 7
+RTN_PROHIBIT = 8
+RTN_THROW = 9
+
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RTM_F_CLONED = 0x200
+RTM_F_LOOKUP_TABLE = 0x1000  # answer with the table the route was found in
+RTM_F_FIB_MATCH = 0x2000
+RTNH_F_ONLINK = 4
+
+NHA_ID = 1
+NHA_GROUP = 2
+NHA_GROUP_TYPE = 3
+NHA_BLACKHOLE = 4
+NHA_OIF = 5
+NHA_GATEWAY = 6
+
+NLMSGERR_ATTR_MSG = 1  # linux/netlink.h: the extended ack's text
+
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFLA_IFNAME = 3
+
+AF_INET = socket.AF_INET
+
+#: The fixed headers (what precedes the attributes of each message kind).
+RTMSG = struct.Struct("=BBBBBBBBI")  # family dst_len src_len tos table protocol scope type flags
+NHMSG = struct.Struct("=BBBBI")  # family scope protocol resvd flags
+IFADDRMSG = struct.Struct("=BBBBI")  # family prefixlen flags scope index
+IFINFOMSG = struct.Struct("=BxHiII")  # family type index flags change
+RTA = struct.Struct("=HH")  # an attribute's head: length (head included), type
+_RTNH = struct.Struct("=HBBi")  # rtnexthop: len flags hops ifindex
+_NHGRP = struct.Struct("=IBBH")  # nexthop_grp: id weight resvd1 resvd2
+_U32 = struct.Struct("=I")
+
+
+# --- the records the messages decode into --------------------------------------------------
+@dataclass(slots=True)
+class RouteMsg:
+    """One route as the kernel dumps it (addresses as packed bytes)."""
+
+    family: int
+    dst: bytes
+    dst_len: int
+    table: int
+    protocol: int
+    scope: int
+    type: int
+    flags: int
+    priority: int = 0
+    oif: int = 0
+    gateway: bytes | None = None
+    nh_id: int = 0
+    #: ECMP next hops of a plain multipath route: (gateway, ifindex) each.
+    multipath: Sequence[tuple[bytes | None, int]] = ()
+
+
+@dataclass(slots=True)
+class NexthopMsg:
+    """One kernel nexthop object: a gateway on a device, or a group of other nexthops."""
+
+    id: int
+    family: int
+    protocol: int
+    gateway: bytes | None = None
+    oif: int = 0
+    #: member ids of a group (a tuple: one empty list per nexthop was 3 MB at 50,000)
+    group: Sequence[int] = ()
+    blackhole: bool = False
+
+
+@dataclass(slots=True)
+class AddrMsg:
+    family: int
+    prefixlen: int
+    ifindex: int
+    scope: int
+    address: bytes
+
+
+@dataclass(slots=True)
+class Lookup:
+    """Where the kernel would send a packet to one address (``ip route get``)."""
+
+    error: int = 0  # errno (ENETUNREACH, ...) or 0
+    type: int = 0
+    oif: int = 0
+    gateway: bytes | None = None
+    prefsrc: bytes | None = None
+
+
+class Hop(NamedTuple):
+    """One next hop of RTA_MULTIPATH (a tuple: equal to ``(gateway, ifindex)``)."""
+
+    gateway: bytes | None = None
+    oif: int = 0
+
+
+class IfAddr(NamedTuple):
+    """An address message as sent: `parse_address` keeps IFA_LOCAL, else IFA_ADDRESS."""
+
+    family: int
+    prefixlen: int
+    scope: int
+    ifindex: int
+    address: bytes | None = None
+    local: bytes | None = None
+
+
+class Link(NamedTuple):
+    ifindex: int
+    name: str | None = None
+
+
+class RouteRef(NamedTuple):
+    """Only what says which nexthop a route uses, from which table."""
+
+    table: int
+    flags: int
+    nh_id: int = 0
+
+
+class Ack(NamedTuple):
+    """An NLMSG_ERROR (an ack when ``code`` is 0), with its extended-ack text if any."""
+
+    code: int
+    msg: str | None = None
+
+
+# --- the declarations ---------------------------------------------------------------------
+class Kind(Enum):
+    """How an attribute's value is laid out."""
+
+    U32 = "u32"  # a native-endian 32-bit unsigned integer
+    BYTES = "bytes"  # raw bytes (addresses)
+    FLAG = "flag"  # no value: present means True
+    STRING = "string"  # NUL-terminated text
+    MULTIPATH = "multipath"  # rtnexthop entries, each with attributes of its own (`HOP`)
+    GROUP = "group"  # nexthop_grp entries: the member ids
+
+
+U32: Final = Kind.U32
+BYTES: Final = Kind.BYTES
+FLAG: Final = Kind.FLAG
+STRING: Final = Kind.STRING
+MULTIPATH: Final = Kind.MULTIPATH
+GROUP: Final = Kind.GROUP
+
+T = TypeVar("T")
+
+
+class Message(Generic[T]):
+    """One message kind: its header, its attribute table, and the record it decodes into.
+
+    ``header``: the ``struct`` format of the fixed header; ``header_fields``: the record field
+    each header field fills (None: not kept). ``attributes``: attribute type -> (record field,
+    kind); an attribute may fill the same field as a header field (RTA_TABLE after rtmsg's
+    8-bit table) and then wins. ``defaults``: values for record
+    fields that have no default of their own and may be absent from a message. The names are
+    checked against the record when the table is made (a typo fails at import).
+    """
+
+    __slots__ = ("_attrs", "_blank", "_start", "attributes", "by_field", "header", "make")
+
+    def __init__(
+        self,
+        record: Callable[..., T],
+        header: str,
+        header_fields: Sequence[str | None],
+        attributes: Mapping[int, tuple[str, Kind]],
+        defaults: Mapping[str, object] | None = None,
+    ) -> None:
+        names, own = _record_fields(record)
+        own.update(defaults or {})
+        slot = {n: i for i, n in enumerate(names)}
+        filled = {f for f in header_fields if f} | {f for f, _ in attributes.values()}
+        unknown = filled - slot.keys()
+        if unknown:
+            raise TypeError(f"{record}: no field {sorted(unknown)}")
+        missing = [n for n in names if n not in own and n not in header_fields]
+        if missing:
+            raise TypeError(f"{record}: fields {missing} need a default")
+        self.make = record
+        self.header = struct.Struct(header)
+        if len(header_fields) != len(self.header.unpack(bytes(self.header.size))):
+            raise TypeError(f"{record}: {len(header_fields)} names for header {header!r}")
+        self.attributes = dict(attributes)
+        self.by_field = {f: (t, k) for t, (f, k) in attributes.items()}
+        self._attrs = {t: (slot[f], k) for t, (f, k) in attributes.items()}
+        # each record field from the header (its index there) or else its default (indexed
+        # after the header's fields): one C call lays out a record's arguments
+        n = len(header_fields)
+        at = {f: i for i, f in enumerate(header_fields) if f}
+        self._blank = tuple(own.get(name) for name in names)
+        self._start = itemgetter(*(at.get(name, n + i) for i, name in enumerate(names)))
+
+
+def _record_fields(record: Callable[..., Any]) -> tuple[list[str], dict[str, object]]:
+    """A record's field names in constructor order, and the defaults it has."""
+    if dataclasses.is_dataclass(record):
+        fields = dataclasses.fields(record)
+        return [f.name for f in fields], {
+            f.name: f.default for f in fields if f.default is not dataclasses.MISSING
+        }
+    return list(getattr(record, "_fields")), dict(getattr(record, "_field_defaults"))  # noqa: B009
+
+
+#: One next hop inside RTA_MULTIPATH (rtnexthop: len flags hops ifindex, then attributes).
+HOP: Message[Hop] = Message(
+    Hop,
+    "=HBBi",
+    (None, None, None, "oif"),
+    {
+        RTA_GATEWAY: ("gateway", BYTES),
+    },
+)
+
+#: A route (RTM_NEWROUTE / RTM_DELROUTE).
+ROUTE: Message[RouteMsg] = Message(
+    RouteMsg,
+    RTMSG.format,
+    ("family", "dst_len", None, None, "table", "protocol", "scope", "type", "flags"),
+    {
+        RTA_DST: ("dst", BYTES),
+        RTA_TABLE: ("table", U32),
+        RTA_PRIORITY: ("priority", U32),
+        RTA_NH_ID: ("nh_id", U32),
+        RTA_GATEWAY: ("gateway", BYTES),
+        RTA_OIF: ("oif", U32),
+        RTA_MULTIPATH: ("multipath", MULTIPATH),
+    },
+    defaults={"dst": b""},  # a default route has no RTA_DST
+)
+
+#: A nexthop object (RTM_NEWNEXTHOP / RTM_DELNEXTHOP).
+NEXTHOP: Message[NexthopMsg] = Message(
+    NexthopMsg,
+    NHMSG.format,
+    ("family", None, "protocol", None, None),
+    {
+        NHA_ID: ("id", U32),
+        NHA_GROUP: ("group", GROUP),
+        NHA_BLACKHOLE: ("blackhole", FLAG),
+        NHA_GATEWAY: ("gateway", BYTES),
+        NHA_OIF: ("oif", U32),
+    },
+    defaults={"id": 0},
+)
+
+#: The kernel's answer to a route lookup (``ip route get``): an rtmsg like a route's.
+LOOKUP: Message[Lookup] = Message(
+    Lookup,
+    RTMSG.format,
+    (None, None, None, None, None, None, None, "type", None),
+    {
+        RTA_OIF: ("oif", U32),
+        RTA_GATEWAY: ("gateway", BYTES),
+        RTA_PREFSRC: ("prefsrc", BYTES),
+    },
+)
+
+#: A route read only for its nexthop (every route of the host is read so).
+ROUTE_REF: Message[RouteRef] = Message(
+    RouteRef,
+    RTMSG.format,
+    (None, None, None, None, "table", None, None, None, "flags"),
+    {
+        RTA_TABLE: ("table", U32),
+        RTA_NH_ID: ("nh_id", U32),
+    },
+)
+
+#: The kernel's answer to a request (nlmsgerr: the error, then, with NETLINK_CAP_ACK, only
+#: the header of the request it answers), with the extended-ack attributes.
+ACK: Message[Ack] = Message(
+    Ack,
+    "=i16x",
+    ("code",),
+    {
+        NLMSGERR_ATTR_MSG: ("msg", STRING),
+    },
+)
+
+#: An interface address (RTM_NEWADDR).
+ADDRESS: Message[IfAddr] = Message(
+    IfAddr,
+    IFADDRMSG.format,
+    ("family", "prefixlen", None, "scope", "ifindex"),
+    {
+        IFA_ADDRESS: ("address", BYTES),
+        IFA_LOCAL: ("local", BYTES),
+    },
+)
+
+#: An interface (RTM_NEWLINK).
+LINK: Message[Link] = Message(
+    Link,
+    IFINFOMSG.format,
+    (None, None, "ifindex", None, None),
+    {
+        IFLA_IFNAME: ("name", STRING),
+    },
+)
+
+
+# --- the walker -------------------------------------------------------------------------
+def decode(msg: Message[T], p: bytes, off: int = 0, end: int | None = None) -> T:
+    """The record of the message ``p[off:end]`` (its header, then its attributes), read from
+    ``msg``'s tables: unknown attributes are skipped, a truncated one ends the walk."""
+    vals = list(msg._start(msg.header.unpack_from(p, off) + msg._blank))
+    table = msg._attrs
+    unpack_rta = RTA.unpack_from
+    a = off + msg.header.size
+    end = len(p) if end is None else end
+    while a + 4 <= end:
+        alen, atype = unpack_rta(p, a)
+        if alen < 4 or a + alen > end:
+            break  # truncated
+        entry = table.get(atype & 0x3FFF)  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+        if entry is not None:
+            slot, kind = entry
+            if kind is U32:
+                if alen >= 8:
+                    vals[slot] = _U32.unpack_from(p, a + 4)[0]
+            elif kind is BYTES:
+                vals[slot] = p[a + 4 : a + alen]
+            else:
+                vals[slot] = _DECODE[kind](p, a + 4, a + alen)
+        a += (alen + 3) & ~3
+    return msg.make(*vals)
+
+
+def _decode_flag(_p: bytes, _start: int, _end: int) -> bool:
+    return True
+
+
+def _decode_string(p: bytes, start: int, end: int) -> str:
+    return bytes(p[start:end]).split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _decode_multipath(p: bytes, start: int, end: int) -> list[Hop]:
+    hops: list[Hop] = []
+    while start + _RTNH.size <= end:
+        hlen = RTA.unpack_from(p, start)[0]
+        if hlen < _RTNH.size or start + hlen > end:
+            break  # truncated
+        hops.append(decode(HOP, p, start, start + hlen))
+        start += (hlen + 3) & ~3
+    return hops
+
+
+def _decode_group(p: bytes, start: int, end: int) -> list[int]:
+    return [_NHGRP.unpack_from(p, g)[0] for g in range(start, end - _NHGRP.size + 1, _NHGRP.size)]
+
+
+_DECODE: dict[Kind, Callable[[bytes, int, int], object]] = {
+    FLAG: _decode_flag,
+    STRING: _decode_string,
+    MULTIPATH: _decode_multipath,
+    GROUP: _decode_group,
+}
+
+
+# --- the encoder ------------------------------------------------------------------------
+def rta(atype: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    n = 4 + len(payload)
+    return RTA.pack(n, atype) + payload + b"\0" * (-n & 3)
+
+
+def rta_u32(atype: int, value: int) -> bytes:
+    return RTA.pack(8, atype) + _U32.pack(value)
+
+
+def attrs(msg: Message[Any], **values: object) -> bytes:
+    """The attributes of ``msg`` for the given record fields, in the order given; a field
+    given as None is left out (so is a FLAG given as False)."""
+    parts: list[bytes] = []
+    by_field = msg.by_field
+    for name, v in values.items():
+        if v is not None:
+            attr = by_field.get(name)
+            if attr is None:
+                raise TypeError(f"{msg.make}: no attribute fills {name!r}")
+            parts.append(_ENCODE[attr[1]](attr[0], v))
+    return b"".join(parts)
+
+
+def encode(msg: Message[Any], header: Sequence[int], **values: object) -> bytes:
+    """A whole payload of ``msg``: its header (every header field, in order), then `attrs`."""
+    return msg.header.pack(*header) + attrs(msg, **values)
+
+
+def _encode_u32(atype: int, v: object) -> bytes:
+    if not isinstance(v, int):
+        raise TypeError(f"attribute {atype}: {v!r} is not an int")
+    return rta_u32(atype, v)
+
+
+def _encode_bytes(atype: int, v: object) -> bytes:
+    if not isinstance(v, bytes):
+        raise TypeError(f"attribute {atype}: {v!r} is not bytes")
+    return rta(atype, v)
+
+
+def _encode_flag(atype: int, v: object) -> bytes:
+    return rta(atype, b"") if v else b""
+
+
+def _encode_string(atype: int, v: object) -> bytes:
+    if not isinstance(v, str):
+        raise TypeError(f"attribute {atype}: {v!r} is not a str")
+    return rta(atype, v.encode() + b"\0")
+
+
+def _encode_multipath(atype: int, v: object) -> bytes:
+    """``v``: (gateway, ifindex) pairs; each becomes an rtnexthop with its own attributes."""
+    hops: list[bytes] = []
+    for gw, oif in v:  # type: ignore[attr-defined]
+        inner = attrs(HOP, gateway=gw)
+        hops.append(HOP.header.pack(HOP.header.size + len(inner), 0, 0, oif) + inner)
+    return rta(atype, b"".join(hops))
+
+
+def _encode_group(atype: int, v: object) -> bytes:
+    """``v``: member ids, all of weight 1 (the kernel's 0)."""
+    return rta(atype, b"".join(_NHGRP.pack(m, 0, 0, 0) for m in v))  # type: ignore[attr-defined]
+
+
+_ENCODE: dict[Kind, Callable[[int, object], bytes]] = {
+    U32: _encode_u32,
+    BYTES: _encode_bytes,
+    FLAG: _encode_flag,
+    STRING: _encode_string,
+    MULTIPATH: _encode_multipath,
+    GROUP: _encode_group,
+}
+
+
+# --- what the socket reads ------------------------------------------------------------------
+def parse_route(p: bytes) -> RouteMsg | None:
+    """One route message (see `Netlink.route_payloads`); None for a cached clone."""
+    common = _parse_common(p)
+    return common if common is not None else _parse_any(p)
+
+
+def _parse_any(p: bytes) -> RouteMsg | None:
+    """`parse_route` by the walker, for any layout."""
+    if _U32.unpack_from(p, 8)[0] & RTM_F_CLONED:
+        return None
+    return decode(ROUTE, p)
+
+
+def parse_nexthop(p: bytes) -> NexthopMsg:
+    """One nexthop message (see `Netlink.nexthop_payloads`)."""
+    if len(p) == _NH_V4.size:
+        fam, proto, _f, h_id, nh_id, h_oif, oif, h_gw, gw = _NH_V4.unpack(p)
+        if fam == AF_INET and (h_id, h_oif, h_gw) == _NH_V4_HEADS:
+            return NexthopMsg(nh_id, fam, proto, gw, oif)
+    return decode(NEXTHOP, p)
+
+
+def _parse_any_nexthop(p: bytes) -> NexthopMsg:
+    """`parse_nexthop` by the walker, for any layout."""
+    return decode(NEXTHOP, p)
+
+
+def parse_lookup(p: bytes) -> Lookup:
+    """The answer to one route lookup (a route message)."""
+    if len(p) == _ON_LINK_V4_SIZE:  # the usual answer, in one unpack
+        v = _ON_LINK_V4.unpack_from(p)
+        if v[0] == AF_INET and v[2:5] + v[6:9:2] + v[9:] == _ON_LINK_HEADS:
+            return Lookup(0, v[1], v[5], None, v[7])
+    return decode(LOOKUP, p)
+
+
+def parse_address(p: bytes) -> AddrMsg | None:
+    """One address message: its local address (IFA_LOCAL, else IFA_ADDRESS); None if none."""
+    a = decode(ADDRESS, p)
+    addr = a.local or a.address
+    if addr is None:
+        return None
+    return AddrMsg(a.family, a.prefixlen, a.ifindex, a.scope, addr)
+
+
+def parse_link(p: bytes) -> Link:
+    """One link message: its index and name."""
+    return decode(LINK, p)
+
+
+# --- what the socket writes -----------------------------------------------------------------
+def _family(addr: bytes) -> int:
+    return socket.AF_INET if len(addr) == 4 else socket.AF_INET6
+
+
+def route_msg(
+    dst: bytes,
+    dst_len: int,
+    *,
+    table: int,
+    protocol: int,
+    priority: int = 0,
+    nh_id: int = 0,
+    gateways: Sequence[tuple[bytes, int]] = (),
+) -> bytes:
+    """The payload of an RTM_NEWROUTE/RTM_DELROUTE for a unicast route: ``nhid`` if given,
+    else one gateway (RTA_GATEWAY + RTA_OIF), else several (RTA_MULTIPATH). A delete with
+    none of them matches on destination, table, protocol and metric only. A table from 256
+    on is an RTA_TABLE (rtmsg's table field has 8 bits)."""
+    fam = _family(dst)
+    if nh_id and table < 256 and not priority:  # the bulk case, packed in one call
+        return _ROUTE_NH[len(dst)].pack(
+            fam, dst_len, 0, 0, table, protocol, 0, RTN_UNICAST, 0,
+            4 + len(dst), RTA_DST, dst, 8, RTA_NH_ID, nh_id,
+        )  # fmt: skip
+    gw = oif = hops = None
+    if not nh_id and len(gateways) == 1:
+        gw, oif = gateways[0]
+    elif not nh_id and gateways:
+        hops = gateways
+    return encode(
+        ROUTE,
+        (fam, dst_len, 0, 0, table if table < 256 else 0, protocol, 0, RTN_UNICAST, 0),
+        dst=dst,
+        table=table if table >= 256 else None,
+        priority=priority or None,
+        nh_id=nh_id or None,
+        gateway=gw,
+        oif=oif or None,
+        multipath=hops,
+    )
+
+
+def nexthop_msg(nh_id: int, *, protocol: int, gateway: bytes, oif: int) -> bytes:
+    """The payload of an RTM_NEWNEXTHOP for ``id N via GATEWAY dev OIF proto P``."""
+    st = _NEXTHOP.get(len(gateway))
+    if st is not None:
+        return st.pack(
+            _family(gateway), 0, protocol, 0, 0,
+            8, NHA_ID, nh_id, 4 + len(gateway), NHA_GATEWAY, gateway, 8, NHA_OIF, oif,
+        )  # fmt: skip
+    return encode(
+        NEXTHOP, (_family(gateway), 0, protocol, 0, 0), id=nh_id, gateway=gateway, oif=oif
+    )
+
+
+def nexthop_group_msg(nh_id: int, *, protocol: int, members: Sequence[int]) -> bytes:
+    """The payload of an RTM_NEWNEXTHOP for ``id N group A/B/... proto P`` (equal weights)."""
+    return encode(NEXTHOP, (0, 0, protocol, 0, 0), id=nh_id, group=members)
+
+
+def nexthop_del_msg(nh_id: int) -> bytes:
+    return encode(NEXTHOP, (0, 0, 0, 0, 0), id=nh_id)
+
+
+def lookup_msg(dst: bytes) -> bytes:
+    """The payload of an RTM_GETROUTE asking where a packet to ``dst`` would go."""
+    return encode(ROUTE, (_family(dst), len(dst) * 8, 0, 0, 0, 0, 0, 0, 0), dst=dst)
+
+
+# --- fast paths, beside the walker (see the module docstring) --------------------------------
+def _head(length: int, atype: int) -> int:
+    """An attribute's head (length, type) read as one u32."""
+    return int(_U32.unpack(RTA.pack(length, atype))[0])
+
+
+#: The IPv4 route messages read by the thousand, as the kernel lays them out (rtmsg, then
+#: length, type and value of each attribute), each decoded by one ``unpack``.
+_V4_NEXTHOP = struct.Struct("=BBBBBBBBI HHI HH4s HHI HH4s HHI")  # table dst nhid gateway oif
+_V4_NEXTHOP_ONLY = struct.Struct("=BBBBBBBBI HHI HH4s HHI")  # table dst nhid (compat mode 0)
+_V4_GATEWAY = struct.Struct("=BBBBBBBBI HHI HH4s HH4s HHI")  # table dst gateway oif
+_COMMON = {
+    st.size: (st, tuple(x for t in types for x in (8, t)))  # every attribute is 8 bytes long
+    for st, types in (
+        (_V4_NEXTHOP, (RTA_TABLE, RTA_DST, RTA_NH_ID, RTA_GATEWAY, RTA_OIF)),
+        (_V4_NEXTHOP_ONLY, (RTA_TABLE, RTA_DST, RTA_NH_ID)),
+        (_V4_GATEWAY, (RTA_TABLE, RTA_DST, RTA_GATEWAY, RTA_OIF)),
+    )
+}
+
+
+def _parse_common(p: bytes) -> RouteMsg | None:
+    """A route message of one of the `_COMMON` layouts, in one ``unpack``; None if it is not
+    one of them (`parse_route` then walks its attributes)."""
+    layout = _COMMON.get(len(p))
+    if layout is None or p[0] != socket.AF_INET:
+        return None
+    st, heads = layout
+    v = st.unpack_from(p)
+    if v[8] & RTM_F_CLONED:
+        return None
+    n = len(v)
+    if n == 24:
+        if (v[9], v[10], v[12], v[13], v[15], v[16], v[18], v[19], v[21], v[22]) == heads:
+            return RouteMsg(
+                AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, v[23], v[20], v[17]
+            )
+    elif n == 18:
+        if (v[9], v[10], v[12], v[13], v[15], v[16]) == heads:
+            return RouteMsg(AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, 0, None, v[17])
+    elif (v[9], v[10], v[12], v[13], v[15], v[16], v[18], v[19]) == heads:
+        return RouteMsg(AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, v[20], v[17])
+    return None
+
+
+#: An IPv4 nexthop as the kernel dumps it (nhmsg, NHA_ID, NHA_OIF, NHA_GATEWAY), each
+#: attribute's (length, type) read as one u32: decoded in one unpack.
+_NH_V4 = struct.Struct("=BxBxI II II I4s")
+_NH_V4_HEADS = (_head(8, NHA_ID), _head(8, NHA_OIF), _head(8, NHA_GATEWAY))
+
+#: The kernel's answer to a lookup of a directly connected IPv4 address, as Linux lays it
+#: out: rtmsg, RTA_TABLE, RTA_DST, RTA_OIF, RTA_PREFSRC, RTA_UID, then RTA_CACHEINFO (36 bytes)
+#: and no RTA_GATEWAY. Decoded in one unpack; any other answer walks its attributes.
+#: Each attribute's (length, type) read as one u32: family, type, then the heads of RTA_TABLE,
+#: RTA_DST and RTA_OIF, the interface, the heads of RTA_PREFSRC, the source, RTA_UID, and
+#: RTA_CACHEINFO.
+_ON_LINK_V4 = struct.Struct("=B6xB4x I4x I4x II I4s I4x I")
+_ON_LINK_V4_SIZE = _ON_LINK_V4.size + 32
+_ON_LINK_HEADS = tuple(
+    _head(n, t)
+    for n, t in ((8, RTA_TABLE), (8, RTA_DST), (8, RTA_OIF), (8, RTA_PREFSRC), (8, 25), (36, 12))
+)
+
+#: The bulk requests packed in one call: a route to a nexthop object, a nexthop via a gateway.
+_ROUTE_NH = {
+    4: struct.Struct("=BBBBBBBBIHH4sHHI"),  # rtmsg, RTA_DST (v4), RTA_NH_ID
+    16: struct.Struct("=BBBBBBBBIHH16sHHI"),  # rtmsg, RTA_DST (v6), RTA_NH_ID
+}
+_NEXTHOP = {
+    4: struct.Struct("=BBBBIHHIHH4sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v4), NHA_OIF
+    16: struct.Struct("=BBBBIHHIHH16sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v6), NHA_OIF
+}
+#: The same, netlink header included, for `Requests.append_message` (arguments: length, type,
+#: flags, 0, 0, then the payload's).
+ROUTE_NH_MSG = {n: struct.Struct("=IHHII" + st.format[1:]) for n, st in _ROUTE_NH.items()}
+NEXTHOP_MSG = {n: struct.Struct("=IHHII" + st.format[1:]) for n, st in _NEXTHOP.items()}
