@@ -82,6 +82,7 @@ RTA = struct.Struct("=HH")  # an attribute's head: length (head included), type
 _RTNH = struct.Struct("=HBBi")  # rtnexthop: len flags hops ifindex
 _NHGRP = struct.Struct("=IBBH")  # nexthop_grp: id weight resvd1 resvd2
 _U32 = struct.Struct("=I")
+_RTA_U32 = struct.Struct("=HHI")
 
 
 # --- the records the messages decode into --------------------------------------------------
@@ -210,7 +211,16 @@ class Message(Generic[T]):
     checked against the record when the table is made (a typo fails at import).
     """
 
-    __slots__ = ("_attrs", "_blank", "_start", "attributes", "by_field", "header", "make")
+    __slots__ = (
+        "_attrs",
+        "_blank",
+        "_encoders",
+        "_start",
+        "attributes",
+        "by_field",
+        "header",
+        "make",
+    )
 
     def __init__(
         self,
@@ -236,7 +246,9 @@ class Message(Generic[T]):
             raise TypeError(f"{record}: {len(header_fields)} names for header {header!r}")
         self.attributes = dict(attributes)
         self.by_field = {f: (t, k) for t, (f, k) in attributes.items()}
-        self._attrs = {t: (slot[f], k) for t, (f, k) in attributes.items()}
+        # resolved once: an Enum member hashes in Python, too slow to look up per attribute
+        self._encoders = {f: (t, _ENCODE[k]) for t, (f, k) in attributes.items()}
+        self._attrs = {t: (slot[f], k, _DECODE.get(k)) for t, (f, k) in attributes.items()}
         # each record field from the header (its index there) or else its default (indexed
         # after the header's fields): one C call lays out a record's arguments
         n = len(header_fields)
@@ -255,6 +267,142 @@ def _record_fields(record: Callable[..., Any]) -> tuple[list[str], dict[str, obj
     return list(getattr(record, "_fields")), dict(getattr(record, "_field_defaults"))  # noqa: B009
 
 
+# --- the walker -------------------------------------------------------------------------
+def decode(msg: Message[T], p: bytes, off: int = 0, end: int | None = None) -> T:
+    """The record of the message ``p[off:end]`` (its header, then its attributes), read from
+    ``msg``'s tables: unknown attributes are skipped, a truncated one ends the walk."""
+    vals = list(msg._start(msg.header.unpack_from(p, off) + msg._blank))
+    table = msg._attrs
+    unpack_rta = RTA.unpack_from
+    unpack_u32 = _U32.unpack_from
+    u32 = U32
+    a = off + msg.header.size
+    end = len(p) if end is None else end
+    while a + 4 <= end:
+        alen, atype = unpack_rta(p, a)
+        if alen < 4 or a + alen > end:
+            break  # truncated
+        entry = table.get(atype & 0x3FFF)  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+        if entry is not None:
+            slot, kind, read = entry
+            if kind is u32:
+                if alen >= 8:
+                    vals[slot] = unpack_u32(p, a + 4)[0]
+            elif read is None:  # BYTES
+                vals[slot] = p[a + 4 : a + alen]
+            else:
+                vals[slot] = read(p, a + 4, a + alen)
+        a += (alen + 3) & ~3
+    return msg.make(*vals)
+
+
+def _decode_flag(_p: bytes, _start: int, _end: int) -> bool:
+    return True
+
+
+def _decode_string(p: bytes, start: int, end: int) -> str:
+    return bytes(p[start:end]).split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _decode_multipath(p: bytes, start: int, end: int) -> list[Hop]:
+    hops: list[Hop] = []
+    while start + _RTNH.size <= end:
+        hlen = RTA.unpack_from(p, start)[0]
+        if hlen < _RTNH.size or start + hlen > end:
+            break  # truncated
+        hops.append(decode(HOP, p, start, start + hlen))
+        start += (hlen + 3) & ~3
+    return hops
+
+
+def _decode_group(p: bytes, start: int, end: int) -> list[int]:
+    return [_NHGRP.unpack_from(p, g)[0] for g in range(start, end - _NHGRP.size + 1, _NHGRP.size)]
+
+
+_DECODE: dict[Kind, Callable[[bytes, int, int], object]] = {
+    FLAG: _decode_flag,
+    STRING: _decode_string,
+    MULTIPATH: _decode_multipath,
+    GROUP: _decode_group,
+}
+
+
+# --- the encoder ------------------------------------------------------------------------
+def rta(atype: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    n = 4 + len(payload)
+    return RTA.pack(n, atype) + payload + b"\0" * (-n & 3)
+
+
+def rta_u32(atype: int, value: int) -> bytes:
+    return _RTA_U32.pack(8, atype, value)
+
+
+def attrs(msg: Message[Any], /, **values: object) -> bytes:
+    """The attributes of ``msg`` for the given record fields, in the order given; a field
+    given as None is left out (so is a FLAG given as False)."""
+    return _attrs(msg, values)
+
+
+def encode(msg: Message[Any], header: Sequence[int], /, **values: object) -> bytes:
+    """A whole payload of ``msg``: its header (every header field, in order), then `attrs`."""
+    return msg.header.pack(*header) + _attrs(msg, values)
+
+
+def _attrs(msg: Message[Any], values: dict[str, object]) -> bytes:
+    out = b""
+    encoders = msg._encoders
+    for name, v in values.items():
+        if v is not None:
+            attr = encoders.get(name)
+            if attr is None:
+                raise TypeError(f"{msg.make}: no attribute fills {name!r}")
+            atype, write = attr
+            out += write(atype, v)
+    return out
+
+
+def _encode_u32(atype: int, v: Any) -> bytes:
+    return _RTA_U32.pack(8, atype, v)
+
+
+def _encode_bytes(atype: int, v: Any) -> bytes:
+    return rta(atype, v)
+
+
+def _encode_flag(atype: int, v: Any) -> bytes:
+    return RTA.pack(4, atype) if v else b""
+
+
+def _encode_string(atype: int, v: Any) -> bytes:
+    return rta(atype, str(v).encode() + b"\0")
+
+
+def _encode_multipath(atype: int, v: Any) -> bytes:
+    """``v``: (gateway, ifindex) pairs; each becomes an rtnexthop with its own attributes."""
+    hops = b""
+    for gw, oif in v:
+        inner = attrs(HOP, gateway=gw)
+        hops += HOP.header.pack(HOP.header.size + len(inner), 0, 0, oif) + inner
+    return rta(atype, hops)
+
+
+def _encode_group(atype: int, v: Any) -> bytes:
+    """``v``: member ids, all of weight 1 (the kernel's 0)."""
+    return rta(atype, b"".join(_NHGRP.pack(m, 0, 0, 0) for m in v))
+
+
+_ENCODE: dict[Kind, Callable[[int, object], bytes]] = {
+    U32: _encode_u32,
+    BYTES: _encode_bytes,
+    FLAG: _encode_flag,
+    STRING: _encode_string,
+    MULTIPATH: _encode_multipath,
+    GROUP: _encode_group,
+}
+
+
+# --- the tables -----------------------------------------------------------------------------
 #: One next hop inside RTA_MULTIPATH (rtnexthop: len flags hops ifindex, then attributes).
 HOP: Message[Hop] = Message(
     Hop,
@@ -351,140 +499,6 @@ LINK: Message[Link] = Message(
         IFLA_IFNAME: ("name", STRING),
     },
 )
-
-
-# --- the walker -------------------------------------------------------------------------
-def decode(msg: Message[T], p: bytes, off: int = 0, end: int | None = None) -> T:
-    """The record of the message ``p[off:end]`` (its header, then its attributes), read from
-    ``msg``'s tables: unknown attributes are skipped, a truncated one ends the walk."""
-    vals = list(msg._start(msg.header.unpack_from(p, off) + msg._blank))
-    table = msg._attrs
-    unpack_rta = RTA.unpack_from
-    a = off + msg.header.size
-    end = len(p) if end is None else end
-    while a + 4 <= end:
-        alen, atype = unpack_rta(p, a)
-        if alen < 4 or a + alen > end:
-            break  # truncated
-        entry = table.get(atype & 0x3FFF)  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
-        if entry is not None:
-            slot, kind = entry
-            if kind is U32:
-                if alen >= 8:
-                    vals[slot] = _U32.unpack_from(p, a + 4)[0]
-            elif kind is BYTES:
-                vals[slot] = p[a + 4 : a + alen]
-            else:
-                vals[slot] = _DECODE[kind](p, a + 4, a + alen)
-        a += (alen + 3) & ~3
-    return msg.make(*vals)
-
-
-def _decode_flag(_p: bytes, _start: int, _end: int) -> bool:
-    return True
-
-
-def _decode_string(p: bytes, start: int, end: int) -> str:
-    return bytes(p[start:end]).split(b"\0", 1)[0].decode(errors="replace")
-
-
-def _decode_multipath(p: bytes, start: int, end: int) -> list[Hop]:
-    hops: list[Hop] = []
-    while start + _RTNH.size <= end:
-        hlen = RTA.unpack_from(p, start)[0]
-        if hlen < _RTNH.size or start + hlen > end:
-            break  # truncated
-        hops.append(decode(HOP, p, start, start + hlen))
-        start += (hlen + 3) & ~3
-    return hops
-
-
-def _decode_group(p: bytes, start: int, end: int) -> list[int]:
-    return [_NHGRP.unpack_from(p, g)[0] for g in range(start, end - _NHGRP.size + 1, _NHGRP.size)]
-
-
-_DECODE: dict[Kind, Callable[[bytes, int, int], object]] = {
-    FLAG: _decode_flag,
-    STRING: _decode_string,
-    MULTIPATH: _decode_multipath,
-    GROUP: _decode_group,
-}
-
-
-# --- the encoder ------------------------------------------------------------------------
-def rta(atype: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    n = 4 + len(payload)
-    return RTA.pack(n, atype) + payload + b"\0" * (-n & 3)
-
-
-def rta_u32(atype: int, value: int) -> bytes:
-    return RTA.pack(8, atype) + _U32.pack(value)
-
-
-def attrs(msg: Message[Any], **values: object) -> bytes:
-    """The attributes of ``msg`` for the given record fields, in the order given; a field
-    given as None is left out (so is a FLAG given as False)."""
-    parts: list[bytes] = []
-    by_field = msg.by_field
-    for name, v in values.items():
-        if v is not None:
-            attr = by_field.get(name)
-            if attr is None:
-                raise TypeError(f"{msg.make}: no attribute fills {name!r}")
-            parts.append(_ENCODE[attr[1]](attr[0], v))
-    return b"".join(parts)
-
-
-def encode(msg: Message[Any], header: Sequence[int], **values: object) -> bytes:
-    """A whole payload of ``msg``: its header (every header field, in order), then `attrs`."""
-    return msg.header.pack(*header) + attrs(msg, **values)
-
-
-def _encode_u32(atype: int, v: object) -> bytes:
-    if not isinstance(v, int):
-        raise TypeError(f"attribute {atype}: {v!r} is not an int")
-    return rta_u32(atype, v)
-
-
-def _encode_bytes(atype: int, v: object) -> bytes:
-    if not isinstance(v, bytes):
-        raise TypeError(f"attribute {atype}: {v!r} is not bytes")
-    return rta(atype, v)
-
-
-def _encode_flag(atype: int, v: object) -> bytes:
-    return rta(atype, b"") if v else b""
-
-
-def _encode_string(atype: int, v: object) -> bytes:
-    if not isinstance(v, str):
-        raise TypeError(f"attribute {atype}: {v!r} is not a str")
-    return rta(atype, v.encode() + b"\0")
-
-
-def _encode_multipath(atype: int, v: object) -> bytes:
-    """``v``: (gateway, ifindex) pairs; each becomes an rtnexthop with its own attributes."""
-    hops: list[bytes] = []
-    for gw, oif in v:  # type: ignore[attr-defined]
-        inner = attrs(HOP, gateway=gw)
-        hops.append(HOP.header.pack(HOP.header.size + len(inner), 0, 0, oif) + inner)
-    return rta(atype, b"".join(hops))
-
-
-def _encode_group(atype: int, v: object) -> bytes:
-    """``v``: member ids, all of weight 1 (the kernel's 0)."""
-    return rta(atype, b"".join(_NHGRP.pack(m, 0, 0, 0) for m in v))  # type: ignore[attr-defined]
-
-
-_ENCODE: dict[Kind, Callable[[int, object], bytes]] = {
-    U32: _encode_u32,
-    BYTES: _encode_bytes,
-    FLAG: _encode_flag,
-    STRING: _encode_string,
-    MULTIPATH: _encode_multipath,
-    GROUP: _encode_group,
-}
 
 
 # --- what the socket reads ------------------------------------------------------------------
