@@ -1,7 +1,8 @@
 """The netlink message codec (`backends.kernel._codec`), without a kernel (no root).
 
 Every message kind round-trips through the one encoder and the one walker; each fast path
-gives the walker's answer on every layout it accepts and refuses the ones it must not read;
+(IPv4 routes and nexthops as dumped) gives the walker's answer on every layout it accepts and
+refuses the ones it must not read;
 unknown attributes are skipped and a truncated message ends the walk without an error; the
 builders write the bytes they always wrote.
 """
@@ -379,21 +380,18 @@ def on_link_answer(rtype: int, oif: int, dst: bytes, src: bytes) -> bytes:
 
 
 @given(rtype=u8, oif=u32, dst=addr4, src=addr4)
-def test_on_link_answer_decodes_like_the_walker(
+def test_an_on_link_answer_is_read_past_what_the_table_does_not_name(
     rtype: int, oif: int, dst: bytes, src: bytes
 ) -> None:
-    p = on_link_answer(rtype, oif, dst, src)
-    assert c.parse_lookup(p) == c.decode(c.LOOKUP, p) == c.Lookup(0, rtype, oif, None, src)
+    assert c.parse_lookup(on_link_answer(rtype, oif, dst, src)) == c.Lookup(
+        0, rtype, oif, None, src
+    )
 
 
-def test_other_answers_are_walked() -> None:
+def test_an_answer_through_a_gateway() -> None:
     plain = on_link_answer(c.RTN_UNICAST, 3, G4, G4)
-    # a gateway where RTA_UID was: same length, another attribute
     via = plain[:-44] + c.rta(c.RTA_GATEWAY, G4) + plain[-36:]
-    assert len(via) == len(plain)
     assert c.parse_lookup(via) == c.Lookup(0, c.RTN_UNICAST, 3, G4, G4)
-    v6 = bytes([AF6]) + plain[1:]
-    assert c.parse_lookup(v6) == c.decode(c.LOOKUP, v6)
 
 
 # --- the walker: unknown attributes, flags in the type, truncation ------------------------------

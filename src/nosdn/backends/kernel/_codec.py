@@ -531,10 +531,6 @@ def _parse_any_nexthop(p: bytes) -> NexthopMsg:
 
 def parse_lookup(p: bytes) -> Lookup:
     """The answer to one route lookup (a route message)."""
-    if len(p) == _ON_LINK_V4_SIZE:  # the usual answer, in one unpack
-        v = _ON_LINK_V4.unpack_from(p)
-        if v[0] == AF_INET and v[2:5] + v[6:9:2] + v[9:] == _ON_LINK_HEADS:
-            return Lookup(0, v[1], v[5], None, v[7])
     return decode(LOOKUP, p)
 
 
@@ -572,11 +568,6 @@ def route_msg(
     none of them matches on destination, table, protocol and metric only. A table from 256
     on is an RTA_TABLE (rtmsg's table field has 8 bits)."""
     fam = _family(dst)
-    if nh_id and table < 256 and not priority:  # the bulk case, packed in one call
-        return _ROUTE_NH[len(dst)].pack(
-            fam, dst_len, 0, 0, table, protocol, 0, RTN_UNICAST, 0,
-            4 + len(dst), RTA_DST, dst, 8, RTA_NH_ID, nh_id,
-        )  # fmt: skip
     gw = oif = hops = None
     if not nh_id and len(gateways) == 1:
         gw, oif = gateways[0]
@@ -672,29 +663,17 @@ def _parse_common(p: bytes) -> RouteMsg | None:
 _NH_V4 = struct.Struct("=BxBxI II II I4s")
 _NH_V4_HEADS = (_head(8, NHA_ID), _head(8, NHA_OIF), _head(8, NHA_GATEWAY))
 
-#: The kernel's answer to a lookup of a directly connected IPv4 address, as Linux lays it
-#: out: rtmsg, RTA_TABLE, RTA_DST, RTA_OIF, RTA_PREFSRC, RTA_UID, then RTA_CACHEINFO (36 bytes)
-#: and no RTA_GATEWAY. Decoded in one unpack; any other answer walks its attributes.
-#: Each attribute's (length, type) read as one u32: family, type, then the heads of RTA_TABLE,
-#: RTA_DST and RTA_OIF, the interface, the heads of RTA_PREFSRC, the source, RTA_UID, and
-#: RTA_CACHEINFO.
-_ON_LINK_V4 = struct.Struct("=B6xB4x I4x I4x II I4s I4x I")
-_ON_LINK_V4_SIZE = _ON_LINK_V4.size + 32
-_ON_LINK_HEADS = tuple(
-    _head(n, t)
-    for n, t in ((8, RTA_TABLE), (8, RTA_DST), (8, RTA_OIF), (8, RTA_PREFSRC), (8, 25), (36, 12))
-)
-
-#: The bulk requests packed in one call: a route to a nexthop object, a nexthop via a gateway.
-_ROUTE_NH = {
-    4: struct.Struct("=BBBBBBBBIHH4sHHI"),  # rtmsg, RTA_DST (v4), RTA_NH_ID
-    16: struct.Struct("=BBBBBBBBIHH16sHHI"),  # rtmsg, RTA_DST (v6), RTA_NH_ID
-}
+#: A nexthop via a gateway (the payload `nexthop_msg` writes), packed in one call.
 _NEXTHOP = {
     4: struct.Struct("=BBBBIHHIHH4sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v4), NHA_OIF
     16: struct.Struct("=BBBBIHHIHH16sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v6), NHA_OIF
 }
-#: The same, netlink header included, for `Requests.append_message` (arguments: length, type,
-#: flags, 0, 0, then the payload's).
-ROUTE_NH_MSG = {n: struct.Struct("=IHHII" + st.format[1:]) for n, st in _ROUTE_NH.items()}
+#: The bulk requests of an apply, netlink header included, each packed in one call straight
+#: into `Requests` by the plan's encoder (`_steps.encode`; arguments: length, type, flags,
+#: 0, 0, then the payload's): a route to a nexthop object (nlmsghdr, rtmsg, RTA_DST,
+#: RTA_NH_ID), and a nexthop via a gateway (nlmsghdr, then `_NEXTHOP`).
+ROUTE_NH_MSG = {
+    4: struct.Struct("=IHHII BBBBBBBBI HH4s HHI"),
+    16: struct.Struct("=IHHII BBBBBBBBI HH16s HHI"),
+}
 NEXTHOP_MSG = {n: struct.Struct("=IHHII" + st.format[1:]) for n, st in _NEXTHOP.items()}
