@@ -206,15 +206,16 @@ class Message(Generic[T]):
     ``header``: the ``struct`` format of the fixed header; ``header_fields``: the record field
     each header field fills (None: not kept). ``attributes``: attribute type -> (record field,
     kind); an attribute may fill the same field as a header field (RTA_TABLE after rtmsg's
-    8-bit table) and then wins. ``defaults``: values for record
-    fields that have no default of their own and may be absent from a message. The names are
-    checked against the record when the table is made (a typo fails at import).
+    8-bit table) and then wins. ``defaults``: values for record fields that have no default
+    of their own and may be absent from a message. The names are checked against the record
+    when the table is made (a typo fails at import).
     """
 
     __slots__ = (
         "_attrs",
         "_blank",
         "_encoders",
+        "_header_fields",
         "_start",
         "attributes",
         "by_field",
@@ -241,6 +242,7 @@ class Message(Generic[T]):
         if missing:
             raise TypeError(f"{record}: fields {missing} need a default")
         self.make = record
+        self._header_fields = tuple(header_fields)
         self.header = struct.Struct(header)
         if len(header_fields) != len(self.header.unpack(bytes(self.header.size))):
             raise TypeError(f"{record}: {len(header_fields)} names for header {header!r}")
@@ -255,6 +257,8 @@ class Message(Generic[T]):
         at = {f: i for i, f in enumerate(header_fields) if f}
         self._blank = tuple(own.get(name) for name in names)
         self._start = itemgetter(*(at.get(name, n + i) for i, name in enumerate(names)))
+        if len(names) < 2:
+            raise TypeError(f"{record}: a record of one field")  # itemgetter would not give a tuple
 
 
 def _record_fields(record: Callable[..., Any]) -> tuple[list[str], dict[str, object]]:
@@ -518,9 +522,9 @@ def _parse_any(p: bytes) -> RouteMsg | None:
 def parse_nexthop(p: bytes) -> NexthopMsg:
     """One nexthop message (see `Netlink.nexthop_payloads`)."""
     if len(p) == _NH_V4.size:
-        fam, proto, _f, h_id, nh_id, h_oif, oif, h_gw, gw = _NH_V4.unpack(p)
-        if fam == AF_INET and (h_id, h_oif, h_gw) == _NH_V4_HEADS:
-            return NexthopMsg(nh_id, fam, proto, gw, oif)
+        nh = _NH_V4.read(p)
+        if nh is not None:
+            return nh
     return decode(NEXTHOP, p)
 
 
@@ -614,54 +618,94 @@ def lookup_msg(dst: bytes) -> bytes:
 
 
 # --- fast paths, beside the walker (see the module docstring) --------------------------------
+class Layout(Generic[T]):
+    """One exact layout of a message kind, read in one ``unpack``: its header (with the
+    ``fixed`` header values), then exactly these attributes, in this order, each as (type,
+    value size) with its kind from the kind's table (U32, or BYTES of a size that needs no
+    padding). `read` refuses any other message of the layout's size (None)."""
+
+    __slots__ = ("_args", "_blank", "_check", "_st", "_want", "make", "size")
+
+    def __init__(
+        self, msg: Message[T], fixed: Mapping[str, int], attributes: Sequence[tuple[int, int]]
+    ) -> None:
+        names, _own = _record_fields(msg.make)
+        header_fields = msg._header_fields
+        at = {f: i for i, f in enumerate(header_fields) if f}
+        check = [header_fields.index(f) for f in fixed]
+        want = list(fixed.values())
+        fmt = msg.header.format.lstrip("=")
+        i = len(header_fields)
+        for atype, size in attributes:
+            field, kind = msg.attributes[atype]
+            if size % 4 or not (kind is BYTES or (kind is U32 and size == 4)):
+                raise TypeError(f"attribute {atype}: no fixed layout for {kind} of {size} bytes")
+            fmt += " I " + ("I" if kind is U32 else f"{size}s")  # each head read as one u32
+            check.append(i)
+            want.append(_head(4 + size, atype))
+            at[field] = i + 1  # after the header's field of the same name: it wins
+            i += 2
+        self._st = struct.Struct("=" + fmt)
+        self.size = self._st.size
+        self._check = itemgetter(*check)
+        self._want = tuple(want)
+        # the record's arguments up to the last one the layout gives (the constructor fills in
+        # the rest), the defaults in between appended to the unpacked values
+        last = max(j for j, name in enumerate(names) if name in at)
+        between = [j for j in range(last) if names[j] not in at]
+        self._blank = tuple(msg._blank[j] for j in between)
+        pos = {j: i + k for k, j in enumerate(between)}
+        self._args = itemgetter(
+            *(at[n] if n in at else pos[j] for j, n in enumerate(names[: last + 1]))
+        )
+        self.make = msg.make
+
+    def read(self, p: bytes) -> T | None:
+        """The record of ``p`` (exactly `size` bytes long) if it has this layout, else None."""
+        v = self._st.unpack(p)
+        if self._check(v) != self._want:
+            return None
+        return self.make(*self._args(v + self._blank))
+
+
 def _head(length: int, atype: int) -> int:
     """An attribute's head (length, type) read as one u32."""
     return int(_U32.unpack(RTA.pack(length, atype))[0])
 
 
-#: The IPv4 route messages read by the thousand, as the kernel lays them out (rtmsg, then
-#: length, type and value of each attribute), each decoded by one ``unpack``.
-_V4_NEXTHOP = struct.Struct("=BBBBBBBBI HHI HH4s HHI HH4s HHI")  # table dst nhid gateway oif
-_V4_NEXTHOP_ONLY = struct.Struct("=BBBBBBBBI HHI HH4s HHI")  # table dst nhid (compat mode 0)
-_V4_GATEWAY = struct.Struct("=BBBBBBBBI HHI HH4s HH4s HHI")  # table dst gateway oif
-_COMMON = {
-    st.size: (st, tuple(x for t in types for x in (8, t)))  # every attribute is 8 bytes long
-    for st, types in (
-        (_V4_NEXTHOP, (RTA_TABLE, RTA_DST, RTA_NH_ID, RTA_GATEWAY, RTA_OIF)),
-        (_V4_NEXTHOP_ONLY, (RTA_TABLE, RTA_DST, RTA_NH_ID)),
-        (_V4_GATEWAY, (RTA_TABLE, RTA_DST, RTA_GATEWAY, RTA_OIF)),
-    )
-}
+def _by_size(*layouts: Layout[T]) -> dict[int, Layout[T]]:
+    out = {lay.size: lay for lay in layouts}
+    if len(out) != len(layouts):
+        raise TypeError("two layouts of one size")
+    return out
+
+
+_V4: Final = {"family": AF_INET}
+
+#: The IPv4 route messages read by the thousand, as the kernel lays them out.
+_ROUTE_LAYOUTS = _by_size(
+    # to a nexthop object, with its gateway and device (nexthop_compat_mode 1, the default)
+    Layout(ROUTE, _V4, [(RTA_TABLE, 4), (RTA_DST, 4), (RTA_NH_ID, 4),
+                        (RTA_GATEWAY, 4), (RTA_OIF, 4)]),
+    # to a nexthop object (nexthop_compat_mode 0)
+    Layout(ROUTE, _V4, [(RTA_TABLE, 4), (RTA_DST, 4), (RTA_NH_ID, 4)]),
+    # via a gateway
+    Layout(ROUTE, _V4, [(RTA_TABLE, 4), (RTA_DST, 4), (RTA_GATEWAY, 4), (RTA_OIF, 4)]),
+)  # fmt: skip
 
 
 def _parse_common(p: bytes) -> RouteMsg | None:
-    """A route message of one of the `_COMMON` layouts, in one ``unpack``; None if it is not
-    one of them (`parse_route` then walks its attributes)."""
-    layout = _COMMON.get(len(p))
-    if layout is None or p[0] != socket.AF_INET:
+    """A route message of one of the `_ROUTE_LAYOUTS`, in one ``unpack``; None if it is not
+    one of them, or a clone (`parse_route` then walks its attributes)."""
+    layout = _ROUTE_LAYOUTS.get(len(p))
+    if layout is None:
         return None
-    st, heads = layout
-    v = st.unpack_from(p)
-    if v[8] & RTM_F_CLONED:
-        return None
-    n = len(v)
-    if n == 24:
-        if (v[9], v[10], v[12], v[13], v[15], v[16], v[18], v[19], v[21], v[22]) == heads:
-            return RouteMsg(
-                AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, v[23], v[20], v[17]
-            )
-    elif n == 18:
-        if (v[9], v[10], v[12], v[13], v[15], v[16]) == heads:
-            return RouteMsg(AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, 0, None, v[17])
-    elif (v[9], v[10], v[12], v[13], v[15], v[16], v[18], v[19]) == heads:
-        return RouteMsg(AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, v[20], v[17])
-    return None
+    r = layout.read(p)
+    return None if r is None or r.flags & RTM_F_CLONED else r
 
 
-#: An IPv4 nexthop as the kernel dumps it (nhmsg, NHA_ID, NHA_OIF, NHA_GATEWAY), each
-#: attribute's (length, type) read as one u32: decoded in one unpack.
-_NH_V4 = struct.Struct("=BxBxI II II I4s")
-_NH_V4_HEADS = (_head(8, NHA_ID), _head(8, NHA_OIF), _head(8, NHA_GATEWAY))
+#: An IPv4 nexthop as the kernel dumps it.
+_NH_V4 = Layout(NEXTHOP, _V4, [(NHA_ID, 4), (NHA_OIF, 4), (NHA_GATEWAY, 4)])
 
 #: A nexthop via a gateway (the payload `nexthop_msg` writes), packed in one call.
 _NEXTHOP = {
