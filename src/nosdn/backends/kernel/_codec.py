@@ -5,16 +5,17 @@ hand-written walker with an ``if``/``elif`` per attribute, and each builder its 
 adding an attribute meant finding every copy. Here each kind is a `Message`: its fixed header
 (a ``struct`` format and which record field each header field fills) and a table of its
 attributes (type -> record field and `Kind`). One walker (`decode`) reads any of them; one
-encoder (`attrs`, `encode`) writes attributes from the same table. Adding an
-attribute is one line in a table (and a field in the record).
+encoder (`attrs`, `encode`) writes attributes from the same table. Adding an attribute is one
+line in a table (and a field in the record).
 
 The walker skips attributes the table does not name and stops at the first truncated one
 (a length shorter than its head or longer than what is left), keeping what it read so far.
 
-Fast paths (one ``struct`` call for a whole message of one exact layout) stand beside the
-walker only where ``bench/codec.py`` shows they pay (bench/README.md, "Attribute codec"); each
-refuses any other layout (the walker then reads it), and ``tests/test_kernel_codec.py`` checks
-that both give the same answer.
+Fast paths stand beside the walker only where ``bench/codec.py`` shows they pay (bench/README.md,
+"Attribute codec"). A decoding one is a `Layout`: one exact sequence of attributes of a table,
+read in one ``struct`` call; it refuses any other message (the walker then reads it), and
+``tests/test_kernel_codec.py`` checks that both give the same answer. The bulk requests of an
+apply are packed whole (`ROUTE_NH_MSG`, `NEXTHOP_MSG`), checked against the encoder likewise.
 
 Addresses stay ``bytes`` (the backend turns them into ``ipaddress`` objects).
 """
@@ -311,7 +312,7 @@ def _decode_string(p: bytes, start: int, end: int) -> str:
 def _decode_multipath(p: bytes, start: int, end: int) -> list[Hop]:
     hops: list[Hop] = []
     while start + _RTNH.size <= end:
-        hlen = RTA.unpack_from(p, start)[0]
+        hlen = _RTNH.unpack_from(p, start)[0]
         if hlen < _RTNH.size or start + hlen > end:
             break  # truncated
         hops.append(decode(HOP, p, start, start + hlen))
@@ -410,7 +411,7 @@ _ENCODE: dict[Kind, Callable[[int, object], bytes]] = {
 #: One next hop inside RTA_MULTIPATH (rtnexthop: len flags hops ifindex, then attributes).
 HOP: Message[Hop] = Message(
     Hop,
-    "=HBBi",
+    _RTNH.format,
     (None, None, None, "oif"),
     {
         RTA_GATEWAY: ("gateway", BYTES),

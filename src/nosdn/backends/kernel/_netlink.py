@@ -19,8 +19,9 @@ The socket can be opened inside a named network namespace (``/run/netns/NAME``):
 socket stays in the namespace it was created in, so the thread only enters the namespace for the
 ``socket()`` call. Tests and the lab use that to program namespaces without a subprocess.
 
-Only the message types and attributes nosdn needs are decoded; addresses stay ``bytes``
-(the backend turns them into ``ipaddress`` objects).
+The messages themselves (their headers, attribute tables, records, parsers and builders) are
+declared in `_codec`; this module keeps the socket, the dumps, the batching and the matching of
+errors to requests.
 """
 
 from __future__ import annotations
