@@ -419,6 +419,15 @@ def main() -> int:
         [noop, agent],
     )
     compare(
+        "a route's nexthop, for `count_nexthop_refs`",
+        "_ROUTE_LAYOUTS before ROUTE_REF",
+        (
+            lambda: [c.decode(c.ROUTE_REF, p) for p in compat],
+            lambda: [c._parse_common(p) or c.decode(c.ROUTE_REF, p) for p in compat],
+        ),
+        [(AGENT_READ, AGENT_PASS_MS, "a removal's nexthop collection")],
+    )
+    compare(
         "decode IPv6 route (no fast path)",
         "removed hand-written walker",
         (lambda: [c._parse_any(p) for p in v6], lambda: [removed_walker(p) for p in v6]),

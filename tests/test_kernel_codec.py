@@ -494,3 +494,20 @@ def test_every_table_field_exists_on_its_record() -> None:
     ]  # fmt: skip
     for t in tables:
         assert all(isinstance(k, c.Kind) for _, k in t.attributes.values())
+
+
+def test_count_nexthop_refs_reads_every_layout() -> None:
+    """The usual IPv4 layouts through the fast path, any other through `ROUTE_REF`: clones
+    and the excluded table are not counted, a table from 256 on is read from RTA_TABLE."""
+    v4 = [
+        dumped_route(rtmsg(table=254), table=254, dst=D4, nh_id=1, gw=G4, oif=3),
+        dumped_route(rtmsg(table=100), table=100, dst=D4, nh_id=1),
+        dumped_route(rtmsg(table=0), table=1000, dst=D4, nh_id=2),  # excluded
+        dumped_route(rtmsg(flags=c.RTM_F_CLONED), table=254, dst=D4, nh_id=3),
+        c.encode(c.ROUTE, rtmsg(), table=254, dst=D4, priority=9, nh_id=3),  # not a layout
+    ]
+    v6 = [c.encode(c.ROUTE, rtmsg(AF6, 64, table=0), table=300, dst=D6, nh_id=1)]
+    link = nl.Netlink.__new__(nl.Netlink)
+    link._payloads = lambda _t, req, _w: v4 if req[0] == AF4 else v6  # type: ignore[method-assign]
+    assert link.count_nexthop_refs(exclude_table=1000) == {1: 3, 3: 1}
+    assert link.count_nexthop_refs() == {1: 3, 2: 1, 3: 1}

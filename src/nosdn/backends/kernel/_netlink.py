@@ -87,6 +87,7 @@ from nosdn.backends.kernel._codec import (
     Lookup,
     NexthopMsg,
     RouteMsg,
+    RouteRef,
     _parse_any,
     _parse_any_nexthop,
     _parse_common,
@@ -489,13 +490,15 @@ class Netlink:
         """How many routes (of every table but ``exclude_table``, both families) refer to
         each nexthop id directly.
 
-        Only the table and nexthop attributes are looked at (no route is decoded): this
-        reads every route of the host, so it must stay cheap."""
+        This reads every route of the host, so it must stay cheap: the usual IPv4 layouts are
+        read in one unpack, any other route only for its table and nexthop (`ROUTE_REF`)."""
         refs: Counter[int] = Counter()
         for family in (socket.AF_INET, socket.AF_INET6):
             req = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
             for p in self._payloads(RTM_GETROUTE, req, RTM_NEWROUTE):
-                r = decode(ROUTE_REF, p)
+                r: RouteMsg | RouteRef | None = _parse_common(p)
+                if r is None:
+                    r = decode(ROUTE_REF, p)
                 if r.nh_id and r.table != exclude_table and not r.flags & RTM_F_CLONED:
                     refs[r.nh_id] += 1
         return refs
