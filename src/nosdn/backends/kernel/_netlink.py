@@ -19,8 +19,9 @@ The socket can be opened inside a named network namespace (``/run/netns/NAME``):
 socket stays in the namespace it was created in, so the thread only enters the namespace for the
 ``socket()`` call. Tests and the lab use that to program namespaces without a subprocess.
 
-Only the message types and attributes nosdn needs are decoded; addresses stay ``bytes``
-(the backend turns them into ``ipaddress`` objects).
+The messages themselves (their headers, attribute tables, records, parsers and builders) are
+declared in `_codec`; this module keeps the socket, the dumps, the batching and the matching of
+errors to requests.
 """
 
 from __future__ import annotations
@@ -36,7 +37,134 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias, overload
 
+from nosdn.backends.kernel._codec import (
+    _NH_V4,
+    ACK,
+    AF_INET,
+    IFA_ADDRESS,
+    IFA_LOCAL,
+    IFADDRMSG,
+    IFINFOMSG,
+    IFLA_IFNAME,
+    NEXTHOP,
+    NEXTHOP_MSG,
+    NHA_BLACKHOLE,
+    NHA_GATEWAY,
+    NHA_GROUP,
+    NHA_GROUP_TYPE,
+    NHA_ID,
+    NHA_OIF,
+    NHMSG,
+    ROUTE,
+    ROUTE_NH_MSG,
+    ROUTE_REF,
+    RT_SCOPE_LINK,
+    RT_SCOPE_UNIVERSE,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_MULTIPATH,
+    RTA_NH_ID,
+    RTA_OIF,
+    RTA_PREFSRC,
+    RTA_PRIORITY,
+    RTA_TABLE,
+    RTA_VIA,
+    RTM_F_CLONED,
+    RTM_F_FIB_MATCH,
+    RTM_F_LOOKUP_TABLE,
+    RTMSG,
+    RTN_ANYCAST,
+    RTN_BLACKHOLE,
+    RTN_BROADCAST,
+    RTN_LOCAL,
+    RTN_MULTICAST,
+    RTN_PROHIBIT,
+    RTN_THROW,
+    RTN_UNICAST,
+    RTN_UNREACHABLE,
+    RTNH_F_ONLINK,
+    AddrMsg,
+    Lookup,
+    NexthopMsg,
+    RouteMsg,
+    RouteRef,
+    _parse_any,
+    _parse_any_nexthop,
+    _parse_common,
+    decode,
+    encode,
+    lookup_msg,
+    nexthop_del_msg,
+    nexthop_group_msg,
+    nexthop_msg,
+    parse_address,
+    parse_link,
+    parse_lookup,
+    parse_nexthop,
+    parse_route,
+    route_msg,
+    rta,
+    rta_u32,
+)
 from nosdn.netns import socket_in
+
+#: The names of `_codec` that the backend has always found here (the messages themselves:
+#: constants, records, parsers, builders), and the fast paths beside the walker that
+#: tests/test_kernel_backend.py compares.
+__all__ = [
+    "AF_INET",
+    "IFA_ADDRESS",
+    "IFA_LOCAL",
+    "IFLA_IFNAME",
+    "NEXTHOP_MSG",
+    "NHA_BLACKHOLE",
+    "NHA_GATEWAY",
+    "NHA_GROUP",
+    "NHA_GROUP_TYPE",
+    "NHA_ID",
+    "NHA_OIF",
+    "ROUTE_NH_MSG",
+    "RTA_DST",
+    "RTA_GATEWAY",
+    "RTA_MULTIPATH",
+    "RTA_NH_ID",
+    "RTA_OIF",
+    "RTA_PREFSRC",
+    "RTA_PRIORITY",
+    "RTA_TABLE",
+    "RTA_VIA",
+    "RTM_F_CLONED",
+    "RTM_F_FIB_MATCH",
+    "RTM_F_LOOKUP_TABLE",
+    "RTNH_F_ONLINK",
+    "RTN_ANYCAST",
+    "RTN_BLACKHOLE",
+    "RTN_BROADCAST",
+    "RTN_LOCAL",
+    "RTN_MULTICAST",
+    "RTN_PROHIBIT",
+    "RTN_THROW",
+    "RTN_UNICAST",
+    "RTN_UNREACHABLE",
+    "RT_SCOPE_LINK",
+    "RT_SCOPE_UNIVERSE",
+    "_NH_V4",
+    "AddrMsg",
+    "Lookup",
+    "NexthopMsg",
+    "RouteMsg",
+    "_parse_any",
+    "_parse_any_nexthop",
+    "_parse_common",
+    "nexthop_del_msg",
+    "nexthop_group_msg",
+    "nexthop_msg",
+    "parse_nexthop",
+    "parse_route",
+    "route_msg",
+    "rta",
+    "rta_u32",
+]
 
 # --- constants (linux/netlink.h, linux/rtnetlink.h, linux/nexthop.h, linux/if_addr.h) -------
 NETLINK_ROUTE = 0
@@ -60,7 +188,6 @@ NLM_F_REPLACE = 0x100
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 NLM_F_ACK_TLVS = 0x200  # on an NLMSG_ERROR: extended-ack attributes follow
-NLMSGERR_ATTR_MSG = 1
 
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
@@ -75,61 +202,11 @@ RTM_NEWNEXTHOP = 104
 RTM_DELNEXTHOP = 105
 RTM_GETNEXTHOP = 106
 
-RTA_DST = 1
-RTA_OIF = 4
-RTA_GATEWAY = 5
-RTA_PRIORITY = 6
-RTA_PREFSRC = 7
-RTA_MULTIPATH = 9
-RTA_TABLE = 15
-RTA_VIA = 18
-RTA_NH_ID = 30
-
-RTN_UNICAST = 1
-RTN_LOCAL = 2
-RTN_BROADCAST = 3
-RTN_ANYCAST = 4
-RTN_MULTICAST = 5
-RTN_BLACKHOLE = 6
-RTN_UNREACHABLE = 7
-RTN_PROHIBIT = 8
-RTN_THROW = 9
-
-RT_SCOPE_UNIVERSE = 0
-RT_SCOPE_LINK = 253
-RTM_F_CLONED = 0x200
-RTM_F_LOOKUP_TABLE = 0x1000  # answer with the table the route was found in
-RTM_F_FIB_MATCH = 0x2000
-RTNH_F_ONLINK = 4
-
-NHA_ID = 1
-NHA_GROUP = 2
-NHA_GROUP_TYPE = 3
-NHA_BLACKHOLE = 4
-NHA_OIF = 5
-NHA_GATEWAY = 6
-
-IFA_ADDRESS = 1
-IFA_LOCAL = 2
-IFLA_IFNAME = 3
 
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
-_RTMSG = struct.Struct("=BBBBBBBBI")  # family dst_len src_len tos table protocol scope type flags
-_NHMSG = struct.Struct("=BBBBI")  # family scope protocol resvd flags
-_IFADDRMSG = struct.Struct("=BBBBI")  # family prefixlen flags scope index
-_IFINFOMSG = struct.Struct("=BxHiII")  # family type index flags change
-_RTA = struct.Struct("=HH")
-#: a whole route-lookup request: nlmsghdr, rtmsg, RTA_DST (by address length)
-_LOOKUP = {
-    4: struct.Struct("=IHHIIBBBBBBBBIHH4s"),
-    16: struct.Struct("=IHHIIBBBBBBBBIHH16s"),
-}
-_AF = {4: socket.AF_INET, 16: socket.AF_INET6}
 _U32 = struct.Struct("=I")
 _U16 = struct.Struct("=H")
 _ERR = struct.Struct("=i")
-_RTNH = struct.Struct("=HBBi")  # rtnexthop: len flags hops ifindex
-_NHGRP = struct.Struct("=IBBH")  # nexthop_grp: id weight resvd1 resvd2
 
 #: Bytes of receive buffer one queued reply takes (skb truesize of an ack or error, measured).
 REPLY_COST = 1024
@@ -141,8 +218,6 @@ MAX_BATCH_BYTES = 1 << 20
 WANT_SNDBUF = 4 << 20
 WANT_RCVBUF = 32 << 20
 
-AF_INET = socket.AF_INET
-
 
 class DumpInterruptedError(RuntimeError):
     """A streamed dump was interrupted by a change, or lost messages: read it again whole."""
@@ -150,70 +225,6 @@ class DumpInterruptedError(RuntimeError):
 
 class NetlinkError(OSError):
     """The kernel refused a request (not a batch write: those report per message)."""
-
-
-def rta(atype: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    n = 4 + len(payload)
-    return _RTA.pack(n, atype) + payload + b"\0" * (-n & 3)
-
-
-def rta_u32(atype: int, value: int) -> bytes:
-    return _RTA.pack(8, atype) + _U32.pack(value)
-
-
-@dataclass(slots=True)
-class RouteMsg:
-    """One route as the kernel dumps it (addresses as packed bytes)."""
-
-    family: int
-    dst: bytes
-    dst_len: int
-    table: int
-    protocol: int
-    scope: int
-    type: int
-    flags: int
-    priority: int = 0
-    oif: int = 0
-    gateway: bytes | None = None
-    nh_id: int = 0
-    #: ECMP next hops of a plain multipath route: (gateway, ifindex) each.
-    multipath: Sequence[tuple[bytes | None, int]] = ()
-
-
-@dataclass(slots=True)
-class NexthopMsg:
-    """One kernel nexthop object: a gateway on a device, or a group of other nexthops."""
-
-    id: int
-    family: int
-    protocol: int
-    gateway: bytes | None = None
-    oif: int = 0
-    #: member ids of a group (a tuple: one empty list per nexthop was 3 MB at 50,000)
-    group: Sequence[int] = ()
-    blackhole: bool = False
-
-
-@dataclass(slots=True)
-class AddrMsg:
-    family: int
-    prefixlen: int
-    ifindex: int
-    scope: int
-    address: bytes
-
-
-@dataclass(slots=True)
-class Lookup:
-    """Where the kernel would send a packet to one address (``ip route get``)."""
-
-    error: int = 0  # errno (ENETUNREACH, ...) or 0
-    type: int = 0
-    oif: int = 0
-    gateway: bytes | None = None
-    prefsrc: bytes | None = None
 
 
 #: One write for :meth:`Netlink.write`: (message type, flags, payload after the netlink header).
@@ -337,19 +348,9 @@ class Netlink:
     def _error(buf: memoryview, off: int, flags: int, length: int) -> tuple[int, str]:
         """(errno, extended-ack message) of an NLMSG_ERROR at ``off`` (0 means an ack)."""
         (code,) = _ERR.unpack_from(buf, off + 16)
-        msg = ""
-        if code and flags & NLM_F_ACK_TLVS:
-            # with NETLINK_CAP_ACK the echoed request is its header only
-            a = off + 16 + 4 + 16
-            end = off + length
-            while a + 4 <= end:
-                alen, atype = _RTA.unpack_from(buf, a)
-                if alen < 4:
-                    break
-                if atype == NLMSGERR_ATTR_MSG:
-                    msg = bytes(buf[a + 4 : a + alen]).rstrip(b"\0").decode(errors="replace")
-                a += (alen + 3) & ~3
-        return -code, msg
+        if not (code and flags & NLM_F_ACK_TLVS):
+            return -code, ""
+        return -code, decode(ACK, bytes(buf[off + 16 : off + length])).msg or ""
 
     def _drain(self) -> None:
         """Discard whatever is queued (answers to requests we gave up on)."""
@@ -455,8 +456,8 @@ class Netlink:
     def _route_dump(self, family: int, table: int | None, protocol: int) -> bytes:
         """A route dump request, filtered by the kernel when it supports strict checking."""
         if not self.strict:
-            return _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-        req = _RTMSG.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
+            return RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+        req = RTMSG.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
         return req + rta_u32(RTA_TABLE, table) if table is not None else req
 
     # --- dumps -----------------------------------------------------------------------------
@@ -489,42 +490,27 @@ class Netlink:
         """How many routes (of every table but ``exclude_table``, both families) refer to
         each nexthop id directly.
 
-        Only the table and nexthop attributes are looked at (no route is decoded): this
-        reads every route of the host, so it must stay cheap."""
+        This reads every route of the host, so it must stay cheap: the usual IPv4 layouts are
+        read in one unpack, any other route only for its table and nexthop (`ROUTE_REF`)."""
         refs: Counter[int] = Counter()
-        unpack_rta = _RTA.unpack_from
-        unpack_u32 = _U32.unpack_from
         for family in (socket.AF_INET, socket.AF_INET6):
-            req = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+            req = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
             for p in self._payloads(RTM_GETROUTE, req, RTM_NEWROUTE):
-                if unpack_u32(p, 8)[0] & RTM_F_CLONED:
-                    continue
-                table = p[4]
-                nh_id = 0
-                a = 12
-                end = len(p)
-                while a + 4 <= end:
-                    alen, atype = unpack_rta(p, a)
-                    if alen < 4:
-                        break
-                    atype &= 0x3FFF
-                    if atype == RTA_TABLE:
-                        table = unpack_u32(p, a + 4)[0]
-                    elif atype == RTA_NH_ID:
-                        nh_id = unpack_u32(p, a + 4)[0]
-                    a += (alen + 3) & ~3
-                if nh_id and table != exclude_table:
-                    refs[nh_id] += 1
+                r: RouteMsg | RouteRef | None = _parse_common(p)
+                if r is None:
+                    r = decode(ROUTE_REF, p)
+                if r.nh_id and r.table != exclude_table and not r.flags & RTM_F_CLONED:
+                    refs[r.nh_id] += 1
         return refs
 
     def rule_payloads(self, family: int) -> list[bytes]:
         """The raw messages (fib_rule_hdr and attributes) of a policy-rule dump (``ip rule``)."""
-        return self._payloads(RTM_GETRULE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), RTM_NEWRULE)
+        return self._payloads(RTM_GETRULE, RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), RTM_NEWRULE)
 
     def nexthop_payloads(self) -> list[bytes]:
         """The raw messages of a nexthop dump (see `route_payloads`). Raises NetlinkError
         (EOPNOTSUPP/EINVAL) on kernels without nexthop objects (before 5.3)."""
-        return self._payloads(RTM_GETNEXTHOP, _NHMSG.pack(0, 0, 0, 0, 0), RTM_NEWNEXTHOP)
+        return self._payloads(RTM_GETNEXTHOP, NHMSG.pack(0, 0, 0, 0, 0), RTM_NEWNEXTHOP)
 
     def nexthops(self) -> list[NexthopMsg]:
         """Every nexthop object. Raises NetlinkError (EOPNOTSUPP/EINVAL) on kernels without
@@ -536,7 +522,7 @@ class Netlink:
         lookup that needs one nexthop need not dump them all (there is one per node)."""
         self.seq += 1
         seq = self.seq
-        body = _NHMSG.pack(0, 0, 0, 0, 0) + rta(NHA_ID, struct.pack("=I", nh_id))
+        body = encode(NEXTHOP, (0, 0, 0, 0, 0), id=nh_id)
         self.sock.send(_HDR.pack(16 + len(body), RTM_GETNEXTHOP, NLM_F_REQUEST, seq, 0) + body)
         while True:
             buf = bytes(self._recv())
@@ -554,41 +540,16 @@ class Netlink:
 
     def addresses(self) -> list[AddrMsg]:
         """Every address on every interface (IPv4 and IPv6)."""
-        out: list[AddrMsg] = []
-        for buf in self._payloads(RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, 0), RTM_NEWADDR):
-            end = len(buf)
-            fam, plen, _fl, scope, index = _IFADDRMSG.unpack_from(buf, 0)
-            local = address = None
-            a = 8
-            while a + 4 <= end:
-                alen, atype = _RTA.unpack_from(buf, a)
-                if alen < 4:
-                    break
-                if atype == IFA_LOCAL:
-                    local = bytes(buf[a + 4 : a + alen])
-                elif atype == IFA_ADDRESS:
-                    address = bytes(buf[a + 4 : a + alen])
-                a += (alen + 3) & ~3
-            addr = local or address
-            if addr is not None:
-                out.append(AddrMsg(fam, plen, index, scope, addr))
-        return out
+        found = self._payloads(RTM_GETADDR, IFADDRMSG.pack(0, 0, 0, 0, 0), RTM_NEWADDR)
+        return [a for p in found if (a := parse_address(p)) is not None]
 
     def links(self) -> dict[int, str]:
         """Interface index -> name (in this socket's namespace, unlike if_indextoname)."""
         out: dict[int, str] = {}
-        for buf in self._payloads(RTM_GETLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0), RTM_NEWLINK):
-            end = len(buf)
-            index = _IFINFOMSG.unpack_from(buf, 0)[2]
-            a = 16
-            while a + 4 <= end:
-                alen, atype = _RTA.unpack_from(buf, a)
-                if alen < 4:
-                    break
-                if atype == IFLA_IFNAME:
-                    out[index] = bytes(buf[a + 4 : a + alen]).rstrip(b"\0").decode()
-                    break
-                a += (alen + 3) & ~3
+        for p in self._payloads(RTM_GETLINK, IFINFOMSG.pack(0, 0, 0, 0, 0), RTM_NEWLINK):
+            link = parse_link(p)
+            if link.name is not None:
+                out[link.ifindex] = link.name
         return out
 
     # --- lookups -------------------------------------------------------------------------
@@ -606,19 +567,10 @@ class Netlink:
                 base = self.seq + 1
                 parts: list[bytes] = []
                 seq = base
-                append = parts.append
-                pack4 = _LOOKUP4.pack
                 for i in chunk:
-                    d = dsts[i]
-                    if len(d) == 4:  # only the sequence number and the address vary
-                        append(pack4(_LOOKUP4_HEAD, seq, _LOOKUP4_MID, d))
-                    else:
-                        append(
-                            _LOOKUP[16].pack(
-                                48, RTM_GETROUTE, NLM_F_REQUEST, seq, 0,
-                                socket.AF_INET6, 128, 0, 0, 0, 0, 0, 0, 0, 20, RTA_DST, d,
-                            )
-                        )  # fmt: skip
+                    body = lookup_msg(dsts[i])
+                    parts.append(_HDR.pack(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, seq, 0))
+                    parts.append(body)
                     seq += 1
                 self.seq = seq - 1
                 self.sock.send(b"".join(parts))
@@ -638,8 +590,7 @@ class Netlink:
         self.seq += 1
         seq = self.seq
         flags = RTM_F_FIB_MATCH | RTM_F_LOOKUP_TABLE
-        body = _RTMSG.pack(family, len(dst) * 8, 0, 0, 0, 0, 0, 0, flags)
-        body += rta(RTA_DST, dst)
+        body = encode(ROUTE, (family, len(dst) * 8, 0, 0, 0, 0, 0, 0, flags), dst=dst)
         self.sock.send(_HDR.pack(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, seq, 0) + body)
         while True:
             buf = bytes(self._recv())
@@ -650,7 +601,7 @@ class Netlink:
                     break
                 if s == seq:
                     if t == RTM_NEWROUTE:
-                        r = _parse_any(buf[off + 16 : off + length])
+                        r = parse_route(buf[off + 16 : off + length])
                         return r if r is not None else errno.EIO
                     if t == NLMSG_ERROR:
                         return self._error(memoryview(buf), off, flags, length)[0] or errno.EIO
@@ -679,14 +630,7 @@ class Netlink:
                 if 0 <= k < n_chunk and results[chunk[k]] is None:
                     pending -= 1
                     if t == RTM_NEWROUTE:
-                        res = None
-                        if length == _ON_LINK_V4_SIZE:  # the usual answer, in one unpack
-                            v = _ON_LINK_V4.unpack_from(buf, off + 16)
-                            if v[0] == AF_INET and v[2:5] + v[6:9:2] + v[9:] == _ON_LINK_HEADS:
-                                res = Lookup(0, v[1], v[5], None, v[7])
-                        if res is None:
-                            res = _parse_lookup(buf, off + 16, off + length)
-                        results[chunk[k]] = res
+                        results[chunk[k]] = parse_lookup(bytes(buf[off + 16 : off + length]))
                     else:
                         code = self._error(buf, off, flags, length)[0] if t == NLMSG_ERROR else 0
                         results[chunk[k]] = Lookup(code or errno.EIO)
@@ -766,272 +710,3 @@ class Netlink:
                     if s == last:
                         return
                 off += (length + 3) & ~3
-
-
-#: The IPv4 route messages read by the thousand, as the kernel lays them out (rtmsg, then
-#: length, type and value of each attribute), each decoded by one ``unpack``.
-_V4_NEXTHOP = struct.Struct("=BBBBBBBBI HHI HH4s HHI HH4s HHI")  # table dst nhid gateway oif
-_V4_NEXTHOP_ONLY = struct.Struct("=BBBBBBBBI HHI HH4s HHI")  # table dst nhid (compat mode 0)
-_V4_GATEWAY = struct.Struct("=BBBBBBBBI HHI HH4s HH4s HHI")  # table dst gateway oif
-_COMMON = {
-    st.size: (st, tuple(x for t in types for x in (8, t)))  # every attribute is 8 bytes long
-    for st, types in (
-        (_V4_NEXTHOP, (RTA_TABLE, RTA_DST, RTA_NH_ID, RTA_GATEWAY, RTA_OIF)),
-        (_V4_NEXTHOP_ONLY, (RTA_TABLE, RTA_DST, RTA_NH_ID)),
-        (_V4_GATEWAY, (RTA_TABLE, RTA_DST, RTA_GATEWAY, RTA_OIF)),
-    )
-}
-
-
-def _parse_common(p: bytes) -> RouteMsg | None:
-    """A route message of one of the `_COMMON` layouts, in one ``unpack``; None if it is not
-    one of them (`parse_route` then walks its attributes)."""
-    layout = _COMMON.get(len(p))
-    if layout is None or p[0] != socket.AF_INET:
-        return None
-    st, heads = layout
-    v = st.unpack_from(p)
-    if v[8] & RTM_F_CLONED:
-        return None
-    n = len(v)
-    if n == 24:
-        if (v[9], v[10], v[12], v[13], v[15], v[16], v[18], v[19], v[21], v[22]) == heads:
-            return RouteMsg(
-                AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, v[23], v[20], v[17]
-            )
-    elif n == 18:
-        if (v[9], v[10], v[12], v[13], v[15], v[16]) == heads:
-            return RouteMsg(AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, 0, None, v[17])
-    elif (v[9], v[10], v[12], v[13], v[15], v[16], v[18], v[19]) == heads:
-        return RouteMsg(AF_INET, v[14], v[1], v[11], v[5], v[6], v[7], v[8], 0, v[20], v[17])
-    return None
-
-
-def parse_route(p: bytes) -> RouteMsg | None:
-    """One route message (see `Netlink.route_payloads`); None for a cached clone."""
-    common = _parse_common(p)
-    return common if common is not None else _parse_any(p)
-
-
-def _parse_any(p: bytes) -> RouteMsg | None:
-    """`parse_route` for any layout: walks the attributes."""
-    fam, dlen, _s, _tos, tbl, proto, scope, rtype, rflags = _RTMSG.unpack_from(p, 0)
-    if rflags & RTM_F_CLONED:
-        return None
-    r = RouteMsg(fam, b"", dlen, tbl, proto, scope, rtype, rflags)
-    unpack_rta = _RTA.unpack_from
-    unpack_u32 = _U32.unpack_from
-    a = 12
-    end = len(p)
-    while a + 4 <= end:
-        alen, atype = unpack_rta(p, a)
-        if alen < 4:
-            break
-        atype &= 0x3FFF
-        if atype == RTA_DST:
-            r.dst = p[a + 4 : a + alen]
-        elif atype == RTA_TABLE:
-            r.table = unpack_u32(p, a + 4)[0]
-        elif atype == RTA_GATEWAY:
-            r.gateway = p[a + 4 : a + alen]
-        elif atype == RTA_OIF:
-            r.oif = unpack_u32(p, a + 4)[0]
-        elif atype == RTA_PRIORITY:
-            r.priority = unpack_u32(p, a + 4)[0]
-        elif atype == RTA_NH_ID:
-            r.nh_id = unpack_u32(p, a + 4)[0]
-        elif atype == RTA_MULTIPATH:
-            r.multipath = _parse_multipath(p, a + 4, a + alen)
-        a += (alen + 3) & ~3
-    return r
-
-
-#: An IPv4 nexthop as the kernel dumps it (nhmsg, NHA_ID, NHA_OIF, NHA_GATEWAY), each
-#: attribute's (length, type) read as one u32: decoded in one unpack.
-_NH_V4 = struct.Struct("=BxBxI II II I4s")
-
-
-def parse_nexthop(p: bytes) -> NexthopMsg:
-    """One nexthop message (see `Netlink.nexthop_payloads`)."""
-    if len(p) == _NH_V4.size:
-        fam, proto, _f, h_id, nh_id, h_oif, oif, h_gw, gw = _NH_V4.unpack(p)
-        if fam == AF_INET and (h_id, h_oif, h_gw) == _NH_V4_HEADS:
-            return NexthopMsg(nh_id, fam, proto, gw, oif)
-    return _parse_any_nexthop(p)
-
-
-def _parse_any_nexthop(p: bytes) -> NexthopMsg:
-    """`parse_nexthop` for any layout: walks the attributes."""
-    fam, _scope, proto, _r, _f = _NHMSG.unpack_from(p, 0)
-    nh = NexthopMsg(0, fam, proto)
-    a = 8
-    end = len(p)
-    while a + 4 <= end:
-        alen, atype = _RTA.unpack_from(p, a)
-        if alen < 4:
-            break
-        atype &= 0x3FFF
-        if atype == NHA_ID:
-            nh.id = _U32.unpack_from(p, a + 4)[0]
-        elif atype == NHA_GATEWAY:
-            nh.gateway = p[a + 4 : a + alen]
-        elif atype == NHA_OIF:
-            nh.oif = _U32.unpack_from(p, a + 4)[0]
-        elif atype == NHA_BLACKHOLE:
-            nh.blackhole = True
-        elif atype == NHA_GROUP:
-            nh.group = [_NHGRP.unpack_from(p, g)[0] for g in range(a + 4, a + alen - 7, 8)]
-        a += (alen + 3) & ~3
-    return nh
-
-
-def _parse_multipath(buf: bytes | memoryview, off: int, end: int) -> list[tuple[bytes | None, int]]:
-    hops: list[tuple[bytes | None, int]] = []
-    while off + 8 <= end:
-        hlen, _fl, _hops, ifindex = _RTNH.unpack_from(buf, off)
-        if hlen < 8:
-            break
-        gw: bytes | None = None
-        a = off + 8
-        while a + 4 <= off + hlen:
-            alen, atype = _RTA.unpack_from(buf, a)
-            if alen < 4:
-                break
-            if atype == RTA_GATEWAY:
-                gw = bytes(buf[a + 4 : a + alen])
-            a += (alen + 3) & ~3
-        hops.append((gw, ifindex))
-        off += (hlen + 3) & ~3
-    return hops
-
-
-#: The kernel's answer to a lookup of a directly connected IPv4 address, as Linux lays it
-#: out: rtmsg, RTA_TABLE, RTA_DST, RTA_OIF, RTA_PREFSRC, RTA_UID, then RTA_CACHEINFO (36 bytes)
-#: and no RTA_GATEWAY. Decoded in one unpack; any other answer walks its attributes.
-#: Each attribute's (length, type) read as one u32: family, type, then the heads of RTA_TABLE,
-#: RTA_DST and RTA_OIF, the interface, the heads of RTA_PREFSRC, the source, RTA_UID, and
-#: RTA_CACHEINFO.
-_ON_LINK_V4 = struct.Struct("=B6xB4x I4x I4x II I4s I4x I")
-_ON_LINK_V4_SIZE = 16 + _ON_LINK_V4.size + 32
-
-
-def _head(length: int, atype: int) -> int:
-    return int(_U32.unpack(_RTA.pack(length, atype))[0])
-
-
-_NH_V4_HEADS = (_head(8, NHA_ID), _head(8, NHA_OIF), _head(8, NHA_GATEWAY))
-_ON_LINK_HEADS = tuple(
-    _head(n, t)
-    for n, t in ((8, RTA_TABLE), (8, RTA_DST), (8, RTA_OIF), (8, RTA_PREFSRC), (8, 25), (36, 12))
-)
-#: A lookup request for an IPv4 address: constant bytes around its sequence number and address.
-_LOOKUP4 = struct.Struct("=8sI20s4s")
-_LOOKUP4_HEAD = struct.pack("=IHH", 36, RTM_GETROUTE, NLM_F_REQUEST)
-_LOOKUP4_MID = struct.pack("=IBBBBBBBBIHH", 0, socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0, 8, RTA_DST)
-
-
-def _parse_lookup(buf: bytes | memoryview, off: int, end: int) -> Lookup:
-    res = Lookup(0, buf[off + 7])
-    a = off + 12
-    unpack = _RTA.unpack_from
-    while a + 4 <= end:
-        alen, atype = unpack(buf, a)
-        if alen < 4:
-            break
-        atype &= 0x3FFF
-        if atype == RTA_OIF:
-            res.oif = _U32.unpack_from(buf, a + 4)[0]
-        elif atype == RTA_GATEWAY:
-            res.gateway = bytes(buf[a + 4 : a + alen])
-        elif atype == RTA_PREFSRC:
-            res.prefsrc = bytes(buf[a + 4 : a + alen])
-        a += (alen + 3) & ~3
-    return res
-
-
-# --- message builders --------------------------------------------------------------------
-def _family(addr: bytes) -> int:
-    return socket.AF_INET if len(addr) == 4 else socket.AF_INET6
-
-
-_ROUTE_NH = {
-    4: struct.Struct("=BBBBBBBBIHH4sHHI"),  # rtmsg, RTA_DST (v4), RTA_NH_ID
-    16: struct.Struct("=BBBBBBBBIHH16sHHI"),  # rtmsg, RTA_DST (v6), RTA_NH_ID
-}
-_NEXTHOP = {
-    4: struct.Struct("=BBBBIHHIHH4sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v4), NHA_OIF
-    16: struct.Struct("=BBBBIHHIHH16sHHI"),  # nhmsg, NHA_ID, NHA_GATEWAY (v6), NHA_OIF
-}
-#: The same, header included, for `Requests.append_message` (arguments: length, type, flags,
-#: 0, 0, then the payload's).
-ROUTE_NH_MSG = {n: struct.Struct("=IHHII" + st.format[1:]) for n, st in _ROUTE_NH.items()}
-NEXTHOP_MSG = {n: struct.Struct("=IHHII" + st.format[1:]) for n, st in _NEXTHOP.items()}
-
-
-def route_msg(
-    dst: bytes,
-    dst_len: int,
-    *,
-    table: int,
-    protocol: int,
-    priority: int = 0,
-    nh_id: int = 0,
-    gateways: Sequence[tuple[bytes, int]] = (),
-) -> bytes:
-    """The payload of an RTM_NEWROUTE/RTM_DELROUTE for a unicast route: ``nhid`` if given,
-    else one gateway (RTA_GATEWAY + RTA_OIF), else several (RTA_MULTIPATH). A delete with
-    none of them matches on destination, table, protocol and metric only."""
-    fam = _family(dst)
-    if nh_id and table < 256 and not priority:  # the bulk case, packed in one call
-        return _ROUTE_NH[len(dst)].pack(
-            fam, dst_len, 0, 0, table, protocol, 0, RTN_UNICAST, 0,
-            4 + len(dst), RTA_DST, dst, 8, RTA_NH_ID, nh_id,
-        )  # fmt: skip
-    parts = [
-        _RTMSG.pack(fam, dst_len, 0, 0, table if table < 256 else 0, protocol, 0, RTN_UNICAST, 0),
-        rta(RTA_DST, dst),
-    ]
-    if table >= 256:
-        parts.append(rta_u32(RTA_TABLE, table))
-    if priority:
-        parts.append(rta_u32(RTA_PRIORITY, priority))
-    if nh_id:
-        parts.append(rta_u32(RTA_NH_ID, nh_id))
-    elif len(gateways) == 1:
-        gw, oif = gateways[0]
-        parts.append(rta(RTA_GATEWAY, gw))
-        if oif:
-            parts.append(rta_u32(RTA_OIF, oif))
-    elif gateways:
-        hops = []
-        for gw, oif in gateways:
-            attr = rta(RTA_GATEWAY, gw)
-            hops.append(_RTNH.pack(8 + len(attr), 0, 0, oif) + attr)
-        parts.append(rta(RTA_MULTIPATH, b"".join(hops)))
-    return b"".join(parts)
-
-
-def nexthop_msg(nh_id: int, *, protocol: int, gateway: bytes, oif: int) -> bytes:
-    """The payload of an RTM_NEWNEXTHOP for ``id N via GATEWAY dev OIF proto P``."""
-    st = _NEXTHOP.get(len(gateway))
-    if st is not None:
-        return st.pack(
-            _family(gateway), 0, protocol, 0, 0,
-            8, NHA_ID, nh_id, 4 + len(gateway), NHA_GATEWAY, gateway, 8, NHA_OIF, oif,
-        )  # fmt: skip
-    return (
-        _NHMSG.pack(_family(gateway), 0, protocol, 0, 0)
-        + rta_u32(NHA_ID, nh_id)
-        + rta(NHA_GATEWAY, gateway)
-        + rta_u32(NHA_OIF, oif)
-    )
-
-
-def nexthop_group_msg(nh_id: int, *, protocol: int, members: Sequence[int]) -> bytes:
-    """The payload of an RTM_NEWNEXTHOP for ``id N group A/B/... proto P`` (equal weights)."""
-    grp = b"".join(_NHGRP.pack(m, 0, 0, 0) for m in members)
-    return _NHMSG.pack(0, 0, protocol, 0, 0) + rta_u32(NHA_ID, nh_id) + rta(NHA_GROUP, grp)
-
-
-def nexthop_del_msg(nh_id: int) -> bytes:
-    return _NHMSG.pack(0, 0, 0, 0, 0) + rta_u32(NHA_ID, nh_id)
