@@ -5,16 +5,13 @@ mends it (root, in namespaces)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from ipaddress import ip_address
-from pathlib import Path
 
 import pytest
 
 from conftest import ip, requires_root
 from nosdn.backends.kernel import KernelBackend, _read
-from nosdn.backends.kernel import _netlink as nl
 from nosdn.model import Cluster, Node, Target
 from nosdn.plan import desired_routes, diff
 from nosdn.reconcile import reconcile_once
@@ -25,7 +22,7 @@ N1 = Target.for_node("n1")
 
 
 def cluster(n: int = 6) -> Cluster:
-    from ipaddress import ip_address, ip_network
+    from ipaddress import ip_network
 
     return Cluster(
         tuple(
@@ -110,24 +107,3 @@ def test_any_twist_gives_the_full_diff(netns: Callable[..., str], twist: str) ->
         expected_writes = 1 if twist == "someone else on a wanted prefix" else 0
         assert again.writes == 0
         assert len(again.conflicts) == expected_writes
-
-
-def test_a_route_stream_read_whole_or_left_early(netns: Callable[..., str], tmp_path: Path) -> None:
-    """A streamed dump gives the messages a whole dump gives; one left after its first
-    message leaves nothing behind for the next request on the socket."""
-    ns = host(netns)
-    batch = tmp_path / "routes"
-    batch.write_text(
-        "".join(f"route add 100.64.{i >> 8}.{i & 255}/32 via 10.0.0.2\n" for i in range(3000))
-    )
-    ip(ns, "-batch", str(batch))
-    with nl.Netlink(ns) as link:
-        whole = link.route_payloads(socket.AF_INET, 254)
-        assert len(whole) > 3000
-        assert list(link.route_stream(socket.AF_INET, 254)) == whole
-        stream = link.route_stream(socket.AF_INET, 254)
-        assert next(stream) == whole[0]
-        stream.close()
-        assert link.route_payloads(socket.AF_INET, 254) == whole
-        (res,) = link.lookup([ip_address("10.0.0.2").packed])
-        assert res.type == nl.RTN_UNICAST

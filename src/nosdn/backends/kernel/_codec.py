@@ -116,7 +116,8 @@ class NexthopMsg:
     protocol: int
     gateway: bytes | None = None
     oif: int = 0
-    #: member ids of a group (a tuple: one empty list per nexthop was 3 MB at 50,000)
+    #: member ids of a group (empty by default: a list made for every plain nexthop was
+    #: memory for nothing)
     group: Sequence[int] = ()
     blackhole: bool = False
 

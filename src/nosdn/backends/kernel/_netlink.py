@@ -1,9 +1,10 @@
 """A small raw rtnetlink client: dumps, route lookups and batched writes, in pure Python.
 
-Why not pyroute2: importing it costs ~0.17 s, its ``route('add')`` runs at ~3,400 messages/s
-and its dump of 10,000 routes takes 0.66 s; its batch helper hangs when acks overflow its
-buffer and its flush lost routes without an error (DESIGN.md, measured here). nosdn's hot path
-is "dump the table, diff, write a few thousand routes", so it talks to the kernel directly:
+Why not pyroute2: its import, its one-message-at-a-time writes and its dumps were each a large
+share of an apply (figures: bench/README.md, "Figures behind the code"); its batch helper hangs
+when acks overflow its buffer and its flush lost routes without an error (DESIGN.md). nosdn's
+hot path is "dump the table, diff, write a few thousand routes", so it talks to the kernel
+directly:
 
 - many messages go into one ``sendmsg``, but never more bytes than the send buffer (a larger
   datagram fails with EMSGSIZE), and never more messages than the receive buffer can hold
@@ -33,7 +34,7 @@ import struct
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias, overload
 
@@ -219,10 +220,6 @@ WANT_SNDBUF = 4 << 20
 WANT_RCVBUF = 32 << 20
 
 
-class DumpInterruptedError(RuntimeError):
-    """A streamed dump was interrupted by a change, or lost messages: read it again whole."""
-
-
 class NetlinkError(OSError):
     """The kernel refused a request (not a batch write: those report per message)."""
 
@@ -238,7 +235,8 @@ class Requests(Sequence[Request]):
     one buffer (header with sequence number 0, payload, padding), with an offset each.
 
     Why: a 50,000-route apply makes 100,000 requests. As a tuple and a bytes object each they
-    took ~30 MB at once, and ``write`` joined them into datagrams again; here each costs its
+    were most of the apply's peak memory, and ``write`` joined them into datagrams again; here
+    each costs its
     bytes and a 4-byte offset, and ``write`` sends slices of the buffer as they are, only
     writing in the sequence numbers. Read back (``reqs[i]``), a request is a `Request` tuple.
     """
@@ -399,33 +397,6 @@ class Netlink:
         )
         return self.seq
 
-    def _stream(self, mtype: int, req: bytes, want: int) -> Generator[bytes, None, None]:
-        """`_payloads`, one datagram's messages at a time as the kernel sends them, keeping
-        none: for a reader that needs only a little of each (a 50,000-route dump is 6 MB of
-        messages). An interrupted dump raises `DumpInterruptedError` (read it again with
-        `_payloads`); a reader that stops early leaves nothing of the dump behind."""
-        seq = self._send_dump(mtype, req)
-        done = False
-        try:
-            while not done:
-                try:
-                    buf = bytes(self._recv())
-                except OSError as e:
-                    if e.errno != errno.ENOBUFS:
-                        raise
-                    self._drain()
-                    done = True
-                    raise DumpInterruptedError from None
-                found, done, intr, error = self._scan_dump(buf, seq, want)
-                if error is not None:
-                    raise NetlinkError(error[0], error[1] or os.strerror(error[0]))
-                if intr:
-                    raise DumpInterruptedError  # the rest of the dump is read below
-                yield from found
-        finally:
-            while not done:  # left early or interrupted: read the rest, so no later reader meets it
-                done = self._scan_dump(bytes(self._recv()), seq, want)[1]
-
     def _scan_dump(
         self, buf: bytes, seq: int, want: int
     ) -> tuple[list[bytes], bool, bool, tuple[int, str] | None]:
@@ -448,10 +419,6 @@ class Netlink:
                     return out, True, intr, self._error(memoryview(buf), off, flags, length)
             off += (length + 3) & ~3
         return out, False, intr, None
-
-    def route_stream(self, family: int, table: int) -> Generator[bytes, None, None]:
-        """`route_payloads`, one message at a time (see `_stream`)."""
-        return self._stream(RTM_GETROUTE, self._route_dump(family, table, 0), RTM_NEWROUTE)
 
     def _route_dump(self, family: int, table: int | None, protocol: int) -> bytes:
         """A route dump request, filtered by the kernel when it supports strict checking."""
