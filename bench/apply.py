@@ -16,22 +16,24 @@ routes are quadratic in the kernel). Each command runs in a FRESH namespace (a b
 - ``ip -batch`` of ``nexthop add`` + ``route add DST nhid N`` lines (same, with nexthop objects).
 
 Fairness. The kernel's routing lock (and the plain routes' hash) is shared by all namespaces,
-and deleting a namespace that still holds 10,000 nexthop routes leaves the kernel tearing it
-down in the background while holding that lock, for a good half second at 10,000: whichever
-command ran next paid for it. So:
+and deleting a namespace that still holds a big table of nexthop routes leaves the kernel
+tearing it down in the background while holding that lock: whichever command ran next paid for
+it (bench/README.md has the figures). So:
 
-- the runs are interleaved: run i runs every contender once, in an order rotated by i, so no
-  contender always comes first or always follows the same one;
+- the runs are interleaved: run i runs every contender once (a nosdn's cold apply and its
+  no-op re-apply together, in one namespace), in an order rotated by i, so no contender always
+  comes first;
 - before a namespace is deleted its table is emptied in the foreground: one ``ip -force -batch``
   of ``route del DST`` lines, then ``ip nexthop flush`` (``ip route flush`` refuses nexthop
-  routes with EINVAL on iproute2 6.1, and ``ip nexthop flush`` with the routes still on them is
-  quadratic: 13 s at 50,000), and the table is checked empty;
+  routes with EINVAL on iproute2 6.1, and ``ip nexthop flush`` with the routes still on them
+  grows much faster than linearly), and the table is checked empty;
 - before each timed command the kernel must have settled: a probe (``ip -batch`` adding 100
   device routes in a scratch namespace kept for the whole run, then deleting them) is timed
-  every 0.1 s until two in a row come within max(1.5x, +3 ms) of its settled time (the median
-  of 7 probes at the start), at most ``--settle-max`` seconds (the report counts the waits that
-  hit that bound). Right after deleting an unflushed 10,000-nexthop namespace the probe takes
-  over 100 times its settled time; after a flush it is back at once;
+  every 0.1 s until two in a row take no longer than 1.5 times its settled time (the median
+  of 7 probes at the start) or that time plus 3 ms, whichever is larger; at most
+  ``--settle-max`` seconds (the report counts the waits that hit that bound). Right after
+  deleting an unflushed big namespace the probe is many times its settled time; after a flush
+  it is back at once;
 - each figure is the median of ``--runs`` runs with their spread (min-max); ratios are taken
   from the medians.
 
@@ -344,7 +346,7 @@ def bench_size(
     for i in range(runs):
         k = i % len(contenders)
         order = contenders[k:] + contenders[:k]
-        # Plain ip -batch is quadratic: above 10,000 it runs once (~55 s at 50,000).
+        # Plain ip -batch is quadratic: above 10,000 it runs once.
         if n > 10_000 and i > 0:
             order = [c for c in order if c[0] != "ip_plain"]
         print(f"  {n:,} routes, run {i + 1}/{runs}: {', '.join(c[0] for c in order)}", flush=True)
@@ -464,8 +466,8 @@ def main() -> int:
     nosdns = [Nosdn("after" if args.compare else "nosdn", HERE_SRC)]
     if args.compare:
         src = args.compare / "src"
-        if not (src / "nosdn").is_dir():
-            print(f"--compare {args.compare}: no src/nosdn there", file=sys.stderr)
+        if not (src / "nosdn" / "__main__.py").is_file():
+            print(f"--compare {args.compare}: no src/nosdn/__main__.py there", file=sys.stderr)
             return 2
         nosdns.append(Nosdn("before", src))
     for x in nosdns:
