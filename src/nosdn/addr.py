@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from bisect import bisect_right
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, cast
@@ -198,8 +199,24 @@ def _spans(
     }
 
 
+def _union(spans: tuple[tuple[int, int, str], ...]) -> tuple[list[int], list[int]]:
+    """The addresses ``spans`` cover, as sorted disjoint (starts, ends): whether a range meets
+    any of them is one bisection (the usual pod subnet meets none)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for lo, hi, _why in sorted(spans):
+        if ends and lo <= ends[-1] + 1:
+            ends[-1] = max(ends[-1], hi)
+        else:
+            starts.append(lo)
+            ends.append(hi)
+    return starts, ends
+
+
 _UNUSABLE_SPANS = _spans(_UNUSABLE_NODE)
 _SPECIAL_SPANS = _spans(_SPECIAL)
+_SPECIAL_UNION = {v: _union(spans) for v, spans in _SPECIAL_SPANS.items()}
+_UNUSABLE_UNION = {v: _union(spans) for v, spans in _UNUSABLE_SPANS.items()}
 
 
 def unusable_node_address(ip: IPAddress) -> str | None:
@@ -207,6 +224,10 @@ def unusable_node_address(ip: IPAddress) -> str | None:
     or None. Covers what the next-hop check does not: broadcast, 0.0.0.0/8, 240.0.0.0/4 and
     IPv4-mapped IPv6, which the kernel would take as a gateway and then never reach."""
     value = int(ip)
+    starts, ends = _UNUSABLE_UNION[ip.version]
+    j = bisect_right(starts, value) - 1
+    if j < 0 or ends[j] < value:
+        return None
     for lo, hi, why in _UNUSABLE_SPANS[ip.version]:
         if lo <= value <= hi:
             return why
@@ -220,6 +241,10 @@ def special_purpose(net: IPNetwork) -> str | None:
     v = net.version
     lo = int(net.network_address)
     hi = lo | ((1 << ((32 if v == 4 else 128) - net.prefixlen)) - 1)
+    starts, ends = _SPECIAL_UNION[v]
+    j = bisect_right(starts, hi) - 1
+    if j < 0 or ends[j] < lo:
+        return None
     for s_lo, s_hi, what in _SPECIAL_SPANS[v]:
         if lo <= s_hi and s_lo <= hi:
             return f"overlaps {what}"

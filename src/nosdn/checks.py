@@ -134,14 +134,27 @@ def _address_problems(n: Node) -> Iterable[Problem]:
 
 def _short(net: IPNetwork, node: str | None, field: str) -> Problem | None:
     if net.prefixlen < MIN_PREFIX[net.version]:
-        return Problem(
-            node,
-            field,
-            str(net),
-            f"is too short a prefix (shorter than /{MIN_PREFIX[net.version]})",
-            "use a prefix sized for the cluster, e.g. /16 for IPv4",
-        )
+        return _short_problem(net, node, field)
     return None
+
+
+def _short_problem(net: IPNetwork, node: str | None, field: str) -> Problem:
+    return Problem(
+        node,
+        field,
+        str(net),
+        f"is too short a prefix (shorter than /{MIN_PREFIX[net.version]})",
+        "use a prefix sized for the cluster, e.g. /16 for IPv4",
+    )
+
+
+def _inside(lo: int, hi: int, spans: list[tuple[int, int]]) -> bool:
+    """Whether [lo, hi] lies in one of ``spans`` (a loop: a generator per subnet is its own
+    cost, once per node)."""
+    for clo, chi in spans:  # noqa: SIM110
+        if clo <= lo and hi <= chi:
+            return True
+    return False
 
 
 def _check_cluster_ranges(cluster: Cluster) -> Iterable[Problem]:
@@ -218,8 +231,8 @@ def _subnet_problems(n: Node, ranges: Ranges) -> Iterable[Problem]:
     for c in cidrs:
         plen = c.prefixlen
         fam = c.version
-        if (p := _short(c, n.name, _POD)) is not None:
-            yield p
+        if plen < MIN_PREFIX[fam]:
+            yield _short_problem(c, n.name, _POD)
         elif plen > MAX_NODE_PREFIX[fam]:
             yield Problem(
                 n.name,
@@ -246,8 +259,9 @@ def _subnet_problems(n: Node, ranges: Ranges) -> Iterable[Problem]:
                 special,
                 "pick a pod subnet in private unicast space (RFC 1918, or fd00::/8)",
             )
-        lo, hi = _span(c)
-        if cluster.cluster_cidrs and not any(clo <= lo and hi <= chi for clo, chi in inside[fam]):
+        lo = int(c.network_address)
+        hi = lo + (1 << (c.max_prefixlen - plen)) - 1
+        if cluster.cluster_cidrs and not _inside(lo, hi, inside[fam]):
             same = [cc for cc in cluster.cluster_cidrs if cc.version == fam]
             where = ", ".join(str(cc) for cc in same) or f"(no IPv{fam} cluster CIDR)"
             yield Problem(
@@ -267,7 +281,7 @@ def _subnet_problems(n: Node, ranges: Ranges) -> Iterable[Problem]:
                     "pods and services need disjoint ranges",
                 )
         for ip in n.ips:
-            if ip.version == fam and lo <= int(ip) <= hi:
+            if lo <= int(ip) <= hi and ip.version == fam:
                 yield Problem(
                     n.name,
                     _POD,
@@ -340,6 +354,12 @@ class _Addresses:
                 found[4 if isinstance(ip, IPv4Address) else 6].append((int(ip), n.name, ip))
         self._entries = {fam: sorted(e) for fam, e in found.items()}
         self._keys = {fam: [e[0] for e in es] for fam, es in self._entries.items()}
+
+    def any_within(self, net: IPNetwork) -> bool:
+        start = int(net.network_address)
+        keys = self._keys[net.version]
+        i = bisect_left(keys, start)
+        return i < len(keys) and keys[i] <= start + (1 << (net.max_prefixlen - net.prefixlen)) - 1
 
     def within(self, net: IPNetwork) -> list[tuple[str, IPAddress]]:
         lo, hi = _span(net)
@@ -567,21 +587,29 @@ def _address_conflicts(nodes: Sequence[Node]) -> Iterable[NodeConflict]:
 def _subnet_conflicts(nodes: Sequence[Node]) -> Iterable[NodeConflict]:
     """Every pair of overlapping pod subnets: a sweep over subnets sorted by start, keeping the
     ranges still open (in a sound cluster none is, so this is one pass over a sorted list)."""
-    items = sorted(
-        ((*_span(c), c, n.name) for n in nodes for c in n.pod_cidrs),
-        key=lambda t: (t[2].version, t[0], -t[1]),
-    )
-    open_: list[tuple[int, int, IPNetwork, str]] = []
+    spans: list[tuple[int, int, int, int]] = []  # (version, start, -end, index): sorted in C
+    subnets: list[tuple[IPNetwork, str]] = []
+    for n in nodes:
+        for c in n.pod_cidrs:
+            lo = int(c.network_address)
+            spans.append(
+                (c.version, lo, 1 - lo - (1 << (c.max_prefixlen - c.prefixlen)), len(subnets))
+            )
+            subnets.append((c, n.name))
+    spans.sort()
+    open_: list[tuple[int, int]] = []  # (end, index) of the ranges still open
     version = 0
-    for item in items:
-        lo, _, net, name = item
-        if net.version != version:
-            open_, version = [], net.version
-        open_ = [o for o in open_ if o[1] >= lo]
-        for _, _, onet, oname in open_:
-            if oname != name:  # a node's own two subnets of a family: stage 1 says so
-                yield overlapping_subnets(oname, onet, name, net)
-        open_.append(item)
+    for v, lo, neg_hi, i in spans:
+        if v != version:
+            open_, version = [], v
+        if open_:
+            open_ = [o for o in open_ if o[0] >= lo]
+            net, name = subnets[i]
+            for _end, j in open_:
+                onet, oname = subnets[j]
+                if oname != name:  # a node's own two subnets of a family: stage 1 says so
+                    yield overlapping_subnets(oname, onet, name, net)
+        open_.append((-neg_hi, i))
 
 
 def _instance_conflicts(nodes: Sequence[Node]) -> Iterable[NodeConflict]:
@@ -602,9 +630,10 @@ def _address_in_subnet_conflicts(
 ) -> Iterable[NodeConflict]:
     for n in nodes:
         for c in n.pod_cidrs:
-            for owner, ip in addresses.within(c):
-                if owner != n.name:  # its own address: stage 1
-                    yield address_in_subnet(n.name, c, owner, ip)
+            if addresses.any_within(c):  # the usual subnet holds none: nothing built
+                for owner, ip in addresses.within(c):
+                    if owner != n.name:  # its own address: stage 1
+                        yield address_in_subnet(n.name, c, owner, ip)
 
 
 def blame(
