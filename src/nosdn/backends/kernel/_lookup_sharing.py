@@ -25,6 +25,7 @@ Pure functions over raw netlink payloads (no I/O): the backend does the dumps.
 
 from __future__ import annotations
 
+import socket
 import struct
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -91,7 +92,13 @@ def _prefix(p: bytes, width: int) -> tuple[int, int] | None:
 
 
 def _plain_connected(p: bytes) -> bool:
-    if p[7] != nl.RTN_UNICAST or p[3] or not p[1]:  # scope: IPv6 says universe
+    if p[7] != nl.RTN_UNICAST or p[3] or not p[1]:
+        return False
+    if p[0] == socket.AF_INET and p[6] != nl.RT_SCOPE_LINK:
+        # an IPv4 route through a gateway or a nexthop is scope global: not decoded (a big
+        # table is mostly those). A device route someone made scope global is left out too:
+        # its addresses are then looked up one by one, which is never wrong. (IPv6 routes
+        # are all scope global.)
         return False
     r = nl.parse_route(p)
     return r is not None and r.gateway is None and not r.multipath and not r.nh_id
