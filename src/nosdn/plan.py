@@ -118,9 +118,9 @@ def diff(desired: Sequence[Route], actual: Iterable[Found]) -> Diff:
     Extra owned routes to one prefix (left by a crash, say) are removed; of several, the first
     with the wanted next hops is kept, or else the first is changed.
 
-    ``actual`` is read once, as it comes (a kernel dump can stream through it): a route of ours
-    that is exactly as wanted costs a key lookup and is let go; only the others are kept and
-    built in full. This is the one diff: every backend, the agent and ``apply`` use it.
+    ``actual`` is read once, in order: a route of ours that is exactly as wanted costs a key
+    lookup and is not kept; only the others are kept and built in full. This is the one diff:
+    every backend, the agent and ``apply`` use it.
     """
     wants: dict[RouteKey, tuple[bytes, ...]] = {}
     keys: list[RouteKey] = []

@@ -29,7 +29,7 @@ import errno
 import os
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network, IPv6Network
 
@@ -200,12 +200,12 @@ class KernelBackend:
             table[one.id] = one
         return table
 
-    def entries(self, memo: ReadMemo | None = None) -> Iterator[Entry]:
+    def entries(self, memo: ReadMemo | None = None) -> list[Entry]:
         """Every unicast-space route of the table (ours and others'), as `plan.diff` takes them,
         minus others' routes to link-local and multicast destinations (`_read.never_routed`:
         nosdn never writes there); local/broadcast routes live in the local table and are
-        never read. Decoded as they are consumed: a route the diff keeps is let go at once.
-        Once all are consumed, `last_read` is what ``apply`` plans from.
+        never read. Each builds its `InstalledRoute` only if asked; `last_read` is then what
+        ``apply`` plans from (a list, read whole: the snapshot is complete when it returns).
 
         ``memo``: the decode cache of a caller that reads again and again (the agent)."""
         self.last_read = None
@@ -213,21 +213,13 @@ class KernelBackend:
         ctx = self._context(links)
         nhs = self._nexthop_table(memo)
         payloads = self.nl.route_payloads(AF4, self.table) + self.nl.route_payloads(AF6, self.table)
-        refs: Counter[int] = Counter()
         if memo is not None:
-            for f in memo.routes(payloads, nhs, memo.context(links, ctx)):
-                if f.nh_id:
-                    refs[f.nh_id] += 1
-                if isinstance(f, Entry):
-                    yield f
+            found = memo.routes(payloads, nhs, memo.context(links, ctx))
         else:
-            for p in payloads:
-                f = scan(p, nhs, ctx)
-                if f.nh_id:
-                    refs[f.nh_id] += 1
-                if isinstance(f, Entry):
-                    yield f
-        self.last_read = TableRead(links, nhs, refs)
+            found = [scan(p, nhs, ctx) for p in payloads]
+        del payloads
+        self.last_read = TableRead(links, nhs, Counter([f.nh_id for f in found if f.nh_id]))
+        return [f for f in found if isinstance(f, Entry)]
 
     def routes(self) -> list[InstalledRoute]:
         """`entries`, each built in full."""

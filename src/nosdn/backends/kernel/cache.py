@@ -60,7 +60,7 @@ class KernelCache:
 
     def entries(self) -> list[Entry]:
         if self._found is None or self._read is None:
-            self._found = list(self.table.entries(self._memo))
+            self._found = self.table.entries(self._memo)
             self._read = self.table.last_read
         return self._found
 
