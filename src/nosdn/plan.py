@@ -122,27 +122,35 @@ def diff(desired: Sequence[Route], actual: Iterable[Found]) -> Diff:
     lookup and is not kept; only the others are kept and built in full. This is the one diff:
     every backend, the agent and ``apply`` use it.
     """
+    found = actual if isinstance(actual, list) else list(actual)
+    # a wanted prefix of a length nothing found has is an add, whatever else: it needs no key
+    # (a first apply's table holds a few routes, and packing 10,000 keys is its own cost)
+    lengths = {e.key[1] for e in found}
     wants: dict[RouteKey, tuple[bytes, ...]] = {}
-    keys: list[RouteKey] = []
+    keys: list[RouteKey | None] = []
     for w in desired:
         d = w.dst
+        if d.prefixlen not in lengths:
+            keys.append(None)
+            continue
         k = (d.network_address.packed, d.prefixlen)
         keys.append(k)
         wants.setdefault(k, _packed(w.via))
     twice: set[RouteKey] = set()
-    if len(wants) != len(keys):  # a prefix wanted twice (callers that skip the checks)
+    if len(wants) != len(keys) - keys.count(None):  # a prefix wanted twice (no checks ran)
         seen: set[RouteKey] = set()
-        for k in keys:
-            if k in seen:
-                twice.add(k)
-            seen.add(k)
+        for key in keys:
+            if key is not None:
+                if key in seen:
+                    twice.add(key)
+                seen.add(key)
     kept: set[RouteKey] = set()  # the first route of ours on the key, with the wanted next hops
     kept_twice: dict[RouteKey, Found] = {}  # the same, for keys wanted twice (compared again)
     ours: dict[RouteKey, list[Found]] = {}  # every other route of ours on a wanted key
     theirs: dict[RouteKey, Found] = {}  # the first route of someone else's on a wanted key
     stray: dict[RouteKey, list[Found]] = {}  # routes of ours on keys nobody wants
     owned = 0
-    for e in actual:
+    for e in found:
         k = e.key
         want = wants.get(k)
         if not e.owned:
@@ -180,10 +188,11 @@ def diff(desired: Sequence[Route], actual: Iterable[Found]) -> Diff:
     keep: list[Route] = []
     conflicts: list[Conflict] = []
     remove: list[InstalledRoute] = []
-    for k, w in zip(keys, desired, strict=True):
-        if k not in special:  # kept or added, as above
-            (keep if k in kept else add).append(w)
+    for key, w in zip(keys, desired, strict=True):
+        if key is None or key not in special:  # kept or added, as above
+            (keep if key in kept else add).append(w)
             continue
+        k = key
         t = theirs.get(k)
         if t is not None:
             conflicts.append(Conflict(w, t.installed()))
