@@ -49,6 +49,9 @@ _LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _DNS1123 = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 _POD = "podCIDRs"
+#: Set on an IPv6 address's integer where both families share one dict (an ``ipaddress``
+#: address hashes in Python, through ``hex``).
+_V6_KEY = 1 << 128
 _IPS = "ips"
 
 
@@ -86,12 +89,13 @@ def _name_problems(n: Node) -> Iterable[Problem]:
 
 
 def _no_next_hop(ip: IPAddress) -> bool:
-    """Unspecified, loopback, multicast or link-local. For IPv4, the ranges ``ipaddress``
-    uses, tested on the integer (its properties are Python code, four per node)."""
+    """Unspecified, loopback, multicast or link-local: the ranges ``ipaddress`` uses
+    (0.0.0.0, 127/8, 224/4, 169.254/16; ::, ::1, ff00::/8, fe80::/10), tested on the integer
+    (its properties are Python code, four per address)."""
+    v = int(ip)
     if isinstance(ip, IPv4Address):
-        v = int(ip)
         return v == 0 or v >> 24 == 127 or v >> 28 == 14 or v >> 16 == 0xA9FE
-    return ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local
+    return v <= 1 or v >> 120 == 0xFF or v >> 118 == 0x3FA
 
 
 def _address_problems(n: Node) -> Iterable[Problem]:
@@ -574,10 +578,11 @@ def same_instance(a: str, b: str, instance: str) -> NodeConflict:
 def _address_conflicts(nodes: Sequence[Node]) -> Iterable[NodeConflict]:
     """Every pair of nodes sharing an address (not only each with the first holder: with the
     first refused on its own, the others would otherwise all be routed to one address)."""
-    holders: dict[IPAddress, list[str]] = {}
+    holders: dict[int, list[str]] = {}  # by the address as an int, IPv6 above 2**128
     for n in nodes:
         for ip in n.ips:
-            earlier = holders.setdefault(ip, [])
+            key = int(ip) if isinstance(ip, IPv4Address) else int(ip) | _V6_KEY
+            earlier = holders.setdefault(key, [])
             for other in earlier:
                 if other != n.name:
                     yield same_address(other, n.name, ip)
