@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, cast
 
@@ -199,18 +199,23 @@ def _spans(
     }
 
 
-def _union(spans: tuple[tuple[int, int, str], ...]) -> tuple[list[int], list[int]]:
-    """The addresses ``spans`` cover, as sorted disjoint (starts, ends): whether a range meets
-    any of them is one bisection (the usual pod subnet meets none)."""
+def merged(intervals: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """The addresses of ``intervals`` (first, last) as sorted, disjoint (starts, ends): whether
+    an address or a range meets any of them is then one bisection."""
     starts: list[int] = []
     ends: list[int] = []
-    for lo, hi, _why in sorted(spans):
+    for lo, hi in sorted(intervals):
         if ends and lo <= ends[-1] + 1:
             ends[-1] = max(ends[-1], hi)
         else:
             starts.append(lo)
             ends.append(hi)
     return starts, ends
+
+
+def _union(spans: tuple[tuple[int, int, str], ...]) -> tuple[list[int], list[int]]:
+    """`merged` of the spans' ranges (the usual pod subnet meets none of them)."""
+    return merged((lo, hi) for lo, hi, _why in spans)
 
 
 _UNUSABLE_SPANS = _spans(_UNUSABLE_NODE)

@@ -30,6 +30,7 @@ import struct
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 
+from nosdn.addr import merged
 from nosdn.backends.kernel import _netlink as nl
 
 RTM_F_CLONED = nl.RTM_F_CLONED
@@ -153,7 +154,7 @@ def shared_lookups(
         k = _prefix(p, width)
         if k is not None:
             intervals.append((k[0], k[0] + (1 << (bits - k[1])) - 1))
-    starts, ends = _merged(intervals)
+    starts, ends = merged(intervals)
     lengths = sorted({c[1] for c in candidates}, reverse=True)
     by_len = {n: {c[0] >> (bits - n): c for c in candidates if c[1] == n} for n in lengths}
     shifts = [(bits - n, by_len[n]) for n in lengths]
@@ -176,16 +177,3 @@ def shared_lookups(
         else:
             out[i] = leader
     return out
-
-
-def _merged(intervals: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Sorted, non-overlapping (starts, ends) covering the same addresses."""
-    starts: list[int] = []
-    ends: list[int] = []
-    for lo, hi in sorted(intervals):
-        if ends and lo <= ends[-1] + 1:
-            ends[-1] = max(ends[-1], hi)
-        else:
-            starts.append(lo)
-            ends.append(hi)
-    return starts, ends
