@@ -201,7 +201,7 @@ class InstalledRoute:
     # the `plan.Found` surface: an InstalledRoute is its own light entry
     @property
     def key(self) -> RouteKey:
-        return (self.dst.network_address.packed, self.dst.prefixlen)
+        return route_key(self.dst)
 
     @property
     def gateways(self) -> tuple[bytes, ...]:
@@ -214,6 +214,11 @@ class InstalledRoute:
 #: A prefix as `plan.diff` keys it: the packed network address (4 or 16 bytes, which says
 #: the family) and the prefix length. Equal exactly when the prefixes are equal, hashed in C.
 RouteKey: TypeAlias = tuple[bytes, int]
+
+
+def route_key(dst: IPNetwork) -> RouteKey:
+    """The `RouteKey` of a prefix."""
+    return (dst.network_address.packed, dst.prefixlen)
 
 
 @dataclass(frozen=True, slots=True)

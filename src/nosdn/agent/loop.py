@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nosdn.agent.announce import Announcer
 from nosdn.agent.cni import interface_mtu, interface_of, write_if_changed
@@ -41,6 +41,7 @@ from nosdn.agent.config import AgentConfig
 from nosdn.agent.egress import Egress, EgressError, render
 from nosdn.agent.forwarding import ensure_forwarding
 from nosdn.agent.metrics import AgentMetrics
+from nosdn.agent.standing import Standing
 from nosdn.agent.view import ClusterView, Views
 from nosdn.backends.base import Backend
 from nosdn.daemon.condition import (
@@ -62,9 +63,10 @@ from nosdn.daemon.safety import (
     release_token,
 )
 from nosdn.daemon.schedule import Nudger, run_passes
-from nosdn.model import Cluster, IPAddress, IPNetwork, Node, Target
+from nosdn.model import Cluster, IPAddress, IPNetwork, Node, Target, route_key
+from nosdn.plan import desired_routes
 from nosdn.problems import Problem
-from nosdn.reconcile import AdjacencyCheck, PassResult, reconcile_once
+from nosdn.reconcile import AdjacencyCheck, PassResult, Scope, reconcile_once, reconcile_routes
 from nosdn.render.cni import render_cni
 from nosdn.sources.cache import NodeCache, Snapshot
 
@@ -99,6 +101,8 @@ class Status:
     peers_routed: int = 0
     #: When peers exist and none is routed: why (the first reason found).
     no_peer_reason: str = ""
+    #: Passes that planned only the nodes a Node event touched (`nosdn.agent.standing`).
+    event_passes: int = 0
 
 
 class Agent:
@@ -156,6 +160,8 @@ class Agent:
         self._wanted: frozenset[tuple[int, int, int]] = frozenset()
         self._wanted_of: PassResult | None = None
         self._conflicts: frozenset[IPNetwork] = frozenset()
+        #: What the passes so far left, by prefix (None: a full pass comes next).
+        self._standing: Standing | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def nudge(self, reason: str) -> None:
@@ -296,16 +302,25 @@ class Agent:
             return True
         self.status.skipped_reason = ""
         m.pass_counter(trigger).inc()
+        event = not full and reasons == {"node"}
         try:
-            result = reconcile_once(
-                v.cluster, Target.for_node(me.name), self.backend, adjacency=self.adjacency
-            )
+            result = self._event_pass(v, me) if event else None
+            standing = self._standing
+            if result is None or standing is None:
+                result = reconcile_once(
+                    v.cluster, Target.for_node(me.name), self.backend, adjacency=self.adjacency
+                )
+                standing = self._standing = Standing.of(result)
+            else:
+                self.status.event_passes += 1
         except OSError as e:
             m.errors.labels("kernel").inc()
             self.status.last_error = f"kernel: {e}"
             self.status.last_ok = False
+            self._standing = None
             log.error("reading or writing the kernel's routes failed: %s", e)
             return False
+        standing.settle(result, held=bool(self.guard.state.held))
         self.status.passes += 1
         self.status.last_pass = result
         ok = self._account(result)
@@ -313,6 +328,35 @@ class Agent:
         self._node_chores(v, me, full)
         m.reconcile_duration.observe(time.perf_counter() - t0)
         return ok
+
+    def _event_pass(self, v: ClusterView, me: Node) -> PassResult | None:
+        """The pass of a Node event: the routes of the nodes it touched, planned, diffed on
+        their prefixes alone and applied; None when only a full pass will do (this node
+        changed, the last pass left something undone, a prefix is another node's too)."""
+        standing = self._standing
+        touched = v.touched
+        if (
+            standing is None
+            or not standing.clean
+            or touched is None
+            or me.name in touched
+            or not self.backend.reads_keys
+        ):
+            return None
+        target = Target.for_node(me.name)
+        planned = desired_routes(replace(v.cluster, nodes=(me, *v.touched_nodes)), target)
+        for r in planned:
+            owner = standing.owner(route_key(r.dst))
+            if owner is not None and owner not in touched:
+                return None  # wanted by a node not planned here: the full pass decides
+        scoped = reconcile_routes(
+            planned,
+            target,
+            self.backend,
+            adjacency=self.adjacency,
+            scope=Scope(standing.scope(touched, planned), standing.owned),
+        )
+        return standing.fold(touched, scoped)
 
     def _account(self, result: PassResult) -> bool:
         m = self.metrics

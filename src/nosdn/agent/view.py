@@ -43,6 +43,11 @@ class ClusterView:
     skipped: tuple[Problem, ...] = ()
     #: Other nodes whose object names pod subnets (routable or not).
     peers: int = 0
+    #: The nodes whose routes may differ from the last view's: the names that changed and
+    #: those whose blame flipped (None: a rebuild, where anything may have changed).
+    touched: frozenset[str] | None = None
+    #: Those of ``touched`` that are in ``cluster`` now.
+    touched_nodes: tuple[Node, ...] = ()
 
 
 #: The nodes of a cluster whose routes the kernel already holds as ours (asked once, before the
@@ -97,6 +102,7 @@ class Views:
                 skipped.append(p)
         bad = frozenset(p.node for p in skipped if p.node is not None)
         cluster = self._cluster(bad)
+        touched = None if changed is None else frozenset({*changed, *(bad ^ self._bad)})
         self._remember_routed(changed, bad)
         cfg = self.cfg
         exempt = cfg.cluster_cidrs or tuple(c for n in cluster.nodes for c in n.pod_cidrs)
@@ -110,6 +116,10 @@ class Views:
             tuple(exempt) + cfg.no_masquerade_cidrs,
             tuple(skipped),
             len(self._peers),
+            touched,
+            ()
+            if touched is None
+            else tuple(nodes[n] for n in sorted(touched) if n in nodes and n not in bad),
         )
 
     # --- the per-node state -----------------------------------------------------------------

@@ -6,10 +6,10 @@ counts writes, and can be told to fail writes to chosen prefixes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from nosdn.backends.base import ApplyResult, WriteError
-from nosdn.model import Diff, InstalledRoute, IPNetwork
+from nosdn.model import Diff, InstalledRoute, IPNetwork, RouteKey
 
 
 class FakeBackend:
@@ -22,6 +22,10 @@ class FakeBackend:
 
     def routes(self) -> list[InstalledRoute]:
         return list(self.table)
+
+    def entries_on(self, keys: Collection[RouteKey]) -> list[InstalledRoute]:
+        """The routes on ``keys``, in table order (`nosdn.reconcile.ReadsKeys`)."""
+        return [r for r in self.table if r.key in keys]
 
     def apply(self, diff: Diff) -> ApplyResult:
         result = ApplyResult()

@@ -30,14 +30,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from nosdn.backends.base import ApplyResult, Backend
-from nosdn.model import Diff, InstalledRoute
+from nosdn.model import Diff, InstalledRoute, RouteKey
 from nosdn.plan import ALWAYS_ALLOWED_REMOVALS, Found, mass_removal
-from nosdn.reconcile import ReadsEntries
+from nosdn.reconcile import ReadsEntries, ReadsKeys
 
 log = logging.getLogger("nosdn.daemon.safety")
 
@@ -234,6 +234,17 @@ class GuardedBackend:
     def entries(self) -> Iterable[Found]:
         inner = self.inner
         return inner.entries() if isinstance(inner, ReadsEntries) else inner.routes()
+
+    def entries_on(self, keys: Collection[RouteKey]) -> Iterable[Found]:
+        inner = self.inner
+        if not isinstance(inner, ReadsKeys):
+            raise TypeError(f"the {inner.name} backend cannot read routes by prefix")
+        return inner.entries_on(keys)
+
+    @property
+    def reads_keys(self) -> bool:
+        """Whether `entries_on` works (the backend inside reads by key)."""
+        return isinstance(self.inner, ReadsKeys)
 
     def apply(self, diff: Diff) -> ApplyResult:
         return self.inner.apply(self.guard.check(diff, diff.owned))

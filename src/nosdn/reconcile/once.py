@@ -11,16 +11,22 @@ operator meant. They are reported (or, with ``strict``, refused before anything 
 
 A backend whose table reads as light entries (`ReadsEntries`: the kernel backend) hands those
 to ``plan.diff``, which builds a full route only for what is not kept; the diff is the same.
+
+A pass may be scoped to some prefixes (`Scope`: the agent's event pass, after one Node
+changed): the routes wanted there are diffed against the routes found there (`ReadsKeys`), and
+nothing else of the table is read. Where the wanted routes of the scope are those a full pass
+would want there, the diff is the full pass's diff restricted to the scope: `plan.diff` decides
+each prefix from that prefix's routes alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from nosdn.backends.base import ApplyResult, Backend, WriteError
-from nosdn.model import Cluster, Conflict, Diff, IPAddress, Route, Target
+from nosdn.model import Cluster, Conflict, Diff, IPAddress, Route, RouteKey, Target
 from nosdn.plan import Found, desired_routes, diff, mass_removal
 
 
@@ -48,6 +54,23 @@ class ReadsEntries(Protocol):
     table every pass, and most routes are exactly as wanted)."""
 
     def entries(self) -> Iterable[Found]: ...
+
+
+@runtime_checkable
+class ReadsKeys(Protocol):
+    """A backend that reads the routes on some prefixes alone (`plan.Found` entries, in table
+    order), at the cost of those routes and not of the table's."""
+
+    def entries_on(self, keys: Collection[RouteKey]) -> Iterable[Found]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A pass over some prefixes only: ``keys``, with ``owned`` routes of ours in the whole
+    table (what the last pass left: the deletion guard's denominator stays the table's)."""
+
+    keys: Collection[RouteKey]
+    owned: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,20 +218,29 @@ def reconcile_routes(
     dry_run: bool = False,
     strict: bool = False,
     max_delete_share: float | None = None,
+    scope: Scope | None = None,
 ) -> PassResult:
     """`reconcile_once` from the routes ``target`` needs (``plan.desired_routes``): a one-shot
     command can let go of the cluster first (its nodes are most of its memory).
 
     With ``max_delete_share``, a pass that would remove more than that share of the routes it
-    owns raises `MassRemovalError` before writing anything (``apply`` without ``--force``)."""
+    owns raises `MassRemovalError` before writing anything (``apply`` without ``--force``).
+    With ``scope``, ``desired`` are the routes wanted on ``scope.keys`` (every one of them,
+    whoever wants it) and only the routes found there are read: ``backend`` must read by key
+    (`ReadsKeys`); the diff's ``owned`` is ``scope.owned``."""
     offlink: list[OffLink] = []
     skipped: list[Route] = []
     if adjacency is not None:
         desired, offlink, skipped = drop_offlink(desired, adjacency)
         if offlink and strict:
             raise OffLinkError(offlink)
-    found = backend.entries() if isinstance(backend, ReadsEntries) else backend.routes()
-    d = diff(desired, found)
+    if scope is not None:
+        if not isinstance(backend, ReadsKeys):
+            raise TypeError(f"the {backend.name} backend cannot read routes by prefix")
+        d = replace(diff(desired, backend.entries_on(scope.keys)), owned=scope.owned)
+    else:
+        found = backend.entries() if isinstance(backend, ReadsEntries) else backend.routes()
+        d = diff(desired, found)
     owned = d.owned
     result = PassResult(target, desired, d, offlink, skipped)
     if (
