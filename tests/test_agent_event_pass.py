@@ -99,6 +99,9 @@ def figures(a: Agent) -> dict[str, Any]:
     """Everything the agent reports from a pass (metrics, readiness, the condition)."""
     r = a.status.last_pass
     assert r is not None
+    lost = {c.wanted.dst for c in r.conflicts} | {e.dst for e in r.errors if e.action != "remove"}
+    routed = {x.node for x in r.desired if x.node != ME and x.dst not in lost}
+    assert a.status.peers_routed == len(routed)  # the count the record keeps, by definition
     return {
         "desired": sorted((str(x.dst), str(x.via), x.node) for x in r.desired),
         "conflicts": sorted(str(c.wanted.dst) for c in r.conflicts),

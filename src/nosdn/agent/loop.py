@@ -32,8 +32,8 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from nosdn.agent.announce import Announcer
 from nosdn.agent.cni import interface_mtu, interface_of, write_if_changed
@@ -288,7 +288,7 @@ class Agent:
             self.invalidate(False)  # our table changed under us: read it again
         v = self.view(snap, full=full)
         me = v.me
-        m.nodes.set(len(snap.nodes))
+        m.nodes.set(len(snap))
         m.nodes_without_subnet.set(v.without_subnet)
         m.node_problems.set(len(v.problems))
         if me is None:
@@ -324,7 +324,7 @@ class Agent:
         self.status.passes += 1
         self.status.last_pass = result
         ok = self._account(result)
-        self._count_peers(v, me, result)
+        self._count_peers(v, me, result, standing)
         self._node_chores(v, me, full)
         m.reconcile_duration.observe(time.perf_counter() - t0)
         return ok
@@ -344,7 +344,7 @@ class Agent:
         ):
             return None
         target = Target.for_node(me.name)
-        planned = desired_routes(replace(v.cluster, nodes=(me, *v.touched_nodes)), target)
+        planned = desired_routes(v.with_nodes((me, *v.touched_nodes)), target)
         for r in planned:
             owner = standing.owner(route_key(r.dst))
             if owner is not None and owner not in touched:
@@ -432,26 +432,22 @@ class Agent:
             self.status.last_error = f"{len(result.errors)} route write(s) failed"
         return ok
 
-    def _count_peers(self, v: ClusterView, me: Node, result: PassResult) -> None:
+    def _count_peers(
+        self, v: ClusterView, me: Node, result: PassResult, standing: Standing
+    ) -> None:
         """How many other nodes the pass routed, and when none of several: why."""
         st = self.status
-        lost = {c.wanted.dst for c in result.diff.conflicts}
-        lost.update(e.dst for e in result.errors if e.action != "remove")
-        if lost:
-            routed = {
-                r.node
-                for r in result.desired
-                if r.node is not None and r.node != me.name and r.dst not in lost
-            }
-        else:  # the usual pass: no prefix to hash (a network hashes in Python)
-            routed = {r.node for r in result.desired if r.node is not None and r.node != me.name}
+        lost = [c.wanted.dst for c in result.diff.conflicts]
+        lost.extend(e.dst for e in result.errors if e.action != "remove")
+        also: Iterable[str] = ()
         if self.announcer is not None and self.announcer.established():
             # BGP mode: off-link nodes are reached through the router, which learned their
             # subnets from them over BGP: the path is there, not an error
-            routed.update(o.node for o in result.offlink if o.node is not None)
-        st.peers, st.peers_routed = v.peers, len(routed)
+            also = (o.node for o in result.offlink if o.node is not None)
+        routed = standing.routed(lost, me.name, also)
+        st.peers, st.peers_routed = v.peers, routed
         self.metrics.peers.set(v.peers)
-        self.metrics.peers_routed.set(len(routed))
+        self.metrics.peers_routed.set(routed)
         before, st.no_peer_reason = st.no_peer_reason, ""
         if v.peers and not routed:
             if v.skipped:
@@ -503,7 +499,9 @@ class Agent:
             return
         if cfg.cni_conf is not None:
             try:
-                text = render_cni(v.cluster, me.name, mtu=self._pod_mtu(me), bridge=cfg.cni_bridge)
+                text = render_cni(
+                    v.with_nodes((me,)), me.name, mtu=self._pod_mtu(me), bridge=cfg.cni_bridge
+                )
                 if write_if_changed(cfg.cni_conf, text):
                     self.metrics.cni_writes.inc()
                     log.info("wrote %s", cfg.cni_conf, extra={"path": str(cfg.cni_conf)})

@@ -18,10 +18,11 @@ the same figures after each.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from nosdn.model import Conflict, Diff, Route, RouteKey, route_key
+from nosdn.model import Conflict, Diff, IPNetwork, Route, RouteKey, route_key
 from nosdn.reconcile import OffLink, PassResult
 
 
@@ -36,6 +37,8 @@ class Standing:
     #: each node's prefixes as planned (wanted or skipped)
     keys: dict[str, list[RouteKey]] = field(default_factory=dict)
     conflicts: dict[RouteKey, Conflict] = field(default_factory=dict)
+    #: how many routes each node has in ``wanted``
+    routes_of: Counter[str] = field(default_factory=Counter)
     #: the off-link next hops, by the node whose route names them
     offlink: dict[str | None, list[OffLink]] = field(default_factory=dict)
     #: routes of ours in the table after the last pass (known only when ``clean``)
@@ -69,10 +72,13 @@ class Standing:
         return the whole-cluster result (its diff: the scoped one's writes, every conflict)."""
         for name in touched:
             for k in self.keys.pop(name, ()):
-                self.wanted.pop(k, None)
+                if self.wanted.pop(k, None) is not None:
+                    self.routes_of[name] -= 1
                 self.skipped.pop(k, None)
                 self.conflicts.pop(k, None)
             self.offlink.pop(name, None)
+            if not self.routes_of[name]:
+                del self.routes_of[name]
         self._add(scoped)
         d = scoped.diff
         return PassResult(
@@ -93,8 +99,24 @@ class Standing:
         self.clean = result.applied is not None and not result.errors and not held
         self.owned = d.owned + len(d.add) - len(d.remove) if self.clean else 0
 
+    def routed(self, lost: Iterable[IPNetwork], me: str, also: Iterable[str] = ()) -> int:
+        """How many nodes but ``me`` have a route wanted that is not ``lost`` (to a conflict,
+        a failed write), or are among ``also`` (reached another way)."""
+        per = self.routes_of
+        gone: Counter[str] = Counter()
+        for dst in lost:
+            r = self.wanted.get(route_key(dst))
+            if r is not None:
+                gone[r.node or ""] += 1
+        out = {name for name, n in gone.items() if n >= per[name]}
+        count = len(per) - (me in per) - len(out - {me})
+        extra = {name for name in also if name != me and (name not in per or name in out)}
+        return count + len(extra)
+
     def _add(self, result: PassResult) -> None:
         keys = self.keys
+        for r in result.desired:
+            self.routes_of[r.node or ""] += 1
         for routes, into in ((result.desired, self.wanted), (result.skipped, self.skipped)):
             for r in routes:
                 k = route_key(r.dst)

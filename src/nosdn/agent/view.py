@@ -17,8 +17,8 @@ both paths and expects the same view as the old whole-cluster build.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 
 from nosdn.agent.config import AgentConfig
 from nosdn.livechecks import LiveChecks
@@ -30,10 +30,16 @@ from nosdn.sources.nodes import NodeInfo, rank
 
 @dataclass(slots=True)
 class ClusterView:
-    """The cluster built from one cache generation, with what had to be left out."""
+    """The cluster built from one cache generation, with what had to be left out.
+
+    ``cluster`` (every usable node) is put together when first asked, which must be before
+    the next view is built: the event pass of a Node change never asks (`with_nodes` makes
+    the cluster of the few nodes it plans)."""
 
     generation: int
-    cluster: Cluster
+    _whole: Callable[[], Cluster]
+    #: the cluster's address plan (its ranges and masks), with no nodes
+    plan: Cluster
     me: Node | None
     without_subnet: int
     problems: list[str]
@@ -48,6 +54,17 @@ class ClusterView:
     touched: frozenset[str] | None = None
     #: Those of ``touched`` that are in ``cluster`` now.
     touched_nodes: tuple[Node, ...] = ()
+    _cluster: Cluster | None = None
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = self._whole()
+        return self._cluster
+
+    def with_nodes(self, nodes: tuple[Node, ...]) -> Cluster:
+        """A cluster of ``nodes`` alone, in this one's address plan."""
+        return replace(self.plan, nodes=nodes)
 
 
 #: The nodes of a cluster whose routes the kernel already holds as ours (asked once, before the
@@ -101,15 +118,23 @@ class Views:
             if p.node is not None and p.node != mine:
                 skipped.append(p)
         bad = frozenset(p.node for p in skipped if p.node is not None)
-        cluster = self._cluster(bad)
         touched = None if changed is None else frozenset({*changed, *(bad ^ self._bad)})
         self._remember_routed(changed, bad)
         cfg = self.cfg
-        exempt = cfg.cluster_cidrs or tuple(c for n in cluster.nodes for c in n.pod_cidrs)
-        self.generation = snap.generation
+        exempt = cfg.cluster_cidrs or tuple(
+            c for n in self._order if n not in bad for c in nodes[n].pod_cidrs
+        )
+        generation = self.generation = snap.generation
+
+        def whole() -> Cluster:
+            if self.generation != generation:
+                raise RuntimeError(f"the view of generation {generation} is no longer current")
+            return self._cluster(bad)
+
         return ClusterView(
-            snap.generation,
-            cluster,
+            generation,
+            whole,
+            self._cluster(frozenset(), ()),
             nodes.get(mine),
             len(self._without),
             problems,
@@ -155,12 +180,14 @@ class Views:
             del self._created[name]
             del self._order[bisect_left(self._order, name)]
 
-    def _cluster(self, bad: frozenset[str]) -> Cluster:
+    def _cluster(self, bad: frozenset[str], order: Sequence[str] | None = None) -> Cluster:
+        """The cluster of the usable nodes not in ``bad`` (of ``order``: by default all)."""
         cfg, nodes = self.cfg, self._nodes
+        names = self._order if order is None else order
         return Cluster(
-            tuple(nodes[n] for n in self._order if n not in bad)
+            tuple(nodes[n] for n in names if n not in bad)
             if bad
-            else tuple(nodes[n] for n in self._order),
+            else tuple(nodes[n] for n in names),
             cluster_cidrs=cfg.cluster_cidrs,
             node_cidr_mask_size_v4=cfg.node_cidr_mask_v4,
             node_cidr_mask_size_v6=cfg.node_cidr_mask_v6,

@@ -190,7 +190,7 @@ class Controller:
         m.relists.set(snap.relists)
         if not snap.synced:
             return self._skip("waiting for the first list of nodes")
-        m.nodes.set(len(snap.nodes))
+        m.nodes.set(len(snap))
         if not self.may_write():  # a follower only keeps its cache: no view, no cloud
             return self._skip("standby: another replica holds the lease")
         v = self.view(snap, full=full)

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from nosdn.sources.nodes import (
@@ -47,10 +46,6 @@ log = logging.getLogger("nosdn.sources.cache")
 _LOG_SIZE = 4096
 
 
-def _name(info: NodeInfo) -> str:
-    return info.name
-
-
 def condition_of(obj: Mapping[str, Any], ctype: str) -> tuple[str, str] | None:
     """(status, reason) of the Node condition ``ctype``, if the object has one (None too when
     ``status.conditions`` has another shape than a list of objects)."""
@@ -62,24 +57,45 @@ def condition_of(obj: Mapping[str, Any], ctype: str) -> tuple[str, str] | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A consistent view of the cache: ``nodes`` sorted by name."""
+    """A consistent view of the cache. ``nodes`` (sorted by name) is sorted when first asked:
+    a Node event makes a new snapshot, and the event pass only looks up the names it touched."""
 
-    generation: int
-    nodes: tuple[NodeInfo, ...]
-    #: True once the first list succeeded (before that nothing is known, nothing may change).
-    synced: bool
-    #: How many complete lists have been applied since start.
-    relists: int
-    #: Whether the watch is currently connected.
-    connected: bool
+    __slots__ = ("_infos", "_nodes", "connected", "generation", "relists", "synced")
+
+    def __init__(
+        self,
+        generation: int,
+        infos: Mapping[str, NodeInfo] | Iterable[NodeInfo],
+        synced: bool,
+        relists: int,
+        connected: bool,
+    ) -> None:
+        self.generation = generation
+        self._infos: Mapping[str, NodeInfo] = (
+            infos if isinstance(infos, Mapping) else {i.name: i for i in infos}
+        )
+        self._nodes: tuple[NodeInfo, ...] | None = None
+        #: True once the first list succeeded (before that nothing is known, nothing may change).
+        self.synced = synced
+        #: How many complete lists have been applied since start.
+        self.relists = relists
+        #: Whether the watch is currently connected.
+        self.connected = connected
+
+    @property
+    def nodes(self) -> tuple[NodeInfo, ...]:
+        if self._nodes is None:
+            infos = self._infos
+            self._nodes = tuple(infos[n] for n in sorted(infos))
+        return self._nodes
+
+    def __len__(self) -> int:
+        """How many nodes."""
+        return len(self._infos)
 
     def node(self, name: str) -> NodeInfo | None:
-        i = bisect_left(self.nodes, name, key=_name)
-        if i < len(self.nodes) and self.nodes[i].name == name:
-            return self.nodes[i]
-        return None
+        return self._infos.get(name)
 
 
 class NodeCache:
@@ -262,9 +278,12 @@ class NodeCache:
         with self._lock:
             snap = self._snap
             if snap is None:
-                nodes = tuple(self._infos[n] for n in sorted(self._infos))
                 snap = self._snap = Snapshot(
-                    self._generation, nodes, self._synced, self._relists, self._connected
+                    self._generation,
+                    dict(self._infos),
+                    self._synced,
+                    self._relists,
+                    self._connected,
                 )
             return snap
 
