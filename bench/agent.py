@@ -640,28 +640,7 @@ def measure(ns: str, api: Api, work: Path, n: int, args: argparse.Namespace) -> 
         # --- 2. change -> kernel -------------------------------------------------------
         pass_s0 = metric(ns, "nosdn_reconcile_duration_seconds_sum")
         passes0 = metric(ns, "nosdn_reconcile_duration_seconds_count")
-        lat: list[float] = []
-        which: list[tuple[float, int]] = []  # (latency, change number), for the slowest
-        rtt: list[float] = []
-        for k in range(args.changes):
-            i = 1 + (k * 37) % (n - 1)
-            new = changed_ip(k)
-            packed = socket.inet_aton(new)
-            addresses = [
-                {"type": "InternalIP", "address": new},
-                {"type": "Hostname", "address": f"node-{i}"},
-            ]
-            t = time.perf_counter()
-            api.set_addresses(f"node-{i}", addresses)
-            rtt.append(time.perf_counter() - t)
-            deadline = t + 5
-            while packed not in watch.gateways and time.perf_counter() < deadline:
-                time.sleep(0.0005)
-            if packed not in watch.gateways:
-                sys.exit(f"change {k}: node-{i} -> {new} never reached the kernel")
-            lat.append(watch.gateways[packed] - t)
-            which.append((lat[-1], k))
-            time.sleep(0.02)
+        lat, which, rtt = change_loop(api, watch, n, args.changes)
         passes = metric(ns, "nosdn_reconcile_duration_seconds_count") - passes0
         pass_mean = (metric(ns, "nosdn_reconcile_duration_seconds_sum") - pass_s0) / max(1, passes)
 
@@ -739,6 +718,149 @@ def measure(ns: str, api: Api, work: Path, n: int, args: argparse.Namespace) -> 
         if agent is not None:
             agent.stop()
         watch.close()
+
+
+def change_loop(
+    api: Api, watch: KernelWatch, n: int, changes: int
+) -> tuple[list[float], list[tuple[float, int]], list[float]]:
+    """Figure 2: ``changes`` node address changes, each timed from sending the PATCH to the
+    kernel's nexthop carrying the new address: (latencies, (latency, change) pairs, PATCH
+    round trips)."""
+    lat: list[float] = []
+    which: list[tuple[float, int]] = []  # (latency, change number), for the slowest
+    rtt: list[float] = []
+    for k in range(changes):
+        i = 1 + (k * 37) % (n - 1)
+        new = changed_ip(k)
+        packed = socket.inet_aton(new)
+        addresses = [
+            {"type": "InternalIP", "address": new},
+            {"type": "Hostname", "address": f"node-{i}"},
+        ]
+        t = time.perf_counter()
+        api.set_addresses(f"node-{i}", addresses)
+        rtt.append(time.perf_counter() - t)
+        deadline = t + 5
+        while packed not in watch.gateways and time.perf_counter() < deadline:
+            time.sleep(0.0005)
+        if packed not in watch.gateways:
+            sys.exit(f"change {k}: node-{i} -> {new} never reached the kernel")
+        lat.append(watch.gateways[packed] - t)
+        which.append((lat[-1], k))
+        time.sleep(0.02)
+    return lat, which, rtt
+
+
+@dataclass
+class Scaling:
+    """Issue 18's figures at one cluster size: what one node change costs the agent."""
+
+    n: int
+    lat: list[float]
+    rtt: list[float]
+    ip_s: float
+    cpu_per_change: float
+    event_passes: float
+    resync_s: float
+
+    @property
+    def floor(self) -> float:
+        """The PATCH round trip plus one ``ip route replace`` process."""
+        return statistics.median(self.rtt) + self.ip_s
+
+    def p(self, q: float) -> float:
+        lat = sorted(self.lat)
+        return lat[min(len(lat) - 1, round(q * (len(lat) - 1)))]
+
+
+def scaling_run(args: argparse.Namespace, n: int, work: Path) -> Scaling:
+    """One size: the agent started (production's 30 s resync), ``--changes`` address changes
+    timed and their CPU taken (the agent's, every thread's, minus an idle period of the same
+    length), the floor beside them, then the first resync's duration."""
+    nodes = [realistic_node(i) for i in range(n)]
+    ns = make_namespace(n, args.changes)
+    api: Api | None = None
+    watch = KernelWatch(ns)
+    agent: AgentProcess | None = None
+    try:
+        print(f"{n} nodes: namespace {ns}")
+        api = RealApi(ns, work, nodes) if args.api == "real" else KmockApi(ns, work, nodes)
+        t0 = time.perf_counter()
+        agent = api.agent(ns, work, *SCALING_ARGS).start()
+        while len(watch.routes) < n - 1:
+            if not agent.running() or time.perf_counter() - t0 > 120:
+                sys.exit(f"{len(watch.routes)} routes: agent:\n{agent.logs()[-3000:]}")
+            time.sleep(0.005)
+        pid = wait_ready(ns, api, agent, n)
+        time.sleep(1)
+        resyncs = metric(ns, 'nosdn_reconcile_passes_total{trigger="resync"}')
+        events0 = metric(ns, "nosdn_event_passes_total")
+        c0, t = proc_cpu(pid), time.perf_counter()
+        lat, _which, rtt = change_loop(api, watch, n, args.changes)
+        c1, busy = proc_cpu(pid), time.perf_counter() - t
+        time.sleep(busy)
+        idle = proc_cpu(pid) - c1
+        cpu = ((c1 - c0) - idle) / args.changes
+        passes = metric(ns, "nosdn_event_passes_total") - events0
+        ips = []
+        for k in range(5):
+            t = time.perf_counter()
+            subprocess.run(
+                ["ip", "-n", ns, "route", "replace", f"10.99.{k}.0/24", "via", "10.20.0.2"],
+                check=True,
+            )
+            ips.append(time.perf_counter() - t)
+        deadline = time.perf_counter() + 45
+        while metric(ns, 'nosdn_reconcile_passes_total{trigger="resync"}') <= resyncs:
+            if time.perf_counter() > deadline:
+                sys.exit("no resync within 45 s")
+            time.sleep(0.2)
+        resync = metric(ns, "nosdn_full_pass_seconds")
+        return Scaling(n, lat, rtt, statistics.median(ips), cpu, passes, resync)
+    finally:
+        if agent is not None:
+            agent.stop()
+        watch.close()
+        if api is not None:
+            api.close()
+        remove_namespace(ns)
+
+
+def print_scaling(runs: list[Scaling], api: str) -> None:
+    print()
+    print(f"one node change ({api}; {len(runs[0].lat)} address changes at each size)")
+    print(
+        f"{'nodes':>7} {'CPU/change':>11} {'p50':>9} {'p99':>9} {'floor':>9} {'p99/floor':>9} "
+        f"{'event passes':>12} {'resync':>9}"
+    )
+    for r in runs:
+        print(
+            f"{r.n:>7,} {ms(r.cpu_per_change):>11} {ms(r.p(0.5)):>9} {ms(r.p(0.99)):>9} "
+            f"{ms(r.floor):>9} {r.p(0.99) / r.floor:>8.1f}x {r.event_passes:>12.0f} "
+            f"{ms(r.resync_s):>9}"
+        )
+    small, big = runs[0], runs[-1]
+    ratio = big.cpu_per_change / small.cpu_per_change
+    print(
+        f"CPU per change, {big.n:,} / {small.n:,} nodes: {ratio:.1f}x (target <= 2x) "
+        f"{'ok' if ratio <= 2 else 'MISSED'}; p99 at {big.n:,}: "
+        f"{big.p(0.99) / big.floor:.1f}x the floor (target <= 2x) "
+        f"{'ok' if big.p(0.99) <= 2 * big.floor else 'MISSED'}"
+    )
+    print(
+        "floor: the PATCH round trip (median) plus one `ip route replace` process; CPU: the "
+        "agent's, every thread's (watch decoding included), minus an idle period as long; "
+        "resync: nosdn_full_pass_seconds after the first 30 s resync (the whole cluster "
+        "planned, checked and diffed)"
+    )
+
+
+#: The agent's flags for the scaling figures: production's resync (30 s), no probes (their
+#: CPU is figure 5's), no watch restart inside the figures.
+SCALING_ARGS = (
+    "--resync", "30", "--watch-timeout", "600", "--watch-deadline", "900", "--log-level", "info",
+    "--cluster-cidr", "10.64.0.0/11", "--probe-interval", "0",
+)  # fmt: skip
 
 
 #: The agent's flags in every run: no resync and no watch restart inside a figure (a watch
@@ -947,6 +1069,10 @@ BASE_RSS = [float("nan")]
 
 def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="nosdn-bench-"))
+    if args.sizes:
+        sizes = [int(x) for x in args.sizes.split(",")]
+        print_scaling([scaling_run(args, n, work) for n in sizes], args.api)
+        return
     n = args.nodes
     nodes = [realistic_node(i) for i in range(n)]
     size = len(json.dumps(nodes[1]))
@@ -972,6 +1098,11 @@ def main() -> None:
     )
     p.add_argument("--nodes", type=int, default=5000)
     p.add_argument("--changes", type=int, default=100)
+    p.add_argument(
+        "--sizes",
+        default="",
+        help="e.g. 500,5000: only what one node change costs, at each size (issue 18)",
+    )
     p.add_argument("--events", type=int, default=1000)
     p.add_argument(
         "--api",

@@ -306,6 +306,7 @@ class Agent:
         try:
             result = self._event_pass(v, me) if event else None
             standing = self._standing
+            scoped = result is not None and standing is not None
             if result is None or standing is None:
                 result = reconcile_once(
                     v.cluster, Target.for_node(me.name), self.backend, adjacency=self.adjacency
@@ -326,7 +327,12 @@ class Agent:
         ok = self._account(result)
         self._count_peers(v, me, result, standing)
         self._node_chores(v, me, full)
-        m.reconcile_duration.observe(time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        m.reconcile_duration.observe(took)
+        if scoped:
+            m.event_passes.inc()
+        else:
+            m.full_pass_seconds.set(took)
         return ok
 
     def _event_pass(self, v: ClusterView, me: Node) -> PassResult | None:

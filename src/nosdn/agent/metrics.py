@@ -31,6 +31,17 @@ class AgentMetrics(RouteMetrics):
             "Nodes whose address is not on a directly connected network (routes skipped)",
             registry=r,
         )
+        self.full_pass_seconds = Gauge(
+            "nosdn_full_pass_seconds",
+            "How long the last full pass took (every resync is one): the cost of recomputing "
+            "the whole cluster at its size; a Node event's pass plans only what it changed",
+            registry=r,
+        )
+        self.event_passes = Counter(
+            "nosdn_event_passes_total",
+            "Passes that planned only the nodes a Node event changed (the rest are full)",
+            registry=r,
+        )
         self.cni_writes = Counter(
             "nosdn_cni_config_writes_total", "Times the CNI conflist was (re)written", registry=r
         )
