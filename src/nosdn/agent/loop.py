@@ -1,11 +1,17 @@
-"""The agent's loop: events nudge, every pass recomputes everything, resync catches the rest.
+"""The agent's loop: events nudge, a Node event's pass plans what it changed, resync plans all.
 
 Copied from what works elsewhere (the Kubernetes route controller, flannel's single loop):
 watch events and netlink notifications only *nudge*; nudges that arrive while a pass runs are
-coalesced into the next one; every pass rebuilds the whole desired state from the node cache
-and lets `reconcile_once` diff it against what the kernel holds now. There is no incremental
-bookkeeping to get wrong: a missed or duplicated event costs at most one pass. A full resync
-runs every ``resync`` seconds regardless, and a pass that failed is retried with backoff.
+coalesced into the next one. A pass woken by Node events alone plans the routes of the nodes
+those events touched (and of those whose blame they flipped), diffs their prefixes against
+what the kernel holds there and writes only that (the event pass, `nosdn.agent.standing`):
+one change costs every agent O(what changed), not O(cluster). Every other pass is a full one:
+it rebuilds the whole desired state from the node cache and lets `reconcile_once` diff it
+against the whole table; it is the definition of right, and it runs on every resync (every
+``resync`` seconds regardless), after a relist, after any kernel change that is not the echo
+of our own writes, after a failed write or held removals, and when this node itself changed.
+A missed or duplicated event costs at most one pass; a pass that failed is retried with
+backoff.
 
 Safety rules live here, in order of the damage they prevent:
 

@@ -18,7 +18,10 @@ link and does not restore them when it comes back). flannel's host-gw waits 10 s
 - a link or an address is added, removed or changes state.
 
 Additions and replacements *with our protocol* are ignored: they are the echo of our own
-writes, and reacting to them would cost a second, empty pass after every change. Someone
+writes, and reacting to them would cost a second, empty pass after every change. So is every
+notification of a write our own writing socket made (``writer``: the kernel stamps each
+notification with the port id of the socket whose request caused it): the removal of a route
+of a node that left, and of its nexthop, would otherwise cost a full pass after each. Someone
 writing routes with nosdn's own protocol number is caught by the periodic resync.
 
 The monitor also keeps what the agent remembers of the kernel honest (`KernelCache`: whether
@@ -75,15 +78,21 @@ Wanted = Callable[[int, int, int], bool]
 _HDR = struct.Struct("=IHHII")
 
 
-def classify(buf: bytes, protocol: int, table: int, wanted: Wanted | None = None) -> str | None:
-    """The nudge reason for one datagram of notifications, or None if none matters."""
+def classify(
+    buf: bytes, protocol: int, table: int, wanted: Wanted | None = None, writer: int = 0
+) -> str | None:
+    """The nudge reason for one datagram of notifications, or None if none matters (those of
+    the requests of port id ``writer``, our own, never matter)."""
     off = 0
     reason: str | None = None
     n = len(buf)
     while off + 16 <= n:
-        length, mtype, _flags, _seq, _pid = _HDR.unpack_from(buf, off)
+        length, mtype, _flags, _seq, pid = _HDR.unpack_from(buf, off)
         if length < 16:
             break
+        if writer and pid == writer:
+            off += (length + 3) & ~3
+            continue
         body = off + 16
         if mtype in (RTM_NEWROUTE, RTM_DELROUTE) and length >= 28:
             rt_table = buf[body + 4]
@@ -177,10 +186,12 @@ class NetlinkMonitor:
         netns: str | None = None,
         invalidate: Callable[[], None] = lambda: None,
         wanted: Wanted | None = None,
+        writer: int = 0,
     ) -> None:
         self.nudge = nudge
         self.invalidate = invalidate
         self.wanted = wanted
+        self.writer = writer
         self.protocol = protocol
         self.table = table
         self.sock = socket_in(netns, socket.AF_NETLINK, socket.SOCK_RAW, 0)
@@ -224,6 +235,6 @@ class NetlinkMonitor:
             data = bytes(buf[:n])
             if invalidates_lookups(data, self.protocol, self.table):
                 self.invalidate()
-            reason = classify(data, self.protocol, self.table, self.wanted)
+            reason = classify(data, self.protocol, self.table, self.wanted, self.writer)
             if reason is not None:
                 self.nudge(reason)

@@ -150,6 +150,7 @@ class Running:
             netns=cfg.netns,
             invalidate=lambda: self.agent.nudger.note("netlink-lookups"),
             wanted=self.agent.wants_prefix,
+            writer=self.table.nl.pid,
         )
         self.prober = build_prober(cfg, self.cache, self.metrics, self.events, self.table)
         self.server: HealthServer | None = None
