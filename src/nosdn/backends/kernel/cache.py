@@ -8,13 +8,14 @@ such change; the agent then calls `invalidate` from its own loop, at the start o
 report wakes. Nothing here is touched from another thread.
 
 Why the view is kept from the kernel's echoes: a pass that changes one route must not cost a
-dump and decode of the whole table. Every write of `apply` is sent with ``NLM_F_ECHO``, and
+dump and decode of the whole table. Every write of `apply` is sent with ``NLM_F_ECHO`` (but a
+bulk write's, which is read back instead: one echo per message costs more than a read), and
 the kernel answers each with the very message it multicasts (the route or nexthop as it now
 is, or as it was when deleted), in dump format. Those are decoded by the reader's own
-functions (`_read.scan`, `_read.read_route`, `_netlink.parse_nexthop`) and folded into the
-last read: a route message replaces the entry of the same identity in the table (prefix,
-length, metric) or adds one, a deletion removes it, a nexthop replace derives again the
-entries that use the nexthop (whether or not the kernel also echoes their routes, which
+functions (`_netlink.parse_route`, `_read.read_route`, `_netlink.parse_nexthop`) and folded
+into the last read: a route message replaces the entry of the same identity in the table
+(prefix, length, metric) or adds one, a deletion removes it, a nexthop replace derives again
+the entries that use the nexthop (whether or not the kernel also echoes their routes, which
 depends on nexthop_compat_mode), and the nexthops garbage collection deletes leave. The
 entries by prefix (`entries_on`) and by nexthop are indexed lazily and kept with the view.
 
@@ -45,13 +46,16 @@ from types import MappingProxyType
 from nosdn.backends.base import ApplyResult
 from nosdn.backends.kernel import _netlink as nl
 from nosdn.backends.kernel._codec import RTMSG
-from nosdn.backends.kernel._read import Context, Entry, ReadMemo, read_route, scan
+from nosdn.backends.kernel._read import Context, Entry, ReadMemo, read_route
 from nosdn.backends.kernel.backend import Adjacency, Echo, KernelBackend, Lookups, TableRead
 from nosdn.model import Diff, InstalledRoute, IPAddress, RouteKey
 
 #: After a write of at least this many routes, other tables' use of our nexthops is counted
 #: right away, off the next change's critical path (a bulk install is followed by changes).
 _WARM_AFTER = 1000
+#: A write of at least this many routes (a bulk install) is not echoed: the table is read back
+#: right away instead, which costs less than receiving and folding one echo per message.
+_READ_BACK_FROM = 1000
 
 #: A route's identity in our table: its key (packed prefix, length) and its metric. The kernel
 #: also keys routes by TOS (IPv4) and source prefix (IPv6): an echo with either is not folded.
@@ -164,7 +168,7 @@ class KernelCache:
     def apply(self, diff: Diff) -> ApplyResult:
         if self._read is None:
             self.entries()
-        echo = Echo()
+        echo = Echo() if diff.writes < _READ_BACK_FROM else None
         try:
             result = self.table.apply(
                 diff,
@@ -176,9 +180,15 @@ class KernelCache:
         except BaseException:
             self.invalidate(lookups=False)  # some writes may have happened: read again
             raise
-        if echo.messages or not echo.complete:
-            # The next pass (the next node change) starts from the view the kernel's echoes
-            # keep, instead of dumping the table itself; else from a read at its start.
+        if echo is None:
+            if diff.writes or result.writes:
+                # Read the bulk write back now: the next pass (the next node change) starts
+                # from this read instead of dumping the table itself.
+                self.invalidate(lookups=False)
+                self.entries()
+        elif echo.messages or not echo.complete:
+            # The next pass starts from the view the kernel's echoes keep, without a dump;
+            # if they cannot be trusted, from a read at its start.
             try:
                 self._fold(echo)
             except Exception:  # _Unsure, an echo that does not decode, or a bug: read again
@@ -257,7 +267,7 @@ class KernelCache:
         _family, _dst_len, src_len, tos, *_rest = RTMSG.unpack_from(p)
         if src_len or tos:
             raise _Unsure("a route keyed by source or TOS")
-        f = scan(p, read.nexthops, ctx)
+        f = read_route(r, read.nexthops, ctx)
         if not isinstance(f, Entry):
             raise _Unsure("a message of our table the reader does not report")
         i = _ident(f)
