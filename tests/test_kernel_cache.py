@@ -302,3 +302,22 @@ def test_routes_of_one_identity_are_never_folded(host: str) -> None:
         assert cache._read is None
         assert_view_is_fresh(cache, host, [key_of("172.20.1.0/24"), key_of(str(want[0].dst))])
         assert len(cache.entries_on([key_of("172.20.1.0/24")])) == 2
+
+
+def test_a_failed_write_drops_the_view(host: str) -> None:
+    """A write that fails says the table was not as the view had it (a route someone added
+    behind the cache's back, unreported yet): the view is dropped, and the next read finds
+    the route as a conflict."""
+    want = bulk(20)
+    with KernelBackend(netns=host) as table:
+        cache = KernelCache(table)
+        cache.apply(diff(want, cache.entries()))
+        ip(host, "route", "add", "172.20.1.0/24", "via", "10.0.0.3", "proto", "static")
+        want.append(Route(ip_network("172.20.1.0/24"), (ip_address("10.0.0.2"),)))
+        result = cache.apply(diff(want, cache.entries()))
+        assert result.errors
+        assert cache._read is None
+        assert_view_is_fresh(cache, host, [key_of("172.20.1.0/24")])
+        assert [str(k.wanted.dst) for k in diff(want, cache.entries()).conflicts] == [
+            "172.20.1.0/24"
+        ]

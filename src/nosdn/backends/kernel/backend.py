@@ -115,9 +115,9 @@ class TableRead:
 class Echo:
     """What the kernel echoed of one apply's writes (`_netlink.Netlink.write` with ``echo``),
     for a caller that keeps a view of the table (the agent's cache): the messages, in the
-    order the kernel acted, and whether every write that succeeded was echoed (not when
-    replies were lost, or when a write found its route already there: the view must then
-    be read again)."""
+    order the kernel acted, and whether every write succeeded and was echoed (not when replies
+    were lost, a write failed, or one found its route already there: the view must then be
+    read again)."""
 
     messages: list[tuple[int, bytes]] = field(default_factory=list)
     complete: bool = True
@@ -419,8 +419,8 @@ class KernelBackend:
             return self.nl.write(reqs)
         batch = self.nl.write(reqs, echo=True)
         echo.messages += batch.echoes
-        if batch.lost or batch.echoed != len(reqs) - len(batch.errors):
-            echo.complete = False  # or a write that changed nothing: unsure either way
+        if batch.lost or batch.errors or batch.echoed != len(reqs):
+            echo.complete = False  # the table was not as read, or a write changed nothing
         return batch
 
     def _collect_garbage(

@@ -20,9 +20,10 @@ depends on nexthop_compat_mode), and the nexthops garbage collection deletes lea
 entries by prefix (`entries_on`) and by nexthop are indexed lazily and kept with the view.
 
 Whenever the view could be wrong it is dropped instead, and the table read again at next use:
-replies lost (ENOBUFS), a successful write without an echo, an echo that does not decode or
-that the view cannot place (a route it does not hold, one held under another protocol, a type
-or destination the reader does not report, a table whose read holds two routes of one
+replies lost (ENOBUFS), a write that failed (the table was not as read) or that succeeded
+without an echo, an echo that does not decode or that the view cannot place (a route it does
+not hold, one held under another protocol, one through a nexthop it does not hold, a type or
+destination the reader does not report, a table whose read holds two routes of one
 identity), multipath routes, changes under nexthop groups, a deleted nexthop that routes of
 ours still used. A wrong view would make the agent write wrong routes; a re-read only costs
 time.
@@ -270,6 +271,8 @@ class KernelCache:
         f = read_route(r, read.nexthops, ctx)
         if not isinstance(f, Entry):
             raise _Unsure("a message of our table the reader does not report")
+        if f.nh_id and f.nh_id not in read.nexthops:
+            raise _Unsure("a route through a nexthop the view does not hold")
         i = _ident(f)
         old = view.get(i)
         if old is not None and old.msg.protocol != r.protocol:
@@ -316,6 +319,8 @@ class KernelCache:
         nhs = read.nexthops
         old = nhs.get(nh.id)
         if old is None:  # a new nexthop (or group of them)
+            if any(m not in nhs for m in nh.group):
+                raise _Unsure("a group of nexthops the view does not hold")
             nhs[nh.id] = nh
             if nh.group and self._member_of is not None:
                 for m in nh.group:
