@@ -321,3 +321,34 @@ def test_a_failed_write_drops_the_view(host: str) -> None:
         assert [str(k.wanted.dst) for k in diff(want, cache.entries()).conflicts] == [
             "172.20.1.0/24"
         ]
+
+
+def test_write_collects_echoes_only_when_asked(host: str) -> None:
+    """``echo=True``: each request's echo, in order, in dump format, and the request buffer
+    as it was; without it nothing is collected."""
+    with nl.Netlink(host) as sock:
+        (br0,) = [i for i, name in sock.links().items() if name == "br0"]
+        gw = ip_address("10.0.0.2").packed
+        reqs = nl.Requests(
+            [
+                (nl.RTM_NEWNEXTHOP, 0x600, nl.nexthop_msg(7, protocol=157, gateway=gw, oif=br0)),
+                (
+                    nl.RTM_NEWROUTE,
+                    0x600,
+                    nl.route_msg(bytes([172, 20, 0, 0]), 16, table=254, protocol=157, nh_id=7),
+                ),
+            ]
+        )
+        result = sock.write(reqs, echo=True)
+        # the flags are as they were (no NLM_F_ECHO left in the buffer)
+        assert [r[:2] for r in reqs] == [(nl.RTM_NEWNEXTHOP, 0x600), (nl.RTM_NEWROUTE, 0x600)]
+        assert (result.errors, result.lost) == ({}, False)
+        assert result.echoed == 2
+        assert [t for t, _ in result.echoes] == [nl.RTM_NEWNEXTHOP, nl.RTM_NEWROUTE]
+        assert nl.parse_nexthop(result.echoes[0][1]).gateway == gw
+        assert result.echoes[1][1] in sock.route_payloads(nl.AF_INET, 254)
+        delete = [
+            (nl.RTM_DELROUTE, 0, nl.route_msg(bytes([172, 20, 0, 0]), 16, table=254, protocol=157))
+        ]
+        quiet = sock.write(delete)
+        assert (quiet.echoes, quiet.echoed, quiet.errors) == ([], 0, {})
