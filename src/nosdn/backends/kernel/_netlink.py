@@ -14,7 +14,10 @@ directly:
   matched to its message by sequence number;
 - the buffers are raised with ``SO_SNDBUFFORCE``/``SO_RCVBUFFORCE`` (root), else ``SO_*BUF``;
 - if replies are lost anyway (ENOBUFS), the batch result says so, and the caller re-dumps to
-  learn what really happened instead of trusting the missing answers.
+  learn what really happened instead of trusting the missing answers;
+- on request (``echo``), every write carries ``NLM_F_ECHO`` and the kernel's own account of
+  it (the message it multicasts) is collected, so a caller keeping a view of the table can
+  fold that in instead of dumping the table again.
 
 The socket can be opened inside a named network namespace (``/run/netns/NAME``): a netlink
 socket stays in the namespace it was created in, so the thread only enters the namespace for the
@@ -183,6 +186,7 @@ NLMSG_OVERRUN = 4
 NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2
 NLM_F_ACK = 0x4
+NLM_F_ECHO = 0x8
 NLM_F_DUMP_INTR = 0x10
 NLM_F_DUMP = 0x300
 NLM_F_REPLACE = 0x100
@@ -298,6 +302,12 @@ class BatchResult:
     errors: dict[int, tuple[int, str]] = field(default_factory=dict)
     lost: bool = False
     batches: int = 0
+    #: With ``echo``: what the kernel said it did, (message type, payload) in the order it
+    #: did it (the messages it multicasts, in dump format: a route or nexthop put or delete,
+    #: and the routes a nexthop replace moved when nexthop_compat_mode is on).
+    echoes: list[tuple[int, bytes]] = field(default_factory=list)
+    #: how many requests were echoed (a write the kernel found already done echoes nothing)
+    echoed: int = 0
 
 
 class Netlink:
@@ -605,8 +615,13 @@ class Netlink:
         return draining
 
     # --- batched writes --------------------------------------------------------------------
-    def write(self, requests: Sequence[Request]) -> BatchResult:
+    def write(self, requests: Sequence[Request], *, echo: bool = False) -> BatchResult:
         """Send ``requests`` in as few datagrams as the buffers allow; return every error.
+
+        ``echo``: send each with ``NLM_F_ECHO`` and collect what the kernel echoes in
+        `BatchResult.echoes` (a caller that keeps a view of the table folds them in instead
+        of dumping it again). Each echo takes receive buffer like a reply, so batches are
+        smaller; one-shot commands do not ask for it.
 
         Each datagram asks for an ack on its last message only. The kernel handles a datagram
         synchronously inside ``sendmsg``, so once it returns every reply is queued; we read up
@@ -617,7 +632,8 @@ class Netlink:
         reqs = requests if isinstance(requests, Requests) else Requests(requests)
         result = BatchResult()
         max_bytes = max(4096, min(self.sndbuf - 1024, MAX_BATCH_BYTES))
-        max_msgs = max(1, self.rcvbuf // REPLY_COST - 1)
+        max_msgs = max(1, self.rcvbuf // (REPLY_COST * (2 if echo else 1)) - 1)
+        echoes = result.echoes if echo else None
         buf, offs = reqs.buf, reqs.offsets
         n, total = len(offs), len(buf)
         put_seq = _U32.pack_into
@@ -635,6 +651,8 @@ class Netlink:
                 for k in range(first, j):
                     put_seq(buf, offs[k] + 8, seq)
                     seq += 1
+                if echo:
+                    _set_flag(buf, offs, first, j, NLM_F_ECHO)
                 last = offs[j - 1] + 6
                 flags = _U16.unpack_from(buf, last)[0]
                 _U16.pack_into(buf, last, flags | NLM_F_ACK)
@@ -643,15 +661,27 @@ class Netlink:
                     self.sock.send(view[start:end])
                 finally:
                     _U16.pack_into(buf, last, flags)
+                    if echo:
+                        _set_flag(buf, offs, first, j, NLM_F_ECHO, on=False)
                 result.batches += 1
-                self._collect(base, j - first, first, result)
+                self._collect(base, j - first, first, result, echoes)
                 i = j
         finally:
             view.release()
         return result
 
-    def _collect(self, base: int, count: int, first: int, result: BatchResult) -> None:
+    def _collect(
+        self,
+        base: int,
+        count: int,
+        first: int,
+        result: BatchResult,
+        echoes: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        """Read the replies to one datagram up to its final ack: errors into ``result``, and
+        (``echoes``) every other message answering one of its requests, as sent."""
         last = base + count - 1
+        echoed = -1  # the sequence number of the last request echoed
         draining = False
         while True:
             try:
@@ -676,4 +706,20 @@ class Netlink:
                         result.errors[first + s - base] = (code, text or os.strerror(code))
                     if s == last:
                         return
+                elif echoes is not None and base <= s <= last:
+                    echoes.append((t, bytes(buf[off + 16 : off + length])))
+                    if s != echoed:  # a request's echoes come together, before the next's
+                        echoed = s
+                        result.echoed += 1
                 off += (length + 3) & ~3
+
+
+def _set_flag(
+    buf: bytearray, offs: array[int], first: int, end: int, flag: int, *, on: bool = True
+) -> None:
+    """Set (or clear) ``flag`` in the header of messages ``first`` to ``end`` of a buffer."""
+    unpack, pack = _U16.unpack_from, _U16.pack_into
+    for k in range(first, end):
+        at = offs[k] + 6
+        flags = unpack(buf, at)[0]
+        pack(buf, at, flags | flag if on else flags & ~flag)

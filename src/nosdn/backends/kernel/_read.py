@@ -154,6 +154,12 @@ def scan(p: bytes, nhs: dict[int, nl.NexthopMsg], ctx: Context) -> Entry | Unrep
     r = nl.parse_route(p)
     if r is None or r.table != ctx.table:
         return _NOTHING
+    return read_route(r, nhs, ctx)
+
+
+def read_route(r: nl.RouteMsg, nhs: dict[int, nl.NexthopMsg], ctx: Context) -> Entry | Unreported:
+    """What one decoded route message of our table says (`scan` after decoding): the agent's
+    cache derives an entry again with it when the nexthop under the message changes."""
     if r.type not in RELEVANT_TYPES or ignored(r, ctx.protocol):
         return Unreported(r.nh_id) if r.nh_id else _NOTHING
     nh_id = r.nh_id
@@ -204,6 +210,14 @@ class ReadMemo:
         if len(memo) > len(found) + 64 + len(found) // 4:  # drop what is gone
             self._nexthops = {p: memo[p] for p in found}
         return table
+
+    def remember(self, p: bytes, found: Entry | nl.NexthopMsg) -> None:
+        """Keep what a message the reader did not dump decodes to (the echo of a write, which
+        the kernel words as its dumps): the next read finds it decoded."""
+        if isinstance(found, Entry):
+            self._routes[p] = found
+        else:
+            self._nexthops[p] = found
 
     def routes(
         self, payloads: list[bytes], nhs: dict[int, nl.NexthopMsg], ctx: Context

@@ -111,6 +111,18 @@ class TableRead:
     table_refs: Counter[int] = field(default_factory=Counter)
 
 
+@dataclass(slots=True)
+class Echo:
+    """What the kernel echoed of one apply's writes (`_netlink.Netlink.write` with ``echo``),
+    for a caller that keeps a view of the table (the agent's cache): the messages, in the
+    order the kernel acted, and whether every write succeeded and was echoed (not when replies
+    were lost, a write failed, or one found its route already there: the view must then be
+    read again)."""
+
+    messages: list[tuple[int, bytes]] = field(default_factory=list)
+    complete: bool = True
+
+
 def _to_net(family: int, dst: bytes, plen: int) -> IPNetwork:
     if family == AF4:
         return IPv4Network((dst or bytes(4), plen))
@@ -183,7 +195,8 @@ class KernelBackend:
     def protocol_name(self, number: int) -> str:
         return self._names.get(number, str(number))
 
-    def _context(self, links: dict[int, str]) -> Context:
+    def context(self, links: dict[int, str]) -> Context:
+        """What entries of this table are built with, given its devices (`_read.Context`)."""
         return Context(links, self._names, self.table, self.protocol)
 
     def _nexthop_table(self, memo: ReadMemo | None = None) -> dict[int, nl.NexthopMsg]:
@@ -210,7 +223,7 @@ class KernelBackend:
         ``memo``: the decode cache of a caller that reads again and again (the agent)."""
         self.last_read = None
         links = self.nl.links()
-        ctx = self._context(links)
+        ctx = self.context(links)
         nhs = self._nexthop_table(memo)
         payloads = self.nl.route_payloads(AF4, self.table) + self.nl.route_payloads(AF6, self.table)
         if memo is not None:
@@ -241,12 +254,12 @@ class KernelBackend:
             for m in nh.group:
                 if (member := self.nl.nexthop(m)) is not None:
                     nhs[m] = member
-        return describe(r, self._context(self.nl.links()), gateways_of(r, nhs)), r.table
+        return describe(r, self.context(self.nl.links()), gateways_of(r, nhs)), r.table
 
     def table_routes(self, table: int) -> list[InstalledRoute]:
         """Every unicast-space route of another table, both families (for doctor: the tables
         policy rules send traffic to). Never ours to change: ``owned`` is always False."""
-        ctx = self._context(self.nl.links())
+        ctx = self.context(self.nl.links())
         nhs: dict[int, nl.NexthopMsg] | None = None
         out: list[InstalledRoute] = []
         for fam in (AF4, AF6):
@@ -353,6 +366,7 @@ class KernelBackend:
         read: TableRead | None = None,
         lookups: Lookups | None = None,
         other_refs: OtherRefs | None = None,
+        echo: Echo | None = None,
     ) -> ApplyResult:
         """Make the table match ``diff``: adds, changes, removes; every error reported with
         the node its route belongs to. Nexthops no longer used by any route are deleted.
@@ -361,7 +375,8 @@ class KernelBackend:
 
         Plans from ``read`` (else the last complete read, else a read now) and ``lookups``
         (else the last `adjacency`'s); ``other_refs`` counts other tables' use of our
-        nexthops (else counted now, if a nexthop is to be replaced)."""
+        nexthops (else counted now, if a nexthop is to be replaced). ``echo``: every write
+        (garbage collection's too) is sent asking the kernel to echo it, into ``echo``."""
         diff, refused = _refuse_never_routed(diff)
         snap = read or self.last_read
         if snap is None:
@@ -384,7 +399,7 @@ class KernelBackend:
             )
         else:
             plan = plan_plain(diff, lookups, table=self.table, protocol=self.protocol)
-        batch = self.nl.write(plan.reqs) if plan.reqs else nl.BatchResult()
+        batch = self._write(plan.reqs, echo) if plan.reqs else nl.BatchResult()
         errors, failed = plan.explain(batch.errors)
         result = ApplyResult(len(plan.reqs) - len(failed), [*refused, *plan.errors, *errors])
         if batch.lost:
@@ -394,12 +409,27 @@ class KernelBackend:
             )
             self._verify(diff, result)
         elif self.nexthops_supported:
-            self._collect_garbage(snap, plan, failed, result)
+            self._collect_garbage(snap, plan, failed, result, echo)
         self.last_read = None
         return result
 
+    def _write(self, reqs: Sequence[nl.Request], echo: Echo | None) -> nl.BatchResult:
+        """``self.nl.write``, with the kernel's echoes collected into ``echo`` if given."""
+        if echo is None:
+            return self.nl.write(reqs)
+        batch = self.nl.write(reqs, echo=True)
+        echo.messages += batch.echoes
+        if batch.lost or batch.errors or batch.echoed != len(reqs):
+            echo.complete = False  # the table was not as read, or a write changed nothing
+        return batch
+
     def _collect_garbage(
-        self, snap: TableRead, plan: Plan, failed: set[int], result: ApplyResult
+        self,
+        snap: TableRead,
+        plan: Plan,
+        failed: set[int],
+        result: ApplyResult,
+        echo: Echo | None = None,
     ) -> None:
         """Delete our nexthops that no route refers to any more (groups before members).
 
@@ -454,6 +484,7 @@ class KernelBackend:
             {i: nh for i, nh in nexthops.items() if nh.protocol == self.protocol},
             nexthops,
             result,
+            echo=echo,
         )
 
     def _delete_unused(
@@ -462,6 +493,7 @@ class KernelBackend:
         nexthops: dict[int, nl.NexthopMsg],
         result: ApplyResult,
         keep_note: bool = False,
+        echo: Echo | None = None,
     ) -> None:
         refs = self.nl.count_nexthop_refs()
         unused = self._unused(owned, nexthops, refs)
@@ -472,7 +504,7 @@ class KernelBackend:
         if not order:
             return
         reqs = [(nl.RTM_DELNEXTHOP, 0, nl.nexthop_del_msg(i)) for i in order]
-        batch = self.nl.write(reqs)
+        batch = self._write(reqs, echo)
         result.writes += len(reqs) - len(batch.errors)
         for k, (code, text) in sorted(batch.errors.items()):
             if code != errno.ENOENT:
