@@ -10,19 +10,28 @@ hops are off-link, and some prefixes fail to write, so every branch of the fold 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import random
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_env import node_object
+from agent_env import node_object, wait_until
+from conftest import ip, requires_root
 from nosdn.agent.config import AgentConfig
 from nosdn.agent.loop import Agent
+from nosdn.agent.monitor import NetlinkMonitor
 from nosdn.backends.fake import FakeBackend
-from nosdn.model import InstalledRoute, IPAddress, RouteKey
+from nosdn.backends.kernel import KernelBackend
+from nosdn.backends.kernel.cache import KernelCache
+from nosdn.model import Diff, InstalledRoute, IPAddress, Route, RouteKey, Target
+from nosdn.plan import desired_routes
+from nosdn.plan import diff as plan_diff
 from nosdn.reconcile import PassResult
 from nosdn.sources.cache import NodeCache
 
@@ -242,3 +251,102 @@ def test_this_nodes_own_change_and_a_failed_write_take_a_full_pass() -> None:
     last: PassResult | None = a.status.last_pass
     assert last is not None
     assert last.writes == 1
+
+
+@pytest.mark.root
+@requires_root
+def test_event_passes_on_a_real_kernel_table_leave_what_a_full_pass_wants(
+    netns: Callable[..., str],
+) -> None:
+    """Random address, subnet, join and leave events through the agent's own wiring
+    (`KernelCache` around `KernelBackend`, the kernel's adjacency): after each event pass the
+    kernel holds, as ours, exactly the routes a full recompute wants, and a full pass then finds
+    nothing to write."""
+    ns = netns("nosdn-event")
+    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+    ip(ns, "link", "set", "peer0", "up")
+    ip(ns, "addr", "add", "10.10.0.1/16", "dev", "eth0")
+    ip(ns, "link", "set", "eth0", "up")
+    rng = random.Random(18)
+    cache = NodeCache(self_name=ME)
+    live = {f"n{i}": (f"10.10.1.{i}", f"10.244.{i}.0/24") for i in range(1, 41)}
+    cache.replace(
+        [node_object(ME, ["10.10.0.1"], ["10.244.200.0/24"])]
+        + [node_object(n, [a], [c]) for n, (a, c) in live.items()]
+    )
+    cache.set_connected(True)
+    table = KernelBackend(netns=ns)
+    kernel = KernelCache(table)
+    a = Agent(
+        config(),
+        cache,
+        kernel,
+        request_relist=lambda: None,
+        adjacency=kernel.adjacency,
+        invalidate=lambda lookups: kernel.invalidate(lookups=lookups),
+    )
+    try:
+        assert a.run_pass({"list"}, full=True)
+        for step in range(80):
+            name = f"n{rng.randrange(1, 60)}"
+            roll = rng.random()
+            if roll < 0.2 and name in live:
+                del live[name]
+                cache.apply("DELETED", node_object(name, []))
+            else:
+                i = rng.randrange(1, 250)
+                old = live.get(name, (f"10.10.2.{i}", f"10.244.{100 + i % 99}.0/24"))
+                live[name] = (
+                    (f"10.10.3.{i}", old[1]) if roll < 0.7 else (old[0], f"10.245.{i}.0/24")
+                )
+                cache.apply("MODIFIED", node_object(name, [live[name][0]], [live[name][1]]))
+            assert a.run_pass({"node"}), step
+            fresh = KernelBackend(netns=ns)
+            try:
+                got = sorted((str(r.dst), str(r.via)) for r in fresh.routes() if r.owned)
+            finally:
+                fresh.close()
+            v = a.view(cache.snapshot())
+            want = desired_routes(v.cluster, Target.for_node(ME))
+            assert got == sorted((str(r.dst), str(r.via)) for r in want), step
+        assert a.status.event_passes > 40
+        assert a.run_pass({"resync"}, full=True)
+        last = a.status.last_pass
+        assert last is not None
+        assert last.writes == 0
+    finally:
+        table.close()
+
+
+@pytest.mark.root
+@requires_root
+def test_the_monitor_takes_our_own_removals_for_ours_and_anyone_elses_for_a_repair(
+    netns: Callable[..., str],
+) -> None:
+    """A node leaving makes the agent remove its route and nexthop: the kernel's notifications
+    of those writes carry our writing socket's port id and nudge nothing (else every node
+    leaving would cost a full pass); the same route deleted by ``ip route del`` still does."""
+    ns = netns("nosdn-mon")
+    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+    ip(ns, "link", "set", "peer0", "up")
+    ip(ns, "addr", "add", "10.10.0.1/16", "dev", "eth0")
+    ip(ns, "link", "set", "eth0", "up")
+    table = KernelBackend(netns=ns)
+    reasons: list[str] = []
+    mon = NetlinkMonitor(reasons.append, protocol=157, table=254, netns=ns, writer=table.nl.pid)
+    mon.start()
+    try:
+        route = Route(ip_network("10.244.1.0/24"), (ip_address("10.10.0.2"),), "n1")
+        assert not table.apply(Diff(add=(route,))).errors
+        gone = plan_diff([], table.entries())
+        assert len(gone.remove) == 1
+        assert not table.apply(gone).errors  # the route, then its nexthop (unused now)
+        assert not [r for r in table.routes() if r.owned]
+        time.sleep(0.5)
+        assert reasons == []
+        assert not table.apply(Diff(add=(route,))).errors
+        ip(ns, "route", "del", "10.244.1.0/24")
+        wait_until(lambda: "netlink-route" in reasons, 5, 0.02, "a nudge for ip route del")
+    finally:
+        mon.stop()
+        table.close()
