@@ -13,6 +13,7 @@ from ipaddress import ip_address, ip_network
 import pytest
 
 from nosdn.backends.kernel import _netlink as nl
+from nosdn.backends.kernel._nexthops import NexthopTable
 from nosdn.backends.kernel._plan import plan_nexthops, plan_plain
 from nosdn.backends.kernel._steps import (
     NO_REF,
@@ -34,6 +35,10 @@ def lookups(*gws: str) -> dict[bytes, nl.Lookup]:
 
 def nexthop(i: int, gw: str, protocol: int = 157) -> nl.NexthopMsg:
     return nl.NexthopMsg(i, 2, protocol, ip_address(gw).packed, 3)
+
+
+def nh_table(*nhs: nl.NexthopMsg) -> NexthopTable:
+    return NexthopTable(157, {nh.id: nh for nh in nhs})
 
 
 def installed(dst: str, gw: str, nhid: int) -> InstalledRoute:
@@ -64,7 +69,7 @@ def test_address_change_replaces_the_nexthop_and_leaves_the_routes() -> None:
     plan = plan_nexthops(
         diff,
         lookups("10.0.0.22"),
-        {7: nexthop(7, "10.0.0.2")},
+        nh_table(nexthop(7, "10.0.0.2")),
         lambda _ids: Counter({7: 2}),
         table=254,
         protocol=157,
@@ -81,7 +86,7 @@ def test_no_replace_when_another_route_still_uses_the_nexthop() -> None:
     plan = plan_nexthops(
         diff,
         lookups("10.0.0.22"),
-        {7: nexthop(7, "10.0.0.2")},
+        nh_table(nexthop(7, "10.0.0.2")),
         lambda _ids: Counter({7: 2}),
         table=254,
         protocol=157,
@@ -96,7 +101,7 @@ def test_foreign_nexthops_are_never_reused_or_replaced() -> None:
     plan = plan_nexthops(
         diff,
         lookups("10.0.0.22", "10.0.0.3"),
-        {7: nexthop(7, "10.0.0.2", protocol=4), 9: nexthop(9, "10.0.0.22", protocol=4)},
+        nh_table(nexthop(7, "10.0.0.2", protocol=4), nexthop(9, "10.0.0.22", protocol=4)),
         lambda _ids: Counter({7: 1}),
         table=254,
         protocol=157,
@@ -115,7 +120,7 @@ def test_ecmp_route_gets_one_group_and_reuses_member_nexthops() -> None:
     plan = plan_nexthops(
         diff,
         lookups("10.0.0.2", "10.0.0.3"),
-        {},
+        nh_table(),
         lambda _ids: {},
         table=254,
         protocol=157,
@@ -146,7 +151,7 @@ def test_every_failure_is_traced_to_its_route_and_node() -> None:
     )
     lk = lookups("10.0.0.2", "10.0.0.3")
     lk[ip_address("10.9.0.4").packed] = nl.Lookup(errno.ENETUNREACH)
-    plan = plan_nexthops(diff, lk, {}, lambda _ids: {}, table=254, protocol=157)
+    plan = plan_nexthops(diff, lk, nh_table(), lambda _ids: {}, table=254, protocol=157)
     # requests: nh(10.0.0.2), nh(10.0.0.3), route x3, del x2
     assert [e.node for e in plan.errors] == ["n4"]
     assert "no route to next hop 10.9.0.4" in plan.errors[0].message
@@ -201,15 +206,15 @@ def test_reserved_protocol_numbers_are_refused() -> None:
 
 
 def test_new_route_reuses_our_lowest_nexthop_for_its_gateway() -> None:
-    """Only nexthops of the gateways the diff wants are indexed; among several of ours for one
+    """Our nexthops are found by the gateways the diff wants; among several of ours for one
     gateway the lowest id is taken, never someone else's."""
     diff = Diff(add=(route("172.17.2.0/24", "10.0.0.2"),))
-    nexthops = {
-        3: nexthop(3, "10.0.0.2", protocol=4),
-        9: nexthop(9, "10.0.0.2"),
-        4: nexthop(4, "10.0.0.2"),
-        5: nexthop(5, "10.0.0.5"),
-    }
+    nexthops = nh_table(
+        nexthop(3, "10.0.0.2", protocol=4),
+        nexthop(9, "10.0.0.2"),
+        nexthop(4, "10.0.0.2"),
+        nexthop(5, "10.0.0.5"),
+    )
     plan = plan_nexthops(
         diff, lookups("10.0.0.2"), nexthops, lambda _ids: {}, table=254, protocol=157
     )
@@ -223,7 +228,7 @@ def test_bulk_requests_are_the_message_builders_bytes() -> None:
     diff = Diff(add=(route("172.17.2.0/24", "10.0.0.2"), route("fd17::/64", "fd00::2")))
     six = {**lookups("10.0.0.2"), ip_address("fd00::2").packed: ON_LINK}
     for table in (254, 1000):
-        plan = plan_nexthops(diff, six, {}, lambda _ids: {}, table=table, protocol=157)
+        plan = plan_nexthops(diff, six, nh_table(), lambda _ids: {}, table=table, protocol=157)
         assert [p for _, _, p in plan.reqs] == [
             nl.nexthop_msg(1, protocol=157, gateway=ip_address("10.0.0.2").packed, oif=3),
             nl.nexthop_msg(2, protocol=157, gateway=ip_address("fd00::2").packed, oif=3),
@@ -244,7 +249,7 @@ def test_steps_name_the_routes_they_serve() -> None:
         remove=(gone,),
     )
     plan = plan_nexthops(
-        diff, lookups("10.0.0.2", "10.0.0.3"), {}, lambda _ids: {}, table=254, protocol=157
+        diff, lookups("10.0.0.2", "10.0.0.3"), nh_table(), lambda _ids: {}, table=254, protocol=157
     )
     gw2, gw3 = ip_address("10.0.0.2").packed, ip_address("10.0.0.3").packed
     assert plan.steps == [

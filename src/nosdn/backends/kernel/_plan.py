@@ -18,6 +18,7 @@ from typing import overload
 
 from nosdn.backends.base import WriteError
 from nosdn.backends.kernel import _netlink as nl
+from nosdn.backends.kernel._nexthops import NexthopTable
 from nosdn.backends.kernel._steps import (
     DeleteRoute,
     NewGroup,
@@ -250,7 +251,7 @@ def plan_plain(
 def plan_nexthops(
     diff: Diff,
     lookups: Mapping[bytes, nl.Lookup],
-    nexthops: Mapping[int, nl.NexthopMsg],
+    nexthops: NexthopTable,
     count_refs: Callable[[Collection[int]], Mapping[int, int]],
     *,
     table: int,
@@ -266,15 +267,15 @@ def plan_nexthops(
     plan = Plan(diff)
     wanted_gws: set[bytes] = set()
     ecmp = False
-    if any(nh.protocol == protocol for nh in nexthops.values()):  # some may be reused
+    if nexthops.owned():  # some may be reused
         for route, _old in plan.wanted:
             if len(route.via) == 1:
                 wanted_gws.add(route.via[0].packed)
             else:
                 ecmp = True
                 wanted_gws.update(gw.packed for gw in route.via)
-    by_gw, by_group = _reusable(nexthops, protocol, wanted_gws, ecmp)
-    next_id = max(nexthops, default=0) + 1
+    by_gw, by_group = nexthops.reusable(wanted_gws, ecmp) if wanted_gws else ({}, {})
+    next_id = nexthops.next_id()
     created = plan.created = Created(next_id)
     steps = plan.steps
     append = steps.append
@@ -377,39 +378,13 @@ def plan_nexthops(
     return plan
 
 
-def _reusable(
-    nexthops: Mapping[int, nl.NexthopMsg], protocol: int, gateways: set[bytes], groups: bool
-) -> tuple[dict[bytes, int], dict[tuple[int, ...], int]]:
-    """Our nexthops a new route may point at: by gateway (only the ``gateways`` the diff
-    wants: a pass that changes one route need not index 5,000 nexthops) and, if ``groups``,
-    by sorted members. The lowest id wins when there are several."""
-    by_gw: dict[bytes, int] = {}
-    by_group: dict[tuple[int, ...], int] = {}
-    if not gateways:
-        return by_gw, by_group
-    for i, nh in nexthops.items():
-        if nh.protocol != protocol:
-            continue
-        if nh.group:
-            if groups:
-                key = tuple(sorted(nh.group))
-                g = by_group.get(key)
-                if g is None or i < g:
-                    by_group[key] = i
-        elif nh.gateway in gateways and not nh.blackhole:
-            j = by_gw.get(nh.gateway)
-            if j is None or i < j:
-                by_gw[nh.gateway] = i
-    return by_gw, by_group
-
-
 def _retargets(
     plan: Plan,
     *,
     protocol: int,
     by_gw: Mapping[bytes, int],
     lookups: Mapping[bytes, nl.Lookup],
-    nexthops: Mapping[int, nl.NexthopMsg],
+    nexthops: NexthopTable,
     count_refs: Callable[[Collection[int]], Mapping[int, int]],
 ) -> list[tuple[int, bytes, list[int]]]:
     """Nexthops to replace in place: single, ours, not in any group, and every route using it
@@ -428,7 +403,7 @@ def _retargets(
         routes.setdefault(nhid, []).append(w)
     if not moving:
         return []
-    in_groups = {m for nh in nexthops.values() for m in nh.group}
+    in_groups = nexthops.in_groups()
     refs = count_refs(moving.keys())
     out: list[tuple[int, bytes, list[int]]] = []
     taken: set[bytes] = set()

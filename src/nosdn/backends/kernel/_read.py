@@ -13,7 +13,7 @@ same object), so a pass decodes only what changed. One-shot commands read withou
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -133,7 +133,7 @@ class Unreported:
 _NOTHING = Unreported()
 
 
-def gateways_of(r: nl.RouteMsg, nhs: dict[int, nl.NexthopMsg]) -> tuple[bytes, ...]:
+def gateways_of(r: nl.RouteMsg, nhs: Mapping[int, nl.NexthopMsg]) -> tuple[bytes, ...]:
     """The gateways a route message sends to, packed and sorted (through its nexthop object
     or group when it has one)."""
     if r.nh_id:
@@ -157,7 +157,9 @@ def scan(p: bytes, nhs: dict[int, nl.NexthopMsg], ctx: Context) -> Entry | Unrep
     return read_route(r, nhs, ctx)
 
 
-def read_route(r: nl.RouteMsg, nhs: dict[int, nl.NexthopMsg], ctx: Context) -> Entry | Unreported:
+def read_route(
+    r: nl.RouteMsg, nhs: Mapping[int, nl.NexthopMsg], ctx: Context
+) -> Entry | Unreported:
     """What one decoded route message of our table says (`scan` after decoding): the agent's
     cache derives an entry again with it when the nexthop under the message changes."""
     if r.type not in RELEVANT_TYPES or ignored(r, ctx.protocol):

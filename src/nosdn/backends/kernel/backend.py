@@ -36,6 +36,7 @@ from ipaddress import IPv4Network, IPv6Network
 from nosdn.backends.base import ApplyResult, WriteError
 from nosdn.backends.kernel import _netlink as nl
 from nosdn.backends.kernel._lookup_sharing import default_rules, shared_lookups
+from nosdn.backends.kernel._nexthops import NexthopTable
 from nosdn.backends.kernel._plan import Plan, plan_nexthops, plan_plain
 from nosdn.backends.kernel._protos import protocol_names
 from nosdn.backends.kernel._read import (
@@ -106,7 +107,7 @@ class TableRead:
     reading again."""
 
     links: dict[int, str]
-    nexthops: dict[int, nl.NexthopMsg]
+    nexthops: NexthopTable
     #: How many routes of our table refer to each nexthop id directly (any protocol, any type).
     table_refs: Counter[int] = field(default_factory=Counter)
 
@@ -231,7 +232,8 @@ class KernelBackend:
         else:
             found = [scan(p, nhs, ctx) for p in payloads]
         del payloads
-        self.last_read = TableRead(links, nhs, Counter([f.nh_id for f in found if f.nh_id]))
+        refs = Counter([f.nh_id for f in found if f.nh_id])
+        self.last_read = TableRead(links, NexthopTable(self.protocol, nhs), refs)
         return [f for f in found if isinstance(f, Entry)]
 
     def routes(self) -> list[InstalledRoute]:
@@ -438,8 +440,7 @@ class KernelBackend:
         are any are the nexthops and every table read again, after the writes, to make sure no
         route anywhere still uses them: deleting a nexthop deletes its routes.
         """
-        ours = self.protocol
-        owned = {i for i, nh in snap.nexthops.items() if nh.protocol == ours}
+        owned = set(snap.nexthops.owned())
         # With no failed write and no route left unplanned, every nexthop created was created
         # for a route (or group) that was then written: in use. Only the nexthops that were
         # there before need counting (a first apply of 50,000 routes skips 50,000 of them).
@@ -472,7 +473,7 @@ class KernelBackend:
             else:
                 unused.discard(i)
         if unused:  # members of a group that is in use are in use
-            groups = {i: nh.group for i, nh in snap.nexthops.items() if nh.group}
+            groups: dict[int, Sequence[int]] = dict(snap.nexthops.groups())
             groups.update({g: list(m) for g, m in plan.groups.items()})
             for g, members in groups.items():
                 if used(g):

@@ -94,8 +94,6 @@ class KernelCache:
         self._next_rank = 0
         #: lazily: the identities of the entries using each nexthop id directly
         self._users: dict[int, set[Ident]] | None = None
-        #: lazily: the groups each nexthop id is a member of
-        self._member_of: dict[int, set[int]] | None = None
         self._lookups: Lookups = {}
         self._verdicts: dict[IPAddress, Adjacency] = {}
         self._other_refs: Counter[int] | None = None
@@ -116,7 +114,6 @@ class KernelCache:
         self._by_key = None
         self._rank = {}
         self._users = None
-        self._member_of = None
 
     def entries(self) -> list[Entry]:
         """Every entry of the table (`KernelBackend.entries`): the view when it is current,
@@ -226,15 +223,6 @@ class KernelCache:
             self._users = users
         return self._users
 
-    def _ensure_member_of(self, nhs: dict[int, nl.NexthopMsg]) -> dict[int, set[int]]:
-        if self._member_of is None:
-            member_of: dict[int, set[int]] = {}
-            for g, nh in nhs.items():
-                for m in nh.group:
-                    member_of.setdefault(m, set()).add(g)
-            self._member_of = member_of
-        return self._member_of
-
     def _fold(self, echo: Echo) -> None:
         """Fold the echoes of our writes into the view (raises `_Unsure` where it cannot)."""
         read = self._read
@@ -321,14 +309,11 @@ class KernelCache:
         if old is None:  # a new nexthop (or group of them)
             if any(m not in nhs for m in nh.group):
                 raise _Unsure("a group of nexthops the view does not hold")
-            nhs[nh.id] = nh
-            if nh.group and self._member_of is not None:
-                for m in nh.group:
-                    self._member_of.setdefault(m, set()).add(nh.id)
+            nhs.put(nh)
             return
-        if old.group or nh.group or self._ensure_member_of(nhs).get(nh.id):
+        if old.group or nh.group or nh.id in nhs.in_groups():
             raise _Unsure("a nexthop group changed")
-        nhs[nh.id] = nh
+        nhs.put(nh)
         # replaced in place: the entries on it go where it goes now (the kernel may echo
         # their routes too, with nexthop_compat_mode: folding those again is the same)
         for i in self._ensure_users().get(nh.id, ()):
@@ -342,9 +327,6 @@ class KernelCache:
         old = nhs.get(nh_id)
         if old is None or nh_id in read.table_refs:
             raise _Unsure("a nexthop deleted under routes, or one the read did not have")
-        member_of = self._ensure_member_of(nhs)
-        if member_of.get(nh_id):
+        if nh_id in nhs.in_groups():
             raise _Unsure("a member of a group deleted")
-        del nhs[nh_id]
-        for m in old.group:
-            member_of.get(m, set()).discard(nh_id)
+        nhs.drop(nh_id)
