@@ -1,14 +1,15 @@
 """Benchmark: one agent pass, in process, against a real kernel table in a fresh namespace (root).
 
-Why it exists: a node change reaches the kernel only through one full pass (events only nudge;
-every pass recomputes the whole desired state and diffs it against the kernel), so the pass
-itself is the floor of the agent's change latency. This times the real `Agent.run_pass` with a
-real `KernelBackend` and a `NodeCache` fed by hand (no API server, no process start), and each
-stage of the pass on its own, at several cluster sizes:
+Why it exists: the pass is the floor of the agent's change latency and the whole of its CPU per
+change beyond decoding the event. A Node event's pass plans only the nodes it touched (the
+event pass); a resync recomputes and diffs everything. This times the real `Agent.run_pass`
+with the agent's own `KernelCache` around a real `KernelBackend` and a `NodeCache` fed by hand
+(no API server, no process start), and each stage of a full pass on its own, at several
+cluster sizes:
 
 - install: the first pass on an empty table;
 - no-op resync: a full pass that finds everything in place (lookups dropped, as on resync);
-- change: one node changes address (cache event -> pass -> nexthop replaced), p50, max and the
+- change: one node changes address (cache event -> event pass -> nexthop replaced), p50, max and the
   mean CPU time (wall times move with the machine's load, CPU time much less);
 - stages of a no-op pass: check_cluster, desired_routes, adjacency, the table read, diff,
   apply.
