@@ -72,12 +72,12 @@ class LiveChecks:
         #: nodes that have any)
         self._own: dict[str, list[Problem]] = {}
         self._held: dict[str, list[Problem]] = {}
-        self._blocks: dict[_Block, set[str]] = {}
+        self._blocks: dict[_Block, tuple[str, ...]] = {}
         self._lengths: dict[int, Counter[int]] = {4: Counter(), 6: Counter()}
         self._starts: dict[int, list[tuple[int, int, str]]] = {4: [], 6: []}
-        self._ips: dict[IPAddress, set[str]] = {}
+        self._ips: dict[IPAddress, tuple[str, ...]] = {}
         self._ip_keys: dict[int, list[tuple[int, str, IPAddress]]] = {4: [], 6: []}
-        self._instances: dict[str, set[str]] = {}
+        self._instances: dict[str, tuple[str, ...]] = {}
         #: node -> other node -> their conflicts (both sides hold the same list)
         self._pairs: dict[str, dict[str, list[NodeConflict]]] = {}
         self._bulk(cluster.nodes)
@@ -105,7 +105,7 @@ class LiveChecks:
             self._held[name] = held
         for c in n.pod_cidrs:
             b = _block(c)
-            self._blocks.setdefault(b, set()).add(name)
+            self._add(self._blocks, b, name)
             self._lengths[c.version][c.prefixlen] += 1
             entry = (b[1], b[2], name)
             if sort:
@@ -113,14 +113,14 @@ class LiveChecks:
             else:
                 self._starts[c.version].append(entry)
         for ip in n.ips:
-            self._ips.setdefault(ip, set()).add(name)
+            self._add(self._ips, ip, name)
             key = (int(ip), name, ip)
             if sort:
                 insort(self._ip_keys[ip.version], key)
             else:
                 self._ip_keys[ip.version].append(key)
         if n.instance_id:
-            self._instances.setdefault(n.instance_id, set()).add(name)
+            self._add(self._instances, n.instance_id, name)
 
     def _forget(self, name: str) -> None:
         old = self.nodes.pop(name, None)
@@ -148,11 +148,19 @@ class LiveChecks:
                 del self._pairs[other]
 
     @staticmethod
-    def _discard(index: dict[_K, set[str]], key: _K, name: str) -> None:
-        names = index.get(key)
-        if names is not None:
-            names.discard(name)
-            if not names:
+    def _add(index: dict[_K, tuple[str, ...]], key: _K, name: str) -> None:
+        had: tuple[str, ...] = index.get(key, ())
+        if name not in had:
+            index[key] = (*had, name)
+
+    @staticmethod
+    def _discard(index: dict[_K, tuple[str, ...]], key: _K, name: str) -> None:
+        had: tuple[str, ...] | None = index.get(key)
+        if had is not None:
+            rest = tuple(n for n in had if n != name)
+            if rest:
+                index[key] = rest
+            else:
                 del index[key]
 
     @staticmethod

@@ -24,10 +24,11 @@ class _Index:
     __slots__ = ("by_gateway", "by_members", "groups", "member_of", "owned")
 
     def __init__(self, protocol: int, nexthops: Mapping[int, nl.NexthopMsg]) -> None:
-        #: our single nexthops by gateway (not blackholes, not device-only)
-        self.by_gateway: dict[bytes, set[int]] = {}
-        #: our groups by their sorted members
-        self.by_members: dict[tuple[int, ...], set[int]] = {}
+        #: our single nexthops by gateway (not blackholes, not device-only), ids sorted (a
+        #: tuple: one per gateway is the rule, and a set of one costs four times its memory)
+        self.by_gateway: dict[bytes, tuple[int, ...]] = {}
+        #: our groups by their sorted members, ids sorted
+        self.by_members: dict[tuple[int, ...], tuple[int, ...]] = {}
         #: every group (anyone's) with its members
         self.groups: dict[int, tuple[int, ...]] = {}
         #: every nexthop in some group -> the groups holding it
@@ -47,9 +48,9 @@ class _Index:
             return
         self.owned.add(i)
         if nh.group:
-            self.by_members.setdefault(tuple(sorted(nh.group)), set()).add(i)
+            _insert(self.by_members, tuple(sorted(nh.group)), i)
         elif nh.gateway is not None and not nh.blackhole:
-            self.by_gateway.setdefault(nh.gateway, set()).add(i)
+            _insert(self.by_gateway, nh.gateway, i)
 
     def remove(self, protocol: int, nh: nl.NexthopMsg) -> None:
         i = nh.id
@@ -61,9 +62,9 @@ class _Index:
             return
         self.owned.discard(i)
         if nh.group:
-            _discard(self.by_members, tuple(sorted(nh.group)), i)
+            _remove(self.by_members, tuple(sorted(nh.group)), i)
         elif nh.gateway is not None and not nh.blackhole:
-            _discard(self.by_gateway, nh.gateway, i)
+            _remove(self.by_gateway, nh.gateway, i)
 
 
 def _discard(index: dict[_K, set[int]], key: _K, i: int) -> None:
@@ -72,6 +73,19 @@ def _discard(index: dict[_K, set[int]], key: _K, i: int) -> None:
         ids.discard(i)
         if not ids:
             del index[key]
+
+
+def _insert(index: dict[_K, tuple[int, ...]], key: _K, i: int) -> None:
+    had: tuple[int, ...] | None = index.get(key)
+    index[key] = (i,) if had is None else tuple(sorted(set(had) | {i}))
+
+
+def _remove(index: dict[_K, tuple[int, ...]], key: _K, i: int) -> None:
+    rest = tuple(j for j in index.get(key, ()) if j != i)
+    if rest:
+        index[key] = rest
+    else:
+        index.pop(key, None)
 
 
 class NexthopTable(Mapping[int, nl.NexthopMsg]):
@@ -137,8 +151,8 @@ class NexthopTable(Mapping[int, nl.NexthopMsg]):
         """Our nexthops a new route may point at: by gateway, for ``gateways``, and, if
         ``groups``, by sorted members. The lowest id wins when there are several."""
         ix = self._ix()
-        by_gw = {g: min(ids) for g in gateways if (ids := ix.by_gateway.get(g))}
-        by_group = {k: min(ids) for k, ids in ix.by_members.items()} if groups else {}
+        by_gw = {g: ids[0] for g in gateways if (ids := ix.by_gateway.get(g))}
+        by_group = {k: ids[0] for k, ids in ix.by_members.items()} if groups else {}
         return by_gw, by_group
 
     def in_groups(self) -> Mapping[int, set[int]]:

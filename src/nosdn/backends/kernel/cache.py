@@ -93,7 +93,7 @@ class KernelCache:
         self._rank: dict[Ident, int] = {}
         self._next_rank = 0
         #: lazily: the identities of the entries using each nexthop id directly
-        self._users: dict[int, set[Ident]] | None = None
+        self._users: dict[int, tuple[Ident, ...]] | None = None
         self._lookups: Lookups = {}
         self._verdicts: dict[IPAddress, Adjacency] = {}
         self._other_refs: Counter[int] | None = None
@@ -214,12 +214,14 @@ class KernelCache:
             self._by_key, self._rank, self._next_rank = by_key, rank, len(rank)
         return self._by_key
 
-    def _ensure_users(self) -> dict[int, set[Ident]]:
+    def _ensure_users(self) -> dict[int, tuple[Ident, ...]]:
+        """Each nexthop id -> the entries using it (tuples: one route per nexthop is the
+        rule, and a set of one costs four times its memory)."""
         if self._users is None:
-            users: dict[int, set[Ident]] = {}
+            users: dict[int, tuple[Ident, ...]] = {}
             for i, e in self._ensure_view().items():
                 if e.nh_id:
-                    users.setdefault(e.nh_id, set()).add(i)
+                    users[e.nh_id] = (*users.get(e.nh_id, ()), i)
             self._users = users
         return self._users
 
@@ -274,8 +276,9 @@ class KernelCache:
             self._memo.remember(p, f)
             if f.nh_id:
                 read.table_refs[f.nh_id] += 1
-                if self._users is not None:
-                    self._users.setdefault(f.nh_id, set()).add(i)
+                users = self._users
+                if users is not None and i not in users.get(f.nh_id, ()):
+                    users[f.nh_id] = (*users.get(f.nh_id, ()), i)
             if old is None and self._by_key is not None:
                 self._by_key.setdefault(i[0], []).append(i)
                 self._rank[i] = self._next_rank
@@ -298,8 +301,13 @@ class KernelCache:
         refs[nh_id] -= 1
         if refs[nh_id] <= 0:
             del refs[nh_id]  # every count in it stays positive (`_collect_garbage`)
-        if self._users is not None:
-            self._users.get(nh_id, set()).discard(i)
+        users = self._users
+        if users is not None and nh_id in users:
+            rest = tuple(j for j in users[nh_id] if j != i)
+            if rest:
+                users[nh_id] = rest
+            else:
+                del users[nh_id]
 
     def _fold_nexthop(
         self, nh: nl.NexthopMsg, view: dict[Ident, Entry], read: TableRead, ctx: Context
