@@ -33,6 +33,8 @@ class Entry(NamedTuple):
     #: A command that builds its objects, prints and ends (`_one_shot`): no cyclic garbage
     #: collector, no teardown. Not for the daemons and the lab (threads, children, atexit).
     one_shot: bool = False
+    #: A long-running command with threads (`_daemon`): fewer malloc arenas.
+    daemon: bool = False
 
 
 COMMANDS: dict[str, Entry] = {
@@ -91,6 +93,7 @@ COMMANDS: dict[str, Entry] = {
         "agent",
         "Run the node agent: keep this node's routes, CNI config and egress rules equal to the "
         "cluster's Node objects, repair what others break, never flush. Runs until SIGTERM.",
+        daemon=True,
     ),
     "controller": Entry(
         "_controller_cmds",
@@ -99,6 +102,7 @@ COMMANDS: dict[str, Entry] = {
         "subnet routed to its instance, from the cluster's Node objects (spec.podCIDRs, "
         "spec.providerID), and set NetworkUnavailable=False (RouteCreated) on the nodes whose "
         "routes exist. One replica leads (a Lease); the others wait warm. Runs until SIGTERM.",
+        daemon=True,
     ),
     "manifests": Entry(
         "_agent_cmds",
@@ -207,6 +211,8 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(name or "")
         if entry is not None and entry.one_shot:
             _one_shot()
+        if entry is not None and entry.daemon:
+            _daemon()
         return name, cmd, rest
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -295,6 +301,19 @@ def _one_shot() -> None:
     if _PROCESS[0]:
         gc.disable()
         _PROCESS[1] = True
+
+
+def _daemon() -> None:
+    """A daemon's threads each get a malloc arena of their own from glibc, and what one
+    thread frees stays in its arena: the watch thread decodes every Node event (strings and
+    dicts too big for Python's small-object allocator) in one while the loop builds its
+    passes in another, and the resident memory holds both. Two arenas, as operators set
+    ``MALLOC_ARENA_MAX=2`` for Python and JVM services, asked before any thread starts (an
+    operator's own ``MALLOC_ARENA_MAX`` stands). This can go when glibc stops that."""
+    if _PROCESS[0]:
+        from nosdn.daemon.memory import limit_malloc_arenas
+
+        limit_malloc_arenas(2)
 
 
 def _exit(code: int) -> NoReturn:
