@@ -308,26 +308,30 @@ class Agent:
             return True
         self.status.skipped_reason = ""
         m.pass_counter(trigger).inc()
-        event = not full and reasons == {"node"}
+        # taken for the pass: a pass that fails in any way leaves none, and the next is full
+        standing, self._standing = self._standing, None
         try:
-            result = self._event_pass(v, me) if event else None
-            standing = self._standing
-            scoped = result is not None and standing is not None
-            if result is None or standing is None:
+            scoped = (
+                self._event_pass(v, me, standing)
+                if standing is not None and not full and reasons == {"node"}
+                else None
+            )
+            if scoped is not None:
+                result = scoped
+            else:
                 result = reconcile_once(
                     v.cluster, Target.for_node(me.name), self.backend, adjacency=self.adjacency
                 )
-                standing = self._standing = Standing.of(result)
-            else:
-                self.status.event_passes += 1
+                standing = Standing.of(result)
         except OSError as e:
             m.errors.labels("kernel").inc()
             self.status.last_error = f"kernel: {e}"
             self.status.last_ok = False
-            self._standing = None
             log.error("reading or writing the kernel's routes failed: %s", e)
             return False
+        assert standing is not None  # the event pass folded into it, or the full pass made it
         standing.settle(result, held=bool(self.guard.state.held))
+        self._standing = standing
         self.status.passes += 1
         self.status.last_pass = result
         ok = self._account(result)
@@ -335,21 +339,21 @@ class Agent:
         self._node_chores(v, me, full)
         took = time.perf_counter() - t0
         m.reconcile_duration.observe(took)
-        if scoped:
+        if scoped is not None:
+            self.status.event_passes += 1
             m.event_passes.inc()
         else:
             m.full_pass_seconds.set(took)
         return ok
 
-    def _event_pass(self, v: ClusterView, me: Node) -> PassResult | None:
+    def _event_pass(self, v: ClusterView, me: Node, standing: Standing) -> PassResult | None:
         """The pass of a Node event: the routes of the nodes it touched, planned, diffed on
-        their prefixes alone and applied; None when only a full pass will do (this node
-        changed, the last pass left something undone, a prefix is another node's too)."""
-        standing = self._standing
+        their prefixes alone, applied and folded into ``standing``; None when only a full pass
+        will do (this node changed, the last pass left something undone, a prefix is another
+        node's too)."""
         touched = v.touched
         if (
-            standing is None
-            or not standing.clean
+            not standing.clean
             or touched is None
             or me.name in touched
             or not self.backend.reads_keys
