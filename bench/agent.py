@@ -395,7 +395,7 @@ class RealApi:
     open, as many clients would). The agent runs with the admin's kubeconfig."""
 
     name = "kube-apiserver"
-    threads = 8  # the loader's connections: one kubelet's patch waits for its answer
+    threads = 16  # the loader's connections: one kubelet's patch waits for its answer
     replays = False  # the watch starts at the list's resourceVersion
 
     def __init__(self, ns: str, work: Path, nodes: list[dict[str, Any]]) -> None:

@@ -33,7 +33,7 @@ class Entry(NamedTuple):
     #: A command that builds its objects, prints and ends (`_one_shot`): no cyclic garbage
     #: collector, no teardown. Not for the daemons and the lab (threads, children, atexit).
     one_shot: bool = False
-    #: A long-running command with threads (`_daemon`): fewer malloc arenas.
+    #: A long-running command with threads (`_daemon`): one malloc arena.
     daemon: bool = False
 
 
@@ -307,13 +307,14 @@ def _daemon() -> None:
     """A daemon's threads each get a malloc arena of their own from glibc, and what one
     thread frees stays in its arena: the watch thread decodes every Node event (strings and
     dicts too big for Python's small-object allocator) in one while the loop builds its
-    passes in another, and the resident memory holds both. Two arenas, as operators set
-    ``MALLOC_ARENA_MAX=2`` for Python and JVM services, asked before any thread starts (an
-    operator's own ``MALLOC_ARENA_MAX`` stands). This can go when glibc stops that."""
+    passes in another, and the resident memory holds both. One arena, asked before any
+    thread starts: the interpreter lock already takes the threads' allocations one at a time,
+    so an arena each buys no parallelism, only memory (an operator's own
+    ``MALLOC_ARENA_MAX`` stands). This can go when glibc stops handing out arenas that way."""
     if _PROCESS[0]:
         from nosdn.daemon.memory import limit_malloc_arenas
 
-        limit_malloc_arenas(2)
+        limit_malloc_arenas(1)
 
 
 def _exit(code: int) -> NoReturn:
