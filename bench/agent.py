@@ -39,8 +39,10 @@ Every agent runs with no resync and no watch restart inside a figure: each resta
 replay all 5,000 Nodes (~0.2 s of the agent's CPU), which would land in whichever figure it
 fell in.
 
-Targets (issue 4): initial sync < 3 s, change p99 < 50 ms, < 20 ms CPU per 1,000 status-only
-events, RSS < 120 MB; (issue 16) the probes under 1% of one core.
+Targets (issue 4): initial sync < 3 s, change p99 < 50 ms, RSS < 120 MB (the CPU per 1,000
+status-only events is reported: its 20 ms target was retired by issue 12, the floor of a
+wake-up per event being above it); (issue 16) the probes under 1% of one core. ``--sizes``:
+what one node change costs at each size (issue 18), see `scaling_run`.
 
     sudo .venv/bin/python bench/agent.py [--api kmock|real] [--nodes 5000] [--changes 100]
                                          [--events 1000] [--pace 500] [--probe-seconds 60]
@@ -995,7 +997,7 @@ def print_kmock(
         ("change -> kernel p99", ms(fig.p99), ms(ip_s), fig.p99 / ip_s, "< 50 ms",
          fig.p99 < 0.05),
         ("CPU per 1,000 status-only events", ms(fig.per_1000), ms(bare),
-         fig.per_1000 / bare if bare > 0 else float("nan"), "< 20 ms", fig.per_1000 < 0.02),
+         fig.per_1000 / bare if bare > 0 else float("nan"), "", True),
         ("peak RSS", f"{fig.rss:.0f} MB", f"{BASE_RSS[0]:.0f} MB", fig.rss / BASE_RSS[0],
          "< 120 MB", fig.rss < 120),
     ]  # fmt: skip
@@ -1049,7 +1051,7 @@ def print_beside(kmock: Figures, real: Figures, pace: float) -> None:
         ("change -> kernel p50", ms(kmock.p50), ms(real.p50), "", True),
         ("change -> kernel p99", ms(kmock.p99), ms(real.p99), "< 50 ms", real.p99 < 0.05),
         ("CPU per 1,000 status-only updates", ms(kmock.per_1000), ms(real.per_1000),
-         "< 20 ms", real.per_1000 < 0.02),
+         "", True),
         ("peak RSS", f"{kmock.rss:.0f} MB", f"{real.rss:.0f} MB", "< 120 MB", real.rss < 120),
         ("status-only updates sent per second", f"{kmock.pace:.0f}", f"{real.pace:.0f}",
          f"{pace:.0f} (5,000 kubelets)", real.pace >= 0.95 * pace),
