@@ -51,7 +51,7 @@ AdjacencyCheck = Callable[[Sequence[IPAddress]], Mapping[IPAddress, AdjacencyInf
 class ReadsEntries(Protocol):
     """A backend whose table reads as `plan.Found` entries: ``entries()`` is ``routes()``
     with each route built only when asked (the kernel backend: the agent reads its whole
-    table every pass, and most routes are exactly as wanted)."""
+    table every full pass, and most routes are exactly as wanted)."""
 
     def entries(self) -> Iterable[Found]: ...
 

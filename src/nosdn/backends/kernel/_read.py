@@ -3,7 +3,7 @@ takes, and the decode cache a long-running reader keeps.
 
 Why a module of its own: the reader and the writer must agree on what is ours and where nosdn
 never routes (`never_routed`), and an entry must be cheap until the diff asks for more: the
-agent reads its whole table every pass, and most routes are exactly as wanted, so an `Entry`
+agent reads its whole table every full pass, and most routes are exactly as wanted, so an `Entry`
 holds only the key, the gateways and ownership, and builds its `InstalledRoute` (addresses,
 the ``ip route``-style detail) only when `plan.diff` needs it. `ReadMemo` is the agent's: it
 keeps each message's entry while the message comes back byte for byte (and its nexthop is the
