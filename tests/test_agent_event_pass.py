@@ -100,6 +100,24 @@ def make_agent(cache: NodeCache, backend: FakeBackend, share: float = 1.0) -> Ag
     return Agent(config(share), cache, backend, request_relist=lambda: None, adjacency=adjacency)
 
 
+def synced(objects: Sequence[dict[str, Any]]) -> NodeCache:
+    """A cache holding ``objects`` as its first list, connected."""
+    cache = NodeCache(self_name=ME)
+    cache.replace(objects)
+    cache.set_connected(True)
+    return cache
+
+
+def on_link_namespace(netns: Callable[..., str], prefix: str) -> str:
+    """A namespace whose ``eth0`` holds 10.10.0.1/16 (a veth, up): 10.10.x.y is on-link."""
+    ns = netns(prefix)
+    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+    ip(ns, "link", "set", "peer0", "up")
+    ip(ns, "addr", "add", "10.10.0.1/16", "dev", "eth0")
+    ip(ns, "link", "set", "eth0", "up")
+    return ns
+
+
 def table(backend: FakeBackend) -> list[tuple[str, str, bool]]:
     return sorted((str(r.dst), str(r.via), r.owned) for r in backend.table)
 
@@ -143,10 +161,8 @@ steps = st.one_of(
 def test_after_every_node_event_the_table_and_figures_are_a_full_recomputes(
     first: Sequence[dict[str, Any]], run: Sequence[tuple[str, Any]]
 ) -> None:
-    cache = NodeCache(self_name=ME)
     me = node_object(ME, ["10.0.0.100", "fd00::100"], ["10.244.100.0/24"], created=CREATED[0])
-    cache.replace([me, *{o["metadata"]["name"]: o for o in first}.values()])
-    cache.set_connected(True)
+    cache = synced([me, *{o["metadata"]["name"]: o for o in first}.values()])
     left = [
         FOREIGN,
         InstalledRoute(ip_network("10.244.1.0/24"), (ip_address("10.0.0.1"),), True),
@@ -172,11 +188,9 @@ def test_after_every_node_event_the_table_and_figures_are_a_full_recomputes(
 
 
 def test_an_event_pass_reads_and_plans_only_the_changed_nodes_prefixes() -> None:
-    cache = NodeCache(self_name=ME)
     nodes = [node_object(ME, ["10.0.0.100"], ["10.244.100.0/24"])]
     nodes += [node_object(f"n{i}", [f"10.0.1.{i}"], [f"10.244.{i}.0/24"]) for i in range(1, 60)]
-    cache.replace(nodes)
-    cache.set_connected(True)
+    cache = synced(nodes)
     backend = CountingBackend()
     a = make_agent(cache, backend)
     a.run_pass({"list"})
@@ -206,11 +220,9 @@ def test_a_burst_of_deletions_through_event_passes_is_held_like_one_full_pass() 
     """The deletion guard judges removals against every route of ours in the table, not
     against the few prefixes an event pass reads: ten nodes deleted one event at a time
     out of sixteen are held once they pass half."""
-    cache = NodeCache(self_name=ME)
     nodes = [node_object(ME, ["10.0.0.100"], ["10.244.100.0/24"])]
     nodes += [node_object(f"n{i}", [f"10.0.1.{i}"], [f"10.244.{i}.0/24"]) for i in range(1, 17)]
-    cache.replace(nodes)
-    cache.set_connected(True)
+    cache = synced(nodes)
     backend = FakeBackend()
     a = make_agent(cache, backend, share=0.5)
     a.run_pass({"list"})
@@ -223,15 +235,13 @@ def test_a_burst_of_deletions_through_event_passes_is_held_like_one_full_pass() 
 
 
 def test_this_nodes_own_change_and_a_failed_write_take_a_full_pass() -> None:
-    cache = NodeCache(self_name=ME)
-    cache.replace(
+    cache = synced(
         [
             node_object(ME, ["10.0.0.100"], ["10.244.100.0/24"]),
             node_object("n1", ["10.0.1.1"], ["10.244.1.0/24"]),
             node_object("n2", ["10.0.1.2"], ["10.244.2.0/24"]),
         ]
     )
-    cache.set_connected(True)
     backend = FakeBackend(fail=[ip_network("10.244.2.0/24")])
     a = make_agent(cache, backend)
     a.run_pass({"list"})
@@ -262,19 +272,13 @@ def test_event_passes_on_a_real_kernel_table_leave_what_a_full_pass_wants(
     (`KernelCache` around `KernelBackend`, the kernel's adjacency): after each event pass the
     kernel holds, as ours, exactly the routes a full recompute wants, and a full pass then finds
     nothing to write."""
-    ns = netns("nosdn-event")
-    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
-    ip(ns, "link", "set", "peer0", "up")
-    ip(ns, "addr", "add", "10.10.0.1/16", "dev", "eth0")
-    ip(ns, "link", "set", "eth0", "up")
+    ns = on_link_namespace(netns, "nosdn-event")
     rng = random.Random(18)
-    cache = NodeCache(self_name=ME)
     live = {f"n{i}": (f"10.10.1.{i}", f"10.244.{i}.0/24") for i in range(1, 41)}
-    cache.replace(
+    cache = synced(
         [node_object(ME, ["10.10.0.1"], ["10.244.200.0/24"])]
         + [node_object(n, [a], [c]) for n, (a, c) in live.items()]
     )
-    cache.set_connected(True)
     table = KernelBackend(netns=ns)
     kernel = KernelCache(table)
     a = Agent(
@@ -326,11 +330,7 @@ def test_the_monitor_takes_our_own_removals_for_ours_and_anyone_elses_for_a_repa
     """A node leaving makes the agent remove its route and nexthop: the kernel's notifications
     of those writes carry our writing socket's port id and nudge nothing (else every node
     leaving would cost a full pass); the same route deleted by ``ip route del`` still does."""
-    ns = netns("nosdn-mon")
-    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
-    ip(ns, "link", "set", "peer0", "up")
-    ip(ns, "addr", "add", "10.10.0.1/16", "dev", "eth0")
-    ip(ns, "link", "set", "eth0", "up")
+    ns = on_link_namespace(netns, "nosdn-mon")
     table = KernelBackend(netns=ns)
     reasons: list[str] = []
     mon = NetlinkMonitor(reasons.append, protocol=157, table=254, netns=ns, writer=table.nl.pid)
@@ -356,15 +356,13 @@ def test_a_pass_that_raises_leaves_the_next_one_full() -> None:
     """The record is taken for the pass: an event pass that fails half-way (here a backend
     that raises) must not leave a record the table no longer matches, nor lose the nodes its
     view had touched."""
-    cache = NodeCache(self_name=ME)
-    cache.replace(
+    cache = synced(
         [
             node_object(ME, ["10.0.0.100"], ["10.244.100.0/24"]),
             node_object("n1", ["10.0.1.1"], ["10.244.1.0/24"]),
             node_object("n2", ["10.0.1.2"], ["10.244.2.0/24"]),
         ]
     )
-    cache.set_connected(True)
 
     class Breaks(FakeBackend):
         broken = False

@@ -114,14 +114,15 @@ class Standing:
         return count + len(extra)
 
     def _add(self, result: PassResult) -> None:
-        keys = self.keys
-        for r in result.desired:
-            self.routes_of[r.node or ""] += 1
+        keys, routes_of = self.keys, self.routes_of
         for routes, into in ((result.desired, self.wanted), (result.skipped, self.skipped)):
+            wanted = into is self.wanted
             for r in routes:
                 k = route_key(r.dst)
                 into[k] = r
                 name = r.node or ""
+                if wanted:
+                    routes_of[name] += 1
                 mine = keys.get(name)
                 if mine is None:
                     keys[name] = [k]
