@@ -44,6 +44,17 @@ def ip(ns: str, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
+def on_link_namespace(make: Callable[..., str], prefix: str, address: str = "10.10.0.1/16") -> str:
+    """A namespace from ``make`` (the `netns` fixture) whose ``eth0`` (a veth, up, its peer
+    in the same namespace) holds ``address``: the rest of that network is on-link."""
+    ns = make(prefix)
+    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+    ip(ns, "link", "set", "peer0", "up")
+    ip(ns, "addr", "add", address, "dev", "eth0")
+    ip(ns, "link", "set", "eth0", "up")
+    return ns
+
+
 def _kill_processes_in(name: str) -> None:
     pids = subprocess.run(
         ["ip", "netns", "pids", name], capture_output=True, text=True, check=False

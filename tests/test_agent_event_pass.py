@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_env import node_object, wait_until
-from conftest import ip, requires_root
+from conftest import ip, on_link_namespace, requires_root
 from nosdn.agent.config import AgentConfig
 from nosdn.agent.loop import Agent
 from nosdn.agent.monitor import NetlinkMonitor
@@ -106,16 +106,6 @@ def synced(objects: Sequence[dict[str, Any]]) -> NodeCache:
     cache.replace(objects)
     cache.set_connected(True)
     return cache
-
-
-def on_link_namespace(netns: Callable[..., str], prefix: str) -> str:
-    """A namespace whose ``eth0`` holds 10.10.0.1/16 (a veth, up): 10.10.x.y is on-link."""
-    ns = netns(prefix)
-    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
-    ip(ns, "link", "set", "peer0", "up")
-    ip(ns, "addr", "add", "10.10.0.1/16", "dev", "eth0")
-    ip(ns, "link", "set", "eth0", "up")
-    return ns
 
 
 def table(backend: FakeBackend) -> list[tuple[str, str, bool]]:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from agent_env import AgentProcess, Emulator, node_object, nosdn_routes, wait_until
-from conftest import ip, requires_root
+from conftest import ip, on_link_namespace, requires_root
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, requires_root]
 
@@ -39,20 +39,11 @@ def _host_owned() -> tuple[list[Any], list[Any]]:
     return routes, _host("nexthop", "show", "protocol", "157")
 
 
-def _node_ns(netns: Callable[..., str], prefix: str) -> str:
-    ns = netns(prefix)
-    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
-    ip(ns, "link", "set", "peer0", "up")
-    ip(ns, "addr", "add", "10.10.0.1/24", "dev", "eth0")
-    ip(ns, "link", "set", "eth0", "up")
-    return ns
-
-
 def test_agent_netns_programs_that_namespace_only(
     netns: Callable[..., str], tmp_path: Path
 ) -> None:
-    ns = _node_ns(netns, "nosdn-agentns")
-    sibling = _node_ns(netns, "nosdn-agentns-other")
+    ns = on_link_namespace(netns, "nosdn-agentns", "10.10.0.1/24")
+    sibling = on_link_namespace(netns, "nosdn-agentns-other", "10.10.0.1/24")
     host_before = _host_owned()
     me = node_object("node1", ["10.10.0.1"], ["10.244.1.0/24"])
     peers = [node_object(f"node{i}", [f"10.10.0.{i}"], [f"10.244.{i}.0/24"]) for i in (2, 3)]
